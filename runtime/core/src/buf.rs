@@ -1,0 +1,270 @@
+//! Buffer handles lent to the application.
+//!
+//! [`RxBuf`] is received data sitting in a pool buffer (zero copy: the backend
+//! received straight into it); [`TxBuf`] is a pool buffer the application fills and
+//! hands to `send`. Dropping either returns the buffer to the pool's free list, from
+//! which the backend refills its rings at the next poll — no system call, no
+//! allocation. [`RxBuf::keep`] takes a buffer out of circulation as a [`KeptBuf`], a
+//! plain `(index, offset, len)` reference that survives a restart when the pool is
+//! file-backed.
+
+use std::fmt;
+use std::mem::ManuallyDrop;
+use std::ops::{Deref, DerefMut};
+
+use crate::pool::BufPool;
+
+/// Received bytes in a pool buffer, lent to the application.
+///
+/// ```
+/// # use paste_rt_core::{BufPool, PoolConfig};
+/// let pool = BufPool::new(&PoolConfig::default(), 0).unwrap();
+/// let mut tx = pool.tx_buf().unwrap();
+/// tx.extend_from_slice(b"GET / HTTP/1.1\r\n");
+/// let (index, len) = tx.into_raw();
+/// // A backend lends what it received:
+/// // SAFETY: the index was just allocated and is handed over once.
+/// let mut rx = unsafe { pool.lend_rx(index, 0, len) };
+/// rx.advance(4);
+/// assert_eq!(&rx[..], b"/ HTTP/1.1\r\n");
+/// drop(rx); // back on the free list
+/// assert_eq!(pool.in_use(), 0);
+/// ```
+pub struct RxBuf {
+    pool: BufPool,
+    index: u32,
+    off: u32,
+    len: u32,
+}
+
+impl RxBuf {
+    pub(crate) fn from_parts(pool: BufPool, index: u32, off: u32, len: u32) -> RxBuf {
+        RxBuf { pool, index, off, len }
+    }
+
+    /// The pool index of the buffer.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// Offset of the first byte inside the buffer.
+    pub fn offset(&self) -> u32 {
+        self.off
+    }
+
+    /// Number of bytes.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether no bytes remain.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Drops the first `n` bytes (at most all of them).
+    pub fn advance(&mut self, n: usize) {
+        let n = n.min(self.len as usize) as u32;
+        self.off += n;
+        self.len -= n;
+    }
+
+    /// Keeps only the first `n` bytes.
+    pub fn truncate(&mut self, n: usize) {
+        self.len = self.len.min(n as u32);
+    }
+
+    /// Takes the buffer out of circulation: it will not be received into again until
+    /// [`BufPool::release_kept`] is called with the returned reference. With a
+    /// file-backed pool the reference stays meaningful across restarts (list its
+    /// index in [`PoolConfig::kept`](crate::PoolConfig::kept) when reopening).
+    pub fn keep(self) -> KeptBuf {
+        let me = ManuallyDrop::new(self);
+        me.pool.0.keep(me.index);
+        let kept = KeptBuf { index: me.index, offset: me.off, len: me.len };
+        // SAFETY: `me` is never used again and never dropped, so the pool handle
+        // inside it is read out exactly once.
+        drop(unsafe { std::ptr::read(&me.pool) });
+        kept
+    }
+
+    /// Gives up the handle without returning the buffer: `(index, offset, len)`.
+    /// The caller becomes responsible for [`BufPool::release`].
+    pub fn into_raw(self) -> (u32, u32, u32) {
+        let me = ManuallyDrop::new(self);
+        let parts = (me.index, me.off, me.len);
+        // SAFETY: as in `keep`.
+        drop(unsafe { std::ptr::read(&me.pool) });
+        parts
+    }
+
+    /// The pool this buffer belongs to.
+    pub fn pool(&self) -> &BufPool {
+        &self.pool
+    }
+}
+
+impl Deref for RxBuf {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the buffer is lent to this handle (nobody writes to it while the
+        // handle lives) and off + len <= buf_size (lend_rx's contract, maintained
+        // by advance/truncate which only shrink the range).
+        unsafe { std::slice::from_raw_parts(self.pool.0.base_of(self.index).add(self.off as usize), self.len as usize) }
+    }
+}
+
+impl AsRef<[u8]> for RxBuf {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl Drop for RxBuf {
+    #[inline]
+    fn drop(&mut self) {
+        self.pool.0.release(self.index);
+    }
+}
+
+impl fmt::Debug for RxBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RxBuf").field("index", &self.index).field("off", &self.off).field("len", &self.len).finish()
+    }
+}
+
+/// A pool buffer the application fills, then passes to `send`: the backend sends
+/// straight from it (zero copy) and returns it to the pool afterwards.
+///
+/// The first [`BufPool::tx_headroom`] bytes are reserved for the backend (PASTE
+/// writes the TCP/IP headers there); `TxBuf` only exposes what follows.
+pub struct TxBuf {
+    pool: BufPool,
+    index: u32,
+    len: u32,
+}
+
+impl TxBuf {
+    pub(crate) fn from_parts(pool: BufPool, index: u32, len: u32) -> TxBuf {
+        TxBuf { pool, index, len }
+    }
+
+    /// The pool index of the buffer.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Most bytes this buffer can carry.
+    pub fn capacity(&self) -> usize {
+        (self.pool.0.buf_size() - self.pool.0.tx_headroom()) as usize
+    }
+
+    /// Bytes still free.
+    pub fn remaining(&self) -> usize {
+        self.capacity() - self.len as usize
+    }
+
+    /// Appends as much of `data` as fits; returns how many bytes were taken.
+    pub fn put(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(self.remaining());
+        self.spare_mut()[..n].copy_from_slice(&data[..n]);
+        self.len += n as u32;
+        n
+    }
+
+    /// Appends all of `data`.
+    ///
+    /// # Panics
+    /// If `data` does not fit; use [`put`](Self::put) to copy what fits.
+    pub fn extend_from_slice(&mut self, data: &[u8]) {
+        assert!(data.len() <= self.remaining(), "TxBuf overflow: {} bytes into {}", data.len(), self.remaining());
+        self.put(data);
+    }
+
+    /// The unwritten part of the buffer, to fill in place; then call
+    /// [`set_len`](Self::set_len).
+    pub fn spare_mut(&mut self) -> &mut [u8] {
+        let start = self.pool.0.tx_headroom() as usize + self.len as usize;
+        let end = self.pool.0.buf_size() as usize;
+        // SAFETY: this handle owns the buffer exclusively (nobody else reads or
+        // writes it until it is sent or dropped); start <= end <= buf_size.
+        unsafe { std::slice::from_raw_parts_mut(self.pool.0.base_of(self.index).add(start), end - start) }
+    }
+
+    /// Sets the number of bytes written.
+    ///
+    /// # Panics
+    /// If `len` exceeds the capacity.
+    pub fn set_len(&mut self, len: usize) {
+        assert!(len <= self.capacity());
+        self.len = len as u32;
+    }
+
+    /// Discards the contents.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Gives up the handle without returning the buffer: `(index, len)`; the data
+    /// starts at `tx_headroom` in the buffer. The caller (a backend) becomes
+    /// responsible for [`BufPool::release`].
+    pub fn into_raw(self) -> (u32, u32) {
+        let me = ManuallyDrop::new(self);
+        let parts = (me.index, me.len);
+        // SAFETY: `me` is never used or dropped again; the pool handle is read once.
+        drop(unsafe { std::ptr::read(&me.pool) });
+        parts
+    }
+}
+
+impl Deref for TxBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        let start = self.pool.0.tx_headroom() as usize;
+        // SAFETY: exclusive ownership as in spare_mut; headroom + len <= buf_size.
+        unsafe { std::slice::from_raw_parts(self.pool.0.base_of(self.index).add(start), self.len as usize) }
+    }
+}
+
+impl DerefMut for TxBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let start = self.pool.0.tx_headroom() as usize;
+        // SAFETY: as in Deref, and `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.pool.0.base_of(self.index).add(start), self.len as usize) }
+    }
+}
+
+impl Drop for TxBuf {
+    fn drop(&mut self) {
+        self.pool.0.release(self.index);
+    }
+}
+
+impl fmt::Debug for TxBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TxBuf").field("index", &self.index).field("len", &self.len).finish()
+    }
+}
+
+/// A buffer kept out of circulation ([`RxBuf::keep`]): plain data, valid across
+/// restarts of a file-backed pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KeptBuf {
+    /// Pool index.
+    pub index: u32,
+    /// Offset of the data inside the buffer.
+    pub offset: u32,
+    /// Length of the data.
+    pub len: u32,
+}

@@ -1,0 +1,171 @@
+//! A FIFO of received buffers that never allocates.
+//!
+//! Each connection holds an [`RxQueue`] of the buffers the backend delivered and the
+//! application has not taken yet. The links live in the pool's per-index metadata,
+//! so a queue is three integers and any number of buffers can wait in it (bounded
+//! by the pool) — the property backpressure relies on.
+
+use crate::buf::RxBuf;
+use crate::pool::{BufPool, NO_INDEX};
+
+/// A per-connection FIFO of [`RxBuf`]s linked through the pool.
+///
+/// The queue does not hold a pool handle (it would cost a pointer per connection);
+/// every operation takes the pool. Call [`clear`](Self::clear) before dropping a
+/// non-empty queue, or its buffers stay lent.
+///
+/// ```
+/// # use paste_rt_core::{BufPool, PoolConfig, RxQueue};
+/// let pool = BufPool::new(&PoolConfig::default(), 0).unwrap();
+/// let mut q = RxQueue::new();
+/// let i = pool.alloc().unwrap();
+/// // SAFETY: i was just allocated and is handed over once.
+/// q.push(unsafe { pool.lend_rx(i, 0, 10) });
+/// assert_eq!((q.len(), q.bytes()), (1, 10));
+/// assert_eq!(q.pop(&pool).unwrap().len(), 10);
+/// ```
+#[derive(Debug)]
+pub struct RxQueue {
+    head: u32,
+    tail: u32,
+    len: u32,
+    bytes: u64,
+}
+
+impl Default for RxQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RxQueue {
+    /// An empty queue.
+    pub const fn new() -> RxQueue {
+        RxQueue { head: NO_INDEX, tail: NO_INDEX, len: 0, bytes: 0 }
+    }
+
+    /// Buffers waiting.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether no buffer waits.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes waiting, over all buffers.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Appends a buffer.
+    pub fn push(&mut self, buf: RxBuf) {
+        let pool = buf.pool().clone();
+        let (idx, off, len) = buf.into_raw();
+        let p = &pool.0;
+        let mut m = p.meta[idx as usize].get();
+        m.next = NO_INDEX;
+        m.off = off;
+        m.len = len;
+        p.meta[idx as usize].set(m);
+        if self.tail == NO_INDEX {
+            self.head = idx;
+        } else {
+            let mut t = p.meta[self.tail as usize].get();
+            t.next = idx;
+            p.meta[self.tail as usize].set(t);
+        }
+        self.tail = idx;
+        self.len += 1;
+        self.bytes += len as u64;
+    }
+
+    /// Takes the oldest buffer.
+    pub fn pop(&mut self, pool: &BufPool) -> Option<RxBuf> {
+        if self.head == NO_INDEX {
+            return None;
+        }
+        let idx = self.head;
+        let m = pool.0.meta[idx as usize].get();
+        self.head = m.next;
+        if self.head == NO_INDEX {
+            self.tail = NO_INDEX;
+        }
+        self.len -= 1;
+        self.bytes -= m.len as u64;
+        Some(RxBuf::from_parts(pool.clone(), idx, m.off, m.len))
+    }
+
+    /// Puts a buffer back at the front (the application took it and used part).
+    pub fn push_front(&mut self, buf: RxBuf) {
+        let pool = buf.pool().clone();
+        let (idx, off, len) = buf.into_raw();
+        let p = &pool.0;
+        let mut m = p.meta[idx as usize].get();
+        m.next = self.head;
+        m.off = off;
+        m.len = len;
+        p.meta[idx as usize].set(m);
+        if self.head == NO_INDEX {
+            self.tail = idx;
+        }
+        self.head = idx;
+        self.len += 1;
+        self.bytes += len as u64;
+    }
+
+    /// Returns every waiting buffer to the pool.
+    pub fn clear(&mut self, pool: &BufPool) {
+        while self.pop(pool).is_some() {}
+    }
+}
+
+impl Drop for RxQueue {
+    fn drop(&mut self) {
+        debug_assert!(self.len == 0, "RxQueue dropped with {} buffers still linked", self.len);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PoolConfig;
+    use proptest::prelude::*;
+    use std::collections::VecDeque;
+
+    proptest! {
+        /// The intrusive queue behaves like a VecDeque model and loses no buffer.
+        #[test]
+        fn matches_model(ops in proptest::collection::vec((0u8..3, 1u32..100), 0..300)) {
+            let pool = BufPool::new(&PoolConfig { count: 32, buf_size: 128, ..PoolConfig::default() }, 0).unwrap();
+            let mut q = RxQueue::new();
+            let mut model: VecDeque<(u32, u32)> = VecDeque::new();
+            for (op, len) in ops {
+                match op {
+                    0 => if let Some(i) = pool.alloc() {
+                        // SAFETY: i was just allocated.
+                        q.push(unsafe { pool.lend_rx(i, 0, len) });
+                        model.push_back((i, len));
+                    },
+                    1 => {
+                        let got = q.pop(&pool).map(|b| (b.index(), b.len() as u32));
+                        prop_assert_eq!(got, model.pop_front());
+                    }
+                    _ => if let Some(mut b) = q.pop(&pool) {
+                        b.advance(1);
+                        let (i, l) = (b.index(), b.len() as u32);
+                        q.push_front(b);
+                        let front = model.front_mut().unwrap();
+                        *front = (i, l);
+                    },
+                }
+                prop_assert_eq!(q.len(), model.len());
+                prop_assert_eq!(q.bytes(), model.iter().map(|m| m.1 as u64).sum::<u64>());
+                prop_assert_eq!(pool.in_use() as usize, model.len());
+            }
+            q.clear(&pool);
+            prop_assert_eq!(pool.in_use(), 0);
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Counters a backend keeps and the benchmark reports next to throughput.
+//!
+//! One [`Stats`] per runtime thread, updated with plain `Cell` stores (no atomics
+//! on the data path). [`Stats::snapshot`] copies them out; subtracting two
+//! snapshots gives the figures of a measurement window.
+
+use std::cell::Cell;
+use std::ops::Sub;
+
+/// Live counters of one backend instance.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Calls to `poll` (one per runtime tick).
+    pub ticks: Cell<u64>,
+    /// System calls made by the backend, every kind.
+    pub syscalls: Cell<u64>,
+    /// System calls that may block (`epoll_wait`, `io_uring_enter` with a wait,
+    /// `poll` on a PASTE port).
+    pub waits: Cell<u64>,
+    /// Completions reported.
+    pub completions: Cell<u64>,
+    /// Receive buffers delivered.
+    pub rx_buffers: Cell<u64>,
+    /// Bytes delivered in receive buffers.
+    pub rx_bytes: Cell<u64>,
+    /// Ticks that delivered at least one receive buffer.
+    pub rx_batches: Cell<u64>,
+    /// Bytes handed to the kernel for sending.
+    pub tx_bytes: Cell<u64>,
+    /// Connections accepted.
+    pub accepts: Cell<u64>,
+    /// Wake-ups from other threads that interrupted a wait.
+    pub remote_wakeups: Cell<u64>,
+    /// Times receiving paused because the pool had no free buffer.
+    pub pool_exhausted: Cell<u64>,
+}
+
+impl Stats {
+    /// Adds `n` to a counter.
+    #[inline]
+    pub fn add(counter: &Cell<u64>, n: u64) {
+        counter.set(counter.get() + n);
+    }
+
+    /// Counts one system call.
+    #[inline]
+    pub fn syscall(&self) {
+        Self::add(&self.syscalls, 1);
+    }
+
+    /// Copies the counters out.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            ticks: self.ticks.get(),
+            syscalls: self.syscalls.get(),
+            waits: self.waits.get(),
+            completions: self.completions.get(),
+            rx_buffers: self.rx_buffers.get(),
+            rx_bytes: self.rx_bytes.get(),
+            rx_batches: self.rx_batches.get(),
+            tx_bytes: self.tx_bytes.get(),
+            accepts: self.accepts.get(),
+            remote_wakeups: self.remote_wakeups.get(),
+            pool_exhausted: self.pool_exhausted.get(),
+            pool_in_use: 0,
+        }
+    }
+}
+
+/// A copy of [`Stats`] at one moment, plus the pool's buffers in use.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// See [`Stats::ticks`].
+    pub ticks: u64,
+    /// See [`Stats::syscalls`].
+    pub syscalls: u64,
+    /// See [`Stats::waits`].
+    pub waits: u64,
+    /// See [`Stats::completions`].
+    pub completions: u64,
+    /// See [`Stats::rx_buffers`].
+    pub rx_buffers: u64,
+    /// See [`Stats::rx_bytes`].
+    pub rx_bytes: u64,
+    /// See [`Stats::rx_batches`].
+    pub rx_batches: u64,
+    /// See [`Stats::tx_bytes`].
+    pub tx_bytes: u64,
+    /// See [`Stats::accepts`].
+    pub accepts: u64,
+    /// See [`Stats::remote_wakeups`].
+    pub remote_wakeups: u64,
+    /// See [`Stats::pool_exhausted`].
+    pub pool_exhausted: u64,
+    /// Pool buffers lent out when the snapshot was taken (not a counter: a
+    /// difference of two snapshots keeps the later value).
+    pub pool_in_use: u64,
+}
+
+impl StatsSnapshot {
+    /// Mean receive buffers per tick that received anything.
+    pub fn mean_rx_batch(&self) -> f64 {
+        if self.rx_batches == 0 {
+            0.0
+        } else {
+            self.rx_buffers as f64 / self.rx_batches as f64
+        }
+    }
+
+    /// System calls per `n` requests.
+    pub fn syscalls_per(&self, n: u64) -> f64 {
+        if n == 0 {
+            0.0
+        } else {
+            self.syscalls as f64 / n as f64
+        }
+    }
+}
+
+impl Sub for StatsSnapshot {
+    type Output = StatsSnapshot;
+    fn sub(self, before: StatsSnapshot) -> StatsSnapshot {
+        StatsSnapshot {
+            ticks: self.ticks - before.ticks,
+            syscalls: self.syscalls - before.syscalls,
+            waits: self.waits - before.waits,
+            completions: self.completions - before.completions,
+            rx_buffers: self.rx_buffers - before.rx_buffers,
+            rx_bytes: self.rx_bytes - before.rx_bytes,
+            rx_batches: self.rx_batches - before.rx_batches,
+            tx_bytes: self.tx_bytes - before.tx_bytes,
+            accepts: self.accepts - before.accepts,
+            remote_wakeups: self.remote_wakeups - before.remote_wakeups,
+            pool_exhausted: self.pool_exhausted - before.pool_exhausted,
+            pool_in_use: self.pool_in_use,
+        }
+    }
+}

@@ -1,1 +1,55 @@
-//! (being written)
+//! # paste-rt
+//!
+//! An async runtime whose reactor can be a PASTE stack port (netmap's kernel-TCP
+//! port, NSDI'18), with io_uring and epoll backends behind the same contract: one
+//! application binary picks its backend at start (`PASTE_RT_BACKEND`) and can be
+//! A/B-compared on all of them.
+//!
+//! Every backend keeps PASTE's three ideas as far as its kernel allows: one system
+//! call per batch of ready connections, pool buffers lent to the application with
+//! zero copy ([`RxBuf`], [`TxBuf`]), and deferred, batched sends.
+//!
+//! ```no_run
+//! use paste_rt::net::TcpListener;
+//!
+//! #[paste_rt::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let listener = TcpListener::bind("127.0.0.1:7000").await?;
+//!     loop {
+//!         let (stream, _) = listener.accept().await?;
+//!         paste_rt::spawn(async move {
+//!             // echo, zero copy in and out
+//!             while let Ok(Some(buf)) = stream.recv().await {
+//!                 let Some(mut tx) = stream.tx_buf() else { break };
+//!                 tx.put(&buf);
+//!                 if stream.send(tx).await.is_err() { break }
+//!             }
+//!         });
+//!     }
+//! }
+//! ```
+//!
+//! The pieces: [`runtime`] (the tick, [`Builder`](runtime::Builder)), [`net`],
+//! [`time`], [`spawn`] and [`Handle`] for other threads. The backend contract lives
+//! in [`paste_rt_core`], re-exported as [`core`].
+
+mod builder;
+mod context;
+mod driver;
+mod handle;
+pub mod net;
+mod select;
+mod task;
+pub mod testing;
+pub mod time;
+
+/// The runtime, its builder and its counters.
+pub mod runtime;
+
+pub use handle::Handle;
+pub use paste_rt_core as core;
+pub use paste_rt_core::{BackendKind, KeptBuf, RxBuf, SendData, StartError, StatsSnapshot, TxBuf};
+pub use paste_rt_macros::{main, test, test_each_backend};
+pub use runtime::{current_backend, stats, Runtime};
+pub use select::{BackendChoice, Selection};
+pub use task::{spawn, yield_now, JoinError, JoinHandle};

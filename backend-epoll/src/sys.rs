@@ -1,0 +1,196 @@
+//! Every system call the epoll backend makes, wrapped once and counted.
+//!
+//! Each wrapper bumps `Stats::syscalls`, so the stats counters are the complete
+//! list of what the backend asked of the kernel. Nothing here keeps state.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use paste_rt_core::Stats;
+
+/// Turns a `-1` return into the thread's errno.
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn check_size(ret: libc::ssize_t) -> io::Result<usize> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// `epoll_create1(EPOLL_CLOEXEC)`.
+pub fn epoll_create(stats: &Stats) -> io::Result<OwnedFd> {
+    stats.syscall();
+    // SAFETY: plain syscall without pointers.
+    let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+    // SAFETY: the kernel just returned this fd; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `epoll_ctl(ADD)` with the given interest and user data.
+pub fn epoll_add(stats: &Stats, epfd: &OwnedFd, fd: RawFd, events: u32, data: u64) -> io::Result<()> {
+    stats.syscall();
+    let mut ev = libc::epoll_event { events, u64: data };
+    // SAFETY: `ev` is a valid epoll_event for the duration of the call.
+    check(unsafe { libc::epoll_ctl(epfd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) })?;
+    Ok(())
+}
+
+/// `epoll_wait`; returns how many entries of `events` were filled.
+pub fn epoll_wait(
+    stats: &Stats,
+    epfd: &OwnedFd,
+    events: &mut [libc::epoll_event],
+    timeout_ms: i32,
+) -> io::Result<usize> {
+    stats.syscall();
+    Stats::add(&stats.waits, 1);
+    // SAFETY: `events` is valid writable memory for `events.len()` entries.
+    let n = unsafe { libc::epoll_wait(epfd.as_raw_fd(), events.as_mut_ptr(), events.len() as i32, timeout_ms) };
+    match check(n) {
+        Ok(n) => Ok(n as usize),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// `eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)`.
+pub fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall without pointers.
+    let fd = check(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+    // SAFETY: the kernel just returned this fd; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds one to an eventfd counter (called from other threads; not counted in the
+/// runtime thread's stats).
+pub fn eventfd_signal(fd: RawFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a valid u64. EAGAIN (counter saturated) still
+    // leaves the fd readable, which is all a wake needs, so the result is ignored.
+    let _ = unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+}
+
+/// `read(2)` into raw memory.
+///
+/// # Safety
+/// `ptr` must be valid for writes of `len` bytes.
+pub unsafe fn read(stats: &Stats, fd: RawFd, ptr: *mut u8, len: usize) -> io::Result<usize> {
+    stats.syscall();
+    // SAFETY: the caller guarantees `ptr..ptr+len` is writable.
+    check_size(unsafe { libc::read(fd, ptr.cast(), len) })
+}
+
+/// `writev(2)`; `MSG_NOSIGNAL` is not available for writev, so the process ignores
+/// SIGPIPE (see `ignore_sigpipe`).
+pub fn writev(stats: &Stats, fd: RawFd, iov: &[libc::iovec]) -> io::Result<usize> {
+    stats.syscall();
+    // SAFETY: every iovec points into memory owned by the send queue for the whole
+    // call (the caller built them from live SendData).
+    check_size(unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as i32) })
+}
+
+/// `send(2)` with `MSG_NOSIGNAL`, for a single buffer.
+pub fn send(stats: &Stats, fd: RawFd, data: &[u8]) -> io::Result<usize> {
+    stats.syscall();
+    // SAFETY: `data` is a valid slice for the duration of the call.
+    check_size(unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) })
+}
+
+/// `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`.
+pub fn accept(stats: &Stats, fd: RawFd) -> io::Result<RawFd> {
+    stats.syscall();
+    // SAFETY: null address pointers are allowed (peer address not wanted).
+    check(unsafe {
+        libc::accept4(fd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+    })
+}
+
+/// `connect(2)` on a nonblocking socket; `Ok(false)` means in progress.
+pub fn connect(stats: &Stats, fd: RawFd, addr: &std::net::SocketAddr) -> io::Result<bool> {
+    stats.syscall();
+    let (storage, len) = sockaddr(addr);
+    // SAFETY: storage holds a valid sockaddr of `len` bytes.
+    match check(unsafe { libc::connect(fd, (&storage as *const libc::sockaddr_storage).cast(), len) }) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// `getsockopt(SO_ERROR)`: the pending error of a socket, 0 if none.
+pub fn take_socket_error(stats: &Stats, fd: RawFd) -> i32 {
+    stats.syscall();
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: err/len are valid out-parameters of the sizes given.
+    let r = unsafe {
+        libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, (&mut err as *mut libc::c_int).cast(), &mut len)
+    };
+    if r < 0 {
+        io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    } else {
+        err
+    }
+}
+
+/// `shutdown(2)`.
+pub fn shutdown(stats: &Stats, fd: RawFd, how: libc::c_int) -> io::Result<()> {
+    stats.syscall();
+    // SAFETY: plain syscall without pointers.
+    check(unsafe { libc::shutdown(fd, how) })?;
+    Ok(())
+}
+
+/// Closes an fd the backend owns, counting the syscall.
+pub fn close(stats: &Stats, fd: OwnedFd) {
+    stats.syscall();
+    drop(fd);
+}
+
+/// Ignores SIGPIPE for the process, so a write to a reset connection returns
+/// `EPIPE` instead of killing it (writev has no `MSG_NOSIGNAL`). Every serious
+/// network runtime does this.
+pub fn ignore_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_IGN is async-signal-safe and
+    // has no memory-safety preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+fn sockaddr(addr: &std::net::SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        std::net::SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        std::net::SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}

@@ -1,0 +1,269 @@
+//! The runtime's side of I/O: per-connection and per-listener state, and the
+//! dispatch of completions to it (step 3 of the tick).
+//!
+//! Owns the token space (a slab shared by connections and listeners), each
+//! connection's queue of received buffers, its wakers and its send accounting, and
+//! the backpressure policy: pause receiving when a connection's queue is long,
+//! resume when the application drains it. It never makes a system call: every
+//! request goes to the backend as an [`Op`].
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::RawFd;
+use std::task::Waker;
+use std::time::Duration;
+
+use paste_rt_core::{BufPool, Completion, Op, RxQueue, Token};
+use slab::Slab;
+
+use crate::select::AnyBackend;
+
+/// Buffers a connection may have waiting before its receiving pauses.
+pub(crate) const RX_PAUSE_AT: usize = 64;
+/// Receiving resumes when the queue is back at or below this.
+pub(crate) const RX_RESUME_AT: usize = 16;
+/// Bytes queued for sending beyond which `send`/`write_all` wait.
+pub(crate) const TX_HIGH_WATER: u64 = 256 * 1024;
+
+/// State of one connection.
+#[derive(Debug, Default)]
+pub(crate) struct Conn {
+    pub(crate) fd: RawFd,
+    pub(crate) rx: RxQueue,
+    pub(crate) rx_waker: Option<Waker>,
+    /// The peer sent FIN.
+    pub(crate) eof: bool,
+    /// Receiving failed with this errno.
+    pub(crate) rx_error: Option<i32>,
+    pub(crate) paused: bool,
+    /// Bytes queued to the backend and not yet reported sent.
+    pub(crate) tx_queued: u64,
+    pub(crate) tx_error: Option<i32>,
+    pub(crate) tx_waker: Option<Waker>,
+    /// `None` while a connect is pending, then `Some(errno)` (0 = ok).
+    pub(crate) connect: Option<i32>,
+    /// The handle was dropped with data still queued: close once it is sent.
+    pub(crate) closing: bool,
+}
+
+/// State of one listener.
+#[derive(Debug, Default)]
+pub(crate) struct Listener {
+    /// Accepted connections (already registered with the backend) not yet taken.
+    pub(crate) backlog: VecDeque<Token>,
+    pub(crate) waker: Option<Waker>,
+    /// The last accept error, reported once to the acceptor.
+    pub(crate) error: Option<i32>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Slot {
+    Conn(Conn),
+    Listener(Listener),
+}
+
+/// The runtime's I/O state and its backend.
+pub(crate) struct Driver {
+    pub(crate) backend: AnyBackend,
+    pub(crate) pool: BufPool,
+    pub(crate) slots: Slab<Slot>,
+    completions: Vec<Completion>,
+}
+
+impl Driver {
+    pub(crate) fn new(backend: AnyBackend) -> Driver {
+        let pool = backend.pool().clone();
+        Driver { backend, pool, slots: Slab::with_capacity(1024), completions: Vec::with_capacity(1024) }
+    }
+
+    /// Steps 2 and 3 of the tick: the backend's one poll, then dispatch.
+    /// Returns how many completions were dispatched.
+    pub(crate) fn poll(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
+        let mut completions = std::mem::take(&mut self.completions);
+        let result = self.backend.poll(timeout, &mut completions);
+        let n = completions.len();
+        for c in completions.drain(..) {
+            self.dispatch(c);
+        }
+        self.completions = completions;
+        result.map(|()| n)
+    }
+
+    fn dispatch(&mut self, completion: Completion) {
+        match completion {
+            Completion::Recv { token, buf } => {
+                if let Some(Slot::Conn(c)) = self.slots.get_mut(token.0 as usize) {
+                    if c.closing {
+                        return; // the handle is gone: received data is discarded
+                    }
+                    c.rx.push(buf);
+                    if !c.paused && c.rx.len() >= RX_PAUSE_AT {
+                        c.paused = true;
+                        self.backend.submit(Op::PauseRecv(token));
+                    }
+                    wake(&mut c.rx_waker);
+                }
+            }
+            Completion::Eof(token) => {
+                if let Some(Slot::Conn(c)) = self.slots.get_mut(token.0 as usize) {
+                    c.eof = true;
+                    wake(&mut c.rx_waker);
+                }
+            }
+            Completion::RecvError { token, errno } => {
+                if let Some(Slot::Conn(c)) = self.slots.get_mut(token.0 as usize) {
+                    c.rx_error = Some(errno);
+                    c.tx_error.get_or_insert(errno);
+                    c.tx_queued = 0;
+                    wake(&mut c.rx_waker);
+                    wake(&mut c.tx_waker);
+                    if c.closing {
+                        self.finish_close(token);
+                    }
+                }
+            }
+            Completion::Sent { token, bytes } => {
+                if let Some(Slot::Conn(c)) = self.slots.get_mut(token.0 as usize) {
+                    c.tx_queued = c.tx_queued.saturating_sub(bytes as u64);
+                    if c.tx_queued == 0 && c.closing {
+                        self.finish_close(token);
+                    } else if c.tx_queued <= TX_HIGH_WATER {
+                        wake(&mut c.tx_waker);
+                    }
+                }
+            }
+            Completion::SendError { token, errno } => {
+                if let Some(Slot::Conn(c)) = self.slots.get_mut(token.0 as usize) {
+                    c.tx_error = Some(errno);
+                    c.tx_queued = 0;
+                    wake(&mut c.tx_waker);
+                    if c.closing {
+                        self.finish_close(token);
+                    }
+                }
+            }
+            Completion::Connected { token, errno } => {
+                if let Some(Slot::Conn(c)) = self.slots.get_mut(token.0 as usize) {
+                    c.connect = Some(errno);
+                    wake(&mut c.tx_waker);
+                }
+            }
+            Completion::Accepted { listener, fd } => {
+                let token =
+                    Token(self.slots.insert(Slot::Conn(Conn { fd, connect: Some(0), ..Conn::default() })) as u32);
+                self.backend.submit(Op::Register { token, fd });
+                match self.slots.get_mut(listener.0 as usize) {
+                    Some(Slot::Listener(l)) => {
+                        l.backlog.push_back(token);
+                        wake(&mut l.waker);
+                    }
+                    _ => self.close(token),
+                }
+            }
+            Completion::AcceptError { listener, errno } => {
+                if let Some(Slot::Listener(l)) = self.slots.get_mut(listener.0 as usize) {
+                    l.error = Some(errno);
+                    wake(&mut l.waker);
+                }
+            }
+        }
+    }
+
+    /// A new connection slot for a socket the runtime created (connect).
+    pub(crate) fn insert_conn(&mut self, conn: Conn) -> Token {
+        Token(self.slots.insert(Slot::Conn(conn)) as u32)
+    }
+
+    /// A new listener slot.
+    pub(crate) fn insert_listener(&mut self) -> Token {
+        Token(self.slots.insert(Slot::Listener(Listener::default())) as u32)
+    }
+
+    pub(crate) fn conn(&mut self, token: Token) -> &mut Conn {
+        match self.slots.get_mut(token.0 as usize) {
+            Some(Slot::Conn(c)) => c,
+            _ => unreachable!("token {} is not a live connection", token.0),
+        }
+    }
+
+    pub(crate) fn listener(&mut self, token: Token) -> &mut Listener {
+        match self.slots.get_mut(token.0 as usize) {
+            Some(Slot::Listener(l)) => l,
+            _ => unreachable!("token {} is not a live listener", token.0),
+        }
+    }
+
+    /// The application took buffers: resume receiving if the queue is short again.
+    pub(crate) fn maybe_resume(&mut self, token: Token) {
+        let c = self.conn(token);
+        if c.paused && c.rx.len() <= RX_RESUME_AT {
+            c.paused = false;
+            self.backend.submit(Op::ResumeRecv(token));
+        }
+    }
+
+    /// The handle of a connection or listener was dropped.
+    ///
+    /// A connection with sends still queued lingers until the backend reports them
+    /// sent (or failed), so data written before a drop is not lost.
+    pub(crate) fn close(&mut self, token: Token) {
+        let pool = self.pool.clone();
+        match self.slots.get_mut(token.0 as usize) {
+            Some(Slot::Conn(c)) => {
+                c.rx.clear(&pool);
+                c.rx_waker = None;
+                c.tx_waker = None;
+                if c.tx_queued > 0 && c.tx_error.is_none() && c.rx_error.is_none() {
+                    c.closing = true;
+                    if c.paused {
+                        c.paused = false;
+                        self.backend.submit(Op::ResumeRecv(token));
+                    }
+                    return;
+                }
+                self.finish_close(token);
+            }
+            Some(Slot::Listener(l)) => {
+                let backlog = std::mem::take(&mut l.backlog);
+                self.finish_close(token);
+                for t in backlog {
+                    self.close(t);
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn finish_close(&mut self, token: Token) {
+        if let Some(Slot::Conn(mut c)) = self.slots.try_remove(token.0 as usize) {
+            c.rx.clear(&self.pool);
+        }
+        self.backend.submit(Op::Close(token));
+    }
+
+    /// Closes everything (runtime shutdown): queued sends are abandoned.
+    pub(crate) fn close_all(&mut self) {
+        let tokens: Vec<usize> = self.slots.iter().map(|(k, _)| k).collect();
+        for k in tokens {
+            if let Some(Slot::Conn(mut c)) = self.slots.try_remove(k) {
+                c.rx.clear(&self.pool);
+            }
+            self.backend.submit(Op::Close(Token(k as u32)));
+        }
+    }
+}
+
+fn wake(slot: &mut Option<Waker>) {
+    if let Some(w) = slot.take() {
+        w.wake();
+    }
+}
+
+/// Stores `waker` in `slot` unless an equivalent one is already there (no clone,
+/// so no reference-count traffic, on the common path).
+pub(crate) fn register(slot: &mut Option<Waker>, waker: &Waker) {
+    match slot {
+        Some(w) if w.will_wake(waker) => {}
+        _ => *slot = Some(waker.clone()),
+    }
+}

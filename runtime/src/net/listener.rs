@@ -1,0 +1,124 @@
+//! [`TcpListener`]: accepting connections through the backend.
+
+use std::future::poll_fn;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use paste_rt_core::{Op, Token};
+
+use crate::context;
+use crate::driver::register;
+use crate::net::socket;
+use crate::net::TcpStream;
+use crate::runtime::Inner;
+
+/// How to bind a listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenOptions {
+    /// Share the port with other sockets (`SO_REUSEPORT`): how thread-per-core
+    /// runtimes split one port. `None` = on when the runtime runs several threads.
+    pub reuse_port: Option<bool>,
+    /// The kernel's accept queue length.
+    pub backlog: i32,
+    /// Set `TCP_NODELAY` on every accepted connection.
+    pub nodelay: bool,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        ListenOptions { reuse_port: None, backlog: 1024, nodelay: false }
+    }
+}
+
+/// A TCP listener. Connections are accepted by the backend as soon as they arrive
+/// (and start receiving at once); [`accept`](Self::accept) hands them out.
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// use paste_rt::net::TcpListener;
+/// let listener = TcpListener::bind("127.0.0.1:0").await?;
+/// loop {
+///     let (stream, peer) = listener.accept().await?;
+///     paste_rt::spawn(async move {
+///         while let Ok(Some(buf)) = stream.recv().await {
+///             let _ = (&buf[..], peer); // zero-copy view of the received bytes
+///         }
+///     });
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct TcpListener {
+    rt: Rc<Inner>,
+    token: Token,
+    local: SocketAddr,
+    nodelay: bool,
+}
+
+impl TcpListener {
+    /// Binds with default options (SO_REUSEADDR; SO_REUSEPORT when the runtime runs
+    /// several threads).
+    pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        TcpListener::bind_with(addr, ListenOptions::default())
+    }
+
+    /// Binds with explicit options. Synchronous: binding never waits.
+    pub fn bind_with(addr: impl ToSocketAddrs, options: ListenOptions) -> io::Result<TcpListener> {
+        let rt = context::current();
+        let addr = socket::resolve(addr)?;
+        let reuse_port = options.reuse_port.unwrap_or(rt.threads > 1);
+        let (fd, local) = socket::listen(addr, reuse_port, options.backlog)?;
+        let token = {
+            let mut d = rt.driver.borrow_mut();
+            let token = d.insert_listener();
+            d.backend.submit(Op::Listen { token, fd });
+            token
+        };
+        Ok(TcpListener { rt, token, local, nodelay: options.nodelay })
+    }
+
+    /// The bound address (with the actual port when bound to port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+
+    /// Waits for the next connection; returns it with the peer's address.
+    ///
+    /// An error (such as `EMFILE`, out of file descriptors) is returned once; the
+    /// backend keeps retrying by itself, without spinning, and the next call waits
+    /// for the next connection.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let stream = poll_fn(|cx| self.poll_accept(cx)).await?;
+        let peer = stream.peer_addr()?;
+        Ok((stream, peer))
+    }
+
+    /// Polls for the next accepted connection.
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<TcpStream>> {
+        let mut d = self.rt.driver.borrow_mut();
+        let l = d.listener(self.token);
+        if let Some(token) = l.backlog.pop_front() {
+            drop(d);
+            let stream = TcpStream::from_token(self.rt.clone(), token);
+            if self.nodelay {
+                let _ = stream.set_nodelay(true);
+            }
+            return Poll::Ready(Ok(stream));
+        }
+        if let Some(errno) = l.error.take() {
+            return Poll::Ready(Err(io::Error::from_raw_os_error(errno)));
+        }
+        register(&mut l.waker, cx.waker());
+        Poll::Pending
+    }
+}
+
+impl Drop for TcpListener {
+    fn drop(&mut self) {
+        if let Ok(mut d) = self.rt.driver.try_borrow_mut() {
+            d.close(self.token);
+        }
+    }
+}

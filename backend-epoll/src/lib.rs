@@ -557,6 +557,10 @@ impl Conn {
 }
 
 impl Backend for EpollBackend {
+    fn remote_waker(&self) -> Arc<dyn RemoteWake> {
+        self.waker.clone()
+    }
+
     fn kind(&self) -> BackendKind {
         BackendKind::Epoll
     }
@@ -583,7 +587,16 @@ impl Backend for EpollBackend {
     }
 
     fn poll(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()> {
-        Stats::add(&self.stats.ticks, 1);
+        self.stats.enter_poll();
+        let result = self.poll_inner(timeout, out);
+        self.stats.exit_poll();
+        result
+    }
+}
+
+impl EpollBackend {
+    /// The body of `poll`: ops, flush, accept, read, wait, events, read again.
+    fn poll_inner(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()> {
         let before = out.len();
         self.apply_ops(out);
         self.flush_writes(out);
@@ -623,9 +636,6 @@ impl Backend for EpollBackend {
         Ok(())
     }
 
-    fn remote_waker(&self) -> Arc<dyn RemoteWake> {
-        self.waker.clone()
-    }
 }
 
 /// Interrupts `epoll_wait` from another thread by writing the eventfd.

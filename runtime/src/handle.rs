@@ -27,6 +27,14 @@ impl Handle {
         Handle { shared }
     }
 
+    /// The handle of the current thread's runtime.
+    ///
+    /// # Panics
+    /// Outside a paste-rt runtime.
+    pub fn current() -> Handle {
+        Handle::new(crate::context::current().shared.clone())
+    }
+
     /// Spawns a `Send` future onto the runtime. The returned handle can be awaited
     /// from any runtime or thread (it is `Send` when the output is).
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>

@@ -40,7 +40,7 @@ where
 #[derive(thiserror::Error)]
 pub enum JoinError {
     /// The task panicked; the payload is the panic's.
-    #[error("task panicked: {}", panic_message(.0))]
+    #[error("task panicked: {}", panic_message(&**.0))]
     Panicked(Box<dyn Any + Send + 'static>),
     /// The task was aborted, or its runtime shut down before it finished.
     #[error("task was cancelled")]
@@ -50,7 +50,7 @@ pub enum JoinError {
 impl fmt::Debug for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            JoinError::Panicked(p) => write!(f, "JoinError::Panicked({:?})", panic_message(p)),
+            JoinError::Panicked(p) => write!(f, "JoinError::Panicked({:?})", panic_message(&**p)),
             JoinError::Cancelled => f.write_str("JoinError::Cancelled"),
         }
     }

@@ -33,6 +33,10 @@ pub struct Stats {
     pub remote_wakeups: Cell<u64>,
     /// Times receiving paused because the pool had no free buffer.
     pub pool_exhausted: Cell<u64>,
+    /// System calls made outside `poll` (after the backend started). The data path
+    /// must keep this at zero: tests assert it.
+    pub syscalls_outside_poll: Cell<u64>,
+    in_poll: Cell<bool>,
 }
 
 impl Stats {
@@ -46,6 +50,23 @@ impl Stats {
     #[inline]
     pub fn syscall(&self) {
         Self::add(&self.syscalls, 1);
+        if !self.in_poll.get() {
+            Self::add(&self.syscalls_outside_poll, 1);
+        }
+    }
+
+    /// Marks the start of one `poll` and counts the tick: system calls counted
+    /// until [`exit_poll`](Self::exit_poll) are inside `poll`.
+    #[inline]
+    pub fn enter_poll(&self) {
+        Self::add(&self.ticks, 1);
+        self.in_poll.set(true);
+    }
+
+    /// Marks the end of a `poll`.
+    #[inline]
+    pub fn exit_poll(&self) {
+        self.in_poll.set(false);
     }
 
     /// Copies the counters out.
@@ -62,6 +83,7 @@ impl Stats {
             accepts: self.accepts.get(),
             remote_wakeups: self.remote_wakeups.get(),
             pool_exhausted: self.pool_exhausted.get(),
+            syscalls_outside_poll: self.syscalls_outside_poll.get(),
             pool_in_use: 0,
         }
     }
@@ -92,6 +114,8 @@ pub struct StatsSnapshot {
     pub remote_wakeups: u64,
     /// See [`Stats::pool_exhausted`].
     pub pool_exhausted: u64,
+    /// See [`Stats::syscalls_outside_poll`].
+    pub syscalls_outside_poll: u64,
     /// Pool buffers lent out when the snapshot was taken (not a counter: a
     /// difference of two snapshots keeps the later value).
     pub pool_in_use: u64,
@@ -132,6 +156,7 @@ impl Sub for StatsSnapshot {
             accepts: self.accepts - before.accepts,
             remote_wakeups: self.remote_wakeups - before.remote_wakeups,
             pool_exhausted: self.pool_exhausted - before.pool_exhausted,
+            syscalls_outside_poll: self.syscalls_outside_poll - before.syscalls_outside_poll,
             pool_in_use: self.pool_in_use,
         }
     }

@@ -1,0 +1,2 @@
+#[paste_rt::main]
+fn main() {}

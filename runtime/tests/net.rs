@@ -1,0 +1,212 @@
+//! TCP behaviour on every backend: round trips, backpressure in both directions,
+//! EOF versus reset, connect errors, and the no-syscall-outside-poll invariant.
+
+mod support;
+
+use std::io::{ErrorKind, Read, Write};
+use std::time::Duration;
+
+use paste_rt::net::{TcpListener, TcpStream};
+use support::{off_thread, pattern};
+
+#[paste_rt::test_each_backend]
+async fn connect_send_recv_round_trip() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = paste_rt::spawn(async move {
+        let (s, peer) = listener.accept().await.unwrap();
+        assert!(peer.ip().is_loopback());
+        let mut got = Vec::new();
+        while let Some(b) = s.recv().await.unwrap() {
+            got.extend_from_slice(&b);
+        }
+        let mut tx = s.tx_buf().unwrap();
+        tx.put(format!("{} bytes", got.len()).as_bytes());
+        s.send(tx).await.unwrap();
+        s.shutdown().await.unwrap();
+        got
+    });
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.set_nodelay(true).unwrap();
+    c.write_all(&pattern(5000)).await.unwrap();
+    c.shutdown().await.unwrap();
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 64];
+    loop {
+        let n = c.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(reply, b"5000 bytes");
+    assert_eq!(server.await.unwrap(), pattern(5000));
+}
+
+#[paste_rt::test_each_backend]
+async fn connect_refused_is_an_error() {
+    // Bind then drop a std listener: its port is (almost surely) closed now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let err = TcpStream::connect(("127.0.0.1", port)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+}
+
+/// 10 MB sent to a peer that reads slowly arrives byte-exact, and the pool never
+/// holds more than the send high-water mark's worth of buffers.
+#[paste_rt::test_each_backend]
+async fn slow_reader_gets_every_byte_with_bounded_pool() {
+    const LEN: usize = 10 << 20;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let reader = off_thread(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        socket2::SockRef::from(&s).set_recv_buffer_size(64 * 1024).unwrap();
+        let mut got = Vec::with_capacity(LEN);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                break got;
+            }
+            got.extend_from_slice(&buf[..n]);
+            std::thread::sleep(Duration::from_micros(300));
+        }
+    });
+    let (mut s, _) = listener.accept().await.unwrap();
+    let data = pattern(LEN);
+    let mut max_in_use = 0;
+    for chunk in data.chunks(64 * 1024) {
+        s.write_all(chunk).await.unwrap();
+        max_in_use = max_in_use.max(paste_rt::stats().pool_in_use);
+    }
+    s.shutdown().await.unwrap();
+    drop(s);
+    let got = reader.await;
+    assert_eq!(got.len(), LEN);
+    assert!(got == data, "bytes differ");
+    // 256 KiB high-water mark / 2 KiB buffers = 128 buffers, plus one write_all chunk.
+    assert!(max_in_use <= 128 + 40, "pool use not bounded: {max_in_use} buffers");
+}
+
+/// A fast sender and an application that consumes slowly: receiving pauses, the
+/// pool stays bounded, and every byte arrives in order.
+#[paste_rt::test_each_backend]
+async fn slow_consumer_pauses_receiving_without_loss() {
+    const LEN: usize = 4 << 20;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let writer = off_thread(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(&pattern(LEN)).unwrap();
+    });
+    let (s, _) = listener.accept().await.unwrap();
+    let mut got = Vec::with_capacity(LEN);
+    let mut max_in_use = 0;
+    let mut n = 0u32;
+    while let Some(b) = s.recv().await.unwrap() {
+        got.extend_from_slice(&b);
+        drop(b);
+        max_in_use = max_in_use.max(paste_rt::stats().pool_in_use);
+        n += 1;
+        if n % 64 == 0 {
+            paste_rt::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    writer.await;
+    assert!(got == pattern(LEN), "received bytes differ ({} of {LEN})", got.len());
+    // Pause at 64 queued buffers; at most one more batch may land before it applies.
+    assert!(max_in_use <= 64 + 80, "pool use not bounded: {max_in_use}");
+}
+
+#[paste_rt::test_each_backend]
+async fn half_close_and_reset_are_distinct() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+
+    // Half-close: data, then EOF; the server can still answer.
+    let client = off_thread(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"abc").unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut reply = Vec::new();
+        s.read_to_end(&mut reply).unwrap();
+        reply
+    });
+    let (s, _) = listener.accept().await.unwrap();
+    let mut got = Vec::new();
+    while let Some(b) = s.recv().await.unwrap() {
+        got.extend_from_slice(&b);
+    }
+    assert_eq!(got, b"abc");
+    assert!(s.recv().await.unwrap().is_none(), "EOF stays EOF");
+    let mut tx = s.tx_buf().unwrap();
+    tx.put(b"after-eof");
+    s.send(tx).await.unwrap();
+    s.flush().await.unwrap();
+    drop(s);
+    assert_eq!(client.await, b"after-eof");
+
+    // Reset: SO_LINGER 0 then close sends RST.
+    let client = off_thread(move || {
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        let s = socket2::Socket::from(s);
+        s.set_linger(Some(Duration::ZERO)).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        drop(s);
+    });
+    let (s, _) = listener.accept().await.unwrap();
+    client.await;
+    let err = s.recv().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+}
+
+/// Under load from 16 connections, every system call the backend makes happens
+/// inside its `poll` (stats counters), and each request costs a bounded number.
+#[paste_rt::test_each_backend]
+async fn no_syscall_outside_poll_under_load() {
+    const CONNS: usize = 16;
+    const REQS: usize = 300;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let clients = off_thread(move || {
+        let threads: Vec<_> = (0..CONNS)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    let mut s = std::net::TcpStream::connect(addr).unwrap();
+                    s.set_nodelay(true).unwrap();
+                    let mut buf = [0u8; 100];
+                    for i in 0..REQS {
+                        buf.fill(i as u8);
+                        s.write_all(&buf).unwrap();
+                        s.read_exact(&mut buf).unwrap();
+                        assert!(buf.iter().all(|&b| b == i as u8));
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+    });
+    let before = paste_rt::stats();
+    let mut servers = vec![];
+    for _ in 0..CONNS {
+        let (s, _) = listener.accept().await.unwrap();
+        servers.push(paste_rt::spawn(async move {
+            while let Ok(Some(b)) = s.recv().await {
+                let mut tx = s.tx_buf().unwrap();
+                tx.put(&b);
+                drop(b);
+                s.send(tx).await.unwrap();
+            }
+        }));
+    }
+    clients.await;
+    for h in servers {
+        h.await.unwrap();
+    }
+    let d = paste_rt::stats() - before;
+    assert_eq!(d.syscalls_outside_poll, 0, "{d:?}");
+    let per_req = d.syscalls as f64 / (CONNS * REQS) as f64;
+    eprintln!("{:?}: {per_req:.3} syscalls/request, {:.2} rx/batch", paste_rt::current_backend(), d.mean_rx_batch());
+    assert!(per_req < 4.0, "{per_req} syscalls per request: {d:?}");
+    assert_eq!(d.pool_in_use, 0, "every buffer came back");
+}

@@ -1,0 +1,19 @@
+//! Helpers shared by the runtime's integration tests.
+#![allow(dead_code)]
+
+use std::future::Future;
+
+/// Runs blocking `f` on a plain thread and awaits its result without blocking the
+/// runtime thread.
+pub fn off_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> impl Future<Output = T> {
+    let (tx, rx) = futures_channel::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    async move { rx.await.expect("helper thread panicked") }
+}
+
+/// A deterministic byte pattern (so reordering or loss is detectable).
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+}

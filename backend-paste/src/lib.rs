@@ -1,1 +1,37 @@
-//! (being written)
+//! # paste-rt-paste — the PASTE backend
+//!
+//! PASTE (NSDI'18) keeps the kernel's TCP/IP stack but moves every connection's data
+//! through one pair of netmap rings: RX slots carry `(buffer, fd, data offset, len)`
+//! for many sockets, TX slots carry the same for responses, and one sync moves all of
+//! them (DESIGN.md §1, §4). This crate is built in layers, each usable on its own:
+//!
+//! * [`sys`]: the netmap v14 + PASTE ABI (structs, ioctls, slot bit-fields, requests);
+//! * [`ring`]: the application-side ring driver, [`RingDriver`], shared by both
+//!   providers. It walks RX slots into lent [`RxBuf`](paste_rt_core::RxBuf)s (swapping
+//!   pool buffers into the ring, zero copy), fills TX slots from per-fd send queues,
+//!   and moves the extra-buffer list into and out of a
+//!   [`BufPool`](paste_rt_core::BufPool). It never syncs: whoever plays the kernel does.
+//! * the providers, which own the memory and play (or talk to) the kernel:
+//!   * [`port_mem`] + [`emu_kernel`]: an emulated port — the same layout in user memory
+//!     (optionally file-backed) and the kernel side's rules as plain functions;
+//!   * [`kernel`]: `/dev/netmap` with PASTE (REGISTER `pst:0`, mmap, PST_ATTACH,
+//!     PST_FD_REG, sync through `poll`).
+//!
+//! A backend composes them per tick: `ring.tx_queue(..)` during the run phase, then
+//! `ring.tx_fill()`, one provider sync (kernel: `poll()` on the port; emulated:
+//! `txsync()` + socket work + `rxsync()`), `ring.tx_reclaim(..)` (bytes sent per fd) and
+//! `ring.rx_walk(..)` (received buffers and EOFs per fd).
+
+pub mod emu_kernel;
+pub mod kernel;
+pub mod port_mem;
+pub mod ring;
+pub mod sys;
+
+pub use emu_kernel::{
+    probe_socket, EmuKernel, FdRegError, HoldError, KernelHold, SendJob, SocketState, SyncReport, TxStall,
+};
+pub use kernel::{ExtmemConfig, KernelConfig, KernelPort};
+pub use port_mem::{EmuPortConfig, PortMemory};
+pub use ring::{DriverConfig, ExportReport, RingDriver, RingError, RxEvent, RxWalk, TxFill};
+pub use sys::addr::PortRegion;

@@ -139,7 +139,6 @@ impl Builder {
     where
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future + 'static,
-        Fut::Output: Send + 'static,
     {
         match self.run(body) {
             Ok(out) => out,
@@ -155,7 +154,6 @@ impl Builder {
     where
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future + 'static,
-        Fut::Output: Send + 'static,
     {
         let body = std::sync::Arc::new(body);
         let mut others = Vec::new();
@@ -163,7 +161,7 @@ impl Builder {
             let (builder, body) = (self.clone().quiet(), body.clone());
             let spawned = std::thread::Builder::new().name(format!("paste-rt-{i}")).spawn(move || {
                 pin_to_core(i);
-                builder.build().map(|rt| rt.block_on(body()))
+                builder.build().map(|rt| drop(rt.block_on(body())))
             });
             match spawned {
                 Ok(h) => others.push(h),

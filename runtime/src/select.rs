@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use paste_rt_core::{Backend, BackendKind, BufPool, Completion, Op, PoolConfig, RemoteWake, StartError, Stats};
 use paste_rt_epoll::{EpollBackend, EpollConfig};
+use paste_rt_uring::{UringBackend, UringConfig};
 
 /// Which backend to run: one by name, or `auto`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -77,12 +78,14 @@ pub(crate) struct BackendSettings {
 /// The compiled-in backends, dispatched with a `match` (no boxing per op).
 pub(crate) enum AnyBackend {
     Epoll(EpollBackend),
+    Uring(Box<UringBackend>),
 }
 
 macro_rules! each {
     ($self:expr, $b:ident => $e:expr) => {
         match $self {
             AnyBackend::Epoll($b) => $e,
+            AnyBackend::Uring($b) => $e,
         }
     };
 }
@@ -115,7 +118,9 @@ fn start_one(kind: BackendKind, settings: &BackendSettings) -> Result<AnyBackend
     match kind {
         BackendKind::Epoll => EpollBackend::new(EpollConfig { pool: settings.pool.clone(), ..EpollConfig::default() })
             .map(AnyBackend::Epoll),
-        BackendKind::Uring | BackendKind::Paste | BackendKind::PasteEmu => Err(StartError {
+        BackendKind::Uring => UringBackend::new(&UringConfig { pool: settings.pool.clone(), ..UringConfig::default() })
+            .map(|b| AnyBackend::Uring(Box::new(b))),
+        BackendKind::Paste | BackendKind::PasteEmu => Err(StartError {
             backend: kind,
             reason: "this backend is not part of this build of paste-rt yet".into(),
             errno: None,

@@ -216,6 +216,11 @@ impl TxBuf {
         self.len = 0;
     }
 
+    /// The pool this buffer belongs to.
+    pub fn pool(&self) -> &BufPool {
+        &self.pool
+    }
+
     /// Gives up the handle without returning the buffer: `(index, len)`; the data
     /// starts at `tx_headroom` in the buffer. The caller (a backend) becomes
     /// responsible for [`BufPool::release`].

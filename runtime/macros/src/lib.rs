@@ -11,7 +11,7 @@
 //!
 //! ```ignore
 //! #[paste_rt::main(backend = "epoll", threads = 4)]
-//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //!     serve().await?;
 //!     Ok(())
 //! }
@@ -20,7 +20,7 @@
 //! expands to
 //!
 //! ```ignore
-//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //!     ::paste_rt::runtime::Builder::new()
 //!         .backend("epoll")
 //!         .threads(4)
@@ -34,7 +34,7 @@
 //! | option | meaning |
 //! |---|---|
 //! | `backend = "…"` | the program's default backend: `"auto"`, `"paste"`, `"paste-emu"`, `"uring"` or `"epoll"` (checked at compile time). The `PASTE_RT_BACKEND` environment variable still overrides it at run time. Omitted: `Builder::new()`'s own choice (the variable, else `"auto"`). |
-//! | `threads = N` | thread-per-core: `N` (a literal, at least 1) runtime threads, **each running its own copy of the body**. `main` returns thread 0's output. |
+//! | `threads = N` | thread-per-core: `N` (a literal, at least 1) runtime threads, **each running its own copy of the body**. `main` returns thread 0's output, which `Builder::run_main` requires to be `Send`. |
 //! | `crate = "path"` | path of the runtime crate, used instead of `::paste_rt` (for re-exports, or `"crate"` inside paste-rt itself). |
 //! | `flavor = "current_thread"` | tokio's spelling of `threads = 1`. |
 //! | `worker_threads = N` | tokio's spelling of `threads = N`. Unlike tokio's worker pool, every thread runs the body. |
@@ -93,12 +93,12 @@ use proc_macro::TokenStream;
 ///
 /// ```ignore
 /// #[paste_rt::main(backend = "epoll", threads = 2)]
-/// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 ///     serve().await?;
 ///     Ok(())
 /// }
 /// // becomes:
-/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 ///     ::paste_rt::runtime::Builder::new().backend("epoll").threads(2).run_main(|| async move {
 ///         serve().await?;
 ///         Ok(())
@@ -106,7 +106,6 @@ use proc_macro::TokenStream;
 /// }
 /// ```
 #[proc_macro_attribute]
-#[cfg(not(test))] // A `main` in the crate root would clash with the test harness's own `main`.
 pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
     entry::main(args.into(), item.into()).into_token_stream().into()
 }

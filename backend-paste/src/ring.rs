@@ -1,0 +1,724 @@
+//! The application side of a PASTE port: the ring driver shared by the kernel and the
+//! emulated provider.
+//!
+//! Owns the app's half of the netmap ring protocol over a mapped region: the RX walk
+//! over `[head, tail)` (lending each slot's buffer to the application by swapping a
+//! free pool buffer into the slot), the per-fd TX queues and the TX fill (zero-copy
+//! swap of pool `TxBuf`s, copy of owned bytes, at most one MSS per slot), the
+//! accounting of TX slots until the kernel has taken them, and the extra-buffer list
+//! (imported into the [`BufPool`] at start, relinked before unregistering).
+//!
+//! It must never sync, make a system call, write bytes `[0, G)` of a buffer that sits
+//! in a ring (G = the generic offset, the kernel's `nmcb`), change a slot's
+//! generic-offset bits, or keep a pointer into a TX buffer across a sync (the kernel
+//! swaps them). Who plays the kernel — `/dev/netmap` or the emulated kernel — is not
+//! its business: the provider syncs between [`RingDriver::tx_fill`] and
+//! [`RingDriver::tx_reclaim`] / [`RingDriver::rx_walk`].
+//!
+//! A tick, as a backend composes it:
+//! ```text
+//! driver.tx_queue(fd, data)?          // run phase: sends queue per fd
+//! driver.tx_fill();                   // flush: slots filled, head = cur advanced
+//! provider.sync(timeout)?;            // txsync + rxsync (poll() on the port)
+//! driver.tx_reclaim(|fd, n| ..);      // bytes the kernel took, once per fd
+//! driver.rx_walk(budget, |ev| ..);    // RxEvent::Data / RxEvent::Eof per slot
+//! ```
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::mem::offset_of;
+
+use paste_rt_core::{BufPool, RxBuf, SendData};
+
+use crate::sys::abi::{pst, slotflags, NetmapIf, FIRST_DATA_BUF};
+use crate::sys::addr::{self, LayoutError, PortRegion, RingPtr};
+use crate::sys::slot;
+
+/// Default payload bytes per TX slot: one TCP MSS on a 1500-byte MTU with timestamps.
+pub const DEFAULT_MSS: u32 = 1448;
+/// Default bound on one fd's TX slots handed to the kernel and not yet taken back.
+pub const DEFAULT_MAX_INFLIGHT_PER_FD: u32 = 64;
+
+/// Tuning of the ring driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DriverConfig {
+    /// Most payload bytes per TX slot (one MSS).
+    pub mss: u32,
+    /// Most TX slots one fd may have in the ring, not yet taken by the kernel. Bounds
+    /// how much of the ring a congested or dead connection can occupy.
+    pub max_inflight_per_fd: u32,
+    /// Data offset written into TX slots (66 = Ethernet + IPv4 + TCP with timestamps;
+    /// the kernel adjusts it when the real header differs).
+    pub tx_doff: u16,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig { mss: DEFAULT_MSS, max_inflight_per_fd: DEFAULT_MAX_INFLIGHT_PER_FD, tx_doff: pst::TX_DOFF }
+    }
+}
+
+/// Why the driver could not start or refused an operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RingError {
+    /// The region does not look like a netmap port.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    /// The configuration cannot work with this port's geometry.
+    #[error("ring driver configuration: {0}")]
+    Config(String),
+    /// The fd is outside what PASTE's per-fd table accepts.
+    #[error("fd {0} cannot be used with PASTE (valid range 0..=65534)")]
+    FdOutOfRange(i32),
+}
+
+/// One RX slot, as the walk hands it to the caller.
+#[derive(Debug)]
+pub enum RxEvent {
+    /// Payload for `fd`, lent zero copy: the slot's buffer was swapped out of the ring.
+    Data {
+        /// The socket the kernel received it on.
+        fd: i32,
+        /// The payload (offset `G + doff` in the buffer).
+        buf: RxBuf,
+    },
+    /// A zero-payload slot: the peer closed its sending half.
+    Eof {
+        /// The socket.
+        fd: i32,
+    },
+}
+
+/// What one RX walk did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxWalk {
+    /// Slots consumed (data, EOF and malformed).
+    pub slots: u32,
+    /// Data slots lent out.
+    pub data: u32,
+    /// Payload bytes lent out.
+    pub bytes: u64,
+    /// EOF slots.
+    pub eofs: u32,
+    /// Malformed slots skipped (bad index, `len < doff`, past the buffer end).
+    pub bad_slots: u32,
+    /// The walk stopped because the pool had no free buffer to swap in; the remaining
+    /// slots stay in the ring for the next walk.
+    pub pool_exhausted: bool,
+}
+
+/// What one TX fill did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxFill {
+    /// Slots filled.
+    pub slots: u32,
+    /// Of which zero copy (a pool buffer swapped in).
+    pub zero_copy: u32,
+    /// Payload bytes placed.
+    pub bytes: u64,
+    /// Slots found holding an invalid buffer index (the ring was left as is there).
+    pub bad_slots: u32,
+}
+
+/// What [`RingDriver::export_extra`] gave back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExportReport {
+    /// Buffers linked onto `ni_bufs_head`.
+    pub returned: u32,
+    /// Buffers still lent to the application or kept (not returned).
+    pub outstanding: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct TxShadow {
+    fd: i32,
+    gen: u32,
+    bytes: u32,
+}
+
+struct TxRing {
+    ring: RingPtr,
+    /// First slot handed to the kernel and not yet seen taken back.
+    pending_start: u32,
+    /// Per slot: who filled it, so taken slots can be reported per fd.
+    shadow: Box<[TxShadow]>,
+}
+
+#[derive(Default)]
+struct FdTx {
+    queue: VecDeque<SendData>,
+    /// Bytes of the front entry already placed.
+    front_off: usize,
+    queued_bytes: u64,
+    inflight: u32,
+    /// Bytes the kernel took and `tx_reclaim` has not reported yet.
+    unreported: u64,
+    /// Bumped by `tx_drop_fd`, so slots of a previous connection on the same fd number
+    /// are not reported to the new one.
+    gen: u32,
+    active: bool,
+}
+
+/// The app-side ring driver over one mapped port (see the module docs).
+pub struct RingDriver {
+    nifp: *mut NetmapIf,
+    pool: BufPool,
+    generic_offset: u32,
+    buf_size: u32,
+    index_limit: u32,
+    rx: Vec<RingPtr>,
+    tx: Vec<TxRing>,
+    fds: Vec<FdTx>,
+    active: VecDeque<i32>,
+    /// Per TX ring (head, tail) during a fill; kept to avoid allocating per tick.
+    scratch: Vec<(u32, u32)>,
+    /// Fds with unreported sent bytes.
+    sent_fds: Vec<i32>,
+    cfg: DriverConfig,
+}
+
+impl std::fmt::Debug for RingDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingDriver")
+            .field("rx_rings", &self.rx.len())
+            .field("tx_rings", &self.tx.len())
+            .field("generic_offset", &self.generic_offset)
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+impl RingDriver {
+    /// Attaches to the port whose `netmap_if` sits at `region.nifp_offset`: finds the
+    /// bound NIC rings (non-zero `ring_ofs`), reads the generic offset G from a TX
+    /// slot, imports the extra-buffer list into a new pool (`tx_headroom = G +
+    /// tx_doff`) and clears `ni_bufs_head` (the list now lives in the pool; see
+    /// [`export_extra`](Self::export_extra)). `guard` keeps the memory alive as long as
+    /// the pool (and every buffer lent from it) lives.
+    ///
+    /// # Safety
+    /// `region` must be a live, writable mapping of a netmap port for as long as
+    /// `guard` lives, and nobody but the kernel side may touch the rings while the
+    /// driver exists.
+    pub unsafe fn new(region: PortRegion, cfg: DriverConfig, guard: Box<dyn Any>) -> Result<RingDriver, RingError> {
+        let if_fits = region.nifp_offset.checked_add(size_of::<NetmapIf>()).is_some_and(|e| e <= region.len);
+        if !if_fits {
+            return Err(LayoutError(format!(
+                "netmap_if offset {} outside the {}-byte region",
+                region.nifp_offset, region.len
+            ))
+            .into());
+        }
+        // SAFETY: the header lies inside the region (checked above).
+        let nifp = unsafe { addr::netmap_if(region.base, region.nifp_offset) };
+        // SAFETY: as above; u32 fields read by offset.
+        let (ntx, nrx, nhtx, nhrx) = unsafe {
+            (
+                addr::read_if_u32(nifp, offset_of!(NetmapIf, ni_tx_rings)) as usize,
+                addr::read_if_u32(nifp, offset_of!(NetmapIf, ni_rx_rings)) as usize,
+                addr::read_if_u32(nifp, offset_of!(NetmapIf, ni_host_tx_rings)) as usize,
+                addr::read_if_u32(nifp, offset_of!(NetmapIf, ni_host_rx_rings)) as usize,
+            )
+        };
+        let total = ntx + nrx + nhtx + nhrx;
+        let limit = 4 * (pst::MAX_RINGS as usize + 1);
+        if total > limit || region.nifp_offset + size_of::<NetmapIf>() + total * 8 > region.len {
+            return Err(LayoutError(format!("netmap_if lists {total} rings, more than the region can hold")).into());
+        }
+        let mut tx = Vec::new();
+        let mut rx = Vec::new();
+        for i in 0..ntx {
+            // SAFETY: entry i exists (total checked above).
+            if unsafe { addr::ring_ofs(nifp, i) } != 0 {
+                // SAFETY: the region contract is the caller's; RingPtr::new checks bounds.
+                let ring = unsafe { RingPtr::new(&region, addr::txring(nifp, i))? };
+                let shadow = vec![TxShadow::default(); ring.num_slots() as usize].into_boxed_slice();
+                tx.push(TxRing { ring, pending_start: 0, shadow });
+            }
+        }
+        for i in 0..nrx {
+            // SAFETY: entry i + ntx + nhtx exists (total checked above).
+            if unsafe { addr::ring_ofs(nifp, i + ntx + nhtx) } != 0 {
+                // SAFETY: as above.
+                rx.push(unsafe { RingPtr::new(&region, addr::rxring(nifp, i))? });
+            }
+        }
+        if tx.is_empty() || rx.is_empty() {
+            return Err(LayoutError(format!(
+                "the port binds {} TX and {} RX NIC rings; need at least one of each",
+                tx.len(),
+                rx.len()
+            ))
+            .into());
+        }
+        let first = tx[0].ring;
+        let buf_base = first.buf_base();
+        let buf_size = first.buf_size();
+        for r in tx.iter().map(|t| &t.ring).chain(rx.iter()) {
+            if r.buf_base() != buf_base || r.buf_size() != buf_size {
+                return Err(LayoutError("rings disagree on the buffer pool location or size".into()).into());
+            }
+        }
+        let (start, end) = (region.base as usize, region.base as usize + region.len);
+        if (buf_base as usize) < start || buf_base as usize >= end {
+            return Err(LayoutError("the buffer pool starts outside the region".into()).into());
+        }
+        let index_limit = ((end - buf_base as usize) / buf_size as usize).min(u32::MAX as usize) as u32;
+        for t in &mut tx {
+            let (h, tl, n) = (t.ring.head(), t.ring.tail(), t.ring.num_slots());
+            if h >= n || tl >= n {
+                return Err(LayoutError(format!("TX ring head {h} / tail {tl} outside {n} slots")).into());
+            }
+            t.pending_start = h;
+        }
+        let generic_offset = slot::generic_offset(first.slot(0).ptr, first.offset_mask()) as u32;
+        let headroom = generic_offset + cfg.tx_doff as u32;
+        if cfg.mss == 0 || cfg.tx_doff > slot::DOFF_MAX || headroom >= buf_size || cfg.max_inflight_per_fd == 0 {
+            return Err(RingError::Config(format!(
+                "mss {} / tx doff {} / in-flight bound {} do not fit {buf_size}-byte buffers with generic offset {generic_offset}",
+                cfg.mss, cfg.tx_doff, cfg.max_inflight_per_fd
+            )));
+        }
+
+        // Import the extra-buffer list: link = first 4 bytes of the buffer, 0 ends.
+        // SAFETY: nifp is inside the region (checked above).
+        let mut idx = unsafe { addr::read_if_u32(nifp, offset_of!(NetmapIf, ni_bufs_head)) };
+        let mut extras = Vec::new();
+        let mut seen = vec![false; index_limit as usize];
+        while idx != 0 {
+            if idx < FIRST_DATA_BUF || idx >= index_limit || seen[idx as usize] {
+                return Err(LayoutError(format!("extra-buffer list holds index {idx} (invalid or repeated)")).into());
+            }
+            seen[idx as usize] = true;
+            extras.push(idx);
+            // SAFETY: idx < index_limit, so the buffer lies in the region; the link is
+            // at offset 0 of a buffer on the free list.
+            idx = unsafe { std::ptr::read_unaligned(first.buf(idx).cast::<u32>()) };
+        }
+        // SAFETY: nifp is inside the region; the list now belongs to the pool.
+        unsafe { addr::write_if_u32(nifp, offset_of!(NetmapIf, ni_bufs_head), 0) };
+        // SAFETY: buffers below index_limit lie inside the region, which the caller keeps
+        // alive as long as `guard`; the extra buffers are ours alone.
+        let pool = unsafe { BufPool::external(buf_base, buf_size, index_limit, extras, headroom, guard) };
+        Ok(RingDriver {
+            nifp,
+            pool,
+            generic_offset,
+            buf_size,
+            index_limit,
+            rx,
+            tx,
+            fds: Vec::new(),
+            active: VecDeque::new(),
+            scratch: Vec::new(),
+            sent_fds: Vec::new(),
+            cfg,
+        })
+    }
+
+    /// The pool over the port's buffers (owning the extra buffers and everything lent).
+    pub fn pool(&self) -> &BufPool {
+        &self.pool
+    }
+
+    /// The generic offset G read at start (the kernel's per-buffer headroom).
+    pub fn generic_offset(&self) -> u32 {
+        self.generic_offset
+    }
+
+    /// One past the largest buffer index of the region.
+    pub fn index_limit(&self) -> u32 {
+        self.index_limit
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DriverConfig {
+        &self.cfg
+    }
+
+    /// Free TX slots over all rings (what a fill could use now).
+    pub fn tx_space(&self) -> u32 {
+        self.tx.iter().map(|t| slot::ring_space(t.ring.head(), t.ring.tail(), t.ring.num_slots())).sum()
+    }
+
+    /// RX slots waiting to be walked.
+    pub fn rx_ready(&self) -> u32 {
+        self.rx.iter().map(|r| slot::ring_space(r.head(), r.tail(), r.num_slots())).sum()
+    }
+
+    /// Walks every RX ring over `[head, tail)`, at most `budget` slots in all, and hands
+    /// each to `on_event`. Data slots are lent zero copy: a free pool buffer replaces
+    /// the slot's buffer (`NS_BUF_CHANGED`, `ptr` untouched) and the old one becomes an
+    /// [`RxBuf`] at offset `G + doff`. When the pool has no free buffer the walk stops
+    /// and leaves the rest in the ring. Consumed slots are released (`head = cur`).
+    pub fn rx_walk(&mut self, budget: u32, mut on_event: impl FnMut(RxEvent)) -> RxWalk {
+        let mut w = RxWalk::default();
+        'rings: for ring in &self.rx {
+            let n = ring.num_slots();
+            let (head, tail) = (ring.head(), ring.tail());
+            if head >= n || tail >= n {
+                continue;
+            }
+            let mut i = head;
+            while i != tail && w.slots < budget {
+                let mut s = ring.slot(i);
+                let fd = slot::get_fd(s.ptr);
+                let doff = slot::get_doff(s.ptr) as u32;
+                let g = slot::generic_offset(s.ptr, ring.offset_mask()) as u32;
+                let len = s.len as u32;
+                let valid =
+                    doff <= len && g + len <= self.buf_size && (FIRST_DATA_BUF..self.index_limit).contains(&s.buf_idx);
+                if !valid {
+                    w.bad_slots += 1;
+                } else if len == doff {
+                    w.eofs += 1;
+                    on_event(RxEvent::Eof { fd });
+                } else {
+                    let Some(fresh) = self.pool.alloc() else {
+                        w.pool_exhausted = true;
+                        ring.set_head_cur(i);
+                        break 'rings;
+                    };
+                    let old = s.buf_idx;
+                    if !self.pool.adopt_lent(old) {
+                        // The ring holds a buffer the pool already owns: not a kernel
+                        // buffer. Leave it there and skip the slot.
+                        // SAFETY: `fresh` was allocated just above and is unused.
+                        unsafe { self.pool.release(fresh) };
+                        w.bad_slots += 1;
+                    } else {
+                        // SAFETY: `fresh` is lent to us (alloc above) and goes into the ring.
+                        unsafe { self.pool.disown(fresh) };
+                        s.buf_idx = fresh;
+                        s.flags |= slotflags::BUF_CHANGED;
+                        ring.set_slot(i, s);
+                        w.data += 1;
+                        w.bytes += (len - doff) as u64;
+                        // SAFETY: `old` was just swapped out of the ring and adopted as
+                        // lent; g + len <= buf_size (checked above).
+                        let buf = unsafe { self.pool.lend_rx(old, g + doff, len - doff) };
+                        on_event(RxEvent::Data { fd, buf });
+                    }
+                }
+                w.slots += 1;
+                i = slot::ring_next(i, n);
+            }
+            ring.set_head_cur(i);
+        }
+        w
+    }
+
+    /// Queues `data` for `fd`, after what was queued before. Nothing touches the ring
+    /// until [`tx_fill`](Self::tx_fill).
+    pub fn tx_queue(&mut self, fd: i32, data: SendData) -> Result<(), RingError> {
+        if !(0..=pst::MAX_FD).contains(&fd) {
+            return Err(RingError::FdOutOfRange(fd));
+        }
+        let i = fd as usize;
+        if i >= self.fds.len() {
+            self.fds.resize_with(i + 1, FdTx::default);
+        }
+        let f = &mut self.fds[i];
+        f.queued_bytes += data.len() as u64;
+        f.queue.push_back(data);
+        if !f.active {
+            f.active = true;
+            self.active.push_back(fd);
+        }
+        Ok(())
+    }
+
+    /// Bytes queued for `fd` and not yet placed in a slot.
+    pub fn tx_queued(&self, fd: i32) -> u64 {
+        self.fd(fd).map_or(0, |f| f.queued_bytes)
+    }
+
+    /// `fd`'s TX slots in the ring that the kernel has not taken yet.
+    pub fn tx_inflight(&self, fd: i32) -> u32 {
+        self.fd(fd).map_or(0, |f| f.inflight)
+    }
+
+    fn fd(&self, fd: i32) -> Option<&FdTx> {
+        usize::try_from(fd).ok().and_then(|i| self.fds.get(i))
+    }
+
+    /// Forgets everything queued for `fd` (a dead or closed connection) and stops
+    /// reporting its slots already in the ring. Returns the bytes dropped from the
+    /// queue. Slots already handed over stay in the ring: close the socket before the
+    /// next sync so the kernel skips them (paste-abi §10, failure mode 2).
+    pub fn tx_drop_fd(&mut self, fd: i32) -> u64 {
+        let Some(f) = usize::try_from(fd).ok().and_then(|i| self.fds.get_mut(i)) else { return 0 };
+        let dropped = f.queued_bytes;
+        f.queue.clear();
+        f.front_off = 0;
+        f.queued_bytes = 0;
+        f.inflight = 0;
+        f.unreported = 0;
+        f.gen = f.gen.wrapping_add(1);
+        if f.active {
+            f.active = false;
+            self.active.retain(|&x| x != fd);
+        }
+        dropped
+    }
+
+    /// Calls `f` with the pool index of every queued [`SendData::Pool`] buffer (for
+    /// accounting checks).
+    pub fn for_each_queued_pool_buf(&self, mut f: impl FnMut(u32)) {
+        for q in &self.fds {
+            for d in &q.queue {
+                if let SendData::Pool(b) = d {
+                    f(b.index());
+                }
+            }
+        }
+    }
+
+    /// Places queued data into free TX slots, fd by fd in round-robin order, each fd
+    /// bounded by [`DriverConfig::max_inflight_per_fd`] and pinned to TX ring `fd mod
+    /// rings` (so one fd's slots stay in order). Each slot carries at most one MSS at
+    /// `G + doff`, `len = doff + n`, with fd and doff set and the generic offset kept.
+    /// A pool [`TxBuf`](paste_rt_core::TxBuf) that fits one slot is swapped in (zero
+    /// copy; the slot's old buffer goes to the pool); other data is copied into the
+    /// slot's buffer. Advances `head = cur` on every ring it filled.
+    pub fn tx_fill(&mut self) -> TxFill {
+        // Slots the kernel took back are free again: record who they carried first.
+        self.collect_completions();
+        let mut out = TxFill::default();
+        let ntx = self.tx.len();
+        let mut heads = std::mem::take(&mut self.scratch);
+        heads.clear();
+        heads.extend(self.tx.iter().map(|t| (t.ring.head(), t.ring.tail())));
+        let rounds = self.active.len();
+        for _ in 0..rounds {
+            let Some(fd) = self.active.pop_front() else { break };
+            let r = fd as usize % ntx;
+            let n = self.tx[r].ring.num_slots();
+            let (mut head, tail) = heads[r];
+            if head >= n || tail >= n {
+                self.active.push_back(fd);
+                continue;
+            }
+            loop {
+                let f = &self.fds[fd as usize];
+                if f.queue.is_empty() || f.inflight >= self.cfg.max_inflight_per_fd || head == tail {
+                    break;
+                }
+                let f = &mut self.fds[fd as usize];
+                match place_one(&self.pool, &self.cfg, self.buf_size, self.index_limit, &mut self.tx[r], head, fd, f) {
+                    Placed::Slot { bytes, zero_copy } => {
+                        out.slots += 1;
+                        out.bytes += bytes as u64;
+                        out.zero_copy += zero_copy as u32;
+                        head = slot::ring_next(head, n);
+                    }
+                    Placed::Skipped => {}
+                    Placed::BadSlot => {
+                        out.bad_slots += 1;
+                        break;
+                    }
+                }
+            }
+            heads[r].0 = head;
+            let f = &mut self.fds[fd as usize];
+            if f.queue.is_empty() {
+                f.active = false;
+            } else {
+                self.active.push_back(fd);
+            }
+        }
+        for (t, &(head, _)) in self.tx.iter().zip(&heads) {
+            if head != t.ring.head() && head < t.ring.num_slots() {
+                t.ring.set_head_cur(head);
+            }
+        }
+        self.scratch = heads;
+        out
+    }
+
+    /// After a sync: accounts the TX slots the kernel took back (`[pending, tail + 1)`;
+    /// netmap keeps one slot between tail and its hwcur) and calls `on_sent(fd, bytes)`
+    /// once per fd with the payload bytes taken since the last call (fds dropped with
+    /// [`tx_drop_fd`](Self::tx_drop_fd) are not reported). Returns the number of slots
+    /// taken back.
+    pub fn tx_reclaim(&mut self, mut on_sent: impl FnMut(i32, u64)) -> u32 {
+        let n = self.collect_completions();
+        for fd in self.sent_fds.drain(..) {
+            if let Some(f) = self.fds.get_mut(fd as usize) {
+                let bytes = std::mem::take(&mut f.unreported);
+                if bytes > 0 {
+                    on_sent(fd, bytes);
+                }
+            }
+        }
+        n
+    }
+
+    /// Moves the slots the kernel took back out of the shadow records (before they can
+    /// be refilled) into per-fd unreported byte counts.
+    fn collect_completions(&mut self) -> u32 {
+        let mut total = 0;
+        for t in &mut self.tx {
+            let n = t.ring.num_slots();
+            let (head, tail) = (t.ring.head(), t.ring.tail());
+            if head >= n || tail >= n {
+                continue;
+            }
+            let pending = slot::ring_distance(t.pending_start, head, n);
+            let done = slot::ring_distance(t.pending_start, slot::ring_next(tail, n), n).min(pending);
+            for _ in 0..done {
+                let sh = std::mem::take(&mut t.shadow[t.pending_start as usize]);
+                if let Some(f) = usize::try_from(sh.fd).ok().and_then(|i| self.fds.get_mut(i)) {
+                    if f.gen == sh.gen && f.inflight > 0 && sh.bytes > 0 {
+                        f.inflight -= 1;
+                        if f.unreported == 0 {
+                            self.sent_fds.push(sh.fd);
+                        }
+                        f.unreported += sh.bytes as u64;
+                    }
+                }
+                t.pending_start = slot::ring_next(t.pending_start, n);
+            }
+            total += done;
+        }
+        total
+    }
+
+    /// Drops every queued send (their pool buffers return to the pool).
+    pub fn tx_drop_all(&mut self) {
+        for fd in 0..self.fds.len() {
+            self.tx_drop_fd(fd as i32);
+        }
+    }
+
+    /// Before unregistering: drops queued sends and links every free pool buffer onto
+    /// `ni_bufs_head` (link at buffer offset 0), so the kernel frees a consistent set.
+    /// Buffers still lent to the application (or kept) are not returned; they stay
+    /// valid as long as the pool lives.
+    pub fn export_extra(&mut self) -> ExportReport {
+        self.tx_drop_all();
+        let off = offset_of!(NetmapIf, ni_bufs_head);
+        // SAFETY: nifp lies inside the region (checked in `new`).
+        let mut head = unsafe { addr::read_if_u32(self.nifp, off) };
+        let mut returned = 0;
+        while let Some(i) = self.pool.alloc() {
+            // SAFETY: `i` was just allocated (lent to us) and leaves the pool for the
+            // kernel's list; we write only its link word.
+            unsafe {
+                self.pool.disown(i);
+                std::ptr::write_unaligned(self.pool.buf_ptr(i).cast::<u32>(), head);
+            }
+            head = i;
+            returned += 1;
+        }
+        // SAFETY: as above.
+        unsafe { addr::write_if_u32(self.nifp, off, head) };
+        ExportReport { returned, outstanding: self.pool.in_use() + self.pool.kept_count() }
+    }
+}
+
+enum Placed {
+    Slot {
+        bytes: u32,
+        zero_copy: bool,
+    },
+    /// An empty send was discarded; no slot used.
+    Skipped,
+    BadSlot,
+}
+
+/// Fills TX slot `i` of ring `t` from the front of `f`'s queue.
+#[allow(clippy::too_many_arguments)]
+fn place_one(
+    pool: &BufPool,
+    cfg: &DriverConfig,
+    buf_size: u32,
+    index_limit: u32,
+    t: &mut TxRing,
+    i: u32,
+    fd: i32,
+    f: &mut FdTx,
+) -> Placed {
+    let ring = t.ring;
+    let mut s = ring.slot(i);
+    let doff = cfg.tx_doff as u32;
+    let g = slot::generic_offset(s.ptr, ring.offset_mask()) as u32;
+    if !(FIRST_DATA_BUF..index_limit).contains(&s.buf_idx) || g + doff >= buf_size {
+        return Placed::BadSlot;
+    }
+    let room = cfg.mss.min(buf_size - g - doff).min(u16::MAX as u32 - doff) as usize;
+    let Some(front) = f.queue.front() else { return Placed::Skipped };
+    let total = front.len();
+    if total == 0 {
+        f.queue.pop_front();
+        f.front_off = 0;
+        return Placed::Skipped;
+    }
+    let zero_copy = match front {
+        SendData::Pool(b) => {
+            f.front_off == 0
+                && b.len() <= room
+                && pool.tx_headroom() == g + doff
+                && b.index() < pool.index_limit()
+                // The TxBuf carries no pool handle we can compare: same index, same
+                // address means same memory, hence this pool.
+                && b.as_ptr() == pool.buf_ptr(b.index()).wrapping_add(pool.tx_headroom() as usize)
+        }
+        _ => false,
+    };
+    let n;
+    if zero_copy {
+        let old = s.buf_idx;
+        let b = match f.queue.pop_front() {
+            Some(SendData::Pool(b)) => b,
+            other => {
+                // Cannot happen (the front was just seen to be a pool buffer); put it
+                // back rather than lose it.
+                if let Some(o) = other {
+                    f.queue.push_front(o);
+                }
+                return Placed::BadSlot;
+            }
+        };
+        if !pool.adopt_lent(old) {
+            f.queue.push_front(SendData::Pool(b));
+            return Placed::BadSlot;
+        }
+        let (idx, len) = b.into_raw();
+        // SAFETY: `old` was adopted as lent just above and is not used again by us (it
+        // goes to the free list); `idx` is lent (taken from the TxBuf) and goes into the
+        // ring, so it leaves the pool.
+        unsafe {
+            pool.release(old);
+            pool.disown(idx);
+        }
+        s.buf_idx = idx;
+        s.flags |= slotflags::BUF_CHANGED;
+        n = len as usize;
+    } else {
+        let data = &front.as_slice()[f.front_off..];
+        n = data.len().min(room);
+        // SAFETY: the slot's buffer index is in range (checked above), so the buffer lies
+        // in the region; we write [g + doff, g + doff + n) with g + doff + n <= buf_size,
+        // never the kernel's [0, g).
+        unsafe {
+            let dst = pool.buf_ptr(s.buf_idx).add((g + doff) as usize);
+            std::ptr::copy_nonoverlapping(data.as_ptr(), dst, n);
+        }
+        f.front_off += n;
+        if f.front_off == total {
+            f.queue.pop_front();
+            f.front_off = 0;
+        }
+    }
+    s.len = (doff as usize + n) as u16;
+    s.ptr = slot::set_fd(slot::set_doff(s.ptr, cfg.tx_doff), fd);
+    ring.set_slot(i, s);
+    t.shadow[i as usize] = TxShadow { fd, gen: f.gen, bytes: n as u32 };
+    f.inflight += 1;
+    f.queued_bytes -= n as u64;
+    Placed::Slot { bytes: n as u32, zero_copy }
+}
+
+#[cfg(test)]
+mod tests;

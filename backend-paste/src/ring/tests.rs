@@ -1,0 +1,619 @@
+//! The ring driver against the emulated kernel: the slot protocol, zero-copy swaps,
+//! backpressure, dead connections, the extra-buffer list, and (proptest) payload order
+//! plus buffer conservation under random interleavings.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::emu_kernel::{EmuKernel, KernelHold, SocketState, TxStall};
+use crate::port_mem::EmuPortConfig;
+use crate::sys::abi::slotflags;
+
+fn setup(cfg: &EmuPortConfig, dcfg: DriverConfig) -> (EmuKernel, RingDriver) {
+    let k = EmuKernel::new(cfg).unwrap();
+    // SAFETY: the region is the kernel's port memory; the Rc clone keeps it alive for
+    // the pool, and only the emulated kernel touches the rings besides the driver.
+    let d = unsafe { RingDriver::new(k.region(), dcfg, Box::new(k.memory().clone())) }.unwrap();
+    (k, d)
+}
+
+fn small(slots: u32, extra: u32, kernel: u32) -> EmuPortConfig {
+    EmuPortConfig { slots, extra_bufs: extra, kernel_bufs: kernel, ..EmuPortConfig::default() }
+}
+
+/// A byte stream per fd that makes any reordering or loss visible.
+fn stream_byte(fd: i32, i: u64) -> u8 {
+    ((i.wrapping_mul(2_654_435_761).wrapping_add(fd as u64 * 97)) >> 13) as u8
+}
+
+/// Delivers `data` for `fd` through the emulated kernel, one receive buffer per chunk
+/// of at most `chunk` bytes. Returns the bytes delivered (fewer when the kernel runs
+/// out of spare buffers).
+fn arrive(k: &mut EmuKernel, fd: i32, data: &[u8], chunk: usize) -> usize {
+    let mut done = 0;
+    for part in data.chunks(chunk.min(k.rx_capacity())) {
+        let Some(idx) = k.rx_buffer() else { break };
+        k.rx_payload_mut(idx).unwrap()[..part.len()].copy_from_slice(part);
+        assert!(k.rx_complete(fd, idx, part.len()).unwrap());
+        done += part.len();
+    }
+    done
+}
+
+/// Drains the kernel's send jobs onto a per-fd "wire".
+fn drain_sends(k: &mut EmuKernel, wire: &mut BTreeMap<i32, Vec<u8>>, max: usize) {
+    for _ in 0..max {
+        let Some(job) = k.next_send() else { break };
+        wire.entry(job.fd).or_default().extend_from_slice(k.send_payload(&job).unwrap());
+        k.send_done(job.buf).unwrap();
+    }
+}
+
+/// Every buffer index (2..count) has exactly one owner: a ring slot, the kernel, the
+/// pool's free list, the application, a queued send, or the extra list.
+fn check_conservation(k: &EmuKernel, d: &RingDriver, app: &[RxBuf]) -> Result<(), String> {
+    let n = k.memory().layout().buf_count as usize;
+    let mut owners = vec![0u32; n];
+    let mut bad = Vec::new();
+    let mut mark = |i: u32, who: &str| match owners.get_mut(i as usize) {
+        Some(c) if i >= 2 => *c += 1,
+        _ => bad.push(format!("{who} holds invalid index {i}")),
+    };
+    k.for_each_ring_buffer(|i| mark(i, "ring"));
+    k.for_each_held(|i, _| mark(i, "kernel"));
+    for i in 0..n as u32 {
+        if d.pool().is_free(i) {
+            mark(i, "pool");
+        }
+    }
+    for b in app {
+        mark(b.index(), "app");
+    }
+    let mut queued = 0;
+    d.for_each_queued_pool_buf(|i| {
+        queued += 1;
+        mark(i, "queue")
+    });
+    for i in k.memory().extra_list() {
+        mark(i, "extra list");
+    }
+    if !bad.is_empty() {
+        return Err(bad.join("; "));
+    }
+    if let Some(i) = (2..n).find(|&i| owners[i] != 1) {
+        return Err(format!("buffer {i} has {} owners", owners[i]));
+    }
+    let p = d.pool();
+    if p.in_use() as usize != app.len() + queued {
+        return Err(format!("pool lends {} buffers, app {} + queued {}", p.in_use(), app.len(), queued));
+    }
+    Ok(())
+}
+
+#[test]
+fn attaches_and_imports_the_extra_list() {
+    let (k, d) = setup(&small(16, 10, 20), DriverConfig::default());
+    assert_eq!(d.generic_offset(), 64);
+    assert_eq!(d.pool().capacity(), 10);
+    assert_eq!(d.pool().free_count(), 10);
+    assert_eq!(d.pool().tx_headroom(), 64 + 66);
+    assert!(k.memory().extra_list().is_empty(), "ni_bufs_head cleared: the list lives in the pool");
+    assert_eq!(d.tx_space(), 15);
+    check_conservation(&k, &d, &[]).unwrap();
+}
+
+#[test]
+fn rx_walk_lends_payload_zero_copy_grouped_by_fd_with_eof() {
+    let (mut k, mut d) = setup(&small(16, 10, 20), DriverConfig::default());
+    for fd in [5, 7] {
+        k.register_fd(fd, SocketState::Connected).unwrap();
+    }
+    arrive(&mut k, 5, b"hello ", 1448);
+    arrive(&mut k, 7, b"other", 1448);
+    arrive(&mut k, 5, b"world", 1448);
+    assert!(k.rx_eof(5));
+    let rep = k.rxsync();
+    assert_eq!((rep.rx_data, rep.rx_eofs), (3, 1));
+    let region = k.region();
+    // SAFETY: the emulated port's memory is alive (held by `k`).
+    let ring = unsafe { RingPtr::new(&region, addr::rxring(region.base.cast(), 0)) }.unwrap();
+    let before: Vec<_> = (0..4).map(|i| ring.slot(i)).collect();
+    assert_eq!(before[0].ptr, 0x0000_4200_0000_0540, "doff 66, fd 5, G 64");
+    assert_eq!(before[0].len, 66 + 6);
+
+    let mut got = Vec::new();
+    let walk = d.rx_walk(u32::MAX, |ev| got.push(ev));
+    assert_eq!((walk.slots, walk.data, walk.eofs, walk.bytes), (4, 3, 1, 16));
+    let seen: Vec<(i32, Vec<u8>)> = got
+        .iter()
+        .map(|e| match e {
+            RxEvent::Data { fd, buf } => (*fd, buf.to_vec()),
+            RxEvent::Eof { fd } => (*fd, b"<eof>".to_vec()),
+        })
+        .collect();
+    let expect: Vec<(i32, Vec<u8>)> =
+        vec![(5, b"hello ".to_vec()), (5, b"world".to_vec()), (5, b"<eof>".to_vec()), (7, b"other".to_vec())];
+    assert_eq!(seen, expect, "grouped by fd, in order, EOF after the data");
+    for (i, e) in got.iter().enumerate() {
+        let s = ring.slot(i as u32);
+        assert_eq!(s.ptr, before[i].ptr, "ptr bits untouched");
+        if let RxEvent::Data { buf, .. } = e {
+            assert_eq!(buf.index(), before[i].buf_idx, "the ring's own buffer is lent");
+            assert_eq!(buf.offset(), 64 + 66);
+            assert_ne!(s.buf_idx, before[i].buf_idx, "a pool buffer was swapped in");
+            assert_ne!(s.flags & slotflags::BUF_CHANGED, 0);
+        } else {
+            assert_eq!(s.buf_idx, before[i].buf_idx, "EOF slot keeps its buffer");
+        }
+    }
+    assert_eq!((ring.head(), ring.cur()), (4, 4));
+    let app: Vec<RxBuf> = got
+        .into_iter()
+        .filter_map(|e| match e {
+            RxEvent::Data { buf, .. } => Some(buf),
+            RxEvent::Eof { .. } => None,
+        })
+        .collect();
+    check_conservation(&k, &d, &app).unwrap();
+    drop(app);
+    assert_eq!(d.pool().free_count(), 10);
+    check_conservation(&k, &d, &[]).unwrap();
+}
+
+#[test]
+fn rx_walk_stops_when_the_pool_is_empty_and_resumes_later() {
+    let (mut k, mut d) = setup(&small(16, 2, 20), DriverConfig::default());
+    k.register_fd(4, SocketState::Connected).unwrap();
+    for i in 0..5u8 {
+        arrive(&mut k, 4, &[i; 10], 1448);
+    }
+    k.rxsync();
+    let mut held = Vec::new();
+    let w = d.rx_walk(u32::MAX, |e| {
+        if let RxEvent::Data { buf, .. } = e {
+            held.push(buf)
+        }
+    });
+    assert!(w.pool_exhausted);
+    assert_eq!(w.data, 2);
+    assert_eq!(d.rx_ready(), 3, "the rest stays in the ring, nothing dropped");
+    check_conservation(&k, &d, &held).unwrap();
+    held.clear();
+    let w = d.rx_walk(u32::MAX, |e| {
+        if let RxEvent::Data { buf, .. } = e {
+            held.push(buf)
+        }
+    });
+    assert_eq!(w.data, 2);
+    held.clear();
+    let mut order = Vec::new();
+    d.rx_walk(u32::MAX, |e| {
+        if let RxEvent::Data { buf, .. } = e {
+            order.push(buf[0])
+        }
+    });
+    assert_eq!(order, vec![4]);
+    assert_eq!(d.rx_ready(), 0);
+}
+
+#[test]
+fn tx_fill_copies_owned_bytes_per_mss_and_swaps_pool_buffers() {
+    let (mut k, mut d) = setup(&small(16, 10, 20), DriverConfig::default());
+    k.register_fd(9, SocketState::Connected).unwrap();
+    let big: Vec<u8> = (0..3000u64).map(|i| stream_byte(9, i)).collect();
+    d.tx_queue(9, SendData::Owned(big.clone())).unwrap();
+    let mut tb = d.pool().tx_buf().unwrap();
+    tb.extend_from_slice(b"zero copy");
+    let tb_idx = tb.index();
+    d.tx_queue(9, SendData::Pool(tb)).unwrap();
+    d.tx_queue(9, SendData::Static(b"")).unwrap();
+    assert!(matches!(d.tx_queue(65535, SendData::Static(b"x")), Err(RingError::FdOutOfRange(65535))));
+    assert!(matches!(d.tx_queue(-1, SendData::Static(b"x")), Err(RingError::FdOutOfRange(-1))));
+
+    let region = k.region();
+    // SAFETY: the emulated port's memory is alive (held by `k`).
+    let ring = unsafe { RingPtr::new(&region, addr::txring(region.base.cast(), 0)) }.unwrap();
+    let fill = d.tx_fill();
+    assert_eq!((fill.slots, fill.zero_copy, fill.bytes), (4, 1, 3009));
+    let lens: Vec<u16> = (0..4).map(|i| ring.slot(i).len).collect();
+    assert_eq!(lens, vec![66 + 1448, 66 + 1448, 66 + 104, 66 + 9]);
+    for i in 0..4 {
+        let s = ring.slot(i);
+        assert_eq!((slot::get_fd(s.ptr), slot::get_doff(s.ptr), slot::generic_offset(s.ptr, 0xff)), (9, 66, 64));
+    }
+    assert_eq!(ring.slot(3).buf_idx, tb_idx, "the TxBuf's buffer went into the slot");
+    assert_eq!((ring.head(), ring.cur()), (4, 4));
+    check_conservation(&k, &d, &[]).unwrap();
+
+    let before: Vec<u32> = (0..4).map(|i| ring.slot(i).buf_idx).collect();
+    let rep = k.txsync();
+    assert_eq!(rep.tx_taken, 4);
+    assert_eq!(ring.tail(), 3, "tail = hwcur - 1");
+    for i in 0..4 {
+        let s = ring.slot(i);
+        assert_ne!(s.buf_idx, before[i as usize], "TX slots come back with a different buffer");
+        assert_eq!(
+            (s.len, slot::get_fd(s.ptr), slot::get_doff(s.ptr), slot::generic_offset(s.ptr, 0xff)),
+            (0, 0, 0, 64)
+        );
+    }
+    check_conservation(&k, &d, &[]).unwrap();
+    let mut wire = BTreeMap::new();
+    drain_sends(&mut k, &mut wire, usize::MAX);
+    let mut expect = big;
+    expect.extend_from_slice(b"zero copy");
+    assert_eq!(wire[&9], expect);
+    let mut sent = Vec::new();
+    assert_eq!(d.tx_reclaim(|fd, n| sent.push((fd, n))), 4);
+    assert_eq!(sent, vec![(9, 3009)], "one report per fd");
+    assert_eq!(d.tx_inflight(9), 0);
+    assert_eq!(d.tx_space(), 15);
+    check_conservation(&k, &d, &[]).unwrap();
+}
+
+#[test]
+fn a_dead_fd_does_not_stall_the_others() {
+    let dcfg = DriverConfig { max_inflight_per_fd: 4, ..DriverConfig::default() };
+    let (mut k, mut d) = setup(&small(32, 16, 64), dcfg);
+    let (dead, live) = (5, 6);
+    k.register_fd(dead, SocketState::Connected).unwrap();
+    k.register_fd(live, SocketState::Connected).unwrap();
+    // The dead connection has far more queued than the ring holds.
+    d.tx_queue(dead, SendData::Owned(vec![0xDD; 100 * 1448])).unwrap();
+    d.tx_queue(live, SendData::Static(b"live response")).unwrap();
+    let fill = d.tx_fill();
+    assert_eq!(fill.slots, 5, "the in-flight bound keeps the dead fd to 4 slots; the live fd gets its slot");
+    assert_eq!(d.tx_inflight(dead), 4);
+    assert_eq!(d.tx_inflight(live), 1);
+
+    // The peer reset: the socket refuses data and the kernel stops in front of it.
+    k.set_send_error(dead, Some(libc::EPIPE));
+    let rep = k.txsync();
+    assert_eq!(rep.tx_stall, Some(TxStall::SendError { fd: dead, errno: libc::EPIPE }));
+    let mut wire = BTreeMap::new();
+    drain_sends(&mut k, &mut wire, usize::MAX);
+    assert!(!wire.contains_key(&live), "stalled behind the dead slot, as on the live kernel");
+
+    // The runtime notices the reset: drops the fd's queue and closes the socket.
+    let dropped = d.tx_drop_fd(dead);
+    assert_eq!(dropped, 100 * 1448 - 4 * 1448);
+    assert!(k.unregister_fd(dead));
+    let rep = k.txsync();
+    assert_eq!((rep.tx_unregistered, rep.tx_taken, rep.tx_stall), (4, 1, None));
+    drain_sends(&mut k, &mut wire, usize::MAX);
+    assert_eq!(wire[&live], b"live response");
+    let mut reports = Vec::new();
+    d.tx_reclaim(|fd, n| reports.push((fd, n)));
+    assert_eq!(reports, vec![(live, 13)], "the dead fd's slots are not reported as sent");
+    assert_eq!(d.tx_queued(dead), 0);
+    assert_eq!(d.tx_fill().slots, 0, "nothing of the dead fd is placed again");
+    check_conservation(&k, &d, &[]).unwrap();
+
+    // The fd number is reused by a new connection: its slots are its own.
+    k.register_fd(dead, SocketState::Connected).unwrap();
+    d.tx_queue(dead, SendData::Static(b"new")).unwrap();
+    d.tx_fill();
+    k.txsync();
+    let mut reports = Vec::new();
+    d.tx_reclaim(|fd, n| reports.push((fd, n)));
+    assert_eq!(reports, vec![(dead, 3)]);
+}
+
+#[test]
+fn export_relinks_free_buffers_for_the_kernel() {
+    let (mut k, mut d) = setup(&small(8, 6, 12), DriverConfig::default());
+    k.register_fd(3, SocketState::Connected).unwrap();
+    arrive(&mut k, 3, b"abc", 1448);
+    k.rxsync();
+    let mut held = Vec::new();
+    d.rx_walk(8, |e| {
+        if let RxEvent::Data { buf, .. } = e {
+            held.push(buf)
+        }
+    });
+    let queued = d.pool().tx_buf().unwrap();
+    d.tx_queue(3, SendData::Pool(queued)).unwrap();
+    let rep = d.export_extra();
+    assert_eq!(rep, ExportReport { returned: 5, outstanding: 1 });
+    assert_eq!(k.memory().extra_list().len(), 5);
+    assert_eq!(d.pool().capacity(), 1, "only the buffer the app still holds");
+    check_conservation(&k, &d, &held).unwrap();
+}
+
+#[test]
+fn fd_registration_follows_the_kernel_rules() {
+    let mut k = EmuKernel::new(&small(8, 2, 4)).unwrap();
+    let errno = |r: Result<(), crate::emu_kernel::FdRegError>| r.err().map(|e| e.errno);
+    assert_eq!(errno(k.register_fd(2, SocketState::Connected)), Some(libc::EINVAL));
+    assert_eq!(errno(k.register_fd(70000, SocketState::Connected)), Some(libc::ENOMEM));
+    assert_eq!(errno(k.register_fd(10, SocketState::Listening)), Some(libc::EINVAL));
+    assert_eq!(errno(k.register_fd(10, SocketState::NotSocket)), Some(libc::EINVAL));
+    assert_eq!(errno(k.register_fd(10, SocketState::Unconnected)), Some(libc::EINVAL));
+    assert_eq!(errno(k.register_fd(10, SocketState::Dead)), Some(libc::EINVAL));
+    assert_eq!(errno(k.register_fd(10, SocketState::Connected)), None);
+    assert_eq!(errno(k.register_fd(10, SocketState::Connected)), Some(libc::EBUSY));
+    assert_eq!(errno(k.register_fd(65535, SocketState::Connected)), None);
+}
+
+#[test]
+fn probe_socket_classifies_real_sockets() {
+    use crate::emu_kernel::probe_socket;
+    use std::os::fd::AsRawFd;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (a, _) = l.accept().unwrap();
+    assert_eq!(probe_socket(l.as_raw_fd()), SocketState::Listening);
+    assert_eq!(probe_socket(a.as_raw_fd()), SocketState::Connected);
+    assert_eq!(probe_socket(c.as_raw_fd()), SocketState::Connected);
+    let f = std::fs::File::open("/dev/null").unwrap();
+    assert_eq!(probe_socket(f.as_raw_fd()), SocketState::NotSocket);
+    // SAFETY: plain syscall; the fd is owned by `s` right away.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(raw >= 0);
+    // SAFETY: `raw` is a fresh fd nobody else owns.
+    let s = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    assert_eq!(probe_socket(s.as_raw_fd()), SocketState::Unconnected);
+}
+
+#[test]
+fn unregistered_tx_slots_are_skipped_and_later_slots_still_go_out() {
+    let (mut k, mut d) = setup(&small(8, 4, 8), DriverConfig::default());
+    k.register_fd(4, SocketState::Connected).unwrap();
+    d.tx_queue(3, SendData::Static(b"nobody")).unwrap();
+    d.tx_queue(4, SendData::Static(b"somebody")).unwrap();
+    d.tx_fill();
+    let rep = k.txsync();
+    assert_eq!((rep.tx_unregistered, rep.tx_taken), (1, 1));
+    let mut wire = BTreeMap::new();
+    drain_sends(&mut k, &mut wire, usize::MAX);
+    assert_eq!(wire.keys().copied().collect::<Vec<_>>(), vec![4]);
+    let held: Vec<KernelHold> = {
+        let mut v = Vec::new();
+        k.for_each_held(|_, h| v.push(h));
+        v
+    };
+    assert!(held.iter().all(|&h| h == KernelHold::Free));
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Arrive { fd: usize, len: usize },
+    Eof { fd: usize },
+    RxSync,
+    Walk { budget: u32, keep: bool },
+    Release { n: usize },
+    Queue { fd: usize, len: usize, pool: bool },
+    Fill,
+    TxSync,
+    Drain { n: usize },
+    Reclaim,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        3 => (0..4usize, 1..4000usize).prop_map(|(fd, len)| Step::Arrive { fd, len }),
+        1 => (0..4usize).prop_map(|fd| Step::Eof { fd }),
+        3 => Just(Step::RxSync),
+        3 => (1..20u32, any::<bool>()).prop_map(|(budget, keep)| Step::Walk { budget, keep }),
+        2 => (0..8usize).prop_map(|n| Step::Release { n }),
+        3 => (0..4usize, 0..5000usize, any::<bool>()).prop_map(|(fd, len, pool)| Step::Queue { fd, len, pool }),
+        3 => Just(Step::Fill),
+        3 => Just(Step::TxSync),
+        2 => (0..6usize).prop_map(|n| Step::Drain { n }),
+        2 => Just(Step::Reclaim),
+    ]
+}
+
+/// The model: what each fd should have received / sent, in order.
+#[derive(Default)]
+struct Model {
+    rx_expected: BTreeMap<i32, Vec<u8>>,
+    rx_got: BTreeMap<i32, Vec<u8>>,
+    eof_sent: BTreeMap<i32, usize>,
+    eof_seen: BTreeMap<i32, bool>,
+    tx_expected: BTreeMap<i32, Vec<u8>>,
+    tx_wire: BTreeMap<i32, Vec<u8>>,
+    tx_reported: BTreeMap<i32, u64>,
+}
+
+struct Harness {
+    k: EmuKernel,
+    d: RingDriver,
+    app: Vec<RxBuf>,
+    m: Model,
+    fds: [i32; 4],
+}
+
+impl Harness {
+    fn walk(&mut self, budget: u32, keep: bool) -> Result<(), TestCaseError> {
+        let mut events = Vec::new();
+        self.d.rx_walk(budget, |e| events.push(e));
+        for e in events {
+            match e {
+                RxEvent::Data { fd, buf } => {
+                    prop_assert!(!self.m.eof_seen.get(&fd).copied().unwrap_or(false), "data after EOF on {}", fd);
+                    self.m.rx_got.entry(fd).or_default().extend_from_slice(&buf);
+                    if keep {
+                        self.app.push(buf);
+                    }
+                }
+                RxEvent::Eof { fd } => {
+                    let got = self.m.rx_got.get(&fd).map_or(0, |v| v.len());
+                    prop_assert_eq!(Some(&got), self.m.eof_sent.get(&fd), "EOF before all data of fd {}", fd);
+                    self.m.eof_seen.insert(fd, true);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn txsync(&mut self) {
+        self.k.txsync();
+    }
+
+    fn reclaim(&mut self) {
+        let rep = &mut self.m.tx_reported;
+        self.d.tx_reclaim(|fd, n| *rep.entry(fd).or_default() += n);
+    }
+
+    fn apply(&mut self, s: &Step) -> Result<(), TestCaseError> {
+        match *s {
+            Step::Arrive { fd, len } => {
+                let fd = self.fds[fd];
+                if self.m.eof_sent.contains_key(&fd) {
+                    return Ok(());
+                }
+                let exp = self.m.rx_expected.entry(fd).or_default();
+                let start = exp.len() as u64;
+                let data: Vec<u8> = (start..start + len as u64).map(|i| stream_byte(fd, i)).collect();
+                let n = arrive(&mut self.k, fd, &data, 1448);
+                self.m.rx_expected.get_mut(&fd).unwrap().extend_from_slice(&data[..n]);
+            }
+            Step::Eof { fd } => {
+                let fd = self.fds[fd];
+                if !self.m.eof_sent.contains_key(&fd) {
+                    prop_assert!(self.k.rx_eof(fd));
+                    let n = self.m.rx_expected.get(&fd).map_or(0, |v| v.len());
+                    self.m.eof_sent.insert(fd, n);
+                }
+            }
+            Step::RxSync => {
+                self.k.rxsync();
+            }
+            Step::Walk { budget, keep } => self.walk(budget, keep)?,
+            Step::Release { n } => {
+                let n = n.min(self.app.len());
+                self.app.drain(..n);
+            }
+            Step::Queue { fd, len, pool } => {
+                let fd = self.fds[fd];
+                let exp = self.m.tx_expected.entry(fd).or_default();
+                let start = exp.len() as u64;
+                let mut data: Vec<u8> = (start..start + len as u64).map(|i| stream_byte(fd + 100, i)).collect();
+                let send = if pool {
+                    match self.d.pool().tx_buf() {
+                        Some(mut b) => {
+                            let n = b.put(&data);
+                            data.truncate(n);
+                            SendData::Pool(b)
+                        }
+                        None => return Ok(()),
+                    }
+                } else {
+                    SendData::Owned(data.clone())
+                };
+                self.d.tx_queue(fd, send).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                self.m.tx_expected.get_mut(&fd).unwrap().extend_from_slice(&data);
+            }
+            Step::Fill => {
+                let f = self.d.tx_fill();
+                prop_assert_eq!(f.bad_slots, 0);
+            }
+            Step::TxSync => self.txsync(),
+            Step::Drain { n } => drain_sends(&mut self.k, &mut self.m.tx_wire, n),
+            Step::Reclaim => self.reclaim(),
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<(), TestCaseError> {
+        check_conservation(&self.k, &self.d, &self.app).map_err(TestCaseError::fail)?;
+        for (fd, got) in &self.m.rx_got {
+            let exp = &self.m.rx_expected[fd];
+            prop_assert!(exp.starts_with(got), "fd {} received bytes out of order", fd);
+        }
+        for (fd, wire) in &self.m.tx_wire {
+            let exp = &self.m.tx_expected[fd];
+            prop_assert!(exp.starts_with(wire), "fd {} sent bytes out of order", fd);
+            let reported = self.m.tx_reported.get(fd).copied().unwrap_or(0);
+            prop_assert!(reported <= exp.len() as u64);
+        }
+        Ok(())
+    }
+
+    /// Runs both directions until nothing is left anywhere.
+    fn flush(&mut self) -> Result<(), TestCaseError> {
+        self.app.clear();
+        for _ in 0..200 {
+            self.d.tx_fill();
+            self.txsync();
+            drain_sends(&mut self.k, &mut self.m.tx_wire, usize::MAX);
+            self.reclaim();
+            self.k.rxsync();
+            self.walk(u32::MAX, false)?;
+            self.check()?;
+        }
+        Ok(())
+    }
+}
+
+fn run(steps: &[Step], rings: u16, slots: u32, extra: u32, kernel: u32) -> Result<(), TestCaseError> {
+    let cfg = EmuPortConfig {
+        tx_rings: rings,
+        rx_rings: rings,
+        slots,
+        extra_bufs: extra,
+        kernel_bufs: kernel,
+        ..EmuPortConfig::default()
+    };
+    let dcfg = DriverConfig { max_inflight_per_fd: 3, ..DriverConfig::default() };
+    let (mut k, d) = setup(&cfg, dcfg);
+    let fds = [3, 4, 7, 10];
+    for fd in fds {
+        k.register_fd(fd, SocketState::Connected).unwrap();
+    }
+    // The kernel's headroom [0, G) must never be written while a buffer circulates
+    // (bytes 0..4 excepted: the extra-list link).
+    let count = k.memory().layout().buf_count;
+    let headroom = |k: &EmuKernel, i: u32| {
+        // SAFETY: every index below buf_count is a buffer of the live mapping; bytes
+        // 4..64 lie inside it.
+        unsafe { std::slice::from_raw_parts_mut(k.memory().buf_ptr(i).unwrap().add(4), 60) }
+    };
+    for i in 2..count {
+        headroom(&k, i).fill(0xA5);
+    }
+    let mut h = Harness { k, d, app: Vec::new(), m: Model::default(), fds };
+    for s in steps {
+        h.apply(s)?;
+        h.check()?;
+    }
+    h.flush()?;
+    for fd in fds {
+        let exp = h.m.rx_expected.get(&fd).cloned().unwrap_or_default();
+        let got = h.m.rx_got.get(&fd).cloned().unwrap_or_default();
+        prop_assert_eq!(got.len(), exp.len(), "fd {} did not receive everything", fd);
+        prop_assert_eq!(h.m.eof_seen.get(&fd).copied().unwrap_or(false), h.m.eof_sent.contains_key(&fd));
+        let exp = h.m.tx_expected.get(&fd).cloned().unwrap_or_default();
+        let wire = h.m.tx_wire.get(&fd).cloned().unwrap_or_default();
+        prop_assert_eq!(wire.len(), exp.len(), "fd {} did not send everything", fd);
+        prop_assert_eq!(h.m.tx_reported.get(&fd).copied().unwrap_or(0), exp.len() as u64);
+    }
+    h.d.export_extra();
+    check_conservation(&h.k, &h.d, &[]).map_err(TestCaseError::fail)?;
+    for i in 2..count {
+        prop_assert!(headroom(&h.k, i).iter().all(|&b| b == 0xA5), "headroom of buffer {} written", i);
+    }
+    prop_assert_eq!(h.d.pool().capacity(), 0);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Payload bytes and per-fd order survive any interleaving of arrivals, syncs,
+    /// walks, kept buffers, sends and drains, and every buffer has exactly one owner
+    /// after every step.
+    #[test]
+    fn ring_protocol_preserves_data_and_buffers(
+        steps in proptest::collection::vec(step(), 1..120),
+        rings in 1u16..=2,
+        slots in prop_oneof![Just(4u32), Just(8), Just(16)],
+        extra in 1u32..12,
+        kernel in 2u32..24,
+    ) {
+        run(&steps, rings, slots, extra, kernel)?;
+    }
+}

@@ -1,0 +1,1002 @@
+//! The io_uring [`Backend`]: the tick (DESIGN.md §2) and each connection's state.
+//!
+//! Owns the ring, the pool and its provided buffer ring, and one [`Slot`] per listener
+//! or connection the runtime handed over (with the fd, the send queue and every piece
+//! of memory an in-flight SQE points to). `submit` only turns ops into state and SQEs;
+//! `poll` makes the tick's single `io_uring_enter` and turns CQEs into completions.
+//!
+//! It must never make a system call outside that enter while the backend runs (fds
+//! are closed with `IORING_OP_CLOSE`, the eventfd is read with `IORING_OP_READ`), never
+//! free memory the kernel may still touch (a slot outlives its last in-flight op), and
+//! never report a completion for a token after its `Close`.
+//!
+//! `user_data` layout: bits 0-31 slot id, 32-39 [`OpKind`], 40-63 the slot's generation
+//! (a check: slot ids are only reused once no op of the previous owner is in flight).
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use io_uring::types::{CancelBuilder, Fd};
+use io_uring::{cqueue, opcode, squeue, IoUring};
+use paste_rt_core::{
+    Backend, BackendKind, BufPool, Completion, Op, PoolConfig, RemoteWake, SendData, Shutdown, StartError, Stats, Token,
+};
+
+use crate::buf_ring::PoolBufRing;
+use crate::probe::{self, RingConfig, UringProbe};
+use crate::submit::{self, SubmitQueue, Wait};
+use crate::waker::RingWaker;
+
+/// Buffer group id of the receive buffer ring.
+const BGID: u16 = 0;
+/// Most sends gathered into one `SENDMSG`.
+pub const MAX_SEND_BATCH: usize = 32;
+const GEN_MASK: u32 = 0x00FF_FFFF;
+
+/// Settings of the io_uring backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UringConfig {
+    /// The buffer pool (anonymous or file-backed). At most 65536 buffers: io_uring
+    /// buffer ids are 16-bit. Default: [`PoolConfig::default`] (4096 x 2048 B).
+    pub pool: PoolConfig,
+    /// Submission queue entries (default 4096). Sized so a tick's SQEs fit: when they
+    /// do not, the rest waits in a local overflow queue for the next tick's enter.
+    pub sq_entries: u32,
+    /// Completion queue entries (default 16384, 4x the SQ: multishot ops post many
+    /// CQEs per SQE). Overflow beyond it is kept by the kernel (`NODROP`), not lost.
+    pub cq_entries: u32,
+    /// Most pool buffers lent to the kernel's receive ring at once, shared by every
+    /// connection; the rest of the pool stays free for `TxBuf`s and for the buffers the
+    /// application holds. This bounds what connections can take per tick; beyond it a
+    /// connection's receive pauses with `ENOBUFS` and re-arms once buffers come back.
+    /// Per-connection backpressure is the runtime's `PauseRecv`. 0 (default) = half the
+    /// pool, at least 1 and at most 4096.
+    pub rx_ring_bufs: u32,
+    /// Receive bundles (one completion filling several buffers) when the kernel has
+    /// them (6.10+). Default true.
+    pub recv_bundle: bool,
+    /// Most queued sends of one connection gathered into one `SENDMSG` (1 to
+    /// [`MAX_SEND_BATCH`], default 16).
+    pub send_batch: u32,
+    /// How long a listener waits before accepting again after `EMFILE` and the like,
+    /// unless a `Close` frees an fd first (default 100 ms).
+    pub accept_retry: Duration,
+}
+
+impl Default for UringConfig {
+    fn default() -> Self {
+        UringConfig {
+            pool: PoolConfig::default(),
+            sq_entries: 4096,
+            cq_entries: 16384,
+            rx_ring_bufs: 0,
+            recv_bundle: true,
+            send_batch: 16,
+            accept_retry: Duration::from_millis(100),
+        }
+    }
+}
+
+/// What an SQE was for (bits 32-39 of its `user_data`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum OpKind {
+    Accept = 1,
+    Recv = 2,
+    Send = 3,
+    Shutdown = 4,
+    Connect = 5,
+    Wake = 6,
+    /// Cancels and closes: their result is not needed.
+    Ignore = 7,
+}
+
+impl OpKind {
+    fn from_u8(v: u8) -> Option<OpKind> {
+        Some(match v {
+            1 => OpKind::Accept,
+            2 => OpKind::Recv,
+            3 => OpKind::Send,
+            4 => OpKind::Shutdown,
+            5 => OpKind::Connect,
+            6 => OpKind::Wake,
+            7 => OpKind::Ignore,
+            _ => return None,
+        })
+    }
+}
+
+fn user_data(slot: u32, kind: OpKind, gen: u32) -> u64 {
+    slot as u64 | (kind as u64) << 32 | ((gen & GEN_MASK) as u64) << 40
+}
+
+fn decode(ud: u64) -> (u32, Option<OpKind>, u32) {
+    (ud as u32, OpKind::from_u8((ud >> 32) as u8), (ud >> 40) as u32)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Free,
+    Listener,
+    Stream,
+}
+
+/// Something queued to send, in order.
+#[derive(Debug)]
+enum TxItem {
+    Data(SendData),
+    Shutdown(Shutdown),
+}
+
+/// A listener or a connection. Boxed in the slot table so that the iovecs, msghdr and
+/// address it holds for in-flight SQEs never move.
+struct Slot {
+    gen: u32,
+    role: Role,
+    token: Token,
+    fd: RawFd,
+    /// The token still names this slot (no `Close` yet).
+    open: bool,
+    /// Ops in the kernel that point at this slot (a multishot op counts once).
+    inflight: u32,
+
+    accept_armed: bool,
+    /// After an accept error: when to try again.
+    accept_retry_at: Option<Instant>,
+    /// An `AcceptError` was reported and no accept succeeded since.
+    accept_error_reported: bool,
+
+    connecting: bool,
+    rx_armed: bool,
+    rx_cancelling: bool,
+    rx_paused: bool,
+    /// EOF or an error was reported: no more receives.
+    rx_done: bool,
+    /// The receive stopped with `ENOBUFS`; listed in `rx_starved`.
+    rx_starved: bool,
+
+    txq: VecDeque<TxItem>,
+    /// Items at the front of `txq` that an in-flight SQE sends (or 1 for a shutdown).
+    tx_inflight: usize,
+    /// Bytes of `txq[0]` already sent.
+    tx_off: usize,
+    tx_failed: Option<i32>,
+    /// Listed in `tx_dirty`.
+    tx_dirty: bool,
+    iov: [libc::iovec; MAX_SEND_BATCH],
+    msg: libc::msghdr,
+    addr: libc::sockaddr_storage,
+}
+
+impl Slot {
+    fn new() -> Slot {
+        Slot {
+            gen: 0,
+            role: Role::Free,
+            token: Token(0),
+            fd: -1,
+            open: false,
+            inflight: 0,
+            accept_armed: false,
+            accept_retry_at: None,
+            accept_error_reported: false,
+            connecting: false,
+            rx_armed: false,
+            rx_cancelling: false,
+            rx_paused: false,
+            rx_done: false,
+            rx_starved: false,
+            txq: VecDeque::new(),
+            tx_inflight: 0,
+            tx_off: 0,
+            tx_failed: None,
+            tx_dirty: false,
+            iov: [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_SEND_BATCH],
+            // SAFETY: msghdr and sockaddr_storage are plain C structs; all-zero is a
+            // valid (empty) value for both.
+            msg: unsafe { std::mem::zeroed() },
+            // SAFETY: as above.
+            addr: unsafe { std::mem::zeroed() },
+        }
+    }
+
+    fn reset(&mut self, role: Role, token: Token, fd: RawFd) {
+        debug_assert_eq!(self.inflight, 0);
+        self.gen = self.gen.wrapping_add(1) & GEN_MASK;
+        self.role = role;
+        self.token = token;
+        self.fd = fd;
+        self.open = true;
+        self.accept_armed = false;
+        self.accept_retry_at = None;
+        self.accept_error_reported = false;
+        self.connecting = false;
+        self.rx_armed = false;
+        self.rx_cancelling = false;
+        self.rx_paused = false;
+        self.rx_done = false;
+        self.rx_starved = false;
+        self.txq.clear();
+        self.tx_inflight = 0;
+        self.tx_off = 0;
+        self.tx_failed = None;
+        self.tx_dirty = false;
+    }
+
+    fn ud(&self, id: u32, kind: OpKind) -> u64 {
+        user_data(id, kind, self.gen)
+    }
+}
+
+/// The io_uring backend. See the crate docs.
+pub struct UringBackend {
+    ring: IoUring,
+    probe: UringProbe,
+    pool: BufPool,
+    rx_ring: PoolBufRing,
+    sq: SubmitQueue,
+    waker: RingWaker,
+    stats: Stats,
+    /// Boxed: in-flight SQEs point into slots, which must not move when this grows.
+    #[allow(clippy::vec_box)]
+    slots: Vec<Box<Slot>>,
+    free_slots: Vec<u32>,
+    tokens: HashMap<Token, u32>,
+    /// Slots (id, generation) with queued sends to turn into SQEs at the next poll.
+    tx_dirty: Vec<(u32, u32)>,
+    /// Slots whose receive ran out of buffers, oldest first.
+    rx_starved: VecDeque<(u32, u32)>,
+    /// Listeners waiting to accept again after an error.
+    accept_waiting: Vec<(u32, u32)>,
+    /// An fd was closed since the last poll (a listener out of fds may retry).
+    fd_freed: bool,
+    /// Completions decided outside a poll (e.g. a send on a failed connection).
+    deferred: Vec<Completion>,
+    cqes: Vec<(u64, i32, u32)>,
+    /// Cancels and closes in the kernel.
+    ignore_inflight: u64,
+    waker_armed: bool,
+    use_bundle: bool,
+    send_batch: usize,
+    accept_retry: Duration,
+    dropping: bool,
+}
+
+impl UringBackend {
+    /// Builds the pool, opens and probes the ring, registers the receive buffer ring and
+    /// arms the wake-up eventfd. Never falls back: an error says what is missing.
+    pub fn new(config: &UringConfig) -> Result<UringBackend, StartError> {
+        let kind = BackendKind::Uring;
+        let pool = BufPool::new(&config.pool, 0).map_err(|e| StartError::os(kind, "buffer pool", &e))?;
+        let ring_config = RingConfig { sq_entries: config.sq_entries, cq_entries: config.cq_entries };
+        let (ring, probe) = probe::open_ring(&ring_config).map_err(|e| e.into_start_error(kind))?;
+        let target = match config.rx_ring_bufs {
+            0 => (pool.capacity() / 2).clamp(1, 4096),
+            n => n.min(pool.capacity()).max(1),
+        };
+        let rx_ring = PoolBufRing::new(&ring.submitter(), &pool, BGID, target, 0)
+            .map_err(|e| StartError::os(kind, "register the provided buffer ring (IORING_REGISTER_PBUF_RING)", &e))?;
+        let waker = RingWaker::new().map_err(|e| StartError::os(kind, "eventfd for remote wake-ups", &e))?;
+        let use_bundle = config.recv_bundle && probe.recv_bundle;
+        let mut backend = UringBackend {
+            sq: SubmitQueue::with_capacity(256),
+            ring,
+            probe,
+            pool,
+            rx_ring,
+            waker,
+            stats: Stats::default(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            tokens: HashMap::new(),
+            tx_dirty: Vec::new(),
+            rx_starved: VecDeque::new(),
+            accept_waiting: Vec::new(),
+            fd_freed: false,
+            deferred: Vec::new(),
+            cqes: Vec::new(),
+            ignore_inflight: 0,
+            waker_armed: false,
+            use_bundle,
+            send_batch: (config.send_batch as usize).clamp(1, MAX_SEND_BATCH),
+            accept_retry: config.accept_retry,
+            dropping: false,
+        };
+        backend.arm_waker();
+        Ok(backend)
+    }
+
+    /// What was probed at start.
+    pub fn probe(&self) -> &UringProbe {
+        &self.probe
+    }
+
+    /// Operations in the kernel (or queued for it): multishot receives and accepts,
+    /// sends, connects, cancels, closes, and the wake-up read. At rest this is the
+    /// number of armed listeners and connections plus one.
+    pub fn ops_in_flight(&self) -> u64 {
+        let slots: u64 = self.slots.iter().map(|s| s.inflight as u64).sum();
+        slots + self.ignore_inflight + self.waker_armed as u64
+    }
+
+    /// Slots in use: open listeners and connections, plus closed ones whose last
+    /// operations have not completed yet.
+    pub fn live_slots(&self) -> usize {
+        self.slots.len() - self.free_slots.len()
+    }
+
+    /// SQEs that ever waited in the overflow queue because the SQ was full.
+    pub fn sq_overflows(&self) -> u64 {
+        self.sq.overflowed_total()
+    }
+
+    // ---- ops -> state and SQEs (no system call) ----
+
+    fn push(&mut self, entry: squeue::Entry) {
+        // SAFETY: every SQE built by this backend points only at memory that outlives
+        // its op: pool buffers (the pool outlives the ring, see Drop), `SendData` and
+        // iovecs/msghdr/sockaddr inside a boxed slot that is not freed or reset while
+        // `inflight > 0`, and the waker's boxed read buffer.
+        unsafe { self.sq.push(&mut self.ring, entry) }
+    }
+
+    fn push_ignored(&mut self, entry: squeue::Entry) {
+        self.ignore_inflight += 1;
+        self.push(entry.user_data(user_data(0, OpKind::Ignore, 0)));
+    }
+
+    fn arm_waker(&mut self) {
+        let entry = self.waker.read_sqe(user_data(0, OpKind::Wake, 0));
+        self.waker_armed = true;
+        self.push(entry);
+    }
+
+    fn open_slot(&mut self, token: Token, fd: RawFd, role: Role) -> u32 {
+        if self.tokens.contains_key(&token) {
+            // The runtime reused a token it did not close: the old owner goes.
+            self.close(token);
+        }
+        let id = match self.free_slots.pop() {
+            Some(id) => id,
+            None => {
+                self.slots.push(Box::new(Slot::new()));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.slots[id as usize].reset(role, token, fd);
+        self.tokens.insert(token, id);
+        id
+    }
+
+    fn lookup(&self, token: Token, role: Role) -> Option<u32> {
+        self.tokens.get(&token).copied().filter(|&id| self.slots[id as usize].role == role)
+    }
+
+    fn arm_accept(&mut self, id: u32) {
+        let s = &mut self.slots[id as usize];
+        if !s.open || s.accept_armed || s.accept_retry_at.is_some() {
+            return;
+        }
+        s.accept_armed = true;
+        s.inflight += 1;
+        let entry = opcode::AcceptMulti::new(Fd(s.fd))
+            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(s.ud(id, OpKind::Accept));
+        self.push(entry);
+    }
+
+    fn arm_recv(&mut self, id: u32) {
+        let s = &mut self.slots[id as usize];
+        if !s.open || s.rx_armed || s.rx_paused || s.rx_done || s.rx_starved || s.connecting {
+            return;
+        }
+        s.rx_armed = true;
+        s.inflight += 1;
+        let entry = if self.use_bundle {
+            opcode::RecvMultiBundle::new(Fd(s.fd), BGID).build()
+        } else {
+            opcode::RecvMulti::new(Fd(s.fd), BGID).build()
+        };
+        let entry = entry.user_data(s.ud(id, OpKind::Recv));
+        self.push(entry);
+    }
+
+    fn mark_tx_dirty(&mut self, id: u32) {
+        let s = &mut self.slots[id as usize];
+        if !s.tx_dirty {
+            s.tx_dirty = true;
+            self.tx_dirty.push((id, s.gen));
+        }
+    }
+
+    /// Turns the front of a connection's send queue into one SQE: a SEND, a SENDMSG
+    /// gathering up to `send_batch` queued sends, or a SHUTDOWN. One in flight per
+    /// connection keeps the byte order. `closing` flushes without waiting (what the
+    /// socket takes now) and never shuts down.
+    fn start_send(&mut self, id: u32, closing: bool) {
+        let batch = self.send_batch;
+        let s = &mut *self.slots[id as usize];
+        if s.tx_inflight > 0 || s.connecting || (!s.open && !closing) {
+            return;
+        }
+        let entry = match s.txq.front() {
+            None => return,
+            Some(TxItem::Shutdown(_)) if closing => return,
+            Some(TxItem::Shutdown(how)) => {
+                let how = match how {
+                    Shutdown::Write => libc::SHUT_WR,
+                    Shutdown::Read => libc::SHUT_RD,
+                    Shutdown::Both => libc::SHUT_RDWR,
+                };
+                s.tx_inflight = 1;
+                opcode::Shutdown::new(Fd(s.fd), how).build().user_data(s.ud(id, OpKind::Shutdown))
+            }
+            Some(TxItem::Data(_)) => {
+                let mut n = 0;
+                for item in s.txq.iter() {
+                    let TxItem::Data(data) = item else { break };
+                    if n == batch {
+                        break;
+                    }
+                    let bytes = if n == 0 { &data.as_slice()[s.tx_off..] } else { data.as_slice() };
+                    s.iov[n] = libc::iovec { iov_base: bytes.as_ptr() as *mut libc::c_void, iov_len: bytes.len() };
+                    n += 1;
+                }
+                let flags = libc::MSG_NOSIGNAL | if closing { libc::MSG_DONTWAIT } else { libc::MSG_WAITALL };
+                s.tx_inflight = n;
+                let entry = if n == 1 {
+                    let len = s.iov[0].iov_len.min(u32::MAX as usize) as u32;
+                    opcode::Send::new(Fd(s.fd), s.iov[0].iov_base as *const u8, len).flags(flags).build()
+                } else {
+                    s.msg.msg_iov = s.iov.as_mut_ptr();
+                    s.msg.msg_iovlen = n as _;
+                    opcode::SendMsg::new(Fd(s.fd), &s.msg).flags(flags as u32).build()
+                };
+                entry.user_data(s.ud(id, OpKind::Send))
+            }
+        };
+        s.inflight += 1;
+        self.push(entry);
+    }
+
+    /// Close: flush what the socket takes without waiting, cancel every op on the fd,
+    /// close it with `IORING_OP_CLOSE` (after the cancel, in SQ order), forget the token.
+    fn close(&mut self, token: Token) {
+        let Some(id) = self.tokens.remove(&token) else { return };
+        let s = &mut self.slots[id as usize];
+        s.open = false;
+        if s.role == Role::Stream {
+            if s.tx_failed.is_none() {
+                self.start_send(id, true);
+            }
+            let s = &mut self.slots[id as usize];
+            let keep = s.tx_inflight;
+            s.txq.truncate(keep);
+        }
+        let s = &mut self.slots[id as usize];
+        let (fd, busy) = (s.fd, s.inflight > 0);
+        s.fd = -1;
+        if busy {
+            self.push_ignored(opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(fd)).all()).build());
+        }
+        self.push_ignored(opcode::Close::new(Fd(fd)).build());
+        self.fd_freed = true;
+        self.maybe_free(id);
+    }
+
+    /// An accepted fd nobody will own (its listener is closed).
+    fn close_stray(&mut self, fd: RawFd) {
+        if self.dropping {
+            // SAFETY: the kernel handed us this fd and nobody else knows it.
+            unsafe { libc::close(fd) };
+        } else {
+            self.push_ignored(opcode::Close::new(Fd(fd)).build());
+            self.fd_freed = true;
+        }
+    }
+
+    fn maybe_free(&mut self, id: u32) {
+        let s = &mut self.slots[id as usize];
+        if !s.open && s.inflight == 0 && s.role != Role::Free {
+            s.role = Role::Free;
+            s.txq.clear();
+            self.free_slots.push(id);
+        }
+    }
+
+    // ---- the tick's steps before the enter ----
+
+    /// Re-arms receives that stopped for lack of buffers, at most one per buffer now in
+    /// the ring (each takes at least one), oldest first.
+    fn rearm_starved(&mut self) {
+        let mut budget = self.rx_ring.ring().len();
+        while budget > 0 {
+            let Some((id, gen)) = self.rx_starved.pop_front() else { break };
+            let s = &mut self.slots[id as usize];
+            if s.gen != gen || !s.rx_starved {
+                continue;
+            }
+            s.rx_starved = false;
+            self.arm_recv(id);
+            budget -= 1;
+        }
+    }
+
+    /// Re-arms listeners whose retry time came, or all of them if an fd was freed.
+    /// Returns how long until the next one is due.
+    fn rearm_listeners(&mut self) -> Option<Duration> {
+        if self.accept_waiting.is_empty() {
+            self.fd_freed = false;
+            return None;
+        }
+        let now = Instant::now();
+        let mut next: Option<Duration> = None;
+        let mut i = 0;
+        while i < self.accept_waiting.len() {
+            let (id, gen) = self.accept_waiting[i];
+            let s = &mut self.slots[id as usize];
+            let Some(at) = s.accept_retry_at.filter(|_| s.gen == gen && s.open) else {
+                self.accept_waiting.swap_remove(i);
+                continue;
+            };
+            if self.fd_freed || now >= at {
+                s.accept_retry_at = None;
+                self.accept_waiting.swap_remove(i);
+                self.arm_accept(id);
+            } else {
+                let left = at - now;
+                next = Some(next.map_or(left, |n| n.min(left)));
+                i += 1;
+            }
+        }
+        self.fd_freed = false;
+        next
+    }
+
+    fn flush_sends(&mut self) {
+        for k in 0..self.tx_dirty.len() {
+            let (id, gen) = self.tx_dirty[k];
+            let s = &mut self.slots[id as usize];
+            if s.gen != gen || !s.tx_dirty {
+                continue;
+            }
+            s.tx_dirty = false;
+            self.start_send(id, false);
+        }
+        self.tx_dirty.clear();
+    }
+
+    // ---- CQEs -> completions ----
+
+    fn reap(&mut self, out: &mut Vec<Completion>) {
+        self.cqes.clear();
+        self.cqes.extend(self.ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
+        let mut rx = false;
+        for k in 0..self.cqes.len() {
+            let (ud, res, flags) = self.cqes[k];
+            let (id, kind, gen) = decode(ud);
+            match kind {
+                Some(OpKind::Wake) => self.on_wake(res),
+                Some(OpKind::Ignore) => self.ignore_inflight -= 1,
+                Some(kind) => {
+                    let Some(s) = self.slots.get(id as usize) else { continue };
+                    debug_assert_eq!(s.gen, gen, "completion for a reused slot");
+                    if s.gen != gen || s.role == Role::Free {
+                        continue;
+                    }
+                    match kind {
+                        OpKind::Accept => self.on_accept(id, res, flags, out),
+                        OpKind::Recv => rx |= self.on_recv(id, res, flags, out),
+                        OpKind::Send => self.on_send(id, res, out),
+                        OpKind::Shutdown => self.on_shutdown(id),
+                        OpKind::Connect => self.on_connect(id, res, out),
+                        OpKind::Wake | OpKind::Ignore => {}
+                    }
+                    self.maybe_free(id);
+                }
+                None => {}
+            }
+        }
+        if rx {
+            Stats::add(&self.stats.rx_batches, 1);
+        }
+    }
+
+    fn on_wake(&mut self, res: i32) {
+        self.waker_armed = false;
+        if self.waker.on_read(res) {
+            Stats::add(&self.stats.remote_wakeups, 1);
+        }
+        if !self.dropping && res != -libc::ECANCELED {
+            self.arm_waker();
+        }
+    }
+
+    fn on_accept(&mut self, id: u32, res: i32, flags: u32, out: &mut Vec<Completion>) {
+        let s = &mut self.slots[id as usize];
+        if !cqueue::more(flags) {
+            s.accept_armed = false;
+            s.inflight -= 1;
+        }
+        let (open, token) = (s.open, s.token);
+        if res >= 0 {
+            if open {
+                s.accept_error_reported = false;
+                Stats::add(&self.stats.accepts, 1);
+                out.push(Completion::Accepted { listener: token, fd: res });
+            } else {
+                self.close_stray(res);
+            }
+        } else if open {
+            match -res {
+                libc::ECANCELED => {}
+                // The peer gave up before we took it, or a signal: just accept again.
+                libc::ECONNABORTED | libc::EINTR | libc::EAGAIN | libc::EPROTO => {}
+                errno => {
+                    if !s.accept_error_reported {
+                        s.accept_error_reported = true;
+                        out.push(Completion::AcceptError { listener: token, errno });
+                    }
+                    s.accept_retry_at = Some(Instant::now() + self.accept_retry);
+                    self.accept_waiting.push((id, s.gen));
+                }
+            }
+        }
+        self.arm_accept(id);
+    }
+
+    /// Returns whether buffers were delivered.
+    fn on_recv(&mut self, id: u32, res: i32, flags: u32, out: &mut Vec<Completion>) -> bool {
+        let s = &mut self.slots[id as usize];
+        if !cqueue::more(flags) {
+            s.rx_armed = false;
+            s.rx_cancelling = false;
+            s.inflight -= 1;
+        }
+        let (open, token) = (s.open, s.token);
+        let mut delivered = false;
+        if let Some(bid) = cqueue::buffer_select(flags) {
+            let bytes = res.max(0) as u32;
+            let stats = &self.stats;
+            let n = self.rx_ring.take(bid, bytes, |buf| {
+                if open {
+                    out.push(Completion::Recv { token, buf });
+                }
+            });
+            if open && n > 0 {
+                Stats::add(&stats.rx_buffers, n as u64);
+                Stats::add(&stats.rx_bytes, bytes as u64);
+                delivered = true;
+            }
+        }
+        let s = &mut self.slots[id as usize];
+        if res == 0 {
+            s.rx_done = true;
+            if open {
+                out.push(Completion::Eof(token));
+            }
+        } else if res < 0 {
+            match -res {
+                libc::ECANCELED => {}
+                libc::ENOBUFS => {
+                    Stats::add(&self.stats.pool_exhausted, 1);
+                    if open && !s.rx_starved {
+                        s.rx_starved = true;
+                        self.rx_starved.push_back((id, s.gen));
+                    }
+                }
+                errno => {
+                    s.rx_done = true;
+                    if open {
+                        out.push(Completion::RecvError { token, errno });
+                    }
+                }
+            }
+        }
+        self.arm_recv(id);
+        delivered
+    }
+
+    fn on_send(&mut self, id: u32, res: i32, out: &mut Vec<Completion>) {
+        let s = &mut *self.slots[id as usize];
+        s.inflight -= 1;
+        s.tx_inflight = 0;
+        if !s.open {
+            // Closed meanwhile: whatever was sent is gone, the rest is dropped.
+            s.txq.clear();
+            return;
+        }
+        if res > 0 {
+            Stats::add(&self.stats.tx_bytes, res as u64);
+            out.push(Completion::Sent { token: s.token, bytes: res as u32 });
+            let mut left = res as usize;
+            while left > 0 {
+                let Some(TxItem::Data(data)) = s.txq.front() else { break };
+                let rest = data.len() - s.tx_off;
+                if left >= rest {
+                    left -= rest;
+                    s.tx_off = 0;
+                    s.txq.pop_front();
+                } else {
+                    s.tx_off += left;
+                    left = 0;
+                }
+            }
+            if !s.txq.is_empty() {
+                self.mark_tx_dirty(id);
+            }
+        } else {
+            // A stream socket never takes 0 of n > 0 bytes unless it is broken.
+            let errno = if res == 0 { libc::EPIPE } else { -res };
+            s.txq.clear();
+            s.tx_off = 0;
+            s.tx_failed = Some(errno);
+            out.push(Completion::SendError { token: s.token, errno });
+        }
+    }
+
+    fn on_shutdown(&mut self, id: u32) {
+        let s = &mut self.slots[id as usize];
+        s.inflight -= 1;
+        s.tx_inflight = 0;
+        s.txq.pop_front();
+        if s.open && !s.txq.is_empty() {
+            self.mark_tx_dirty(id);
+        }
+    }
+
+    fn on_connect(&mut self, id: u32, res: i32, out: &mut Vec<Completion>) {
+        let s = &mut self.slots[id as usize];
+        s.inflight -= 1;
+        s.connecting = false;
+        if !s.open {
+            return;
+        }
+        let errno = if res < 0 { -res } else { 0 };
+        out.push(Completion::Connected { token: s.token, errno });
+        if errno == 0 {
+            if !s.txq.is_empty() {
+                self.mark_tx_dirty(id);
+            }
+            self.arm_recv(id);
+        } else {
+            s.rx_done = true;
+            s.tx_failed = Some(errno);
+            if !s.txq.is_empty() {
+                s.txq.clear();
+                out.push(Completion::SendError { token: s.token, errno });
+            }
+        }
+    }
+}
+
+impl Backend for UringBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Uring
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "io_uring: {}; rx buffer ring {} x {} B{}, send batch {}",
+            self.probe.describe(),
+            self.rx_ring.target(),
+            self.rx_ring.ring().buf_len(),
+            if self.use_bundle { " with bundles" } else { "" },
+            self.send_batch,
+        )
+    }
+
+    fn pool(&self) -> &BufPool {
+        &self.pool
+    }
+
+    fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    fn submit(&mut self, op: Op) {
+        match op {
+            Op::Listen { token, fd } => {
+                let id = self.open_slot(token, fd, Role::Listener);
+                self.arm_accept(id);
+            }
+            Op::Register { token, fd } => {
+                let id = self.open_slot(token, fd, Role::Stream);
+                self.arm_recv(id);
+            }
+            Op::Connect { token, fd, addr } => {
+                let id = self.open_slot(token, fd, Role::Stream);
+                let s = &mut *self.slots[id as usize];
+                s.connecting = true;
+                s.inflight += 1;
+                let len = write_sockaddr(&addr, &mut s.addr);
+                let entry = opcode::Connect::new(Fd(fd), (&s.addr as *const libc::sockaddr_storage).cast(), len)
+                    .build()
+                    .user_data(s.ud(id, OpKind::Connect));
+                self.push(entry);
+            }
+            Op::PauseRecv(token) => {
+                let Some(id) = self.lookup(token, Role::Stream) else { return };
+                let s = &mut self.slots[id as usize];
+                s.rx_paused = true;
+                if s.rx_armed && !s.rx_cancelling {
+                    s.rx_cancelling = true;
+                    let target = s.ud(id, OpKind::Recv);
+                    self.push_ignored(opcode::AsyncCancel::new(target).build());
+                }
+            }
+            Op::ResumeRecv(token) => {
+                let Some(id) = self.lookup(token, Role::Stream) else { return };
+                self.slots[id as usize].rx_paused = false;
+                self.arm_recv(id);
+            }
+            Op::Send { token, data } => {
+                let Some(id) = self.lookup(token, Role::Stream) else { return };
+                if data.is_empty() {
+                    return;
+                }
+                let s = &mut self.slots[id as usize];
+                if let Some(errno) = s.tx_failed {
+                    self.deferred.push(Completion::SendError { token, errno });
+                    return;
+                }
+                s.txq.push_back(TxItem::Data(data));
+                self.mark_tx_dirty(id);
+            }
+            Op::Shutdown { token, how } => {
+                let Some(id) = self.lookup(token, Role::Stream) else { return };
+                self.slots[id as usize].txq.push_back(TxItem::Shutdown(how));
+                self.mark_tx_dirty(id);
+            }
+            Op::Close(token) => self.close(token),
+        }
+    }
+
+    /// Counts the tick and runs it (see `UringBackend::tick`).
+    fn poll(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()> {
+        self.stats.enter_poll();
+        let result = self.tick(timeout, out);
+        self.stats.exit_poll();
+        result
+    }
+
+    fn remote_waker(&self) -> Arc<dyn RemoteWake> {
+        self.waker.handle()
+    }
+}
+
+impl UringBackend {
+    /// One tick's I/O (DESIGN.md §2, step 2), top to bottom.
+    fn tick(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()> {
+        let first = out.len();
+        out.append(&mut self.deferred);
+
+        // 1. Buffers the application dropped go back to the kernel's receive ring;
+        //    receives that ran dry and listeners that backed off are re-armed.
+        self.rx_ring.refill();
+        self.rearm_starved();
+        let retry_in = self.rearm_listeners();
+
+        // 2. Queued sends become SQEs (one in flight per connection).
+        self.flush_sends();
+
+        // 3. The one io_uring_enter: submit everything, wait for the first completion
+        //    unless completions are already waiting or SQEs are left over.
+        let timeout = match (timeout, retry_in) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut wait = Wait::from_timeout(timeout);
+        if out.len() > first || self.sq.pending() > 0 {
+            wait = Wait::No;
+        }
+        self.stats.syscall();
+        if wait.may_block() {
+            Stats::add(&self.stats.waits, 1);
+        }
+        let entered = submit::enter(&mut self.ring, wait);
+        self.sq.refill_ring(&mut self.ring);
+        entered?;
+
+        // 4. Completions.
+        self.reap(out);
+        Stats::add(&self.stats.completions, (out.len() - first) as u64);
+        Ok(())
+    }
+}
+
+impl Drop for UringBackend {
+    /// Submits what is queued (closes included), cancels every op and waits for the
+    /// kernel to let go of our memory, closes the fds still owned, and returns the
+    /// receive ring's buffers to the pool. System calls are fine here: no tick runs.
+    fn drop(&mut self) {
+        self.dropping = true;
+        // The fds still owned: closed last, after the kernel let go of every op.
+        let mut owned = Vec::new();
+        for s in self.slots.iter_mut() {
+            if s.role != Role::Free && s.fd >= 0 {
+                owned.push(s.fd);
+                s.fd = -1;
+            }
+            s.open = false;
+        }
+        let mut scratch = Vec::new();
+        for _ in 0..4 {
+            if submit::enter(&mut self.ring, Wait::No).is_err() {
+                break;
+            }
+            self.sq.refill_ring(&mut self.ring);
+            self.reap(&mut scratch);
+            if self.sq.pending() == 0 && self.ring.submission().is_empty() {
+                break;
+            }
+        }
+        let _ = self.ring.submitter().register_sync_cancel(None, CancelBuilder::any().all());
+        for _ in 0..100 {
+            if self.ops_in_flight() == 0 {
+                break;
+            }
+            if submit::enter(&mut self.ring, Wait::For(Duration::from_millis(10))).is_err() {
+                break;
+            }
+            self.reap(&mut scratch);
+        }
+        drop(scratch);
+        for fd in owned {
+            // SAFETY: the backend owns this fd (handed over by Listen/Register/Connect)
+            // and closes it exactly once (its slot's fd was cleared above).
+            unsafe { libc::close(fd) };
+        }
+        if self.ops_in_flight() == 0 {
+            let _ = self.rx_ring.unregister(&self.ring.submitter());
+        }
+    }
+}
+
+/// Fills `storage` with `addr`; returns its length.
+fn write_sockaddr(addr: &SocketAddr, storage: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { (storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>().write(sin) };
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { (storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>().write(sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_data_round_trips() {
+        let ud = user_data(123_456, OpKind::Send, 0xAB_CDEF);
+        assert_eq!(decode(ud), (123_456, Some(OpKind::Send), 0xAB_CDEF));
+        let ud = user_data(u32::MAX, OpKind::Ignore, GEN_MASK + 5);
+        assert_eq!(decode(ud), (u32::MAX, Some(OpKind::Ignore), 4));
+        assert_eq!(decode(0).1, None);
+    }
+}

@@ -1,0 +1,1031 @@
+//! Incremental HTTP/1.x request parser.
+//!
+//! Owns the byte-level state machine that turns a stream of received chunks into
+//! request events. It never buffers a request: every field it must remember (method,
+//! a path of at most [`MAX_PATH`] bytes, the header being read, Content-Length digits)
+//! lives in fixed-size fields, so a request may be split anywhere across chunks, one
+//! chunk may hold many pipelined requests, and parsing allocates nothing. It never
+//! panics on input: anything it does not accept ends in [`Event::Error`].
+
+use std::fmt;
+use std::ops::Range;
+
+/// Longest request target (path) the parser keeps; a longer one is [`HttpError::UriTooLong`].
+pub const MAX_PATH: usize = 64;
+
+/// Default limit on the request line plus headers (including the blank line), in bytes.
+pub const DEFAULT_MAX_HEAD: usize = 8 * 1024;
+
+/// Longest header name the parser needs to recognise ("transfer-encoding").
+const NAME_CAP: usize = 17;
+/// Longest `Connection` token the parser needs to recognise ("keep-alive").
+const TOKEN_CAP: usize = 10;
+/// Longest method the parser needs to recognise ("POST").
+const METHOD_CAP: usize = 4;
+/// Length of "HTTP/1.1".
+const VERSION_LEN: usize = 8;
+
+/// Request method, as far as phttpd cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`.
+    Get,
+    /// `POST`.
+    Post,
+    /// Any other syntactically valid method token (methods are case-sensitive).
+    Other,
+}
+
+/// Protocol version of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// `HTTP/1.0`: connections close after the response unless the client asks for keep-alive.
+    Http10,
+    /// `HTTP/1.1`: connections stay open unless the client sends `Connection: close`.
+    Http11,
+}
+
+/// The head of a request: everything before its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head<'a> {
+    /// Request method.
+    pub method: Method,
+    /// Request target exactly as received (at most [`MAX_PATH`] bytes).
+    pub path: &'a [u8],
+    /// Protocol version.
+    pub version: Version,
+    /// Body length from `Content-Length` (0 when absent).
+    pub content_length: u64,
+    /// Whether the connection stays open after the response (version default, then
+    /// `Connection: close` / `Connection: keep-alive`; `close` wins when both appear).
+    pub keep_alive: bool,
+}
+
+/// One step of progress through the request stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A complete request head; its body (if any) follows as [`Event::Body`] events.
+    Head(Head<'a>),
+    /// Bytes of the current request's body: a non-empty range of the chunk being fed.
+    Body(Range<usize>),
+    /// The current request is complete, body included.
+    End,
+    /// The stream is not acceptable HTTP; answer with [`HttpError::response`] (or plain
+    /// 400) and close. The parser stays failed.
+    Error(HttpError),
+}
+
+/// Why a request stream was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpError {
+    /// The request line is not `METHOD SP target SP HTTP/x.y CRLF`.
+    MalformedRequestLine,
+    /// The request line names an HTTP version other than 1.0 or 1.1.
+    UnsupportedVersion,
+    /// The request target is longer than [`MAX_PATH`] bytes.
+    UriTooLong,
+    /// A header line is malformed (bad name, control byte, bare CR, obsolete folding).
+    MalformedHeader,
+    /// `Content-Length` is empty, not decimal, overflows 64 bits, or conflicts with another.
+    BadContentLength,
+    /// The request line and headers exceed the parser's head limit.
+    HeadTooLarge,
+    /// The request uses `Transfer-Encoding`, which this server does not implement.
+    TransferEncodingUnsupported,
+}
+
+impl HttpError {
+    /// The HTTP status code that describes this error best.
+    pub fn status(self) -> u16 {
+        match self {
+            HttpError::MalformedRequestLine | HttpError::MalformedHeader | HttpError::BadContentLength => 400,
+            HttpError::UriTooLong => 414,
+            HttpError::HeadTooLarge => 431,
+            HttpError::TransferEncodingUnsupported => 501,
+            HttpError::UnsupportedVersion => 505,
+        }
+    }
+
+    /// A complete response for this error, with `Connection: close` and an empty body.
+    pub fn response(self) -> &'static [u8] {
+        match self.status() {
+            414 => b"HTTP/1.1 414 URI Too Long\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            431 => b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            501 => b"HTTP/1.1 501 Not Implemented\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            505 => b"HTTP/1.1 505 HTTP Version Not Supported\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            _ => super::response::BAD_REQUEST,
+        }
+    }
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self {
+            HttpError::MalformedRequestLine => "malformed HTTP request line",
+            HttpError::UnsupportedVersion => "unsupported HTTP version (only 1.0 and 1.1 are served)",
+            HttpError::UriTooLong => "request target longer than 64 bytes",
+            HttpError::MalformedHeader => "malformed HTTP header line",
+            HttpError::BadContentLength => "invalid or conflicting Content-Length",
+            HttpError::HeadTooLarge => "request line and headers exceed the size limit",
+            HttpError::TransferEncodingUnsupported => "Transfer-Encoding is not supported",
+        };
+        write!(f, "parsing an HTTP request: {what} (status {})", self.status())
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+/// Where the parser is in the request stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Before a request line; empty lines (CRLF) are skipped here.
+    Start,
+    /// Saw CR of an empty line before a request line.
+    StartLf,
+    Method,
+    Target,
+    Version,
+    /// Saw CR ending the request line.
+    RequestLineLf,
+    /// At the start of a header line or of the blank line ending the head.
+    HeaderStart,
+    /// Saw CR of the blank line.
+    HeadEndLf,
+    Name,
+    /// After the colon, skipping optional whitespace.
+    ValueWs,
+    Value,
+    /// Saw CR ending a header value.
+    ValueLf,
+    /// Head reported; body bytes remain.
+    Body,
+    /// Body complete (or empty); `End` is reported next.
+    EndPending,
+    Failed(HttpError),
+}
+
+/// Which header's value is being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Header {
+    ContentLength,
+    Connection,
+    Other,
+}
+
+/// Incremental HTTP/1.x request parser for one connection.
+///
+/// Feed it every received chunk in order, with [`feed`](Self::feed) (callback) or
+/// [`next_event`](Self::next_event) (pull). Per request it reports [`Event::Head`],
+/// then [`Event::Body`] ranges covering exactly `content_length` bytes, then
+/// [`Event::End`]. Requests without `Content-Length` have no body; `Transfer-Encoding`
+/// is rejected. Request lines and header lines must end in CRLF.
+///
+/// ```
+/// use paste_rt_examples::http::{Event, Method, RequestParser};
+///
+/// let mut parser = RequestParser::new();
+/// let chunk = b"POST /log HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
+/// let mut body = Vec::new();
+/// let mut ended = false;
+/// parser.feed(chunk, |event| match event {
+///     Event::Head(head) => assert_eq!((head.method, head.path), (Method::Post, &b"/log"[..])),
+///     Event::Body(range) => body.extend_from_slice(&chunk[range]),
+///     Event::End => ended = true,
+///     Event::Error(e) => panic!("{e}"),
+/// });
+/// assert_eq!((body.as_slice(), ended), (&b"abc"[..], true));
+/// ```
+#[derive(Debug, Clone)]
+pub struct RequestParser {
+    state: State,
+    max_head: usize,
+    /// Bytes of the current head consumed so far.
+    head_len: usize,
+    /// Method bytes seen (only the first [`METHOD_CAP`] are kept).
+    method_len: usize,
+    method: [u8; METHOD_CAP],
+    path_len: usize,
+    path: [u8; MAX_PATH],
+    version_len: usize,
+    version_buf: [u8; VERSION_LEN],
+    version: Version,
+    /// Header name bytes seen (only the first [`NAME_CAP`] are kept).
+    name_len: usize,
+    name: [u8; NAME_CAP],
+    header: Header,
+    /// Content-Length value being read.
+    cl_value: u64,
+    cl_digits: usize,
+    cl_trailing_ws: bool,
+    /// Connection token being read (lower-cased; only the first [`TOKEN_CAP`] kept).
+    token_len: usize,
+    token: [u8; TOKEN_CAP],
+    content_length: Option<u64>,
+    conn_close: bool,
+    conn_keep_alive: bool,
+    /// Body bytes still to report.
+    remaining: u64,
+}
+
+impl Default for RequestParser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RequestParser {
+    /// A parser with the default head limit ([`DEFAULT_MAX_HEAD`]).
+    pub fn new() -> Self {
+        Self::with_max_head(DEFAULT_MAX_HEAD)
+    }
+
+    /// A parser whose request line plus headers may not exceed `max_head` bytes.
+    pub fn with_max_head(max_head: usize) -> Self {
+        RequestParser {
+            state: State::Start,
+            max_head,
+            head_len: 0,
+            method_len: 0,
+            method: [0; METHOD_CAP],
+            path_len: 0,
+            path: [0; MAX_PATH],
+            version_len: 0,
+            version_buf: [0; VERSION_LEN],
+            version: Version::Http11,
+            name_len: 0,
+            name: [0; NAME_CAP],
+            header: Header::Other,
+            cl_value: 0,
+            cl_digits: 0,
+            cl_trailing_ws: false,
+            token_len: 0,
+            token: [0; TOKEN_CAP],
+            content_length: None,
+            conn_close: false,
+            conn_keep_alive: false,
+            remaining: 0,
+        }
+    }
+
+    /// The error the parser stopped at, if any.
+    pub fn error(&self) -> Option<HttpError> {
+        match self.state {
+            State::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether the parser is between requests with nothing of the next one seen: a
+    /// peer that closes now has not cut a request short.
+    pub fn is_idle(&self) -> bool {
+        self.state == State::Start && self.head_len == 0
+    }
+
+    /// Parses all of `chunk`, calling `on_event` for each event in order.
+    ///
+    /// [`Event::Body`] ranges index into `chunk`. Once the parser has failed, each call
+    /// with a non-empty chunk reports the same [`Event::Error`] again and nothing else.
+    pub fn feed(&mut self, chunk: &[u8], mut on_event: impl FnMut(Event<'_>)) {
+        let mut pos = 0;
+        while let Some(event) = self.next_event(chunk, &mut pos) {
+            on_event(event);
+        }
+    }
+
+    /// Parses `chunk` from `*pos` up to the next event, advancing `*pos` past the bytes
+    /// consumed; `None` when the rest of the chunk is consumed without completing one.
+    ///
+    /// Call it until it returns `None`, then feed the next chunk from position 0. An
+    /// `End` may be returned with no bytes left (requests without body, or whose body
+    /// ended exactly at the end of the chunk), so always call once more.
+    pub fn next_event<'p>(&'p mut self, chunk: &[u8], pos: &mut usize) -> Option<Event<'p>> {
+        if *pos > chunk.len() {
+            *pos = chunk.len();
+        }
+        match self.state {
+            State::Failed(e) => {
+                if *pos < chunk.len() {
+                    *pos = chunk.len();
+                    return Some(Event::Error(e));
+                }
+                return None;
+            }
+            State::EndPending => {
+                self.reset_request();
+                return Some(Event::End);
+            }
+            State::Body => {
+                let avail = chunk.len() - *pos;
+                if avail == 0 {
+                    return None;
+                }
+                // `take` is at most `avail`, so it fits in usize.
+                let take = self.remaining.min(avail as u64) as usize;
+                let start = *pos;
+                *pos += take;
+                self.remaining -= take as u64;
+                if self.remaining == 0 {
+                    self.state = State::EndPending;
+                }
+                return Some(Event::Body(start..start + take));
+            }
+            _ => {}
+        }
+        match self.parse_head(chunk, pos) {
+            Ok(false) => None,
+            Ok(true) => {
+                let content_length = self.content_length.unwrap_or(0);
+                let keep_alive = match self.version {
+                    Version::Http11 => !self.conn_close,
+                    Version::Http10 => self.conn_keep_alive && !self.conn_close,
+                };
+                self.remaining = content_length;
+                self.state = if content_length > 0 { State::Body } else { State::EndPending };
+                Some(Event::Head(Head {
+                    method: self.method(),
+                    path: &self.path[..self.path_len],
+                    version: self.version,
+                    content_length,
+                    keep_alive,
+                }))
+            }
+            Err(e) => {
+                self.state = State::Failed(e);
+                *pos = chunk.len();
+                Some(Event::Error(e))
+            }
+        }
+    }
+
+    /// Clears the per-request fields after `End`.
+    fn reset_request(&mut self) {
+        self.state = State::Start;
+        self.head_len = 0;
+        self.method_len = 0;
+        self.path_len = 0;
+        self.version_len = 0;
+        self.content_length = None;
+        self.conn_close = false;
+        self.conn_keep_alive = false;
+    }
+
+    fn method(&self) -> Method {
+        match &self.method[..self.method_len.min(METHOD_CAP)] {
+            b"GET" if self.method_len == 3 => Method::Get,
+            b"POST" if self.method_len == 4 => Method::Post,
+            _ => Method::Other,
+        }
+    }
+
+    /// Consumes head bytes; `Ok(true)` once the blank line ending the head is consumed.
+    fn parse_head(&mut self, chunk: &[u8], pos: &mut usize) -> Result<bool, HttpError> {
+        while let Some(&b) = chunk.get(*pos) {
+            *pos += 1;
+            self.head_len += 1;
+            if self.head_len > self.max_head {
+                return Err(HttpError::HeadTooLarge);
+            }
+            if self.step(b)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Advances the head state machine by one byte; `Ok(true)` at the end of the head.
+    fn step(&mut self, b: u8) -> Result<bool, HttpError> {
+        use HttpError::{MalformedHeader, MalformedRequestLine};
+        match self.state {
+            State::Start => match b {
+                b'\r' => self.state = State::StartLf,
+                _ if is_tchar(b) => {
+                    self.push_method(b);
+                    self.state = State::Method;
+                }
+                _ => return Err(MalformedRequestLine),
+            },
+            State::StartLf => match b {
+                b'\n' => self.state = State::Start,
+                _ => return Err(MalformedRequestLine),
+            },
+            State::Method => match b {
+                b' ' => self.state = State::Target,
+                _ if is_tchar(b) => self.push_method(b),
+                _ => return Err(MalformedRequestLine),
+            },
+            State::Target => match b {
+                b' ' if self.path_len > 0 => self.state = State::Version,
+                0x21..=0x7e => {
+                    if self.path_len == MAX_PATH {
+                        return Err(HttpError::UriTooLong);
+                    }
+                    self.path[self.path_len] = b;
+                    self.path_len += 1;
+                }
+                _ => return Err(MalformedRequestLine),
+            },
+            State::Version => match b {
+                b'\r' => {
+                    self.version = classify_version(&self.version_buf[..self.version_len])?;
+                    self.state = State::RequestLineLf;
+                }
+                _ if self.version_len < VERSION_LEN => {
+                    self.version_buf[self.version_len] = b;
+                    self.version_len += 1;
+                }
+                _ => return Err(MalformedRequestLine),
+            },
+            State::RequestLineLf => match b {
+                b'\n' => self.state = State::HeaderStart,
+                _ => return Err(MalformedRequestLine),
+            },
+            State::HeaderStart => match b {
+                b'\r' => self.state = State::HeadEndLf,
+                _ if is_tchar(b) => {
+                    self.name_len = 0;
+                    self.push_name(b);
+                    self.state = State::Name;
+                }
+                // Includes SP/HT: obsolete line folding is rejected (RFC 9112 §5.2).
+                _ => return Err(MalformedHeader),
+            },
+            State::HeadEndLf => match b {
+                b'\n' => return Ok(true),
+                _ => return Err(MalformedHeader),
+            },
+            State::Name => match b {
+                b':' => {
+                    self.begin_value()?;
+                    self.state = State::ValueWs;
+                }
+                _ if is_tchar(b) => self.push_name(b),
+                // Includes whitespace before the colon (RFC 9112 §5.1).
+                _ => return Err(MalformedHeader),
+            },
+            State::ValueWs => match b {
+                b' ' | b'\t' => {}
+                b'\r' => self.state = State::ValueLf,
+                _ => {
+                    self.state = State::Value;
+                    self.value_byte(b)?;
+                }
+            },
+            State::Value => match b {
+                b'\r' => self.state = State::ValueLf,
+                _ => self.value_byte(b)?,
+            },
+            State::ValueLf => match b {
+                b'\n' => {
+                    self.end_value()?;
+                    self.state = State::HeaderStart;
+                }
+                _ => return Err(MalformedHeader),
+            },
+            // `next_event` handles these before calling `parse_head`.
+            State::Body | State::EndPending | State::Failed(_) => {}
+        }
+        Ok(false)
+    }
+
+    fn push_method(&mut self, b: u8) {
+        if self.method_len < METHOD_CAP {
+            self.method[self.method_len] = b;
+        }
+        self.method_len = self.method_len.saturating_add(1);
+    }
+
+    fn push_name(&mut self, b: u8) {
+        if self.name_len < NAME_CAP {
+            self.name[self.name_len] = b.to_ascii_lowercase();
+        }
+        self.name_len = self.name_len.saturating_add(1);
+    }
+
+    /// Classifies the header name just completed and prepares to read its value.
+    fn begin_value(&mut self) -> Result<(), HttpError> {
+        let name = if self.name_len <= NAME_CAP { &self.name[..self.name_len] } else { &[][..] };
+        self.header = match name {
+            b"content-length" => Header::ContentLength,
+            b"connection" => Header::Connection,
+            b"transfer-encoding" => return Err(HttpError::TransferEncodingUnsupported),
+            _ => Header::Other,
+        };
+        self.cl_value = 0;
+        self.cl_digits = 0;
+        self.cl_trailing_ws = false;
+        self.token_len = 0;
+        Ok(())
+    }
+
+    /// One byte of a header value (never CR).
+    fn value_byte(&mut self, b: u8) -> Result<(), HttpError> {
+        if b != b'\t' && (b < 0x20 || b == 0x7f) {
+            return Err(HttpError::MalformedHeader);
+        }
+        match self.header {
+            Header::ContentLength => match b {
+                b'0'..=b'9' if !self.cl_trailing_ws => {
+                    self.cl_value = self
+                        .cl_value
+                        .checked_mul(10)
+                        .and_then(|v| v.checked_add(u64::from(b - b'0')))
+                        .ok_or(HttpError::BadContentLength)?;
+                    self.cl_digits += 1;
+                }
+                b' ' | b'\t' if self.cl_digits > 0 => self.cl_trailing_ws = true,
+                _ => return Err(HttpError::BadContentLength),
+            },
+            Header::Connection => match b {
+                b',' | b' ' | b'\t' => self.end_token(),
+                _ => {
+                    if self.token_len < TOKEN_CAP {
+                        self.token[self.token_len] = b.to_ascii_lowercase();
+                    }
+                    self.token_len = self.token_len.saturating_add(1);
+                }
+            },
+            Header::Other => {}
+        }
+        Ok(())
+    }
+
+    /// The CRLF ending a header value has been consumed.
+    fn end_value(&mut self) -> Result<(), HttpError> {
+        match self.header {
+            Header::ContentLength => {
+                if self.cl_digits == 0 {
+                    return Err(HttpError::BadContentLength);
+                }
+                match self.content_length {
+                    Some(previous) if previous != self.cl_value => return Err(HttpError::BadContentLength),
+                    _ => self.content_length = Some(self.cl_value),
+                }
+            }
+            Header::Connection => self.end_token(),
+            Header::Other => {}
+        }
+        Ok(())
+    }
+
+    /// A `Connection` token has ended (at a comma, whitespace or the end of the value).
+    fn end_token(&mut self) {
+        match &self.token[..self.token_len.min(TOKEN_CAP)] {
+            b"close" if self.token_len == 5 => self.conn_close = true,
+            b"keep-alive" if self.token_len == 10 => self.conn_keep_alive = true,
+            _ => {}
+        }
+        self.token_len = 0;
+    }
+}
+
+/// Maps the bytes between the target and CR to a version.
+fn classify_version(v: &[u8]) -> Result<Version, HttpError> {
+    match v {
+        b"HTTP/1.1" => Ok(Version::Http11),
+        b"HTTP/1.0" => Ok(Version::Http10),
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] if major.is_ascii_digit() && minor.is_ascii_digit() => {
+            Err(HttpError::UnsupportedVersion)
+        }
+        _ => Err(HttpError::MalformedRequestLine),
+    }
+}
+
+/// RFC 9110 `tchar`: the bytes allowed in a method or header name.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An event with the body bytes resolved, so runs with different splits compare equal.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Owned {
+        Head { method: Method, path: Vec<u8>, version: Version, content_length: u64, keep_alive: bool },
+        Body(Vec<u8>),
+        End,
+        Error(HttpError),
+    }
+
+    /// Feeds `chunks` in order and returns the events, adjacent body pieces merged.
+    fn run_chunks(parser: &mut RequestParser, chunks: &[&[u8]]) -> Vec<Owned> {
+        let mut events: Vec<Owned> = Vec::new();
+        for chunk in chunks {
+            parser.feed(chunk, |event| {
+                let owned = match event {
+                    Event::Head(h) => Owned::Head {
+                        method: h.method,
+                        path: h.path.to_vec(),
+                        version: h.version,
+                        content_length: h.content_length,
+                        keep_alive: h.keep_alive,
+                    },
+                    Event::Body(range) => {
+                        assert!(!range.is_empty(), "empty body range");
+                        if let Some(Owned::Body(bytes)) = events.last_mut() {
+                            bytes.extend_from_slice(&chunk[range]);
+                            return;
+                        }
+                        Owned::Body(chunk[range].to_vec())
+                    }
+                    Event::End => Owned::End,
+                    Event::Error(e) => Owned::Error(e),
+                };
+                events.push(owned);
+            });
+        }
+        events
+    }
+
+    fn run(input: &[u8]) -> Vec<Owned> {
+        run_chunks(&mut RequestParser::new(), &[input])
+    }
+
+    fn head(method: Method, path: &[u8], content_length: u64, keep_alive: bool) -> Owned {
+        Owned::Head { method, path: path.to_vec(), version: Version::Http11, content_length, keep_alive }
+    }
+
+    fn first_error(input: &[u8]) -> Option<HttpError> {
+        run(input).into_iter().find_map(|e| match e {
+            Owned::Error(e) => Some(e),
+            _ => None,
+        })
+    }
+
+    const WRK_GET: &[u8] = b"GET / HTTP/1.1\r\nHost: 192.168.11.3:60000\r\n\r\n";
+
+    #[test]
+    fn wrk_get_is_one_keep_alive_request() {
+        assert_eq!(WRK_GET.len(), 44);
+        assert_eq!(run(WRK_GET), vec![head(Method::Get, b"/", 0, true), Owned::End]);
+    }
+
+    #[test]
+    fn post_reports_body_as_ranges_of_the_chunk() {
+        let req = b"POST /wal HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello";
+        let mut parser = RequestParser::new();
+        let mut events = Vec::new();
+        let mut pos = 0;
+        while let Some(e) = parser.next_event(req, &mut pos) {
+            events.push(format!("{e:?}"));
+        }
+        let body_start = req.len() - 5;
+        assert_eq!(
+            events,
+            vec![
+                format!(
+                    "{:?}",
+                    Event::Head(Head {
+                        method: Method::Post,
+                        path: b"/wal",
+                        version: Version::Http11,
+                        content_length: 5,
+                        keep_alive: true
+                    })
+                ),
+                format!("{:?}", Event::Body(body_start..req.len())),
+                format!("{:?}", Event::End),
+            ]
+        );
+        assert_eq!(pos, req.len());
+        assert!(parser.is_idle());
+    }
+
+    #[test]
+    fn pipelined_requests_in_one_chunk() {
+        let mut input = Vec::new();
+        input.extend_from_slice(WRK_GET);
+        input.extend_from_slice(b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz");
+        input.extend_from_slice(b"PUT /b HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
+        input.extend_from_slice(WRK_GET);
+        assert_eq!(
+            run(&input),
+            vec![
+                head(Method::Get, b"/", 0, true),
+                Owned::End,
+                head(Method::Post, b"/a", 3, true),
+                Owned::Body(b"xyz".to_vec()),
+                Owned::End,
+                head(Method::Other, b"/b", 0, true),
+                Owned::End,
+                head(Method::Get, b"/", 0, true),
+                Owned::End,
+            ]
+        );
+    }
+
+    /// A stream exercising every state, including bodies and leading blank lines.
+    fn mixed_stream() -> Vec<u8> {
+        let mut input = Vec::new();
+        input.extend_from_slice(WRK_GET);
+        input.extend_from_slice(b"POST /wal/1 HTTP/1.1\r\nHost: x\r\nCONTENT-LENGTH:  12 \r\nX-A:\t v \r\n\r\n");
+        input.extend_from_slice(b"0123456789\r\n");
+        input.extend_from_slice(b"\r\nGET /x HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n");
+        input.extend_from_slice(b"GET /y HTTP/1.1\r\nConnection: foo, close\r\n\r\n");
+        input.extend_from_slice(b"POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\nZ");
+        input
+    }
+
+    fn mixed_expected() -> Vec<Owned> {
+        vec![
+            head(Method::Get, b"/", 0, true),
+            Owned::End,
+            head(Method::Post, b"/wal/1", 12, true),
+            Owned::Body(b"0123456789\r\n".to_vec()),
+            Owned::End,
+            Owned::Head {
+                method: Method::Get,
+                path: b"/x".to_vec(),
+                version: Version::Http10,
+                content_length: 0,
+                keep_alive: true,
+            },
+            Owned::End,
+            head(Method::Get, b"/y", 0, false),
+            Owned::End,
+            head(Method::Post, b"/", 1, true),
+            Owned::Body(b"Z".to_vec()),
+            Owned::End,
+        ]
+    }
+
+    #[test]
+    fn mixed_stream_unsplit() {
+        assert_eq!(run(&mixed_stream()), mixed_expected());
+    }
+
+    #[test]
+    fn every_single_split_point_gives_the_same_events() {
+        let input = mixed_stream();
+        let expected = mixed_expected();
+        for split in 0..=input.len() {
+            let (a, b) = input.split_at(split);
+            let events = run_chunks(&mut RequestParser::new(), &[a, b]);
+            assert_eq!(events, expected, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn every_pair_of_split_points_gives_the_same_events() {
+        // Three chunks: catches state carried across an empty middle chunk, too.
+        let input = mixed_stream();
+        let expected = mixed_expected();
+        for i in 0..=input.len() {
+            for j in (i..=input.len()).step_by(7) {
+                let events = run_chunks(&mut RequestParser::new(), &[&input[..i], &input[i..j], &input[j..]]);
+                assert_eq!(events, expected, "splits at {i} and {j}");
+            }
+        }
+    }
+
+    #[test]
+    fn byte_at_a_time_gives_the_same_events() {
+        let input = mixed_stream();
+        let chunks: Vec<&[u8]> = input.chunks(1).collect();
+        assert_eq!(run_chunks(&mut RequestParser::new(), &chunks), mixed_expected());
+    }
+
+    #[test]
+    fn keep_alive_defaults_and_overrides() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"GET / HTTP/1.1\r\n\r\n", true),
+            (b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", false),
+            (b"GET / HTTP/1.1\r\nConnection: CLOSE\r\n\r\n", false),
+            (b"GET / HTTP/1.1\r\nConnection: keep-alive\r\n\r\n", true),
+            (b"GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n", false),
+            (b"GET / HTTP/1.1\r\nConnection: closed\r\n\r\n", true),
+            (b"GET / HTTP/1.0\r\n\r\n", false),
+            (b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true),
+            (b"GET / HTTP/1.0\r\nconnection:upgrade,keep-alive\r\n\r\n", true),
+            (b"GET / HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n", false),
+            (b"GET / HTTP/1.0\r\nX-Connection: keep-alive\r\n\r\n", false),
+        ];
+        for (input, keep_alive) in cases {
+            match &run(input)[..] {
+                [Owned::Head { keep_alive: k, .. }, Owned::End] => {
+                    assert_eq!(k, keep_alive, "{}", String::from_utf8_lossy(input))
+                }
+                other => panic!("{}: {other:?}", String::from_utf8_lossy(input)),
+            }
+        }
+    }
+
+    #[test]
+    fn content_length_forms() {
+        let ok: &[(&[u8], u64)] = &[
+            (b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 0),
+            (b"POST / HTTP/1.1\r\ncOnTeNt-LeNgTh:2\r\n\r\nab", 2),
+            (b"POST / HTTP/1.1\r\nContent-Length: 007\r\n\r\n1234567", 7),
+            (b"POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nab", 2),
+            (b"POST / HTTP/1.1\r\nContent-Length-X: 9\r\n\r\n", 0),
+        ];
+        for (input, len) in ok {
+            match &run(input)[..] {
+                [Owned::Head { content_length, .. }, rest @ ..] => {
+                    assert_eq!(content_length, len);
+                    assert_eq!(rest.last(), Some(&Owned::End));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let max = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", u64::MAX);
+        assert!(matches!(&run(max.as_bytes())[..], [Owned::Head { content_length: u64::MAX, .. }]));
+    }
+
+    #[test]
+    fn bad_content_lengths_are_errors() {
+        let bad: &[&[u8]] = &[
+            b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: \r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 1 2\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 0x10\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 1,1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 18446744073709551616\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        ];
+        for input in bad {
+            assert_eq!(first_error(input), Some(HttpError::BadContentLength), "{}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn malformed_inputs_are_errors() {
+        use HttpError::*;
+        let cases: &[(&[u8], HttpError)] = &[
+            (b"\x00\x01\x02garbage", MalformedRequestLine),
+            (b"GET / HTTP/1.1\n\n", MalformedRequestLine),
+            (b"GET / HTTP/1.1\r\nHost: x\n\r\n", MalformedHeader),
+            (b"GET / HTTP/1.1\r\nHost: x\r\n\n", MalformedHeader),
+            (b"GET / HTTP/1.1\r\nHost: x\rX\r\n\r\n", MalformedHeader),
+            (b"GET  / HTTP/1.1\r\n\r\n", MalformedRequestLine),
+            (b"GET /  HTTP/1.1\r\n\r\n", MalformedRequestLine),
+            (b"GET /\r\n\r\n", MalformedRequestLine),
+            (b" GET / HTTP/1.1\r\n\r\n", MalformedRequestLine),
+            (b"GET / HTTP/1.1 \r\n\r\n", MalformedRequestLine),
+            (b"GET / HTTP/1.10\r\n\r\n", MalformedRequestLine),
+            (b"GET / http/1.1\r\n\r\n", MalformedRequestLine),
+            (b"GET / HTTP/2.0\r\n\r\n", UnsupportedVersion),
+            (b"GET / HTTP/1.1\r\n: v\r\n\r\n", MalformedHeader),
+            (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", MalformedHeader),
+            (b"GET / HTTP/1.1\r\nHost\r\n\r\n", MalformedHeader),
+            (b"GET / HTTP/1.1\r\nA: b\r\n  folded\r\n\r\n", MalformedHeader),
+            (b"GET / HTTP/1.1\r\nA: b\x01c\r\n\r\n", MalformedHeader),
+            (b"GET /\xff HTTP/1.1\r\n\r\n", MalformedRequestLine),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", TransferEncodingUnsupported),
+            (b"POST / HTTP/1.1\r\ntransfer-encoding: identity\r\n\r\n", TransferEncodingUnsupported),
+        ];
+        for (input, error) in cases {
+            assert_eq!(first_error(input), Some(*error), "{}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn path_limit() {
+        let mut ok = b"GET /".to_vec();
+        ok.resize(4 + MAX_PATH, b'a');
+        ok.extend_from_slice(b" HTTP/1.1\r\n\r\n");
+        assert!(matches!(&run(&ok)[..], [Owned::Head { path, .. }, Owned::End] if path.len() == MAX_PATH));
+        let mut long = b"GET /".to_vec();
+        long.resize(5 + MAX_PATH, b'a');
+        long.extend_from_slice(b" HTTP/1.1\r\n\r\n");
+        assert_eq!(first_error(&long), Some(HttpError::UriTooLong));
+        assert_eq!(HttpError::UriTooLong.status(), 414);
+    }
+
+    #[test]
+    fn head_limit() {
+        let mut input = b"GET / HTTP/1.1\r\n".to_vec();
+        while input.len() < DEFAULT_MAX_HEAD {
+            input.extend_from_slice(b"X-Filler: 0123456789012345678901234567890123456789\r\n");
+        }
+        input.extend_from_slice(b"\r\n");
+        assert_eq!(first_error(&input), Some(HttpError::HeadTooLarge));
+        // Exactly at the limit is accepted.
+        let exact = b"GET / HTTP/1.1\r\nA: bc\r\n\r\n";
+        let events = run_chunks(&mut RequestParser::with_max_head(exact.len()), &[exact]);
+        assert_eq!(events, vec![head(Method::Get, b"/", 0, true), Owned::End]);
+        let events = run_chunks(&mut RequestParser::with_max_head(exact.len() - 1), &[exact]);
+        assert_eq!(events, vec![Owned::Error(HttpError::HeadTooLarge)]);
+        // An endless header line is cut off at the limit, whatever the split.
+        let mut parser = RequestParser::new();
+        let filler = [b'a'; 1000];
+        let mut errors = 0;
+        parser.feed(b"GET / HTTP/1.1\r\nX: ", |_| {});
+        for _ in 0..20 {
+            parser.feed(&filler, |e| {
+                assert_eq!(e, Event::Error(HttpError::HeadTooLarge));
+                errors += 1;
+            });
+        }
+        assert_eq!(errors, 12, "reported once per chunk fed after failing");
+    }
+
+    #[test]
+    fn error_is_terminal_and_valid_input_after_it_is_refused() {
+        let mut parser = RequestParser::new();
+        let events = run_chunks(&mut parser, &[b"BAD\x01", WRK_GET, b""]);
+        assert_eq!(events, vec![Owned::Error(HttpError::MalformedRequestLine); 2]);
+        assert_eq!(parser.error(), Some(HttpError::MalformedRequestLine));
+        assert!(!parser.is_idle());
+    }
+
+    #[test]
+    fn error_responses_close_the_connection() {
+        for e in [
+            HttpError::MalformedRequestLine,
+            HttpError::UnsupportedVersion,
+            HttpError::UriTooLong,
+            HttpError::MalformedHeader,
+            HttpError::BadContentLength,
+            HttpError::HeadTooLarge,
+            HttpError::TransferEncodingUnsupported,
+        ] {
+            let r = e.response();
+            let status = format!("HTTP/1.1 {} ", e.status());
+            assert!(r.starts_with(status.as_bytes()), "{e}");
+            assert!(r.ends_with(b"\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"), "{e}");
+            assert!(e.to_string().contains(&e.status().to_string()));
+        }
+    }
+
+    #[test]
+    fn idle_only_between_requests() {
+        let mut parser = RequestParser::new();
+        assert!(parser.is_idle());
+        parser.feed(b"GET / HT", |_| {});
+        assert!(!parser.is_idle());
+        parser.feed(b"TP/1.1\r\n\r\n", |_| {});
+        assert!(parser.is_idle());
+        parser.feed(b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\na", |_| {});
+        assert!(!parser.is_idle());
+        parser.feed(b"b", |_| {});
+        assert!(parser.is_idle());
+    }
+
+    #[test]
+    fn large_body_across_many_chunks() {
+        let mut parser = RequestParser::new();
+        let mut events = run_chunks(&mut parser, &[b"POST / HTTP/1.1\r\nContent-Length: 100000\r\n\r\n"]);
+        let piece = [7u8; 2048];
+        let mut sent = 0;
+        while sent < 100_000 {
+            let n = piece.len().min(100_000 - sent);
+            events.extend(run_chunks(&mut parser, &[&piece[..n]]));
+            sent += n;
+        }
+        let body: usize = events.iter().map(|e| if let Owned::Body(b) = e { b.len() } else { 0 }).sum();
+        assert_eq!(body, 100_000);
+        assert_eq!(events.last(), Some(&Owned::End));
+    }
+
+    #[test]
+    fn position_past_the_end_is_clamped() {
+        let mut parser = RequestParser::new();
+        let mut pos = 10;
+        assert!(parser.next_event(b"GET", &mut pos).is_none());
+        assert_eq!(pos, 3);
+        assert!(parser.is_idle());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+                                       split in 0usize..600) {
+            let split = split.min(data.len());
+            let mut parser = RequestParser::with_max_head(256);
+            for chunk in [&data[..split], &data[split..]] {
+                parser.feed(chunk, |event| {
+                    if let Event::Body(range) = event {
+                        assert!(range.end <= chunk.len() && !range.is_empty());
+                    }
+                });
+            }
+        }
+
+        #[test]
+        fn arbitrary_splits_of_valid_streams_agree(cuts in proptest::collection::vec(0usize..400, 0..8)) {
+            let input = mixed_stream();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(input.len())).collect();
+            cuts.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut last = 0;
+            for c in cuts {
+                chunks.push(&input[last..c]);
+                last = c;
+            }
+            chunks.push(&input[last..]);
+            proptest::prop_assert_eq!(run_chunks(&mut RequestParser::new(), &chunks), mixed_expected());
+        }
+
+        #[test]
+        fn mutated_requests_never_panic(pos in 0usize..200, byte in proptest::num::u8::ANY) {
+            let mut input = mixed_stream();
+            let pos = pos.min(input.len() - 1);
+            input[pos] = byte;
+            let _ = run(&input);
+        }
+    }
+}

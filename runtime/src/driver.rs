@@ -44,6 +44,12 @@ pub(crate) struct Conn {
     pub(crate) connect: Option<i32>,
     /// The handle was dropped with data still queued: close once it is sent.
     pub(crate) closing: bool,
+    /// Owned by a batch server (`crate::batch`): events go to its ready list.
+    pub(crate) group: Option<usize>,
+    /// Listed in its group's ready list.
+    pub(crate) in_ready: bool,
+    /// Its end (EOF or error) was reported to the batch handler.
+    pub(crate) end_reported: bool,
 }
 
 /// State of one listener.
@@ -54,6 +60,13 @@ pub(crate) struct Listener {
     pub(crate) waker: Option<Waker>,
     /// The last accept error, reported once to the acceptor.
     pub(crate) error: Option<i32>,
+}
+
+/// A batch server's ready list: connections with news since its last batch.
+#[derive(Debug, Default)]
+pub(crate) struct Group {
+    pub(crate) ready: Vec<Token>,
+    pub(crate) waker: Option<Waker>,
 }
 
 #[derive(Debug)]
@@ -67,13 +80,20 @@ pub(crate) struct Driver {
     pub(crate) backend: AnyBackend,
     pub(crate) pool: BufPool,
     pub(crate) slots: Slab<Slot>,
+    pub(crate) groups: Slab<Group>,
     completions: Vec<Completion>,
 }
 
 impl Driver {
     pub(crate) fn new(backend: AnyBackend) -> Driver {
         let pool = backend.pool().clone();
-        Driver { backend, pool, slots: Slab::with_capacity(1024), completions: Vec::with_capacity(1024) }
+        Driver {
+            backend,
+            pool,
+            slots: Slab::with_capacity(1024),
+            groups: Slab::new(),
+            completions: Vec::with_capacity(1024),
+        }
     }
 
     /// Steps 2 and 3 of the tick: the backend's one poll, then dispatch.
@@ -101,13 +121,13 @@ impl Driver {
                         c.paused = true;
                         self.backend.submit(Op::PauseRecv(token));
                     }
-                    wake(&mut c.rx_waker);
+                    self.notify_rx(token);
                 }
             }
             Completion::Eof(token) => {
                 if let Some(Slot::Conn(c)) = self.slots.get_mut(token.0 as usize) {
                     c.eof = true;
-                    wake(&mut c.rx_waker);
+                    self.notify_rx(token);
                 }
             }
             Completion::RecvError { token, errno } => {
@@ -115,10 +135,11 @@ impl Driver {
                     c.rx_error = Some(errno);
                     c.tx_error.get_or_insert(errno);
                     c.tx_queued = 0;
-                    wake(&mut c.rx_waker);
                     wake(&mut c.tx_waker);
                     if c.closing {
                         self.finish_close(token);
+                    } else {
+                        self.notify_rx(token);
                     }
                 }
             }
@@ -139,6 +160,8 @@ impl Driver {
                     wake(&mut c.tx_waker);
                     if c.closing {
                         self.finish_close(token);
+                    } else if c.group.is_some() {
+                        self.notify_rx(token);
                     }
                 }
             }
@@ -164,6 +187,24 @@ impl Driver {
                 if let Some(Slot::Listener(l)) = self.slots.get_mut(listener.0 as usize) {
                     l.error = Some(errno);
                     wake(&mut l.waker);
+                }
+            }
+        }
+    }
+
+    /// Tells whoever waits for this connection's input: its task, or its batch
+    /// server (which then finds it in the ready list).
+    fn notify_rx(&mut self, token: Token) {
+        let Some(Slot::Conn(c)) = self.slots.get_mut(token.0 as usize) else { return };
+        match c.group {
+            None => wake(&mut c.rx_waker),
+            Some(g) => {
+                if !c.in_ready {
+                    c.in_ready = true;
+                    if let Some(group) = self.groups.get_mut(g) {
+                        group.ready.push(token);
+                        wake(&mut group.waker);
+                    }
                 }
             }
         }

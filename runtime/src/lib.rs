@@ -33,6 +33,7 @@
 //! [`time`], [`spawn`] and [`Handle`] for other threads. The backend contract lives
 //! in [`paste_rt_core`], re-exported as [`core`].
 
+pub mod batch;
 mod builder;
 mod context;
 mod driver;

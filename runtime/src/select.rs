@@ -76,6 +76,8 @@ pub(crate) struct BackendSettings {
 }
 
 /// The compiled-in backends, dispatched with a `match` (no boxing per op).
+/// One lives per runtime thread, so variant sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum AnyBackend {
     Epoll(EpollBackend),
     Uring(Box<UringBackend>),

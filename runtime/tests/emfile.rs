@@ -99,7 +99,8 @@ fn run_child(backend: BackendKind) {
     let mut rest = String::new();
     out.read_to_string(&mut rest).unwrap();
     assert!(child.wait().unwrap().success(), "child failed: {rest}");
-    let done = rest.lines().find_map(|l| l.find("done ").map(|i| &l[i..])).unwrap_or_else(|| panic!("no summary in {rest:?}"));
+    let done =
+        rest.lines().find_map(|l| l.find("done ").map(|i| &l[i..])).unwrap_or_else(|| panic!("no summary in {rest:?}"));
     let field = |name: &str| -> u64 {
         done.split_whitespace().find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok()).unwrap()
     };

@@ -9,6 +9,13 @@ use std::time::Duration;
 use paste_rt::net::{TcpListener, TcpStream};
 use support::{off_thread, pattern};
 
+/// Pool buffers in use while idle: on io_uring the kernel's buffer ring holds some
+/// by design. Pool-usage bounds are measured above this.
+async fn idle_pool_baseline() -> u64 {
+    paste_rt::yield_now().await;
+    paste_rt::stats().pool_in_use
+}
+
 #[paste_rt::test_each_backend]
 async fn connect_send_recv_round_trip() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -72,12 +79,13 @@ async fn slow_reader_gets_every_byte_with_bounded_pool() {
             std::thread::sleep(Duration::from_micros(300));
         }
     });
+    let baseline = idle_pool_baseline().await;
     let (mut s, _) = listener.accept().await.unwrap();
     let data = pattern(LEN);
     let mut max_in_use = 0;
     for chunk in data.chunks(64 * 1024) {
         s.write_all(chunk).await.unwrap();
-        max_in_use = max_in_use.max(paste_rt::stats().pool_in_use);
+        max_in_use = max_in_use.max(paste_rt::stats().pool_in_use.saturating_sub(baseline));
     }
     s.shutdown().await.unwrap();
     drop(s);
@@ -99,6 +107,7 @@ async fn slow_consumer_pauses_receiving_without_loss() {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         s.write_all(&pattern(LEN)).unwrap();
     });
+    let baseline = idle_pool_baseline().await;
     let (s, _) = listener.accept().await.unwrap();
     let mut got = Vec::with_capacity(LEN);
     let mut max_in_use = 0;
@@ -106,7 +115,7 @@ async fn slow_consumer_pauses_receiving_without_loss() {
     while let Some(b) = s.recv().await.unwrap() {
         got.extend_from_slice(&b);
         drop(b);
-        max_in_use = max_in_use.max(paste_rt::stats().pool_in_use);
+        max_in_use = max_in_use.max(paste_rt::stats().pool_in_use.saturating_sub(baseline));
         n += 1;
         if n % 64 == 0 {
             paste_rt::time::sleep(Duration::from_millis(1)).await;
@@ -186,6 +195,7 @@ async fn no_syscall_outside_poll_under_load() {
             .collect();
         threads.into_iter().for_each(|t| t.join().unwrap());
     });
+    let baseline = idle_pool_baseline().await;
     let before = paste_rt::stats();
     let mut servers = vec![];
     for _ in 0..CONNS {
@@ -208,5 +218,6 @@ async fn no_syscall_outside_poll_under_load() {
     let per_req = d.syscalls as f64 / (CONNS * REQS) as f64;
     eprintln!("{:?}: {per_req:.3} syscalls/request, {:.2} rx/batch", paste_rt::current_backend(), d.mean_rx_batch());
     assert!(per_req < 4.0, "{per_req} syscalls per request: {d:?}");
-    assert_eq!(d.pool_in_use, 0, "every buffer came back");
+    paste_rt::yield_now().await;
+    assert_eq!(paste_rt::stats().pool_in_use, baseline, "every buffer came back");
 }

@@ -95,6 +95,11 @@ impl TcpListener {
         Ok((stream, peer))
     }
 
+    /// The runtime and token behind this listener (for the batch server).
+    pub(crate) fn parts(&self) -> (Rc<Inner>, Token) {
+        (self.rt.clone(), self.token)
+    }
+
     /// Polls for the next accepted connection.
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<TcpStream>> {
         let mut d = self.rt.driver.borrow_mut();

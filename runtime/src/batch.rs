@@ -1,0 +1,225 @@
+//! The batch API: PASTE's native programming model on every backend.
+//!
+//! A batch server owns a listener and every connection it accepts. Instead of one
+//! task per connection, one handler runs once per tick with the whole batch of news
+//! — connections opened, buffers received (zero copy), connections ended — and
+//! queues replies; the replies leave together at the next `poll` (deferred,
+//! batched TX). This is the shape of PASTE's `phttpd` event loop: one `poll()`,
+//! then a walk of every ready slot.
+//!
+//! This module owns the batch server's loop and its event iterator. It never makes
+//! a system call and allocates nothing per event: the ready list is reused.
+//!
+//! ```no_run
+//! use paste_rt::batch::{self, BatchEvent};
+//! use paste_rt::SendData;
+//! # async fn demo() -> std::io::Result<()> {
+//! let listener = paste_rt::net::TcpListener::bind("127.0.0.1:7000").await?;
+//! batch::serve(listener, |batch| {
+//!     while let Some(event) = batch.next_event() {
+//!         if let BatchEvent::Data(conn, buf) = event {
+//!             // echo every buffer back, queued for the next tick
+//!             let _ = batch.send(conn, SendData::Owned(buf.to_vec()));
+//!         }
+//!     }
+//! })
+//! .await
+//! # }
+//! ```
+
+use std::cell::RefMut;
+use std::future::poll_fn;
+use std::io;
+use std::task::Poll;
+
+use paste_rt_core::{Op, RxBuf, SendData, Token, TxBuf};
+
+use crate::driver::{register, Driver, Group, Slot};
+use crate::net::TcpListener;
+
+/// A connection owned by a batch server. Indices are small and reused after a
+/// connection ends, so per-connection state can live in a `Vec` indexed by
+/// [`index`](Self::index) (reset it on [`BatchEvent::Opened`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnId(Token);
+
+impl ConnId {
+    /// A small dense index, unique among live connections.
+    pub fn index(self) -> usize {
+        self.0 .0 as usize
+    }
+}
+
+/// What happened to one connection since the last batch.
+#[derive(Debug)]
+pub enum BatchEvent {
+    /// A new connection was accepted.
+    Opened(ConnId),
+    /// Bytes arrived, lent zero copy.
+    Data(ConnId, RxBuf),
+    /// The connection ended: `None` for the peer's EOF, else the error. It is
+    /// closed after the handler returns, once what was queued for it is sent.
+    Closed(ConnId, Option<io::Error>),
+}
+
+/// One tick's batch: iterate with [`next_event`](Self::next_event), reply with
+/// [`send`](Self::send).
+pub struct Batch<'a> {
+    driver: RefMut<'a, Driver>,
+    listener: Token,
+    group: usize,
+    ready: Vec<Token>,
+    pos: usize,
+    to_close: Vec<Token>,
+    stop: bool,
+}
+
+impl Batch<'_> {
+    /// The next event of this batch; `None` when the batch is exhausted.
+    pub fn next_event(&mut self) -> Option<BatchEvent> {
+        let pool = self.driver.pool.clone();
+        if let Some(token) = self.driver.listener(self.listener).backlog.pop_front() {
+            let c = self.driver.conn(token);
+            c.group = Some(self.group);
+            // Data that arrived before adoption is in its queue already.
+            if !c.rx.is_empty() || c.eof || c.rx_error.is_some() {
+                c.in_ready = true;
+                self.ready.push(token);
+            }
+            return Some(BatchEvent::Opened(ConnId(token)));
+        }
+        while self.pos < self.ready.len() {
+            let token = self.ready[self.pos];
+            let Some(Slot::Conn(c)) = self.driver.slots.get_mut(token.0 as usize) else {
+                self.pos += 1;
+                continue;
+            };
+            if let Some(buf) = c.rx.pop(&pool) {
+                return Some(BatchEvent::Data(ConnId(token), buf));
+            }
+            c.in_ready = false;
+            self.pos += 1;
+            let ended = c.eof || c.rx_error.is_some() || c.tx_error.is_some();
+            if ended && !c.end_reported {
+                c.end_reported = true;
+                let err = c.rx_error.or(c.tx_error).map(io::Error::from_raw_os_error);
+                self.to_close.push(token);
+                return Some(BatchEvent::Closed(ConnId(token), err));
+            }
+            self.driver.maybe_resume(token);
+        }
+        None
+    }
+
+    /// Queues `data` for `conn`; it leaves at the next poll with everything else
+    /// queued in this tick.
+    pub fn send(&mut self, conn: ConnId, data: SendData) -> io::Result<()> {
+        let Some(Slot::Conn(c)) = self.driver.slots.get_mut(conn.index()) else {
+            return Err(io::Error::new(io::ErrorKind::NotConnected, "connection already closed"));
+        };
+        if let Some(errno) = c.tx_error {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        if !data.is_empty() {
+            c.tx_queued += data.len() as u64;
+            self.driver.backend.submit(Op::Send { token: conn.0, data });
+        }
+        Ok(())
+    }
+
+    /// A pool buffer to fill and [`send`](Self::send).
+    pub fn tx_buf(&self) -> Option<TxBuf> {
+        self.driver.pool.tx_buf()
+    }
+
+    /// Bytes queued for `conn` and not yet taken by the kernel (to bound output).
+    pub fn queued(&mut self, conn: ConnId) -> u64 {
+        match self.driver.slots.get(conn.index()) {
+            Some(Slot::Conn(c)) => c.tx_queued,
+            _ => 0,
+        }
+    }
+
+    /// Closes `conn` after this batch, once what was queued for it is sent.
+    pub fn close(&mut self, conn: ConnId) {
+        if let Some(Slot::Conn(c)) = self.driver.slots.get_mut(conn.index()) {
+            if !c.end_reported {
+                c.end_reported = true;
+                self.to_close.push(conn.0);
+            }
+        }
+    }
+
+    /// Ends [`serve`] after this batch.
+    pub fn stop(&mut self) {
+        self.stop = true;
+    }
+}
+
+/// Serves `listener` in batches: `handler` runs once per tick in which anything
+/// happened, with every event of that tick. Returns when the handler calls
+/// [`Batch::stop`]; accept errors (such as `EMFILE`) are skipped, the backend
+/// retries without spinning.
+pub async fn serve<H>(listener: TcpListener, mut handler: H) -> io::Result<()>
+where
+    H: FnMut(&mut Batch<'_>),
+{
+    let (rt, listener_token) = listener.parts();
+    let group = rt.driver.borrow_mut().groups.insert(Group::default());
+    let mut ready = Vec::with_capacity(1024);
+    let mut to_close = Vec::new();
+    let mut stop = false;
+    while !stop {
+        poll_fn(|cx| {
+            let mut d = rt.driver.borrow_mut();
+            let l = d.listener(listener_token);
+            l.error = None;
+            let accepted = !l.backlog.is_empty();
+            register(&mut l.waker, cx.waker());
+            let g = &mut d.groups[group];
+            if accepted || !g.ready.is_empty() {
+                Poll::Ready(())
+            } else {
+                register(&mut g.waker, cx.waker());
+                Poll::Pending
+            }
+        })
+        .await;
+        {
+            let mut d = rt.driver.borrow_mut();
+            std::mem::swap(&mut ready, &mut d.groups[group].ready);
+            let mut batch = Batch {
+                driver: d,
+                listener: listener_token,
+                group,
+                ready: std::mem::take(&mut ready),
+                pos: 0,
+                to_close: std::mem::take(&mut to_close),
+                stop: false,
+            };
+            handler(&mut batch);
+            let Batch { driver: mut d, ready: mut unread, pos, to_close: mut closing, stop: stopped, .. } = batch;
+            // Events the handler did not take stay for the next batch.
+            for t in unread.drain(pos..) {
+                d.groups[group].ready.push(t);
+            }
+            unread.clear();
+            ready = unread;
+            for t in closing.drain(..) {
+                d.close(t);
+            }
+            to_close = closing;
+            stop = stopped;
+        }
+    }
+    let mut d = rt.driver.borrow_mut();
+    let live: Vec<usize> =
+        d.slots.iter().filter_map(|(k, s)| matches!(s, Slot::Conn(c) if c.group == Some(group)).then_some(k)).collect();
+    for k in live {
+        d.close(Token(k as u32));
+    }
+    d.groups.remove(group);
+    drop(d);
+    drop(listener);
+    Ok(())
+}

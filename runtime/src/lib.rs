@@ -39,6 +39,7 @@ mod context;
 mod driver;
 mod handle;
 pub mod net;
+pub mod persist;
 mod select;
 mod task;
 pub mod testing;

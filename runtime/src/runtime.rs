@@ -279,6 +279,15 @@ pub fn stats() -> StatsSnapshot {
     snapshot(&context::current())
 }
 
+/// The buffer pool of the current thread's runtime (to read kept buffers, or to
+/// take `TxBuf`s outside a connection).
+///
+/// # Panics
+/// Outside a paste-rt runtime.
+pub fn pool() -> paste_rt_core::BufPool {
+    context::current().driver.borrow().pool.clone()
+}
+
 /// Which backend the current thread's runtime runs on, if any.
 pub fn current_backend() -> Option<BackendKind> {
     context::try_current().map(|i| i.selection.kind)

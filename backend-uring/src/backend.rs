@@ -28,6 +28,7 @@ use paste_rt_core::{
 
 use crate::buf_ring::PoolBufRing;
 use crate::probe::{self, RingConfig, UringProbe};
+use crate::recv;
 use crate::submit::{self, SubmitQueue, Wait};
 use crate::waker::RingWaker;
 
@@ -53,12 +54,26 @@ pub struct UringConfig {
     /// connection; the rest of the pool stays free for `TxBuf`s and for the buffers the
     /// application holds. This bounds what connections can take per tick; beyond it a
     /// connection's receive pauses with `ENOBUFS` and re-arms once buffers come back.
-    /// Per-connection backpressure is the runtime's `PauseRecv`. 0 (default) = half the
-    /// pool, at least 1 and at most 4096.
+    /// Per-connection backpressure is the runtime's `PauseRecv`, made prompt by
+    /// [`rx_limit_bufs`](Self::rx_limit_bufs). 0 (default) = half the pool, at least 1
+    /// and at most 4096.
     pub rx_ring_bufs: u32,
     /// Receive bundles (one completion filling several buffers) when the kernel has
     /// them (6.10+). Default true.
     pub recv_bundle: bool,
+    /// Per-connection bound on receive buffers in flight: each arming of a
+    /// connection's multishot receive ends after this many buffers' worth of bytes
+    /// (`rx_limit_bufs * buffer size`, the kernel's `mshot_total_len`, Linux 6.16+),
+    /// and is re-armed at the next tick unless the runtime paused the connection
+    /// meanwhile. So once `PauseRecv` is submitted a connection receives at most one
+    /// more arming: this many buffers (a plain, non-bundle receive may take one more).
+    /// Default 32 (64 KiB of 2 KiB buffers); 0 = no limit.
+    ///
+    /// On older kernels (see [`UringProbe::recv_limit`]) the limit is not set and the
+    /// bound is weaker: between the `PauseRecv` and the kernel's processing of its
+    /// cancel (the next tick's enter), one connection may take every buffer of the
+    /// shared receive ring ([`rx_ring_bufs`](Self::rx_ring_bufs)).
+    pub rx_limit_bufs: u32,
     /// Most queued sends of one connection gathered into one `SENDMSG` (1 to
     /// [`MAX_SEND_BATCH`], default 16).
     pub send_batch: u32,
@@ -75,6 +90,7 @@ impl Default for UringConfig {
             cq_entries: 16384,
             rx_ring_bufs: 0,
             recv_bundle: true,
+            rx_limit_bufs: 32,
             send_batch: 16,
             accept_retry: Duration::from_millis(100),
         }
@@ -250,6 +266,9 @@ pub struct UringBackend {
     tx_dirty: Vec<(u32, u32)>,
     /// Slots whose receive ran out of buffers, oldest first.
     rx_starved: VecDeque<(u32, u32)>,
+    /// Slots whose multishot receive ended (byte limit reached, cancelled for a pause)
+    /// in the last reap: re-armed at the next tick unless paused meanwhile.
+    rx_ended: Vec<(u32, u32)>,
     /// Listeners waiting to accept again after an error.
     accept_waiting: Vec<(u32, u32)>,
     /// An fd was closed since the last poll (a listener out of fds may retry).
@@ -261,6 +280,9 @@ pub struct UringBackend {
     ignore_inflight: u64,
     waker_armed: bool,
     use_bundle: bool,
+    /// Bytes one arming of a connection's receive may take (`mshot_total_len`); 0 = no
+    /// limit (not configured, or the kernel lacks it).
+    recv_limit: u32,
     send_batch: usize,
     accept_retry: Duration,
     dropping: bool,
@@ -282,6 +304,11 @@ impl UringBackend {
             .map_err(|e| StartError::os(kind, "register the provided buffer ring (IORING_REGISTER_PBUF_RING)", &e))?;
         let waker = RingWaker::new().map_err(|e| StartError::os(kind, "eventfd for remote wake-ups", &e))?;
         let use_bundle = config.recv_bundle && probe.recv_bundle;
+        let recv_limit = if probe.recv_limit {
+            (config.rx_limit_bufs as u64 * rx_ring.ring().buf_len() as u64).min(u32::MAX as u64) as u32
+        } else {
+            0
+        };
         let mut backend = UringBackend {
             sq: SubmitQueue::with_capacity(256),
             ring,
@@ -295,6 +322,7 @@ impl UringBackend {
             tokens: HashMap::new(),
             tx_dirty: Vec::new(),
             rx_starved: VecDeque::new(),
+            rx_ended: Vec::new(),
             accept_waiting: Vec::new(),
             fd_freed: false,
             deferred: Vec::new(),
@@ -302,6 +330,7 @@ impl UringBackend {
             ignore_inflight: 0,
             waker_armed: false,
             use_bundle,
+            recv_limit,
             send_batch: (config.send_batch as usize).clamp(1, MAX_SEND_BATCH),
             accept_retry: config.accept_retry,
             dropping: false,
@@ -397,12 +426,8 @@ impl UringBackend {
         }
         s.rx_armed = true;
         s.inflight += 1;
-        let entry = if self.use_bundle {
-            opcode::RecvMultiBundle::new(Fd(s.fd), BGID).build()
-        } else {
-            opcode::RecvMulti::new(Fd(s.fd), BGID).build()
-        };
-        let entry = entry.user_data(s.ud(id, OpKind::Recv));
+        let entry =
+            recv::multishot_recv(s.fd, BGID, self.use_bundle, self.recv_limit).user_data(s.ud(id, OpKind::Recv));
         self.push(entry);
     }
 
@@ -510,6 +535,18 @@ impl UringBackend {
     }
 
     // ---- the tick's steps before the enter ----
+
+    /// Re-arms receives that ended in the last reap (their byte limit reached, or
+    /// cancelled by a pause since lifted), unless the runtime paused them meanwhile.
+    fn rearm_ended(&mut self) {
+        for k in 0..self.rx_ended.len() {
+            let (id, gen) = self.rx_ended[k];
+            if self.slots[id as usize].gen == gen {
+                self.arm_recv(id);
+            }
+        }
+        self.rx_ended.clear();
+    }
 
     /// Re-arms receives that stopped for lack of buffers, at most one per buffer now in
     /// the ring (each takes at least one), oldest first.
@@ -653,12 +690,13 @@ impl UringBackend {
     /// Returns whether buffers were delivered.
     fn on_recv(&mut self, id: u32, res: i32, flags: u32, out: &mut Vec<Completion>) -> bool {
         let s = &mut self.slots[id as usize];
-        if !cqueue::more(flags) {
+        let ended = !cqueue::more(flags);
+        if ended {
             s.rx_armed = false;
             s.rx_cancelling = false;
             s.inflight -= 1;
         }
-        let (open, token) = (s.open, s.token);
+        let (open, token, gen) = (s.open, s.token, s.gen);
         let mut delivered = false;
         if let Some(bid) = cqueue::buffer_select(flags) {
             let bytes = res.max(0) as u32;
@@ -698,7 +736,10 @@ impl UringBackend {
                 }
             }
         }
-        self.arm_recv(id);
+        if ended && open {
+            // Not re-armed now: the runtime first sees these buffers and may pause.
+            self.rx_ended.push((id, gen));
+        }
         delivered
     }
 
@@ -782,11 +823,17 @@ impl Backend for UringBackend {
 
     fn describe(&self) -> String {
         format!(
-            "io_uring: {}; rx buffer ring {} x {} B{}, send batch {}",
+            "io_uring: {}; rx buffer ring {} x {} B{}, {}, send batch {}",
             self.probe.describe(),
             self.rx_ring.target(),
             self.rx_ring.ring().buf_len(),
             if self.use_bundle { " with bundles" } else { "" },
+            match (self.recv_limit, self.probe.recv_limit) {
+                (0, true) => "no per-connection recv limit (configured off)".to_string(),
+                (0, false) =>
+                    "no per-connection recv limit (kernel lacks it: a connection may fill the ring)".to_string(),
+                (n, _) => format!("recv limit {n} B per connection arming"),
+            },
             self.send_batch,
         )
     }
@@ -878,7 +925,10 @@ impl UringBackend {
 
         // 1. Buffers the application dropped go back to the kernel's receive ring;
         //    receives that ran dry and listeners that backed off are re-armed.
+        //    A receive that ended in the last reap is re-armed only now, so that a
+        //    `PauseRecv` the runtime submitted after seeing its buffers stops it.
         self.rx_ring.refill();
+        self.rearm_ended();
         self.rearm_starved();
         let retry_in = self.rearm_listeners();
 
@@ -903,8 +953,11 @@ impl UringBackend {
         self.sq.refill_ring(&mut self.ring);
         entered?;
 
-        // 4. Completions.
+        // 4. Completions; the buffers they took are replaced at once (no system call),
+        //    so between polls the ring is at its target whenever the pool allows and
+        //    the pool's in-use count above that is exactly what the application holds.
         self.reap(out);
+        self.rx_ring.refill();
         Stats::add(&self.stats.completions, (out.len() - first) as u64);
         Ok(())
     }

@@ -3,13 +3,16 @@
 //! The best io_uring practice of the kernel it runs on (DESIGN.md §4), probed at
 //! start: `SINGLE_ISSUER | DEFER_TASKRUN` when supported, multishot accept, multishot
 //! recv into a provided buffer ring whose buffers are the runtime's [`BufPool`]
-//! buffers (bundles where available), sends gathered per connection and submitted in
+//! buffers (bundles where available; each arming limited in bytes on 6.16+, so that one
+//! connection cannot drain the shared ring before a pause takes effect), sends gathered per connection and submitted in
 //! the tick's one `io_uring_enter`, fds closed with `IORING_OP_CLOSE`, and an eventfd
 //! read through the ring for cross-thread wake-ups. Every `poll` makes exactly one
 //! system call (counted in `Stats::syscalls`).
 //!
 //! Layout, so that the PASTE backend's emulated provider can reuse the plumbing:
 //! - [`probe`]: ring setup with flag fallbacks, [`UringProbe`], readable start errors;
+//! - [`recv`]: the multishot receive SQE, with the per-arming byte limit (6.16+)
+//!   that bounds what one connection takes from the shared receive ring;
 //! - [`buf_ring`]: provided buffer rings over externally owned buffers (with a
 //!   per-buffer address offset), and the [`BufPool`]-fed variant;
 //! - [`submit`]: the SQ overflow queue and the tick's single enter;
@@ -25,6 +28,7 @@
 mod backend;
 pub mod buf_ring;
 pub mod probe;
+pub mod recv;
 pub mod submit;
 pub mod waker;
 

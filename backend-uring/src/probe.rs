@@ -1,7 +1,9 @@
 //! Ring setup and feature probing: which io_uring this kernel offers, and why not.
 //!
 //! Owns the creation of the [`IoUring`] (setup-flag fallbacks), the [`UringProbe`]
-//! record of what the kernel supports, and [`SetupError`], the readable reason a ring
+//! record of what the kernel supports (flags on existing opcodes are inferred from the
+//! version, except the multishot recv byte limit, which is tried once on a socketpair),
+//! and [`SetupError`], the readable reason a ring
 //! could not be made (seccomp, `kernel.io_uring_disabled`, `RLIMIT_MEMLOCK`, a kernel
 //! too old). It is shared with the PASTE backend's emulated provider.
 //!
@@ -12,9 +14,16 @@
 
 use std::fmt;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
 
-use io_uring::{opcode, IoUring, Probe};
+use io_uring::types::CancelBuilder;
+use io_uring::{cqueue, opcode, IoUring, Probe};
 use paste_rt_core::{BackendKind, StartError};
+
+use crate::buf_ring::BufRing;
+use crate::recv;
+use crate::submit::{self, Wait};
 
 /// The oldest kernel this crate runs on: multishot recv with provided buffer rings
 /// arrived in Linux 6.0.
@@ -79,6 +88,10 @@ pub struct UringProbe {
     pub multishot_recv: bool,
     /// `IORING_FEAT_RECVSEND_BUNDLE` (6.10): one recv completion may fill several buffers.
     pub recv_bundle: bool,
+    /// A byte limit per multishot recv arming (`sqe->optlen`, "mshot_total_len", 6.16):
+    /// the multishot ends without `IORING_CQE_F_MORE` once that many bytes arrived.
+    /// Probed by arming one on a socketpair, not inferred from the version.
+    pub recv_limit: bool,
     /// Opcodes this crate needs that the kernel does not report as supported.
     pub missing_opcodes: Vec<&'static str>,
 }
@@ -88,7 +101,7 @@ impl UringProbe {
     pub fn describe(&self) -> String {
         let flag = |on: bool, name: &str| if on { name.to_string() } else { format!("no-{name}") };
         format!(
-            "kernel {} {}{} sq={} cq={} {} {} {} {} {} {}",
+            "kernel {} {}{} sq={} cq={} {} {} {} {} {} {} {}",
             self.kernel_release,
             self.taskrun.name(),
             if self.submit_all { "+submit_all" } else { "" },
@@ -100,6 +113,7 @@ impl UringProbe {
             flag(self.multishot_accept, "multishot_accept"),
             flag(self.multishot_recv, "multishot_recv"),
             flag(self.recv_bundle, "recv_bundle"),
+            flag(self.recv_limit, "recv_limit"),
         )
     }
 
@@ -190,9 +204,10 @@ pub fn open_ring(config: &RingConfig) -> Result<(IoUring, UringProbe), SetupErro
             builder.setup_submit_all();
         }
         match builder.build(sq) {
-            Ok(ring) => {
-                let probe = probe_ring(&ring, mode, submit_all);
+            Ok(mut ring) => {
+                let mut probe = probe_ring(&ring, mode, submit_all);
                 probe.check_required()?;
+                probe.recv_limit = probe_recv_limit(&mut ring);
                 return Ok((ring, probe));
             }
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = Some(e),
@@ -242,8 +257,80 @@ fn probe_ring(ring: &IoUring, taskrun: TaskrunMode, submit_all: bool) -> UringPr
         multishot_accept: kernel >= (5, 19),
         multishot_recv: kernel >= (6, 0),
         recv_bundle: params.is_feature_recvsend_bundle(),
+        // Needs `&mut IoUring`: probed by `open_ring` once the rest is known.
+        recv_limit: false,
         missing_opcodes,
     }
+}
+
+/// Whether multishot recv honours a byte limit per arming (`sqe->optlen`, 6.16).
+///
+/// Arms a multishot recv limited to 1 byte on a socketpair that holds 3 bytes, with a
+/// one-buffer ring under a group id nobody uses. A kernel with the limit ends the
+/// multishot with the data and without `F_MORE`; an older one rejects the non-zero
+/// `optlen` with `EINVAL` (a kernel that ignored it would keep the multishot going:
+/// also "no"). The ring is fresh, so every completion seen here is the probe's; it
+/// leaves the completion queue empty. System calls are fine here: no tick runs yet.
+fn probe_recv_limit(ring: &mut IoUring) -> bool {
+    const PROBE_BGID: u16 = u16::MAX;
+    const UD: u64 = u64::MAX;
+    let mut fds = [-1; 2];
+    // SAFETY: `fds` is a valid array of two ints for socketpair to fill.
+    let rc = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if rc != 0 {
+        return false;
+    }
+    // SAFETY: both fds were just created by socketpair and are owned by nobody else.
+    let (rx, tx) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: writes 3 bytes from a live array to a socket we own.
+    if unsafe { libc::write(tx.as_raw_fd(), b"abc".as_ptr().cast(), 3) } != 3 {
+        return false;
+    }
+    let Ok(mut buf_ring) = BufRing::new(&ring.submitter(), PROBE_BGID, 1, 64, 0, 1) else { return false };
+    // The kernel may write into this buffer until the recv is over; it is leaked
+    // below if that cannot be established.
+    let data = Box::leak(vec![0u8; 64].into_boxed_slice());
+    // SAFETY: `data` is 64 writable bytes that nothing else touches while the ring
+    // may hold it (it is only freed once the recv is known to be over).
+    unsafe { buf_ring.push(0, data.as_mut_ptr()) };
+    buf_ring.publish();
+    let entry = recv::multishot_recv(rx.as_raw_fd(), PROBE_BGID, false, 1).user_data(UD);
+    // SAFETY: the SQE points at the registered buffer ring and `data`, both kept alive
+    // until the recv is over (or leaked).
+    let pushed = unsafe { ring.submission().push(&entry) }.is_ok();
+    let mut first: Option<(i32, u32)> = None;
+    let mut over = !pushed;
+    if pushed && submit::enter(ring, Wait::For(Duration::from_millis(500))).is_ok() {
+        for cqe in ring.completion() {
+            if cqe.user_data() == UD {
+                first.get_or_insert((cqe.result(), cqe.flags()));
+                over |= !cqueue::more(cqe.flags());
+            }
+        }
+    }
+    if !over {
+        // Still armed (the limit was ignored, or no completion came): cancel it and
+        // wait for its last completion.
+        let timeout = io_uring::types::Timespec::new().sec(1);
+        over = ring.submitter().register_sync_cancel(Some(timeout), CancelBuilder::user_data(UD)).is_ok();
+        if over {
+            let _ = submit::enter(ring, Wait::No);
+            ring.completion().for_each(drop);
+        }
+    }
+    if over && buf_ring.unregister(&ring.submitter()).is_ok() {
+        // SAFETY: leaked above; the recv is over and the ring unregistered, so the
+        // kernel no longer writes it, and this is the only pointer left.
+        drop(unsafe { Box::from_raw(data as *mut [u8]) });
+    }
+    matches!(first, Some((res, flags)) if res > 0 && !cqueue::more(flags))
 }
 
 /// Registers and unregisters a one-entry buffer ring under a group id nobody uses.
@@ -404,5 +491,8 @@ mod tests {
         assert!(probe.ext_arg && probe.buf_ring && probe.multishot_recv, "{}", probe.describe());
         assert!(probe.missing_opcodes.is_empty());
         assert!(!probe.describe().contains('\n'));
+        // The byte limit per multishot recv arrived in 6.16; the probe must agree.
+        assert_eq!(probe.recv_limit, probe.kernel >= (6, 16), "{}", probe.describe());
+        assert!(probe.describe().contains("recv_limit"));
     }
 }

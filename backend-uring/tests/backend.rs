@@ -490,6 +490,118 @@ fn pause_and_resume_keep_order() {
     assert!(pauses > 0);
 }
 
+/// What [`paused_consumer`] saw.
+#[derive(Debug, Default)]
+struct PauseFigures {
+    pauses: u32,
+    /// Most buffers held at once.
+    max_held: usize,
+    /// Most bytes delivered in the tick that crossed the pause threshold plus every
+    /// tick after the `PauseRecv`, until the `ResumeRecv`.
+    max_after_crossing: usize,
+    /// Buffers in the episode counted by `max_after_crossing`.
+    max_bufs_after_crossing: usize,
+}
+
+/// A slow consumer of one connection fed `total` pattern bytes by a fast sender: it
+/// takes `per_tick` buffers per tick, pauses as the runtime does once it holds
+/// `pause_at` buffers, and resumes once it holds none. Checks every byte in order.
+fn paused_consumer(h: &mut Harness, total: usize, pause_at: usize, per_tick: usize) -> PauseFigures {
+    let lt = Token(0);
+    let addr = h.listen(lt);
+    let sender = pattern_sender(addr, total);
+    let ct = Token(1);
+    h.accept(lt, ct);
+    let mut held: VecDeque<RxBuf> = VecDeque::new();
+    let mut fig = PauseFigures::default();
+    let (mut checked, mut paused, mut eof) = (0usize, false, false);
+    // Bytes and buffers since the tick in which `held` crossed `pause_at`.
+    let (mut episode, mut episode_bufs) = (0usize, 0usize);
+    for _ in 0..400_000 {
+        for _ in 0..per_tick {
+            let Some(buf) = held.pop_front() else { break };
+            for (k, b) in buf.iter().enumerate() {
+                assert_eq!(*b, pattern(checked + k), "byte {} differs", checked + k);
+            }
+            checked += buf.len();
+        }
+        if paused && held.is_empty() {
+            h.be.submit(Op::ResumeRecv(ct));
+            paused = false;
+        }
+        if eof && held.is_empty() {
+            break;
+        }
+        let timeout = if held.is_empty() { Duration::from_millis(20) } else { Duration::ZERO };
+        let (mut bytes, mut bufs) = (0, 0);
+        for c in h.tick(timeout) {
+            match c {
+                Completion::Recv { buf, .. } => {
+                    bytes += buf.len();
+                    bufs += 1;
+                    held.push_back(buf);
+                }
+                Completion::Eof(_) => eof = true,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        if paused {
+            episode += bytes;
+            episode_bufs += bufs;
+        } else if held.len() >= pause_at {
+            h.be.submit(Op::PauseRecv(ct));
+            paused = true;
+            fig.pauses += 1;
+            (episode, episode_bufs) = (bytes, bufs);
+        }
+        fig.max_held = fig.max_held.max(held.len());
+        fig.max_after_crossing = fig.max_after_crossing.max(episode);
+        fig.max_bufs_after_crossing = fig.max_bufs_after_crossing.max(episode_bufs);
+    }
+    sender.join().unwrap();
+    assert!(eof, "EOF never came ({checked} of {total} bytes)");
+    assert_eq!(checked, total, "bytes lost");
+    h.be.submit(Op::Close(ct));
+    h.be.submit(Op::Close(lt));
+    h.settle();
+    fig
+}
+
+/// The per-connection receive bound (kernel 6.16+ `mshot_total_len`): once a pause is
+/// decided, a connection gets at most one arming's worth of bytes more, so a paused
+/// connection holds at most `pause_at - 1 + limit` buffers (plus the partly filled
+/// last buffers of its bundles), however much the kernel's shared ring offers.
+#[test]
+fn recv_limit_bounds_what_a_paused_connection_holds() {
+    let _g = serial();
+    const LIMIT_BUFS: u32 = 8;
+    const TOTAL: usize = 2 << 20;
+    // A ring 32x the limit: without the limit one tick could hand all of it over.
+    let cfg = UringConfig { rx_limit_bufs: LIMIT_BUFS, ..config(1024, 256) };
+    let mut h = Harness::new(&cfg);
+    if !h.be.probe().recv_limit {
+        eprintln!("skipped: kernel {} has no multishot recv limit", h.be.probe().kernel_release);
+        return;
+    }
+    assert!(h.be.describe().contains(&format!("recv limit {} B", LIMIT_BUFS * 2048)), "{}", h.be.describe());
+    let limit_bytes = LIMIT_BUFS as usize * 2048;
+    // A plain (non-bundle) recv may overshoot the limit by the rest of one buffer.
+    let overshoot = if h.be.probe().recv_bundle { 0 } else { 2048 };
+    for (pause_at, per_tick) in [(1, 1), (24, 2)] {
+        let fig = paused_consumer(&mut h, TOTAL, pause_at, per_tick);
+        eprintln!("pause_at {pause_at}: {fig:?}");
+        assert!(fig.pauses > 10, "the consumer never had to pause: {fig:?}");
+        assert!(fig.max_after_crossing <= limit_bytes + overshoot, "more than one arming after a pause: {fig:?}");
+        // Full buffers but for the last of each bundle: at most one bundle's worth of
+        // partly filled ones on top of the limit.
+        let bound = pause_at - 1 + 2 * LIMIT_BUFS as usize;
+        assert!(fig.max_held <= bound, "held {} > {bound}: {fig:?}", fig.max_held);
+    }
+    let st = h.be.stats().snapshot();
+    assert_eq!(st.rx_bytes, 2 * TOTAL as u64);
+    assert_eq!(st.syscalls, st.ticks);
+}
+
 #[test]
 fn close_mid_recv_and_mid_send_leaks_nothing() {
     let _g = serial();

@@ -50,6 +50,8 @@ pub(crate) struct Conn {
     pub(crate) in_ready: bool,
     /// Its end (EOF or error) was reported to the batch handler.
     pub(crate) end_reported: bool,
+    /// A write shutdown was queued (by `poll_shutdown`).
+    pub(crate) shutdown_queued: bool,
 }
 
 /// State of one listener.

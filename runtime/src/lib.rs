@@ -43,6 +43,7 @@ pub mod persist;
 mod select;
 mod task;
 pub mod testing;
+mod thread;
 pub mod time;
 
 /// The runtime, its builder and its counters.
@@ -55,3 +56,4 @@ pub use paste_rt_macros::{main, test, test_each_backend};
 pub use runtime::{current_backend, stats, Runtime};
 pub use select::{BackendChoice, Selection};
 pub use task::{spawn, yield_now, JoinError, JoinHandle};
+pub use thread::RuntimeThread;

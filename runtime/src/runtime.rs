@@ -40,6 +40,10 @@ pub(crate) struct Shared {
     remote: Arc<dyn RemoteWake>,
     /// Set when the runtime is gone: late wake-ups are dropped.
     closed: AtomicBool,
+    /// Tasks spawned through a `Handle` that have not finished.
+    pub(crate) remote_tasks: std::sync::atomic::AtomicUsize,
+    /// Every task (local or remote) that has not finished.
+    pub(crate) live_tasks: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -80,6 +84,9 @@ pub(crate) struct Inner {
     pub(crate) threads: usize,
     /// Inside block_on already (nesting is refused).
     running: Cell<bool>,
+    /// Graceful shutdown was requested; `shutdown_requested()` waiters.
+    shutting_down: Cell<bool>,
+    shutdown_waiters: RefCell<Vec<Waker>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -95,6 +102,12 @@ impl Inner {
         F::Output: 'static,
     {
         let shared = self.shared.clone();
+        shared.live_tasks.fetch_add(1, Ordering::AcqRel);
+        let counted = LiveTask(shared.clone());
+        let future = async move {
+            let _counted = counted;
+            future.await
+        };
         let (runnable, task) = async_task::spawn_local(CatchUnwind(future), move |r| shared.schedule(r));
         runnable.schedule();
         JoinHandle::new(task)
@@ -145,6 +158,8 @@ impl Runtime {
             has_injected: AtomicBool::new(false),
             remote: driver.backend.remote_waker(),
             closed: AtomicBool::new(false),
+            remote_tasks: std::sync::atomic::AtomicUsize::new(0),
+            live_tasks: std::sync::atomic::AtomicUsize::new(0),
         });
         Runtime {
             inner: Rc::new(Inner {
@@ -156,6 +171,8 @@ impl Runtime {
                 selection,
                 threads,
                 running: Cell::new(false),
+                shutting_down: Cell::new(false),
+                shutdown_waiters: RefCell::new(Vec::new()),
             }),
         }
     }
@@ -324,7 +341,72 @@ where
     F::Output: Send + 'static,
 {
     let s = shared.clone();
+    shared.remote_tasks.fetch_add(1, Ordering::AcqRel);
+    shared.live_tasks.fetch_add(1, Ordering::AcqRel);
+    let counter = (CountedTask(shared.clone()), LiveTask(shared.clone()));
+    let future = async move {
+        let _counted = counter;
+        future.await
+    };
     let (runnable, task) = async_task::spawn(CatchUnwind(future), move |r| s.schedule(r));
     runnable.schedule();
     JoinHandle::new(task)
+}
+
+/// Decrements the count of handle-spawned tasks when the task ends (or is dropped).
+struct CountedTask(Arc<Shared>);
+
+impl Drop for CountedTask {
+    fn drop(&mut self) {
+        self.0.remote_tasks.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Decrements the count of live tasks when the task ends (or is dropped).
+struct LiveTask(Arc<Shared>);
+
+impl Drop for LiveTask {
+    fn drop(&mut self) {
+        self.0.live_tasks.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Asks the current runtime's tasks to wind down: every
+/// [`shutdown_requested`] future completes. Accept loops should stop accepting and
+/// connection tasks finish the request in hand, then exit.
+///
+/// # Panics
+/// Outside a paste-rt runtime.
+pub fn request_shutdown() {
+    let inner = context::current();
+    inner.shutting_down.set(true);
+    for w in inner.shutdown_waiters.borrow_mut().drain(..) {
+        w.wake();
+    }
+}
+
+/// Completes when graceful shutdown of the current runtime is requested (by
+/// [`request_shutdown`], `RuntimeThread::shutdown`, or Ctrl-C handling in the
+/// application). Use it in `select!` beside `accept()`.
+pub async fn shutdown_requested() {
+    let inner = context::current();
+    std::future::poll_fn(|cx| {
+        if inner.shutting_down.get() {
+            Poll::Ready(())
+        } else {
+            inner.shutdown_waiters.borrow_mut().push(cx.waker().clone());
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Whether graceful shutdown of the current runtime was requested.
+pub fn is_shutting_down() -> bool {
+    context::try_current().is_some_and(|i| i.shutting_down.get())
+}
+
+/// Tasks of the current runtime that have not finished (the caller included).
+pub fn live_tasks() -> usize {
+    context::current().shared.live_tasks.load(Ordering::Acquire)
 }

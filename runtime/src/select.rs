@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use paste_rt_core::{Backend, BackendKind, BufPool, Completion, Op, PoolConfig, RemoteWake, StartError, Stats};
 use paste_rt_epoll::{EpollBackend, EpollConfig};
+use paste_rt_paste::PasteBackend;
 use paste_rt_uring::{UringBackend, UringConfig};
 
 /// Which backend to run: one by name, or `auto`.
@@ -81,6 +82,7 @@ pub(crate) struct BackendSettings {
 pub(crate) enum AnyBackend {
     Epoll(EpollBackend),
     Uring(Box<UringBackend>),
+    Paste(Box<PasteBackend>),
 }
 
 macro_rules! each {
@@ -88,6 +90,7 @@ macro_rules! each {
         match $self {
             AnyBackend::Epoll($b) => $e,
             AnyBackend::Uring($b) => $e,
+            AnyBackend::Paste($b) => $e,
         }
     };
 }
@@ -122,11 +125,8 @@ fn start_one(kind: BackendKind, settings: &BackendSettings) -> Result<AnyBackend
             .map(AnyBackend::Epoll),
         BackendKind::Uring => UringBackend::new(&UringConfig { pool: settings.pool.clone(), ..UringConfig::default() })
             .map(|b| AnyBackend::Uring(Box::new(b))),
-        BackendKind::Paste | BackendKind::PasteEmu => Err(StartError {
-            backend: kind,
-            reason: "this backend is not part of this build of paste-rt yet".into(),
-            errno: None,
-        }),
+        BackendKind::Paste => PasteBackend::kernel(settings.pool.clone()).map(|b| AnyBackend::Paste(Box::new(b))),
+        BackendKind::PasteEmu => PasteBackend::emulated(settings.pool.clone()).map(|b| AnyBackend::Paste(Box::new(b))),
     }
 }
 

@@ -6,9 +6,11 @@
 //! from the pool (zero copy); sends take [`TxBuf`](crate::TxBuf)s or owned bytes
 //! and leave at the next tick, together.
 
+#[cfg(any(feature = "tokio-io", feature = "futures-io"))]
+mod compat;
 mod listener;
 mod socket;
 mod stream;
 
 pub use listener::{ListenOptions, TcpListener};
-pub use stream::TcpStream;
+pub use stream::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, TcpStream, WriteHalf};

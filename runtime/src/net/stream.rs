@@ -253,3 +253,81 @@ impl Drop for TcpStream {
         }
     }
 }
+
+/// The write side's shutdown state, for the `AsyncWrite` adapters.
+impl TcpStream {
+    /// Polls a write-half shutdown: queues it once (after everything queued before),
+    /// then waits until the queue has drained.
+    pub fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        {
+            let mut d = self.rt.driver.borrow_mut();
+            let c = d.conn(self.token);
+            if !c.shutdown_queued {
+                c.shutdown_queued = true;
+                d.backend.submit(Op::Shutdown { token: self.token, how: Shutdown::Write });
+            }
+        }
+        self.poll_flush(cx)
+    }
+
+    /// Polls a copying write of `data` (see [`write_all`](Self::write_all)): ready
+    /// with the number of bytes queued once the connection is below its high-water
+    /// mark. An error of an earlier send surfaces here.
+    pub fn poll_write(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        match self.poll_send_ready(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(self.queue_copy(data)),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Borrowed read and write halves (both may be used from one task at once, e.g.
+    /// with `tokio::io::copy` or `select!`).
+    pub fn split(&self) -> (ReadHalf<'_>, WriteHalf<'_>) {
+        (ReadHalf(self), WriteHalf(self))
+    }
+
+    /// Owned halves sharing the connection; it closes when both are dropped.
+    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        let shared = Rc::new(self);
+        (OwnedReadHalf(shared.clone()), OwnedWriteHalf(shared))
+    }
+}
+
+/// The reading half of [`TcpStream::split`].
+#[derive(Debug)]
+pub struct ReadHalf<'a>(&'a TcpStream);
+/// The writing half of [`TcpStream::split`].
+#[derive(Debug)]
+pub struct WriteHalf<'a>(&'a TcpStream);
+/// The owned reading half of [`TcpStream::into_split`].
+#[derive(Debug)]
+pub struct OwnedReadHalf(Rc<TcpStream>);
+/// The owned writing half of [`TcpStream::into_split`].
+#[derive(Debug)]
+pub struct OwnedWriteHalf(Rc<TcpStream>);
+
+impl ReadHalf<'_> {
+    /// The stream.
+    pub fn stream(&self) -> &TcpStream {
+        self.0
+    }
+}
+impl WriteHalf<'_> {
+    /// The stream.
+    pub fn stream(&self) -> &TcpStream {
+        self.0
+    }
+}
+impl OwnedReadHalf {
+    /// The stream.
+    pub fn stream(&self) -> &TcpStream {
+        &self.0
+    }
+}
+impl OwnedWriteHalf {
+    /// The stream.
+    pub fn stream(&self) -> &TcpStream {
+        &self.0
+    }
+}

@@ -635,7 +635,6 @@ impl EpollBackend {
         Stats::add(&self.stats.completions, (out.len() - before) as u64);
         Ok(())
     }
-
 }
 
 /// Interrupts `epoll_wait` from another thread by writing the eventfd.

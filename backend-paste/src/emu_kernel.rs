@@ -246,7 +246,7 @@ impl EmuKernel {
             rx.push(KRing { ring, hwcur: 0, hwtail: 0 });
         }
         let mut hold = vec![Hold::NotHeld; mem.layout().buf_count as usize];
-        let free: Vec<u32> = mem.kernel_buffers().rev().collect();
+        let free: Vec<u32> = mem.kernel_buffers().into_iter().rev().collect();
         for &i in &free {
             hold[i as usize] = Hold::Held(KernelHold::Free);
         }
@@ -430,6 +430,11 @@ impl EmuKernel {
         }
         self.put_free(buf);
         Ok(())
+    }
+
+    /// Whether received data waits for RX slots (the ring was full at the last rxsync).
+    pub fn rx_waiting(&self) -> bool {
+        !self.ready.is_empty()
     }
 
     /// Spare buffers.

@@ -176,7 +176,8 @@ fn sigpipe_restore() {
     }
 }
 
-fn set_linger_zero(fd: RawFd) -> io::Result<()> {
+/// `SO_LINGER {1, 0}`: the socket's close is abortive (RST, no lingering state).
+pub fn set_linger_zero(fd: RawFd) -> io::Result<()> {
     let l = libc::linger { l_onoff: 1, l_linger: 0 };
     // SAFETY: `l` is a valid linger struct for the duration of the call.
     let r = unsafe {
@@ -396,6 +397,25 @@ impl KernelPort {
         }
         // SAFETY: the socket was handed to the port at registration; it is closed once.
         let r = unsafe { libc::close(sock) };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A registered socket found dead (reset): replaces it with `placeholder` (a dup of
+    /// `/dev/null`) through `dup2`, which closes the socket abortively — the kernel
+    /// unregisters it and skips its TX slots from the next sync on (§10.2) — while the
+    /// fd number stays taken until the application closes it.
+    pub fn kill_socket(&mut self, sock: RawFd, placeholder: RawFd) -> io::Result<()> {
+        if !self.registered.remove(&sock) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("fd {sock} is not registered with the port")));
+        }
+        let _ = set_linger_zero(sock);
+        // SAFETY: `sock` is a registered socket the port owns and `placeholder` an open
+        // fd; dup2 atomically closes the socket and makes `sock` a copy of the placeholder.
+        let r = unsafe { libc::dup2(placeholder, sock) };
         if r < 0 {
             Err(io::Error::last_os_error())
         } else {

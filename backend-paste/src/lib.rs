@@ -17,17 +17,27 @@
 //!   * [`kernel`]: `/dev/netmap` with PASTE (REGISTER `pst:0`, mmap, PST_ATTACH,
 //!     PST_FD_REG, sync through `poll`).
 //!
+//! * [`PasteBackend`]: the [`Backend`](paste_rt_core::Backend) over the ring driver
+//!   and one of two providers: `paste-emu` ([`PasteBackend::emulated`]: the emulated
+//!   kernel, with io_uring doing the socket work in exactly one `io_uring_enter` per
+//!   sync) and `paste` ([`PasteBackend::kernel`]: `/dev/netmap`, one `poll()` per sync,
+//!   see [`kernel_provider`]).
+//!
 //! A backend composes them per tick: `ring.tx_queue(..)` during the run phase, then
 //! `ring.tx_fill()`, one provider sync (kernel: `poll()` on the port; emulated:
 //! `txsync()` + socket work + `rxsync()`), `ring.tx_reclaim(..)` (bytes sent per fd) and
 //! `ring.rx_walk(..)` (received buffers and EOFs per fd).
 
+mod backend;
 pub mod emu_kernel;
+mod emu_provider;
 pub mod kernel;
+pub mod kernel_provider;
 pub mod port_mem;
 pub mod ring;
 pub mod sys;
 
+pub use backend::{EmuBufferCount, EmuSettings, PasteBackend};
 pub use emu_kernel::{
     probe_socket, EmuKernel, FdRegError, HoldError, KernelHold, SendJob, SocketState, SyncReport, TxStall,
 };

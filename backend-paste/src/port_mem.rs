@@ -16,7 +16,6 @@
 use std::fs::OpenOptions;
 use std::io;
 use std::mem::offset_of;
-use std::ops::Range;
 use std::path::PathBuf;
 
 use crate::sys::abi::{
@@ -46,6 +45,10 @@ pub struct EmuPortConfig {
     pub generic_offset: u8,
     /// Back the port with this file (buffer contents persist) instead of anonymous memory.
     pub file: Option<PathBuf>,
+    /// Buffers a previous run kept (zero-copy persistence): laid out nowhere — not in
+    /// a ring slot, on the extra list or among the kernel's spares — so their contents
+    /// survive; they count against `extra_bufs`.
+    pub kept: Vec<u32>,
 }
 
 impl Default for EmuPortConfig {
@@ -59,6 +62,7 @@ impl Default for EmuPortConfig {
             buf_size: 2048,
             generic_offset: 64,
             file: None,
+            kept: Vec::new(),
         }
     }
 }
@@ -125,6 +129,15 @@ impl EmuPortConfig {
         if buf_count > u32::MAX as u64 / 2 {
             return Err(invalid(format!("{buf_count} buffers")));
         }
+        if self.kept.len() > self.extra_bufs as usize
+            || self.kept.iter().any(|&k| k < FIRST_DATA_BUF || k as u64 >= buf_count)
+        {
+            return Err(invalid(format!(
+                "{} kept buffers do not fit this port's {} extra buffers (indices {FIRST_DATA_BUF}..{buf_count})",
+                self.kept.len(),
+                self.extra_bufs
+            )));
+        }
         let len = buf_base + buf_count as usize * self.buf_size as usize;
         Ok(EmuLayout { ring_offsets, buf_base, buf_count: buf_count as u32, len })
     }
@@ -151,7 +164,10 @@ impl PortMemory {
             }
         };
         let base = map.as_mut_ptr();
-        let mem = PortMemory { base, layout, cfg: cfg.clone(), _map: map };
+        let mut cfg = cfg.clone();
+        cfg.kept.sort_unstable();
+        cfg.kept.dedup();
+        let mem = PortMemory { base, layout, cfg, _map: map };
         mem.lay_out();
         Ok(mem)
     }
@@ -171,22 +187,30 @@ impl PortMemory {
         &self.cfg
     }
 
-    /// Indices that start out in ring slots.
-    pub fn ring_buffers(&self) -> Range<u32> {
-        let n = (self.cfg.tx_rings as u32 + self.cfg.rx_rings as u32) * self.cfg.slots;
-        FIRST_DATA_BUF..FIRST_DATA_BUF + n
+    /// Data buffer indices in layout order, kept ones left out.
+    fn layout_order(&self) -> impl Iterator<Item = u32> + '_ {
+        (FIRST_DATA_BUF..self.layout.buf_count).filter(|i| self.cfg.kept.binary_search(i).is_err())
     }
 
-    /// Indices that start out on the extra-buffer list.
-    pub fn extra_buffers(&self) -> Range<u32> {
-        let s = self.ring_buffers().end;
-        s..s + self.cfg.extra_bufs
+    fn ring_slot_count(&self) -> usize {
+        (self.cfg.tx_rings as usize + self.cfg.rx_rings as usize) * self.cfg.slots as usize
+    }
+
+    /// Indices that start out in ring slots (in slot order, ring by ring).
+    pub fn ring_buffers(&self) -> Vec<u32> {
+        self.layout_order().take(self.ring_slot_count()).collect()
+    }
+
+    /// Indices that start out on the extra-buffer list (in list order).
+    pub fn extra_buffers(&self) -> Vec<u32> {
+        let extras = self.cfg.extra_bufs as usize - self.cfg.kept.len();
+        self.layout_order().skip(self.ring_slot_count()).take(extras).collect()
     }
 
     /// Indices that start out as the emulated kernel's spares.
-    pub fn kernel_buffers(&self) -> Range<u32> {
-        let s = self.extra_buffers().end;
-        s..s + self.cfg.kernel_bufs
+    pub fn kernel_buffers(&self) -> Vec<u32> {
+        let skip = self.ring_slot_count() + self.cfg.extra_bufs as usize - self.cfg.kept.len();
+        self.layout_order().skip(skip).take(self.cfg.kernel_bufs as usize).collect()
     }
 
     /// Address of buffer `idx`, or `None` past the end.
@@ -243,7 +267,7 @@ impl PortMemory {
                 let ofs = ring.map_or(0, |r| self.layout.ring_offsets[r] as i64);
                 addr::set_ring_ofs(nifp, slot, ofs);
             }
-            let mut next_buf = FIRST_DATA_BUF;
+            let mut ring_bufs = self.ring_buffers().into_iter();
             for (r, &ofs) in self.layout.ring_offsets.iter().enumerate() {
                 let is_tx = r < ntx;
                 let ring = self.base.add(ofs).cast::<NetmapRing>();
@@ -270,22 +294,21 @@ impl PortMemory {
                 let slots = ring.cast::<u8>().add(size_of::<NetmapRing>()).cast::<NetmapSlot>();
                 for i in 0..cfg.slots as usize {
                     slots.add(i).write(NetmapSlot {
-                        buf_idx: next_buf,
+                        buf_idx: ring_bufs.next().unwrap_or(0),
                         len: 0,
                         flags: 0,
                         ptr: cfg.generic_offset as u64,
                     });
-                    next_buf += 1;
                 }
             }
             let extras = self.extra_buffers();
-            for idx in extras.clone() {
-                let next = if idx + 1 < extras.end { idx + 1 } else { 0 };
+            for (i, &idx) in extras.iter().enumerate() {
+                let next = extras.get(i + 1).copied().unwrap_or(0);
                 if let Some(p) = self.buf_ptr(idx) {
                     std::ptr::write_unaligned(p.cast::<u32>(), next);
                 }
             }
-            let head = if extras.is_empty() { 0 } else { extras.start };
+            let head = extras.first().copied().unwrap_or(0);
             addr::write_if_u32(nifp, offset_of!(NetmapIf, ni_bufs_head), head);
         }
     }
@@ -332,7 +355,7 @@ mod tests {
             assert_eq!(addr::netmap_buf_idx(rx.as_ptr(), rx.buf_ofs(), rx.buf_size(), p.add(100)), 25);
         }
         assert_eq!(mem.extra_list(), vec![26, 27, 28, 29, 30]);
-        assert_eq!(mem.kernel_buffers(), 31..37);
+        assert_eq!(mem.kernel_buffers(), (31..37).collect::<Vec<u32>>());
         assert_eq!(mem.layout().buf_count, 37);
     }
 

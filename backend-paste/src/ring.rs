@@ -341,6 +341,15 @@ impl RingDriver {
         self.tx.iter().map(|t| slot::ring_space(t.ring.head(), t.ring.tail(), t.ring.num_slots())).sum()
     }
 
+    /// Whether the kernel has taken every TX slot handed to it (`tail` caught up with
+    /// `head` on every ring): no slot of any fd is waiting in a ring.
+    pub fn tx_all_taken(&self) -> bool {
+        self.tx.iter().all(|t| {
+            let n = t.ring.num_slots();
+            t.ring.head() < n && slot::ring_next(t.ring.tail(), n) == t.ring.head()
+        })
+    }
+
     /// RX slots waiting to be walked.
     pub fn rx_ready(&self) -> u32 {
         self.rx.iter().map(|r| slot::ring_space(r.head(), r.tail(), r.num_slots())).sum()

@@ -322,7 +322,7 @@ impl UringBackend {
             tokens: HashMap::new(),
             tx_dirty: Vec::new(),
             rx_starved: VecDeque::new(),
-            rx_ended: Vec::new(),
+            rx_ended: Vec::with_capacity(256),
             accept_waiting: Vec::new(),
             fd_freed: false,
             deferred: Vec::new(),

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod connection;
 pub mod echo;
 pub mod http;
+pub mod hyper_server;
 pub mod kv;
 pub mod memcache;
 pub mod outbox;

@@ -34,13 +34,16 @@
 //! in [`paste_rt_core`], re-exported as [`core`].
 
 pub mod batch;
+pub mod blocking;
 mod builder;
+pub mod compat;
 mod context;
 mod driver;
 mod handle;
 pub mod net;
 pub mod persist;
 mod select;
+pub mod signal;
 mod task;
 pub mod testing;
 mod thread;
@@ -49,6 +52,7 @@ pub mod time;
 /// The runtime, its builder and its counters.
 pub mod runtime;
 
+pub use blocking::spawn_blocking;
 pub use handle::Handle;
 pub use paste_rt_core as core;
 pub use paste_rt_core::{BackendKind, KeptBuf, RxBuf, SendData, StartError, StatsSnapshot, TxBuf};

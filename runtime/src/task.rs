@@ -74,7 +74,6 @@ fn panic_message(p: &(dyn Any + Send)) -> &str {
 }
 
 /// Awaits a spawned task's output. Dropping it detaches the task.
-#[must_use = "dropping a JoinHandle detaches the task; await it to get its output"]
 pub struct JoinHandle<T> {
     task: Option<async_task::Task<Result<T, JoinError>>>,
 }

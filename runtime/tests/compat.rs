@@ -17,11 +17,13 @@ async fn framed_lines_codec_round_trips() {
     let addr = listener.local_addr().unwrap();
     let client = off_thread(move || {
         let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_nodelay(true).unwrap();
         let mut w = s.try_clone().unwrap();
         let mut r = BufReader::new(s);
         let mut replies = Vec::new();
         for i in 0..100 {
-            writeln!(w, "line {i}").unwrap();
+            // One write per line: `writeln!` would split it into several segments.
+            w.write_all(format!("line {i}\n").as_bytes()).unwrap();
             let mut l = String::new();
             r.read_line(&mut l).unwrap();
             replies.push(l);

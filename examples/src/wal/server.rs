@@ -184,9 +184,9 @@ impl WalServer {
                 let len = {
                     use std::io::Write;
                     let mut cur = io::Cursor::new(&mut body[..]);
-                    let _ = write!(
+                    let _ = writeln!(
                         cur,
-                        "last={} committed={} recovered={} dropped={}\n",
+                        "last={} committed={} recovered={} dropped={}",
                         self.wal.last_seq(),
                         s.committed,
                         s.recovered,

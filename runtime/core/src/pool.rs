@@ -246,6 +246,21 @@ impl BufPool {
         }
     }
 
+    /// Takes a buffer that is not the pool's — outside every ring, still referenced
+    /// by the application from a previous run of a file-backed port — into the pool
+    /// as kept. Returns `false` if the index is out of range or already the pool's.
+    pub fn adopt_kept(&self, index: u32) -> bool {
+        let p = &*self.0;
+        match p.meta.get(index as usize).map(|m| m.get().state) {
+            Some(BufState::Foreign) => {
+                p.owned.set(p.owned.get() + 1);
+                p.keep(index);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The opposite of [`adopt_lent`](Self::adopt_lent): a lent buffer leaves the
     /// pool (it was swapped into a netmap ring slot).
     ///

@@ -1,0 +1,702 @@
+//! The kernel provider (`paste`): the sync of a live PASTE port and the socket chores
+//! around it.
+//!
+//! Owns the [`KernelPort`], a wake-up eventfd, and one [`KSock`] per fd handed over.
+//! A sync is **one `poll()`** over the port fd (`POLLIN`: txsync + rxsync), the
+//! eventfd, the listening sockets, connecting sockets (`POLLOUT`) and every registered
+//! socket with no events requested, so that only `POLLERR`/`POLLHUP` report it: a peer
+//! RST produces no slot (paste-abi §10), so this is how resets are seen. A socket
+//! found reset is reported ([`Event::RecvError`]) and closed abortively at once, before
+//! the next sync, so that its TX slots cannot stall the ring for everyone (§10.2); its
+//! fd number stays taken (a `/dev/null` placeholder) until the application's `Close`.
+//!
+//! Other rules it keeps: `SO_LINGER {1, 0}` on listeners (accepted sockets inherit
+//! it: no slow teardown racing a new registration of the same fd number, §2.3),
+//! `PST_FD_REG` per accepted or connected socket and never a `read()` on one, SIGPIPE
+//! ignored while the port lives (§10.1, done by [`KernelPort`]), accept with plain
+//! `accept4` inside the sync, and a wait capped at [`ACK_WAIT_CAP`] while sockets are
+//! registered: the kernel sends ACKs and other packets of its own only at syncs
+//! (§4.2), so a long sleep would delay them. A graceful close waits until the
+//! kernel has taken every TX slot, shuts the write side down, and closes abortively
+//! once the peer is done (EOF slot or `POLLHUP`) or after [`CLOSE_LINGER`].
+//!
+//! Receiving cannot be paused per socket: kernel PASTE moves every registered
+//! socket's data into the RX ring. `PauseRecv` is therefore a no-op here; the bound
+//! is the pool (when it runs dry the walk stops, the ring fills, and the kernel keeps
+//! the rest in its per-fd table).
+//!
+//! It must never `read()` a registered socket or touch ring slots (the ring driver's).
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use paste_rt_core::{BackendKind, RemoteWake, Shutdown, StartError, Stats};
+
+use crate::backend::Event;
+use crate::kernel::{set_linger_zero, KernelConfig, KernelPort};
+use crate::ring::{DriverConfig, RingDriver};
+
+/// Longest wait of a sync while sockets are registered (kernel ACKs ride syncs).
+pub const ACK_WAIT_CAP: Duration = Duration::from_millis(1);
+/// How long a closing socket waits for its peer before it is closed anyway.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// How long a listener waits after `EMFILE` and the like, unless an fd is freed.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// Most connections accepted from one listener per sync.
+const ACCEPT_BUDGET: u32 = 64;
+
+/// What one entry of the poll set is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PollRole {
+    /// The port fd: `POLLIN` runs txsync and rxsync.
+    Port,
+    /// The wake-up eventfd.
+    Wake,
+    /// A listening socket (`POLLIN`: a connection waits).
+    Listener,
+    /// A socket whose connect is in progress (`POLLOUT`).
+    Connecting,
+    /// A registered socket, watched for errors and hang-ups only.
+    Watched,
+}
+
+/// The state of one socket, as far as the poll set cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SockState {
+    /// Listening; `starved` while backing off after `EMFILE`.
+    Listener {
+        /// Backing off: not polled.
+        starved: bool,
+    },
+    /// Connect in progress.
+    Connecting,
+    /// Registered; `hup` once a hang-up without error was seen (not polled again,
+    /// or `poll` would return at once forever).
+    Registered {
+        /// A hang-up was seen.
+        hup: bool,
+    },
+    /// Closing, waiting for the peer.
+    Closing {
+        /// The write side was shut down (then the socket is watched).
+        shut: bool,
+    },
+    /// Reset, replaced by a placeholder: nothing to watch.
+    Dead,
+}
+
+/// Builds the poll set of one sync: port and wake-up first, then each socket that
+/// has something to watch. `roles[i]` says what `fds[i]` is.
+pub fn build_poll_set(
+    port: RawFd,
+    wake: RawFd,
+    socks: impl IntoIterator<Item = (RawFd, SockState)>,
+    fds: &mut Vec<libc::pollfd>,
+    roles: &mut Vec<PollRole>,
+) {
+    fds.clear();
+    roles.clear();
+    let mut add = |fd: RawFd, events: i16, role: PollRole| {
+        fds.push(libc::pollfd { fd, events, revents: 0 });
+        roles.push(role);
+    };
+    add(port, libc::POLLIN, PollRole::Port);
+    add(wake, libc::POLLIN, PollRole::Wake);
+    for (fd, state) in socks {
+        match state {
+            SockState::Listener { starved: false } => add(fd, libc::POLLIN, PollRole::Listener),
+            SockState::Connecting => add(fd, libc::POLLOUT, PollRole::Connecting),
+            SockState::Registered { hup: false } | SockState::Closing { shut: true } => add(fd, 0, PollRole::Watched),
+            _ => {}
+        }
+    }
+}
+
+/// What `poll` said about a watched socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketFault {
+    /// Nothing wrong.
+    None,
+    /// Hang-up without error: both directions are done (our FIN and the peer's).
+    HangUp,
+    /// The socket failed (`SO_ERROR`): a reset (`ECONNRESET`), a timeout, ...
+    Error(i32),
+}
+
+/// Reads `SO_ERROR` (clearing it), 0 if there is none.
+pub fn take_socket_error(fd: RawFd) -> i32 {
+    let mut err: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: err and len are valid for writes of the sizes given.
+    let r = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, (&mut err as *mut i32).cast(), &mut len) };
+    if r < 0 {
+        io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    } else {
+        err
+    }
+}
+
+/// Classifies a watched socket's `revents`: `POLLERR` or `POLLHUP` make it read
+/// `SO_ERROR` (one system call); an error is a fault, a clean hang-up is not. A reset
+/// socket shows `POLLERR|POLLHUP` and `SO_ERROR == ECONNRESET` (paste-abi §10).
+pub fn classify(fd: RawFd, revents: i16) -> SocketFault {
+    if revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) == 0 {
+        return SocketFault::None;
+    }
+    if revents & libc::POLLNVAL != 0 {
+        return SocketFault::Error(libc::EBADF);
+    }
+    match take_socket_error(fd) {
+        0 if revents & libc::POLLERR != 0 => SocketFault::Error(libc::ECONNRESET),
+        0 => SocketFault::HangUp,
+        e => SocketFault::Error(e),
+    }
+}
+
+#[derive(Debug)]
+struct KSock {
+    state: SockState,
+    /// Listener: an accept error was reported and none succeeded since.
+    accept_error_reported: bool,
+    /// Listener: when to try again after an accept error.
+    retry_at: Option<Instant>,
+    /// Closing: give up waiting for the peer at this time.
+    deadline: Option<Instant>,
+    /// Closing: the peer's EOF slot arrived.
+    peer_done: bool,
+}
+
+impl KSock {
+    fn new(state: SockState) -> KSock {
+        KSock { state, accept_error_reported: false, retry_at: None, deadline: None, peer_done: false }
+    }
+}
+
+/// The other threads' side of the wake-up eventfd.
+#[derive(Debug)]
+struct EventfdWake {
+    fd: OwnedFd,
+    pending: AtomicBool,
+}
+
+impl RemoteWake for EventfdWake {
+    fn wake(&self) {
+        if self.pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to an eventfd we own.
+        unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+}
+
+/// The kernel provider (see the module docs).
+pub(crate) struct KernelProvider {
+    port: Option<KernelPort>,
+    waker: Arc<EventfdWake>,
+    /// `/dev/null`, dup'ed over reset sockets to keep their fd numbers taken.
+    placeholder: OwnedFd,
+    /// By fd.
+    socks: Vec<Option<KSock>>,
+    pollfds: Vec<libc::pollfd>,
+    roles: Vec<PollRole>,
+    fd_freed: bool,
+}
+
+fn start_error(reason: String, errno: Option<i32>) -> StartError {
+    StartError { backend: BackendKind::Paste, reason, errno }
+}
+
+fn last_errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+}
+
+impl KernelProvider {
+    /// Opens the port ([`KernelPort::open`]: the error names what is missing) and
+    /// builds the ring driver over it.
+    pub(crate) fn open(cfg: &KernelConfig) -> Result<(KernelProvider, RingDriver), StartError> {
+        let port = KernelPort::open(cfg)?;
+        let driver = port.ring_driver(DriverConfig::default())?;
+        // SAFETY: plain syscall; the result is checked.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if efd < 0 {
+            let e = io::Error::last_os_error();
+            return Err(start_error(format!("eventfd for remote wake-ups: {e}"), e.raw_os_error()));
+        }
+        // SAFETY: a fresh eventfd nobody else owns.
+        let efd = unsafe { OwnedFd::from_raw_fd(efd) };
+        let null = std::fs::OpenOptions::new().read(true).open("/dev/null").map_err(|e| {
+            start_error(format!("open /dev/null (placeholder for reset sockets): {e}"), e.raw_os_error())
+        })?;
+        Ok((
+            KernelProvider {
+                port: Some(port),
+                waker: Arc::new(EventfdWake { fd: efd, pending: AtomicBool::new(false) }),
+                placeholder: null.into(),
+                socks: Vec::new(),
+                pollfds: Vec::new(),
+                roles: Vec::new(),
+                fd_freed: false,
+            },
+            driver,
+        ))
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        let port = self.port.as_ref().map_or_else(String::new, |p| p.describe());
+        format!("{port}; one poll() per sync over the port, listeners and registered sockets")
+    }
+
+    pub(crate) fn remote_waker(&self) -> Arc<dyn RemoteWake> {
+        self.waker.clone()
+    }
+
+    fn sock(&mut self, fd: RawFd) -> Option<&mut KSock> {
+        usize::try_from(fd).ok().and_then(|i| self.socks.get_mut(i)).and_then(Option::as_mut)
+    }
+
+    fn set(&mut self, fd: RawFd, s: KSock) {
+        let Ok(i) = usize::try_from(fd) else { return };
+        if self.socks.len() <= i {
+            self.socks.resize_with(i + 1, || None);
+        }
+        self.socks[i] = Some(s);
+    }
+
+    fn close_fd(&mut self, fd: RawFd, stats: &Stats, events: &mut Vec<Event>) {
+        if let Some(port) = &mut self.port {
+            if port.registered().any(|r| r == fd) {
+                stats.syscall();
+                let _ = port.close_socket(fd);
+                self.after_close(fd, events);
+                return;
+            }
+        }
+        stats.syscall();
+        // SAFETY: the backend owns `fd` (a listener, an unregistered socket, or a
+        // placeholder) and closes it once: its entry goes right after.
+        unsafe { libc::close(fd) };
+        self.after_close(fd, events);
+    }
+
+    fn after_close(&mut self, fd: RawFd, events: &mut Vec<Event>) {
+        if let Some(slot) = usize::try_from(fd).ok().and_then(|i| self.socks.get_mut(i)) {
+            *slot = None;
+        }
+        self.fd_freed = true;
+        events.push(Event::Closed { fd });
+    }
+
+    pub(crate) fn listen(&mut self, fd: RawFd, stats: &Stats) {
+        stats.syscall();
+        // Accepted sockets inherit it: abortive closes, no LAST_ACK limbo (§2.3).
+        let _ = set_linger_zero(fd);
+        self.set(fd, KSock::new(SockState::Listener { starved: false }));
+    }
+
+    /// `PST_FD_REG` (with `SO_LINGER {1, 0}`): two system calls.
+    pub(crate) fn register(&mut self, fd: RawFd, stats: &Stats) -> Result<(), i32> {
+        let Some(port) = &mut self.port else { return Err(libc::EBADF) };
+        stats.syscall();
+        stats.syscall();
+        port.register_socket(fd).map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL))?;
+        self.set(fd, KSock::new(SockState::Registered { hup: false }));
+        Ok(())
+    }
+
+    pub(crate) fn connect(&mut self, fd: RawFd, addr: SocketAddr, stats: &Stats, events: &mut Vec<Event>) {
+        let (storage, len) = sockaddr(&addr);
+        stats.syscall();
+        // SAFETY: storage holds a valid sockaddr of `len` bytes for the call.
+        let r = unsafe { libc::connect(fd, (&storage as *const libc::sockaddr_storage).cast(), len) };
+        if r == 0 {
+            self.connected(fd, stats, events);
+            return;
+        }
+        match last_errno() {
+            libc::EINPROGRESS | libc::EINTR => self.set(fd, KSock::new(SockState::Connecting)),
+            errno => {
+                self.set(fd, KSock::new(SockState::Dead));
+                events.push(Event::Connected { fd, errno });
+            }
+        }
+    }
+
+    fn connected(&mut self, fd: RawFd, stats: &Stats, events: &mut Vec<Event>) {
+        match self.register(fd, stats) {
+            Ok(()) => events.push(Event::Connected { fd, errno: 0 }),
+            Err(errno) => {
+                self.set(fd, KSock::new(SockState::Dead));
+                events.push(Event::Connected { fd, errno: 0 });
+                events.push(Event::RecvError { fd, errno });
+            }
+        }
+    }
+
+    /// Kernel PASTE has no per-socket receive stop (see the module docs).
+    pub(crate) fn pause(&mut self, _fd: RawFd) {}
+
+    /// See [`pause`](Self::pause).
+    pub(crate) fn resume(&mut self, _fd: RawFd) {}
+
+    /// The data is in the socket (the kernel took every slot): shut down now.
+    pub(crate) fn shutdown(&mut self, fd: RawFd, how: Shutdown, stats: &Stats) {
+        let how = match how {
+            Shutdown::Write => libc::SHUT_WR,
+            Shutdown::Read => libc::SHUT_RD,
+            Shutdown::Both => libc::SHUT_RDWR,
+        };
+        if matches!(self.sock(fd).map(|s| s.state), Some(SockState::Registered { .. })) {
+            stats.syscall();
+            // SAFETY: plain syscall on a socket the backend owns.
+            unsafe { libc::shutdown(fd, how) };
+        }
+    }
+
+    pub(crate) fn close_listener(&mut self, fd: RawFd, stats: &Stats, events: &mut Vec<Event>) {
+        self.close_fd(fd, stats, events);
+    }
+
+    /// Registered sockets close gracefully (see the module docs); others at once.
+    pub(crate) fn close_stream(&mut self, fd: RawFd, stats: &Stats, events: &mut Vec<Event>) {
+        match self.sock(fd) {
+            Some(s) if matches!(s.state, SockState::Registered { .. }) => {
+                s.state = SockState::Closing { shut: false };
+                s.deadline = Some(Instant::now() + CLOSE_LINGER);
+            }
+            _ => self.close_fd(fd, stats, events),
+        }
+    }
+
+    pub(crate) fn close_stray(&mut self, fd: RawFd, stats: &Stats) {
+        stats.syscall();
+        // SAFETY: an accepted fd nobody owns; closed once.
+        unsafe { libc::close(fd) };
+        self.fd_freed = true;
+    }
+
+    /// The EOF slot of a closing socket: the peer is done.
+    pub(crate) fn peer_closed(&mut self, fd: RawFd) {
+        if let Some(s) = self.sock(fd) {
+            s.peer_done = true;
+        }
+    }
+
+    /// One sync: one `poll()` (see the module docs), then accepts, connects, faults
+    /// and closes.
+    pub(crate) fn sync(
+        &mut self,
+        driver: &RingDriver,
+        timeout: Option<Duration>,
+        stats: &Stats,
+        events: &mut Vec<Event>,
+    ) -> io::Result<()> {
+        let Some(port_fd) = self.port.as_ref().map(|p| p.as_raw_fd()) else { return Ok(()) };
+        let freed = std::mem::take(&mut self.fd_freed);
+        let now = Instant::now();
+        let mut cap: Option<Duration> = None;
+        for s in self.socks.iter_mut().flatten() {
+            match &mut s.state {
+                SockState::Listener { starved } if *starved => match s.retry_at {
+                    Some(at) if !freed && now < at => {
+                        let left = at - now;
+                        cap = Some(cap.map_or(left, |c| c.min(left)));
+                    }
+                    _ => {
+                        *starved = false;
+                        s.retry_at = None;
+                    }
+                },
+                SockState::Registered { .. } | SockState::Closing { .. } | SockState::Connecting => {
+                    cap = Some(cap.map_or(ACK_WAIT_CAP, |c| c.min(ACK_WAIT_CAP)));
+                }
+                _ => {}
+            }
+        }
+        let socks = self.socks.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (i as RawFd, s.state)));
+        build_poll_set(port_fd, self.waker.fd.as_raw_fd(), socks, &mut self.pollfds, &mut self.roles);
+
+        let timeout = match (timeout, cap) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let ms = match timeout {
+            None => -1,
+            Some(t) => t.as_millis().min(i32::MAX as u128) as i32 + i32::from(t.subsec_nanos() % 1_000_000 != 0),
+        };
+        stats.syscall();
+        if ms != 0 {
+            Stats::add(&stats.waits, 1);
+        }
+        // SAFETY: pollfds is a valid array of `len` pollfd structs for the call.
+        let n = unsafe { libc::poll(self.pollfds.as_mut_ptr(), self.pollfds.len() as libc::nfds_t, ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(io::Error::new(e.kind(), format!("poll on the PASTE port: {e}")));
+            }
+        }
+
+        for k in 0..self.pollfds.len() {
+            let (p, role) = (self.pollfds[k], self.roles[k]);
+            if p.revents == 0 {
+                continue;
+            }
+            match role {
+                PollRole::Port => {}
+                PollRole::Wake => {
+                    let mut v: u64 = 0;
+                    stats.syscall();
+                    // SAFETY: reads 8 bytes into a live u64 from our nonblocking eventfd.
+                    unsafe { libc::read(p.fd, (&mut v as *mut u64).cast(), 8) };
+                    self.waker.pending.store(false, Ordering::Release);
+                    Stats::add(&stats.remote_wakeups, 1);
+                }
+                PollRole::Listener => self.accept_from(p.fd, stats, events),
+                PollRole::Connecting => {
+                    stats.syscall();
+                    let errno = take_socket_error(p.fd);
+                    if errno == 0 {
+                        self.connected(p.fd, stats, events);
+                    } else {
+                        self.set(p.fd, KSock::new(SockState::Dead));
+                        events.push(Event::Connected { fd: p.fd, errno });
+                    }
+                }
+                PollRole::Watched => {
+                    stats.syscall();
+                    let fault = classify(p.fd, p.revents);
+                    self.on_fault(p.fd, fault, stats, events);
+                }
+            }
+        }
+        self.advance_closes(driver, stats, events);
+        Ok(())
+    }
+
+    fn on_fault(&mut self, fd: RawFd, fault: SocketFault, stats: &Stats, events: &mut Vec<Event>) {
+        let Some(s) = self.sock(fd) else { return };
+        match (fault, s.state) {
+            (SocketFault::None, _) => {}
+            (SocketFault::HangUp, SockState::Registered { .. }) => s.state = SockState::Registered { hup: true },
+            (SocketFault::Error(errno), SockState::Registered { .. }) => {
+                s.state = SockState::Dead;
+                // Closed before the next sync so its slots cannot stall the ring.
+                if let Some(port) = &mut self.port {
+                    stats.syscall();
+                    let _ = port.kill_socket(fd, self.placeholder.as_raw_fd());
+                }
+                events.push(Event::RecvError { fd, errno });
+            }
+            (_, SockState::Closing { .. }) => {
+                s.peer_done = true;
+            }
+            _ => {}
+        }
+    }
+
+    fn accept_from(&mut self, lfd: RawFd, stats: &Stats, events: &mut Vec<Event>) {
+        for _ in 0..ACCEPT_BUDGET {
+            stats.syscall();
+            // SAFETY: plain accept4 on a listening socket we own; no address wanted.
+            let fd = unsafe {
+                libc::accept4(lfd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+            };
+            if fd >= 0 {
+                if let Some(s) = self.sock(lfd) {
+                    s.accept_error_reported = false;
+                }
+                events.push(Event::Accepted { listener: lfd, fd });
+                continue;
+            }
+            match last_errno() {
+                libc::EAGAIN => return,
+                libc::EINTR | libc::ECONNABORTED | libc::EPROTO => continue,
+                errno => {
+                    let Some(s) = self.sock(lfd) else { return };
+                    if !s.accept_error_reported {
+                        s.accept_error_reported = true;
+                        events.push(Event::AcceptError { listener: lfd, errno });
+                    }
+                    s.state = SockState::Listener { starved: true };
+                    s.retry_at = Some(Instant::now() + ACCEPT_RETRY);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Closing sockets: shut down once the kernel has taken every TX slot, close once
+    /// the peer is done or the linger time passed.
+    fn advance_closes(&mut self, driver: &RingDriver, stats: &Stats, events: &mut Vec<Event>) {
+        let all_taken = driver.tx_all_taken();
+        let now = Instant::now();
+        let mut to_close = Vec::new();
+        for (i, s) in self.socks.iter_mut().enumerate() {
+            let Some(s) = s else { continue };
+            let SockState::Closing { shut } = s.state else { continue };
+            let late = s.deadline.is_some_and(|d| now >= d);
+            if !shut && (all_taken || late) {
+                stats.syscall();
+                // SAFETY: plain syscall on a socket we own.
+                unsafe { libc::shutdown(i as RawFd, libc::SHUT_WR) };
+                s.state = SockState::Closing { shut: true };
+            } else if shut && (s.peer_done || late) {
+                to_close.push(i as RawFd);
+            }
+        }
+        for fd in to_close {
+            self.close_fd(fd, stats, events);
+        }
+    }
+
+    /// Drop (§10.3): every registered socket closed abortively, the driver's free
+    /// buffers relinked onto the extra list, then the port released; the other fds
+    /// (listeners, placeholders, connecting sockets) closed.
+    pub(crate) fn release(&mut self, driver: &mut RingDriver, fds: &[RawFd]) {
+        let Some(port) = self.port.take() else { return };
+        let registered: Vec<RawFd> = port.registered().collect();
+        port.release(Some(driver));
+        for &fd in fds {
+            if !registered.contains(&fd) {
+                // SAFETY: the backend owns these fds; registered ones were closed by
+                // the port just above, every other one is closed here once.
+                unsafe { libc::close(fd) };
+            }
+        }
+    }
+}
+
+fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain data; all-zero is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { (&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>().write(sin) };
+            size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { (&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>().write(sin6) };
+            size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        (c, s)
+    }
+
+    fn poll_one(fd: RawFd, events: i16) -> i16 {
+        let mut p = libc::pollfd { fd, events, revents: 0 };
+        // SAFETY: one valid pollfd for the call; bounded wait.
+        let n = unsafe { libc::poll(&mut p, 1, 2000) };
+        assert!(n >= 0);
+        p.revents
+    }
+
+    #[test]
+    fn poll_set_watches_what_each_state_needs() {
+        let socks = [
+            (10, SockState::Listener { starved: false }),
+            (11, SockState::Listener { starved: true }),
+            (12, SockState::Connecting),
+            (13, SockState::Registered { hup: false }),
+            (14, SockState::Registered { hup: true }),
+            (15, SockState::Closing { shut: false }),
+            (16, SockState::Closing { shut: true }),
+            (17, SockState::Dead),
+        ];
+        let (mut fds, mut roles) = (Vec::new(), Vec::new());
+        build_poll_set(3, 4, socks, &mut fds, &mut roles);
+        let got: Vec<(RawFd, i16, PollRole)> = fds.iter().zip(&roles).map(|(p, r)| (p.fd, p.events, *r)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (3, libc::POLLIN, PollRole::Port),
+                (4, libc::POLLIN, PollRole::Wake),
+                (10, libc::POLLIN, PollRole::Listener),
+                (12, libc::POLLOUT, PollRole::Connecting),
+                (13, 0, PollRole::Watched),
+                (16, 0, PollRole::Watched),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_reset_shows_as_an_error_a_fin_does_not() {
+        // FIN: a watched socket (no events requested) stays quiet.
+        let (c, s) = pair();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut p = libc::pollfd { fd: s.as_raw_fd(), events: 0, revents: 0 };
+        // SAFETY: one valid pollfd; zero timeout.
+        assert_eq!(unsafe { libc::poll(&mut p, 1, 50) }, 0, "FIN alone raises nothing: {:#x}", p.revents);
+        assert_eq!(classify(s.as_raw_fd(), p.revents), SocketFault::None);
+
+        // RST: POLLERR|POLLHUP and SO_ERROR = ECONNRESET, read once.
+        let (c, s) = pair();
+        socket2::SockRef::from(&c).set_linger(Some(Duration::ZERO)).unwrap();
+        drop(c);
+        let rev = poll_one(s.as_raw_fd(), 0);
+        assert!(rev & libc::POLLERR != 0 && rev & libc::POLLHUP != 0, "revents {rev:#x}");
+        assert_eq!(classify(s.as_raw_fd(), rev), SocketFault::Error(libc::ECONNRESET));
+        assert_eq!(take_socket_error(s.as_raw_fd()), 0, "SO_ERROR reads once");
+    }
+
+    #[test]
+    fn both_sides_done_is_a_clean_hang_up() {
+        let (mut c, s) = pair();
+        c.write_all(b"x").unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        // SAFETY: plain shutdown of our own socket.
+        unsafe { libc::shutdown(s.as_raw_fd(), libc::SHUT_WR) };
+        let rev = poll_one(s.as_raw_fd(), 0);
+        assert!(rev & libc::POLLHUP != 0, "revents {rev:#x}");
+        assert_eq!(classify(s.as_raw_fd(), rev), SocketFault::HangUp);
+    }
+
+    #[test]
+    fn kernel_backend_without_netmap_names_what_is_missing() {
+        let cfg = KernelConfig::from_lookup(|k| (k == crate::kernel::ENV_IF).then(|| "eth0".to_string())).unwrap();
+        if cfg.device.exists() {
+            return; // a machine with netmap: this test is about machines without it
+        }
+        let err = match KernelProvider::open(&cfg) {
+            Err(e) => e,
+            Ok(_) => panic!("opened a PASTE port without /dev/netmap"),
+        };
+        assert_eq!(err.backend, BackendKind::Paste);
+        let text = err.to_string();
+        for needle in ["/dev/netmap", "--enable-paste", "6.0", "native netmap", "checksum", "PASTE_RT_PASTE_IF"] {
+            assert!(text.contains(needle), "{needle:?} missing from: {text}");
+        }
+    }
+}

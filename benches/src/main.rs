@@ -1,0 +1,542 @@
+//! `paste-bench`: paste-rt's A/B benchmark harness (BENCHMARKS.md).
+//!
+//! `ab` runs the matrix and writes the report; `serve` runs one subject in the
+//! foreground; `load` runs the load generator alone; `probe` shows which paste-rt
+//! backends start here. Owns the command line only: the work is in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use paste_rt_bench::ab::{self, AbPlan, Case, ClientKind, Unavailable};
+use paste_rt_bench::alloc_count::CountingAlloc;
+use paste_rt_bench::charts::{self, Metric};
+use paste_rt_bench::environment::Environment;
+use paste_rt_bench::exchange::LoadSpec;
+use paste_rt_bench::loadgen::{self, LoadConfig};
+use paste_rt_bench::peers::PeerConfig;
+use paste_rt_bench::record::summarize;
+use paste_rt_bench::report::{self, ReportContext, Results};
+use paste_rt_bench::statistics::NOISE_RULE;
+use paste_rt_bench::subject::{self, ServeConfig, Subject};
+use paste_rt_bench::workload::Workload;
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+#[derive(Parser, Debug)]
+#[command(name = "paste-bench", version, about = "paste-rt's A/B benchmark harness (see BENCHMARKS.md)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the A/B matrix: subjects × workloads × connections × rounds, interleaved.
+    ///
+    /// Defaults fit the 3-minute budget of a 2-core machine: 0.5 s warm-up + 2 s
+    /// measured × 3 rounds. This deviates from BENCHMARKS.md's 5 s window (which
+    /// does not fit); pass `--duration 5` for the protocol's default.
+    Ab(AbArgs),
+    /// Serve one subject in the foreground.
+    Serve(ServeArgs),
+    /// Run the built-in load generator alone against a server.
+    Load(LoadArgs),
+    /// Show which paste-rt backends start here, and why the others do not.
+    Probe,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ClientArg {
+    /// The built-in generator (every response validated).
+    Builtin,
+    /// wrk, when installed (rpc only; checks status codes, not bodies).
+    Wrk,
+}
+
+#[derive(clap::Args, Debug)]
+struct AbArgs {
+    /// Subjects, comma-separated (default: every paste-rt backend that starts here, then
+    /// tokio, monoio-uring, monoio-legacy, raw-uring).
+    #[arg(long)]
+    subjects: Option<String>,
+    /// Workloads: rpc, wal, echo, kv, scale (rpc with 1000/10000 mostly idle connections).
+    #[arg(long, default_value = "rpc")]
+    workloads: String,
+    /// Active connections, comma-separated.
+    #[arg(long, default_value = "1,10,100")]
+    conns: String,
+    /// Measured window per run, seconds (BENCHMARKS.md: 5; default 2 to fit 3 minutes).
+    #[arg(long, default_value_t = 2.0)]
+    duration: f64,
+    /// Warm-up per run, seconds.
+    #[arg(long, default_value_t = 0.5)]
+    warmup: f64,
+    /// Rounds (subjects interleaved in each).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Open loop: total offered requests/s (default: closed loop).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Load generator.
+    #[arg(long, value_enum, default_value_t = ClientArg::Builtin)]
+    client: ClientArg,
+    /// Output directory (results.json, report.md, SVG charts).
+    #[arg(long, default_value = "bench-out")]
+    out: PathBuf,
+    /// Requests in flight per connection (closed loop).
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
+    /// Subject the ratios are computed against.
+    #[arg(long, default_value = "tokio")]
+    baseline: String,
+    /// kv value sizes, comma-separated: each is a workload case `kv-<size>`.
+    #[arg(long, default_value = "64,1024")]
+    kv_value_size: String,
+    /// kv keys preloaded before each run.
+    #[arg(long, default_value_t = 1000)]
+    kv_keys: u32,
+    /// scale: idle connection counts.
+    #[arg(long, default_value = "1000,10000")]
+    scale_conns: String,
+    /// scale: active (measured) connections next to the idle ones.
+    #[arg(long, default_value_t = 4)]
+    scale_active: usize,
+    #[command(flatten)]
+    server: ServerOpts,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct ServerOpts {
+    /// rpc/wal response body length.
+    #[arg(long, default_value_t = 64)]
+    body_len: usize,
+    /// paste-rt phttpd in batch mode (one handler per tick) instead of a task per connection.
+    #[arg(long)]
+    batch: bool,
+    /// wal: directory of the log files (default: a temporary directory).
+    #[arg(long)]
+    wal_dir: Option<PathBuf>,
+    /// wal: emulated persistent-memory latency per flush batch, ns.
+    #[arg(long, default_value_t = 0)]
+    pm_latency_ns: u64,
+    /// wal: persist from the receive buffers (zero copy) instead of copying.
+    #[arg(long)]
+    wal_zero_copy: bool,
+}
+
+impl ServerOpts {
+    fn serve_config(&self, core: Option<usize>) -> ServeConfig {
+        ServeConfig {
+            body_len: self.body_len,
+            batch: self.batch,
+            peer: PeerConfig {
+                body_len: self.body_len,
+                wal_dir: self.wal_dir.clone(),
+                pm_latency_ns: self.pm_latency_ns,
+                wal_copy: !self.wal_zero_copy,
+            },
+            core,
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// The subject (paste-rt-<backend>, tokio, monoio-uring, monoio-legacy, raw-uring).
+    #[arg(long)]
+    subject: String,
+    /// The workload.
+    #[arg(long, default_value = "rpc")]
+    workload: String,
+    /// Port on 127.0.0.1 (0: any; the address is printed).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Answer `stats` lines on stdin with the counters (used by `ab`).
+    #[arg(long)]
+    control: bool,
+    /// Pin the server to this core.
+    #[arg(long)]
+    core: Option<usize>,
+    #[command(flatten)]
+    server: ServerOpts,
+}
+
+#[derive(clap::Args, Debug)]
+struct LoadArgs {
+    /// The server's address.
+    #[arg(long)]
+    addr: std::net::SocketAddr,
+    /// The workload.
+    #[arg(long, default_value = "rpc")]
+    workload: String,
+    /// Connections.
+    #[arg(long, default_value_t = 10)]
+    conns: usize,
+    /// Measured window, seconds.
+    #[arg(long, default_value_t = 2.0)]
+    duration: f64,
+    /// Warm-up, seconds.
+    #[arg(long, default_value_t = 0.5)]
+    warmup: f64,
+    /// Open loop: total offered requests/s.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Requests in flight per connection (closed loop).
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
+    /// kv value size.
+    #[arg(long, default_value_t = 64)]
+    kv_value_size: usize,
+    /// kv keys preloaded.
+    #[arg(long, default_value_t = 1000)]
+    kv_keys: u32,
+    /// rpc/wal response body length.
+    #[arg(long, default_value_t = 64)]
+    body_len: usize,
+    /// Pin the generator to this core.
+    #[arg(long)]
+    core: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Ab(args) => run_ab(args),
+        Command::Serve(args) => run_serve(args),
+        Command::Load(args) => run_load(args),
+        Command::Probe => {
+            for b in paste_rt_bench::environment::probe_backends() {
+                let label = if b.emulated { format!("{} (emulated)", b.subject) } else { b.subject.clone() };
+                println!("{label}: {} — {}", if b.started { "starts" } else { "does not start" }, b.detail);
+            }
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("paste-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn list<T: FromStr>(text: &str, what: &str) -> Result<Vec<T>, String>
+where
+    T::Err: std::fmt::Display,
+{
+    text.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse::<T>().map_err(|e| format!("--{what} {s:?}: {e}")))
+        .collect()
+}
+
+fn secs(v: f64, what: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(v).map_err(|e| format!("--{what} {v}: {e}"))
+}
+
+fn run_serve(args: ServeArgs) -> Result<(), String> {
+    let subject: Subject = args.subject.parse()?;
+    let workload: Workload = args.workload.parse()?;
+    let config = args.server.serve_config(args.core);
+    subject::serve(subject, workload, args.port, &config, args.control).map_err(|e| e.to_string())
+}
+
+fn spec_for(workload: Workload, body_len: usize, kv_value_size: usize, kv_keys: u32) -> LoadSpec {
+    LoadSpec { workload, body_len, kv_value_size, kv_keys }
+}
+
+fn run_load(args: LoadArgs) -> Result<(), String> {
+    let workload: Workload = args.workload.parse()?;
+    let config = LoadConfig {
+        addr: args.addr,
+        spec: spec_for(workload, args.body_len, args.kv_value_size, args.kv_keys),
+        conns: args.conns,
+        idle_conns: 0,
+        pipeline: args.pipeline,
+        rate: args.rate,
+        warmup: secs(args.warmup, "warmup")?,
+        duration: secs(args.duration, "duration")?,
+        core: args.core,
+    };
+    let r = loadgen::run(&config, |_| {}).map_err(|e| e.to_string())?;
+    println!(
+        "{workload} {} conns on {}: {:.0} req/s, p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs, client CPU {:.2} µs/req, {} errors",
+        args.conns,
+        r.backend,
+        r.rps(),
+        r.latency_us(0.5),
+        r.latency_us(0.99),
+        r.latency_us(0.999),
+        r.cpu_us_per_request(),
+        r.errors
+    );
+    for m in &r.messages {
+        println!("  error: {m}");
+    }
+    if r.errors > 0 {
+        return Err("invalid run: errors above".into());
+    }
+    Ok(())
+}
+
+fn fmt_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    format!("{}m{:02}s", s / 60, s % 60)
+}
+
+fn run_ab(args: AbArgs) -> Result<(), String> {
+    let env = Environment::collect();
+    let workload_names: Vec<String> = list(&args.workloads, "workloads")?;
+    let conns: Vec<usize> = list(&args.conns, "conns")?;
+    let kv_sizes: Vec<usize> = list(&args.kv_value_size, "kv-value-size")?;
+    let scale_conns: Vec<usize> = list(&args.scale_conns, "scale-conns")?;
+    let client = match args.client {
+        ClientArg::Builtin => ClientKind::Builtin,
+        ClientArg::Wrk => ClientKind::Wrk,
+    };
+    let mut cases = vec![];
+    for name in &workload_names {
+        let body_len = args.server.body_len;
+        if name == "scale" {
+            cases.push(Case {
+                name: "scale".into(),
+                workload: Workload::Rpc,
+                spec: spec_for(Workload::Rpc, body_len, 64, args.kv_keys),
+                conns: scale_conns.clone(),
+                scale_active: Some(args.scale_active.max(1)),
+            });
+            continue;
+        }
+        let workload: Workload = name.parse().map_err(|e| format!("--workloads: {e} (or scale)"))?;
+        if client == ClientKind::Wrk && workload != Workload::Rpc {
+            return Err(format!("--client wrk drives rpc only, not {workload}"));
+        }
+        if workload == Workload::Kv {
+            for &size in &kv_sizes {
+                cases.push(Case {
+                    name: format!("kv-{size}"),
+                    workload,
+                    spec: spec_for(workload, body_len, size, args.kv_keys),
+                    conns: conns.clone(),
+                    scale_active: None,
+                });
+            }
+        } else {
+            cases.push(Case {
+                name: workload.name().into(),
+                workload,
+                spec: spec_for(workload, body_len, 64, args.kv_keys),
+                conns: conns.clone(),
+                scale_active: None,
+            });
+        }
+    }
+    if client == ClientKind::Wrk && !paste_rt_bench::wrk::installed() {
+        return Err("--client wrk: wrk is not installed (apt-get install wrk), or use --client builtin".into());
+    }
+    let explicit = args.subjects.is_some();
+    let subjects: Vec<Subject> = match &args.subjects {
+        Some(s) => list(s, "subjects")?,
+        None => Subject::all(),
+    };
+    // Which subjects can run which case, and why not.
+    let mut unavailable: Vec<Unavailable> = vec![];
+    let backend_reason = |s: Subject| -> Option<String> {
+        let Subject::PasteRt(kind) = s else { return None };
+        env.backends
+            .iter()
+            .find(|b| b.backend == kind.name())
+            .filter(|b| !b.started)
+            .map(|b| format!("backend does not start here: {}", b.detail))
+    };
+    for &s in &subjects {
+        for case in &cases {
+            let reason = backend_reason(s).or_else(|| s.serves(case.workload).err());
+            if let Some(reason) = reason {
+                unavailable.push(Unavailable { subject: s.label(), workload: case.name.clone(), reason });
+            }
+        }
+    }
+    let blocked: Vec<(Subject, String)> = subjects
+        .iter()
+        .flat_map(|&s| cases.iter().map(move |c| (s, c.name.clone())))
+        .filter(|(s, c)| unavailable.iter().any(|u| u.subject == s.label() && &u.workload == c))
+        .collect();
+    let usable = |s: Subject, c: &Case| !blocked.iter().any(|(bs, bc)| *bs == s && bc == &c.name);
+    let wal_tmp = if cases.iter().any(|c| c.workload == Workload::Wal) && args.server.wal_dir.is_none() {
+        Some(std::env::temp_dir().join(format!("paste-bench-wal-{}", std::process::id())))
+    } else {
+        None
+    };
+    let mut server_opts = args.server.clone();
+    if let Some(dir) = &wal_tmp {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        server_opts.wal_dir = Some(dir.clone());
+    }
+    let plan = AbPlan {
+        subjects: subjects.clone(),
+        cases: cases.clone(),
+        rounds: args.rounds.max(1),
+        warmup: secs(args.warmup, "warmup")?,
+        duration: secs(args.duration, "duration")?,
+        rate: args.rate,
+        pipeline: args.pipeline.max(1),
+        client,
+        serve: server_opts.serve_config(Some(ab::SERVER_CORE)),
+        exe: std::env::current_exe().map_err(|e| format!("locating paste-bench itself: {e}"))?,
+    };
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("creating {}: {e}", args.out.display()))?;
+
+    // What will run, and how long it will take.
+    let runs = plan.runs_per_round(&usable).len() * plan.rounds;
+    eprintln!("paste-bench ab on {} ({} cores, kernel {})", env.cpu_model, env.cores, env.kernel);
+    for b in &env.backends {
+        let label = if b.emulated { format!("{} (emulated)", b.subject) } else { b.subject.clone() };
+        eprintln!("  {label}: {}", if b.started { "starts".to_owned() } else { format!("not run: {}", b.detail) });
+    }
+    for u in &unavailable {
+        if explicit || !u.reason.starts_with("backend does not start") {
+            eprintln!("  not run: {} × {}: {}", u.subject, u.workload, u.reason);
+        }
+    }
+    let mut pinning = vec![];
+    if env.cores_allowed.len() < 2
+        || !env.cores_allowed.contains(&ab::SERVER_CORE)
+        || !env.cores_allowed.contains(&ab::CLIENT_CORE)
+    {
+        let note = format!(
+            "pinning not possible as planned: this process may use cores {:?}, the plan needs cores {} and {}",
+            env.cores_allowed,
+            ab::SERVER_CORE,
+            ab::CLIENT_CORE
+        );
+        eprintln!("  {note}");
+        pinning.push(note);
+    }
+    eprintln!(
+        "  {runs} runs × ({:.1} s warm-up + {:.1} s measured + ~{:.1} s overhead) ≈ {} (ETA)",
+        plan.warmup.as_secs_f64(),
+        plan.duration.as_secs_f64(),
+        ab::OVERHEAD_SECS,
+        fmt_duration(plan.eta(runs))
+    );
+    let started = std::time::Instant::now();
+    let records = ab::run_matrix(&plan, &usable);
+    let wall = started.elapsed();
+    if let Some(dir) = &wal_tmp {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    let failed_pins: Vec<String> = records
+        .iter()
+        .flat_map(|r| {
+            [("server", &r.server_pinning), ("client", &r.client_pinning)]
+                .into_iter()
+                .filter(|(_, p)| !p.is_empty() && p.as_str() != "ok")
+                .map(|(side, p)| format!("{side} pinning failed: {p}"))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for p in failed_pins {
+        if !pinning.contains(&p) {
+            pinning.push(p);
+        }
+    }
+    if pinning.is_empty() {
+        pinning.push(format!(
+            "pinning: every server on core {}, the load generator on core {}",
+            ab::SERVER_CORE,
+            ab::CLIENT_CORE
+        ));
+    }
+
+    let summary = summarize(&records, &args.baseline);
+    let mut charts_made = vec![];
+    for case in &cases {
+        let mut files = vec![];
+        for metric in Metric::ALL {
+            match charts::draw(&args.out, &case.name, metric, &summary) {
+                Ok(f) => files.push(f),
+                Err(e) => eprintln!("paste-bench: {e}"),
+            }
+        }
+        charts_made.push((case.name.clone(), files));
+    }
+    let settings_lines = vec![
+        format!(
+            "{} round(s), {:.1} s warm-up + {:.1} s measured per run (BENCHMARKS.md says 5 s; shortened so the default run fits 3 minutes on 2 cores)",
+            plan.rounds,
+            plan.warmup.as_secs_f64(),
+            plan.duration.as_secs_f64()
+        ),
+        match plan.rate {
+            Some(r) => format!("open loop at {r:.0} requests/s offered in total (latency from the intended send time)"),
+            None => format!("closed loop, pipeline depth {}", plan.pipeline),
+        },
+        format!(
+            "client: {}",
+            match client {
+                ClientKind::Builtin =>
+                    "built-in generator on paste-rt (io_uring, epoll fallback), every response validated",
+                ClientKind::Wrk => "wrk (status codes checked, not bodies; no p99.9; whole seconds)",
+            }
+        ),
+        format!("workloads: {}; connections: {:?}", workload_names.join(", "), conns),
+        format!("baseline: {}", args.baseline),
+        format!("wall time: {}", fmt_duration(wall)),
+    ];
+    let settings = serde_json::json!({
+        "subjects": subjects.iter().map(|s| s.name()).collect::<Vec<_>>(),
+        "workloads": cases.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+        "conns": conns,
+        "rounds": plan.rounds,
+        "warmup_s": plan.warmup.as_secs_f64(),
+        "duration_s": plan.duration.as_secs_f64(),
+        "rate": plan.rate,
+        "pipeline": plan.pipeline,
+        "client": format!("{:?}", args.client).to_lowercase(),
+        "baseline": args.baseline,
+        "body_len": args.server.body_len,
+        "phttpd_mode": if args.server.batch { "batch" } else { "tasks" },
+        "server_core": ab::SERVER_CORE,
+        "client_core": ab::CLIENT_CORE,
+        "pinning": pinning,
+        "wall_time_s": wall.as_secs_f64(),
+    });
+    let results = Results {
+        environment: &env,
+        settings: &settings,
+        noise_rule: NOISE_RULE,
+        unavailable: &unavailable,
+        records: &records,
+        summary: &summary,
+    };
+    let json_path = args.out.join("results.json");
+    report::write_json(&json_path, &results).map_err(|e| format!("writing {}: {e}", json_path.display()))?;
+    let ctx = ReportContext {
+        environment: &env,
+        baseline: &args.baseline,
+        settings: settings_lines,
+        charts: charts_made,
+        unavailable: &unavailable,
+        pinning,
+    };
+    let md_path = args.out.join("report.md");
+    std::fs::write(&md_path, report::markdown(&ctx, &records, &summary))
+        .map_err(|e| format!("writing {}: {e}", md_path.display()))?;
+
+    print!("{}", report::text_table(&summary, &args.baseline));
+    println!("\nNoise rule: {NOISE_RULE}");
+    println!("Wall time {}; wrote {}, {} and charts.", fmt_duration(wall), json_path.display(), md_path.display());
+    let invalid = records.iter().filter(|r| r.errors > 0).count();
+    if invalid > 0 {
+        return Err(format!("{invalid} run(s) invalid (errors listed above and in report.md)"));
+    }
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! kv: a memcached-compatible server, text protocol (see `paste_rt_examples::kv`).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use paste_rt_examples::cli::RuntimeArgs;
+use paste_rt_examples::kv::{self, Config};
+
+/// kv, a memcached text-protocol server on paste-rt (get, gets, set, add, replace,
+/// append, prepend, cas, delete, incr, decr, touch, flush_all, version, quit).
+/// With --threads N each thread keeps its own store.
+#[derive(Debug, Clone, Parser)]
+#[command(version)]
+struct Args {
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    /// TCP port to listen on.
+    #[arg(long, default_value_t = 11211)]
+    port: u16,
+    /// Largest value in bytes; larger sets get SERVER_ERROR object too large for cache.
+    #[arg(long, default_value_t = Config::default().max_item_size)]
+    max_item_size: usize,
+    /// Memory budget of each thread's store, in MiB.
+    #[arg(long, default_value_t = Config::default().max_memory >> 20)]
+    memory_mb: usize,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = args.runtime.builder().run_main(move || {
+        let args = args.clone();
+        async move {
+            let listener = args.runtime.listen(args.port).await?;
+            let config = Config {
+                max_item_size: args.max_item_size,
+                max_memory: args.memory_mb.saturating_mul(1 << 20),
+                ..Config::default()
+            };
+            args.runtime.announce(
+                "kv",
+                &listener,
+                format_args!(", items up to {} bytes, {} MiB per store", config.max_item_size, args.memory_mb),
+            );
+            kv::serve(listener, config).await
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kv: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

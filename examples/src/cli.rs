@@ -1,0 +1,92 @@
+//! The command-line flags the example binaries share, and their start line.
+//!
+//! Owns `--backend`, `--threads` and `--bind` ([`RuntimeArgs`]), how they become a
+//! runtime [`Builder`], and the one line each server prints once it listens. It
+//! never starts a server itself: each binary in `src/bin/` does, with its own flags.
+
+use std::fmt::Display;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use paste_rt::net::TcpListener;
+use paste_rt::runtime::Builder;
+use paste_rt::BackendChoice;
+
+/// Flags of every example server: which backend, how many threads, which address.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RuntimeArgs {
+    /// I/O backend: auto, paste, paste-emu, uring or epoll. `auto` takes the first
+    /// that starts, in that order; a named backend that cannot start is an error.
+    #[arg(long, env = paste_rt::runtime::BACKEND_ENV, default_value = "auto")]
+    pub backend: BackendChoice,
+    /// Runtime threads, thread-per-core: each runs its own copy of the server on the
+    /// same port (SO_REUSEPORT), pinned to a core where allowed.
+    #[arg(long, default_value_t = 1, value_parser = parse_threads)]
+    pub threads: usize,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+}
+
+impl RuntimeArgs {
+    /// The runtime builder for these flags (the environment was already read by the
+    /// flag parser, so the builder ignores it).
+    pub fn builder(&self) -> Builder {
+        Builder::new().ignore_env().backend_choice(self.backend).threads(self.threads)
+    }
+
+    /// Binds the server's listener on `--bind` and `port`.
+    ///
+    /// # Errors
+    /// The bind error, saying which address was attempted.
+    pub async fn listen(&self, port: u16) -> io::Result<TcpListener> {
+        let addr = SocketAddr::new(self.bind, port);
+        TcpListener::bind(addr).await.map_err(|e| io::Error::new(e.kind(), format!("binding {addr}: {e}")))
+    }
+
+    /// Prints `<program>: listening on <addr>, backend <kind> (<choice>), N thread(s)`
+    /// — once per process, however many runtime threads call it.
+    pub fn announce(&self, program: &str, listener: &TcpListener, extra: impl Display) {
+        static ANNOUNCED: AtomicBool = AtomicBool::new(false);
+        if ANNOUNCED.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let addr = listener.local_addr().map_or_else(|e| format!("? ({e})"), |a| a.to_string());
+        let backend = paste_rt::current_backend().map_or_else(|| "?".to_string(), |k| k.to_string());
+        let threads = if self.threads == 1 { "1 thread".to_string() } else { format!("{} threads", self.threads) };
+        println!("{program}: listening on {addr}, backend {backend} ({}), {threads}{extra}", self.backend);
+    }
+}
+
+/// `--threads`: a positive number.
+fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}` is not a thread count from 1 to 1024")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    }
+
+    #[test]
+    fn flags_parse_and_reject() {
+        let cli = Cli::try_parse_from(["x", "--backend", "epoll", "--threads", "3", "--bind", "127.0.0.1"]).unwrap();
+        assert_eq!(cli.runtime.backend, BackendChoice::Only(paste_rt::BackendKind::Epoll));
+        assert_eq!(cli.runtime.threads, 3);
+        assert_eq!(cli.runtime.bind, IpAddr::from([127, 0, 0, 1]));
+        for bad in [&["x", "--backend", "iouring"][..], &["x", "--threads", "0"], &["x", "--bind", "nowhere"]] {
+            let e = Cli::try_parse_from(bad).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad:?}");
+        }
+    }
+}

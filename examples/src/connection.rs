@@ -1,0 +1,119 @@
+//! The life of a connection in the example servers: accepted, fed batches of
+//! received buffers, closed.
+//!
+//! Owns the policy for accept errors (which are transient — out of descriptors,
+//! out of memory, a connection aborted before it was taken — and which end the
+//! server), the batching of receives ([`recv_batch`]: every buffer that arrived by
+//! this tick, so that one outbox flush answers all of them), and the graceful close
+//! (FIN after the queued replies, then discard what the peer still sends, for a
+//! bounded time, so a late request cannot turn the close into a reset that destroys
+//! the reply). It never parses or writes protocol bytes.
+
+use std::future::poll_fn;
+use std::io;
+use std::ops::ControlFlow;
+use std::task::Poll;
+use std::time::Duration;
+
+use paste_rt::net::{TcpListener, TcpStream};
+use paste_rt::RxBuf;
+
+/// Most buffers [`recv_batch`] hands out before returning (so replies to a fast
+/// sender are flushed regularly).
+pub const MAX_BATCH: usize = 64;
+
+/// How a [`recv_batch`] ended.
+#[derive(Debug)]
+pub enum Received {
+    /// At least one buffer was handed out; there may be more.
+    Data,
+    /// The handler asked to stop (it will close the connection).
+    Stopped,
+    /// The peer closed its side and every buffer before its FIN was handed out.
+    Eof,
+    /// Receiving failed (a reset, for example).
+    Failed(io::Error),
+}
+
+/// Waits for received data, then hands every buffer already received (up to
+/// [`MAX_BATCH`]) to `on_buf`, in order, without waiting again. An EOF or error
+/// behind the data is reported by the next call.
+pub async fn recv_batch(stream: &TcpStream, mut on_buf: impl FnMut(RxBuf) -> ControlFlow<()>) -> Received {
+    let mut taken = 0;
+    poll_fn(|cx| loop {
+        if taken == MAX_BATCH {
+            return Poll::Ready(Received::Data);
+        }
+        match stream.poll_recv(cx) {
+            Poll::Ready(Ok(Some(buf))) => {
+                taken += 1;
+                if on_buf(buf).is_break() {
+                    return Poll::Ready(Received::Stopped);
+                }
+            }
+            Poll::Ready(Ok(None)) if taken == 0 => return Poll::Ready(Received::Eof),
+            Poll::Ready(Err(e)) if taken == 0 => return Poll::Ready(Received::Failed(e)),
+            Poll::Ready(_) => return Poll::Ready(Received::Data),
+            Poll::Pending if taken == 0 => return Poll::Pending,
+            Poll::Pending => return Poll::Ready(Received::Data),
+        }
+    })
+    .await
+}
+
+/// How long a closing connection keeps reading (and discarding) after its FIN.
+pub const LINGER: Duration = Duration::from_secs(2);
+
+/// Accepts connections until the listener fails, handing each to `on_connection`
+/// (which normally spawns a task for it).
+///
+/// Transient errors (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`, `ECONNABORTED`) are
+/// skipped: the backend retries by itself and the next connection is accepted once
+/// resources are back. Any other error is returned.
+pub async fn accept_each(listener: &TcpListener, mut on_connection: impl FnMut(TcpStream)) -> io::Result<()> {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _peer)) => on_connection(stream),
+            Err(e) if is_transient(&e) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether an accept error leaves the listener usable.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::ECONNABORTED | libc::EINTR)
+    ) || e.kind() == io::ErrorKind::ConnectionAborted
+}
+
+/// Closes a connection gracefully: sends everything queued, then FIN, then reads
+/// and discards until the peer closes too (or [`LINGER`] passes). Errors only end
+/// the close early.
+pub async fn close_gracefully(stream: &TcpStream) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let _ = paste_rt::time::timeout(LINGER, async {
+        while let Ok(Some(discarded)) = stream.recv().await {
+            drop(discarded);
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_errors() {
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM, libc::ECONNABORTED] {
+            assert!(is_transient(&io::Error::from_raw_os_error(errno)), "errno {errno}");
+        }
+        for errno in [libc::EBADF, libc::EINVAL, libc::ENOTSOCK] {
+            assert!(!is_transient(&io::Error::from_raw_os_error(errno)), "errno {errno}");
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! kv, a memcached-compatible key-value server (text protocol) on paste-rt.
+//!
+//! Owns the server side of the [`memcache`](crate::memcache) protocol code: the
+//! accept loop, one task per connection running an incremental
+//! [`CommandParser`] over the received pool buffers, and the [`Store`] shared by
+//! every connection of one runtime thread (`Rc<RefCell<Store>>`: a runtime is one
+//! thread, so no lock). Replies are written through an [`Outbox`] into pool
+//! buffers and queued together once per batch of received buffers. `quit` and
+//! fatal parse errors (a command line past the limit) close the connection after
+//! the replies already written.
+//!
+//! With several runtime threads ([`serve`] called once per thread) each thread
+//! has its own store: connections are spread over threads by the kernel
+//! (`SO_REUSEPORT`), so a client sees one consistent cache only while all its
+//! connections land on one thread. Run one thread for a single cache.
+//!
+//! The store's clock is the wall clock, read (a vDSO call, not a system call) once
+//! per received buffer. Serving a `get` hit allocates nothing; storing a value
+//! allocates its copy.
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io;
+use std::ops::ControlFlow;
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use paste_rt::net::{TcpListener, TcpStream};
+
+use crate::connection::{accept_each, close_gracefully, recv_batch, Received};
+use crate::memcache::{CommandParser, Flow, Store};
+use crate::outbox::Outbox;
+
+/// The server's limits (max item size, line lengths, memory budget) and version:
+/// memcached's defaults from `Config::default()`.
+pub use crate::memcache::Config;
+
+/// Serves the memcached text protocol on `listener` until accepting fails for
+/// good. Every connection accepted here shares one store.
+///
+/// # Errors
+/// The listener's error.
+pub async fn serve(listener: TcpListener, config: Config) -> io::Result<()> {
+    let store = Rc::new(RefCell::new(Store::new(&config)));
+    let config = Rc::new(config);
+    accept_each(&listener, |stream| {
+        // Detached: the task ends with its connection.
+        drop(paste_rt::spawn(serve_connection(stream, config.clone(), store.clone())));
+    })
+    .await
+}
+
+/// One connection: execute every command of the buffers received by now, queue
+/// the replies, wait only for backpressure.
+async fn serve_connection(stream: TcpStream, config: Rc<Config>, store: Rc<RefCell<Store>>) {
+    let mut parser = CommandParser::new(&config);
+    let mut out = Outbox::new(&stream);
+    loop {
+        let received = recv_batch(&stream, |buf| {
+            let mut store = store.borrow_mut();
+            store.set_now(unix_now());
+            let mut pos = 0;
+            while let Some(command) = parser.next_command(&buf, &mut pos) {
+                match command {
+                    Ok(command) => {
+                        if store.execute(command, &mut out) == Flow::Close {
+                            return ControlFlow::Break(());
+                        }
+                    }
+                    // A line too long to be a command: memcached closes silently.
+                    Err(_) => return ControlFlow::Break(()),
+                }
+            }
+            ControlFlow::Continue(())
+        })
+        .await;
+        if out.flush().is_err() {
+            return;
+        }
+        match received {
+            Received::Data => {}
+            Received::Stopped => return close_gracefully(&stream).await,
+            Received::Eof | Received::Failed(_) => return,
+        }
+        if poll_fn(|cx| stream.poll_send_ready(cx)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Wall-clock unix seconds (0 if the clock is before 1970).
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

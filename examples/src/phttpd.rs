@@ -1,0 +1,254 @@
+//! phttpd, the PASTE paper's HTTP server, on paste-rt.
+//!
+//! Owns the server side of the [`http`](crate::http) protocol code: the accept
+//! loop, one session per connection, and the two ways of running sessions
+//! ([`Mode`]). Keep-alive HTTP/1.1; `GET` and `POST` answered with phttpd's
+//! `200 OK` (87-byte header + a `body_len`-byte pattern body: 151 bytes for 64);
+//! `POST` bodies read fully, across buffers, before the answer; pipelined requests
+//! and requests split anywhere handled by the incremental parser; a malformed
+//! request answered `400` (or the matching 4xx/5xx) and the connection closed;
+//! `Connection: close` and HTTP/1.0 requests answered with `Connection: close` and
+//! the connection closed. Other methods get `405`.
+//!
+//! The data path allocates nothing per request: received bytes are parsed in the
+//! pool buffer they arrived in, and responses are copied from templates built once
+//! into pool buffers ([`Outbox`]), many pipelined responses per buffer, queued
+//! without waiting and sent together at the next tick. It never blocks a task on a
+//! send except for backpressure.
+
+use std::future::poll_fn;
+use std::io;
+use std::ops::ControlFlow;
+use std::rc::Rc;
+
+use paste_rt::net::{TcpListener, TcpStream};
+
+use crate::connection::{accept_each, close_gracefully, recv_batch, Received};
+use crate::http::{fill_body, Event, Method, RequestParser, ResponseTemplate};
+use crate::outbox::Outbox;
+
+/// Default body length of the `200 OK` response (the paper's 64 bytes).
+pub const DEFAULT_BODY_LEN: usize = 64;
+
+/// The `405` answer to methods other than GET and POST, connection kept.
+pub const METHOD_NOT_ALLOWED: &[u8] = b"HTTP/1.1 405 Method Not Allowed\r\nConnection: keep-alive\r\nServer: Apache/2.2.800\r\nAllow: GET, POST\r\nContent-Length: 0\r\n\r\n";
+
+/// The `405` answer when the client also asked to close.
+pub const METHOD_NOT_ALLOWED_CLOSE: &[u8] =
+    b"HTTP/1.1 405 Method Not Allowed\r\nConnection: close\r\nServer: Apache/2.2.800\r\nAllow: GET, POST\r\nContent-Length: 0\r\n\r\n";
+
+/// How the server runs its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// One task per connection, each awaiting its own received buffers.
+    #[default]
+    Tasks,
+    /// One handler called once per tick with the received buffers of every
+    /// connection (`paste_rt::batch`), no task per connection: PASTE's own shape.
+    Batch,
+}
+
+/// Server settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Length of the `200 OK` body.
+    pub body_len: usize,
+    /// Tasks or batch.
+    pub mode: Mode,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { body_len: DEFAULT_BODY_LEN, mode: Mode::Tasks }
+    }
+}
+
+/// Serves phttpd on `listener` until accepting fails for good (an error that is
+/// not transient, see [`crate::connection::accept_each`]).
+///
+/// # Errors
+/// The listener's error; `Unsupported` for [`Mode::Batch`] while the runtime has no
+/// batch API.
+pub async fn serve(listener: TcpListener, config: Config) -> io::Result<()> {
+    let responses = Rc::new(Responses::new(config.body_len));
+    match config.mode {
+        Mode::Tasks => serve_tasks(listener, responses).await,
+        Mode::Batch => serve_batch(listener, responses).await,
+    }
+}
+
+/// [`Mode::Tasks`]: one task per connection.
+async fn serve_tasks(listener: TcpListener, responses: Rc<Responses>) -> io::Result<()> {
+    accept_each(&listener, |stream| {
+        // Detached: the task ends with its connection.
+        drop(paste_rt::spawn(serve_connection(stream, responses.clone())));
+    })
+    .await
+}
+
+/// [`Mode::Batch`]: every connection's buffers handed to one handler per tick,
+/// each connection's state a [`Session`] in a table. Needs `paste_rt::batch`.
+async fn serve_batch(listener: TcpListener, responses: Rc<Responses>) -> io::Result<()> {
+    let _ = (listener, responses);
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "phttpd --mode batch needs paste_rt::batch, which this build of paste-rt does not have yet; use --mode tasks",
+    ))
+}
+
+/// One connection in [`Mode::Tasks`]: take every buffer received by now, answer
+/// each complete request into the outbox, queue it, wait only for backpressure.
+async fn serve_connection(stream: TcpStream, responses: Rc<Responses>) {
+    let mut session = Session::new();
+    let mut out = Outbox::new(&stream);
+    loop {
+        let received = recv_batch(&stream, |buf| match session.on_chunk(&buf, &responses, |bytes| out.put(bytes)) {
+            Next::Continue => ControlFlow::Continue(()),
+            Next::Close => ControlFlow::Break(()),
+        })
+        .await;
+        if out.flush().is_err() {
+            return;
+        }
+        match received {
+            Received::Data => {}
+            Received::Stopped => return close_gracefully(&stream).await,
+            // EOF (a request cut short is dropped with it) or reset: dropping the
+            // stream closes it after whatever is still queued.
+            Received::Eof | Received::Failed(_) => return,
+        }
+        if poll_fn(|cx| stream.poll_send_ready(cx)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The responses of one server, built once.
+#[derive(Debug)]
+struct Responses {
+    /// phttpd's `200 OK` (`Connection: keep-alive`).
+    keep_alive: ResponseTemplate,
+    /// The same with `Connection: close`, for requests that close.
+    close: Box<[u8]>,
+}
+
+impl Responses {
+    fn new(body_len: usize) -> Responses {
+        let mut close = format!(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\nServer: Apache/2.2.800\r\nContent-Length: {body_len}\r\n\r\n"
+        )
+        .into_bytes();
+        let header_len = close.len();
+        close.resize(header_len + body_len, 0);
+        fill_body(&mut close[header_len..], 0);
+        Responses { keep_alive: ResponseTemplate::new(body_len), close: close.into_boxed_slice() }
+    }
+
+    fn ok(&self, keep_alive: bool) -> &[u8] {
+        if keep_alive {
+            self.keep_alive.as_bytes()
+        } else {
+            &self.close
+        }
+    }
+}
+
+/// What a connection does after a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Keep receiving.
+    Continue,
+    /// Send what was emitted, then close (the client asked, or the stream was
+    /// malformed). Bytes after the last answered request are ignored.
+    Close,
+}
+
+/// The protocol state of one connection: the same in both modes.
+#[derive(Debug, Default)]
+struct Session {
+    parser: RequestParser,
+    /// Method of the request being received.
+    method: Option<Method>,
+    /// Whether the request being received keeps the connection open.
+    keep_alive: bool,
+}
+
+impl Session {
+    fn new() -> Session {
+        Session::default()
+    }
+
+    /// Parses `chunk`, emitting the full response of every request it completes.
+    fn on_chunk(&mut self, chunk: &[u8], responses: &Responses, mut emit: impl FnMut(&[u8])) -> Next {
+        let mut pos = 0;
+        while let Some(event) = self.parser.next_event(chunk, &mut pos) {
+            match event {
+                Event::Head(head) => {
+                    self.method = Some(head.method);
+                    self.keep_alive = head.keep_alive;
+                }
+                // phttpd without a database discards POST bodies.
+                Event::Body(_) => {}
+                Event::End => {
+                    let keep_alive = self.keep_alive;
+                    match self.method.take() {
+                        Some(Method::Get | Method::Post) => emit(responses.ok(keep_alive)),
+                        Some(Method::Other) | None if keep_alive => emit(METHOD_NOT_ALLOWED),
+                        Some(Method::Other) | None => emit(METHOD_NOT_ALLOWED_CLOSE),
+                    }
+                    if !keep_alive {
+                        return Next::Close;
+                    }
+                }
+                Event::Error(e) => {
+                    emit(e.response());
+                    return Next::Close;
+                }
+            }
+        }
+        Next::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{ok_response_len, BAD_REQUEST, WRK_GET_LOCAL};
+
+    fn run(session: &mut Session, responses: &Responses, chunks: &[&[u8]]) -> (Vec<u8>, Next) {
+        let mut out = Vec::new();
+        let mut next = Next::Continue;
+        for chunk in chunks {
+            next = session.on_chunk(chunk, responses, |b| out.extend_from_slice(b));
+            if next == Next::Close {
+                break;
+            }
+        }
+        (out, next)
+    }
+
+    #[test]
+    fn get_pipelined_and_split() {
+        let responses = Responses::new(64);
+        let stream: Vec<u8> = WRK_GET_LOCAL.repeat(3);
+        let chunks: Vec<&[u8]> = stream.chunks(7).collect();
+        let (out, next) = run(&mut Session::new(), &responses, &chunks);
+        assert_eq!(next, Next::Continue);
+        assert_eq!(out, responses.keep_alive.as_bytes().repeat(3));
+        assert_eq!(out.len(), 3 * 151);
+    }
+
+    #[test]
+    fn close_variants() {
+        let responses = Responses::new(10);
+        assert_eq!(responses.close.len(), ok_response_len(10) - "keep-alive".len() + "close".len());
+        let (out, next) = run(&mut Session::new(), &responses, &[b"GET / HTTP/1.0\r\n\r\nGET / HTTP/1.1\r\n\r\n"]);
+        assert_eq!((out.as_slice(), next), (&*responses.close, Next::Close));
+        let (out, next) = run(&mut Session::new(), &responses, &[b"DELETE / HTTP/1.1\r\n\r\n"]);
+        assert_eq!((out.as_slice(), next), (METHOD_NOT_ALLOWED, Next::Continue));
+        let (out, next) = run(&mut Session::new(), &responses, &[b"GET / HTTP/1.1\r\n\r\nBAD\r\n\r\n"]);
+        let mut expected = responses.keep_alive.as_bytes().to_vec();
+        expected.extend_from_slice(BAD_REQUEST);
+        assert_eq!((out, next), (expected, Next::Close));
+    }
+}

@@ -1,0 +1,137 @@
+//! phttpd allocates nothing per request on the server thread, on every backend.
+//!
+//! A per-thread counting global allocator (this file is the only test binary with
+//! it, so other tests are not slowed) counts the allocations made by the runtime
+//! thread — every server task, the tick, the backend — while a client on another
+//! thread runs 10 000 keep-alive GETs, one at a time, then 500 pipelined bursts of
+//! 10, after a warm-up of 1 000 GETs and 300 bursts.
+
+mod support;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use paste_rt::net::TcpListener;
+use paste_rt_examples::http::{ResponseTemplate, WRK_GET_LOCAL};
+use paste_rt_examples::phttpd::{self, Config, Mode};
+use support::{connect, read_n, round_trip};
+
+struct CountingAllocator;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count_one() {
+    // `try_with`: the thread-local may already be gone while a thread exits.
+    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
+
+// SAFETY: every method forwards to the system allocator with the caller's arguments
+// unchanged, so it upholds the same contract; counting touches no allocated memory.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        // SAFETY: same layout contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        // SAFETY: same layout contract as our caller's.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_one();
+        // SAFETY: `ptr` was allocated by `System` (through us) with `layout`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was allocated by `System` (through us) with `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+const WARM_UP: usize = 1_000;
+/// Pipelined warm-up bursts: with the single GETs, more than 128 KiB of requests,
+/// so every path of steady state has run at least once — including io_uring's
+/// re-arm of a multishot receive that reached its per-arming byte limit (64 KiB),
+/// whose list starts empty and grows once.
+const WARM_UP_BURSTS: usize = 300;
+const MEASURED: usize = 10_000;
+/// Pipelined bursts measured after the one-at-a-time requests.
+const BURSTS: usize = 500;
+const BURST: usize = 10;
+
+#[paste_rt::test_each_backend]
+async fn phttpd_serves_keep_alive_gets_without_allocating() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _server = paste_rt::spawn(phttpd::serve(listener, Config { body_len: 64, mode: Mode::Tasks }));
+
+    // Client thread: warm up, report, wait for the go (an atomic: signalling must not
+    // allocate on the server thread), run the measured requests, report.
+    let go = Arc::new(AtomicBool::new(false));
+    let (warm_tx, warm_rx) = futures_channel::oneshot::channel::<()>();
+    let (done_tx, done_rx) = futures_channel::oneshot::channel::<usize>();
+    let client = {
+        let go = go.clone();
+        std::thread::spawn(move || {
+            let ok = ResponseTemplate::new(64).as_bytes().to_vec();
+            let burst = WRK_GET_LOCAL.repeat(BURST);
+            let mut c = connect(addr);
+            for _ in 0..WARM_UP {
+                round_trip(&mut c, WRK_GET_LOCAL, &ok);
+            }
+            for _ in 0..WARM_UP_BURSTS {
+                round_trip(&mut c, &burst, &ok.repeat(BURST));
+            }
+            warm_tx.send(()).unwrap();
+            while !go.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let mut answered = 0;
+            for _ in 0..MEASURED {
+                c.write_all(WRK_GET_LOCAL).unwrap();
+                assert_eq!(read_n(&mut c, ok.len()), ok);
+                answered += 1;
+            }
+            for _ in 0..BURSTS {
+                c.write_all(&burst).unwrap();
+                for _ in 0..BURST {
+                    assert_eq!(read_n(&mut c, ok.len()), ok);
+                    answered += 1;
+                }
+            }
+            done_tx.send(answered).unwrap();
+        })
+    };
+
+    warm_rx.await.expect("client failed during warm-up (its panic is above)");
+    let before = allocations();
+    go.store(true, Ordering::Release);
+    let answered = done_rx.await.expect("client failed (its panic is above)");
+    let allocated = allocations() - before;
+    client.join().unwrap();
+
+    assert_eq!(answered, MEASURED + BURSTS * BURST);
+    assert_eq!(
+        allocated,
+        0,
+        "the server thread allocated {allocated} times while answering {answered} requests on {}",
+        paste_rt::current_backend().unwrap()
+    );
+}

@@ -170,7 +170,6 @@ impl PasteBackend {
 
     /// `paste-emu` with explicit port settings.
     pub fn emulated_with(settings: EmuSettings) -> Result<PasteBackend, StartError> {
-        let err = |reason: String| StartError { backend: BackendKind::PasteEmu, reason, errno: None };
         let file = match &settings.pool.memory {
             PoolMemory::Anonymous => None,
             PoolMemory::File(p) => Some(p.clone()),

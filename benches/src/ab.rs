@@ -27,6 +27,8 @@ pub const SERVER_CORE: usize = 0;
 pub const CLIENT_CORE: usize = 1;
 /// Seconds a run costs besides its warm-up and window (start, connect, stop).
 pub const OVERHEAD_SECS: f64 = 0.12;
+/// Seconds per idle connection of a scale run (connect, one request, close).
+pub const SCALE_SECS_PER_CONN: f64 = 0.001;
 
 /// Which client drives the load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,12 +106,19 @@ impl AbPlan {
         runs
     }
 
-    /// Estimated wall time of `runs` runs.
-    pub fn eta(&self, runs: usize) -> Duration {
+    /// Estimated seconds of one run (scale runs also open and exercise their idle
+    /// connections).
+    pub fn run_cost(&self, case: &Case, conns: usize) -> f64 {
         let wrk_extra = if self.client == ClientKind::Wrk { 0.2 } else { 0.0 };
-        Duration::from_secs_f64(
-            runs as f64 * (self.warmup.as_secs_f64() + self.duration.as_secs_f64() + OVERHEAD_SECS + wrk_extra),
-        )
+        let scale = if case.scale_active.is_some() { conns as f64 * SCALE_SECS_PER_CONN } else { 0.0 };
+        self.warmup.as_secs_f64() + self.duration.as_secs_f64() + OVERHEAD_SECS + wrk_extra + scale
+    }
+
+    /// Estimated wall time of the whole matrix.
+    pub fn eta(&self, usable: &dyn Fn(Subject, &Case) -> bool) -> Duration {
+        let per_round: f64 =
+            self.runs_per_round(usable).iter().map(|&(ci, conns, _)| self.run_cost(&self.cases[ci], conns)).sum();
+        Duration::from_secs_f64(per_round * self.rounds as f64)
     }
 }
 
@@ -117,9 +126,10 @@ impl AbPlan {
 pub fn run_matrix(plan: &AbPlan, usable: &dyn Fn(Subject, &Case) -> bool) -> Vec<Record> {
     let per_round = plan.runs_per_round(usable);
     let total = per_round.len() * plan.rounds;
-    let bar = ProgressBar::new(total as u64);
+    // The bar counts estimated milliseconds, so its ETA weighs long runs right.
+    let bar = ProgressBar::new(plan.eta(usable).as_millis() as u64);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg} (ETA {eta})")
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {percent:>3}% {msg} (ETA {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
@@ -147,7 +157,7 @@ pub fn run_matrix(plan: &AbPlan, usable: &dyn Fn(Subject, &Case) -> bool) -> Vec
                 ));
             }
             records.push(record);
-            bar.inc(1);
+            bar.inc((plan.run_cost(case, conns) * 1000.0) as u64);
         }
     }
     bar.finish_and_clear();

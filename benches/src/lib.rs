@@ -1,4 +1,12 @@
 //! (being written)
+//!
+//! The A/B harness (`paste-bench`, see BENCHMARKS.md): [`ab`] runs the matrix of
+//! [`subject`]s × [`workload`]s × connections × rounds, with servers started as
+//! children ([`control`]) and driven by the built-in [`loadgen`] (responses checked
+//! by [`validate`] through [`exchange`]) or [`wrk`]; [`system`] reads `/proc`,
+//! [`statistics`] and [`record`] summarise, [`report`] and [`charts`] write the
+//! outputs, [`environment`] records the machine and the backend probe, and
+//! [`alloc_count`] counts the servers' heap allocations.
 
 pub mod ab;
 pub mod alloc_count;

@@ -420,11 +420,12 @@ fn run_ab(args: AbArgs) -> Result<(), String> {
         pinning.push(note);
     }
     eprintln!(
-        "  {runs} runs × ({:.1} s warm-up + {:.1} s measured + ~{:.1} s overhead) ≈ {} (ETA)",
+        "  {runs} runs × ({:.1} s warm-up + {:.1} s measured + ~{:.1} s overhead{}) ≈ {} (ETA)",
         plan.warmup.as_secs_f64(),
         plan.duration.as_secs_f64(),
         ab::OVERHEAD_SECS,
-        fmt_duration(plan.eta(runs))
+        if cases.iter().any(|c| c.scale_active.is_some()) { " + ~1 ms per idle connection" } else { "" },
+        fmt_duration(plan.eta(&usable))
     );
     let started = std::time::Instant::now();
     let records = ab::run_matrix(&plan, &usable);

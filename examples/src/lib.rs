@@ -3,6 +3,7 @@
 //! the benchmark harness run them in-process; the binaries in `src/bin/` wrap them
 //! in a command line ([`cli`]).
 
+pub mod batch_outbox;
 pub mod cli;
 pub mod connection;
 pub mod echo;

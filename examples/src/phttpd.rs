@@ -21,8 +21,10 @@ use std::io;
 use std::ops::ControlFlow;
 use std::rc::Rc;
 
+use paste_rt::batch::{self, BatchEvent};
 use paste_rt::net::{TcpListener, TcpStream};
 
+use crate::batch_outbox::BatchOutbox;
 use crate::connection::{accept_each, close_gracefully, recv_batch, Received};
 use crate::http::{fill_body, Event, Method, RequestParser, ResponseTemplate};
 use crate::outbox::Outbox;
@@ -67,8 +69,7 @@ impl Default for Config {
 /// not transient, see [`crate::connection::accept_each`]).
 ///
 /// # Errors
-/// The listener's error; `Unsupported` for [`Mode::Batch`] while the runtime has no
-/// batch API.
+/// The listener's error.
 pub async fn serve(listener: TcpListener, config: Config) -> io::Result<()> {
     let responses = Rc::new(Responses::new(config.body_len));
     match config.mode {
@@ -86,14 +87,40 @@ async fn serve_tasks(listener: TcpListener, responses: Rc<Responses>) -> io::Res
     .await
 }
 
-/// [`Mode::Batch`]: every connection's buffers handed to one handler per tick,
-/// each connection's state a [`Session`] in a table. Needs `paste_rt::batch`.
+/// [`Mode::Batch`]: PASTE's own model — one handler per tick over every connection
+/// that received something (`paste_rt::batch`), no task per connection; each
+/// connection's state is a [`Session`] in a table indexed by its `ConnId`.
 async fn serve_batch(listener: TcpListener, responses: Rc<Responses>) -> io::Result<()> {
-    let _ = (listener, responses);
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "phttpd --mode batch needs paste_rt::batch, which this build of paste-rt does not have yet; use --mode tasks",
-    ))
+    let mut sessions: Vec<Option<Session>> = Vec::new();
+    let mut out = BatchOutbox::new();
+    batch::serve(listener, move |batch| {
+        while let Some(event) = batch.next_event() {
+            match event {
+                BatchEvent::Opened(conn) => {
+                    if sessions.len() <= conn.index() {
+                        sessions.resize_with(conn.index() + 1, || None);
+                    }
+                    sessions[conn.index()] = Some(Session::new());
+                }
+                BatchEvent::Data(conn, buf) => {
+                    let Some(session) = sessions.get_mut(conn.index()).and_then(Option::as_mut) else { continue };
+                    out.start(batch, conn);
+                    if session.on_chunk(&buf, &responses, |bytes| out.put(batch, bytes)) == Next::Close {
+                        out.finish(batch);
+                        batch.close(conn);
+                        sessions[conn.index()] = None;
+                    }
+                }
+                BatchEvent::Closed(conn, _) => {
+                    if let Some(s) = sessions.get_mut(conn.index()) {
+                        *s = None;
+                    }
+                }
+            }
+        }
+        out.finish(batch);
+    })
+    .await
 }
 
 /// One connection in [`Mode::Tasks`]: take every buffer received by now, answer

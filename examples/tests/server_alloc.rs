@@ -78,9 +78,18 @@ const BURST: usize = 10;
 
 #[paste_rt::test_each_backend]
 async fn phttpd_serves_keep_alive_gets_without_allocating() {
+    measure(Mode::Tasks).await;
+}
+
+#[paste_rt::test_each_backend]
+async fn phttpd_batch_mode_serves_keep_alive_gets_without_allocating() {
+    measure(Mode::Batch).await;
+}
+
+async fn measure(mode: Mode) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let _server = paste_rt::spawn(phttpd::serve(listener, Config { body_len: 64, mode: Mode::Tasks }));
+    let _server = paste_rt::spawn(phttpd::serve(listener, Config { body_len: 64, mode }));
 
     // Client thread: warm up, report, wait for the go (an atomic: signalling must not
     // allocate on the server thread), run the measured requests, report.
@@ -131,7 +140,7 @@ async fn phttpd_serves_keep_alive_gets_without_allocating() {
     assert_eq!(
         allocated,
         0,
-        "the server thread allocated {allocated} times while answering {answered} requests on {}",
+        "the server thread allocated {allocated} times while answering {answered} requests on {} ({mode:?} mode)",
         paste_rt::current_backend().unwrap()
     );
 }

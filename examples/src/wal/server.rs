@@ -8,9 +8,10 @@
 use std::io;
 
 use paste_rt::batch::{Batch, BatchEvent, ConnId};
-use paste_rt::{RxBuf, SendData, TxBuf};
+use paste_rt::RxBuf;
 
 use super::store::{Pending, Wal};
+use crate::batch_outbox::BatchOutbox;
 use crate::http::{self, Event, Method, RequestParser, ResponseTemplate};
 
 /// What the request being parsed on a connection is.
@@ -96,13 +97,10 @@ impl WalServer {
             }
             return;
         }
-        let mut out = Out { tx: None, conn: None };
+        let mut out = BatchOutbox::new();
         let replies = std::mem::take(&mut self.replies);
         for &(c, reply, close) in &replies {
-            if out.conn != Some(c) {
-                out.finish(batch);
-                out.conn = Some(c);
-            }
+            out.start(batch, c);
             self.write_reply(&mut out, batch, reply);
             if close {
                 out.finish(batch);
@@ -166,7 +164,7 @@ impl WalServer {
         }
     }
 
-    fn write_reply(&self, out: &mut Out, batch: &mut Batch<'_>, reply: Reply) {
+    fn write_reply(&self, out: &mut BatchOutbox, batch: &mut Batch<'_>, reply: Reply) {
         let mut head = [0u8; 256];
         match reply {
             Reply::Ack => out.put(batch, self.ack.as_bytes()),
@@ -200,42 +198,6 @@ impl WalServer {
             Reply::NotFound => out.put(batch, http::NOT_FOUND),
             Reply::TooLarge => out.put(batch, b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n"),
             Reply::Bad => out.put(batch, http::BAD_REQUEST),
-        }
-    }
-}
-
-/// Replies of one connection being copied into pool buffers.
-struct Out {
-    tx: Option<TxBuf>,
-    conn: Option<ConnId>,
-}
-
-impl Out {
-    fn put(&mut self, batch: &mut Batch<'_>, mut bytes: &[u8]) {
-        let Some(conn) = self.conn else { return };
-        while !bytes.is_empty() {
-            if self.tx.as_ref().is_some_and(|t| t.remaining() == 0) {
-                self.finish(batch);
-                self.conn = Some(conn);
-            }
-            let tx = match &mut self.tx {
-                Some(tx) => tx,
-                None => match batch.tx_buf() {
-                    Some(tx) => self.tx.insert(tx),
-                    None => {
-                        let _ = batch.send(conn, SendData::Owned(bytes.to_vec()));
-                        return;
-                    }
-                },
-            };
-            let n = tx.put(bytes);
-            bytes = &bytes[n..];
-        }
-    }
-
-    fn finish(&mut self, batch: &mut Batch<'_>) {
-        if let (Some(tx), Some(conn)) = (self.tx.take(), self.conn) {
-            let _ = batch.send(conn, SendData::Pool(tx));
         }
     }
 }

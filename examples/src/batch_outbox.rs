@@ -1,0 +1,67 @@
+//! [`BatchOutbox`]: replies written during a batch handler (`paste_rt::batch`),
+//! into pool buffers, one connection at a time.
+//!
+//! Owns the buffer being filled and which connection it is for; a buffer is queued
+//! when it fills, when the handler moves on to another connection, or at
+//! [`finish`](BatchOutbox::finish). It never decides what to reply, and allocates
+//! only when the pool is exhausted (the bytes then go as an owned copy).
+
+use paste_rt::batch::{Batch, ConnId};
+use paste_rt::{SendData, TxBuf};
+
+/// Replies of the connection being handled in a batch.
+#[derive(Debug, Default)]
+pub struct BatchOutbox {
+    tx: Option<TxBuf>,
+    conn: Option<ConnId>,
+}
+
+impl BatchOutbox {
+    /// An empty outbox.
+    pub fn new() -> BatchOutbox {
+        BatchOutbox::default()
+    }
+
+    /// Directs the following replies to `conn` (queueing what was written for the
+    /// previous connection).
+    pub fn start(&mut self, batch: &mut Batch<'_>, conn: ConnId) {
+        if self.conn != Some(conn) {
+            self.finish(batch);
+            self.conn = Some(conn);
+        }
+    }
+
+    /// Appends `bytes` to the current connection's replies.
+    pub fn put(&mut self, batch: &mut Batch<'_>, mut bytes: &[u8]) {
+        let Some(conn) = self.conn else { return };
+        while !bytes.is_empty() {
+            if self.tx.as_ref().is_some_and(|t| t.remaining() == 0) {
+                self.queue(batch);
+            }
+            let tx = match &mut self.tx {
+                Some(tx) => tx,
+                None => match batch.tx_buf() {
+                    Some(tx) => self.tx.insert(tx),
+                    None => {
+                        let _ = batch.send(conn, SendData::Owned(bytes.to_vec()));
+                        return;
+                    }
+                },
+            };
+            let n = tx.put(bytes);
+            bytes = &bytes[n..];
+        }
+    }
+
+    /// Queues what was written and forgets the connection.
+    pub fn finish(&mut self, batch: &mut Batch<'_>) {
+        self.queue(batch);
+        self.conn = None;
+    }
+
+    fn queue(&mut self, batch: &mut Batch<'_>) {
+        if let (Some(tx), Some(conn)) = (self.tx.take(), self.conn) {
+            let _ = batch.send(conn, SendData::Pool(tx));
+        }
+    }
+}

@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::io::{ErrorKind, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 

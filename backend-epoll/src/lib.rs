@@ -6,21 +6,28 @@
 //! per-connection system calls PASTE removes — which is what makes it the honest
 //! baseline of the A/B comparison.
 //!
-//! The backend owns every fd handed to it (`Listen`, `Register`, `Connect`) and
-//! closes them on `Close`. It never touches the executor, and makes every system
+//! Datagram (UDP) sockets (`BindDgram`) are read with one `recvfrom` per datagram
+//! into pool buffers (until `EAGAIN` or the read budget) and written with one
+//! `sendto` per queued datagram at the flush.
+//!
+//! The backend owns every fd handed to it (`Listen`, `Register`, `Connect`,
+//! `BindDgram`) and closes them on `Close`. It never touches the executor, and makes every system
 //! call inside [`Backend::poll`] (see `sys`, where each one is counted).
 
 mod sys;
 mod txqueue;
 
+use std::collections::VecDeque;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use paste_rt_core::{
-    Backend, BackendKind, BufPool, Completion, Op, PoolConfig, RemoteWake, Shutdown, StartError, Stats, Token,
+    max_datagram, Backend, BackendKind, BufPool, Completion, Op, PoolConfig, RemoteWake, SendData, Shutdown,
+    StartError, Stats, Token,
 };
 
 use txqueue::{Flushed, TxQueue};
@@ -85,10 +92,30 @@ struct Conn {
     shutdown_pending: bool,
 }
 
+/// A datagram socket's state.
+#[derive(Debug)]
+struct Dgram {
+    fd: OwnedFd,
+    /// Datagrams waiting for `sendto`, oldest first (the deque is reused: no
+    /// allocation per datagram once it has grown).
+    txq: VecDeque<(SendData, SocketAddr)>,
+    /// The socket may hold unread datagrams.
+    readable: bool,
+    /// Receiving is paused by the runtime (backpressure).
+    paused: bool,
+    /// A receive error was reported: no more reads.
+    rx_done: bool,
+    /// `sendto` hit EAGAIN; wait for EPOLLOUT.
+    write_blocked: bool,
+    /// The socket is in the ready-to-read list already.
+    listed: bool,
+}
+
 #[derive(Debug)]
 enum Entry {
     Listener(Listener),
     Conn(Conn),
+    Dgram(Dgram),
 }
 
 /// The epoll backend. See the crate docs.
@@ -198,18 +225,26 @@ impl EpollBackend {
                     Err(e) => self.connected(token, errno(&e), out),
                 }
             }
-            Op::PauseRecv(token) => {
-                if let Some(c) = self.conn(token) {
-                    c.paused = true;
-                }
-            }
+            Op::PauseRecv(token) => match self.entries.get_mut(token.0 as usize) {
+                Some(Some(Entry::Conn(c))) => c.paused = true,
+                Some(Some(Entry::Dgram(d))) => d.paused = true,
+                _ => {}
+            },
             Op::ResumeRecv(token) => {
-                if let Some(c) = self.conn(token) {
-                    c.paused = false;
-                    if c.readable && !c.listed {
-                        c.listed = true;
-                        self.to_read.push(token);
+                let (readable, listed) = match self.entries.get_mut(token.0 as usize) {
+                    Some(Some(Entry::Conn(c))) => {
+                        c.paused = false;
+                        (c.readable, &mut c.listed)
                     }
+                    Some(Some(Entry::Dgram(d))) => {
+                        d.paused = false;
+                        (d.readable, &mut d.listed)
+                    }
+                    _ => return,
+                };
+                if readable && !*listed {
+                    *listed = true;
+                    self.to_read.push(token);
                 }
             }
             Op::Send { token, data } => {
@@ -222,6 +257,36 @@ impl EpollBackend {
             }
             Op::Shutdown { token, how } => self.shutdown(token, how, out),
             Op::Close(token) => self.close(token),
+            Op::BindDgram { token, fd } => {
+                // SAFETY: the runtime hands over ownership of a bound datagram socket.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                let ev = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLET) as u32;
+                let failed = sys::epoll_add(&self.stats, &self.epfd, fd.as_raw_fd(), ev, token.0 as u64).err();
+                let rx_done = failed.is_some();
+                self.insert(
+                    token,
+                    Entry::Dgram(Dgram {
+                        fd,
+                        txq: VecDeque::new(),
+                        readable: false,
+                        paused: false,
+                        rx_done,
+                        write_blocked: false,
+                        listed: false,
+                    }),
+                );
+                if let Some(e) = failed {
+                    out.push(Completion::RecvError { token, errno: errno(&e) });
+                }
+            }
+            Op::SendTo { token, data, addr } => {
+                if let Some(Some(Entry::Dgram(d))) = self.entries.get_mut(token.0 as usize) {
+                    d.txq.push_back((data, addr));
+                    if !d.write_blocked {
+                        self.to_flush.push(token);
+                    }
+                }
+            }
         }
     }
 
@@ -270,6 +335,9 @@ impl EpollBackend {
         let Some(entry) = self.entries.get_mut(token.0 as usize).and_then(Option::take) else { return };
         match entry {
             Entry::Listener(l) => sys::close(&self.stats, l.fd),
+            // Queued datagrams are dropped: the runtime closes a socket only once
+            // they were sent (or at shutdown, when they are abandoned).
+            Entry::Dgram(d) => sys::close(&self.stats, d.fd),
             Entry::Conn(mut c) => {
                 // Best effort: data queued right before a close (a last response)
                 // goes out if the socket takes it now.
@@ -304,7 +372,11 @@ impl EpollBackend {
 
     fn flush_one(&mut self, token: Token, out: &mut Vec<Completion>) {
         let stats = &self.stats;
-        let Some(Some(Entry::Conn(c))) = self.entries.get_mut(token.0 as usize) else { return };
+        let c = match self.entries.get_mut(token.0 as usize) {
+            Some(Some(Entry::Conn(c))) => c,
+            Some(Some(Entry::Dgram(d))) => return flush_datagrams(stats, token, d, out),
+            _ => return,
+        };
         if c.tx.is_empty() || c.write_blocked || c.connecting {
             return;
         }
@@ -353,6 +425,9 @@ impl EpollBackend {
         for token in list.drain(..) {
             self.accept_from(token, out);
         }
+        // accept_from re-queues listeners whose budget ran out into the fresh list:
+        // keep them (edge-triggered epoll will not report them again).
+        list.append(&mut self.to_accept);
         self.to_accept = list;
     }
 
@@ -404,8 +479,12 @@ impl EpollBackend {
             if more {
                 list[keep] = token;
                 keep += 1;
-            } else if let Some(c) = self.conn(token) {
-                c.listed = false;
+            } else {
+                match self.entries.get_mut(token.0 as usize) {
+                    Some(Some(Entry::Conn(c))) => c.listed = false,
+                    Some(Some(Entry::Dgram(d))) => d.listed = false,
+                    _ => {}
+                }
             }
         }
         list.truncate(keep);
@@ -418,7 +497,11 @@ impl EpollBackend {
         let stats = &self.stats;
         let pool = &self.pool;
         let budget = self.config.read_budget;
-        let Some(Some(Entry::Conn(c))) = self.entries.get_mut(token.0 as usize) else { return (false, 0) };
+        let c = match self.entries.get_mut(token.0 as usize) {
+            Some(Some(Entry::Conn(c))) => c,
+            Some(Some(Entry::Dgram(d))) => return read_datagrams(stats, pool, budget, token, d, out),
+            _ => return (false, 0),
+        };
         if c.rx_done || c.paused || !c.readable {
             return (false, 0);
         }
@@ -496,6 +579,20 @@ impl EpollBackend {
                 }
                 self.handle_event_rest(token, ev);
             }
+            Some(Some(Entry::Dgram(d))) => {
+                let ev = events as i32;
+                if ev & (libc::EPOLLIN | libc::EPOLLERR) != 0 && !d.rx_done {
+                    d.readable = true;
+                    if !d.listed {
+                        d.listed = true;
+                        self.to_read.push(token);
+                    }
+                }
+                if ev & libc::EPOLLOUT != 0 && d.write_blocked {
+                    d.write_blocked = false;
+                    self.to_flush.push(token);
+                }
+            }
             _ => {}
         }
     }
@@ -524,6 +621,7 @@ impl EpollBackend {
         self.pool.free_count() > 0
             && self.to_read.iter().any(|t| match &self.entries[t.0 as usize] {
                 Some(Entry::Conn(c)) => c.readable && !c.paused && !c.rx_done,
+                Some(Entry::Dgram(d)) => d.readable && !d.paused && !d.rx_done,
                 _ => false,
             })
     }
@@ -635,6 +733,93 @@ impl EpollBackend {
         Stats::add(&self.stats.completions, (out.len() - before) as u64);
         Ok(())
     }
+}
+
+/// Sends a datagram socket's queued datagrams, one `sendto` each, until the queue
+/// is empty or the socket buffer is full (then waits for `EPOLLOUT`). A datagram the
+/// kernel refuses completes with its errno and is dropped; the rest still go.
+fn flush_datagrams(stats: &Stats, token: Token, d: &mut Dgram, out: &mut Vec<Completion>) {
+    if d.write_blocked {
+        return;
+    }
+    while let Some((data, addr)) = d.txq.front() {
+        let bytes = data.len() as u32;
+        match sys::sendto(stats, d.fd.as_raw_fd(), data.as_slice(), addr) {
+            Ok(n) => {
+                Stats::add(&stats.tx_bytes, n as u64);
+                out.push(Completion::SentTo { token, bytes, errno: 0 });
+            }
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EAGAIN) => {
+                    d.write_blocked = true;
+                    return;
+                }
+                Some(libc::EINTR) => continue,
+                _ => out.push(Completion::SentTo { token, bytes, errno: errno(&e) }),
+            },
+        }
+        d.txq.pop_front();
+    }
+}
+
+/// Reads up to `budget` datagrams of a readable, unpaused socket into pool buffers,
+/// one `recvfrom` each. Returns (still readable and should stay listed, buffers
+/// delivered).
+fn read_datagrams(
+    stats: &Stats,
+    pool: &BufPool,
+    budget: u32,
+    token: Token,
+    d: &mut Dgram,
+    out: &mut Vec<Completion>,
+) -> (bool, u64) {
+    if d.rx_done || d.paused || !d.readable {
+        return (false, 0);
+    }
+    let cap = max_datagram(pool.buf_size());
+    let mut delivered = 0;
+    while delivered < budget as u64 {
+        let Some(index) = pool.alloc() else {
+            Stats::add(&stats.pool_exhausted, 1);
+            return (true, delivered);
+        };
+        // SAFETY: `index` was just allocated; cap <= buf_size bytes of it are ours.
+        let r = unsafe { sys::recvfrom(stats, d.fd.as_raw_fd(), pool.buf_ptr(index), cap as usize) };
+        match r {
+            Ok((n, Some(from))) => {
+                let len = (n as u32).min(cap);
+                Stats::add(&stats.rx_bytes, len as u64);
+                delivered += 1;
+                // SAFETY: the buffer is ours and `len <= cap` bytes were written.
+                let buf = unsafe { pool.lend_rx(index, 0, len) };
+                out.push(Completion::RecvFrom { token, buf, from, truncated: n as u32 > cap });
+            }
+            Ok((_, None)) => {
+                // Not an IP source (cannot happen on a UDP socket): skip it.
+                // SAFETY: the buffer was allocated above and not lent.
+                unsafe { pool.release(index) };
+            }
+            Err(e) => {
+                // SAFETY: the buffer was allocated above and not lent.
+                unsafe { pool.release(index) };
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN) => {
+                        d.readable = false;
+                        return (false, delivered);
+                    }
+                    // A pending ICMP error of an earlier send: reading consumed it.
+                    Some(libc::EINTR | libc::ECONNREFUSED) => continue,
+                    _ => {
+                        d.readable = false;
+                        d.rx_done = true;
+                        out.push(Completion::RecvError { token, errno: errno(&e) });
+                        return (false, delivered);
+                    }
+                }
+            }
+        }
+    }
+    (true, delivered)
 }
 
 /// Interrupts `epoll_wait` from another thread by writing the eventfd.

@@ -194,3 +194,73 @@ fn sockaddr(addr: &std::net::SocketAddr) -> (libc::sockaddr_storage, libc::sockl
     };
     (storage, len as libc::socklen_t)
 }
+
+/// `recvfrom(2)` with `MSG_TRUNC` into raw memory: returns the datagram's full
+/// length (more than `len` when it was truncated) and its source address.
+///
+/// # Safety
+/// `ptr` must be valid for writes of `len` bytes.
+pub unsafe fn recvfrom(
+    stats: &Stats,
+    fd: RawFd,
+    ptr: *mut u8,
+    len: usize,
+) -> io::Result<(usize, Option<std::net::SocketAddr>)> {
+    stats.syscall();
+    // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut addr_len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: the caller guarantees `ptr..ptr+len` is writable; storage/addr_len are
+    // valid out-parameters of the sizes given.
+    let n = check_size(unsafe {
+        libc::recvfrom(
+            fd,
+            ptr.cast(),
+            len,
+            libc::MSG_TRUNC,
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut addr_len,
+        )
+    })?;
+    Ok((n, socket_addr(&storage, addr_len)))
+}
+
+/// `sendto(2)` of one datagram with `MSG_NOSIGNAL`.
+pub fn sendto(stats: &Stats, fd: RawFd, data: &[u8], addr: &std::net::SocketAddr) -> io::Result<usize> {
+    stats.syscall();
+    let (storage, len) = sockaddr(addr);
+    // SAFETY: `data` is a valid slice and storage a valid sockaddr of `len` bytes,
+    // both alive for the call.
+    check_size(unsafe {
+        libc::sendto(
+            fd,
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_NOSIGNAL,
+            (&storage as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    })
+}
+
+/// An IPv4 or IPv6 address the kernel wrote; `None` for any other family.
+fn socket_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<std::net::SocketAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+    match storage.ss_family as libc::c_int {
+        libc::AF_INET if len as usize >= std::mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in, which it is
+            // large enough and aligned for.
+            let sin = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+        }
+        libc::AF_INET6 if len as usize >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            let port = u16::from_be(sin6.sin6_port);
+            Some(SocketAddr::V6(SocketAddrV6::new(ip, port, sin6.sin6_flowinfo, sin6.sin6_scope_id)))
+        }
+        _ => None,
+    }
+}

@@ -328,6 +328,16 @@ impl PasteBackend {
                 }
             }
             Op::Close(token) => self.close(token),
+            // PASTE (v4) carries TCP only: a datagram socket is refused, its fd
+            // closed (the runtime refuses UDP on PASTE before it gets here).
+            Op::BindDgram { token, fd } => {
+                provider!(&mut self.provider, p => p.close_stray(fd, &self.stats));
+                out.push(Completion::RecvError { token, errno: libc::EPROTONOSUPPORT });
+            }
+            Op::SendTo { token, data, .. } => {
+                let bytes = data.len() as u32;
+                out.push(Completion::SentTo { token, bytes, errno: libc::EPROTONOSUPPORT });
+            }
         }
     }
 

@@ -1,8 +1,10 @@
 //! The io_uring [`Backend`]: the tick (DESIGN.md §2) and each connection's state.
 //!
-//! Owns the ring, the pool and its provided buffer ring, and one [`Slot`] per listener
-//! or connection the runtime handed over (with the fd, the send queue and every piece
-//! of memory an in-flight SQE points to). `submit` only turns ops into state and SQEs;
+//! Owns the ring, the pool and its provided buffer rings, and one [`Slot`] per listener,
+//! connection or datagram socket the runtime handed over (with the fd, the send queue
+//! and every piece of memory an in-flight SQE points to), and the [`DgramTx`] slab: the
+//! msghdr, iovec and address of each datagram send in flight, reused, never freed
+//! while the kernel may read it. `submit` only turns ops into state and SQEs;
 //! `poll` makes the tick's single `io_uring_enter` and turns CQEs into completions.
 //!
 //! It must never make a system call outside that enter while the backend runs (fds
@@ -12,6 +14,17 @@
 //!
 //! `user_data` layout: bits 0-31 slot id, 32-39 [`OpKind`], 40-63 the slot's generation
 //! (a check: slot ids are only reused once no op of the previous owner is in flight).
+//! A datagram send (`OpKind::SendTo`) carries its `DgramTx` index instead of a slot id.
+//!
+//! Datagrams (`BindDgram`) are received with a multishot `IORING_OP_RECVMSG` into a
+//! second provided buffer ring over the same pool (group [`BGID_DGRAM`], registered at
+//! the first datagram socket, inside `poll`). Its buffers are offered from byte
+//! [`DGRAM_RING_OFFSET`] so that the kernel's `io_uring_recvmsg_out` header and the
+//! source address end exactly at [`DGRAM_HEADROOM`]: the payload is lent as the
+//! `RxBuf` from there, zero copy, and a datagram longer than the rest of the buffer
+//! arrives truncated and flagged (`MSG_TRUNC`), as on every backend. Each datagram
+//! sent is one `IORING_OP_SENDMSG` naming its destination; up to
+//! [`MAX_DGRAM_INFLIGHT`] per socket are in flight, the rest wait in the slot's queue.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -23,7 +36,8 @@ use std::time::{Duration, Instant};
 use io_uring::types::{CancelBuilder, Fd};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 use paste_rt_core::{
-    Backend, BackendKind, BufPool, Completion, Op, PoolConfig, RemoteWake, SendData, Shutdown, StartError, Stats, Token,
+    Backend, BackendKind, BufPool, Completion, Op, PoolConfig, RemoteWake, SendData, Shutdown, StartError, Stats,
+    Token, DGRAM_HEADROOM,
 };
 
 use crate::buf_ring::PoolBufRing;
@@ -34,6 +48,17 @@ use crate::waker::RingWaker;
 
 /// Buffer group id of the receive buffer ring.
 const BGID: u16 = 0;
+/// Buffer group id of the datagram receive ring.
+pub const BGID_DGRAM: u16 = 1;
+/// Bytes of `struct io_uring_recvmsg_out` (namelen, controllen, payloadlen, flags).
+const RECVMSG_OUT_LEN: u32 = 16;
+/// Room for the source address in a received datagram's buffer (a `sockaddr_in6`).
+const DGRAM_NAME_LEN: u32 = std::mem::size_of::<libc::sockaddr_in6>() as u32;
+/// Where datagram ring buffers start inside their pool buffer: header and address
+/// then end at [`DGRAM_HEADROOM`], where the payload starts.
+pub const DGRAM_RING_OFFSET: u32 = DGRAM_HEADROOM - RECVMSG_OUT_LEN - DGRAM_NAME_LEN;
+/// Most datagram sends of one socket in flight at once.
+pub const MAX_DGRAM_INFLIGHT: u32 = 64;
 /// Most sends gathered into one `SENDMSG`.
 pub const MAX_SEND_BATCH: usize = 32;
 const GEN_MASK: u32 = 0x00FF_FFFF;
@@ -80,6 +105,10 @@ pub struct UringConfig {
     /// How long a listener waits before accepting again after `EMFILE` and the like,
     /// unless a `Close` frees an fd first (default 100 ms).
     pub accept_retry: Duration,
+    /// Pool buffers lent to the datagram receive ring (registered at the first
+    /// datagram socket), shared by every datagram socket: what they can take before
+    /// a pause applies. 0 (default) = an eighth of the pool, at least 1, at most 256.
+    pub dgram_ring_bufs: u32,
 }
 
 impl Default for UringConfig {
@@ -93,6 +122,7 @@ impl Default for UringConfig {
             rx_limit_bufs: 32,
             send_batch: 16,
             accept_retry: Duration::from_millis(100),
+            dgram_ring_bufs: 0,
         }
     }
 }
@@ -109,6 +139,10 @@ enum OpKind {
     Wake = 6,
     /// Cancels and closes: their result is not needed.
     Ignore = 7,
+    /// A datagram socket's multishot `RECVMSG`.
+    RecvFrom = 8,
+    /// One datagram's `SENDMSG` (the id is a [`DgramTx`] index).
+    SendTo = 9,
 }
 
 impl OpKind {
@@ -121,6 +155,8 @@ impl OpKind {
             5 => OpKind::Connect,
             6 => OpKind::Wake,
             7 => OpKind::Ignore,
+            8 => OpKind::RecvFrom,
+            9 => OpKind::SendTo,
             _ => return None,
         })
     }
@@ -139,6 +175,7 @@ enum Role {
     Free,
     Listener,
     Stream,
+    Dgram,
 }
 
 /// Something queued to send, in order.
@@ -146,6 +183,40 @@ enum Role {
 enum TxItem {
     Data(SendData),
     Shutdown(Shutdown),
+    /// One datagram and its destination (datagram sockets only).
+    Datagram(SendData, SocketAddr),
+}
+
+/// The memory one datagram `SENDMSG` points to while in flight. Boxed in the slab so it
+/// never moves; reused for the next datagram once its completion arrived.
+struct DgramTx {
+    /// The socket's slot and its generation.
+    slot: u32,
+    gen: u32,
+    /// The datagram (dropped, returning a pool buffer, at the completion).
+    data: Option<SendData>,
+    /// Its destination (`addr` below is the kernel's copy).
+    to: Option<SocketAddr>,
+    iov: libc::iovec,
+    msg: libc::msghdr,
+    addr: libc::sockaddr_storage,
+}
+
+impl DgramTx {
+    fn new() -> DgramTx {
+        DgramTx {
+            slot: 0,
+            gen: 0,
+            data: None,
+            to: None,
+            iov: libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 },
+            // SAFETY: msghdr and sockaddr_storage are plain C structs; all-zero is a
+            // valid (empty) value for both.
+            msg: unsafe { std::mem::zeroed() },
+            // SAFETY: as above.
+            addr: unsafe { std::mem::zeroed() },
+        }
+    }
 }
 
 /// A listener or a connection. Boxed in the slot table so that the iovecs, msghdr and
@@ -186,6 +257,11 @@ struct Slot {
     iov: [libc::iovec; MAX_SEND_BATCH],
     msg: libc::msghdr,
     addr: libc::sockaddr_storage,
+    /// The multishot `RECVMSG` template of a datagram socket (only its name and
+    /// control lengths are read by the kernel).
+    rx_msg: libc::msghdr,
+    /// Datagram sends in flight.
+    dgram_inflight: u32,
 }
 
 impl Slot {
@@ -217,6 +293,9 @@ impl Slot {
             msg: unsafe { std::mem::zeroed() },
             // SAFETY: as above.
             addr: unsafe { std::mem::zeroed() },
+            // SAFETY: as above.
+            rx_msg: unsafe { std::mem::zeroed() },
+            dgram_inflight: 0,
         }
     }
 
@@ -241,6 +320,9 @@ impl Slot {
         self.tx_off = 0;
         self.tx_failed = None;
         self.tx_dirty = false;
+        self.rx_msg.msg_namelen = DGRAM_NAME_LEN;
+        self.rx_msg.msg_controllen = 0;
+        self.dgram_inflight = 0;
     }
 
     fn ud(&self, id: u32, kind: OpKind) -> u64 {
@@ -286,6 +368,18 @@ pub struct UringBackend {
     send_batch: usize,
     accept_retry: Duration,
     dropping: bool,
+    /// The datagram receive ring, registered at the first `BindDgram`.
+    dgram_ring: Option<PoolBufRing>,
+    /// Buffers the datagram ring holds once registered.
+    dgram_ring_target: u32,
+    /// A datagram socket exists but the ring is not registered yet.
+    dgram_ring_wanted: bool,
+    /// Registering the datagram ring failed with this errno: datagram sockets fail.
+    dgram_ring_error: Option<i32>,
+    /// Per-send state of datagrams in flight (boxed: SQEs point into them).
+    #[allow(clippy::vec_box)]
+    dgram_tx: Vec<Box<DgramTx>>,
+    dgram_tx_free: Vec<u32>,
 }
 
 impl UringBackend {
@@ -309,6 +403,7 @@ impl UringBackend {
         } else {
             0
         };
+        let pool_capacity = pool.capacity();
         let mut backend = UringBackend {
             sq: SubmitQueue::with_capacity(256),
             ring,
@@ -334,6 +429,15 @@ impl UringBackend {
             send_batch: (config.send_batch as usize).clamp(1, MAX_SEND_BATCH),
             accept_retry: config.accept_retry,
             dropping: false,
+            dgram_ring: None,
+            dgram_ring_target: match config.dgram_ring_bufs {
+                0 => (pool_capacity / 8).clamp(1, 256),
+                n => n.min(pool_capacity).max(1),
+            },
+            dgram_ring_wanted: false,
+            dgram_ring_error: None,
+            dgram_tx: Vec::new(),
+            dgram_tx_free: Vec::new(),
         };
         backend.arm_waker();
         Ok(backend)
@@ -405,6 +509,23 @@ impl UringBackend {
         self.tokens.get(&token).copied().filter(|&id| self.slots[id as usize].role == role)
     }
 
+    /// A connection or datagram socket (what receives).
+    fn lookup_rx(&self, token: Token) -> Option<u32> {
+        self.tokens
+            .get(&token)
+            .copied()
+            .filter(|&id| matches!(self.slots[id as usize].role, Role::Stream | Role::Dgram))
+    }
+
+    /// The `user_data` kind of a slot's receive.
+    fn recv_kind(role: Role) -> OpKind {
+        if role == Role::Dgram {
+            OpKind::RecvFrom
+        } else {
+            OpKind::Recv
+        }
+    }
+
     fn arm_accept(&mut self, id: u32) {
         let s = &mut self.slots[id as usize];
         if !s.open || s.accept_armed || s.accept_retry_at.is_some() {
@@ -424,11 +545,57 @@ impl UringBackend {
         if !s.open || s.rx_armed || s.rx_paused || s.rx_done || s.rx_starved || s.connecting {
             return;
         }
+        let entry = if s.role == Role::Dgram {
+            if self.dgram_ring.is_none() {
+                // Armed at the next tick, once the datagram ring is registered.
+                self.dgram_ring_wanted = true;
+                self.rx_ended.push((id, s.gen));
+                return;
+            }
+            // MSG_TRUNC: the header's flags say when a datagram did not fit.
+            opcode::RecvMsgMulti::new(Fd(s.fd), &s.rx_msg, BGID_DGRAM)
+                .flags(libc::MSG_TRUNC as u32)
+                .build()
+                .user_data(s.ud(id, OpKind::RecvFrom))
+        } else {
+            recv::multishot_recv(s.fd, BGID, self.use_bundle, self.recv_limit).user_data(s.ud(id, OpKind::Recv))
+        };
         s.rx_armed = true;
         s.inflight += 1;
-        let entry =
-            recv::multishot_recv(s.fd, BGID, self.use_bundle, self.recv_limit).user_data(s.ud(id, OpKind::Recv));
         self.push(entry);
+    }
+
+    /// Registers the datagram receive ring (the first time a datagram socket needs
+    /// it; inside `poll`, counted). On failure every datagram socket fails.
+    fn setup_dgram_ring(&mut self, out: &mut Vec<Completion>) {
+        if !self.dgram_ring_wanted || self.dgram_ring.is_some() {
+            return;
+        }
+        self.dgram_ring_wanted = false;
+        if self.dgram_ring_error.is_none() {
+            self.stats.syscall();
+            match PoolBufRing::new(
+                &self.ring.submitter(),
+                &self.pool,
+                BGID_DGRAM,
+                self.dgram_ring_target,
+                DGRAM_RING_OFFSET,
+            ) {
+                Ok(mut ring) => {
+                    ring.refill();
+                    self.dgram_ring = Some(ring);
+                    return;
+                }
+                Err(e) => self.dgram_ring_error = Some(e.raw_os_error().unwrap_or(libc::ENOMEM)),
+            }
+        }
+        let errno = self.dgram_ring_error.unwrap_or(libc::ENOMEM);
+        for s in self.slots.iter_mut() {
+            if s.role == Role::Dgram && s.open && !s.rx_done {
+                s.rx_done = true;
+                out.push(Completion::RecvError { token: s.token, errno });
+            }
+        }
     }
 
     fn mark_tx_dirty(&mut self, id: u32) {
@@ -444,6 +611,9 @@ impl UringBackend {
     /// connection keeps the byte order. `closing` flushes without waiting (what the
     /// socket takes now) and never shuts down.
     fn start_send(&mut self, id: u32, closing: bool) {
+        if self.slots[id as usize].role == Role::Dgram {
+            return self.start_dgram_sends(id);
+        }
         let batch = self.send_batch;
         let s = &mut *self.slots[id as usize];
         if s.tx_inflight > 0 || s.connecting || (!s.open && !closing) {
@@ -461,6 +631,7 @@ impl UringBackend {
                 s.tx_inflight = 1;
                 opcode::Shutdown::new(Fd(s.fd), how).build().user_data(s.ud(id, OpKind::Shutdown))
             }
+            Some(TxItem::Datagram(..)) => return,
             Some(TxItem::Data(_)) => {
                 let mut n = 0;
                 for item in s.txq.iter() {
@@ -489,12 +660,59 @@ impl UringBackend {
         self.push(entry);
     }
 
+    /// Turns queued datagrams into one `SENDMSG` each, up to [`MAX_DGRAM_INFLIGHT`] in
+    /// flight for the socket. Each uses a [`DgramTx`] from the slab (grown only when
+    /// more datagrams are in flight than ever before).
+    fn start_dgram_sends(&mut self, id: u32) {
+        loop {
+            let s = &mut *self.slots[id as usize];
+            if !s.open || s.dgram_inflight >= MAX_DGRAM_INFLIGHT {
+                return;
+            }
+            let Some(TxItem::Datagram(..)) = s.txq.front() else { return };
+            let Some(TxItem::Datagram(data, addr)) = s.txq.pop_front() else { return };
+            let gen = s.gen;
+            s.inflight += 1;
+            s.dgram_inflight += 1;
+            let fd = s.fd;
+            let tx_id = match self.dgram_tx_free.pop() {
+                Some(i) => i,
+                None => {
+                    self.dgram_tx.push(Box::new(DgramTx::new()));
+                    (self.dgram_tx.len() - 1) as u32
+                }
+            };
+            let t = &mut *self.dgram_tx[tx_id as usize];
+            t.slot = id;
+            t.gen = gen;
+            let bytes = data.as_slice();
+            t.iov = libc::iovec { iov_base: bytes.as_ptr() as *mut libc::c_void, iov_len: bytes.len() };
+            t.data = Some(data);
+            t.to = Some(addr);
+            let len = write_sockaddr(&addr, &mut t.addr);
+            t.msg.msg_name = (&mut t.addr as *mut libc::sockaddr_storage).cast();
+            t.msg.msg_namelen = len;
+            t.msg.msg_iov = &mut t.iov;
+            t.msg.msg_iovlen = 1;
+            let entry = opcode::SendMsg::new(Fd(fd), &t.msg)
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .build()
+                .user_data(user_data(tx_id, OpKind::SendTo, 0));
+            self.push(entry);
+        }
+    }
+
     /// Close: flush what the socket takes without waiting, cancel every op on the fd,
     /// close it with `IORING_OP_CLOSE` (after the cancel, in SQ order), forget the token.
     fn close(&mut self, token: Token) {
         let Some(id) = self.tokens.remove(&token) else { return };
         let s = &mut self.slots[id as usize];
         s.open = false;
+        if s.role == Role::Dgram {
+            // The runtime closes a datagram socket once its queue was sent (or at
+            // shutdown, when the rest is abandoned).
+            s.txq.clear();
+        }
         if s.role == Role::Stream {
             if s.tx_failed.is_none() {
                 self.start_send(id, true);
@@ -552,15 +770,24 @@ impl UringBackend {
     /// the ring (each takes at least one), oldest first.
     fn rearm_starved(&mut self) {
         let mut budget = self.rx_ring.ring().len();
-        while budget > 0 {
+        let mut dgram_budget = self.dgram_ring.as_ref().map_or(0, |r| r.ring().len());
+        let mut left = self.rx_starved.len();
+        while left > 0 && (budget > 0 || dgram_budget > 0) {
+            left -= 1;
             let Some((id, gen)) = self.rx_starved.pop_front() else { break };
             let s = &mut self.slots[id as usize];
             if s.gen != gen || !s.rx_starved {
                 continue;
             }
+            let budget = if s.role == Role::Dgram { &mut dgram_budget } else { &mut budget };
+            if *budget == 0 {
+                // Its ring is still dry: keep its place for a later tick.
+                self.rx_starved.push_back((id, gen));
+                continue;
+            }
+            *budget -= 1;
             s.rx_starved = false;
             self.arm_recv(id);
-            budget -= 1;
         }
     }
 
@@ -620,6 +847,7 @@ impl UringBackend {
             match kind {
                 Some(OpKind::Wake) => self.on_wake(res),
                 Some(OpKind::Ignore) => self.ignore_inflight -= 1,
+                Some(OpKind::SendTo) => self.on_sendto(id, res, out),
                 Some(kind) => {
                     let Some(s) = self.slots.get(id as usize) else { continue };
                     debug_assert_eq!(s.gen, gen, "completion for a reused slot");
@@ -632,7 +860,8 @@ impl UringBackend {
                         OpKind::Send => self.on_send(id, res, out),
                         OpKind::Shutdown => self.on_shutdown(id),
                         OpKind::Connect => self.on_connect(id, res, out),
-                        OpKind::Wake | OpKind::Ignore => {}
+                        OpKind::RecvFrom => rx |= self.on_recvfrom(id, res, flags, out),
+                        OpKind::Wake | OpKind::Ignore | OpKind::SendTo => {}
                     }
                     self.maybe_free(id);
                 }
@@ -743,6 +972,86 @@ impl UringBackend {
         delivered
     }
 
+    /// A datagram socket's multishot `RECVMSG` completion: one datagram in one buffer,
+    /// `io_uring_recvmsg_out` and the source address first. Returns whether a datagram
+    /// was delivered.
+    fn on_recvfrom(&mut self, id: u32, res: i32, flags: u32, out: &mut Vec<Completion>) -> bool {
+        let s = &mut self.slots[id as usize];
+        let ended = !cqueue::more(flags);
+        if ended {
+            s.rx_armed = false;
+            s.rx_cancelling = false;
+            s.inflight -= 1;
+        }
+        let (open, token, gen) = (s.open, s.token, s.gen);
+        let mut delivered = false;
+        if let (Some(bid), Some(ring)) = (cqueue::buffer_select(flags), self.dgram_ring.as_mut()) {
+            let bytes = res.max(0) as u32;
+            let stats = &self.stats;
+            ring.take(bid, bytes, |mut buf| {
+                let Some((from, truncated)) = parse_recvmsg_out(&buf) else { return };
+                buf.advance((RECVMSG_OUT_LEN + DGRAM_NAME_LEN) as usize);
+                if open {
+                    Stats::add(&stats.rx_buffers, 1);
+                    Stats::add(&stats.rx_bytes, buf.len() as u64);
+                    out.push(Completion::RecvFrom { token, buf, from, truncated });
+                    delivered = true;
+                }
+            });
+        }
+        let s = &mut self.slots[id as usize];
+        if res < 0 {
+            match -res {
+                libc::ECANCELED => {}
+                libc::ENOBUFS => {
+                    Stats::add(&self.stats.pool_exhausted, 1);
+                    if open && !s.rx_starved {
+                        s.rx_starved = true;
+                        self.rx_starved.push_back((id, s.gen));
+                    }
+                }
+                errno => {
+                    s.rx_done = true;
+                    if open {
+                        out.push(Completion::RecvError { token, errno });
+                    }
+                }
+            }
+        }
+        if ended && open {
+            self.rx_ended.push((id, gen));
+        }
+        delivered
+    }
+
+    /// One datagram's `SENDMSG` completed: report it, return its state to the slab.
+    fn on_sendto(&mut self, tx_id: u32, res: i32, out: &mut Vec<Completion>) {
+        let Some(t) = self.dgram_tx.get_mut(tx_id as usize) else { return };
+        let (Some(data), Some(to)) = (t.data.take(), t.to.take()) else { return };
+        let (id, gen) = (t.slot, t.gen);
+        self.dgram_tx_free.push(tx_id);
+        let bytes = data.len() as u32;
+        let s = &mut *self.slots[id as usize];
+        debug_assert_eq!(s.gen, gen, "datagram completion for a reused slot");
+        s.inflight -= 1;
+        s.dgram_inflight -= 1;
+        if s.open && (res == -libc::EAGAIN || res == -libc::EINTR) {
+            // Not sent (see `on_send`): first in line again, submitted next tick.
+            s.txq.push_front(TxItem::Datagram(data, to));
+            self.mark_tx_dirty(id);
+        } else if s.open {
+            let errno = if res < 0 { -res } else { 0 };
+            if errno == 0 {
+                Stats::add(&self.stats.tx_bytes, res as u64);
+            }
+            out.push(Completion::SentTo { token: s.token, bytes, errno });
+            if !s.txq.is_empty() {
+                self.mark_tx_dirty(id);
+            }
+        }
+        self.maybe_free(id);
+    }
+
     fn on_send(&mut self, id: u32, res: i32, out: &mut Vec<Completion>) {
         let s = &mut *self.slots[id as usize];
         s.inflight -= 1;
@@ -752,7 +1061,12 @@ impl UringBackend {
             s.txq.clear();
             return;
         }
-        if res > 0 {
+        if res == -libc::EAGAIN || res == -libc::EINTR {
+            // Nothing was sent: io_uring can end a send with EAGAIN when it handed it
+            // to a worker that found the socket buffer full (seen with Unix sockets on
+            // 6.18). The queue is untouched; the send is submitted again next tick.
+            self.mark_tx_dirty(id);
+        } else if res > 0 {
             Stats::add(&self.stats.tx_bytes, res as u64);
             out.push(Completion::Sent { token: s.token, bytes: res as u32 });
             let mut left = res as usize;
@@ -868,17 +1182,17 @@ impl Backend for UringBackend {
                 self.push(entry);
             }
             Op::PauseRecv(token) => {
-                let Some(id) = self.lookup(token, Role::Stream) else { return };
+                let Some(id) = self.lookup_rx(token) else { return };
                 let s = &mut self.slots[id as usize];
                 s.rx_paused = true;
                 if s.rx_armed && !s.rx_cancelling {
                     s.rx_cancelling = true;
-                    let target = s.ud(id, OpKind::Recv);
+                    let target = s.ud(id, Self::recv_kind(s.role));
                     self.push_ignored(opcode::AsyncCancel::new(target).build());
                 }
             }
             Op::ResumeRecv(token) => {
-                let Some(id) = self.lookup(token, Role::Stream) else { return };
+                let Some(id) = self.lookup_rx(token) else { return };
                 self.slots[id as usize].rx_paused = false;
                 self.arm_recv(id);
             }
@@ -901,6 +1215,15 @@ impl Backend for UringBackend {
                 self.mark_tx_dirty(id);
             }
             Op::Close(token) => self.close(token),
+            Op::BindDgram { token, fd } => {
+                let id = self.open_slot(token, fd, Role::Dgram);
+                self.arm_recv(id);
+            }
+            Op::SendTo { token, data, addr } => {
+                let Some(id) = self.lookup(token, Role::Dgram) else { return };
+                self.slots[id as usize].txq.push_back(TxItem::Datagram(data, addr));
+                self.mark_tx_dirty(id);
+            }
         }
     }
 
@@ -927,7 +1250,11 @@ impl UringBackend {
         //    receives that ran dry and listeners that backed off are re-armed.
         //    A receive that ended in the last reap is re-armed only now, so that a
         //    `PauseRecv` the runtime submitted after seeing its buffers stops it.
+        self.setup_dgram_ring(out);
         self.rx_ring.refill();
+        if let Some(ring) = self.dgram_ring.as_mut() {
+            ring.refill();
+        }
         self.rearm_ended();
         self.rearm_starved();
         let retry_in = self.rearm_listeners();
@@ -958,6 +1285,9 @@ impl UringBackend {
         //    the pool's in-use count above that is exactly what the application holds.
         self.reap(out);
         self.rx_ring.refill();
+        if let Some(ring) = self.dgram_ring.as_mut() {
+            ring.refill();
+        }
         Stats::add(&self.stats.completions, (out.len() - first) as u64);
         Ok(())
     }
@@ -1007,8 +1337,36 @@ impl Drop for UringBackend {
         }
         if self.ops_in_flight() == 0 {
             let _ = self.rx_ring.unregister(&self.ring.submitter());
+            if let Some(ring) = self.dgram_ring.as_mut() {
+                let _ = ring.unregister(&self.ring.submitter());
+            }
         }
     }
+}
+
+/// Reads the `io_uring_recvmsg_out` header and the source address at the start of a
+/// datagram ring buffer: (source, truncated). `None` if the completion is too short to
+/// hold them or the address is not IPv4/IPv6 (neither happens on a UDP socket).
+fn parse_recvmsg_out(buf: &[u8]) -> Option<(SocketAddr, bool)> {
+    let head = RECVMSG_OUT_LEN as usize;
+    let name = buf.get(head..head + DGRAM_NAME_LEN as usize)?;
+    let u32_at = |b: &[u8], i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let namelen = u32_at(buf, 0) as usize;
+    let flags = u32_at(buf, 12);
+    let port = u16::from_be_bytes([name[2], name[3]]);
+    let from = match u16::from_ne_bytes([name[0], name[1]]) as libc::c_int {
+        libc::AF_INET if namelen >= std::mem::size_of::<libc::sockaddr_in>() => {
+            let ip = std::net::Ipv4Addr::new(name[4], name[5], name[6], name[7]);
+            SocketAddr::V4(std::net::SocketAddrV4::new(ip, port))
+        }
+        libc::AF_INET6 if namelen >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            let octets: [u8; 16] = name[8..24].try_into().ok()?;
+            let (flowinfo, scope) = (u32_at(name, 4), u32_at(name, 24));
+            SocketAddr::V6(std::net::SocketAddrV6::new(octets.into(), port, flowinfo, scope))
+        }
+        _ => return None,
+    };
+    Some((from, flags & libc::MSG_TRUNC as u32 != 0))
 }
 
 /// Fills `storage` with `addr`; returns its length.

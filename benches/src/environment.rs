@@ -111,9 +111,14 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// `git rev-parse HEAD` in the current directory, else in the source tree this
+/// binary was built from.
 fn git_commit() -> Option<String> {
-    let out = Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    let in_dir = |dir: &str| -> Option<String> {
+        let out = Command::new("git").args(["-C", dir, "rev-parse", "HEAD"]).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    in_dir(".").or_else(|| in_dir(env!("CARGO_MANIFEST_DIR")))
 }
 
 /// Now, in UTC, as `YYYY-MM-DDTHH:MM:SSZ`.

@@ -534,6 +534,7 @@ fn run_ab(args: AbArgs) -> Result<(), String> {
 
     print!("{}", report::text_table(&summary, &args.baseline));
     println!("\nNoise rule: {NOISE_RULE}");
+    println!("Client cost: {}", report::client_cost_note(&summary));
     println!("Wall time {}; wrote {}, {} and charts.", fmt_duration(wall), json_path.display(), md_path.display());
     let invalid = records.iter().filter(|r| r.errors > 0).count();
     if invalid > 0 {

@@ -240,6 +240,7 @@ pub fn markdown(ctx: &ReportContext<'_>, records: &[Record], summary: &[Summary]
         crate::ab::CLIENT_CORE
     );
     let _ = writeln!(md, "**Noise rule.** {NOISE_RULE}\n");
+    let _ = writeln!(md, "**Client cost.** {}\n", client_cost_note(summary));
     let _ = writeln!(md, "## Results\n");
     for (workload, conns) in groups(summary) {
         let _ = writeln!(md, "### {} (baseline: {})\n", group_title(&workload, conns, summary), ctx.baseline);
@@ -280,6 +281,31 @@ pub fn markdown(ctx: &ReportContext<'_>, records: &[Record], summary: &[Summary]
         }
     }
     md
+}
+
+/// Whether the load generator was cheaper per request than the servers it drove
+/// (BENCHMARKS.md: otherwise it measures itself).
+pub fn client_cost_note(summary: &[Summary]) -> String {
+    let costly: Vec<String> = summary
+        .iter()
+        .filter_map(|s| {
+            let (c, v) = (s.client_cpu_us_per_req?, s.server_cpu_us_per_req?);
+            (c.median >= v.median)
+                .then(|| format!("{} {} c={} ({:.2} vs {:.2})", s.label, s.workload, s.conns, c.median, v.median))
+        })
+        .collect();
+    if costly.is_empty() {
+        "the load generator used less CPU per request than every server it drove.".into()
+    } else {
+        format!(
+            "the load generator used as much CPU per request as the server, or more, in {} of {} cells (client vs \
+             server µs/req): {}. On loopback each side's core also runs the other side's TCP receive path, so \
+             both figures are dominated by the kernel; compare servers with each other, not with the client.",
+            costly.len(),
+            summary.len(),
+            costly.join(", ")
+        )
+    }
 }
 
 /// Writes `results.json`.

@@ -10,6 +10,7 @@
 //! the reply). It never parses or writes protocol bytes.
 
 use std::future::poll_fn;
+use std::future::Future;
 use std::io;
 use std::ops::ControlFlow;
 use std::task::Poll;
@@ -33,13 +34,24 @@ pub enum Received {
     Eof,
     /// Receiving failed (a reset, for example).
     Failed(io::Error),
+    /// Nothing was waiting and graceful shutdown was requested: close now.
+    Shutdown,
 }
 
 /// Waits for received data, then hands every buffer already received (up to
 /// [`MAX_BATCH`]) to `on_buf`, in order, without waiting again. An EOF or error
 /// behind the data is reported by the next call.
-pub async fn recv_batch(stream: &TcpStream, mut on_buf: impl FnMut(RxBuf) -> ControlFlow<()>) -> Received {
+///
+/// With `between_requests` set, a graceful shutdown requested while nothing is
+/// waiting ends the wait with [`Received::Shutdown`]; a connection in the middle
+/// of a request passes `false` and keeps receiving until the request is complete.
+pub async fn recv_batch(
+    stream: &TcpStream,
+    between_requests: bool,
+    mut on_buf: impl FnMut(RxBuf) -> ControlFlow<()>,
+) -> Received {
     let mut taken = 0;
+    let mut shutdown = std::pin::pin!(paste_rt::runtime::shutdown_requested());
     poll_fn(|cx| loop {
         if taken == MAX_BATCH {
             return Poll::Ready(Received::Data);
@@ -54,7 +66,16 @@ pub async fn recv_batch(stream: &TcpStream, mut on_buf: impl FnMut(RxBuf) -> Con
             Poll::Ready(Ok(None)) if taken == 0 => return Poll::Ready(Received::Eof),
             Poll::Ready(Err(e)) if taken == 0 => return Poll::Ready(Received::Failed(e)),
             Poll::Ready(_) => return Poll::Ready(Received::Data),
-            Poll::Pending if taken == 0 => return Poll::Pending,
+            // Idle between requests: graceful shutdown closes the connection here.
+            Poll::Pending if taken == 0 => {
+                if !between_requests {
+                    return Poll::Pending;
+                }
+                return match shutdown.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Received::Shutdown),
+                    Poll::Pending => Poll::Pending,
+                };
+            }
             Poll::Pending => return Poll::Ready(Received::Data),
         }
     })
@@ -64,19 +85,56 @@ pub async fn recv_batch(stream: &TcpStream, mut on_buf: impl FnMut(RxBuf) -> Con
 /// How long a closing connection keeps reading (and discarding) after its FIN.
 pub const LINGER: Duration = Duration::from_secs(2);
 
-/// Accepts connections until the listener fails, handing each to `on_connection`
-/// (which normally spawns a task for it).
+/// Accepts connections until the listener fails or graceful shutdown is requested
+/// (then it returns `Ok`), handing each to `on_connection` (which normally spawns
+/// a task for it).
 ///
 /// Transient errors (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`, `ECONNABORTED`) are
 /// skipped: the backend retries by itself and the next connection is accepted once
 /// resources are back. Any other error is returned.
 pub async fn accept_each(listener: &TcpListener, mut on_connection: impl FnMut(TcpStream)) -> io::Result<()> {
+    let mut shutdown = std::pin::pin!(paste_rt::runtime::shutdown_requested());
     loop {
-        match listener.accept().await {
-            Ok((stream, _peer)) => on_connection(stream),
-            Err(e) if is_transient(&e) => continue,
-            Err(e) => return Err(e),
+        let next = poll_fn(|cx| {
+            if shutdown.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            listener.poll_accept(cx).map(Some)
+        })
+        .await;
+        match next {
+            None => return Ok(()),
+            Some(Ok(stream)) => on_connection(stream),
+            Some(Err(e)) if is_transient(&e) => continue,
+            Some(Err(e)) => return Err(e),
         }
+    }
+}
+
+/// Turns Ctrl-C (SIGINT) and SIGTERM into a graceful shutdown of the current
+/// runtime: every `shutdown_requested()` completes, accept loops return, idle
+/// connections close, requests in hand are answered.
+pub fn shutdown_on_signals() {
+    paste_rt::spawn(async {
+        let (mut int, mut term) =
+            (std::pin::pin!(paste_rt::signal::ctrl_c()), std::pin::pin!(paste_rt::signal::terminate()));
+        let got = poll_fn(|cx| match (int.as_mut().poll(cx), term.as_mut().poll(cx)) {
+            (Poll::Ready(r), _) | (_, Poll::Ready(r)) => Poll::Ready(r),
+            _ => Poll::Pending,
+        })
+        .await;
+        if got.is_ok() {
+            paste_rt::runtime::request_shutdown();
+        }
+    });
+}
+
+/// After the accept loop returned: waits until the runtime's tasks (connections
+/// finishing their requests) are done, at most `grace`.
+pub async fn drain(grace: Duration) {
+    let deadline = std::time::Instant::now() + grace;
+    while paste_rt::runtime::live_tasks() > 0 && std::time::Instant::now() < deadline {
+        paste_rt::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

@@ -17,7 +17,7 @@ use std::ops::ControlFlow;
 
 use paste_rt::net::{TcpListener, TcpStream};
 
-use crate::connection::{accept_each, recv_batch, Received};
+use crate::connection::{accept_each, close_gracefully, recv_batch, Received};
 use crate::outbox::Outbox;
 
 /// Serves echo on `listener` until accepting fails for good.
@@ -36,7 +36,7 @@ pub async fn serve(listener: TcpListener) -> io::Result<()> {
 async fn echo_connection(stream: TcpStream) {
     let mut out = Outbox::new(&stream);
     loop {
-        let received = recv_batch(&stream, |buf| {
+        let received = recv_batch(&stream, true, |buf| {
             out.put(&buf);
             ControlFlow::Continue(())
         })
@@ -51,6 +51,7 @@ async fn echo_connection(stream: TcpStream) {
                 return;
             }
             Received::Failed(_) => return,
+            Received::Shutdown => return close_gracefully(&stream).await,
         }
         if poll_fn(|cx| stream.poll_send_ready(cx)).await.is_err() {
             return;

@@ -56,7 +56,7 @@ async fn serve_connection(stream: TcpStream, config: Rc<Config>, store: Rc<RefCe
     let mut parser = CommandParser::new(&config);
     let mut out = Outbox::new(&stream);
     loop {
-        let received = recv_batch(&stream, |buf| {
+        let received = recv_batch(&stream, true, |buf| {
             let mut store = store.borrow_mut();
             store.set_now(unix_now());
             let mut pos = 0;
@@ -79,7 +79,7 @@ async fn serve_connection(stream: TcpStream, config: Rc<Config>, store: Rc<RefCe
         }
         match received {
             Received::Data => {}
-            Received::Stopped => return close_gracefully(&stream).await,
+            Received::Stopped | Received::Shutdown => return close_gracefully(&stream).await,
             Received::Eof | Received::Failed(_) => return,
         }
         if poll_fn(|cx| stream.poll_send_ready(cx)).await.is_err() {

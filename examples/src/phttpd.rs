@@ -119,6 +119,16 @@ async fn serve_batch(listener: TcpListener, responses: Rc<Responses>) -> io::Res
             }
         }
         out.finish(batch);
+        if batch.is_shutting_down() {
+            // Graceful shutdown: close every connection that is between requests;
+            // one in the middle of a request is answered first.
+            for conn in batch.connections() {
+                if sessions.get(conn.index()).and_then(Option::as_ref).is_none_or(Session::is_idle) {
+                    batch.close(conn);
+                    sessions[conn.index()] = None;
+                }
+            }
+        }
     })
     .await
 }
@@ -129,9 +139,11 @@ async fn serve_connection(stream: TcpStream, responses: Rc<Responses>) {
     let mut session = Session::new();
     let mut out = Outbox::new(&stream);
     loop {
-        let received = recv_batch(&stream, |buf| match session.on_chunk(&buf, &responses, |bytes| out.put(bytes)) {
-            Next::Continue => ControlFlow::Continue(()),
-            Next::Close => ControlFlow::Break(()),
+        let received = recv_batch(&stream, session.is_idle(), |buf| {
+            match session.on_chunk(&buf, &responses, |bytes| out.put(bytes)) {
+                Next::Continue => ControlFlow::Continue(()),
+                Next::Close => ControlFlow::Break(()),
+            }
         })
         .await;
         if out.flush().is_err() {
@@ -139,7 +151,7 @@ async fn serve_connection(stream: TcpStream, responses: Rc<Responses>) {
         }
         match received {
             Received::Data => {}
-            Received::Stopped => return close_gracefully(&stream).await,
+            Received::Stopped | Received::Shutdown => return close_gracefully(&stream).await,
             // EOF (a request cut short is dropped with it) or reset: dropping the
             // stream closes it after whatever is still queued.
             Received::Eof | Received::Failed(_) => return,
@@ -203,6 +215,11 @@ struct Session {
 impl Session {
     fn new() -> Session {
         Session::default()
+    }
+
+    /// Between requests (nothing of a next request received yet).
+    fn is_idle(&self) -> bool {
+        self.parser.is_idle()
     }
 
     /// Parses `chunk`, emitting the full response of every request it completes.

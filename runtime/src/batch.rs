@@ -29,6 +29,7 @@
 
 use std::cell::RefMut;
 use std::future::poll_fn;
+use std::future::Future;
 use std::io;
 use std::task::Poll;
 
@@ -36,6 +37,10 @@ use paste_rt_core::{Op, RxBuf, SendData, Token, TxBuf};
 
 use crate::driver::{register, Driver, Group, Slot};
 use crate::net::TcpListener;
+
+/// How long a shutting-down batch server waits for connections to become idle
+/// before closing what is left.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A connection owned by a batch server. Indices are small and reused after a
 /// connection ends, so per-connection state can live in a `Vec` indexed by
@@ -72,13 +77,15 @@ pub struct Batch<'a> {
     pos: usize,
     to_close: Vec<Token>,
     stop: bool,
+    shutting_down: bool,
 }
 
 impl Batch<'_> {
     /// The next event of this batch; `None` when the batch is exhausted.
     pub fn next_event(&mut self) -> Option<BatchEvent> {
         let pool = self.driver.pool.clone();
-        if let Some(token) = self.driver.listener(self.listener).backlog.pop_front() {
+        let accepted = if self.shutting_down { None } else { self.driver.listener(self.listener).backlog.pop_front() };
+        if let Some(token) = accepted {
             let c = self.driver.conn(token);
             c.group = Some(self.group);
             // Data that arrived before adoption is in its queue already.
@@ -154,12 +161,37 @@ impl Batch<'_> {
     pub fn stop(&mut self) {
         self.stop = true;
     }
+
+    /// Whether graceful shutdown was requested: no connection is accepted any more,
+    /// and the handler should close each connection once it is between requests
+    /// (see [`connections`](Self::connections)); `serve` returns when none is left.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+
+    /// Every live connection of this server (to close the idle ones on shutdown).
+    /// Allocates; meant for shutdown, not the per-request path.
+    pub fn connections(&self) -> Vec<ConnId> {
+        self.driver
+            .slots
+            .iter()
+            .filter_map(|(k, s)| match s {
+                Slot::Conn(c) if c.group == Some(self.group) && !c.end_reported && !c.closing => {
+                    Some(ConnId(Token(k as u32)))
+                }
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// Serves `listener` in batches: `handler` runs once per tick in which anything
 /// happened, with every event of that tick. Returns when the handler calls
-/// [`Batch::stop`]; accept errors (such as `EMFILE`) are skipped, the backend
-/// retries without spinning.
+/// [`Batch::stop`], or on graceful shutdown
+/// ([`request_shutdown`](crate::runtime::request_shutdown)): then the listener
+/// stops accepting, the batch in hand is handled, and every connection is closed
+/// once what was queued for it is sent. Accept errors (such as `EMFILE`) are
+/// skipped; the backend retries without spinning.
 pub async fn serve<H>(listener: TcpListener, mut handler: H) -> io::Result<()>
 where
     H: FnMut(&mut Batch<'_>),
@@ -169,12 +201,29 @@ where
     let mut ready = Vec::with_capacity(1024);
     let mut to_close = Vec::new();
     let mut stop = false;
+    let mut shutdown = std::pin::pin!(crate::runtime::shutdown_requested());
+    let mut shutting_down = false;
+    let mut grace = crate::time::sleep(SHUTDOWN_GRACE);
     while !stop {
         poll_fn(|cx| {
+            if !shutting_down && shutdown.as_mut().poll(cx).is_ready() {
+                // Shutdown starts: the handler runs at once to close idle connections.
+                shutting_down = true;
+                grace.reset(std::time::Instant::now() + SHUTDOWN_GRACE);
+                return Poll::Ready(());
+            }
+            if shutting_down && std::pin::Pin::new(&mut grace).poll(cx).is_ready() {
+                stop = true;
+                return Poll::Ready(());
+            }
             let mut d = rt.driver.borrow_mut();
+            if shutting_down && !d.slots.iter().any(|(_, s)| matches!(s, Slot::Conn(c) if c.group == Some(group))) {
+                stop = true; // the last closing connection has sent everything
+                return Poll::Ready(());
+            }
             let l = d.listener(listener_token);
             l.error = None;
-            let accepted = !l.backlog.is_empty();
+            let accepted = !l.backlog.is_empty() && !shutting_down;
             register(&mut l.waker, cx.waker());
             let g = &mut d.groups[group];
             if accepted || !g.ready.is_empty() {
@@ -185,6 +234,9 @@ where
             }
         })
         .await;
+        if stop {
+            break;
+        }
         {
             let mut d = rt.driver.borrow_mut();
             std::mem::swap(&mut ready, &mut d.groups[group].ready);
@@ -196,6 +248,7 @@ where
                 pos: 0,
                 to_close: std::mem::take(&mut to_close),
                 stop: false,
+                shutting_down,
             };
             handler(&mut batch);
             let Batch { driver: mut d, ready: mut unread, pos, to_close: mut closing, stop: stopped, .. } = batch;
@@ -209,7 +262,9 @@ where
                 d.close(t);
             }
             to_close = closing;
-            stop = stopped;
+            // Closing connections count until their last bytes are sent.
+            let remaining = d.slots.iter().any(|(_, s)| matches!(s, Slot::Conn(c) if c.group == Some(group)));
+            stop = stopped || (shutting_down && !remaining);
         }
     }
     let mut d = rt.driver.borrow_mut();

@@ -1,19 +1,21 @@
 //! The runtime's side of I/O: per-connection and per-listener state, and the
 //! dispatch of completions to it (step 3 of the tick).
 //!
-//! Owns the token space (a slab shared by connections and listeners), each
-//! connection's queue of received buffers, its wakers and its send accounting, and
-//! the backpressure policy: pause receiving when a connection's queue is long,
-//! resume when the application drains it. It never makes a system call: every
+//! Owns the token space (a slab shared by connections, listeners and datagram
+//! sockets), each connection's queue of received buffers (each datagram socket's
+//! queue of received datagrams), its wakers and its send accounting, and the
+//! backpressure policy: pause receiving when a queue is long, resume when the
+//! application drains it. It never makes a system call: every
 //! request goes to the backend as an [`Op`].
 
 use std::collections::VecDeque;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::task::Waker;
 use std::time::Duration;
 
-use paste_rt_core::{BufPool, Completion, Op, RxQueue, Token};
+use paste_rt_core::{BufPool, Completion, Op, RxBuf, RxQueue, Token};
 use slab::Slab;
 
 use crate::select::AnyBackend;
@@ -24,6 +26,8 @@ pub(crate) const RX_PAUSE_AT: usize = 64;
 pub(crate) const RX_RESUME_AT: usize = 16;
 /// Bytes queued for sending beyond which `send`/`write_all` wait.
 pub(crate) const TX_HIGH_WATER: u64 = 256 * 1024;
+/// Datagrams queued for sending beyond which `send_to` waits.
+pub(crate) const DGRAM_TX_HIGH_WATER: u32 = 128;
 
 /// State of one connection.
 #[derive(Debug, Default)]
@@ -71,10 +75,55 @@ pub(crate) struct Group {
     pub(crate) waker: Option<Waker>,
 }
 
+/// One received datagram, waiting for `recv_from`.
+#[derive(Debug)]
+pub(crate) struct Datagram {
+    pub(crate) buf: RxBuf,
+    pub(crate) from: SocketAddr,
+    pub(crate) truncated: bool,
+}
+
+/// State of one datagram (UDP) socket.
+#[derive(Debug)]
+pub(crate) struct Dgram {
+    pub(crate) fd: RawFd,
+    /// Received datagrams, oldest first. Preallocated and reused: no allocation per
+    /// datagram once it has grown to the most the backend delivers before a pause.
+    pub(crate) rx: VecDeque<Datagram>,
+    pub(crate) rx_waker: Option<Waker>,
+    /// Receiving failed for good with this errno.
+    pub(crate) rx_error: Option<i32>,
+    pub(crate) paused: bool,
+    /// Datagrams queued to the backend and not yet reported sent.
+    pub(crate) tx_queued: u32,
+    /// The errno of a datagram the kernel refused, reported once.
+    pub(crate) tx_error: Option<i32>,
+    pub(crate) tx_waker: Option<Waker>,
+    /// The handle was dropped with datagrams still queued: close once they left.
+    pub(crate) closing: bool,
+}
+
+impl Dgram {
+    pub(crate) fn new(fd: RawFd) -> Dgram {
+        Dgram {
+            fd,
+            rx: VecDeque::with_capacity(2 * RX_PAUSE_AT),
+            rx_waker: None,
+            rx_error: None,
+            paused: false,
+            tx_queued: 0,
+            tx_error: None,
+            tx_waker: None,
+            closing: false,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) enum Slot {
     Conn(Conn),
     Listener(Listener),
+    Dgram(Dgram),
 }
 
 /// The runtime's I/O state and its backend.
@@ -133,6 +182,11 @@ impl Driver {
                 }
             }
             Completion::RecvError { token, errno } => {
+                if let Some(Slot::Dgram(u)) = self.slots.get_mut(token.0 as usize) {
+                    u.rx_error = Some(errno);
+                    wake(&mut u.rx_waker);
+                    return;
+                }
                 if let Some(Slot::Conn(c)) = self.slots.get_mut(token.0 as usize) {
                     c.rx_error = Some(errno);
                     c.tx_error.get_or_insert(errno);
@@ -191,6 +245,32 @@ impl Driver {
                     wake(&mut l.waker);
                 }
             }
+            Completion::RecvFrom { token, buf, from, truncated } => {
+                if let Some(Slot::Dgram(u)) = self.slots.get_mut(token.0 as usize) {
+                    if u.closing {
+                        return; // the handle is gone: received data is discarded
+                    }
+                    u.rx.push_back(Datagram { buf, from, truncated });
+                    if !u.paused && u.rx.len() >= RX_PAUSE_AT {
+                        u.paused = true;
+                        self.backend.submit(Op::PauseRecv(token));
+                    }
+                    wake(&mut u.rx_waker);
+                }
+            }
+            Completion::SentTo { token, errno, .. } => {
+                if let Some(Slot::Dgram(u)) = self.slots.get_mut(token.0 as usize) {
+                    u.tx_queued = u.tx_queued.saturating_sub(1);
+                    if errno != 0 {
+                        u.tx_error = Some(errno);
+                    }
+                    if u.tx_queued == 0 && u.closing {
+                        self.finish_close(token);
+                    } else if u.tx_queued <= DGRAM_TX_HIGH_WATER || errno != 0 {
+                        wake(&mut u.tx_waker);
+                    }
+                }
+            }
         }
     }
 
@@ -226,6 +306,27 @@ impl Driver {
         match self.slots.get_mut(token.0 as usize) {
             Some(Slot::Conn(c)) => c,
             _ => unreachable!("token {} is not a live connection", token.0),
+        }
+    }
+
+    /// A new datagram socket slot.
+    pub(crate) fn insert_dgram(&mut self, fd: RawFd) -> Token {
+        Token(self.slots.insert(Slot::Dgram(Dgram::new(fd))) as u32)
+    }
+
+    pub(crate) fn dgram(&mut self, token: Token) -> &mut Dgram {
+        match self.slots.get_mut(token.0 as usize) {
+            Some(Slot::Dgram(u)) => u,
+            _ => unreachable!("token {} is not a live datagram socket", token.0),
+        }
+    }
+
+    /// The application took a datagram: resume receiving if the queue is short again.
+    pub(crate) fn maybe_resume_dgram(&mut self, token: Token) {
+        let u = self.dgram(token);
+        if u.paused && u.rx.len() <= RX_RESUME_AT {
+            u.paused = false;
+            self.backend.submit(Op::ResumeRecv(token));
         }
     }
 
@@ -273,6 +374,17 @@ impl Driver {
                     self.close(t);
                 }
             }
+            Some(Slot::Dgram(u)) => {
+                u.rx.clear();
+                u.rx_waker = None;
+                u.tx_waker = None;
+                if u.tx_queued > 0 {
+                    // Datagrams queued before the drop still go out.
+                    u.closing = true;
+                    return;
+                }
+                self.finish_close(token);
+            }
             None => {}
         }
     }
@@ -280,6 +392,10 @@ impl Driver {
     fn finish_close(&mut self, token: Token) {
         if let Some(Slot::Conn(mut c)) = self.slots.try_remove(token.0 as usize) {
             c.rx.clear(&self.pool);
+            // A batch server shutting down waits for its last connections to go.
+            if let Some(group) = c.group.and_then(|g| self.groups.get_mut(g)) {
+                wake(&mut group.waker);
+            }
         }
         self.backend.submit(Op::Close(token));
     }

@@ -305,6 +305,11 @@ pub fn pool() -> paste_rt_core::BufPool {
     context::current().driver.borrow().pool.clone()
 }
 
+/// How the current thread's runtime chose its backend and what it probed, if any.
+pub fn current_selection() -> Option<Selection> {
+    context::try_current().map(|i| i.selection.clone())
+}
+
 /// Which backend the current thread's runtime runs on, if any.
 pub fn current_backend() -> Option<BackendKind> {
     context::try_current().map(|i| i.selection.kind)

@@ -221,3 +221,30 @@ async fn no_syscall_outside_poll_under_load() {
     paste_rt::yield_now().await;
     assert_eq!(paste_rt::stats().pool_in_use, baseline, "every buffer came back");
 }
+
+/// Many connections arriving at once (more than one tick's accept budget) are all
+/// accepted without any further connection arriving to trigger the listener.
+#[paste_rt::test_each_backend]
+async fn a_burst_of_simultaneous_connections_is_fully_accepted() {
+    const N: usize = 500;
+    let listener =
+        TcpListener::bind_with("127.0.0.1:0", paste_rt::net::ListenOptions { backlog: 1024, ..Default::default() })
+            .unwrap();
+    let addr = listener.local_addr().unwrap();
+    // All connect (the kernel completes the handshakes) before the server accepts.
+    let clients = off_thread(move || {
+        let conns: Vec<std::net::TcpStream> = (0..N).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+        conns
+    })
+    .await;
+    let mut accepted = Vec::with_capacity(N);
+    for _ in 0..N {
+        let (s, _) = paste_rt::time::timeout(Duration::from_secs(10), listener.accept())
+            .await
+            .expect("a connection of the burst was never accepted")
+            .unwrap();
+        accepted.push(s);
+    }
+    assert_eq!(accepted.len(), N);
+    drop(clients);
+}

@@ -24,7 +24,11 @@ fn main() -> ExitCode {
         async move {
             let listener = args.runtime.listen(args.port).await?;
             args.runtime.announce("echo", &listener, "");
-            echo::serve(listener).await
+            // Ctrl-C / SIGTERM: stop accepting, answer what is in hand, exit 0.
+            paste_rt_examples::connection::shutdown_on_signals();
+            echo::serve(listener).await?;
+            paste_rt_examples::connection::drain(std::time::Duration::from_secs(10)).await;
+            Ok::<(), std::io::Error>(())
         }
     });
     match result {

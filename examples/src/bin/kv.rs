@@ -41,7 +41,11 @@ fn main() -> ExitCode {
                 &listener,
                 format_args!(", items up to {} bytes, {} MiB per store", config.max_item_size, args.memory_mb),
             );
-            kv::serve(listener, config).await
+            // Ctrl-C / SIGTERM: stop accepting, answer what is in hand, exit 0.
+            paste_rt_examples::connection::shutdown_on_signals();
+            kv::serve(listener, config).await?;
+            paste_rt_examples::connection::drain(std::time::Duration::from_secs(10)).await;
+            Ok::<(), std::io::Error>(())
         }
     });
     match result {

@@ -64,7 +64,11 @@ fn main() -> ExitCode {
                 &listener,
                 format_args!(", mode {}, body {} bytes", args.mode.as_str(), args.body_len),
             );
-            phttpd::serve(listener, Config { body_len: args.body_len, mode }).await
+            // Ctrl-C / SIGTERM: stop accepting, answer what is in hand, exit 0.
+            paste_rt_examples::connection::shutdown_on_signals();
+            phttpd::serve(listener, Config { body_len: args.body_len, mode }).await?;
+            paste_rt_examples::connection::drain(std::time::Duration::from_secs(10)).await;
+            Ok::<(), std::io::Error>(())
         }
     });
     match result {

@@ -73,6 +73,9 @@ pub fn run(
         let wal = recovery.attach(pool, rt.backend().name(), Persister::new(method, config.pm_latency_ns))?;
         let listener = TcpListener::bind(addr).await?;
         on_ready(listener.local_addr()?, &rt, wal.stats());
+        // Ctrl-C / SIGTERM: the batch server stops accepting, answers the batch in
+        // hand (acknowledged only once durable), closes its connections; exit 0.
+        crate::connection::shutdown_on_signals();
         let mut server = WalServer::new(wal);
         paste_rt::batch::serve(listener, move |batch| server.on_batch(batch)).await
     })

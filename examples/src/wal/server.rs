@@ -86,6 +86,16 @@ impl WalServer {
                 }
             }
         }
+        if batch.is_shutting_down() {
+            // Graceful shutdown: close connections between requests.
+            for conn in batch.connections() {
+                let idle = self.conns.get(conn.index()).and_then(Option::as_ref).is_none_or(|c| c.parser.is_idle());
+                if idle && !self.replies.iter().any(|(c, _, _)| *c == conn) {
+                    batch.close(conn);
+                    self.conns[conn.index()] = None;
+                }
+            }
+        }
         if self.replies.is_empty() {
             return;
         }

@@ -26,7 +26,7 @@ mod stats;
 
 pub use backend::{Backend, BackendKind, RemoteWake, StartError};
 pub use buf::{KeptBuf, RxBuf, TxBuf};
-pub use op::{Completion, Op, SendData, Shutdown, Token};
+pub use op::{max_datagram, Completion, Op, SendData, Shutdown, Token, DGRAM_HEADROOM};
 pub use pool::{BufPool, PoolConfig, PoolMemory, DEFAULT_BUF_SIZE};
 pub use queue::RxQueue;
 pub use stats::{Stats, StatsSnapshot};

@@ -52,6 +52,20 @@ impl SendData {
     }
 }
 
+/// Bytes at the start of a pool buffer that a backend may use for a received
+/// datagram's metadata (io_uring writes its `io_uring_recvmsg_out` header and the
+/// source address there). So on every backend a datagram of at most
+/// `buf_size - DGRAM_HEADROOM` bytes (1984 with 2048-byte buffers, more than a
+/// 1500-byte MTU's 1472) arrives whole; a longer one arrives truncated to that
+/// length and flagged (`truncated` in [`Completion::RecvFrom`]).
+pub const DGRAM_HEADROOM: u32 = 64;
+
+/// The longest datagram received whole into buffers of `buf_size` bytes (see
+/// [`DGRAM_HEADROOM`]).
+pub const fn max_datagram(buf_size: u32) -> u32 {
+    buf_size.saturating_sub(DGRAM_HEADROOM)
+}
+
 /// Which half of a connection to shut down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shutdown {
@@ -113,9 +127,31 @@ pub enum Op {
         /// Which half.
         how: Shutdown,
     },
-    /// Close a connection or listener and forget its token. Queued sends are
-    /// flushed first where the kernel accepts them without waiting.
+    /// Close a connection, listener or datagram socket and forget its token. Queued
+    /// sends are flushed first where the kernel accepts them without waiting.
     Close(Token),
+    /// Start receiving datagrams on a bound, nonblocking datagram (UDP) socket. The
+    /// backend owns the fd from now on and closes it on `Close`. Each datagram
+    /// completes as `RecvFrom`; `PauseRecv`/`ResumeRecv` apply (while paused the
+    /// kernel keeps what its receive buffer holds and drops the rest, as UDP does).
+    /// A backend without datagram support (PASTE is TCP only) answers with
+    /// `RecvError { errno: EPROTONOSUPPORT }` and closes the fd.
+    BindDgram {
+        /// The socket's token.
+        token: Token,
+        /// The bound datagram socket.
+        fd: RawFd,
+    },
+    /// Queue one datagram to `addr` on a `BindDgram` socket, after those queued before.
+    /// Completes with one `SentTo` once the kernel took it or refused it.
+    SendTo {
+        /// The socket's token.
+        token: Token,
+        /// The datagram (one datagram, however long).
+        data: SendData,
+        /// Where to send it.
+        addr: SocketAddr,
+    },
 }
 
 /// What a backend's `poll` reports.
@@ -172,6 +208,31 @@ pub enum Completion {
         /// The connection.
         token: Token,
         /// The errno.
+        errno: i32,
+    },
+    /// A datagram arrived on a `BindDgram` socket, in a pool buffer lent to the
+    /// application (zero copy), with its source address.
+    RecvFrom {
+        /// The socket.
+        token: Token,
+        /// The payload (possibly empty: an empty datagram is not an EOF).
+        buf: RxBuf,
+        /// Who sent it.
+        from: SocketAddr,
+        /// The datagram was longer than [`max_datagram`] of the buffer size: `buf`
+        /// holds its first bytes, the rest was discarded by the kernel.
+        truncated: bool,
+    },
+    /// One datagram queued with `SendTo` left the queue: sent (`errno == 0`) or
+    /// refused by the kernel (e.g. `EMSGSIZE`, `ECONNREFUSED`); a failure concerns
+    /// that datagram only, the socket stays usable. Exactly one per `SendTo`, in the
+    /// order the kernel finished them.
+    SentTo {
+        /// The socket.
+        token: Token,
+        /// The datagram's length.
+        bytes: u32,
+        /// 0 on success, else the errno.
         errno: i32,
     },
 }

@@ -1,5 +1,6 @@
-//! tokio's and futures' I/O traits for [`TcpStream`] and its halves, so existing
-//! protocol code (codecs, hyper, `copy`) runs on paste-rt unchanged.
+//! tokio's and futures' I/O traits for [`TcpStream`] and its halves and for
+//! [`UnixStream`], so existing protocol code (codecs, hyper, `copy`) runs on
+//! paste-rt unchanged. All of them forward to the shared [`Connection`].
 //!
 //! Reads drain the lent receive buffers into the caller's buffer (a copy — use
 //! `recv` for zero copy). Writes copy into pool buffers and queue them: they leave
@@ -13,8 +14,9 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use super::conn::Connection;
 use super::stream::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, WriteHalf};
-use super::TcpStream;
+use super::{TcpStream, UnixStream};
 
 /// Forwards both traits of both crates to the stream's `poll_*` methods.
 macro_rules! io_traits {
@@ -24,7 +26,7 @@ macro_rules! io_traits {
             impl tokio::io::AsyncRead for $r {
                 fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> Poll<io::Result<()>> {
                     let $rs = &*self;
-                    let stream: &TcpStream = $rexpr;
+                    let stream: &Connection = $rexpr;
                     let n = match stream.poll_read(cx, buf.initialize_unfilled()) {
                         Poll::Ready(Ok(n)) => n,
                         Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -38,7 +40,7 @@ macro_rules! io_traits {
             impl futures_io::AsyncRead for $r {
                 fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
                     let $rs = &*self;
-                    let stream: &TcpStream = $rexpr;
+                    let stream: &Connection = $rexpr;
                     stream.poll_read(cx, buf)
                 }
             }
@@ -48,17 +50,17 @@ macro_rules! io_traits {
             impl tokio::io::AsyncWrite for $w {
                 fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
                     let $ws = &*self;
-                    let stream: &TcpStream = $wexpr;
+                    let stream: &Connection = $wexpr;
                     stream.poll_write(cx, data)
                 }
                 fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                     let $ws = &*self;
-                    let stream: &TcpStream = $wexpr;
+                    let stream: &Connection = $wexpr;
                     stream.poll_flush(cx)
                 }
                 fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                     let $ws = &*self;
-                    let stream: &TcpStream = $wexpr;
+                    let stream: &Connection = $wexpr;
                     stream.poll_shutdown(cx)
                 }
             }
@@ -66,17 +68,17 @@ macro_rules! io_traits {
             impl futures_io::AsyncWrite for $w {
                 fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
                     let $ws = &*self;
-                    let stream: &TcpStream = $wexpr;
+                    let stream: &Connection = $wexpr;
                     stream.poll_write(cx, data)
                 }
                 fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                     let $ws = &*self;
-                    let stream: &TcpStream = $wexpr;
+                    let stream: &Connection = $wexpr;
                     stream.poll_flush(cx)
                 }
                 fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                     let $ws = &*self;
-                    let stream: &TcpStream = $wexpr;
+                    let stream: &Connection = $wexpr;
                     stream.poll_shutdown(cx)
                 }
             }
@@ -86,11 +88,13 @@ macro_rules! io_traits {
 
 io_traits!(
     read:
-        TcpStream => |s| s,
-        ReadHalf<'_> => |s| s.stream(),
-        OwnedReadHalf => |s| s.stream();
+        TcpStream => |s| s.conn(),
+        ReadHalf<'_> => |s| s.stream().conn(),
+        OwnedReadHalf => |s| s.stream().conn(),
+        UnixStream => |s| s.conn();
     write:
-        TcpStream => |s| s,
-        WriteHalf<'_> => |s| s.stream(),
-        OwnedWriteHalf => |s| s.stream()
+        TcpStream => |s| s.conn(),
+        WriteHalf<'_> => |s| s.stream().conn(),
+        OwnedWriteHalf => |s| s.stream().conn(),
+        UnixStream => |s| s.conn()
 );

@@ -70,12 +70,7 @@ impl TcpListener {
         let addr = socket::resolve(addr)?;
         let reuse_port = options.reuse_port.unwrap_or(rt.threads > 1);
         let (fd, local) = socket::listen(addr, reuse_port, options.backlog)?;
-        let token = {
-            let mut d = rt.driver.borrow_mut();
-            let token = d.insert_listener();
-            d.backend.submit(Op::Listen { token, fd });
-            token
-        };
+        let token = start_listening(&rt, fd);
         Ok(TcpListener { rt, token, local, nodelay: options.nodelay })
     }
 
@@ -102,28 +97,49 @@ impl TcpListener {
 
     /// Polls for the next accepted connection.
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<TcpStream>> {
-        let mut d = self.rt.driver.borrow_mut();
-        let l = d.listener(self.token);
-        if let Some(token) = l.backlog.pop_front() {
-            drop(d);
+        poll_backlog(&self.rt, self.token, cx).map_ok(|token| {
             let stream = TcpStream::from_token(self.rt.clone(), token);
             if self.nodelay {
                 let _ = stream.set_nodelay(true);
             }
-            return Poll::Ready(Ok(stream));
-        }
-        if let Some(errno) = l.error.take() {
-            return Poll::Ready(Err(io::Error::from_raw_os_error(errno)));
-        }
-        register(&mut l.waker, cx.waker());
-        Poll::Pending
+            stream
+        })
     }
 }
 
 impl Drop for TcpListener {
     fn drop(&mut self) {
-        if let Ok(mut d) = self.rt.driver.try_borrow_mut() {
-            d.close(self.token);
-        }
+        close_listener(&self.rt, self.token);
+    }
+}
+
+/// Polls a listener's backlog (TCP or Unix: the backend accepts on both alike) for
+/// the token of the next accepted, already registered connection; an accept error is
+/// returned once.
+pub(crate) fn poll_backlog(rt: &Inner, listener: Token, cx: &mut Context<'_>) -> Poll<io::Result<Token>> {
+    let mut d = rt.driver.borrow_mut();
+    let l = d.listener(listener);
+    if let Some(token) = l.backlog.pop_front() {
+        return Poll::Ready(Ok(token));
+    }
+    if let Some(errno) = l.error.take() {
+        return Poll::Ready(Err(io::Error::from_raw_os_error(errno)));
+    }
+    register(&mut l.waker, cx.waker());
+    Poll::Pending
+}
+
+/// Hands a bound, listening socket to the backend, which accepts from now on.
+pub(crate) fn start_listening(rt: &Inner, fd: std::os::fd::RawFd) -> Token {
+    let mut d = rt.driver.borrow_mut();
+    let token = d.insert_listener();
+    d.backend.submit(Op::Listen { token, fd });
+    token
+}
+
+/// A listener handle was dropped: close it and every connection not yet taken.
+pub(crate) fn close_listener(rt: &Inner, listener: Token) {
+    if let Ok(mut d) = rt.driver.try_borrow_mut() {
+        d.close(listener);
     }
 }

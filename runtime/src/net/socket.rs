@@ -4,8 +4,12 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd, RawFd};
+use std::path::Path;
 
-use socket2::{Domain, SockRef, Socket, Type};
+use paste_rt_core::BackendKind;
+use socket2::{Domain, SockAddr, SockRef, Socket, Type};
+
+use crate::runtime::Inner;
 
 /// A bound, listening, nonblocking socket; returns its fd and actual address.
 pub(crate) fn listen(addr: SocketAddr, reuse_port: bool, backlog: i32) -> io::Result<(RawFd, SocketAddr)> {
@@ -42,4 +46,52 @@ pub(crate) fn resolve(addr: impl std::net::ToSocketAddrs) -> io::Result<SocketAd
     addr.to_socket_addrs()?
         .next()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing"))
+}
+
+/// A bound, nonblocking UDP socket; returns its fd and actual address.
+pub(crate) fn udp_bind(addr: SocketAddr) -> io::Result<(RawFd, SocketAddr)> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM.nonblocking().cloexec(), None)?;
+    socket.bind(&addr.into())?;
+    let local = socket.local_addr()?.as_socket().ok_or_else(|| io::Error::other("UDP socket has no IP address"))?;
+    Ok((socket.into_raw_fd(), local))
+}
+
+/// A bound, listening, nonblocking Unix stream socket at `path`.
+pub(crate) fn unix_listen(path: &Path, backlog: i32) -> io::Result<RawFd> {
+    let socket = Socket::new(Domain::UNIX, Type::STREAM.nonblocking().cloexec(), None)?;
+    socket.bind(&SockAddr::unix(path)?)?;
+    socket.listen(backlog)?;
+    Ok(socket.into_raw_fd())
+}
+
+/// What a nonblocking Unix-socket connect did.
+pub(crate) enum UnixConnect {
+    /// Connected: the fd, ready to register.
+    Done(RawFd),
+    /// The listener's accept queue is full (`EAGAIN`): try again later.
+    Full,
+}
+
+/// Connects a fresh nonblocking Unix stream socket to `path`. A Unix-socket connect
+/// never waits for a handshake: it completes at once, or fails with `EAGAIN` when the
+/// listener's accept queue is full (never `EINPROGRESS`).
+pub(crate) fn unix_connect(path: &Path) -> io::Result<UnixConnect> {
+    let socket = Socket::new(Domain::UNIX, Type::STREAM.nonblocking().cloexec(), None)?;
+    match socket.connect(&SockAddr::unix(path)?) {
+        Ok(()) => Ok(UnixConnect::Done(socket.into_raw_fd())),
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(UnixConnect::Full),
+        Err(e) => Err(io::Error::new(e.kind(), format!("connect to Unix socket {}: {e}", path.display()))),
+    }
+}
+
+/// Refuses `what` on a PASTE runtime (kernel or emulated): PASTE v4 registers TCP
+/// sockets only. `why` completes "… is not supported by PASTE (…)".
+pub(crate) fn refuse_on_paste(rt: &Inner, what: &str, why: &str) -> io::Result<()> {
+    match rt.selection.kind {
+        BackendKind::Paste | BackendKind::PasteEmu => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{what} is not supported by PASTE ({why}); this runtime runs the {} backend", rt.selection.kind),
+        )),
+        BackendKind::Uring | BackendKind::Epoll => Ok(()),
+    }
 }

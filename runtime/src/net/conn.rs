@@ -1,0 +1,234 @@
+//! [`Connection`]: the stream-socket data path shared by [`TcpStream`] and
+//! [`UnixStream`] — zero-copy `recv`/`send`, copying `read`/`write_all`, `flush`,
+//! `shutdown`, and the `poll_*` forms the I/O traits use.
+//!
+//! Owns one connection's token (its driver slot) and closes it on drop. Everything
+//! here queues ops to the backend or reads the driver's per-connection state; it
+//! never makes a system call, and it knows nothing of address families: the public
+//! stream types add what differs (how they connect, their addresses, socket options).
+//!
+//! [`TcpStream`]: crate::net::TcpStream
+//! [`UnixStream`]: crate::net::UnixStream
+
+use std::future::poll_fn;
+use std::io;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use paste_rt_core::{Op, RxBuf, SendData, Shutdown, Token, TxBuf};
+
+use crate::driver::{register, Conn, TX_HIGH_WATER};
+use crate::runtime::Inner;
+
+/// One stream connection served by the runtime's backend.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    rt: Rc<Inner>,
+    token: Token,
+}
+
+impl Connection {
+    pub(crate) fn from_token(rt: Rc<Inner>, token: Token) -> Connection {
+        Connection { rt, token }
+    }
+
+    /// Hands a connected socket to the backend (which starts receiving on it).
+    pub(crate) fn register(rt: Rc<Inner>, fd: RawFd) -> Connection {
+        let token = {
+            let mut d = rt.driver.borrow_mut();
+            let token = d.insert_conn(Conn { fd, connect: Some(0), ..Conn::default() });
+            d.backend.submit(Op::Register { token, fd });
+            token
+        };
+        Connection { rt, token }
+    }
+
+    /// Hands a fresh socket to the backend to connect to `addr`, and waits.
+    pub(crate) async fn connect(rt: Rc<Inner>, fd: RawFd, addr: std::net::SocketAddr) -> io::Result<Connection> {
+        let token = {
+            let mut d = rt.driver.borrow_mut();
+            let token = d.insert_conn(Conn { fd, connect: None, ..Conn::default() });
+            d.backend.submit(Op::Connect { token, fd, addr });
+            token
+        };
+        let conn = Connection { rt, token };
+        poll_fn(|cx| {
+            let mut d = conn.rt.driver.borrow_mut();
+            let c = d.conn(conn.token);
+            match c.connect {
+                Some(0) => Poll::Ready(Ok(())),
+                Some(errno) => Poll::Ready(Err(io::Error::from_raw_os_error(errno))),
+                None => {
+                    register(&mut c.tx_waker, cx.waker());
+                    Poll::Pending
+                }
+            }
+        })
+        .await?;
+        Ok(conn)
+    }
+
+    pub(crate) async fn recv(&self) -> io::Result<Option<RxBuf>> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<io::Result<Option<RxBuf>>> {
+        let mut d = self.rt.driver.borrow_mut();
+        let pool = d.pool.clone();
+        let c = d.conn(self.token);
+        if let Some(buf) = c.rx.pop(&pool) {
+            d.maybe_resume(self.token);
+            return Poll::Ready(Ok(Some(buf)));
+        }
+        if let Some(errno) = c.rx_error {
+            return Poll::Ready(Err(io::Error::from_raw_os_error(errno)));
+        }
+        if c.eof {
+            return Poll::Ready(Ok(None));
+        }
+        register(&mut c.rx_waker, cx.waker());
+        Poll::Pending
+    }
+
+    pub(crate) fn unrecv(&self, buf: RxBuf) {
+        if !buf.is_empty() {
+            self.rt.driver.borrow_mut().conn(self.token).rx.push_front(buf);
+        }
+    }
+
+    pub(crate) fn tx_buf(&self) -> Option<TxBuf> {
+        self.rt.driver.borrow().pool.tx_buf()
+    }
+
+    pub(crate) async fn send_data(&self, data: SendData) -> io::Result<()> {
+        self.queue_send(data)?;
+        poll_fn(|cx| self.poll_send_ready(cx)).await
+    }
+
+    pub(crate) fn queue_send(&self, data: SendData) -> io::Result<()> {
+        let mut d = self.rt.driver.borrow_mut();
+        let c = d.conn(self.token);
+        if let Some(errno) = c.tx_error {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        c.tx_queued += data.len() as u64;
+        d.backend.submit(Op::Send { token: self.token, data });
+        Ok(())
+    }
+
+    pub(crate) fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_queued_at_most(cx, TX_HIGH_WATER)
+    }
+
+    fn poll_queued_at_most(&self, cx: &mut Context<'_>, limit: u64) -> Poll<io::Result<()>> {
+        let mut d = self.rt.driver.borrow_mut();
+        let c = d.conn(self.token);
+        if let Some(errno) = c.tx_error {
+            return Poll::Ready(Err(io::Error::from_raw_os_error(errno)));
+        }
+        if c.tx_queued <= limit {
+            return Poll::Ready(Ok(()));
+        }
+        register(&mut c.tx_waker, cx.waker());
+        Poll::Pending
+    }
+
+    pub(crate) async fn flush(&self) -> io::Result<()> {
+        poll_fn(|cx| self.poll_flush(cx)).await
+    }
+
+    pub(crate) fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_queued_at_most(cx, 0)
+    }
+
+    pub(crate) async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        poll_fn(|cx| self.poll_read(cx, buf)).await
+    }
+
+    pub(crate) fn poll_read(&self, cx: &mut Context<'_>, out: &mut [u8]) -> Poll<io::Result<usize>> {
+        if out.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let mut rx = match self.poll_recv(cx) {
+            Poll::Ready(Ok(Some(rx))) => rx,
+            Poll::Ready(Ok(None)) => return Poll::Ready(Ok(0)),
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        };
+        let n = rx.len().min(out.len());
+        out[..n].copy_from_slice(&rx[..n]);
+        rx.advance(n);
+        self.unrecv(rx);
+        Poll::Ready(Ok(n))
+    }
+
+    pub(crate) async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let n = self.queue_copy(data)?;
+            data = &data[n..];
+            poll_fn(|cx| self.poll_send_ready(cx)).await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn queue_copy(&self, data: &[u8]) -> io::Result<usize> {
+        match self.tx_buf() {
+            Some(mut tx) => {
+                let n = tx.put(data);
+                self.queue_send(SendData::Pool(tx))?;
+                Ok(n)
+            }
+            None => {
+                let n = data.len().min(64 * 1024);
+                self.queue_send(SendData::Owned(data[..n].to_vec()))?;
+                Ok(n)
+            }
+        }
+    }
+
+    pub(crate) async fn shutdown(&self) -> io::Result<()> {
+        self.rt.driver.borrow_mut().backend.submit(Op::Shutdown { token: self.token, how: Shutdown::Write });
+        self.flush().await
+    }
+
+    pub(crate) fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        {
+            let mut d = self.rt.driver.borrow_mut();
+            let c = d.conn(self.token);
+            if !c.shutdown_queued {
+                c.shutdown_queued = true;
+                d.backend.submit(Op::Shutdown { token: self.token, how: Shutdown::Write });
+            }
+        }
+        self.poll_flush(cx)
+    }
+
+    pub(crate) fn poll_write(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        match self.poll_send_ready(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(self.queue_copy(data)),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    pub(crate) fn token(&self) -> Token {
+        self.token
+    }
+
+    /// The socket (owned by the backend; valid while this connection lives).
+    pub(crate) fn fd(&self) -> RawFd {
+        self.rt.driver.borrow_mut().conn(self.token).fd
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Ok(mut d) = self.rt.driver.try_borrow_mut() {
+            d.close(self.token);
+        }
+    }
+}

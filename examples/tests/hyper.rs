@@ -22,8 +22,9 @@ use support::off_thread;
 /// What the client saw: status, HTTP version and body of each response.
 type Seen = Vec<(StatusCode, hyper::Version, Bytes)>;
 
-/// Runs `client` on a fresh tokio current-thread runtime on a helper thread.
-async fn with_tokio<F, Fut>(client: F) -> Fut::Output
+/// Runs `client` on a fresh tokio current-thread runtime on a helper thread,
+/// started at once; the returned future awaits its result.
+fn with_tokio<F, Fut>(client: F) -> impl std::future::Future<Output = Fut::Output>
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: std::future::Future,
@@ -33,7 +34,6 @@ where
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), client()).await.expect("client timed out") })
     })
-    .await
 }
 
 fn get(path: &str) -> Request<Empty<Bytes>> {

@@ -30,8 +30,9 @@
 //! ```
 //!
 //! The pieces: [`runtime`] (the tick, [`Builder`](runtime::Builder)), [`net`],
-//! [`time`], [`spawn`] and [`Handle`] for other threads. The backend contract lives
-//! in [`paste_rt_core`], re-exported as [`core`].
+//! [`time`], [`spawn`] and [`Handle`] for other threads, [`spawn_blocking`],
+//! [`signal`], and [`compat`] (hyper, behind the `hyper` feature). The backend
+//! contract lives in [`paste_rt_core`], re-exported as [`core`].
 
 pub mod batch;
 pub mod blocking;

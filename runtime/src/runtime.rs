@@ -86,7 +86,7 @@ pub(crate) struct Inner {
     running: Cell<bool>,
     /// Graceful shutdown was requested; `shutdown_requested()` waiters.
     shutting_down: Cell<bool>,
-    shutdown_waiters: RefCell<Vec<Waker>>,
+    shutdown_waiters: RefCell<slab::Slab<Waker>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -172,7 +172,7 @@ impl Runtime {
                 threads,
                 running: Cell::new(false),
                 shutting_down: Cell::new(false),
-                shutdown_waiters: RefCell::new(Vec::new()),
+                shutdown_waiters: RefCell::new(slab::Slab::new()),
             }),
         }
     }
@@ -385,25 +385,62 @@ impl Drop for LiveTask {
 pub fn request_shutdown() {
     let inner = context::current();
     inner.shutting_down.set(true);
-    for w in inner.shutdown_waiters.borrow_mut().drain(..) {
+    let waiters: Vec<Waker> = inner.shutdown_waiters.borrow_mut().drain().collect();
+    for w in waiters {
         w.wake();
     }
 }
 
 /// Completes when graceful shutdown of the current runtime is requested (by
 /// [`request_shutdown`], `RuntimeThread::shutdown`, or Ctrl-C handling in the
-/// application). Use it in `select!` beside `accept()`.
-pub async fn shutdown_requested() {
-    let inner = context::current();
-    std::future::poll_fn(|cx| {
-        if inner.shutting_down.get() {
-            Poll::Ready(())
-        } else {
-            inner.shutdown_waiters.borrow_mut().push(cx.waker().clone());
-            Poll::Pending
+/// application). Use it in `select!` beside `accept()`: polling it repeatedly keeps
+/// one waker slot, released when the future is dropped.
+///
+/// # Panics
+/// Outside a paste-rt runtime.
+pub fn shutdown_requested() -> ShutdownRequested {
+    ShutdownRequested { inner: context::current(), slot: None }
+}
+
+/// The future of [`shutdown_requested`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct ShutdownRequested {
+    inner: Rc<Inner>,
+    slot: Option<usize>,
+}
+
+impl std::fmt::Debug for ShutdownRequested {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShutdownRequested").field("requested", &self.inner.shutting_down.get()).finish()
+    }
+}
+
+impl Future for ShutdownRequested {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.inner.shutting_down.get() {
+            return Poll::Ready(());
         }
-    })
-    .await
+        let this = &mut *self;
+        let mut waiters = this.inner.shutdown_waiters.borrow_mut();
+        match this.slot.and_then(|k| waiters.get_mut(k)) {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            Some(w) => *w = cx.waker().clone(),
+            None => this.slot = Some(waiters.insert(cx.waker().clone())),
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for ShutdownRequested {
+    fn drop(&mut self) {
+        if let Some(k) = self.slot.take() {
+            if let Ok(mut waiters) = self.inner.shutdown_waiters.try_borrow_mut() {
+                waiters.try_remove(k);
+            }
+        }
+    }
 }
 
 /// Whether graceful shutdown of the current runtime was requested.

@@ -48,7 +48,7 @@ async fn main() -> std::io::Result<()> {
             _ = &mut ctrl_c => break,
             accepted = listener.accept() => {
                 let (stream, _) = accepted?;
-                let _ = paste_rt::spawn(connections.track_future(serve(stream, store.clone())));
+                drop(paste_rt::spawn(connections.track_future(serve(stream, store.clone()))));
             }
         }
     }

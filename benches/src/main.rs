@@ -348,7 +348,7 @@ fn run_ab(args: AbArgs) -> Result<(), String> {
     // Which subjects can run which case, and why not.
     let mut unavailable: Vec<Unavailable> = vec![];
     let backend_reason = |s: Subject| -> Option<String> {
-        let Subject::PasteRt(kind) = s else { return None };
+        let kind = s.backend()?;
         env.backends
             .iter()
             .find(|b| b.backend == kind.name())

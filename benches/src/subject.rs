@@ -27,8 +27,11 @@ pub const BACKENDS: [BackendKind; 4] =
 pub enum Subject {
     /// A paste-rt example server on one backend.
     PasteRt(BackendKind),
-    /// A peer server (tokio, monoio, raw io_uring).
+    /// A peer server (tokio, monoio, raw io_uring, hyper on tokio).
     Peer(Peer),
+    /// paste-rt's `hyper` example (hyper 1.x through paste-rt's adapters) on one
+    /// backend: `rpc` only, run when named (`hyper-paste-rt-uring`, ...).
+    HyperPasteRt(BackendKind),
 }
 
 impl Subject {
@@ -42,13 +45,22 @@ impl Subject {
         match self {
             Subject::PasteRt(k) => format!("paste-rt-{}", k.name()),
             Subject::Peer(p) => p.name().to_owned(),
+            Subject::HyperPasteRt(k) => format!("hyper-paste-rt-{}", k.name()),
         }
     }
 
     /// Whether its figures are emulated (paste-emu: PASTE's data path emulated in
     /// user space, not the kernel's).
     pub fn is_emulated(self) -> bool {
-        self == Subject::PasteRt(BackendKind::PasteEmu)
+        self.backend() == Some(BackendKind::PasteEmu)
+    }
+
+    /// The paste-rt backend it runs on, for paste-rt subjects.
+    pub fn backend(self) -> Option<BackendKind> {
+        match self {
+            Subject::PasteRt(k) | Subject::HyperPasteRt(k) => Some(k),
+            Subject::Peer(_) => None,
+        }
     }
 
     /// The name as printed in tables, reports and charts: `(emulated)` appended for
@@ -69,6 +81,8 @@ impl Subject {
                 Workload::Rpc | Workload::Echo | Workload::Kv | Workload::Wal => Ok(()),
             },
             Subject::Peer(p) => peers::supported(p, workload),
+            Subject::HyperPasteRt(_) if workload == Workload::Rpc => Ok(()),
+            Subject::HyperPasteRt(_) => Err(format!("hyper-paste-rt serves rpc only, not {workload}")),
         }
     }
 }
@@ -83,6 +97,12 @@ impl FromStr for Subject {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
+        if let Some(backend) = s.strip_prefix("hyper-paste-rt-") {
+            return backend
+                .parse::<BackendKind>()
+                .map(Subject::HyperPasteRt)
+                .map_err(|e| format!("subject {s:?}: {e}"));
+        }
         if let Some(backend) = s.strip_prefix("paste-rt-") {
             return backend.parse::<BackendKind>().map(Subject::PasteRt).map_err(|e| format!("subject {s:?}: {e}"));
         }
@@ -171,7 +191,7 @@ pub fn serve(
     };
     match subject {
         Subject::PasteRt(kind) if workload == Workload::Wal => serve_wal(kind, port, config, control, &pinned),
-        Subject::PasteRt(kind) => {
+        Subject::PasteRt(kind) | Subject::HyperPasteRt(kind) => {
             let rt = paste_rt::runtime::Builder::new()
                 .ignore_env()
                 .backend(kind.name())
@@ -190,6 +210,9 @@ pub fn serve(
                     control::spawn_answerer(Some(handle));
                 }
                 let served = match workload {
+                    Workload::Rpc if matches!(subject, Subject::HyperPasteRt(_)) => {
+                        paste_rt_examples::hyper_server::serve(listener).await
+                    }
                     Workload::Rpc => {
                         let mode = if config.batch {
                             paste_rt_examples::phttpd::Mode::Batch

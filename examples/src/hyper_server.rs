@@ -90,7 +90,7 @@ async fn connection(builder: Rc<auto::Builder<LocalExec>>, stream: TcpStream) {
 
 /// `GET /` (or `HEAD /`) → 200 with the phttpd body; other paths → 404; other
 /// methods → 405.
-async fn respond(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+pub async fn respond(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let status = match (request.method(), request.uri().path()) {
         (&Method::GET | &Method::HEAD, "/") => StatusCode::OK,
         (&Method::GET | &Method::HEAD, _) => StatusCode::NOT_FOUND,

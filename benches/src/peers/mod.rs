@@ -23,6 +23,7 @@ use std::str::FromStr;
 
 pub use crate::workload::Workload;
 
+mod hyper_tokio;
 mod monoio_peer;
 mod raw_uring;
 mod session;
@@ -41,11 +42,18 @@ pub enum Peer {
     /// A hand-written io_uring loop: multishot accept and recv over a provided buffer
     /// ring, one `io_uring_enter` per loop iteration. `rpc` and `echo` only.
     RawUring,
+    /// hyper 1.x (HTTP/1.1 keep-alive and h2c) on tokio's current-thread runtime, with
+    /// the very service of paste-rt's `hyper` example. `rpc` only; not in the default
+    /// set (ask for it with `--subjects hyper-tokio,hyper-paste-rt-uring,...`).
+    HyperTokio,
 }
 
 impl Peer {
     /// Every peer, in report order.
     pub const ALL: [Peer; 4] = [Peer::Tokio, Peer::MonoioUring, Peer::MonoioLegacy, Peer::RawUring];
+
+    /// Peers run only when asked for by name.
+    pub const OPTIONAL: [Peer; 1] = [Peer::HyperTokio];
 
     /// The command-line name.
     pub fn name(self) -> &'static str {
@@ -54,6 +62,7 @@ impl Peer {
             Peer::MonoioUring => "monoio-uring",
             Peer::MonoioLegacy => "monoio-legacy",
             Peer::RawUring => "raw-uring",
+            Peer::HyperTokio => "hyper-tokio",
         }
     }
 }
@@ -66,7 +75,7 @@ impl fmt::Display for Peer {
 
 /// A name that is not one of [`Peer::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown peer {name:?}; one of: tokio, monoio-uring, monoio-legacy, raw-uring")]
+#[error("unknown peer {name:?}; one of: tokio, monoio-uring, monoio-legacy, raw-uring, hyper-tokio")]
 pub struct UnknownPeer {
     /// The name given.
     pub name: String,
@@ -76,7 +85,11 @@ impl FromStr for Peer {
     type Err = UnknownPeer;
 
     fn from_str(s: &str) -> Result<Self, UnknownPeer> {
-        Peer::ALL.into_iter().find(|p| p.name() == s.trim()).ok_or_else(|| UnknownPeer { name: s.to_owned() })
+        Peer::ALL
+            .into_iter()
+            .chain(Peer::OPTIONAL)
+            .find(|p| p.name() == s.trim())
+            .ok_or_else(|| UnknownPeer { name: s.to_owned() })
     }
 }
 
@@ -165,6 +178,8 @@ pub fn supported(peer: Peer, workload: Workload) -> Result<(), String> {
             }
             raw_uring::probe().map_err(|e| format!("io_uring is not available here: {e}"))
         }
+        Peer::HyperTokio if workload == Workload::Rpc => Ok(()),
+        Peer::HyperTokio => Err(format!("hyper-tokio serves rpc only, not {workload}")),
     }
 }
 
@@ -179,6 +194,7 @@ pub fn serve(peer: Peer, workload: Workload, listener: TcpListener, config: &Pee
     }
     match peer {
         Peer::RawUring => raw_uring::serve(workload, listener, config),
+        Peer::HyperTokio => return hyper_tokio::serve(listener),
         Peer::Tokio => {
             let service = session::Service::new(peer, workload, config)?;
             tokio_peer::serve(listener, service)

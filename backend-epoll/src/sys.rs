@@ -116,7 +116,7 @@ pub fn accept(stats: &Stats, fd: RawFd) -> io::Result<RawFd> {
 /// `connect(2)` on a nonblocking socket; `Ok(false)` means in progress.
 pub fn connect(stats: &Stats, fd: RawFd, addr: &std::net::SocketAddr) -> io::Result<bool> {
     stats.syscall();
-    let (storage, len) = sockaddr(addr);
+    let (storage, len) = paste_rt_core::sockaddr::encode(addr);
     // SAFETY: storage holds a valid sockaddr of `len` bytes.
     match check(unsafe { libc::connect(fd, (&storage as *const libc::sockaddr_storage).cast(), len) }) {
         Ok(_) => Ok(true),
@@ -164,37 +164,6 @@ pub fn ignore_sigpipe() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
-fn sockaddr(addr: &std::net::SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        std::net::SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        std::net::SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
-}
-
 /// `recvfrom(2)` with `MSG_TRUNC` into raw memory: returns the datagram's full
 /// length (more than `len` when it was truncated) and its source address.
 ///
@@ -222,13 +191,13 @@ pub unsafe fn recvfrom(
             &mut addr_len,
         )
     })?;
-    Ok((n, socket_addr(&storage, addr_len)))
+    Ok((n, paste_rt_core::sockaddr::read(&storage, addr_len)))
 }
 
 /// `sendto(2)` of one datagram with `MSG_NOSIGNAL`.
 pub fn sendto(stats: &Stats, fd: RawFd, data: &[u8], addr: &std::net::SocketAddr) -> io::Result<usize> {
     stats.syscall();
-    let (storage, len) = sockaddr(addr);
+    let (storage, len) = paste_rt_core::sockaddr::encode(addr);
     // SAFETY: `data` is a valid slice and storage a valid sockaddr of `len` bytes,
     // both alive for the call.
     check_size(unsafe {
@@ -241,26 +210,4 @@ pub fn sendto(stats: &Stats, fd: RawFd, data: &[u8], addr: &std::net::SocketAddr
             len,
         )
     })
-}
-
-/// An IPv4 or IPv6 address the kernel wrote; `None` for any other family.
-fn socket_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<std::net::SocketAddr> {
-    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-    match storage.ss_family as libc::c_int {
-        libc::AF_INET if len as usize >= std::mem::size_of::<libc::sockaddr_in>() => {
-            // SAFETY: the family says the storage holds a sockaddr_in, which it is
-            // large enough and aligned for.
-            let sin = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
-        }
-        libc::AF_INET6 if len as usize >= std::mem::size_of::<libc::sockaddr_in6>() => {
-            // SAFETY: as above, for sockaddr_in6.
-            let sin6 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            let port = u16::from_be(sin6.sin6_port);
-            Some(SocketAddr::V6(SocketAddrV6::new(ip, port, sin6.sin6_flowinfo, sin6.sin6_scope_id)))
-        }
-        _ => None,
-    }
 }

@@ -459,7 +459,7 @@ impl EmuProvider {
             return;
         };
         s.connecting = true;
-        let len = write_sockaddr(&addr, &mut s.addr);
+        let len = paste_rt_core::sockaddr::write(&addr, &mut s.addr);
         let entry = opcode::Connect::new(Fd(fd), (&s.addr as *const libc::sockaddr_storage).cast(), len)
             .build()
             .user_data(s.ud(OpKind::Connect));
@@ -1112,35 +1112,6 @@ impl EmuProvider {
 /// The entry of `fd` (a free function, so that other fields stay borrowable).
 fn sock_of(socks: &mut [Option<Box<Sock>>], fd: RawFd) -> Option<&mut Sock> {
     usize::try_from(fd).ok().and_then(|i| socks.get_mut(i)).and_then(|s| s.as_deref_mut())
-}
-
-/// Fills `storage` with `addr`; returns its length.
-fn write_sockaddr(addr: &SocketAddr, storage: &mut libc::sockaddr_storage) -> libc::socklen_t {
-    match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            unsafe { (storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>().write(sin) };
-            size_of::<libc::sockaddr_in>() as libc::socklen_t
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-            unsafe { (storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>().write(sin6) };
-            size_of::<libc::sockaddr_in6>() as libc::socklen_t
-        }
-    }
 }
 
 #[cfg(test)]

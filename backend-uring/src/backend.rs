@@ -689,7 +689,7 @@ impl UringBackend {
             t.iov = libc::iovec { iov_base: bytes.as_ptr() as *mut libc::c_void, iov_len: bytes.len() };
             t.data = Some(data);
             t.to = Some(addr);
-            let len = write_sockaddr(&addr, &mut t.addr);
+            let len = paste_rt_core::sockaddr::write(&addr, &mut t.addr);
             t.msg.msg_name = (&mut t.addr as *mut libc::sockaddr_storage).cast();
             t.msg.msg_namelen = len;
             t.msg.msg_iov = &mut t.iov;
@@ -1175,7 +1175,7 @@ impl Backend for UringBackend {
                 let s = &mut *self.slots[id as usize];
                 s.connecting = true;
                 s.inflight += 1;
-                let len = write_sockaddr(&addr, &mut s.addr);
+                let len = paste_rt_core::sockaddr::write(&addr, &mut s.addr);
                 let entry = opcode::Connect::new(Fd(fd), (&s.addr as *const libc::sockaddr_storage).cast(), len)
                     .build()
                     .user_data(s.ud(id, OpKind::Connect));
@@ -1353,49 +1353,8 @@ fn parse_recvmsg_out(buf: &[u8]) -> Option<(SocketAddr, bool)> {
     let u32_at = |b: &[u8], i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
     let namelen = u32_at(buf, 0) as usize;
     let flags = u32_at(buf, 12);
-    let port = u16::from_be_bytes([name[2], name[3]]);
-    let from = match u16::from_ne_bytes([name[0], name[1]]) as libc::c_int {
-        libc::AF_INET if namelen >= std::mem::size_of::<libc::sockaddr_in>() => {
-            let ip = std::net::Ipv4Addr::new(name[4], name[5], name[6], name[7]);
-            SocketAddr::V4(std::net::SocketAddrV4::new(ip, port))
-        }
-        libc::AF_INET6 if namelen >= std::mem::size_of::<libc::sockaddr_in6>() => {
-            let octets: [u8; 16] = name[8..24].try_into().ok()?;
-            let (flowinfo, scope) = (u32_at(name, 4), u32_at(name, 24));
-            SocketAddr::V6(std::net::SocketAddrV6::new(octets.into(), port, flowinfo, scope))
-        }
-        _ => return None,
-    };
+    let from = paste_rt_core::sockaddr::read_bytes(&name[..namelen.min(name.len())])?;
     Some((from, flags & libc::MSG_TRUNC as u32 != 0))
-}
-
-/// Fills `storage` with `addr`; returns its length.
-fn write_sockaddr(addr: &SocketAddr, storage: &mut libc::sockaddr_storage) -> libc::socklen_t {
-    match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            unsafe { (storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>().write(sin) };
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-            unsafe { (storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>().write(sin6) };
-            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
-        }
-    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! Owns the order of runs and the measurement of one run; the statistics, the
 //! report and the charts are elsewhere. Servers are killed (by pid) after each run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -203,19 +203,26 @@ fn fail(mut record: Record, message: String) -> Record {
 
 /// The command starting `subject`'s server for `workload` as a controlled child.
 pub fn serve_command(plan: &AbPlan, subject: Subject, workload: Workload) -> Command {
-    let mut cmd = Command::new(&plan.exe);
+    serve_command_for(&plan.exe, &plan.serve, subject, workload)
+}
+
+/// The command starting `subject`'s server for `workload` as a controlled child of
+/// the `paste-bench` executable `exe`, pinned to [`SERVER_CORE`], served as `serve`
+/// says.
+pub fn serve_command_for(exe: &Path, serve: &ServeConfig, subject: Subject, workload: Workload) -> Command {
+    let mut cmd = Command::new(exe);
     cmd.args(["serve", "--subject", &subject.name(), "--workload", workload.name(), "--port", "0", "--control"]);
-    cmd.args(["--core", &SERVER_CORE.to_string(), "--body-len", &plan.serve.body_len.to_string()]);
-    if plan.serve.batch {
+    cmd.args(["--core", &SERVER_CORE.to_string(), "--body-len", &serve.body_len.to_string()]);
+    if serve.batch {
         cmd.arg("--batch");
     }
-    if let Some(dir) = &plan.serve.peer.wal_dir {
+    if let Some(dir) = &serve.peer.wal_dir {
         cmd.arg("--wal-dir").arg(dir);
     }
-    if plan.serve.peer.pm_latency_ns > 0 {
-        cmd.args(["--pm-latency-ns", &plan.serve.peer.pm_latency_ns.to_string()]);
+    if serve.peer.pm_latency_ns > 0 {
+        cmd.args(["--pm-latency-ns", &serve.peer.pm_latency_ns.to_string()]);
     }
-    if !plan.serve.peer.wal_copy {
+    if !serve.peer.wal_copy {
         cmd.arg("--wal-zero-copy");
     }
     cmd

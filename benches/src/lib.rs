@@ -6,10 +6,12 @@
 //! by [`validate`] through [`exchange`]) or [`wrk`]; [`system`] reads `/proc`,
 //! [`statistics`] and [`record`] summarise, [`report`] and [`charts`] write the
 //! outputs, [`environment`] records the machine and the backend probe, and
-//! [`alloc_count`] counts the servers' heap allocations.
+//! [`alloc_count`] counts the servers' heap allocations. [`callgrind`] counts the
+//! servers' user-space instructions per request under valgrind.
 
 pub mod ab;
 pub mod alloc_count;
+pub mod callgrind;
 pub mod charts;
 pub mod control;
 pub mod environment;

@@ -127,6 +127,10 @@ pub enum LoadError {
     /// Preloading (kv keys, scale's idle connections) failed.
     #[error("preparing the run: {0}")]
     Prepare(String),
+    /// A counted run ([`run_counted`]) failed: an invalid response, a stall past
+    /// the phase's time limit, or the caller's step between phases.
+    #[error("counted run: {0}")]
+    Counted(String),
 }
 
 #[derive(Debug)]
@@ -457,4 +461,171 @@ async fn receiver(
             return;
         }
     }
+}
+
+/// A counted run: fixed numbers of requests in phases, on the same connections.
+///
+/// Closed loop only. Each phase sends exactly its number of requests, spread over
+/// the connections (the first `requests % conns` connections send one more), and
+/// ends when every response has arrived and been validated; then the caller's
+/// `between` runs while every connection is idle. Used by the callgrind mode,
+/// which counts the server's instructions between phases.
+#[derive(Debug, Clone)]
+pub struct CountedConfig {
+    /// The server.
+    pub addr: SocketAddr,
+    /// The workload's client side.
+    pub spec: LoadSpec,
+    /// Connections (opened once, before the first phase).
+    pub conns: usize,
+    /// Requests in flight per connection.
+    pub pipeline: usize,
+    /// Requests of each phase, in order.
+    pub phases: Vec<u64>,
+    /// Time limit of one phase: a phase not done by then fails the run.
+    pub phase_limit: Duration,
+    /// Pin the generator's thread to this core.
+    pub core: Option<usize>,
+}
+
+/// What one phase of a counted run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhaseResult {
+    /// Valid responses received (equal to the phase's requests).
+    pub requests: u64,
+    /// Wall time of the phase.
+    pub elapsed: Duration,
+}
+
+/// What a counted run did.
+#[derive(Debug, Clone)]
+pub struct CountedResult {
+    /// One entry per phase.
+    pub phases: Vec<PhaseResult>,
+    /// The paste-rt backend the generator ran on.
+    pub backend: String,
+    /// `Ok` when pinned, else why not.
+    pub pinned: Result<(), String>,
+}
+
+/// Requests of `total` that connection `conn` of `conns` sends.
+pub fn quota(total: u64, conns: usize, conn: usize) -> u64 {
+    let conns = conns.max(1) as u64;
+    total / conns + u64::from((conn as u64) < total % conns)
+}
+
+/// Runs a counted load ([`CountedConfig`]) on the calling thread. After phase `i`
+/// ends, `between(i)` runs (connections idle); an `Err` from it stops the run.
+/// Any invalid response, early close or phase over its time limit is an error:
+/// a counted run has figures only when every request was answered correctly.
+pub fn run_counted(
+    config: &CountedConfig,
+    mut between: impl FnMut(usize) -> Result<(), String>,
+) -> Result<CountedResult, LoadError> {
+    if config.conns == 0 {
+        return Err(LoadError::Counted("a counted run needs at least one connection".into()));
+    }
+    let pinned = match config.core {
+        Some(core) => crate::system::pin_current_thread(core).map_err(|e| e.to_string()),
+        None => Err("not requested".into()),
+    };
+    let _ = crate::system::raise_nofile_limit();
+    let rt = runtime()?;
+    let backend = rt.backend().name().to_owned();
+    let config = config.clone();
+    rt.block_on(async move {
+        let streams = connect_all(config.addr, config.conns).await?;
+        let streams: Vec<Rc<TcpStream>> = streams.into_iter().map(Rc::new).collect();
+        if config.spec.workload == Workload::Kv {
+            preload(&streams[0], &config.spec).await?;
+        }
+        let mut exchanges: Vec<Option<Exchange>> =
+            (0..streams.len()).map(|i| Some(Exchange::new(&config.spec, i as u64))).collect();
+        let mut phases = Vec::with_capacity(config.phases.len());
+        for (p, &total) in config.phases.iter().enumerate() {
+            let started = Instant::now();
+            let tasks: Vec<_> = streams
+                .iter()
+                .enumerate()
+                .map(|(i, stream)| {
+                    let ex = exchanges[i].take().expect("every exchange is returned by its phase task");
+                    let task =
+                        counted_conn(i, stream.clone(), ex, config.pipeline.max(1), quota(total, streams.len(), i));
+                    paste_rt::spawn(task)
+                })
+                .collect();
+            let deadline = started + config.phase_limit;
+            let mut requests = 0;
+            for (i, task) in tasks.into_iter().enumerate() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let (ex, done) = match paste_rt::time::timeout(left, task).await {
+                    Err(_) => {
+                        return Err(LoadError::Counted(format!(
+                            "phase {p}: connection {i} did not get its {} responses within {:.0} s",
+                            quota(total, streams.len(), i),
+                            config.phase_limit.as_secs_f64()
+                        )))
+                    }
+                    Ok(Err(e)) => return Err(LoadError::Counted(format!("phase {p}: connection {i}: task: {e}"))),
+                    Ok(Ok(out)) => out,
+                };
+                requests += done.map_err(|m| LoadError::Counted(format!("phase {p}: {m}")))?;
+                exchanges[i] = Some(ex);
+            }
+            phases.push(PhaseResult { requests, elapsed: started.elapsed() });
+            between(p).map_err(|m| LoadError::Counted(format!("after phase {p}: {m}")))?;
+        }
+        Ok(CountedResult { phases, backend, pinned })
+    })
+}
+
+/// One connection's share of a counted phase: sends exactly `quota` requests (at
+/// most `depth` in flight) and returns once every response has arrived, with its
+/// exchange (for the next phase) and the responses counted, or the error.
+async fn counted_conn(
+    conn: usize,
+    stream: Rc<TcpStream>,
+    mut ex: Exchange,
+    depth: usize,
+    quota: u64,
+) -> (Exchange, Result<u64, String>) {
+    let mut out = Vec::with_capacity(4096);
+    let mut unsent = quota;
+    let mut received = 0u64;
+    let first = unsent.min(depth as u64);
+    for _ in 0..first {
+        ex.write_request(&mut out);
+    }
+    unsent -= first;
+    if let Err(e) = send_all(&stream, &out) {
+        return (ex, Err(format!("connection {conn}: sending: {e}")));
+    }
+    while received < quota {
+        let buf = match next_buf(conn, &stream).await {
+            Ok(buf) => buf,
+            Err(message) => return (ex, Err(message)),
+        };
+        let checked = ex.feed(&buf);
+        drop(buf);
+        let done = match checked {
+            Ok(done) => done as u64,
+            Err(m) => return (ex, Err(format!("connection {conn}: invalid response: {m}"))),
+        };
+        received += done;
+        if received > quota {
+            return (ex, Err(format!("connection {conn}: more responses than requests")));
+        }
+        let next = unsent.min(done);
+        if next > 0 {
+            out.clear();
+            for _ in 0..next {
+                ex.write_request(&mut out);
+            }
+            unsent -= next;
+            if let Err(e) = send_all(&stream, &out) {
+                return (ex, Err(format!("connection {conn}: sending: {e}")));
+            }
+        }
+    }
+    (ex, Ok(received))
 }

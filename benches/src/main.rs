@@ -1,6 +1,7 @@
 //! `paste-bench`: paste-rt's A/B benchmark harness (BENCHMARKS.md).
 //!
-//! `ab` runs the matrix and writes the report; `serve` runs one subject in the
+//! `ab` runs the matrix and writes the report; `callgrind` counts user-space
+//! instructions per request under valgrind; `serve` runs one subject in the
 //! foreground; `load` runs the load generator alone; `probe` shows which paste-rt
 //! backends start here. Owns the command line only: the work is in the library.
 
@@ -10,13 +11,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use paste_rt_bench::ab::{self, AbPlan, Case, ClientKind, Unavailable};
 use paste_rt_bench::alloc_count::CountingAlloc;
+use paste_rt_bench::callgrind::{self, CallgrindPlan, Tools};
 use paste_rt_bench::charts::{self, Metric};
 use paste_rt_bench::environment::Environment;
 use paste_rt_bench::exchange::LoadSpec;
-use paste_rt_bench::loadgen::{self, LoadConfig};
+use paste_rt_bench::loadgen::{self, CountedConfig, LoadConfig};
 use paste_rt_bench::peers::PeerConfig;
 use paste_rt_bench::record::summarize;
 use paste_rt_bench::report::{self, ReportContext, Results};
@@ -42,6 +45,13 @@ enum Command {
     /// measured × 3 rounds. This deviates from BENCHMARKS.md's 5 s window (which
     /// does not fit); pass `--duration 5` for the protocol's default.
     Ab(AbArgs),
+    /// Count user-space instructions per request under `valgrind --tool=callgrind`.
+    ///
+    /// Each subject's server runs under callgrind; the load generator sends a warm-up,
+    /// N1 and N2 = 2×N1 requests on the same connections, callgrind dumps after each,
+    /// and (Ir(N2) − Ir(N1)) / (N2 − N1) is the figure: deterministic, start-up excluded.
+    /// Appends to OUT/callgrind.json and OUT/callgrind.md.
+    Callgrind(CallgrindArgs),
     /// Serve one subject in the foreground.
     Serve(ServeArgs),
     /// Run the built-in load generator alone against a server.
@@ -106,6 +116,42 @@ struct AbArgs {
     /// scale: active (measured) connections next to the idle ones.
     #[arg(long, default_value_t = 4)]
     scale_active: usize,
+    #[command(flatten)]
+    server: ServerOpts,
+}
+
+#[derive(clap::Args, Debug)]
+struct CallgrindArgs {
+    /// Subjects, comma-separated (default: those of `ab` that can start here).
+    #[arg(long)]
+    subjects: Option<String>,
+    /// The workload: rpc, echo, kv, wal.
+    #[arg(long, default_value = "rpc")]
+    workload: String,
+    /// Connections, comma-separated (one measurement per subject and count).
+    #[arg(long, default_value = "10")]
+    conns: String,
+    /// N1: requests of the first measured phase; the second sends N2 = 2×N1.
+    #[arg(long, default_value_t = 2000)]
+    requests: u64,
+    /// Requests of the warm-up phase before N1.
+    #[arg(long, default_value_t = 500)]
+    warmup_requests: u64,
+    /// Requests in flight per connection.
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
+    /// Time limit of one phase, seconds (a server slower than this fails its run).
+    #[arg(long, default_value_t = 300.0)]
+    phase_limit: f64,
+    /// Output directory: callgrind.json and callgrind.md are appended to.
+    #[arg(long, default_value = "bench-out")]
+    out: PathBuf,
+    /// kv value size.
+    #[arg(long, default_value_t = 64)]
+    kv_value_size: usize,
+    /// kv keys preloaded.
+    #[arg(long, default_value_t = 1000)]
+    kv_keys: u32,
     #[command(flatten)]
     server: ServerOpts,
 }
@@ -201,12 +247,20 @@ struct LoadArgs {
     /// Pin the generator to this core.
     #[arg(long)]
     core: Option<usize>,
+    /// Send exactly this many requests (after a warm-up of `--warmup-requests`)
+    /// instead of running for `--duration`.
+    #[arg(long)]
+    requests: Option<u64>,
+    /// With `--requests`: requests of the warm-up phase.
+    #[arg(long, default_value_t = 0)]
+    warmup_requests: u64,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Ab(args) => run_ab(args),
+        Command::Callgrind(args) => run_callgrind(args),
         Command::Serve(args) => run_serve(args),
         Command::Load(args) => run_load(args),
         Command::Probe => {
@@ -253,6 +307,31 @@ fn spec_for(workload: Workload, body_len: usize, kv_value_size: usize, kv_keys: 
 
 fn run_load(args: LoadArgs) -> Result<(), String> {
     let workload: Workload = args.workload.parse()?;
+    if let Some(requests) = args.requests {
+        if args.rate.is_some() {
+            return Err("--requests runs a closed loop: it cannot be combined with --rate".into());
+        }
+        let config = CountedConfig {
+            addr: args.addr,
+            spec: spec_for(workload, args.body_len, args.kv_value_size, args.kv_keys),
+            conns: args.conns,
+            pipeline: args.pipeline,
+            phases: vec![args.warmup_requests, requests],
+            phase_limit: Duration::from_secs(600),
+            core: args.core,
+        };
+        let r = loadgen::run_counted(&config, |_| Ok(())).map_err(|e| e.to_string())?;
+        let last = r.phases.last().copied().unwrap_or(loadgen::PhaseResult { requests: 0, elapsed: Duration::ZERO });
+        println!(
+            "{workload} {} conns on {}: {} requests (all valid) in {:.3} s, {:.0} req/s",
+            args.conns,
+            r.backend,
+            last.requests,
+            last.elapsed.as_secs_f64(),
+            last.requests as f64 / last.elapsed.as_secs_f64().max(1e-9)
+        );
+        return Ok(());
+    }
     let config = LoadConfig {
         addr: args.addr,
         spec: spec_for(workload, args.body_len, args.kv_value_size, args.kv_keys),
@@ -541,4 +620,195 @@ fn run_ab(args: AbArgs) -> Result<(), String> {
         return Err(format!("{invalid} run(s) invalid (errors listed above and in report.md)"));
     }
     Ok(())
+}
+
+fn run_callgrind(args: CallgrindArgs) -> Result<(), String> {
+    let tools = Tools::find().map_err(|e| e.to_string())?;
+    let workload: Workload = args.workload.parse()?;
+    let conns: Vec<usize> = list(&args.conns, "conns")?;
+    if conns.is_empty() || conns.contains(&0) {
+        return Err("--conns: at least one count, each at least 1".into());
+    }
+    if args.requests == 0 {
+        return Err("--requests must be at least 1".into());
+    }
+    let env = Environment::collect();
+    let explicit = args.subjects.is_some();
+    let asked: Vec<Subject> = match &args.subjects {
+        Some(s) => list(s, "subjects")?,
+        None => Subject::all(),
+    };
+    let mut subjects = vec![];
+    let mut not_run = vec![];
+    for s in asked {
+        let backend = s.backend().and_then(|kind| {
+            env.backends
+                .iter()
+                .find(|b| b.backend == kind.name())
+                .filter(|b| !b.started)
+                .map(|b| format!("backend does not start here: {}", b.detail))
+        });
+        match backend.or_else(|| s.serves(workload).err()) {
+            Some(reason) => not_run.push(format!("{}: {reason}", s.label())),
+            None => subjects.push(s),
+        }
+    }
+    if subjects.is_empty() {
+        return Err(format!("no subject can run {workload} here: {}", not_run.join("; ")));
+    }
+    let work_dir = std::env::temp_dir().join(format!("paste-bench-callgrind-{}", std::process::id()));
+    let mut server_opts = args.server.clone();
+    if workload == Workload::Wal && server_opts.wal_dir.is_none() {
+        server_opts.wal_dir = Some(work_dir.join("wal"));
+    }
+    if let Some(dir) = &server_opts.wal_dir {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    let plan = CallgrindPlan {
+        subjects,
+        workload,
+        spec: spec_for(workload, args.server.body_len, args.kv_value_size, args.kv_keys),
+        conns: conns.clone(),
+        warmup_requests: args.warmup_requests,
+        requests: args.requests,
+        pipeline: args.pipeline.max(1),
+        phase_limit: secs(args.phase_limit, "phase-limit")?,
+        serve: server_opts.serve_config(Some(ab::SERVER_CORE)),
+        exe: std::env::current_exe().map_err(|e| format!("locating paste-bench itself: {e}"))?,
+        tools: tools.clone(),
+        work_dir: work_dir.clone(),
+    };
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("creating {}: {e}", args.out.display()))?;
+    let valgrind_version = tools.version().unwrap_or_else(|| "valgrind (version unknown)".into());
+    let profile = if cfg!(debug_assertions) { "debug (unoptimised: figures not representative)" } else { "release" };
+    eprintln!(
+        "paste-bench callgrind on {} ({} cores, kernel {}), {valgrind_version}",
+        env.cpu_model, env.cores, env.kernel
+    );
+    for line in &not_run {
+        if explicit || !line.contains("backend does not start") {
+            eprintln!("  not run: {line}");
+        }
+    }
+    if cfg!(debug_assertions) {
+        eprintln!("  note: this paste-bench is a {profile} build; use `cargo run --release -p paste-rt-bench`");
+    }
+    eprintln!(
+        "  {} measurement(s) × ({} warm-up + {} + {} requests under callgrind, ~{:.0} s each) ≈ {} (ETA)",
+        plan.measurements(),
+        plan.warmup_requests,
+        plan.requests,
+        plan.requests2(),
+        plan.measurement_secs(),
+        fmt_duration(plan.eta())
+    );
+
+    let bar = ProgressBar::new(plan.eta().as_millis() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {percent:>3}% {msg} (ETA {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let mut results = vec![];
+    let per_measurement = (plan.measurement_secs() * 1000.0) as u64;
+    for &c in &plan.conns {
+        for &s in &plan.subjects {
+            let base = bar.position();
+            bar.set_message(format!("{workload} c={c} {} (start-up + warm-up)", s.label()));
+            let phases = ["N1", "N2", "done"];
+            let on_phase = |p: usize| {
+                bar.set_message(format!("{workload} c={c} {} ({})", s.label(), phases[p.min(2)]));
+            };
+            let r = callgrind::measure(&plan, s, c, &on_phase);
+            if let Some(e) = &r.error {
+                bar.println(format!("NOT MEASURED {} c={c}: {e}", s.label()));
+            }
+            bar.set_position(base + per_measurement);
+            results.push(r);
+        }
+    }
+    bar.finish_and_clear();
+    let wall = started.elapsed();
+    let _ = std::fs::remove_dir_all(&work_dir);
+
+    let settings_lines = vec![
+        format!(
+            "workload {workload}, connections {conns:?}, pipeline depth {}; warm-up {} requests, N1 = {}, N2 = {}",
+            plan.pipeline,
+            plan.warmup_requests,
+            plan.requests,
+            plan.requests2()
+        ),
+        format!("machine: {} ({} cores), {}", env.cpu_model, env.cores, env.kernel),
+        format!(
+            "{valgrind_version}; paste-bench {profile} build; git {}",
+            env.git_commit.as_deref().unwrap_or("unknown")
+        ),
+        format!(
+            "server pinned to core {}, load generator to core {} (pinning: {})",
+            ab::SERVER_CORE,
+            ab::CLIENT_CORE,
+            pinning_note(&results)
+        ),
+        format!("command: `{}`", env.command_line),
+        format!("date: {}; wall time {}", env.date, fmt_duration(wall)),
+    ];
+    let run = serde_json::json!({
+        "environment": &env,
+        "settings": {
+            "workload": workload.name(),
+            "conns": conns,
+            "pipeline": plan.pipeline,
+            "warmup_requests": plan.warmup_requests,
+            "n1": plan.requests,
+            "n2": plan.requests2(),
+            "body_len": args.server.body_len,
+            "phttpd_mode": if args.server.batch { "batch" } else { "tasks" },
+            "valgrind": valgrind_version,
+            "build_profile": profile,
+            "server_core": ab::SERVER_CORE,
+            "client_core": ab::CLIENT_CORE,
+            "wall_time_s": wall.as_secs_f64(),
+        },
+        "not_run": not_run,
+        "results": &results,
+    });
+    let json_path = args.out.join("callgrind.json");
+    callgrind::append_json(&json_path, run)?;
+    let md_path = args.out.join("callgrind.md");
+    let heading = format!(
+        "{workload}, {} connection(s), {}",
+        conns.iter().map(|c| c.to_string()).collect::<Vec<_>>().join("/"),
+        env.date
+    );
+    callgrind::append_markdown(&md_path, &callgrind::markdown_section(&heading, &settings_lines, &results))?;
+
+    print!("{}", callgrind::text_table(&results));
+    println!("\nDeterministic: (Ir(N2) − Ir(N1)) / (N2 − N1), server user space only, all threads.");
+    println!("Wall time {}; appended to {} and {}.", fmt_duration(wall), json_path.display(), md_path.display());
+    let failed = results.iter().filter(|r| r.error.is_some()).count();
+    if failed > 0 {
+        return Err(format!("{failed} measurement(s) failed (listed above and in {})", md_path.display()));
+    }
+    Ok(())
+}
+
+fn pinning_note(results: &[paste_rt_bench::callgrind::CallgrindResult]) -> String {
+    let mut notes: Vec<String> = vec![];
+    for r in results {
+        for (side, p) in [("server", &r.server_pinning), ("client", &r.client_pinning)] {
+            if !p.is_empty() && p != "ok" {
+                let note = format!("{side} pinning failed: {p}");
+                if !notes.contains(&note) {
+                    notes.push(note);
+                }
+            }
+        }
+    }
+    if notes.is_empty() {
+        "ok".into()
+    } else {
+        notes.join("; ")
+    }
 }

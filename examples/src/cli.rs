@@ -60,6 +60,18 @@ impl RuntimeArgs {
 }
 
 /// `--threads`: a positive number.
+/// The exit status of an example: success, or the error printed as
+/// `program: error` and a failure status.
+pub fn exit_code(program: &str, result: io::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 fn parse_threads(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if (1..=1024).contains(&n) => Ok(n),

@@ -129,6 +129,16 @@ pub fn shutdown_on_signals() {
     });
 }
 
+/// Runs a server the way every example binary does: Ctrl-C or SIGTERM starts a
+/// graceful shutdown ([`shutdown_on_signals`]), and once `serve` returns, the
+/// connections still finishing their requests get up to 10 s ([`drain`]).
+pub async fn serve_gracefully(serve: impl Future<Output = io::Result<()>>) -> io::Result<()> {
+    shutdown_on_signals();
+    serve.await?;
+    drain(Duration::from_secs(10)).await;
+    Ok(())
+}
+
 /// After the accept loop returned: waits until the runtime's tasks (connections
 /// finishing their requests) are done, at most `grace`.
 pub async fn drain(grace: Duration) {

@@ -25,17 +25,8 @@ fn main() -> ExitCode {
             let listener = args.runtime.listen(args.port).await?;
             args.runtime.announce("echo", &listener, "");
             // Ctrl-C / SIGTERM: stop accepting, answer what is in hand, exit 0.
-            paste_rt_examples::connection::shutdown_on_signals();
-            echo::serve(listener).await?;
-            paste_rt_examples::connection::drain(std::time::Duration::from_secs(10)).await;
-            Ok::<(), std::io::Error>(())
+            paste_rt_examples::connection::serve_gracefully(echo::serve(listener)).await
         }
     });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("echo: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    paste_rt_examples::cli::exit_code("echo", result)
 }

@@ -43,11 +43,5 @@ fn main() -> ExitCode {
             hyper_server::serve(listener).await
         }
     });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("hyper: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    paste_rt_examples::cli::exit_code("hyper", result)
 }

@@ -42,17 +42,8 @@ fn main() -> ExitCode {
                 format_args!(", items up to {} bytes, {} MiB per store", config.max_item_size, args.memory_mb),
             );
             // Ctrl-C / SIGTERM: stop accepting, answer what is in hand, exit 0.
-            paste_rt_examples::connection::shutdown_on_signals();
-            kv::serve(listener, config).await?;
-            paste_rt_examples::connection::drain(std::time::Duration::from_secs(10)).await;
-            Ok::<(), std::io::Error>(())
+            paste_rt_examples::connection::serve_gracefully(kv::serve(listener, config)).await
         }
     });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("kv: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    paste_rt_examples::cli::exit_code("kv", result)
 }

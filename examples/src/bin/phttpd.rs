@@ -65,17 +65,12 @@ fn main() -> ExitCode {
                 format_args!(", mode {}, body {} bytes", args.mode.as_str(), args.body_len),
             );
             // Ctrl-C / SIGTERM: stop accepting, answer what is in hand, exit 0.
-            paste_rt_examples::connection::shutdown_on_signals();
-            phttpd::serve(listener, Config { body_len: args.body_len, mode }).await?;
-            paste_rt_examples::connection::drain(std::time::Duration::from_secs(10)).await;
-            Ok::<(), std::io::Error>(())
+            paste_rt_examples::connection::serve_gracefully(phttpd::serve(
+                listener,
+                Config { body_len: args.body_len, mode },
+            ))
+            .await
         }
     });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("phttpd: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    paste_rt_examples::cli::exit_code("phttpd", result)
 }

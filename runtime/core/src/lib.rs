@@ -22,6 +22,7 @@ mod buf;
 mod op;
 mod pool;
 mod queue;
+pub mod sockaddr;
 mod stats;
 
 pub use backend::{Backend, BackendKind, RemoteWake, StartError};

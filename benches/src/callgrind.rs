@@ -1,0 +1,550 @@
+//! `paste-bench callgrind`: user-space instructions per request, counted by
+//! `valgrind --tool=callgrind` (BENCHMARKS.md). Deterministic where wall-clock
+//! figures are within noise.
+//!
+//! How one subject is measured: its `paste-bench serve` child runs under
+//! callgrind, pinned as in `ab`; the built-in load generator opens the
+//! connections once and sends three counted phases on them — warm-up, N1, N2 =
+//! 2×N1 requests ([`crate::loadgen::run_counted`]). After each phase, with every
+//! connection idle, `callgrind_control --dump` makes callgrind write the
+//! instructions counted since the previous dump to its own file (and zero its
+//! counters). The figure is (Ir(N2) − Ir(N1)) / (N2 − N1): start-up, connection
+//! set-up and whatever each part costs once cancel out.
+//!
+//! Why dumps and not an exit command or a signal: valgrind holds its big lock
+//! through `io_uring_enter` (it is not among the syscalls valgrind lets block), so
+//! while an io_uring runtime waits for completions no other thread of the child can
+//! run and no signal is delivered; `callgrind_control` reaches the process through
+//! vgdb, which interrupts the blocked syscall with ptrace. The child is then killed
+//! (SIGKILL, by pid): its counts are already on disk.
+//!
+//! Owns the valgrind command, the dump protocol, the Ir parser and this mode's
+//! table and files (`callgrind.json`, `callgrind.md`). It never reads wall-clock
+//! figures as results, and never leaves a child or a vgdb FIFO behind.
+
+use std::fmt::Write as _;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ab::{self, CLIENT_CORE};
+use crate::control::ServerChild;
+use crate::exchange::LoadSpec;
+use crate::loadgen::{self, CountedConfig};
+use crate::subject::{ServeConfig, Subject};
+use crate::workload::Workload;
+
+/// The Debian package that provides `valgrind` and `callgrind_control`.
+pub const VALGRIND_PACKAGE: &str = "valgrind";
+/// Time a child under valgrind gets to print its address.
+pub const START_LIMIT: Duration = Duration::from_secs(120);
+/// Seconds one measurement costs besides its requests: valgrind loading the
+/// binary and its debug info, three dumps, the kill (measured on the 2-core
+/// development machine).
+pub const START_SECS: f64 = 3.0;
+/// Seconds one request costs under callgrind, for the ETA (same machine; varies
+/// by subject).
+pub const SECS_PER_REQUEST: f64 = 0.000_15;
+
+/// Why the callgrind mode could not measure.
+#[derive(Debug, thiserror::Error)]
+pub enum CallgrindError {
+    /// A tool is not on `PATH`.
+    #[error("{tool} is not installed: install the Debian package `{package}` (apt-get install {package})")]
+    Missing {
+        /// The program looked for.
+        tool: &'static str,
+        /// The package providing it.
+        package: &'static str,
+    },
+    /// Creating or reading a file failed.
+    #[error("{what} {path}: {source}")]
+    File {
+        /// What was attempted.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error (with its errno).
+        #[source]
+        source: io::Error,
+    },
+    /// The child (under valgrind) did not start.
+    #[error("{subject}: {source}")]
+    Start {
+        /// The subject.
+        subject: String,
+        /// Why.
+        #[source]
+        source: crate::control::ChildError,
+    },
+    /// The counted load failed (invalid response, stall, dump failure).
+    #[error("{subject}: {message}")]
+    Load {
+        /// The subject.
+        subject: String,
+        /// What went wrong, with the child's state and stderr when useful.
+        message: String,
+    },
+    /// A callgrind output file could not be read as one.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: ParseError,
+    },
+}
+
+/// Why a callgrind output did not yield a total `Ir`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// No `events:` line.
+    #[error("no `events:` line: not a callgrind output, or an unfinished one")]
+    NoEvents,
+    /// The events do not include `Ir`.
+    #[error("the events ({0}) do not include Ir")]
+    NoIr(String),
+    /// Neither `totals:` nor `summary:`.
+    #[error("no `totals:` or `summary:` line: an unfinished output")]
+    NoTotals,
+    /// A total that is not a number.
+    #[error("unreadable total line {0:?}")]
+    BadTotal(String),
+}
+
+/// The total `Ir` (instructions executed) of a callgrind output: the `totals:`
+/// line (else `summary:`), at the position of `Ir` in the `events:` line.
+pub fn parse_total_ir(text: &str) -> Result<u64, ParseError> {
+    let mut events: Option<Vec<&str>> = None;
+    let (mut totals, mut summary) = (None, None);
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("events:") {
+            events.get_or_insert_with(|| rest.split_whitespace().collect());
+        } else if let Some(rest) = line.strip_prefix("totals:") {
+            totals = Some(rest);
+        } else if let Some(rest) = line.strip_prefix("summary:") {
+            summary = Some(rest);
+        }
+    }
+    let events = events.ok_or(ParseError::NoEvents)?;
+    let index = events.iter().position(|e| *e == "Ir").ok_or_else(|| ParseError::NoIr(events.join(" ")))?;
+    let line = totals.or(summary).ok_or(ParseError::NoTotals)?;
+    let value = line.split_whitespace().nth(index).ok_or_else(|| ParseError::BadTotal(line.trim().to_owned()))?;
+    value.parse().map_err(|_| ParseError::BadTotal(line.trim().to_owned()))
+}
+
+/// `valgrind` and `callgrind_control`, found on `PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tools {
+    /// The valgrind launcher.
+    pub valgrind: PathBuf,
+    /// callgrind's control script (talks to the process through vgdb).
+    pub callgrind_control: PathBuf,
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
+}
+
+impl Tools {
+    /// Finds both tools, or names the package to install.
+    pub fn find() -> Result<Tools, CallgrindError> {
+        let missing = |tool| CallgrindError::Missing { tool, package: VALGRIND_PACKAGE };
+        let valgrind = on_path("valgrind").ok_or_else(|| missing("valgrind"))?;
+        let callgrind_control = on_path("callgrind_control").ok_or_else(|| missing("callgrind_control"))?;
+        Ok(Tools { valgrind, callgrind_control })
+    }
+
+    /// `valgrind --version`, e.g. `valgrind-3.19.0`.
+    pub fn version(&self) -> Option<String> {
+        let out = Command::new(&self.valgrind).arg("--version").output().ok()?;
+        Some(String::from_utf8_lossy(&out.stdout).trim().to_owned()).filter(|v| !v.is_empty())
+    }
+}
+
+/// Everything the callgrind mode needs.
+#[derive(Debug, Clone)]
+pub struct CallgrindPlan {
+    /// Subjects, in table order.
+    pub subjects: Vec<Subject>,
+    /// The workload the servers serve.
+    pub workload: Workload,
+    /// Its client side.
+    pub spec: LoadSpec,
+    /// Connection counts (one measurement per subject and count).
+    pub conns: Vec<usize>,
+    /// Requests of the warm-up phase.
+    pub warmup_requests: u64,
+    /// N1; the second measured phase sends N2 = 2×N1.
+    pub requests: u64,
+    /// Requests in flight per connection.
+    pub pipeline: usize,
+    /// Time limit of one phase.
+    pub phase_limit: Duration,
+    /// How servers serve.
+    pub serve: ServeConfig,
+    /// The `paste-bench` executable.
+    pub exe: PathBuf,
+    /// valgrind and callgrind_control.
+    pub tools: Tools,
+    /// Where callgrind's files and vgdb's FIFOs go while measuring (removed after).
+    pub work_dir: PathBuf,
+}
+
+impl CallgrindPlan {
+    /// N2.
+    pub fn requests2(&self) -> u64 {
+        self.requests * 2
+    }
+
+    /// Measurements: one per connection count and subject.
+    pub fn measurements(&self) -> usize {
+        self.conns.len() * self.subjects.len()
+    }
+
+    /// Estimated seconds of one measurement.
+    pub fn measurement_secs(&self) -> f64 {
+        START_SECS + (self.warmup_requests + self.requests + self.requests2()) as f64 * SECS_PER_REQUEST
+    }
+
+    /// Estimated wall time of the whole plan.
+    pub fn eta(&self) -> Duration {
+        Duration::from_secs_f64(self.measurement_secs() * self.measurements() as f64)
+    }
+}
+
+/// What one subject measured at one connection count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallgrindResult {
+    /// Subject name.
+    pub subject: String,
+    /// Display label (`(emulated)` for paste-emu).
+    pub label: String,
+    /// Whether the figures are emulated (paste-emu).
+    pub emulated: bool,
+    /// Workload.
+    pub workload: String,
+    /// Connections.
+    pub conns: usize,
+    /// Warm-up requests.
+    pub warmup_requests: u64,
+    /// N1.
+    pub n1: u64,
+    /// N2.
+    pub n2: u64,
+    /// Ir from the child's start through the warm-up (start-up included).
+    pub ir_startup: Option<u64>,
+    /// Ir of the N1 phase.
+    pub ir_n1: Option<u64>,
+    /// Ir of the N2 phase.
+    pub ir_n2: Option<u64>,
+    /// (Ir(N2) − Ir(N1)) / (N2 − N1): user-space instructions per request.
+    pub instructions_per_request: Option<f64>,
+    /// Ir each phase costs once (2·Ir(N1) − Ir(N2) when N2 = 2·N1): waking up
+    /// after a dump, the dump's own bookkeeping. Small against the phases.
+    pub ir_fixed_per_phase: Option<i64>,
+    /// Wall seconds of the N1 and N2 phases (under valgrind: not a result).
+    pub phase_secs: Vec<f64>,
+    /// `ok`, or why the server could not be pinned.
+    pub server_pinning: String,
+    /// `ok`, or why the load generator could not be pinned.
+    pub client_pinning: String,
+    /// Why there are no figures, if there are none.
+    pub error: Option<String>,
+}
+
+impl CallgrindResult {
+    fn empty(subject: Subject, plan: &CallgrindPlan, conns: usize) -> CallgrindResult {
+        CallgrindResult {
+            subject: subject.name(),
+            label: subject.label(),
+            emulated: subject.is_emulated(),
+            workload: plan.workload.name().to_owned(),
+            conns,
+            warmup_requests: plan.warmup_requests,
+            n1: plan.requests,
+            n2: plan.requests2(),
+            ir_startup: None,
+            ir_n1: None,
+            ir_n2: None,
+            instructions_per_request: None,
+            ir_fixed_per_phase: None,
+            phase_secs: vec![],
+            server_pinning: String::new(),
+            client_pinning: String::new(),
+            error: None,
+        }
+    }
+}
+
+/// Instructions per request from the two measured parts.
+pub fn per_request(n1: u64, ir_n1: u64, n2: u64, ir_n2: u64) -> Option<f64> {
+    (n2 > n1).then(|| (ir_n2 as f64 - ir_n1 as f64) / (n2 - n1) as f64)
+}
+
+/// The command running `subject`'s server under callgrind: output to `out_file`
+/// (dumps to `out_file.1`, `.2`, …), vgdb FIFOs under `vgdb_prefix`.
+pub fn valgrind_command(plan: &CallgrindPlan, subject: Subject, out_file: &Path, vgdb_prefix: &Path) -> Command {
+    let inner = ab::serve_command_for(&plan.exe, &plan.serve, subject, plan.workload);
+    let mut cmd = Command::new(&plan.tools.valgrind);
+    cmd.args(["--tool=callgrind", "-q", "--vgdb=yes"]);
+    cmd.arg(format!("--callgrind-out-file={}", out_file.display()));
+    cmd.arg(format!("--vgdb-prefix={}", vgdb_prefix.display()));
+    cmd.arg(inner.get_program()).args(inner.get_args());
+    cmd
+}
+
+/// Asks callgrind in process `pid` to dump (and zero) its counts.
+fn dump(tools: &Tools, vgdb_prefix: &Path, pid: u32, hint: &str) -> Result<(), String> {
+    let out = Command::new(&tools.callgrind_control)
+        .arg(format!("--vgdb-prefix={}", vgdb_prefix.display()))
+        .arg(format!("--dump={hint}"))
+        .arg(pid.to_string())
+        .output()
+        .map_err(|e| format!("running {}: {e}", tools.callgrind_control.display()))?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() || !text.contains("OK") {
+        return Err(format!("callgrind_control --dump {pid} failed ({}): {}", out.status, text.trim()));
+    }
+    Ok(())
+}
+
+/// Reads the total Ir of dump `part`, waiting briefly for the file to be complete.
+fn read_part(out_file: &Path, part: usize) -> Result<u64, CallgrindError> {
+    let path = PathBuf::from(format!("{}.{part}", out_file.display()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&path);
+        let parsed = match text {
+            Ok(t) => parse_total_ir(&t).map_err(|source| CallgrindError::Parse { path: path.clone(), source }),
+            Err(source) => Err(CallgrindError::File { what: "reading", path: path.clone(), source }),
+        };
+        match parsed {
+            Ok(ir) => return Ok(ir),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// Measures `subject` at `conns` connections. `on_phase(i)` is called after each
+/// of the three phases (for progress). Errors are recorded in the result.
+pub fn measure(plan: &CallgrindPlan, subject: Subject, conns: usize, on_phase: &dyn Fn(usize)) -> CallgrindResult {
+    let mut result = CallgrindResult::empty(subject, plan, conns);
+    let dir = plan.work_dir.join(format!("{}-c{conns}", subject.name()));
+    let measured = std::fs::create_dir_all(&dir)
+        .map_err(|source| CallgrindError::File { what: "creating", path: dir.clone(), source })
+        .and_then(|()| measure_in(plan, subject, conns, &dir, on_phase, &mut result));
+    let _ = std::fs::remove_dir_all(&dir);
+    match measured {
+        Ok([startup, n1, n2]) => {
+            result.ir_startup = Some(startup);
+            result.ir_n1 = Some(n1);
+            result.ir_n2 = Some(n2);
+            result.instructions_per_request = per_request(result.n1, n1, result.n2, n2);
+            result.ir_fixed_per_phase = (result.n2 == 2 * result.n1).then(|| 2 * n1 as i64 - n2 as i64);
+        }
+        Err(e) => result.error = Some(e.to_string()),
+    }
+    result
+}
+
+fn measure_in(
+    plan: &CallgrindPlan,
+    subject: Subject,
+    conns: usize,
+    dir: &Path,
+    on_phase: &dyn Fn(usize),
+    result: &mut CallgrindResult,
+) -> Result<[u64; 3], CallgrindError> {
+    let out_file = dir.join("callgrind.out");
+    let vgdb_prefix = dir.join("vgdb-pipe");
+    let command = valgrind_command(plan, subject, &out_file, &vgdb_prefix);
+    let mut server = ServerChild::start(command, START_LIMIT)
+        .map_err(|source| CallgrindError::Start { subject: subject.name(), source })?;
+    result.server_pinning = match &server.pinned {
+        Ok(()) => "ok".into(),
+        Err(e) => e.clone(),
+    };
+    let pid = server.pid();
+    let config = CountedConfig {
+        addr: server.addr,
+        spec: plan.spec.clone(),
+        conns,
+        pipeline: plan.pipeline.max(1),
+        phases: vec![plan.warmup_requests, plan.requests, plan.requests2()],
+        phase_limit: plan.phase_limit,
+        core: Some(CLIENT_CORE),
+    };
+    let (tools, prefix, out) = (plan.tools.clone(), vgdb_prefix.clone(), out_file.clone());
+    let (tx, rx) = mpsc::channel();
+    // The generator runs on its own (pinned) thread; between phases it asks for a
+    // dump and reads it, while every connection is idle.
+    let thread = std::thread::Builder::new()
+        .name("paste-bench-callgrind-load".into())
+        .spawn(move || {
+            let mut irs = [0u64; 3];
+            let counted = loadgen::run_counted(&config, |phase| {
+                dump(&tools, &prefix, pid, &format!("phase-{phase}"))?;
+                irs[phase] = read_part(&out, phase + 1).map_err(|e| e.to_string())?;
+                let _ = tx.send(phase);
+                Ok(())
+            });
+            counted.map(|c| (c, irs))
+        })
+        .map_err(|source| CallgrindError::File { what: "starting the load thread for", path: dir.into(), source })?;
+    for phase in rx {
+        on_phase(phase);
+    }
+    let joined = thread.join();
+    let outcome = match joined {
+        Ok(Ok((counted, irs))) => {
+            result.client_pinning = match &counted.pinned {
+                Ok(()) => "ok".into(),
+                Err(e) => e.clone(),
+            };
+            result.phase_secs = counted.phases.iter().skip(1).map(|p| p.elapsed.as_secs_f64()).collect();
+            Ok(irs)
+        }
+        Ok(Err(e)) => Err(CallgrindError::Load { subject: subject.name(), message: server.failure(&e.to_string()) }),
+        Err(_) => Err(CallgrindError::Load { subject: subject.name(), message: "the load generator panicked".into() }),
+    };
+    server.stop();
+    outcome
+}
+
+fn fmt_ir(v: Option<u64>) -> String {
+    v.map_or("n/a".into(), |v| v.to_string())
+}
+
+fn fmt_per_request(r: &CallgrindResult) -> String {
+    match (r.instructions_per_request, &r.error) {
+        (Some(v), None) => format!("{v:.0}"),
+        _ => "n/a".into(),
+    }
+}
+
+/// The table on stdout: one block per connection count.
+pub fn text_table(results: &[CallgrindResult]) -> String {
+    let mut out = String::new();
+    let mut conns: Vec<usize> = results.iter().map(|r| r.conns).collect();
+    conns.dedup();
+    for c in conns {
+        let rows: Vec<&CallgrindResult> = results.iter().filter(|r| r.conns == c).collect();
+        let Some(first) = rows.first() else { continue };
+        let _ = writeln!(
+            out,
+            "\n{} · {c} connections · user-space instructions per request (callgrind; N1 = {}, N2 = {})",
+            first.workload, first.n1, first.n2
+        );
+        let width = rows.iter().map(|r| r.label.len()).max().unwrap_or(7).max(7);
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:>10}  {:>14}  {:>14}  {:>12}  {:>14}",
+            "subject", "instr/req", "Ir(N1)", "Ir(N2)", "Ir once", "Ir start+warm"
+        );
+        for r in rows {
+            let fixed = r.ir_fixed_per_phase.map_or("n/a".into(), |v| v.to_string());
+            let _ = writeln!(
+                out,
+                "{:<width$}  {:>10}  {:>14}  {:>14}  {:>12}  {:>14}",
+                r.label,
+                fmt_per_request(r),
+                fmt_ir(r.ir_n1),
+                fmt_ir(r.ir_n2),
+                fixed,
+                fmt_ir(r.ir_startup)
+            );
+            if let Some(e) = &r.error {
+                let _ = writeln!(out, "{:<width$}  not measured: {e}", "");
+            }
+        }
+    }
+    out
+}
+
+/// One section of `callgrind.md`: heading, settings, the table, the method.
+pub fn markdown_section(heading: &str, settings: &[String], results: &[CallgrindResult]) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "## {heading}\n");
+    for s in settings {
+        let _ = writeln!(md, "- {s}");
+    }
+    let _ = writeln!(
+        md,
+        "\n| subject | conns | instructions / request | Ir(N1) | Ir(N2) | Ir once per phase | Ir start-up + warm-up |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
+    for r in results {
+        let fixed = r.ir_fixed_per_phase.map_or("n/a".into(), |v| v.to_string());
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.label,
+            r.conns,
+            fmt_per_request(r),
+            fmt_ir(r.ir_n1),
+            fmt_ir(r.ir_n2),
+            fixed,
+            fmt_ir(r.ir_startup)
+        );
+    }
+    let failed: Vec<&CallgrindResult> = results.iter().filter(|r| r.error.is_some()).collect();
+    if !failed.is_empty() {
+        let _ = writeln!(md, "\nNot measured:\n");
+        for r in failed {
+            let _ = writeln!(md, "- {} × {} connections: {}", r.label, r.conns, r.error.as_deref().unwrap_or(""));
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\nMethod: each server runs under `valgrind --tool=callgrind`; the load generator sends a warm-up, then \
+         N1, then N2 = 2×N1 requests on the same connections, and callgrind dumps its counts after each phase \
+         (`callgrind_control --dump`). Instructions per request = (Ir(N2) − Ir(N1)) / (N2 − N1): the server \
+         process's user-space instructions, all threads, kernel excluded; anything a phase costs once cancels. \
+         Under valgrind the server runs ~50× slower than the client, so it sees its connections' requests in \
+         full batches: the figure is the batched regime's. Figures labelled (emulated) come from paste-emu.\n"
+    );
+    md
+}
+
+/// Appends `run` to the `runs` array of `path` (created when missing). A file
+/// that exists but is not such a document is left alone: an error.
+pub fn append_json(path: &Path, run: serde_json::Value) -> Result<(), String> {
+    let mut doc = match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let doc: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| format!("{} exists but is not JSON ({e}); move it away", path.display()))?;
+            if !doc.get("runs").is_some_and(|r| r.is_array()) {
+                return Err(format!("{} exists but has no `runs` array; move it away", path.display()));
+            }
+            doc
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => serde_json::json!({ "runs": [] }),
+        Err(e) => return Err(format!("reading {}: {e}", path.display())),
+    };
+    if let Some(runs) = doc.get_mut("runs").and_then(|r| r.as_array_mut()) {
+        runs.push(run);
+    }
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| format!("encoding {}: {e}", path.display()))?;
+    std::fs::write(path, text + "\n").map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// Appends `section` to the markdown file `path` (a title first when new).
+pub fn append_markdown(path: &Path, section: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    let new = !path.exists();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("opening {}: {e}", path.display()))?;
+    let title = if new { "# paste-bench callgrind: user-space instructions per request\n\n" } else { "\n" };
+    file.write_all(format!("{title}{section}").as_bytes()).map_err(|e| format!("writing {}: {e}", path.display()))
+}

@@ -17,15 +17,14 @@
 //! late slot of an old connection can never reach a new one on the same number.
 //! This module makes no system call of its own: the providers do, inside `poll`.
 
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use paste_rt_core::{
-    Backend, BackendKind, BufPool, Completion, Op, PoolConfig, PoolMemory, RemoteWake, SendData, Shutdown, StartError,
-    Stats, Token,
+    Backend, BackendKind, BufPool, Completion, DenseMap, Op, PoolConfig, PoolMemory, RemoteWake, SendData, Shutdown,
+    StartError, Stats, Token,
 };
 
 use crate::emu_provider::EmuProvider;
@@ -127,7 +126,7 @@ pub struct PasteBackend {
     ops: Vec<Op>,
     /// Indexed by fd.
     conns: Vec<Option<Conn>>,
-    tokens: HashMap<Token, RawFd>,
+    tokens: DenseMap<RawFd>,
     /// Streams with a shutdown waiting for their data to be taken.
     shutdowns: Vec<RawFd>,
     events: Vec<Event>,
@@ -202,7 +201,7 @@ impl PasteBackend {
             stats: Stats::default(),
             ops: Vec::with_capacity(256),
             conns: Vec::new(),
-            tokens: HashMap::new(),
+            tokens: DenseMap::new(),
             shutdowns: Vec::new(),
             events: Vec::with_capacity(256),
             deferred: Vec::new(),
@@ -233,7 +232,7 @@ impl PasteBackend {
     }
 
     fn insert(&mut self, token: Token, fd: RawFd, role: Role) -> bool {
-        if let Some(&old) = self.tokens.get(&token) {
+        if let Some(&old) = self.tokens.get(token.0 as usize) {
             // The runtime reused a token it did not close: the old owner goes.
             self.close(token);
             debug_assert_ne!(old, fd);
@@ -248,12 +247,12 @@ impl PasteBackend {
         }
         self.conns[i] =
             Some(Conn { token, role, open: true, closing: false, shutdown: None, rx_done: false, tx_failed: None });
-        self.tokens.insert(token, fd);
+        self.tokens.insert(token.0 as usize, fd);
         true
     }
 
     fn stream(&self, token: Token) -> Option<RawFd> {
-        let fd = *self.tokens.get(&token)?;
+        let fd = *self.tokens.get(token.0 as usize)?;
         let c = self.conns.get(fd as usize)?.as_ref()?;
         (c.role == Role::Stream && c.open).then_some(fd)
     }
@@ -371,7 +370,7 @@ impl PasteBackend {
     /// away, a stream once its taken data has left (graceful close, fd number held
     /// until then so that no late slot can reach a new connection).
     fn close(&mut self, token: Token) {
-        let Some(fd) = self.tokens.remove(&token) else { return };
+        let Some(fd) = self.tokens.remove(token.0 as usize) else { return };
         let Some(c) = self.conn_mut(fd) else { return };
         c.open = false;
         c.closing = true;

@@ -15,7 +15,9 @@
 //! buffers with [`EmuKernel::send_done`]. Every buffer index is, at any time, either in
 //! a ring slot, the application's, or held here in exactly one [`KernelHold`] state.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use paste_rt_core::DenseMap;
 use std::fmt;
 use std::io;
 use std::os::fd::RawFd;
@@ -207,7 +209,7 @@ pub struct EmuKernel {
     free: Vec<u32>,
     /// Spares `rx_buffer` never lends, kept for TX swaps.
     tx_reserve: usize,
-    fds: HashMap<i32, FdEntry>,
+    fds: DenseMap<FdEntry>,
     ready: VecDeque<i32>,
     sends: VecDeque<SendJob>,
 }
@@ -260,7 +262,7 @@ impl EmuKernel {
             hold,
             tx_reserve: free.len() / 2,
             free,
-            fds: HashMap::new(),
+            fds: DenseMap::new(),
             ready: VecDeque::new(),
             sends: VecDeque::new(),
             mem,
@@ -288,17 +290,17 @@ impl EmuKernel {
         if fd < 3 || state != SocketState::Connected {
             return err(libc::EINVAL);
         }
-        if self.fds.contains_key(&fd) {
+        if self.fds.contains_key(fd as usize) {
             return err(libc::EBUSY);
         }
-        self.fds.insert(fd, FdEntry::default());
+        self.fds.insert(fd as usize, FdEntry::default());
         Ok(())
     }
 
     /// The socket was closed: forget `fd`, and return its undelivered data's buffers to
     /// the spares. Returns whether it was registered.
     pub fn unregister_fd(&mut self, fd: i32) -> bool {
-        let Some(e) = self.fds.remove(&fd) else { return false };
+        let Some(e) = self.fds.remove(fd as usize) else { return false };
         if e.queued {
             self.ready.retain(|&x| x != fd);
         }
@@ -312,14 +314,14 @@ impl EmuKernel {
 
     /// Whether `fd` is registered.
     pub fn is_registered(&self, fd: i32) -> bool {
-        self.fds.contains_key(&fd)
+        self.fds.contains_key(fd as usize)
     }
 
     /// Marks `fd`'s socket as refusing data (`Some(errno)`: `EAGAIN` when its send
     /// buffer is full, `EPIPE` when it is dead) or accepting it again (`None`). While
     /// set, txsync stops at the fd's first slot, as the kernel's does.
     pub fn set_send_error(&mut self, fd: i32, errno: Option<i32>) {
-        if let Some(e) = self.fds.get_mut(&fd) {
+        if let Some(e) = self.fds.get_mut(fd as usize) {
             e.send_error = errno;
         }
     }
@@ -369,7 +371,7 @@ impl EmuKernel {
         if self.state(idx) != Some(KernelHold::Receiving) || n == 0 || n > self.rx_capacity() {
             return Err(HoldError { index: idx, expected: KernelHold::Receiving });
         }
-        let Some(e) = self.fds.get_mut(&fd) else {
+        let Some(e) = self.fds.get_mut(fd as usize) else {
             self.put_free(idx);
             return Ok(false);
         };
@@ -395,7 +397,7 @@ impl EmuKernel {
     /// nothing to the ring: the provider reports it through the socket.) Returns
     /// whether `fd` is registered.
     pub fn rx_eof(&mut self, fd: i32) -> bool {
-        let Some(e) = self.fds.get_mut(&fd) else { return false };
+        let Some(e) = self.fds.get_mut(fd as usize) else { return false };
         e.pending.push_back(Pending::Eof);
         if !e.queued {
             e.queued = true;
@@ -506,7 +508,7 @@ impl EmuKernel {
             let k = self.rx[r];
             let n = k.ring.num_slots();
             let mut tail = k.hwtail;
-            let Some(e) = self.fds.get_mut(&fd) else { continue };
+            let Some(e) = self.fds.get_mut(fd as usize) else { continue };
             // The kernel may fill up to one slot before hwcur.
             while slot::ring_next(tail, n) != k.hwcur {
                 let Some(p) = e.pending.pop_front() else { break };
@@ -580,7 +582,7 @@ impl EmuKernel {
                     break;
                 }
                 let fd = slot::get_fd(s.ptr);
-                match self.fds.get(&fd) {
+                match self.fds.get(fd as usize) {
                     None => {
                         s.len = 0;
                         s.ptr = slot::reset_fd_doff(s.ptr);

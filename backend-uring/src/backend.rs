@@ -26,7 +26,7 @@
 //! sent is one `IORING_OP_SENDMSG` naming its destination; up to
 //! [`MAX_DGRAM_INFLIGHT`] per socket are in flight, the rest wait in the slot's queue.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
@@ -36,8 +36,8 @@ use std::time::{Duration, Instant};
 use io_uring::types::{CancelBuilder, Fd};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 use paste_rt_core::{
-    Backend, BackendKind, BufPool, Completion, Op, PoolConfig, RemoteWake, SendData, Shutdown, StartError, Stats,
-    Token, DGRAM_HEADROOM,
+    Backend, BackendKind, BufPool, Completion, DenseMap, Op, PoolConfig, RemoteWake, SendData, Shutdown, StartError,
+    Stats, Token, DGRAM_HEADROOM,
 };
 
 use crate::buf_ring::PoolBufRing;
@@ -343,7 +343,7 @@ pub struct UringBackend {
     #[allow(clippy::vec_box)]
     slots: Vec<Box<Slot>>,
     free_slots: Vec<u32>,
-    tokens: HashMap<Token, u32>,
+    tokens: DenseMap<u32>,
     /// Slots (id, generation) with queued sends to turn into SQEs at the next poll.
     tx_dirty: Vec<(u32, u32)>,
     /// Slots whose receive ran out of buffers, oldest first.
@@ -414,7 +414,7 @@ impl UringBackend {
             stats: Stats::default(),
             slots: Vec::new(),
             free_slots: Vec::new(),
-            tokens: HashMap::new(),
+            tokens: DenseMap::new(),
             tx_dirty: Vec::new(),
             rx_starved: VecDeque::new(),
             rx_ended: Vec::with_capacity(256),
@@ -489,7 +489,7 @@ impl UringBackend {
     }
 
     fn open_slot(&mut self, token: Token, fd: RawFd, role: Role) -> u32 {
-        if self.tokens.contains_key(&token) {
+        if self.tokens.contains_key(token.0 as usize) {
             // The runtime reused a token it did not close: the old owner goes.
             self.close(token);
         }
@@ -501,18 +501,18 @@ impl UringBackend {
             }
         };
         self.slots[id as usize].reset(role, token, fd);
-        self.tokens.insert(token, id);
+        self.tokens.insert(token.0 as usize, id);
         id
     }
 
     fn lookup(&self, token: Token, role: Role) -> Option<u32> {
-        self.tokens.get(&token).copied().filter(|&id| self.slots[id as usize].role == role)
+        self.tokens.get(token.0 as usize).copied().filter(|&id| self.slots[id as usize].role == role)
     }
 
     /// A connection or datagram socket (what receives).
     fn lookup_rx(&self, token: Token) -> Option<u32> {
         self.tokens
-            .get(&token)
+            .get(token.0 as usize)
             .copied()
             .filter(|&id| matches!(self.slots[id as usize].role, Role::Stream | Role::Dgram))
     }
@@ -705,7 +705,7 @@ impl UringBackend {
     /// Close: flush what the socket takes without waiting, cancel every op on the fd,
     /// close it with `IORING_OP_CLOSE` (after the cancel, in SQ order), forget the token.
     fn close(&mut self, token: Token) {
-        let Some(id) = self.tokens.remove(&token) else { return };
+        let Some(id) = self.tokens.remove(token.0 as usize) else { return };
         let s = &mut self.slots[id as usize];
         s.open = false;
         if s.role == Role::Dgram {

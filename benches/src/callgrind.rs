@@ -35,6 +35,7 @@ use crate::ab::{self, CLIENT_CORE};
 use crate::control::ServerChild;
 use crate::exchange::LoadSpec;
 use crate::loadgen::{self, CountedConfig};
+use crate::statistics::Spread;
 use crate::subject::{ServeConfig, Subject};
 use crate::workload::Workload;
 
@@ -45,10 +46,10 @@ pub const START_LIMIT: Duration = Duration::from_secs(120);
 /// Seconds one measurement costs besides its requests: valgrind loading the
 /// binary and its debug info, three dumps, the kill (measured on the 2-core
 /// development machine).
-pub const START_SECS: f64 = 3.0;
+pub const START_SECS: f64 = 1.0;
 /// Seconds one request costs under callgrind, for the ETA (same machine; varies
 /// by subject).
-pub const SECS_PER_REQUEST: f64 = 0.000_15;
+pub const SECS_PER_REQUEST: f64 = 0.000_06;
 
 /// Why the callgrind mode could not measure.
 #[derive(Debug, thiserror::Error)]
@@ -177,8 +178,10 @@ pub struct CallgrindPlan {
     pub workload: Workload,
     /// Its client side.
     pub spec: LoadSpec,
-    /// Connection counts (one measurement per subject and count).
+    /// Connection counts (one measurement per subject, count and round).
     pub conns: Vec<usize>,
+    /// Rounds: subjects interleaved (A B C … A B C …).
+    pub rounds: usize,
     /// Requests of the warm-up phase.
     pub warmup_requests: u64,
     /// N1; the second measured phase sends N2 = 2×N1.
@@ -195,7 +198,13 @@ pub struct CallgrindPlan {
     pub tools: Tools,
     /// Where callgrind's files and vgdb's FIFOs go while measuring (removed after).
     pub work_dir: PathBuf,
+    /// Keep each phase's callgrind profile here (for `callgrind_annotate`), named
+    /// `<subject>-c<conns>-r<round>.<phase>.callgrind.out`, phase `start`, `n1` or `n2`.
+    pub keep_profiles: Option<PathBuf>,
 }
+
+/// Names of the three phases, as in kept profile files.
+pub const PHASES: [&str; 3] = ["start", "n1", "n2"];
 
 impl CallgrindPlan {
     /// N2.
@@ -203,9 +212,9 @@ impl CallgrindPlan {
         self.requests * 2
     }
 
-    /// Measurements: one per connection count and subject.
+    /// Measurements: one per connection count, subject and round.
     pub fn measurements(&self) -> usize {
-        self.conns.len() * self.subjects.len()
+        self.conns.len() * self.subjects.len() * self.rounds.max(1)
     }
 
     /// Estimated seconds of one measurement.
@@ -232,6 +241,8 @@ pub struct CallgrindResult {
     pub workload: String,
     /// Connections.
     pub conns: usize,
+    /// Round (0-based; subjects interleaved within a round).
+    pub round: usize,
     /// Warm-up requests.
     pub warmup_requests: u64,
     /// N1.
@@ -260,13 +271,14 @@ pub struct CallgrindResult {
 }
 
 impl CallgrindResult {
-    fn empty(subject: Subject, plan: &CallgrindPlan, conns: usize) -> CallgrindResult {
+    fn empty(subject: Subject, plan: &CallgrindPlan, conns: usize, round: usize) -> CallgrindResult {
         CallgrindResult {
             subject: subject.name(),
             label: subject.label(),
             emulated: subject.is_emulated(),
             workload: plan.workload.name().to_owned(),
             conns,
+            round,
             warmup_requests: plan.warmup_requests,
             n1: plan.requests,
             n2: plan.requests2(),
@@ -335,9 +347,15 @@ fn read_part(out_file: &Path, part: usize) -> Result<u64, CallgrindError> {
 
 /// Measures `subject` at `conns` connections. `on_phase(i)` is called after each
 /// of the three phases (for progress). Errors are recorded in the result.
-pub fn measure(plan: &CallgrindPlan, subject: Subject, conns: usize, on_phase: &dyn Fn(usize)) -> CallgrindResult {
-    let mut result = CallgrindResult::empty(subject, plan, conns);
-    let dir = plan.work_dir.join(format!("{}-c{conns}", subject.name()));
+pub fn measure(
+    plan: &CallgrindPlan,
+    subject: Subject,
+    conns: usize,
+    round: usize,
+    on_phase: &dyn Fn(usize),
+) -> CallgrindResult {
+    let mut result = CallgrindResult::empty(subject, plan, conns, round);
+    let dir = plan.work_dir.join(format!("{}-c{conns}-r{round}", subject.name()));
     let measured = std::fs::create_dir_all(&dir)
         .map_err(|source| CallgrindError::File { what: "creating", path: dir.clone(), source })
         .and_then(|()| measure_in(plan, subject, conns, &dir, on_phase, &mut result));
@@ -383,6 +401,8 @@ fn measure_in(
         core: Some(CLIENT_CORE),
     };
     let (tools, prefix, out) = (plan.tools.clone(), vgdb_prefix.clone(), out_file.clone());
+    let keep =
+        plan.keep_profiles.clone().map(|dir| (dir, format!("{}-c{conns}-r{}", subject.name(), result.round + 1)));
     let (tx, rx) = mpsc::channel();
     // The generator runs on its own (pinned) thread; between phases it asks for a
     // dump and reads it, while every connection is idle.
@@ -393,6 +413,11 @@ fn measure_in(
             let counted = loadgen::run_counted(&config, |phase| {
                 dump(&tools, &prefix, pid, &format!("phase-{phase}"))?;
                 irs[phase] = read_part(&out, phase + 1).map_err(|e| e.to_string())?;
+                if let Some((dir, stem)) = &keep {
+                    let from = format!("{}.{}", out.display(), phase + 1);
+                    let to = dir.join(format!("{stem}.{}.callgrind.out", PHASES[phase.min(2)]));
+                    std::fs::copy(&from, &to).map_err(|e| format!("keeping {from} as {}: {e}", to.display()))?;
+                }
                 let _ = tx.send(phase);
                 Ok(())
             });
@@ -423,46 +448,148 @@ fn fmt_ir(v: Option<u64>) -> String {
     v.map_or("n/a".into(), |v| v.to_string())
 }
 
-fn fmt_per_request(r: &CallgrindResult) -> String {
-    match (r.instructions_per_request, &r.error) {
-        (Some(v), None) => format!("{v:.0}"),
+/// The subject whose instructions per request every other is compared with: the
+/// hand-written io_uring loop, which runs the same protocol code with no runtime.
+pub const REFERENCE: &str = "raw-uring";
+
+/// One subject at one connection count, over the rounds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallgrindSummary {
+    /// Subject name.
+    pub subject: String,
+    /// Display label (`(emulated)` for paste-emu).
+    pub label: String,
+    /// Connections.
+    pub conns: usize,
+    /// Instructions per request over the rounds that measured.
+    pub instructions_per_request: Option<Spread>,
+    /// The round whose figure is the median (the lower middle one for an even
+    /// count): its totals are the ones shown.
+    pub median_round: Option<CallgrindResult>,
+    /// Rounds that did not measure, and why.
+    pub errors: Vec<String>,
+}
+
+/// Summarises the rounds per subject and connection count, in first-seen order.
+pub fn summarize(results: &[CallgrindResult]) -> Vec<CallgrindSummary> {
+    let mut keys: Vec<(usize, String)> = vec![];
+    for r in results {
+        let key = (r.conns, r.subject.clone());
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys.into_iter()
+        .map(|(conns, subject)| {
+            let rounds: Vec<&CallgrindResult> =
+                results.iter().filter(|r| r.conns == conns && r.subject == subject).collect();
+            let mut measured: Vec<&CallgrindResult> =
+                rounds.iter().copied().filter(|r| r.error.is_none() && r.instructions_per_request.is_some()).collect();
+            let values: Vec<f64> = measured.iter().filter_map(|r| r.instructions_per_request).collect();
+            measured.sort_by(|a, b| {
+                a.instructions_per_request
+                    .unwrap_or(f64::NAN)
+                    .total_cmp(&b.instructions_per_request.unwrap_or(f64::NAN))
+            });
+            let median_round = measured.get(measured.len().saturating_sub(1) / 2).map(|r| (*r).clone());
+            CallgrindSummary {
+                label: rounds.first().map_or_else(|| subject.clone(), |r| r.label.clone()),
+                subject,
+                conns,
+                instructions_per_request: Spread::of(&values),
+                median_round,
+                errors: rounds
+                    .iter()
+                    .filter_map(|r| r.error.as_ref().map(|e| format!("round {}: {e}", r.round + 1)))
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+fn fmt_count(v: f64) -> String {
+    format!("{v:.0}")
+}
+
+fn median_of(s: &CallgrindSummary) -> String {
+    s.instructions_per_request.map_or("n/a".into(), |v| fmt_count(v.median))
+}
+
+fn range_of(s: &CallgrindSummary) -> String {
+    match s.instructions_per_request {
+        Some(v) if v.n >= 2 => format!("{}–{}", fmt_count(v.min), fmt_count(v.max)),
+        Some(_) => "1 round".into(),
+        None => "n/a".into(),
+    }
+}
+
+/// `subject − reference` at the same connection count, when both measured.
+fn over_reference(s: &CallgrindSummary, all: &[CallgrindSummary]) -> String {
+    if s.subject == REFERENCE {
+        return "reference".into();
+    }
+    let reference = all.iter().find(|r| r.subject == REFERENCE && r.conns == s.conns);
+    match (s.instructions_per_request, reference.and_then(|r| r.instructions_per_request)) {
+        (Some(a), Some(b)) => format!("{:+.0}", a.median - b.median),
         _ => "n/a".into(),
     }
 }
 
+/// Cells of one row: label, median, range, over reference, Ir(N1), Ir(N2), once,
+/// start-up + warm-up (the median round's totals).
+fn row(s: &CallgrindSummary, all: &[CallgrindSummary]) -> [String; 8] {
+    let m = s.median_round.as_ref();
+    [
+        s.label.clone(),
+        median_of(s),
+        range_of(s),
+        over_reference(s, all),
+        fmt_ir(m.and_then(|r| r.ir_n1)),
+        fmt_ir(m.and_then(|r| r.ir_n2)),
+        m.and_then(|r| r.ir_fixed_per_phase).map_or("n/a".into(), |v| v.to_string()),
+        fmt_ir(m.and_then(|r| r.ir_startup)),
+    ]
+}
+
+const COLUMNS: [&str; 8] =
+    ["subject", "instr/req", "min–max", "vs raw-uring", "Ir(N1)", "Ir(N2)", "Ir once", "Ir start+warm-up"];
+
 /// The table on stdout: one block per connection count.
-pub fn text_table(results: &[CallgrindResult]) -> String {
+pub fn text_table(summaries: &[CallgrindSummary], n1: u64, n2: u64, workload: &str) -> String {
     let mut out = String::new();
-    let mut conns: Vec<usize> = results.iter().map(|r| r.conns).collect();
+    let mut conns: Vec<usize> = summaries.iter().map(|s| s.conns).collect();
     conns.dedup();
     for c in conns {
-        let rows: Vec<&CallgrindResult> = results.iter().filter(|r| r.conns == c).collect();
-        let Some(first) = rows.first() else { continue };
+        let rows: Vec<[String; 8]> = summaries.iter().filter(|s| s.conns == c).map(|s| row(s, summaries)).collect();
         let _ = writeln!(
             out,
-            "\n{} · {c} connections · user-space instructions per request (callgrind; N1 = {}, N2 = {})",
-            first.workload, first.n1, first.n2
+            "\n{workload} · {c} connections · user-space instructions per request (callgrind; N1 = {n1}, N2 = {n2}; median round)"
         );
-        let width = rows.iter().map(|r| r.label.len()).max().unwrap_or(7).max(7);
-        let _ = writeln!(
-            out,
-            "{:<width$}  {:>10}  {:>14}  {:>14}  {:>12}  {:>14}",
-            "subject", "instr/req", "Ir(N1)", "Ir(N2)", "Ir once", "Ir start+warm"
-        );
-        for r in rows {
-            let fixed = r.ir_fixed_per_phase.map_or("n/a".into(), |v| v.to_string());
-            let _ = writeln!(
-                out,
-                "{:<width$}  {:>10}  {:>14}  {:>14}  {:>12}  {:>14}",
-                r.label,
-                fmt_per_request(r),
-                fmt_ir(r.ir_n1),
-                fmt_ir(r.ir_n2),
-                fixed,
-                fmt_ir(r.ir_startup)
-            );
-            if let Some(e) = &r.error {
-                let _ = writeln!(out, "{:<width$}  not measured: {e}", "");
+        let mut widths = COLUMNS.map(|h| h.chars().count());
+        for r in &rows {
+            for (w, cell) in widths.iter_mut().zip(r) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let line = |cells: [&str; 8]| {
+            let mut l = String::new();
+            for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+                let pad = " ".repeat(w.saturating_sub(cell.chars().count()));
+                if i == 0 {
+                    let _ = write!(l, "{cell}{pad}");
+                } else {
+                    let _ = write!(l, "  {pad}{cell}");
+                }
+            }
+            l
+        };
+        let _ = writeln!(out, "{}", line(COLUMNS));
+        for r in &rows {
+            let _ = writeln!(out, "{}", line(r.each_ref().map(String::as_str)));
+        }
+        for s in summaries.iter().filter(|s| s.conns == c) {
+            for e in &s.errors {
+                let _ = writeln!(out, "  not measured: {} {e}", s.label);
             }
         }
     }
@@ -470,36 +597,25 @@ pub fn text_table(results: &[CallgrindResult]) -> String {
 }
 
 /// One section of `callgrind.md`: heading, settings, the table, the method.
-pub fn markdown_section(heading: &str, settings: &[String], results: &[CallgrindResult]) -> String {
+pub fn markdown_section(heading: &str, settings: &[String], summaries: &[CallgrindSummary]) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "## {heading}\n");
     for s in settings {
         let _ = writeln!(md, "- {s}");
     }
-    let _ = writeln!(
-        md,
-        "\n| subject | conns | instructions / request | Ir(N1) | Ir(N2) | Ir once per phase | Ir start-up + warm-up |"
-    );
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
-    for r in results {
-        let fixed = r.ir_fixed_per_phase.map_or("n/a".into(), |v| v.to_string());
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} | {} | {} | {} | {} |",
-            r.label,
-            r.conns,
-            fmt_per_request(r),
-            fmt_ir(r.ir_n1),
-            fmt_ir(r.ir_n2),
-            fixed,
-            fmt_ir(r.ir_startup)
-        );
+    let _ = writeln!(md, "\n| conns | {} |", COLUMNS.join(" | "));
+    let _ = writeln!(md, "|---:|---|{}", "---:|".repeat(COLUMNS.len() - 1));
+    for s in summaries {
+        let _ = writeln!(md, "| {} | {} |", s.conns, row(s, summaries).join(" | "));
     }
-    let failed: Vec<&CallgrindResult> = results.iter().filter(|r| r.error.is_some()).collect();
+    let failed: Vec<String> = summaries
+        .iter()
+        .flat_map(|s| s.errors.iter().map(move |e| format!("{} × {}: {e}", s.label, s.conns)))
+        .collect();
     if !failed.is_empty() {
         let _ = writeln!(md, "\nNot measured:\n");
-        for r in failed {
-            let _ = writeln!(md, "- {} × {} connections: {}", r.label, r.conns, r.error.as_deref().unwrap_or(""));
+        for f in failed {
+            let _ = writeln!(md, "- {f}");
         }
     }
     let _ = writeln!(
@@ -507,9 +623,12 @@ pub fn markdown_section(heading: &str, settings: &[String], results: &[Callgrind
         "\nMethod: each server runs under `valgrind --tool=callgrind`; the load generator sends a warm-up, then \
          N1, then N2 = 2×N1 requests on the same connections, and callgrind dumps its counts after each phase \
          (`callgrind_control --dump`). Instructions per request = (Ir(N2) − Ir(N1)) / (N2 − N1): the server \
-         process's user-space instructions, all threads, kernel excluded; anything a phase costs once cancels. \
-         Under valgrind the server runs ~50× slower than the client, so it sees its connections' requests in \
-         full batches: the figure is the batched regime's. Figures labelled (emulated) come from paste-emu.\n"
+         process's user-space instructions, all threads, kernel excluded; whatever a phase costs once (\"Ir once\") \
+         cancels. The median over the rounds is shown with its min–max: the count is exact for a given run, but \
+         how many requests a runtime finds per wake-up varies a little between runs. \"vs raw-uring\" subtracts \
+         the hand-written io_uring loop serving the same protocol code: what the runtime itself costs. Under \
+         valgrind the server runs many times slower than the client, so it sees its connections' requests in \
+         full batches: the figures are the batched regime's. Figures labelled (emulated) come from paste-emu.\n"
     );
     md
 }
@@ -547,4 +666,123 @@ pub fn append_markdown(path: &Path, section: &str) -> Result<(), String> {
         .map_err(|e| format!("opening {}: {e}", path.display()))?;
     let title = if new { "# paste-bench callgrind: user-space instructions per request\n\n" } else { "\n" };
     file.write_all(format!("{title}{section}").as_bytes()).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/bin/true` under callgrind 3.19 (a snippet: header, some costs, totals).
+    const TRUE: &str = include_str!("../tests/fixtures/true.callgrind.out");
+    /// The same with `--cache-sim=yes`: nine events, and a summary that differs
+    /// from the totals by two (callgrind's own rounding); the totals win.
+    const TRUE_CACHE_SIM: &str = include_str!("../tests/fixtures/true-cache-sim.callgrind.out");
+    /// A `callgrind_control --dump` part of raw-uring serving 2 000 rpc requests.
+    const DUMP: &str = include_str!("../tests/fixtures/raw-uring-dump.callgrind.out");
+
+    #[test]
+    fn parses_total_ir_of_real_outputs() {
+        assert_eq!(parse_total_ir(TRUE), Ok(126_651));
+        assert_eq!(parse_total_ir(TRUE_CACHE_SIM), Ok(126_651));
+        assert_eq!(parse_total_ir(DUMP), Ok(4_705_761));
+    }
+
+    #[test]
+    fn falls_back_to_summary_and_finds_ir_anywhere() {
+        let no_totals: String =
+            TRUE_CACHE_SIM.lines().filter(|l| !l.starts_with("totals:")).collect::<Vec<_>>().join("\n");
+        assert_eq!(parse_total_ir(&no_totals), Ok(126_653));
+        let moved = "events: Dr Ir\nsummary: 5 7\ntotals: 5 9\n";
+        assert_eq!(parse_total_ir(moved), Ok(9));
+    }
+
+    #[test]
+    fn rejects_unfinished_or_foreign_outputs() {
+        let header_only: String =
+            TRUE.lines().take_while(|l| !l.starts_with("summary:")).collect::<Vec<_>>().join("\n");
+        assert_eq!(parse_total_ir(&header_only), Err(ParseError::NoTotals));
+        assert_eq!(parse_total_ir("hello\nworld\n"), Err(ParseError::NoEvents));
+        assert_eq!(parse_total_ir(""), Err(ParseError::NoEvents));
+        assert_eq!(parse_total_ir("events: Dr Dw\ntotals: 1 2\n"), Err(ParseError::NoIr("Dr Dw".into())));
+        assert!(matches!(parse_total_ir("events: Ir\ntotals: lots\n"), Err(ParseError::BadTotal(_))));
+        assert!(matches!(parse_total_ir("events: Dr Ir\ntotals: 4\n"), Err(ParseError::BadTotal(_))));
+    }
+
+    #[test]
+    fn per_request_is_the_slope_between_the_two_parts() {
+        assert_eq!(per_request(2000, 1_000_000 + 2000 * 450, 4000, 1_000_000 + 4000 * 450), Some(450.0));
+        assert_eq!(per_request(10, 5, 10, 5), None);
+    }
+
+    fn result(subject: &str, round: usize, per_request: Option<f64>, error: Option<&str>) -> CallgrindResult {
+        CallgrindResult {
+            subject: subject.into(),
+            label: subject.into(),
+            emulated: false,
+            workload: "rpc".into(),
+            conns: 10,
+            round,
+            warmup_requests: 0,
+            n1: 100,
+            n2: 200,
+            ir_startup: Some(1),
+            ir_n1: per_request.map(|v| (v * 100.0) as u64),
+            ir_n2: per_request.map(|v| (v * 200.0) as u64),
+            instructions_per_request: per_request,
+            ir_fixed_per_phase: Some(0),
+            phase_secs: vec![],
+            server_pinning: "ok".into(),
+            client_pinning: "ok".into(),
+            error: error.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn summary_takes_the_median_round_and_keeps_failures() {
+        let results = [
+            result("paste-rt-epoll", 0, Some(520.0), None),
+            result("raw-uring", 0, Some(400.0), None),
+            result("paste-rt-epoll", 1, Some(500.0), None),
+            result("raw-uring", 1, None, Some("valgrind died")),
+            result("paste-rt-epoll", 2, Some(510.0), None),
+        ];
+        let summary = summarize(&results);
+        let names: Vec<&str> = summary.iter().map(|s| s.subject.as_str()).collect();
+        assert_eq!(names, ["paste-rt-epoll", "raw-uring"]);
+        let epoll = &summary[0];
+        let spread = epoll.instructions_per_request.unwrap();
+        assert_eq!((spread.median, spread.min, spread.max, spread.n), (510.0, 500.0, 520.0, 3));
+        assert_eq!(epoll.median_round.as_ref().map(|r| r.round), Some(2));
+        assert!(epoll.errors.is_empty());
+        assert_eq!(summary[1].errors, ["round 2: valgrind died"]);
+        assert_eq!(summary[1].instructions_per_request.map(|s| s.n), Some(1));
+        let table = text_table(&summary, 100, 200, "rpc");
+        assert!(table.contains("+110"), "epoll over raw-uring: {table}");
+        assert!(table.contains("not measured: raw-uring round 2: valgrind died"), "{table}");
+        let md = markdown_section("rpc", &["settings".into()], &summary);
+        assert!(md.contains("| 10 | paste-rt-epoll | 510 | 500–520 | +110 |"), "{md}");
+    }
+
+    #[test]
+    fn appends_runs_to_json_and_refuses_foreign_files() {
+        let dir = std::env::temp_dir().join(format!("paste-bench-cg-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("callgrind.json");
+        let _ = std::fs::remove_file(&path);
+        append_json(&path, serde_json::json!({"n": 1})).unwrap();
+        append_json(&path, serde_json::json!({"n": 2})).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(doc["runs"], serde_json::json!([{"n": 1}, {"n": 2}]));
+        std::fs::write(&path, "[1, 2]").unwrap();
+        assert!(append_json(&path, serde_json::json!({})).unwrap_err().contains("no `runs` array"));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "[1, 2]", "a foreign file is left alone");
+        let md = dir.join("callgrind.md");
+        let _ = std::fs::remove_file(&md);
+        append_markdown(&md, "## a\n").unwrap();
+        append_markdown(&md, "## b\n").unwrap();
+        let text = std::fs::read_to_string(&md).unwrap();
+        assert_eq!(text.matches("# paste-bench callgrind").count(), 1);
+        assert!(text.find("## a").unwrap() < text.find("## b").unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -629,3 +629,17 @@ async fn counted_conn(
     }
     (ex, Ok(received))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::quota;
+
+    #[test]
+    fn quotas_add_up_to_the_total_and_differ_by_at_most_one() {
+        for (total, conns) in [(0u64, 3usize), (7, 3), (2000, 10), (5, 10), (1, 1)] {
+            let q: Vec<u64> = (0..conns).map(|i| quota(total, conns, i)).collect();
+            assert_eq!(q.iter().sum::<u64>(), total, "{total} over {conns}");
+            assert!(q.iter().max().unwrap() - q.iter().min().unwrap() <= 1, "{q:?}");
+        }
+    }
+}

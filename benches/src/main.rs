@@ -49,8 +49,8 @@ enum Command {
     ///
     /// Each subject's server runs under callgrind; the load generator sends a warm-up,
     /// N1 and N2 = 2×N1 requests on the same connections, callgrind dumps after each,
-    /// and (Ir(N2) − Ir(N1)) / (N2 − N1) is the figure: deterministic, start-up excluded.
-    /// Appends to OUT/callgrind.json and OUT/callgrind.md.
+    /// and (Ir(N2) − Ir(N1)) / (N2 − N1) is the figure: exact per run, start-up excluded;
+    /// median and min–max over the rounds. Appends to OUT/callgrind.json and OUT/callgrind.md.
     Callgrind(CallgrindArgs),
     /// Serve one subject in the foreground.
     Serve(ServeArgs),
@@ -137,6 +137,9 @@ struct CallgrindArgs {
     /// Requests of the warm-up phase before N1.
     #[arg(long, default_value_t = 500)]
     warmup_requests: u64,
+    /// Rounds (subjects interleaved in each); the median and min–max are reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Requests in flight per connection.
     #[arg(long, default_value_t = 1)]
     pipeline: usize,
@@ -146,6 +149,10 @@ struct CallgrindArgs {
     /// Output directory: callgrind.json and callgrind.md are appended to.
     #[arg(long, default_value = "bench-out")]
     out: PathBuf,
+    /// Keep each phase's callgrind profile in OUT/callgrind-profiles/ (read them
+    /// with `callgrind_annotate`).
+    #[arg(long)]
+    keep_profiles: bool,
     /// kv value size.
     #[arg(long, default_value_t = 64)]
     kv_value_size: usize,
@@ -669,6 +676,7 @@ fn run_callgrind(args: CallgrindArgs) -> Result<(), String> {
         workload,
         spec: spec_for(workload, args.server.body_len, args.kv_value_size, args.kv_keys),
         conns: conns.clone(),
+        rounds: args.rounds.max(1),
         warmup_requests: args.warmup_requests,
         requests: args.requests,
         pipeline: args.pipeline.max(1),
@@ -677,8 +685,12 @@ fn run_callgrind(args: CallgrindArgs) -> Result<(), String> {
         exe: std::env::current_exe().map_err(|e| format!("locating paste-bench itself: {e}"))?,
         tools: tools.clone(),
         work_dir: work_dir.clone(),
+        keep_profiles: args.keep_profiles.then(|| args.out.join("callgrind-profiles")),
     };
     std::fs::create_dir_all(&args.out).map_err(|e| format!("creating {}: {e}", args.out.display()))?;
+    if let Some(dir) = &plan.keep_profiles {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
     let valgrind_version = tools.version().unwrap_or_else(|| "valgrind (version unknown)".into());
     let profile = if cfg!(debug_assertions) { "debug (unoptimised: figures not representative)" } else { "release" };
     eprintln!(
@@ -712,20 +724,21 @@ fn run_callgrind(args: CallgrindArgs) -> Result<(), String> {
     let started = std::time::Instant::now();
     let mut results = vec![];
     let per_measurement = (plan.measurement_secs() * 1000.0) as u64;
-    for &c in &plan.conns {
-        for &s in &plan.subjects {
-            let base = bar.position();
-            bar.set_message(format!("{workload} c={c} {} (start-up + warm-up)", s.label()));
-            let phases = ["N1", "N2", "done"];
-            let on_phase = |p: usize| {
-                bar.set_message(format!("{workload} c={c} {} ({})", s.label(), phases[p.min(2)]));
-            };
-            let r = callgrind::measure(&plan, s, c, &on_phase);
-            if let Some(e) = &r.error {
-                bar.println(format!("NOT MEASURED {} c={c}: {e}", s.label()));
+    for round in 0..plan.rounds {
+        for &c in &plan.conns {
+            for &s in &plan.subjects {
+                let base = bar.position();
+                let what = format!("round {}/{} {workload} c={c} {}", round + 1, plan.rounds, s.label());
+                bar.set_message(format!("{what} (start-up + warm-up)"));
+                let phases = ["N1", "N2", "done"];
+                let on_phase = |p: usize| bar.set_message(format!("{what} ({})", phases[p.min(2)]));
+                let r = callgrind::measure(&plan, s, c, round, &on_phase);
+                if let Some(e) = &r.error {
+                    bar.println(format!("NOT MEASURED {} c={c} round {}: {e}", s.label(), round + 1));
+                }
+                bar.set_position(base + per_measurement);
+                results.push(r);
             }
-            bar.set_position(base + per_measurement);
-            results.push(r);
         }
     }
     bar.finish_and_clear();
@@ -734,8 +747,9 @@ fn run_callgrind(args: CallgrindArgs) -> Result<(), String> {
 
     let settings_lines = vec![
         format!(
-            "workload {workload}, connections {conns:?}, pipeline depth {}; warm-up {} requests, N1 = {}, N2 = {}",
+            "workload {workload}, connections {conns:?}, pipeline depth {}, {} round(s); warm-up {} requests, N1 = {}, N2 = {}",
             plan.pipeline,
+            plan.rounds,
             plan.warmup_requests,
             plan.requests,
             plan.requests2()
@@ -754,12 +768,14 @@ fn run_callgrind(args: CallgrindArgs) -> Result<(), String> {
         format!("command: `{}`", env.command_line),
         format!("date: {}; wall time {}", env.date, fmt_duration(wall)),
     ];
+    let summary = callgrind::summarize(&results);
     let run = serde_json::json!({
         "environment": &env,
         "settings": {
             "workload": workload.name(),
             "conns": conns,
             "pipeline": plan.pipeline,
+            "rounds": plan.rounds,
             "warmup_requests": plan.warmup_requests,
             "n1": plan.requests,
             "n2": plan.requests2(),
@@ -773,6 +789,7 @@ fn run_callgrind(args: CallgrindArgs) -> Result<(), String> {
         },
         "not_run": not_run,
         "results": &results,
+        "summary": &summary,
     });
     let json_path = args.out.join("callgrind.json");
     callgrind::append_json(&json_path, run)?;
@@ -782,11 +799,17 @@ fn run_callgrind(args: CallgrindArgs) -> Result<(), String> {
         conns.iter().map(|c| c.to_string()).collect::<Vec<_>>().join("/"),
         env.date
     );
-    callgrind::append_markdown(&md_path, &callgrind::markdown_section(&heading, &settings_lines, &results))?;
+    callgrind::append_markdown(&md_path, &callgrind::markdown_section(&heading, &settings_lines, &summary))?;
 
-    print!("{}", callgrind::text_table(&results));
-    println!("\nDeterministic: (Ir(N2) − Ir(N1)) / (N2 − N1), server user space only, all threads.");
+    print!("{}", callgrind::text_table(&summary, plan.requests, plan.requests2(), workload.name()));
+    println!(
+        "\n(Ir(N2) − Ir(N1)) / (N2 − N1): the server's user-space instructions (all threads) per request; \
+         \"vs raw-uring\" subtracts the hand-written io_uring loop running the same protocol code."
+    );
     println!("Wall time {}; appended to {} and {}.", fmt_duration(wall), json_path.display(), md_path.display());
+    if let Some(dir) = &plan.keep_profiles {
+        println!("Profiles per phase in {} (callgrind_annotate FILE).", dir.display());
+    }
     let failed = results.iter().filter(|r| r.error.is_some()).count();
     if failed > 0 {
         return Err(format!("{failed} measurement(s) failed (listed above and in {})", md_path.display()));

@@ -331,23 +331,30 @@ impl RequestParser {
             }
             _ => {}
         }
+        if self.state == State::Start {
+            // Fast path: the whole head is in this chunk and plainly valid. Anything else
+            // (a split head, an error, an oversized head) is left to the byte-at-a-time
+            // state machine below, which then starts from the same position.
+            let budget = self.max_head.saturating_sub(self.head_len);
+            if let Some(parsed) = parse_complete_head(chunk, *pos, budget) {
+                let len = parsed.end - *pos;
+                *pos = parsed.end;
+                self.head_len += len;
+                let path = &chunk[parsed.path];
+                self.path[..path.len()].copy_from_slice(path);
+                self.path_len = path.len();
+                self.version = parsed.version;
+                self.content_length = parsed.content_length;
+                self.conn_close = parsed.close;
+                self.conn_keep_alive = parsed.keep_alive;
+                return Some(self.head_event(parsed.method));
+            }
+        }
         match self.parse_head(chunk, pos) {
             Ok(false) => None,
             Ok(true) => {
-                let content_length = self.content_length.unwrap_or(0);
-                let keep_alive = match self.version {
-                    Version::Http11 => !self.conn_close,
-                    Version::Http10 => self.conn_keep_alive && !self.conn_close,
-                };
-                self.remaining = content_length;
-                self.state = if content_length > 0 { State::Body } else { State::EndPending };
-                Some(Event::Head(Head {
-                    method: self.method(),
-                    path: &self.path[..self.path_len],
-                    version: self.version,
-                    content_length,
-                    keep_alive,
-                }))
+                let method = self.method();
+                Some(self.head_event(method))
             }
             Err(e) => {
                 self.state = State::Failed(e);
@@ -355,6 +362,24 @@ impl RequestParser {
                 Some(Event::Error(e))
             }
         }
+    }
+
+    /// The head is complete and its fields stored: move on to the body and report it.
+    fn head_event(&mut self, method: Method) -> Event<'_> {
+        let content_length = self.content_length.unwrap_or(0);
+        let keep_alive = match self.version {
+            Version::Http11 => !self.conn_close,
+            Version::Http10 => self.conn_keep_alive && !self.conn_close,
+        };
+        self.remaining = content_length;
+        self.state = if content_length > 0 { State::Body } else { State::EndPending };
+        Event::Head(Head {
+            method,
+            path: &self.path[..self.path_len],
+            version: self.version,
+            content_length,
+            keep_alive,
+        })
     }
 
     /// Clears the per-request fields after `End`.
@@ -592,7 +617,187 @@ fn classify_version(v: &[u8]) -> Result<Version, HttpError> {
 
 /// RFC 9110 `tchar`: the bytes allowed in a method or header name.
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    CLASS[usize::from(b)] & TCHAR != 0
+}
+
+/// [`CLASS`] bit: an RFC 9110 `tchar`.
+const TCHAR: u8 = 1;
+/// [`CLASS`] bit: a byte allowed in a request target (visible ASCII, 0x21..=0x7e).
+const TARGET: u8 = 2;
+/// [`CLASS`] bit: a byte allowed in a header value (HTAB, SP, visible ASCII, 0x80..=0xff).
+const VALUE: u8 = 4;
+
+/// Byte classes, one lookup instead of a chain of comparisons per byte.
+static CLASS: [u8; 256] = byte_classes();
+
+const fn byte_classes() -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut class = 0;
+        if b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+            )
+        {
+            class |= TCHAR;
+        }
+        if b >= 0x21 && b <= 0x7e {
+            class |= TARGET;
+        }
+        if b == b'\t' || (b >= 0x20 && b != 0x7f) {
+            class |= VALUE;
+        }
+        table[i] = class;
+        i += 1;
+    }
+    table
+}
+
+/// A head the fast path parsed completely.
+struct Parsed {
+    method: Method,
+    /// The request target, as a range of the chunk.
+    path: Range<usize>,
+    version: Version,
+    content_length: Option<u64>,
+    /// `Connection` named `close` / `keep-alive`.
+    close: bool,
+    keep_alive: bool,
+    /// Chunk index just past the blank line ending the head.
+    end: usize,
+}
+
+/// First index at or after `i` whose byte is not in `class` (or `buf.len()`).
+#[inline(always)]
+fn skip_class(buf: &[u8], mut i: usize, class: u8) -> usize {
+    while let Some(&b) = buf.get(i) {
+        if CLASS[usize::from(b)] & class == 0 {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// First index at or after `i` whose byte may not appear in a header value (or `buf.len()`).
+///
+/// Eight bytes at a time: a byte is flagged when it is below 0x20 or is 0x7f (bytes with
+/// the top bit set are allowed). Adding to the low seven bits never carries across
+/// bytes, so the first flagged byte is exact. HTAB is flagged too and stepped over here.
+#[inline(always)]
+fn skip_value(buf: &[u8], mut i: usize) -> usize {
+    const LOW: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    loop {
+        while let Some(word) = buf.get(i..i + 8) {
+            let w = u64::from_le_bytes([word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7]]);
+            let low = w & LOW;
+            // High bit of each byte: (low7 < 0x20) | (low7 == 0x7f), for bytes below 0x80.
+            let bad = (!(low + 0x6060_6060_6060_6060) | (low + 0x0101_0101_0101_0101)) & !w & HIGH;
+            if bad != 0 {
+                i += (bad.trailing_zeros() / 8) as usize;
+                break;
+            }
+            i += 8;
+        }
+        i = skip_class(buf, i, VALUE);
+        if buf.get(i) != Some(&b'\t') {
+            return i;
+        }
+        i += 1;
+    }
+}
+
+/// Parses a request head that starts at `chunk[start]` and ends, blank line included,
+/// within the chunk and within `budget` bytes; `None` for anything else (a head cut off
+/// by the end of the chunk, a leading empty line, any error, a `Content-Length` that is
+/// not plain digits), which the byte-at-a-time state machine then handles.
+///
+/// When it returns a head, the state machine would have returned the same one: it
+/// accepts a subset of what the state machine accepts, and nothing else.
+fn parse_complete_head(chunk: &[u8], start: usize, budget: usize) -> Option<Parsed> {
+    let buf = chunk.get(start..chunk.len().min(start.saturating_add(budget)))?;
+    // Request line: method SP target SP version CRLF.
+    let mut i = skip_class(buf, 0, TCHAR);
+    if i == 0 || buf.get(i) != Some(&b' ') {
+        return None;
+    }
+    let method = match &buf[..i] {
+        b"GET" => Method::Get,
+        b"POST" => Method::Post,
+        _ => Method::Other,
+    };
+    let path_start = i + 1;
+    i = skip_class(buf, path_start, TARGET);
+    if i == path_start || i - path_start > MAX_PATH || buf.get(i) != Some(&b' ') {
+        return None;
+    }
+    let path = start + path_start..start + i;
+    let version = match buf.get(i + 1..i + 11)? {
+        b"HTTP/1.1\r\n" => Version::Http11,
+        b"HTTP/1.0\r\n" => Version::Http10,
+        _ => return None,
+    };
+    i += 11;
+    let (mut content_length, mut close, mut keep_alive) = (None, false, false);
+    // Header lines: name ":" OWS value CRLF, until the empty line.
+    loop {
+        if *buf.get(i)? == b'\r' {
+            if buf.get(i + 1) != Some(&b'\n') {
+                return None;
+            }
+            return Some(Parsed { method, path, version, content_length, close, keep_alive, end: start + i + 2 });
+        }
+        let name_start = i;
+        i = skip_class(buf, i, TCHAR);
+        if i == name_start || buf.get(i) != Some(&b':') {
+            return None;
+        }
+        let name = &buf[name_start..i];
+        i += 1;
+        while let Some(b' ' | b'\t') = buf.get(i) {
+            i += 1;
+        }
+        let value_start = i;
+        i = skip_value(buf, i);
+        if buf.get(i..i + 2) != Some(b"\r\n") {
+            return None;
+        }
+        let value = &buf[value_start..i];
+        i += 2;
+        match name.len() {
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                let n = parse_content_length(value)?;
+                if content_length.is_some_and(|previous| previous != n) {
+                    return None;
+                }
+                content_length = Some(n);
+            }
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for token in value.split(|&b| matches!(b, b',' | b' ' | b'\t')) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        keep_alive = true;
+                    }
+                }
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => return None,
+            _ => {}
+        }
+    }
+}
+
+/// A `Content-Length` value (after leading whitespace): digits, then optional SP/HTAB.
+fn parse_content_length(value: &[u8]) -> Option<u64> {
+    let digits = value.iter().position(|b| !b.is_ascii_digit()).unwrap_or(value.len());
+    if digits == 0 || !value[digits..].iter().all(|&b| b == b' ' || b == b'\t') {
+        return None;
+    }
+    value[..digits].iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 
 mod backend;
 mod buf;
+mod dense_map;
 mod op;
 mod pool;
 mod queue;
@@ -27,6 +28,7 @@ mod stats;
 
 pub use backend::{Backend, BackendKind, RemoteWake, StartError};
 pub use buf::{KeptBuf, RxBuf, TxBuf};
+pub use dense_map::DenseMap;
 pub use op::{max_datagram, Completion, Op, SendData, Shutdown, Token, DGRAM_HEADROOM};
 pub use pool::{BufPool, PoolConfig, PoolMemory, DEFAULT_BUF_SIZE};
 pub use queue::RxQueue;

@@ -1,0 +1,137 @@
+//! The callgrind mode end to end (when valgrind is installed), its error when it
+//! is not, and the counted load generator it drives servers with.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use paste_rt_bench::control::ServerChild;
+use paste_rt_bench::exchange::LoadSpec;
+use paste_rt_bench::loadgen::{self, CountedConfig};
+use paste_rt_bench::workload::Workload;
+
+const BIN: &str = env!("CARGO_BIN_EXE_paste-bench");
+
+fn temp_dir(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("paste-bench-{what}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn valgrind_installed() -> bool {
+    Command::new("valgrind").arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn callgrind_mode_counts_positive_instructions_per_request() {
+    if !valgrind_installed() {
+        println!("SKIPPED callgrind_mode_counts_positive_instructions_per_request: valgrind is not installed");
+        return;
+    }
+    let out = temp_dir("callgrind-it");
+    let run = Command::new(BIN)
+        .args(["callgrind", "--subjects", "paste-rt-epoll", "--requests", "200", "--warmup-requests", "50"])
+        .args(["--conns", "2", "--rounds", "2", "--out"])
+        .arg(&out)
+        .output()
+        .expect("paste-bench runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "paste-bench callgrind failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("rpc · 2 connections"), "{stdout}");
+    assert!(stderr.contains("ETA"), "an ETA is printed: {stderr}");
+
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("callgrind.json")).expect("callgrind.json")).unwrap();
+    let runs = doc["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 1);
+    let results = runs[0]["results"].as_array().expect("results");
+    assert_eq!(results.len(), 2, "one result per round");
+    let summary = runs[0]["summary"].as_array().expect("summary");
+    assert_eq!(summary.len(), 1);
+    assert_eq!(summary[0]["instructions_per_request"]["n"], 2, "{}", summary[0]);
+    let r = &results[0];
+    assert_eq!(r["subject"], "paste-rt-epoll");
+    assert!(r["error"].is_null(), "{r}");
+    assert_eq!((r["n1"].as_u64(), r["n2"].as_u64(), r["conns"].as_u64()), (Some(200), Some(400), Some(2)));
+    let per_request = r["instructions_per_request"].as_f64().expect("a figure");
+    assert!(per_request.is_finite() && per_request > 0.0, "{r}");
+    let (n1, n2) = (r["ir_n1"].as_u64().unwrap(), r["ir_n2"].as_u64().unwrap());
+    assert!(n2 > n1 && n1 > 0, "twice the requests cost more instructions: {r}");
+    assert!(r["ir_startup"].as_u64().unwrap() > n1, "start-up (loading, runtime set-up) is in its own part: {r}");
+    let md = std::fs::read_to_string(out.join("callgrind.md")).expect("callgrind.md");
+    assert!(md.contains("| 2 | paste-rt-epoll | "), "{md}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn callgrind_mode_names_the_package_when_valgrind_is_missing() {
+    let empty = temp_dir("no-tools");
+    std::fs::create_dir_all(&empty).unwrap();
+    let run = Command::new(BIN)
+        .args(["callgrind", "--subjects", "paste-rt-epoll", "--out"])
+        .arg(empty.join("out"))
+        .env("PATH", &empty)
+        .output()
+        .expect("paste-bench runs");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(stderr.contains("valgrind is not installed") && stderr.contains("apt-get install valgrind"), "{stderr}");
+    assert!(!empty.join("out").exists(), "nothing is written before the tools are found");
+    let _ = std::fs::remove_dir_all(&empty);
+}
+
+#[test]
+fn counted_load_sends_exactly_each_phases_requests() {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--subject", "paste-rt-epoll", "--port", "0", "--control"]);
+    let server = ServerChild::start(cmd, Duration::from_secs(10)).expect("server starts");
+    let config = CountedConfig {
+        addr: server.addr,
+        spec: LoadSpec::new(Workload::Rpc),
+        conns: 3,
+        pipeline: 2,
+        phases: vec![0, 7, 20],
+        phase_limit: Duration::from_secs(10),
+        core: None,
+    };
+    let mut between = vec![];
+    let result = loadgen::run_counted(&config, |p| {
+        between.push(p);
+        Ok(())
+    })
+    .expect("every response valid");
+    server.stop();
+    let counts: Vec<u64> = result.phases.iter().map(|p| p.requests).collect();
+    assert_eq!(counts, [0, 7, 20]);
+    assert_eq!(between, [0, 1, 2], "the caller runs after every phase, in order");
+}
+
+#[test]
+fn counted_load_stops_when_the_caller_fails_between_phases() {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--subject", "tokio", "--workload", "echo", "--port", "0", "--control"]);
+    let server = ServerChild::start(cmd, Duration::from_secs(10)).expect("server starts");
+    let config = CountedConfig {
+        addr: server.addr,
+        spec: LoadSpec::new(Workload::Echo),
+        conns: 1,
+        pipeline: 1,
+        phases: vec![5, 5, 5],
+        phase_limit: Duration::from_secs(10),
+        core: None,
+    };
+    let mut calls = 0;
+    let err = loadgen::run_counted(&config, |p| {
+        calls += 1;
+        if p == 1 {
+            Err("dump refused".into())
+        } else {
+            Ok(())
+        }
+    })
+    .expect_err("the run stops");
+    server.stop();
+    assert_eq!(calls, 2);
+    assert!(err.to_string().contains("after phase 1: dump refused"), "{err}");
+}

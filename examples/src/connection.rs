@@ -51,7 +51,6 @@ pub async fn recv_batch(
     mut on_buf: impl FnMut(RxBuf) -> ControlFlow<()>,
 ) -> Received {
     let mut taken = 0;
-    let mut shutdown = std::pin::pin!(paste_rt::runtime::shutdown_requested());
     poll_fn(|cx| loop {
         if taken == MAX_BATCH {
             return Poll::Ready(Received::Data);
@@ -66,15 +65,13 @@ pub async fn recv_batch(
             Poll::Ready(Ok(None)) if taken == 0 => return Poll::Ready(Received::Eof),
             Poll::Ready(Err(e)) if taken == 0 => return Poll::Ready(Received::Failed(e)),
             Poll::Ready(_) => return Poll::Ready(Received::Data),
-            // Idle between requests: graceful shutdown closes the connection here.
+            // Idle between requests: graceful shutdown closes the connection here
+            // (the runtime wakes receivers when shutdown is requested).
             Poll::Pending if taken == 0 => {
-                if !between_requests {
-                    return Poll::Pending;
+                if between_requests && paste_rt::runtime::is_shutting_down() {
+                    return Poll::Ready(Received::Shutdown);
                 }
-                return match shutdown.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Received::Shutdown),
-                    Poll::Pending => Poll::Pending,
-                };
+                return Poll::Pending;
             }
             Poll::Pending => return Poll::Ready(Received::Data),
         }

@@ -292,6 +292,16 @@ impl Driver {
         }
     }
 
+    /// Wakes every task waiting to receive (graceful shutdown: idle connections
+    /// look at `is_shutting_down()` and close).
+    pub(crate) fn wake_receivers(&mut self) {
+        for (_, slot) in self.slots.iter_mut() {
+            if let Slot::Conn(c) = slot {
+                wake(&mut c.rx_waker);
+            }
+        }
+    }
+
     /// A new connection slot for a socket the runtime created (connect).
     pub(crate) fn insert_conn(&mut self, conn: Conn) -> Token {
         Token(self.slots.insert(Slot::Conn(conn)) as u32)

@@ -389,6 +389,9 @@ pub fn request_shutdown() {
     for w in waiters {
         w.wake();
     }
+    // Tasks waiting to receive are woken too, so an idle connection can notice
+    // `is_shutting_down()` without holding a `shutdown_requested()` future.
+    inner.driver.borrow_mut().wake_receivers();
 }
 
 /// Completes when graceful shutdown of the current runtime is requested (by
@@ -443,7 +446,9 @@ impl Drop for ShutdownRequested {
     }
 }
 
-/// Whether graceful shutdown of the current runtime was requested.
+/// Whether graceful shutdown of the current runtime was requested. Tasks blocked
+/// in `recv` are woken when it is, so a connection loop may simply check this flag
+/// whenever its receive is pending.
 pub fn is_shutting_down() -> bool {
     context::try_current().is_some_and(|i| i.shutting_down.get())
 }

@@ -329,25 +329,24 @@ impl RequestParser {
                 }
                 return Some(Event::Body(start..start + take));
             }
+            // Head states: nothing to do without bytes (the state machine would consume none).
+            _ if *pos == chunk.len() => return None,
             _ => {}
         }
+        self.head_step(chunk, pos)
+    }
+
+    /// Parses head bytes from `chunk[*pos..]` (at least one) up to the end of the head or
+    /// of the chunk. Out of line, so the per-event dispatch in `next_event` stays cheap.
+    #[inline(never)]
+    fn head_step(&mut self, chunk: &[u8], pos: &mut usize) -> Option<Event<'_>> {
         if self.state == State::Start {
             // Fast path: the whole head is in this chunk and plainly valid. Anything else
             // (a split head, an error, an oversized head) is left to the byte-at-a-time
             // state machine below, which then starts from the same position.
-            let budget = self.max_head.saturating_sub(self.head_len);
-            if let Some(parsed) = parse_complete_head(chunk, *pos, budget) {
-                let len = parsed.end - *pos;
-                *pos = parsed.end;
-                self.head_len += len;
-                let path = &chunk[parsed.path];
-                self.path[..path.len()].copy_from_slice(path);
-                self.path_len = path.len();
-                self.version = parsed.version;
-                self.content_length = parsed.content_length;
-                self.conn_close = parsed.close;
-                self.conn_keep_alive = parsed.keep_alive;
-                return Some(self.head_event(parsed.method));
+            if let Some((end, method)) = self.parse_complete_head(chunk, *pos) {
+                *pos = end;
+                return Some(self.head_event(method));
             }
         }
         match self.parse_head(chunk, pos) {
@@ -403,6 +402,7 @@ impl RequestParser {
     }
 
     /// Consumes head bytes; `Ok(true)` once the blank line ending the head is consumed.
+    #[inline(never)]
     fn parse_head(&mut self, chunk: &[u8], pos: &mut usize) -> Result<bool, HttpError> {
         while let Some(&b) = chunk.get(*pos) {
             *pos += 1;
@@ -656,18 +656,81 @@ const fn byte_classes() -> [u8; 256] {
     table
 }
 
-/// A head the fast path parsed completely.
-struct Parsed {
-    method: Method,
-    /// The request target, as a range of the chunk.
-    path: Range<usize>,
-    version: Version,
-    content_length: Option<u64>,
-    /// `Connection` named `close` / `keep-alive`.
-    close: bool,
-    keep_alive: bool,
-    /// Chunk index just past the blank line ending the head.
-    end: usize,
+/// Eight bytes of `buf` from `i` as a little-endian word, if there are eight.
+#[inline(always)]
+fn word_at(buf: &[u8], i: usize) -> Option<u64> {
+    buf.get(i..)?.first_chunk::<8>().map(|w| u64::from_le_bytes(*w))
+}
+
+/// Eight bytes of `buf` from `i < buf.len()` as a little-endian word, zero bytes past
+/// the end (read as the buffer's last eight bytes, shifted; no per-byte tail loop).
+#[inline(always)]
+fn word_from(buf: &[u8], i: usize) -> u64 {
+    if let Some(w) = word_at(buf, i) {
+        return w;
+    }
+    match buf.len().checked_sub(8).and_then(|last| word_at(buf, last)) {
+        // Here buf.len() - 8 < i < buf.len(), so the shift is 8..=56 bits.
+        Some(w) => w >> ((i + 8 - buf.len()) * 8),
+        None => 0,
+    }
+}
+
+/// Every byte's low seven bits.
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+/// Every byte's top bit.
+const TOP: u64 = 0x8080_8080_8080_8080;
+/// `n` in every byte.
+const fn splat(n: u8) -> u64 {
+    0x0101_0101_0101_0101 * n as u64
+}
+
+/// Per byte of `low` (every byte below 0x80), top bit set when the byte is at least `n`
+/// (`1 <= n <= 0x80`). The sums stay below 0x100, so nothing carries between bytes.
+#[inline(always)]
+const fn at_least(low: u64, n: u8) -> u64 {
+    (low + splat(0x80 - n)) & TOP
+}
+
+/// Flags (top bit per byte) the bytes that may not appear in a request target: at most
+/// 0x20 or at least 0x7f.
+#[inline(always)]
+fn target_stops(w: u64) -> u64 {
+    let low = w & LOW7;
+    (!at_least(low, 0x21) | at_least(low, 0x7f) | w) & TOP
+}
+
+/// Flags the bytes a header value does not simply continue with: below 0x20 (CR, LF,
+/// controls and HTAB, which the caller steps over) and 0x7f. Bytes from 0x80 are allowed.
+#[inline(always)]
+fn value_stops(w: u64) -> u64 {
+    let low = w & LOW7;
+    (!at_least(low, 0x20) | at_least(low, 0x7f)) & !w & TOP
+}
+
+/// Flags the bytes of a header name that are not ASCII letters, digits or '-' (the
+/// `tchar`s real header names use; the caller checks any other byte against [`CLASS`]).
+#[inline(always)]
+fn name_stops(w: u64) -> u64 {
+    let low = w & LOW7;
+    let folded = low | splat(0x20);
+    let letter = at_least(folded, 0x61) & !at_least(folded, 0x7b);
+    let digit = at_least(low, 0x30) & !at_least(low, 0x3a);
+    let dash = at_least(low, 0x2d) & !at_least(low, 0x2e);
+    !((letter | digit | dash) & !w) & TOP
+}
+
+/// Index of the first byte at or after `i` that `stops` flags, or `buf.len()`.
+#[inline(always)]
+fn scan(buf: &[u8], mut i: usize, stops: impl Fn(u64) -> u64) -> usize {
+    while i < buf.len() {
+        let flagged = stops(word_from(buf, i));
+        if flagged != 0 {
+            return (i + (flagged.trailing_zeros() / 8) as usize).min(buf.len());
+        }
+        i += 8;
+    }
+    buf.len()
 }
 
 /// First index at or after `i` whose byte is not in `class` (or `buf.len()`).
@@ -682,28 +745,23 @@ fn skip_class(buf: &[u8], mut i: usize, class: u8) -> usize {
     i
 }
 
+/// First index at or after `i` whose byte is not a `tchar` (or `buf.len()`).
+#[inline(always)]
+fn skip_name(buf: &[u8], mut i: usize) -> usize {
+    loop {
+        i = scan(buf, i, name_stops);
+        match buf.get(i) {
+            Some(&b) if b != b':' && CLASS[usize::from(b)] & TCHAR != 0 => i += 1,
+            _ => return i,
+        }
+    }
+}
+
 /// First index at or after `i` whose byte may not appear in a header value (or `buf.len()`).
-///
-/// Eight bytes at a time: a byte is flagged when it is below 0x20 or is 0x7f (bytes with
-/// the top bit set are allowed). Adding to the low seven bits never carries across
-/// bytes, so the first flagged byte is exact. HTAB is flagged too and stepped over here.
 #[inline(always)]
 fn skip_value(buf: &[u8], mut i: usize) -> usize {
-    const LOW: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
     loop {
-        while let Some(word) = buf.get(i..i + 8) {
-            let w = u64::from_le_bytes([word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7]]);
-            let low = w & LOW;
-            // High bit of each byte: (low7 < 0x20) | (low7 == 0x7f), for bytes below 0x80.
-            let bad = (!(low + 0x6060_6060_6060_6060) | (low + 0x0101_0101_0101_0101)) & !w & HIGH;
-            if bad != 0 {
-                i += (bad.trailing_zeros() / 8) as usize;
-                break;
-            }
-            i += 8;
-        }
-        i = skip_class(buf, i, VALUE);
+        i = scan(buf, i, value_stops);
         if buf.get(i) != Some(&b'\t') {
             return i;
         }
@@ -711,83 +769,126 @@ fn skip_value(buf: &[u8], mut i: usize) -> usize {
     }
 }
 
-/// Parses a request head that starts at `chunk[start]` and ends, blank line included,
-/// within the chunk and within `budget` bytes; `None` for anything else (a head cut off
-/// by the end of the chunk, a leading empty line, any error, a `Content-Length` that is
-/// not plain digits), which the byte-at-a-time state machine then handles.
-///
-/// When it returns a head, the state machine would have returned the same one: it
-/// accepts a subset of what the state machine accepts, and nothing else.
-fn parse_complete_head(chunk: &[u8], start: usize, budget: usize) -> Option<Parsed> {
-    let buf = chunk.get(start..chunk.len().min(start.saturating_add(budget)))?;
-    // Request line: method SP target SP version CRLF.
-    let mut i = skip_class(buf, 0, TCHAR);
-    if i == 0 || buf.get(i) != Some(&b' ') {
-        return None;
+impl RequestParser {
+    /// Parses a request head that starts at `chunk[start]` and ends, blank line included,
+    /// within the chunk and within the head limit; `None` for anything else (a head cut
+    /// off by the end of the chunk, a leading empty line, any error, a `Content-Length`
+    /// that is not plain digits), which the byte-at-a-time state machine then handles.
+    ///
+    /// It accepts a subset of what the state machine accepts, and for those heads stores
+    /// exactly the fields the state machine would have: on success it returns the index
+    /// just past the head and the method; on `None` it leaves the parser as it found it.
+    #[inline(never)]
+    fn parse_complete_head(&mut self, chunk: &[u8], start: usize) -> Option<(usize, Method)> {
+        let parsed = self.parse_complete_head_into(chunk, start);
+        if parsed.is_none() {
+            // Undo what the attempt stored: the state machine starts from exactly these
+            // (they hold these values whenever the parser is in `State::Start`).
+            self.path_len = 0;
+            self.content_length = None;
+            self.conn_close = false;
+            self.conn_keep_alive = false;
+        }
+        parsed
     }
-    let method = match &buf[..i] {
-        b"GET" => Method::Get,
-        b"POST" => Method::Post,
-        _ => Method::Other,
-    };
-    let path_start = i + 1;
-    i = skip_class(buf, path_start, TARGET);
-    if i == path_start || i - path_start > MAX_PATH || buf.get(i) != Some(&b' ') {
-        return None;
-    }
-    let path = start + path_start..start + i;
-    let version = match buf.get(i + 1..i + 11)? {
-        b"HTTP/1.1\r\n" => Version::Http11,
-        b"HTTP/1.0\r\n" => Version::Http10,
-        _ => return None,
-    };
-    i += 11;
-    let (mut content_length, mut close, mut keep_alive) = (None, false, false);
-    // Header lines: name ":" OWS value CRLF, until the empty line.
-    loop {
-        if *buf.get(i)? == b'\r' {
-            if buf.get(i + 1) != Some(&b'\n') {
+
+    /// [`parse_complete_head`](Self::parse_complete_head) minus the undo: stores fields
+    /// as it goes (fewer values live in registers), possibly returning `None` after.
+    #[inline(always)]
+    fn parse_complete_head_into(&mut self, chunk: &[u8], start: usize) -> Option<(usize, Method)> {
+        let buf = chunk.get(start..)?;
+        // Request line: method SP target SP version CRLF.
+        let first = word_at(buf, 0)?;
+        let (method, path_start) = if first & 0xffff_ffff == u64::from(u32::from_le_bytes(*b"GET ")) {
+            (Method::Get, 4)
+        } else if first & 0xff_ffff_ffff == u64::from_le_bytes(*b"POST \0\0\0") {
+            (Method::Post, 5)
+        } else {
+            let end = skip_class(buf, 0, TCHAR);
+            if end == 0 || buf.get(end) != Some(&b' ') {
                 return None;
             }
-            return Some(Parsed { method, path, version, content_length, close, keep_alive, end: start + i + 2 });
-        }
-        let name_start = i;
-        i = skip_class(buf, i, TCHAR);
-        if i == name_start || buf.get(i) != Some(&b':') {
+            let method = match &buf[..end] {
+                b"GET" => Method::Get,
+                b"POST" => Method::Post,
+                _ => Method::Other,
+            };
+            (method, end + 1)
+        };
+        let mut i = scan(buf, path_start, target_stops);
+        let path_len = i - path_start;
+        if path_len == 0 || path_len > MAX_PATH || buf.get(i) != Some(&b' ') {
             return None;
         }
-        let name = &buf[name_start..i];
-        i += 1;
-        while let Some(b' ' | b'\t') = buf.get(i) {
-            i += 1;
-        }
-        let value_start = i;
-        i = skip_value(buf, i);
-        if buf.get(i..i + 2) != Some(b"\r\n") {
+        self.version = match word_at(buf, i + 1)? {
+            w if w == u64::from_le_bytes(*b"HTTP/1.1") => Version::Http11,
+            w if w == u64::from_le_bytes(*b"HTTP/1.0") => Version::Http10,
+            _ => return None,
+        };
+        if buf.get(i + 9..i + 11)? != b"\r\n" {
             return None;
         }
-        let value = &buf[value_start..i];
-        i += 2;
-        match name.len() {
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
-                let n = parse_content_length(value)?;
-                if content_length.is_some_and(|previous| previous != n) {
-                    return None;
-                }
-                content_length = Some(n);
+        if path_len <= 8 {
+            // Short path (the common case): one word, bytes past the path are ignored.
+            self.path[..8].copy_from_slice(&word_from(buf, path_start).to_le_bytes());
+        } else {
+            self.path[..path_len].copy_from_slice(&buf[path_start..path_start + path_len]);
+        }
+        self.path_len = path_len;
+        i += 11;
+        // Header lines: name ":" OWS value CRLF, until the empty line.
+        loop {
+            if *buf.get(i)? == b'\r' {
+                break;
             }
-            10 if name.eq_ignore_ascii_case(b"connection") => {
-                for token in value.split(|&b| matches!(b, b',' | b' ' | b'\t')) {
-                    if token.eq_ignore_ascii_case(b"close") {
-                        close = true;
-                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                        keep_alive = true;
+            let name_start = i;
+            i = skip_name(buf, i);
+            if i == name_start || buf.get(i) != Some(&b':') {
+                return None;
+            }
+            let name = &buf[name_start..i];
+            i += 1;
+            while let Some(b' ' | b'\t') = buf.get(i) {
+                i += 1;
+            }
+            let value_start = i;
+            i = skip_value(buf, i);
+            if buf.get(i..i + 2)? != b"\r\n" {
+                return None;
+            }
+            // Only three header names matter; the length picks the one to compare.
+            match name.len() {
+                14 if name.eq_ignore_ascii_case(b"content-length") => {
+                    let n = parse_content_length(&buf[value_start..i])?;
+                    if self.content_length.is_some_and(|previous| previous != n) {
+                        return None;
+                    }
+                    self.content_length = Some(n);
+                }
+                10 if name.eq_ignore_ascii_case(b"connection") => {
+                    for token in buf[value_start..i].split(|&b| matches!(b, b',' | b' ' | b'\t')) {
+                        if token.eq_ignore_ascii_case(b"close") {
+                            self.conn_close = true;
+                        } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                            self.conn_keep_alive = true;
+                        }
                     }
                 }
+                17 if name.eq_ignore_ascii_case(b"transfer-encoding") => return None,
+                _ => {}
             }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => return None,
-            _ => {}
+            i += 2;
         }
+        if buf.get(i + 1) != Some(&b'\n') {
+            return None;
+        }
+        let end = i + 2;
+        // The state machine would stop with `HeadTooLarge` on a longer head.
+        if end > self.max_head.saturating_sub(self.head_len) {
+            return None;
+        }
+        self.head_len += end;
+        Some((start + end, method))
     }
 }
 
@@ -1195,6 +1296,83 @@ mod tests {
         assert!(parser.is_idle());
     }
 
+    /// Events up to and including the first error (a failed parser repeats it per chunk).
+    fn until_error(mut events: Vec<Owned>) -> Vec<Owned> {
+        if let Some(at) = events.iter().position(|e| matches!(e, Owned::Error(_))) {
+            events.truncate(at + 1);
+        }
+        events
+    }
+
+    /// The stream parsed whole (fast path wherever a head is complete) and byte by byte
+    /// (state machine only), with any head limit.
+    fn fast_and_slow(input: &[u8], max_head: usize) -> (Vec<Owned>, Vec<Owned>) {
+        let whole = run_chunks(&mut RequestParser::with_max_head(max_head), &[input]);
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        let slow = run_chunks(&mut RequestParser::with_max_head(max_head), &bytes);
+        (until_error(whole), until_error(slow))
+    }
+
+    /// Requests that take every branch of the whole-head fast path.
+    fn fast_path_stream() -> Vec<u8> {
+        let mut input = mixed_stream();
+        input.extend_from_slice(b"GET /0123456789abcdef0123456789abcdef HTTP/1.1\r\nX-Hi: a\tb\xfe\x80 c\xff\r\n\r\n");
+        input.extend_from_slice(
+            b"DELETE /k?a=b HTTP/1.0\r\nCONNECTION: Keep-Alive, Close\r\ncontent-length:\t3\t\r\n\r\nabc",
+        );
+        input.extend_from_slice(
+            b"POST /p HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\nX!#$%&'*+.^_`|~: \r\n\r\nok",
+        );
+        input.extend_from_slice(b"GET / HTTP/1.1\r\nHost: 192.168.11.3:60000\r\n\r\n");
+        input
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_state_machine() {
+        let input = fast_path_stream();
+        let (fast, slow) = fast_and_slow(&input, DEFAULT_MAX_HEAD);
+        assert_eq!(fast, slow);
+        assert_eq!(fast.iter().filter(|e| matches!(e, Owned::End)).count(), 9);
+        assert!(!fast.iter().any(|e| matches!(e, Owned::Error(_))));
+        // Every head limit around the sizes of the heads in the stream.
+        for max_head in 16..200 {
+            let (fast, slow) = fast_and_slow(&input, max_head);
+            assert_eq!(fast, slow, "max_head {max_head}");
+        }
+    }
+
+    #[test]
+    fn word_classifiers_match_the_byte_table() {
+        // Each byte value at each position of a word, among bytes that never stop a scan.
+        for b in 0..=255u8 {
+            for at in 0..8 {
+                let mut word = *b"aaaaaaaa";
+                word[at] = b;
+                let w = u64::from_le_bytes(word);
+                let flagged = |stops: u64| if stops == 0 { 8 } else { stops.trailing_zeros() as usize / 8 };
+                let class = CLASS[usize::from(b)];
+                let expect = |stops_here: bool| if stops_here { at } else { 8 };
+                assert_eq!(flagged(target_stops(w)), expect(class & TARGET == 0), "target {b:#x} at {at}");
+                assert_eq!(flagged(value_stops(w)), expect(class & VALUE == 0 || b == b'\t'), "value {b:#x} at {at}");
+                let name_char = b.is_ascii_alphanumeric() || b == b'-';
+                assert_eq!(flagged(name_stops(w)), expect(!name_char), "name {b:#x} at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn words_past_the_end_read_as_zero() {
+        let buf = b"0123456789";
+        assert_eq!(word_from(buf, 0), u64::from_le_bytes(*b"01234567"));
+        assert_eq!(word_from(buf, 2), u64::from_le_bytes(*b"23456789"));
+        assert_eq!(word_from(buf, 7), u64::from_le_bytes(*b"789\0\0\0\0\0"));
+        assert_eq!(word_from(buf, 9), u64::from(b'9'));
+        assert_eq!(word_from(b"abc", 1), 0, "shorter than a word: no bytes");
+        assert_eq!(scan(buf, 0, value_stops), buf.len());
+        assert_eq!(scan(b"ab\rcdefghijk", 0, value_stops), 2);
+        assert_eq!(scan(b"abcdefghij\r", 3, value_stops), 10);
+    }
+
     proptest::proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
@@ -1223,6 +1401,22 @@ mod tests {
             }
             chunks.push(&input[last..]);
             proptest::prop_assert_eq!(run_chunks(&mut RequestParser::new(), &chunks), mixed_expected());
+        }
+
+        #[test]
+        fn mutated_requests_parse_the_same_fast_and_slow(
+            edits in proptest::collection::vec((0usize..1000, proptest::sample::select(vec![
+                b' ', b'\t', b'\r', b'\n', b':', b',', b'0', b'9', b'a', b'Z', b'-', b'/', 0u8, 0x7f, 0x80, 0xff, b'"',
+            ])), 1..4),
+            max_head in proptest::sample::select(vec![40usize, 64, 100, DEFAULT_MAX_HEAD]),
+        ) {
+            let mut input = fast_path_stream();
+            for (at, byte) in edits {
+                let at = at % input.len();
+                input[at] = byte;
+            }
+            let (fast, slow) = fast_and_slow(&input, max_head);
+            proptest::prop_assert_eq!(fast, slow);
         }
 
         #[test]

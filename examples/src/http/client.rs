@@ -3,8 +3,6 @@
 //! Owns the request shapes of the rpc and wal workloads, for load generators and
 //! tests. Writes into caller buffers; never allocates, never does I/O.
 
-use super::response::decimal;
-
 /// wrk's default request to `127.0.0.1:60000` (41 bytes).
 pub const WRK_GET_LOCAL: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:60000\r\n\r\n";
 
@@ -34,8 +32,8 @@ pub fn write_get_request(path: &[u8], host: &[u8], out: &mut [u8]) -> usize {
 /// Length of the request written by [`write_post_request`].
 pub fn post_request_len(path_len: usize, host_len: usize, body_len: usize) -> usize {
     // "POST " path " HTTP/1.1\r\n" "Host: " host "\r\n" "Content-Length: " N "\r\n\r\n" body
-    let mut digits = [0u8; 20];
-    5 + path_len + 11 + 6 + host_len + 2 + 16 + decimal(body_len as u64, &mut digits).len() + 4 + body_len
+    let mut digits = itoa::Buffer::new();
+    5 + path_len + 11 + 6 + host_len + 2 + 16 + digits.format(body_len as u64).len() + 4 + body_len
 }
 
 /// Writes `POST <path> HTTP/1.1\r\nHost: <host>\r\nContent-Length: N\r\n\r\n<body>`
@@ -44,13 +42,13 @@ pub fn post_request_len(path_len: usize, host_len: usize, body_len: usize) -> us
 /// # Panics
 /// If `out` is shorter than [`post_request_len`].
 pub fn write_post_request(path: &[u8], host: &[u8], body: &[u8], out: &mut [u8]) -> usize {
-    let mut digits = [0u8; 20];
+    let mut digits = itoa::Buffer::new();
     let mut n = put(out, 0, b"POST ");
     n = put(out, n, path);
     n = put(out, n, b" HTTP/1.1\r\nHost: ");
     n = put(out, n, host);
     n = put(out, n, b"\r\nContent-Length: ");
-    n = put(out, n, decimal(body.len() as u64, &mut digits));
+    n = put(out, n, digits.format(body.len() as u64).as_bytes());
     n = put(out, n, b"\r\n\r\n");
     put(out, n, body)
 }

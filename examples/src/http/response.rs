@@ -60,8 +60,8 @@ pub fn ok_response_len(body_len: usize) -> usize {
 /// # Panics
 /// If `out` is shorter than [`ok_header_len`]`(body_len)`.
 pub fn write_ok_header(body_len: usize, out: &mut [u8]) -> usize {
-    let mut digits = [0u8; 20];
-    let digits = decimal(body_len as u64, &mut digits);
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(body_len as u64).as_bytes();
     let mut n = put(out, 0, OK_PREFIX);
     n = put(out, n, digits);
     put(out, n, HEADER_END)
@@ -145,22 +145,16 @@ fn decimal_len(mut n: u64) -> usize {
     len
 }
 
-/// `n` in decimal, written at the end of `buf`.
-pub(super) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal_lengths() {
+        for n in [0u64, 7, 10, 99, 100, 12345, u64::MAX] {
+            assert_eq!(decimal_len(n), n.to_string().len());
+        }
+    }
 
     #[test]
     fn phttpd_response_for_64_bytes_is_151_bytes() {
@@ -211,15 +205,6 @@ mod tests {
         assert!(!is_pattern_body(&body[70..], 71));
         body[99] ^= 1;
         assert!(!is_pattern_body(&body, 0));
-    }
-
-    #[test]
-    fn decimal_digits() {
-        let mut buf = [0u8; 20];
-        for n in [0u64, 7, 10, 99, 100, 12345, u64::MAX] {
-            assert_eq!(decimal(n, &mut buf), n.to_string().as_bytes());
-            assert_eq!(decimal_len(n), n.to_string().len());
-        }
     }
 
     #[test]

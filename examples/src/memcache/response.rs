@@ -72,7 +72,7 @@ const VALUE_LINE_MAX: usize = 6 + super::parser::MAX_KEY_LEN + 1 + 10 + 1 + 20 +
 /// Writes one `get` hit: `VALUE <key> <flags> <bytes>[ <cas>]\r\n<data>\r\n`.
 pub(super) fn put_value(out: &mut impl ResponseSink, key: &[u8], flags: u32, data: &[u8], cas: Option<u64>) {
     let mut line = [0u8; VALUE_LINE_MAX];
-    let mut digits = [0u8; 20];
+    let mut digits = itoa::Buffer::new();
     // Keys reaching here are at most MAX_KEY_LEN; a longer one (a hand-built command)
     // is written in two pieces rather than overflowing the line buffer.
     if key.len() > super::parser::MAX_KEY_LEN {
@@ -90,7 +90,7 @@ pub(super) fn put_value(out: &mut impl ResponseSink, key: &[u8], flags: u32, dat
     let numbers = [Some(u64::from(flags)), Some(data.len() as u64), cas];
     for number in numbers.into_iter().flatten() {
         line[n] = b' ';
-        let d = decimal(number, &mut digits);
+        let d = digits.format(number).as_bytes();
         line[n + 1..n + 1 + d.len()].copy_from_slice(d);
         n += 1 + d.len();
     }
@@ -103,24 +103,11 @@ pub(super) fn put_value(out: &mut impl ResponseSink, key: &[u8], flags: u32, dat
 /// Writes an `incr`/`decr` result line.
 pub(super) fn put_number(out: &mut impl ResponseSink, value: u64) {
     let mut line = [0u8; 22];
-    let mut digits = [0u8; 20];
-    let d = decimal(value, &mut digits);
+    let mut digits = itoa::Buffer::new();
+    let d = digits.format(value).as_bytes();
     line[..d.len()].copy_from_slice(d);
     line[d.len()..d.len() + 2].copy_from_slice(CRLF);
     out.put(&line[..d.len() + 2]);
-}
-
-/// `n` in decimal, written at the end of `buf`.
-pub(super) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,7 @@ use std::collections::HashMap;
 
 use super::command::{ArithOp, Command, StoreOp};
 use super::response::{
-    decimal, put_number, put_value, ErrorReply, ResponseSink, DELETED, END, EXISTS, NOT_FOUND, NOT_STORED, OK, STORED,
-    TOUCHED,
+    put_number, put_value, ErrorReply, ResponseSink, DELETED, END, EXISTS, NOT_FOUND, NOT_STORED, OK, STORED, TOUCHED,
 };
 use super::Config;
 
@@ -321,8 +320,8 @@ impl Store {
             ArithOp::Incr => current.wrapping_add(delta),
             ArithOp::Decr => current.saturating_sub(delta),
         };
-        let mut digits = [0u8; 20];
-        let digits = decimal(value, &mut digits);
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(value).as_bytes();
         let old_len = item.value.len();
         if digits.len() <= old_len {
             // memcached rewrites the number in place, padding with spaces.

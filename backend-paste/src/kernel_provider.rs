@@ -1,12 +1,12 @@
 //! The kernel provider (`paste`): the sync of a live PASTE port and the socket chores
 //! around it.
 //!
-//! Owns the [`KernelPort`], a wake-up eventfd, and one [`KSock`] per fd handed over.
+//! Owns the [`KernelPort`], a wake-up eventfd, and one `KSock` per fd handed over.
 //! A sync is **one `poll()`** over the port fd (`POLLIN`: txsync + rxsync), the
 //! eventfd, the listening sockets, connecting sockets (`POLLOUT`) and every registered
 //! socket with no events requested, so that only `POLLERR`/`POLLHUP` report it: a peer
 //! RST produces no slot (paste-abi §10), so this is how resets are seen. A socket
-//! found reset is reported ([`Event::RecvError`]) and closed abortively at once, before
+//! found reset is reported (`Event::RecvError`) and closed abortively at once, before
 //! the next sync, so that its TX slots cannot stall the ring for everyone (§10.2); its
 //! fd number stays taken (a `/dev/null` placeholder) until the application's `Close`.
 //!

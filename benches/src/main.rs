@@ -200,7 +200,7 @@ impl ServerOpts {
 
 #[derive(clap::Args, Debug)]
 struct ServeArgs {
-    /// The subject (paste-rt-<backend>, tokio, monoio-uring, monoio-legacy, raw-uring).
+    /// The subject (`paste-rt-<backend>`, `hyper-paste-rt-<backend>`, tokio, monoio-uring, monoio-legacy, raw-uring, hyper-tokio).
     #[arg(long)]
     subject: String,
     /// The workload.

@@ -9,7 +9,7 @@ use paste_rt::runtime::Builder;
 use paste_rt_examples::wal::{self, Mode, WalConfig};
 
 /// A write-ahead log over HTTP: POST bodies persisted in place (zero copy) in a
-/// file-backed buffer pool, acknowledged only after the flush; GET /<seq> serves
+/// file-backed buffer pool, acknowledged only after the flush; `GET /<seq>` serves
 /// them back, including after a crash.
 #[derive(Parser, Debug)]
 #[command(version, about)]

@@ -50,16 +50,10 @@ impl Shared {
     /// Schedules a task: on the runtime's own thread into the local queue, from
     /// anywhere else into the injection queue, interrupting the wait.
     fn schedule(&self, runnable: Runnable) {
-        let mut runnable = Some(runnable);
-        let pushed = context::with_runtime(self.id, |inner| match inner.queue.try_borrow_mut() {
-            Ok(mut q) => {
-                q.extend(runnable.take());
-                true
-            }
-            Err(_) => false,
-        });
-        let Some(runnable) = runnable else { return };
-        debug_assert!(pushed != Some(true));
+        let runnable = match context::push_local(self.id, runnable) {
+            Ok(()) => return,
+            Err(runnable) => runnable,
+        };
         if self.closed.load(Ordering::Acquire) {
             // The runtime is gone; running or dropping the task here would be on
             // the wrong thread. The task's memory is leaked (shutdown races only).
@@ -327,7 +321,7 @@ impl Wake for MainWake {
         self.wake_by_ref();
     }
     fn wake_by_ref(self: &Arc<Self>) {
-        if !self.woken.swap(true, Ordering::AcqRel) && context::with_runtime(self.shared.id, |_| ()).is_none() {
+        if !self.woken.swap(true, Ordering::AcqRel) && !context::is_current(self.shared.id) {
             self.shared.remote.wake();
         }
     }

@@ -684,11 +684,8 @@ impl Backend for EpollBackend {
         self.ops.push(op);
     }
 
-    fn poll(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()> {
-        self.stats.enter_poll();
-        let result = self.poll_inner(timeout, out);
-        self.stats.exit_poll();
-        result
+    fn flush_and_wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()> {
+        self.poll_inner(timeout, out)
     }
 }
 

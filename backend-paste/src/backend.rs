@@ -590,11 +590,8 @@ impl Backend for PasteBackend {
         self.ops.push(op);
     }
 
-    fn poll(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()> {
-        self.stats.enter_poll();
-        let result = self.tick(timeout, out);
-        self.stats.exit_poll();
-        result
+    fn flush_and_wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()> {
+        self.tick(timeout, out)
     }
 
     fn remote_waker(&self) -> Arc<dyn RemoteWake> {

@@ -1227,12 +1227,9 @@ impl Backend for UringBackend {
         }
     }
 
-    /// Counts the tick and runs it (see `UringBackend::tick`).
-    fn poll(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()> {
-        self.stats.enter_poll();
-        let result = self.tick(timeout, out);
-        self.stats.exit_poll();
-        result
+    /// The tick (see `UringBackend::tick`).
+    fn flush_and_wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()> {
+        self.tick(timeout, out)
     }
 
     fn remote_waker(&self) -> Arc<dyn RemoteWake> {

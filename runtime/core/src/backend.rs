@@ -104,9 +104,20 @@ pub trait Backend {
     /// Queues an op for the next `poll`. Makes no system call.
     fn submit(&mut self, op: Op);
 
-    /// Flush, wait, collect: one tick's I/O. `timeout == Some(ZERO)` must not block;
+    /// Flush, wait, collect: one tick's I/O (DESIGN.md §2, step 2). Backends implement
+    /// this; callers use [`poll`](Self::poll). `timeout == Some(ZERO)` must not block;
     /// `None` waits until something completes or a remote wake arrives.
-    fn poll(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()>;
+    fn flush_and_wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()>;
+
+    /// One tick's I/O, counted: [`flush_and_wait`](Self::flush_and_wait) inside the
+    /// stats' poll scope, so every system call it makes counts as inside `poll` and
+    /// any other as outside (`Stats::syscalls_outside_poll`).
+    fn poll(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()> {
+        self.stats().enter_poll();
+        let result = self.flush_and_wait(timeout, out);
+        self.stats().exit_poll();
+        result
+    }
 
     /// A handle other threads use to interrupt `poll`.
     fn remote_waker(&self) -> Arc<dyn RemoteWake>;

@@ -35,6 +35,7 @@ use paste_rt_core::{BackendKind, RemoteWake, Shutdown, StartError, Stats};
 use paste_rt_uring::buf_ring::BufRing;
 use paste_rt_uring::probe::{self, RingConfig, UringProbe};
 use paste_rt_uring::submit::{self, SubmitQueue, Wait};
+use paste_rt_uring::user_data::{OpKind, GEN_MASK};
 use paste_rt_uring::waker::RingWaker;
 
 use crate::backend::{EmuBufferCount, EmuSettings, Event};
@@ -57,42 +58,16 @@ pub const SOCKET_SEND_CAP: u64 = 256 * 1024;
 const SEND_BATCH: usize = 16;
 /// How long a listener waits after `EMFILE` and the like, unless an fd is freed first.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
-const GEN_MASK: u32 = 0x00FF_FFFF;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-enum OpKind {
-    Accept = 1,
-    Recv = 2,
-    Send = 3,
-    Shutdown = 4,
-    Connect = 5,
-    Wake = 6,
-    Ignore = 7,
-}
-
-impl OpKind {
-    fn from_u8(v: u8) -> Option<OpKind> {
-        Some(match v {
-            1 => OpKind::Accept,
-            2 => OpKind::Recv,
-            3 => OpKind::Send,
-            4 => OpKind::Shutdown,
-            5 => OpKind::Connect,
-            6 => OpKind::Wake,
-            7 => OpKind::Ignore,
-            _ => return None,
-        })
-    }
-}
-
-/// `user_data`: bits 0-31 fd, 32-39 the op, 40-63 the fd entry's generation.
+/// `user_data` of an SQE for socket `fd` (see `paste_rt_uring::user_data`).
 fn user_data(fd: RawFd, kind: OpKind, gen: u32) -> u64 {
-    (fd as u32) as u64 | (kind as u64) << 32 | ((gen & GEN_MASK) as u64) << 40
+    paste_rt_uring::user_data::encode(fd as u32, kind, gen)
 }
 
+/// The socket, op and generation of a completion's `user_data`.
 fn decode(ud: u64) -> (RawFd, Option<OpKind>, u32) {
-    (ud as u32 as RawFd, OpKind::from_u8((ud >> 32) as u8), (ud >> 40) as u32)
+    let (fd, kind, gen) = paste_rt_uring::user_data::decode(ud);
+    (fd as RawFd, kind, gen)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -860,7 +835,8 @@ impl EmuProvider {
                     }
                 }
                 Some(OpKind::Connect) => self.on_connect(fd, gen, res, events),
-                None => {}
+                // Datagram ops are never submitted here (PASTE is TCP only).
+                Some(OpKind::RecvFrom | OpKind::SendTo) | None => {}
             }
         }
     }

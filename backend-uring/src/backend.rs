@@ -44,6 +44,7 @@ use crate::buf_ring::PoolBufRing;
 use crate::probe::{self, RingConfig, UringProbe};
 use crate::recv;
 use crate::submit::{self, SubmitQueue, Wait};
+use crate::user_data::{decode, encode as user_data, OpKind, GEN_MASK};
 use crate::waker::RingWaker;
 
 /// Buffer group id of the receive buffer ring.
@@ -61,7 +62,6 @@ pub const DGRAM_RING_OFFSET: u32 = DGRAM_HEADROOM - RECVMSG_OUT_LEN - DGRAM_NAME
 pub const MAX_DGRAM_INFLIGHT: u32 = 64;
 /// Most sends gathered into one `SENDMSG`.
 pub const MAX_SEND_BATCH: usize = 32;
-const GEN_MASK: u32 = 0x00FF_FFFF;
 
 /// Settings of the io_uring backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,49 +125,6 @@ impl Default for UringConfig {
             dgram_ring_bufs: 0,
         }
     }
-}
-
-/// What an SQE was for (bits 32-39 of its `user_data`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-enum OpKind {
-    Accept = 1,
-    Recv = 2,
-    Send = 3,
-    Shutdown = 4,
-    Connect = 5,
-    Wake = 6,
-    /// Cancels and closes: their result is not needed.
-    Ignore = 7,
-    /// A datagram socket's multishot `RECVMSG`.
-    RecvFrom = 8,
-    /// One datagram's `SENDMSG` (the id is a [`DgramTx`] index).
-    SendTo = 9,
-}
-
-impl OpKind {
-    fn from_u8(v: u8) -> Option<OpKind> {
-        Some(match v {
-            1 => OpKind::Accept,
-            2 => OpKind::Recv,
-            3 => OpKind::Send,
-            4 => OpKind::Shutdown,
-            5 => OpKind::Connect,
-            6 => OpKind::Wake,
-            7 => OpKind::Ignore,
-            8 => OpKind::RecvFrom,
-            9 => OpKind::SendTo,
-            _ => return None,
-        })
-    }
-}
-
-fn user_data(slot: u32, kind: OpKind, gen: u32) -> u64 {
-    slot as u64 | (kind as u64) << 32 | ((gen & GEN_MASK) as u64) << 40
-}
-
-fn decode(ud: u64) -> (u32, Option<OpKind>, u32) {
-    (ud as u32, OpKind::from_u8((ud >> 32) as u8), (ud >> 40) as u32)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1354,16 +1311,3 @@ fn parse_recvmsg_out(buf: &[u8]) -> Option<(SocketAddr, bool)> {
     Some((from, flags & libc::MSG_TRUNC as u32 != 0))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn user_data_round_trips() {
-        let ud = user_data(123_456, OpKind::Send, 0xAB_CDEF);
-        assert_eq!(decode(ud), (123_456, Some(OpKind::Send), 0xAB_CDEF));
-        let ud = user_data(u32::MAX, OpKind::Ignore, GEN_MASK + 5);
-        assert_eq!(decode(ud), (u32::MAX, Some(OpKind::Ignore), 4));
-        assert_eq!(decode(0).1, None);
-    }
-}

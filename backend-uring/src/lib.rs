@@ -30,6 +30,7 @@ pub mod buf_ring;
 pub mod probe;
 pub mod recv;
 pub mod submit;
+pub mod user_data;
 pub mod waker;
 
 pub use backend::{UringBackend, UringConfig, MAX_SEND_BATCH};

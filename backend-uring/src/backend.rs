@@ -905,28 +905,37 @@ impl UringBackend {
                 out.push(Completion::Eof(token));
             }
         } else if res < 0 {
-            match -res {
-                libc::ECANCELED => {}
-                libc::ENOBUFS => {
-                    Stats::add(&self.stats.pool_exhausted, 1);
-                    if open && !s.rx_starved {
-                        s.rx_starved = true;
-                        self.rx_starved.push_back((id, s.gen));
-                    }
-                }
-                errno => {
-                    s.rx_done = true;
-                    if open {
-                        out.push(Completion::RecvError { token, errno });
-                    }
-                }
-            }
+            self.recv_failed(id, -res, out);
         }
         if ended && open {
             // Not re-armed now: the runtime first sees these buffers and may pause.
             self.rx_ended.push((id, gen));
         }
         delivered
+    }
+
+    /// A receive (stream or datagram) ended with `errno`: cancelled (nothing to do),
+    /// out of buffers (re-armed once buffers are back, without spinning), or a real
+    /// error reported once to the runtime.
+    fn recv_failed(&mut self, id: u32, errno: i32, out: &mut Vec<Completion>) {
+        let s = &mut self.slots[id as usize];
+        let (open, token) = (s.open, s.token);
+        match errno {
+            libc::ECANCELED => {}
+            libc::ENOBUFS => {
+                Stats::add(&self.stats.pool_exhausted, 1);
+                if open && !s.rx_starved {
+                    s.rx_starved = true;
+                    self.rx_starved.push_back((id, s.gen));
+                }
+            }
+            errno => {
+                s.rx_done = true;
+                if open {
+                    out.push(Completion::RecvError { token, errno });
+                }
+            }
+        }
     }
 
     /// A datagram socket's multishot `RECVMSG` completion: one datagram in one buffer,
@@ -956,24 +965,8 @@ impl UringBackend {
                 }
             });
         }
-        let s = &mut self.slots[id as usize];
         if res < 0 {
-            match -res {
-                libc::ECANCELED => {}
-                libc::ENOBUFS => {
-                    Stats::add(&self.stats.pool_exhausted, 1);
-                    if open && !s.rx_starved {
-                        s.rx_starved = true;
-                        self.rx_starved.push_back((id, s.gen));
-                    }
-                }
-                errno => {
-                    s.rx_done = true;
-                    if open {
-                        out.push(Completion::RecvError { token, errno });
-                    }
-                }
-            }
+            self.recv_failed(id, -res, out);
         }
         if ended && open {
             self.rx_ended.push((id, gen));
@@ -1310,4 +1303,3 @@ fn parse_recvmsg_out(buf: &[u8]) -> Option<(SocketAddr, bool)> {
     let from = paste_rt_core::sockaddr::read_bytes(&name[..namelen.min(name.len())])?;
     Some((from, flags & libc::MSG_TRUNC as u32 != 0))
 }
-

@@ -196,6 +196,17 @@ struct KRing {
     hwtail: u32,
 }
 
+impl KRing {
+    /// The head the application published, if valid: inside the ring, and not past
+    /// the kernel's tail (the application may only hand back what it owns).
+    fn app_head(&self) -> Option<u32> {
+        let (n, head) = (self.ring.num_slots(), self.ring.head());
+        let valid =
+            head < n && slot::ring_distance(self.hwcur, head, n) <= slot::ring_distance(self.hwcur, self.hwtail, n);
+        valid.then_some(head)
+    }
+}
+
 /// The emulated kernel (see the module docs).
 pub struct EmuKernel {
     mem: Rc<PortMemory>,
@@ -487,11 +498,10 @@ impl EmuKernel {
         for r in 0..self.rx.len() {
             let k = self.rx[r];
             let n = k.ring.num_slots();
-            let head = k.ring.head();
-            if head >= n || slot::ring_distance(k.hwcur, head, n) > slot::ring_distance(k.hwcur, k.hwtail, n) {
+            let Some(head) = k.app_head() else {
                 rep.bad_heads += 1;
                 continue;
-            }
+            };
             let mut i = k.hwcur;
             while i != head {
                 let mut s = k.ring.slot(i);
@@ -560,12 +570,10 @@ impl EmuKernel {
         for r in 0..self.tx.len() {
             let k = self.tx[r];
             let n = k.ring.num_slots();
-            let head = k.ring.head();
-            // The application may advance head up to (not past) the kernel's tail.
-            if head >= n || slot::ring_distance(k.hwcur, head, n) > slot::ring_distance(k.hwcur, k.hwtail, n) {
+            let Some(head) = k.app_head() else {
                 rep.bad_heads += 1;
                 continue;
-            }
+            };
             let mut i = k.hwcur;
             while i != head {
                 let mut s = k.ring.slot(i);

@@ -82,6 +82,11 @@ pub(crate) fn try_current() -> Option<Rc<Inner>> {
     CURRENT.with(|c| c.borrow().clone())
 }
 
+/// Runs `f` on the current runtime, if any, without cloning its handle.
+pub(crate) fn with_current<R>(f: impl FnOnce(&Inner) -> R) -> Option<R> {
+    CURRENT.with(|c| c.borrow().as_deref().map(f))
+}
+
 /// Whether runtime `id` is the current one of this thread.
 #[inline]
 pub(crate) fn is_current(id: u64) -> bool {

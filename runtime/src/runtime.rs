@@ -306,7 +306,7 @@ pub fn current_selection() -> Option<Selection> {
 
 /// Which backend the current thread's runtime runs on, if any.
 pub fn current_backend() -> Option<BackendKind> {
-    context::try_current().map(|i| i.selection.kind)
+    context::with_current(|i| i.selection.kind)
 }
 
 /// The waker of the future given to `block_on`: sets a flag, and interrupts the
@@ -444,7 +444,7 @@ impl Drop for ShutdownRequested {
 /// in `recv` are woken when it is, so a connection loop may simply check this flag
 /// whenever its receive is pending.
 pub fn is_shutting_down() -> bool {
-    context::try_current().is_some_and(|i| i.shutting_down.get())
+    context::with_current(|i| i.shutting_down.get()).unwrap_or(false)
 }
 
 /// Tasks of the current runtime that have not finished (the caller included).

@@ -1,42 +1,50 @@
 //! # paste-rt-epoll — the baseline backend
 //!
 //! Edge-triggered epoll with one `read` per ready connection into pool buffers and
-//! one `send`/`writev` per connection with queued data, flushed at the tick
-//! (DESIGN.md §4). Same contract as the io_uring and PASTE backends, and exactly the
-//! per-connection system calls PASTE removes — which is what makes it the honest
-//! baseline of the A/B comparison.
+//! one `send`/`sendmsg` per connection with queued data, written at the tick. Same
+//! contract as the io_uring and PASTE backends, and exactly the per-connection
+//! system calls PASTE removes — which is what makes it the honest baseline of the A/B
+//! comparison.
 //!
-//! Datagram (UDP) sockets (`BindDgram`) are read with one `recvfrom` per datagram
-//! into pool buffers (until `EAGAIN` or the read budget) and written with one
-//! `sendto` per queued datagram at the flush.
+//! Each connection is registered once for `IN | OUT | RDHUP`, edge-triggered, so it
+//! never needs `epoll_ctl(MOD)`. A read that returns less than a buffer drained the
+//! socket (the next arrival is a new edge), so there is no extra read to see
+//! `EAGAIN`. Received buffers land in the connection's record as they are read, and
+//! sends are written straight from the record's queue; a partial write waits for
+//! `EPOLLOUT`.
 //!
-//! The backend owns every fd handed to it (`Listen`, `Register`, `Connect`,
-//! `BindDgram`) and closes them on `Close`. It never touches the executor, and makes every system
-//! call inside [`Backend::poll`] (see `sys`, where each one is counted).
+//! Datagram (UDP) sockets are read with one `recvfrom` per datagram into pool
+//! buffers (until `EAGAIN` or the read budget) and written with one `sendto` per
+//! queued datagram.
+//!
+//! The backend owns every fd handed to it and closes it when its record closes. It
+//! never touches the executor, and makes every system call inside
+//! [`Backend::poll`](paste_rt_core::Backend::poll) (see `sys`, where each one is
+//! counted): what the runtime asks between ticks (a listener, a connect, a close)
+//! is noted and done at the next tick. Sends use `MSG_NOSIGNAL`; the process's
+//! SIGPIPE disposition is never changed.
 
 mod sys;
-mod txqueue;
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use paste_rt_core::{
-    max_datagram, Backend, BackendKind, BufPool, Completion, Op, PoolConfig, RemoteWake, SendData, Shutdown,
-    StartError, Stats, Token,
+    max_datagram, Backend, BackendKind, BufPool, Capabilities, Delivery, IoTable, PoolConfig, RecordKind, RemoteWake,
+    SendStep, StartError, Stats, Token,
 };
-
-use txqueue::{Flushed, TxQueue};
 
 /// How long a listener that hit `EMFILE`/`ENFILE` waits before trying again when no
 /// fd was closed meanwhile.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// epoll user data of the wake-up eventfd.
 const WAKE_DATA: u64 = u64::MAX;
+/// Most buffers gathered into one `sendmsg`.
+const MAX_IOV: usize = 64;
 
 /// Settings of the epoll backend.
 #[derive(Debug, Clone)]
@@ -58,64 +66,71 @@ impl Default for EpollConfig {
     }
 }
 
-/// A listener's accept state.
-#[derive(Debug)]
-struct Listener {
-    fd: OwnedFd,
-    /// More connections may be waiting (budget ran out, or edge seen).
-    ready: bool,
-    /// Accept failed for lack of fds (errno) at this moment; retried after a close
-    /// or after `ACCEPT_RETRY`.
-    starved: Option<Instant>,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Free,
+    Listener,
+    Stream,
+    Dgram,
 }
 
-/// A connection's state.
+/// The epoll side of one socket (its data is in the runtime's record).
 #[derive(Debug)]
-struct Conn {
-    fd: OwnedFd,
-    tx: TxQueue,
-    /// The socket may hold unread data (edge seen, not yet read to EAGAIN).
+struct Sock {
+    role: Role,
+    fd: RawFd,
+    /// The socket may hold unread data (edge seen, not yet drained).
     readable: bool,
     /// The peer's FIN or an error was seen in the event mask.
     hup: bool,
-    /// Receiving is paused by the runtime (backpressure).
+    /// Receiving is paused (the record's queue is long).
     paused: bool,
     /// No more reads: EOF or an error was reported.
     rx_done: bool,
-    /// `send` hit EAGAIN; wait for EPOLLOUT.
+    /// A write hit EAGAIN; wait for EPOLLOUT.
     write_blocked: bool,
-    /// The connection is in the ready-to-read list already.
-    listed: bool,
-    /// A `Connect` is in progress.
+    /// Listed in `to_read`.
+    read_listed: bool,
+    /// Listed in `to_flush`.
+    flush_listed: bool,
+    /// A connect is in progress.
     connecting: bool,
-    /// Shut down writing once the queue drains.
-    shutdown_pending: bool,
+    /// Listener: more connections may be waiting (budget ran out, or edge seen).
+    accept_ready: bool,
+    /// Listener: accepting failed for lack of fds at this moment; retried after a
+    /// close or after `ACCEPT_RETRY`.
+    starved: Option<Instant>,
 }
 
-/// A datagram socket's state.
-#[derive(Debug)]
-struct Dgram {
-    fd: OwnedFd,
-    /// Datagrams waiting for `sendto`, oldest first (the deque is reused: no
-    /// allocation per datagram once it has grown).
-    txq: VecDeque<(SendData, SocketAddr)>,
-    /// The socket may hold unread datagrams.
-    readable: bool,
-    /// Receiving is paused by the runtime (backpressure).
-    paused: bool,
-    /// A receive error was reported: no more reads.
-    rx_done: bool,
-    /// `sendto` hit EAGAIN; wait for EPOLLOUT.
-    write_blocked: bool,
-    /// The socket is in the ready-to-read list already.
-    listed: bool,
+impl Sock {
+    const FREE: Sock = Sock {
+        role: Role::Free,
+        fd: -1,
+        readable: false,
+        hup: false,
+        paused: false,
+        rx_done: false,
+        write_blocked: false,
+        read_listed: false,
+        flush_listed: false,
+        connecting: false,
+        accept_ready: false,
+        starved: None,
+    };
+
+    fn new(role: Role, fd: RawFd) -> Sock {
+        Sock { role, fd, ..Sock::FREE }
+    }
 }
 
+/// What the runtime asked between ticks that needs a system call.
 #[derive(Debug)]
-enum Entry {
-    Listener(Listener),
-    Conn(Conn),
-    Dgram(Dgram),
+enum Pending {
+    Listen(Token),
+    Register(Token),
+    Connect(Token, SocketAddr),
+    BindDgram(Token),
+    Close(Token),
 }
 
 /// The epoll backend. See the crate docs.
@@ -125,15 +140,17 @@ pub struct EpollBackend {
     pool: BufPool,
     stats: Stats,
     config: EpollConfig,
-    entries: Vec<Option<Entry>>,
-    ops: Vec<Op>,
+    socks: Vec<Sock>,
+    pending: Vec<Pending>,
     events: Vec<libc::epoll_event>,
-    /// Connections with data to read this tick.
+    /// Sockets with data to read this tick.
     to_read: Vec<Token>,
-    /// Connections with sends to flush this tick.
+    /// Sockets with sends to write this tick.
     to_flush: Vec<Token>,
     /// Listeners to accept from this tick.
     to_accept: Vec<Token>,
+    /// Tokens closed this tick, released at its end (after this tick's events).
+    to_release: Vec<Token>,
     /// An fd was closed this tick: starved listeners may accept again.
     fd_freed: bool,
 }
@@ -148,7 +165,6 @@ impl EpollBackend {
         sys::epoll_add(&stats, &epfd, efd.as_raw_fd(), (libc::EPOLLIN | libc::EPOLLET) as u32, WAKE_DATA)
             .map_err(|e| fail("epoll_ctl(eventfd)", e))?;
         let pool = BufPool::new(&config.pool, 0).map_err(|e| fail("buffer pool", e))?;
-        sys::ignore_sigpipe();
         Ok(EpollBackend {
             epfd,
             waker: Arc::new(EventFdWaker { fd: efd, pending: AtomicBool::new(false) }),
@@ -156,274 +172,283 @@ impl EpollBackend {
             stats,
             events: vec![libc::epoll_event { events: 0, u64: 0 }; config.max_events.max(1)],
             config,
-            entries: Vec::new(),
-            ops: Vec::with_capacity(256),
+            socks: Vec::new(),
+            pending: Vec::with_capacity(64),
             to_read: Vec::with_capacity(256),
             to_flush: Vec::with_capacity(256),
             to_accept: Vec::new(),
+            to_release: Vec::new(),
             fd_freed: false,
         })
     }
 
-    fn conn(&mut self, token: Token) -> Option<&mut Conn> {
-        match self.entries.get_mut(token.0 as usize) {
-            Some(Some(Entry::Conn(c))) => Some(c),
-            _ => None,
-        }
+    fn sock(&mut self, token: Token) -> Option<&mut Sock> {
+        self.socks.get_mut(token.index()).filter(|s| s.role != Role::Free)
     }
 
-    fn insert(&mut self, token: Token, entry: Entry) {
-        let i = token.0 as usize;
-        if self.entries.len() <= i {
-            self.entries.resize_with(i + 1, || None);
+    fn open(&mut self, token: Token, role: Role, fd: RawFd) {
+        let i = token.index();
+        if self.socks.len() <= i {
+            self.socks.resize_with(i + 1, || Sock::FREE);
         }
-        debug_assert!(self.entries[i].is_none(), "token {i} reused before Close");
-        self.entries[i] = Some(entry);
+        debug_assert_eq!(self.socks[i].role, Role::Free, "token {i} reused before its release");
+        self.socks[i] = Sock::new(role, fd);
     }
 
-    /// Applies the ops queued since the last poll, in order.
-    fn apply_ops(&mut self, out: &mut Vec<Completion>) {
-        let mut ops = std::mem::take(&mut self.ops);
-        for op in ops.drain(..) {
-            self.apply(op, out);
+    /// Applies what the runtime asked since the last tick, in order.
+    fn apply_pending(&mut self, io: &mut IoTable) {
+        let mut pending = std::mem::take(&mut self.pending);
+        for p in pending.drain(..) {
+            match p {
+                Pending::Listen(t) => self.start_listener(io, t),
+                Pending::Register(t) => self.watch_stream(io, t, false),
+                Pending::Connect(t, addr) => self.start_connect(io, t, addr),
+                Pending::BindDgram(t) => self.watch_dgram(io, t),
+                Pending::Close(t) => self.close_now(io, t),
+            }
         }
-        self.ops = ops;
+        self.pending = pending;
     }
 
-    fn apply(&mut self, op: Op, out: &mut Vec<Completion>) {
-        match op {
-            Op::Listen { token, fd } => {
-                // SAFETY: the runtime hands over ownership of a listening socket.
-                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                let ev = (libc::EPOLLIN | libc::EPOLLET) as u32;
-                if let Err(e) = sys::epoll_add(&self.stats, &self.epfd, fd.as_raw_fd(), ev, token.0 as u64) {
-                    out.push(Completion::AcceptError { listener: token, errno: errno(&e) });
-                }
-                self.insert(token, Entry::Listener(Listener { fd, ready: true, starved: None }));
-                self.to_accept.push(token);
-            }
-            Op::Register { token, fd } => {
-                // SAFETY: the runtime hands over ownership of a connected socket.
-                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                let failed = self.watch(&fd, token).err();
-                self.insert(token, Entry::Conn(Conn::new(fd, false)));
-                if let Some(e) = failed {
-                    self.fail_conn(token, errno(&e), out);
-                }
-            }
-            Op::Connect { token, fd, addr } => {
-                // SAFETY: the runtime hands over ownership of a fresh socket.
-                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                let result = sys::connect(&self.stats, fd.as_raw_fd(), &addr).and_then(|done| {
-                    self.watch(&fd, token)?;
-                    Ok(done)
-                });
-                self.insert(token, Entry::Conn(Conn::new(fd, true)));
-                match result {
-                    Ok(true) => self.connected(token, 0, out),
-                    Ok(false) => {}
-                    Err(e) => self.connected(token, errno(&e), out),
-                }
-            }
-            Op::PauseRecv(token) => match self.entries.get_mut(token.0 as usize) {
-                Some(Some(Entry::Conn(c))) => c.paused = true,
-                Some(Some(Entry::Dgram(d))) => d.paused = true,
-                _ => {}
-            },
-            Op::ResumeRecv(token) => {
-                let (readable, listed) = match self.entries.get_mut(token.0 as usize) {
-                    Some(Some(Entry::Conn(c))) => {
-                        c.paused = false;
-                        (c.readable, &mut c.listed)
-                    }
-                    Some(Some(Entry::Dgram(d))) => {
-                        d.paused = false;
-                        (d.readable, &mut d.listed)
-                    }
-                    _ => return,
-                };
-                if readable && !*listed {
-                    *listed = true;
-                    self.to_read.push(token);
-                }
-            }
-            Op::Send { token, data } => {
-                if let Some(c) = self.conn(token) {
-                    c.tx.push(data);
-                    if !c.write_blocked && !c.connecting {
-                        self.to_flush.push(token);
-                    }
-                }
-            }
-            Op::Shutdown { token, how } => self.shutdown(token, how, out),
-            Op::Close(token) => self.close(token),
-            Op::BindDgram { token, fd } => {
-                // SAFETY: the runtime hands over ownership of a bound datagram socket.
-                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                let ev = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLET) as u32;
-                let failed = sys::epoll_add(&self.stats, &self.epfd, fd.as_raw_fd(), ev, token.0 as u64).err();
-                let rx_done = failed.is_some();
-                self.insert(
-                    token,
-                    Entry::Dgram(Dgram {
-                        fd,
-                        txq: VecDeque::new(),
-                        readable: false,
-                        paused: false,
-                        rx_done,
-                        write_blocked: false,
-                        listed: false,
-                    }),
-                );
-                if let Some(e) = failed {
-                    out.push(Completion::RecvError { token, errno: errno(&e) });
-                }
-            }
-            Op::SendTo { token, data, addr } => {
-                if let Some(Some(Entry::Dgram(d))) = self.entries.get_mut(token.0 as usize) {
-                    d.txq.push_back((data, addr));
-                    if !d.write_blocked {
-                        self.to_flush.push(token);
-                    }
-                }
-            }
+    fn start_listener(&mut self, io: &mut IoTable, t: Token) {
+        let fd = io.get(t).fd();
+        self.open(t, Role::Listener, fd);
+        let ev = (libc::EPOLLIN | libc::EPOLLET) as u32;
+        if let Err(e) = sys::epoll_add(&self.stats, &self.epfd, fd, ev, t.0 as u64) {
+            io.accept_failed(t, errno(&e));
         }
+        self.socks[t.index()].accept_ready = true;
+        self.to_accept.push(t);
     }
 
     /// Registers a connection for reads, writes and hang-ups, edge-triggered, once:
     /// no `epoll_ctl(MOD)` is ever needed afterwards.
-    fn watch(&self, fd: &OwnedFd, token: Token) -> io::Result<()> {
+    fn watch_stream(&mut self, io: &mut IoTable, t: Token, connecting: bool) {
+        let fd = io.get(t).fd();
+        self.open(t, Role::Stream, fd);
+        self.socks[t.index()].connecting = connecting;
         let ev = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
-        sys::epoll_add(&self.stats, &self.epfd, fd.as_raw_fd(), ev as u32, token.0 as u64)
-    }
-
-    fn connected(&mut self, token: Token, err: i32, out: &mut Vec<Completion>) {
-        out.push(Completion::Connected { token, errno: err });
-        if let Some(c) = self.conn(token) {
-            c.connecting = false;
-            if err != 0 {
-                c.rx_done = true;
-            } else if !c.tx.is_empty() {
-                self.to_flush.push(token);
-            }
+        if let Err(e) = sys::epoll_add(&self.stats, &self.epfd, fd, ev as u32, t.0 as u64) {
+            self.fail_stream(io, t, errno(&e));
         }
     }
 
-    fn shutdown(&mut self, token: Token, how: Shutdown, out: &mut Vec<Completion>) {
-        let stats = &self.stats;
-        let Some(Some(Entry::Conn(c))) = self.entries.get_mut(token.0 as usize) else { return };
-        let (read, write) = match how {
-            Shutdown::Read => (true, false),
-            Shutdown::Write => (false, true),
-            Shutdown::Both => (true, true),
-        };
-        if read {
-            let _ = sys::shutdown(stats, c.fd.as_raw_fd(), libc::SHUT_RD);
-        }
-        if write {
-            if c.tx.is_empty() && !c.connecting {
-                if let Err(e) = sys::shutdown(stats, c.fd.as_raw_fd(), libc::SHUT_WR) {
-                    out.push(Completion::SendError { token, errno: errno(&e) });
-                }
-            } else {
-                c.shutdown_pending = true;
-            }
-        }
-    }
-
-    fn close(&mut self, token: Token) {
-        let Some(entry) = self.entries.get_mut(token.0 as usize).and_then(Option::take) else { return };
-        match entry {
-            Entry::Listener(l) => sys::close(&self.stats, l.fd),
-            // Queued datagrams are dropped: the runtime closes a socket only once
-            // they were sent (or at shutdown, when they are abandoned).
-            Entry::Dgram(d) => sys::close(&self.stats, d.fd),
-            Entry::Conn(mut c) => {
-                // Best effort: data queued right before a close (a last response)
-                // goes out if the socket takes it now.
-                if !c.tx.is_empty() && !c.write_blocked && !c.connecting {
-                    let _ = c.tx.flush(&self.stats, c.fd.as_raw_fd());
-                }
-                sys::close(&self.stats, c.fd);
-            }
-        }
-        self.fd_freed = true;
-    }
-
-    fn fail_conn(&mut self, token: Token, err: i32, out: &mut Vec<Completion>) {
-        if let Some(c) = self.conn(token) {
-            c.tx.clear();
-            let report = !c.rx_done;
-            c.rx_done = true;
-            if report {
-                out.push(Completion::RecvError { token, errno: err });
-            }
-        }
-    }
-
-    /// Writes the queued data of every connection that has some.
-    fn flush_writes(&mut self, out: &mut Vec<Completion>) {
-        let mut list = std::mem::take(&mut self.to_flush);
-        for token in list.drain(..) {
-            self.flush_one(token, out);
-        }
-        self.to_flush = list;
-    }
-
-    fn flush_one(&mut self, token: Token, out: &mut Vec<Completion>) {
-        let stats = &self.stats;
-        let c = match self.entries.get_mut(token.0 as usize) {
-            Some(Some(Entry::Conn(c))) => c,
-            Some(Some(Entry::Dgram(d))) => return flush_datagrams(stats, token, d, out),
-            _ => return,
-        };
-        if c.tx.is_empty() || c.write_blocked || c.connecting {
-            return;
-        }
-        match c.tx.flush(stats, c.fd.as_raw_fd()) {
-            Ok(Flushed::All { bytes }) => {
-                if bytes > 0 {
-                    out.push(Completion::Sent { token, bytes: bytes as u32 });
-                }
-                if c.shutdown_pending {
-                    c.shutdown_pending = false;
-                    if let Err(e) = sys::shutdown(stats, c.fd.as_raw_fd(), libc::SHUT_WR) {
-                        out.push(Completion::SendError { token, errno: errno(&e) });
-                    }
-                }
-            }
-            Ok(Flushed::Blocked { bytes }) => {
-                c.write_blocked = true;
-                if bytes > 0 {
-                    out.push(Completion::Sent { token, bytes: bytes as u32 });
+    fn start_connect(&mut self, io: &mut IoTable, t: Token, addr: SocketAddr) {
+        let fd = io.get(t).fd();
+        match sys::connect(&self.stats, fd, &addr) {
+            Ok(done) => {
+                self.watch_stream(io, t, !done);
+                if done {
+                    self.connected(io, t, 0);
                 }
             }
             Err(e) => {
-                c.tx.clear();
-                c.shutdown_pending = false;
-                out.push(Completion::SendError { token, errno: errno(&e) });
+                self.open(t, Role::Stream, fd);
+                self.connected(io, t, errno(&e));
+            }
+        }
+    }
+
+    fn watch_dgram(&mut self, io: &mut IoTable, t: Token) {
+        let fd = io.get(t).fd();
+        self.open(t, Role::Dgram, fd);
+        let ev = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLET) as u32;
+        if let Err(e) = sys::epoll_add(&self.stats, &self.epfd, fd, ev, t.0 as u64) {
+            self.socks[t.index()].rx_done = true;
+            io.dgram_failed(t, errno(&e));
+        }
+    }
+
+    fn connected(&mut self, io: &mut IoTable, t: Token, err: i32) {
+        if let Some(s) = self.sock(t) {
+            s.connecting = false;
+            if err != 0 {
+                s.rx_done = true;
+            }
+        }
+        let step = io.connected(t, err);
+        self.follow(io, t, step);
+    }
+
+    /// Applies the table's answer on `t`'s send path.
+    fn follow(&mut self, io: &mut IoTable, t: Token, step: SendStep) {
+        match step {
+            SendStep::Data | SendStep::Shutdown(_) => self.list_flush(t),
+            SendStep::Idle | SendStep::Wait => {}
+            SendStep::Close => self.close_now(io, t),
+        }
+    }
+
+    fn list_flush(&mut self, t: Token) {
+        if let Some(s) = self.sock(t) {
+            if !s.flush_listed {
+                s.flush_listed = true;
+                self.to_flush.push(t);
+            }
+        }
+    }
+
+    fn fail_stream(&mut self, io: &mut IoTable, t: Token, err: i32) {
+        if let Some(s) = self.sock(t) {
+            if s.rx_done {
+                return;
+            }
+            s.rx_done = true;
+        }
+        let step = io.rx_failed(t, err);
+        self.follow(io, t, step);
+    }
+
+    /// Closes `t`'s socket now (inside the tick) and releases the token at the end of
+    /// the tick.
+    fn close_now(&mut self, _io: &mut IoTable, t: Token) {
+        let Some(s) = self.sock(t) else { return };
+        let fd = std::mem::replace(&mut s.fd, -1);
+        *s = Sock::FREE;
+        if fd >= 0 {
+            // SAFETY: the backend owns this fd (handed over with its record) and
+            // closes it exactly once (its slot was cleared above).
+            sys::close(&self.stats, unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+        self.fd_freed = true;
+        self.to_release.push(t);
+    }
+
+    /// Writes the queued data of every socket that has some.
+    fn flush_writes(&mut self, io: &mut IoTable) {
+        let mut list = std::mem::take(&mut self.to_flush);
+        for t in list.drain(..) {
+            let Some(s) = self.sock(t) else { continue };
+            s.flush_listed = false;
+            match s.role {
+                Role::Stream => self.flush_stream(io, t),
+                Role::Dgram => self.flush_datagrams(io, t),
+                _ => {}
+            }
+        }
+        if self.to_flush.is_empty() {
+            self.to_flush = list;
+        }
+    }
+
+    /// Writes what `t`'s record has queued: one `send` (or `sendmsg` of up to
+    /// `MAX_IOV` buffers) at a time until the socket is full or the queue empty; then a
+    /// queued shutdown.
+    fn flush_stream(&mut self, io: &mut IoTable, t: Token) {
+        let stats = &self.stats;
+        let Some(s) = self.socks.get_mut(t.index()) else { return };
+        if s.write_blocked || s.connecting || s.role != Role::Stream {
+            return;
+        }
+        let fd = s.fd;
+        let mut step = io.send_step(t);
+        loop {
+            match step {
+                SendStep::Data => {}
+                SendStep::Shutdown(how) => {
+                    let err = sys::shutdown(stats, fd, how.how()).err().map_or(0, |e| errno(&e));
+                    step = io.shutdown_done(t, err);
+                    continue;
+                }
+                SendStep::Idle | SendStep::Wait => return,
+                SendStep::Close => return self.close_now(io, t),
+            }
+            let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
+            let mut n = 0;
+            let mut want = 0;
+            io.get(t).send_queue().gather(MAX_IOV, |b| {
+                iov[n] = libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() };
+                want += b.len();
+                n += 1;
+            });
+            Stats::add(&stats.submissions, 1);
+            let r = if n == 1 {
+                // SAFETY: iov[0] points into the record's queued data, alive for the call.
+                sys::send(stats, fd, unsafe { std::slice::from_raw_parts(iov[0].iov_base.cast(), iov[0].iov_len) })
+            } else {
+                sys::sendv(stats, fd, &iov[..n])
+            };
+            match r {
+                Ok(w) => {
+                    Stats::add(&stats.completions, 1);
+                    Stats::add(&stats.tx_bytes, w as u64);
+                    step = io.sent(t, w as u64);
+                    if w < want {
+                        // The socket is full: the rest waits for EPOLLOUT.
+                        if let Some(s) = self.socks.get_mut(t.index()) {
+                            s.write_blocked = true;
+                        }
+                        if step == SendStep::Close {
+                            self.close_now(io, t);
+                        }
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Some(s) = self.socks.get_mut(t.index()) {
+                        s.write_blocked = true;
+                    }
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    step = io.tx_failed(t, errno(&e));
+                    return self.follow(io, t, step);
+                }
+            }
+        }
+    }
+
+    /// Sends a datagram socket's queued datagrams, one `sendto` each, until the queue
+    /// is empty or the socket buffer is full (then waits for `EPOLLOUT`). A datagram
+    /// the kernel refuses is reported with its errno; the rest still go.
+    fn flush_datagrams(&mut self, io: &mut IoTable, t: Token) {
+        let stats = &self.stats;
+        let Some(s) = self.socks.get_mut(t.index()) else { return };
+        if s.write_blocked {
+            return;
+        }
+        let fd = s.fd;
+        while let Some((data, addr)) = io.next_datagram(t) {
+            let r = sys::sendto(stats, fd, data.as_slice(), &addr);
+            Stats::add(&stats.submissions, 1);
+            let err = match r {
+                Ok(n) => {
+                    Stats::add(&stats.tx_bytes, n as u64);
+                    0
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                    io.unpop_datagram(t, data, addr);
+                    s.write_blocked = true;
+                    return;
+                }
+                Err(e) => errno(&e),
+            };
+            Stats::add(&stats.completions, 1);
+            drop(data);
+            if io.datagram_sent(t, err) == SendStep::Close {
+                return self.close_now(io, t);
             }
         }
     }
 
     /// Accepts from every listener that is ready (or starved and due for a retry).
-    fn accept_ready(&mut self, out: &mut Vec<Completion>) {
-        let now_due = |l: &Listener| match l.starved {
-            None => l.ready,
-            Some(since) => since.elapsed() >= ACCEPT_RETRY,
-        };
+    fn accept_ready(&mut self, io: &mut IoTable) {
         let freed = std::mem::take(&mut self.fd_freed);
         let mut list = std::mem::take(&mut self.to_accept);
         // Starved listeners are retried when an fd was closed or the backoff passed.
-        for (i, e) in self.entries.iter().enumerate() {
-            if let Some(Entry::Listener(l)) = e {
-                if l.starved.is_some() && (freed || now_due(l)) && !list.contains(&Token(i as u32)) {
-                    list.push(Token(i as u32));
+        for (i, s) in self.socks.iter().enumerate() {
+            if s.role == Role::Listener {
+                if let Some(since) = s.starved {
+                    let t = Token(i as u32);
+                    if (freed || since.elapsed() >= ACCEPT_RETRY) && !list.contains(&t) {
+                        list.push(t);
+                    }
                 }
             }
         }
-        for token in list.drain(..) {
-            self.accept_from(token, out);
+        for t in list.drain(..) {
+            self.accept_from(io, t);
         }
         // accept_from re-queues listeners whose budget ran out into the fresh list:
         // keep them (edge-triggered epoll will not report them again).
@@ -431,19 +456,22 @@ impl EpollBackend {
         self.to_accept = list;
     }
 
-    fn accept_from(&mut self, token: Token, out: &mut Vec<Completion>) {
-        let stats = &self.stats;
-        let Some(Some(Entry::Listener(l))) = self.entries.get_mut(token.0 as usize) else { return };
+    fn accept_from(&mut self, io: &mut IoTable, t: Token) {
         for _ in 0..self.config.accept_budget {
-            match sys::accept(stats, l.fd.as_raw_fd()) {
+            let Some(l) = self.socks.get_mut(t.index()).filter(|s| s.role == Role::Listener) else { return };
+            match sys::accept(&self.stats, l.fd) {
                 Ok(fd) => {
-                    Stats::add(&stats.accepts, 1);
                     l.starved = None;
-                    out.push(Completion::Accepted { listener: token, fd });
+                    Stats::add(&self.stats.accepts, 1);
+                    match io.accepted(t, fd) {
+                        Some(new) => self.watch_stream(io, new, false),
+                        // SAFETY: the kernel just handed us this fd; nobody else has it.
+                        None => sys::close(&self.stats, unsafe { OwnedFd::from_raw_fd(fd) }),
+                    }
                 }
                 Err(e) => match e.raw_os_error() {
                     Some(libc::EAGAIN) => {
-                        l.ready = false;
+                        l.accept_ready = false;
                         l.starved = None;
                         return;
                     }
@@ -451,11 +479,12 @@ impl EpollBackend {
                     Some(code) => {
                         // EMFILE, ENFILE, ENOBUFS, ENOMEM: report once per episode,
                         // then retry after a close or the backoff, never in a loop.
-                        if l.starved.is_none() {
-                            out.push(Completion::AcceptError { listener: token, errno: code });
-                        }
+                        let first = l.starved.is_none();
                         l.starved = Some(Instant::now());
-                        l.ready = true;
+                        l.accept_ready = true;
+                        if first {
+                            io.accept_failed(t, code);
+                        }
                         return;
                     }
                     None => return,
@@ -463,74 +492,79 @@ impl EpollBackend {
             }
         }
         // Budget used up: more may be waiting.
-        l.ready = true;
-        self.to_accept.push(token);
+        if let Some(l) = self.sock(t) {
+            l.accept_ready = true;
+        }
+        self.to_accept.push(t);
     }
 
-    /// Reads every readable, unpaused connection into pool buffers.
-    fn read_ready(&mut self, out: &mut Vec<Completion>) -> u64 {
+    /// Reads every readable, unpaused socket into pool buffers.
+    fn read_ready(&mut self, io: &mut IoTable) -> u64 {
         let mut delivered = 0;
         let mut list = std::mem::take(&mut self.to_read);
         let mut keep = 0;
         for i in 0..list.len() {
-            let token = list[i];
-            let (more, n) = self.read_one(token, out);
+            let t = list[i];
+            let (more, n) = self.read_one(io, t);
             delivered += n;
             if more {
-                list[keep] = token;
+                list[keep] = t;
                 keep += 1;
-            } else {
-                match self.entries.get_mut(token.0 as usize) {
-                    Some(Some(Entry::Conn(c))) => c.listed = false,
-                    Some(Some(Entry::Dgram(d))) => d.listed = false,
-                    _ => {}
-                }
+            } else if let Some(s) = self.sock(t) {
+                s.read_listed = false;
             }
         }
         list.truncate(keep);
+        list.append(&mut self.to_read);
         self.to_read = list;
         delivered
     }
 
     /// Returns (still readable and should stay listed, buffers delivered).
-    fn read_one(&mut self, token: Token, out: &mut Vec<Completion>) -> (bool, u64) {
-        let stats = &self.stats;
-        let pool = &self.pool;
-        let budget = self.config.read_budget;
-        let c = match self.entries.get_mut(token.0 as usize) {
-            Some(Some(Entry::Conn(c))) => c,
-            Some(Some(Entry::Dgram(d))) => return read_datagrams(stats, pool, budget, token, d, out),
-            _ => return (false, 0),
-        };
-        if c.rx_done || c.paused || !c.readable {
+    fn read_one(&mut self, io: &mut IoTable, t: Token) -> (bool, u64) {
+        let Some(s) = self.socks.get_mut(t.index()) else { return (false, 0) };
+        if s.rx_done || s.paused || !s.readable {
             return (false, 0);
         }
+        if s.role == Role::Dgram {
+            return self.read_datagrams(io, t);
+        }
+        let stats = &self.stats;
+        let pool = &self.pool;
         let size = pool.buf_size();
         let mut delivered = 0;
-        while delivered < budget as u64 {
+        while delivered < self.config.read_budget as u64 {
             let Some(index) = pool.alloc() else {
                 Stats::add(&stats.pool_exhausted, 1);
                 return (true, delivered);
             };
+            Stats::add(&stats.submissions, 1);
             // SAFETY: `index` was just allocated, so its `size` bytes are ours.
-            let r = unsafe { sys::read(stats, c.fd.as_raw_fd(), pool.buf_ptr(index), size as usize) };
+            let r = unsafe { sys::read(stats, s.fd, pool.buf_ptr(index), size as usize) };
+            Stats::add(&stats.completions, 1);
             match r {
                 Ok(0) => {
                     // SAFETY: the buffer was allocated above and not lent.
                     unsafe { pool.release(index) };
-                    c.rx_done = true;
-                    c.readable = false;
-                    out.push(Completion::Eof(token));
+                    s.rx_done = true;
+                    s.readable = false;
+                    io.eof(t);
                     return (false, delivered);
                 }
                 Ok(n) => {
                     Stats::add(&stats.rx_bytes, n as u64);
                     delivered += 1;
                     // SAFETY: the buffer is ours and `n <= size` bytes were read.
-                    out.push(Completion::Recv { token, buf: unsafe { pool.lend_rx(index, 0, n as u32) } });
-                    if (n as u32) < size && !c.hup {
+                    let buf = unsafe { pool.lend_rx(index, 0, n as u32) };
+                    if io.deliver(t, buf) == Delivery::Pause {
+                        s.paused = true;
+                    }
+                    if (n as u32) < size && !s.hup {
                         // A short read drained the socket; the next edge says more.
-                        c.readable = false;
+                        s.readable = false;
+                        return (false, delivered);
+                    }
+                    if s.paused {
                         return (false, delivered);
                     }
                 }
@@ -538,13 +572,11 @@ impl EpollBackend {
                     // SAFETY: the buffer was allocated above and not lent.
                     unsafe { pool.release(index) };
                     match e.raw_os_error() {
-                        Some(libc::EAGAIN) => c.readable = false,
+                        Some(libc::EAGAIN) => s.readable = false,
                         Some(libc::EINTR) => continue,
                         _ => {
-                            c.readable = false;
-                            c.rx_done = true;
-                            c.tx.clear();
-                            out.push(Completion::RecvError { token, errno: errno(&e) });
+                            s.readable = false;
+                            self.fail_stream(io, t, errno(&e));
                         }
                     }
                     return (false, delivered);
@@ -554,81 +586,131 @@ impl EpollBackend {
         (true, delivered)
     }
 
-    fn handle_event(&mut self, data: u64, events: u32, out: &mut Vec<Completion>) {
+    /// Reads up to the read budget of datagrams of a readable, unpaused socket into
+    /// pool buffers, one `recvfrom` each. Returns (still readable, buffers delivered).
+    fn read_datagrams(&mut self, io: &mut IoTable, t: Token) -> (bool, u64) {
+        let stats = &self.stats;
+        let pool = &self.pool;
+        let Some(s) = self.socks.get_mut(t.index()) else { return (false, 0) };
+        let cap = max_datagram(pool.buf_size());
+        let mut delivered = 0;
+        while delivered < self.config.read_budget as u64 {
+            let Some(index) = pool.alloc() else {
+                Stats::add(&stats.pool_exhausted, 1);
+                return (true, delivered);
+            };
+            // SAFETY: `index` was just allocated; cap <= buf_size bytes of it are ours.
+            let r = unsafe { sys::recvfrom(stats, s.fd, pool.buf_ptr(index), cap as usize) };
+            match r {
+                Ok((n, Some(from))) => {
+                    let len = (n as u32).min(cap);
+                    Stats::add(&stats.rx_bytes, len as u64);
+                    delivered += 1;
+                    // SAFETY: the buffer is ours and `len <= cap` bytes were written.
+                    let buf = unsafe { pool.lend_rx(index, 0, len) };
+                    if io.deliver_datagram(t, buf, from, n as u32 > cap) == Delivery::Pause {
+                        s.paused = true;
+                        return (false, delivered);
+                    }
+                }
+                Ok((_, None)) => {
+                    // Not an IP source (cannot happen on a UDP socket): skip it.
+                    // SAFETY: the buffer was allocated above and not lent.
+                    unsafe { pool.release(index) };
+                }
+                Err(e) => {
+                    // SAFETY: the buffer was allocated above and not lent.
+                    unsafe { pool.release(index) };
+                    match e.raw_os_error() {
+                        Some(libc::EAGAIN) => {
+                            s.readable = false;
+                            return (false, delivered);
+                        }
+                        // A pending ICMP error of an earlier send: reading consumed it.
+                        Some(libc::EINTR | libc::ECONNREFUSED) => continue,
+                        _ => {
+                            s.readable = false;
+                            s.rx_done = true;
+                            io.dgram_failed(t, errno(&e));
+                            return (false, delivered);
+                        }
+                    }
+                }
+            }
+        }
+        (true, delivered)
+    }
+
+    fn handle_event(&mut self, io: &mut IoTable, data: u64, events: u32) {
         if data == WAKE_DATA {
             // Edge-triggered: every write to the eventfd is a new edge, so it is
             // never read (one syscall saved per wake-up).
             Stats::add(&self.stats.remote_wakeups, 1);
             return;
         }
-        let token = Token(data as u32);
-        let stats = &self.stats;
-        match self.entries.get_mut(token.0 as usize) {
-            Some(Some(Entry::Listener(l))) => {
-                l.ready = true;
-                if l.starved.is_none() && !self.to_accept.contains(&token) {
-                    self.to_accept.push(token);
+        let t = Token(data as u32);
+        let ev = events as i32;
+        let Some(s) = self.sock(t) else { return };
+        match s.role {
+            Role::Listener => {
+                s.accept_ready = true;
+                if s.starved.is_none() && !self.to_accept.contains(&t) {
+                    self.to_accept.push(t);
                 }
             }
-            Some(Some(Entry::Conn(c))) => {
-                let ev = events as i32;
-                if c.connecting && ev & (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) != 0 {
-                    let err = sys::take_socket_error(stats, c.fd.as_raw_fd());
-                    self.connected(token, err, out);
-                    return self.handle_event_rest(token, ev);
+            Role::Stream => {
+                if s.connecting && ev & (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) != 0 {
+                    let fd = s.fd;
+                    let err = sys::take_socket_error(&self.stats, fd);
+                    self.connected(io, t, err);
                 }
-                self.handle_event_rest(token, ev);
-            }
-            Some(Some(Entry::Dgram(d))) => {
-                let ev = events as i32;
-                if ev & (libc::EPOLLIN | libc::EPOLLERR) != 0 && !d.rx_done {
-                    d.readable = true;
-                    if !d.listed {
-                        d.listed = true;
-                        self.to_read.push(token);
+                let Some(s) = self.sock(t) else { return };
+                if ev & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0 && !s.rx_done {
+                    s.readable = true;
+                    if ev & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0 {
+                        s.hup = true;
+                    }
+                    if !s.read_listed {
+                        s.read_listed = true;
+                        self.to_read.push(t);
                     }
                 }
-                if ev & libc::EPOLLOUT != 0 && d.write_blocked {
-                    d.write_blocked = false;
-                    self.to_flush.push(token);
+                let Some(s) = self.sock(t) else { return };
+                if ev & libc::EPOLLOUT != 0 && s.write_blocked {
+                    s.write_blocked = false;
+                    self.list_flush(t);
                 }
             }
-            _ => {}
-        }
-    }
-
-    fn handle_event_rest(&mut self, token: Token, ev: i32) {
-        let Some(c) = self.conn(token) else { return };
-        if ev & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0 && !c.rx_done {
-            c.readable = true;
-            if ev & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0 {
-                c.hup = true;
+            Role::Dgram => {
+                if ev & (libc::EPOLLIN | libc::EPOLLERR) != 0 && !s.rx_done {
+                    s.readable = true;
+                    if !s.read_listed {
+                        s.read_listed = true;
+                        self.to_read.push(t);
+                    }
+                }
+                let Some(s) = self.sock(t) else { return };
+                if ev & libc::EPOLLOUT != 0 && s.write_blocked {
+                    s.write_blocked = false;
+                    self.list_flush(t);
+                }
             }
-            if !c.listed {
-                c.listed = true;
-                self.to_read.push(token);
-            }
-        }
-        let Some(c) = self.conn(token) else { return };
-        if ev & libc::EPOLLOUT != 0 && c.write_blocked {
-            c.write_blocked = false;
-            self.to_flush.push(token);
+            Role::Free => {}
         }
     }
 
     /// Whether a read is possible right now without waiting.
     fn can_read_now(&self) -> bool {
         self.pool.free_count() > 0
-            && self.to_read.iter().any(|t| match &self.entries[t.0 as usize] {
-                Some(Entry::Conn(c)) => c.readable && !c.paused && !c.rx_done,
-                Some(Entry::Dgram(d)) => d.readable && !d.paused && !d.rx_done,
-                _ => false,
-            })
+            && self
+                .to_read
+                .iter()
+                .any(|t| self.socks.get(t.index()).is_some_and(|s| s.readable && !s.paused && !s.rx_done))
     }
 
     /// The longest the wait may last given starved listeners.
     fn cap_for_retries(&self, timeout: Option<Duration>) -> Option<Duration> {
-        let starved = self.entries.iter().any(|e| matches!(e, Some(Entry::Listener(l)) if l.starved.is_some()));
+        let starved = self.socks.iter().any(|s| s.role == Role::Listener && s.starved.is_some());
         match (starved, timeout) {
             (false, t) => t,
             (true, None) => Some(ACCEPT_RETRY),
@@ -637,28 +719,7 @@ impl EpollBackend {
     }
 }
 
-impl Conn {
-    fn new(fd: OwnedFd, connecting: bool) -> Conn {
-        Conn {
-            fd,
-            tx: TxQueue::default(),
-            readable: false,
-            hup: false,
-            paused: false,
-            rx_done: false,
-            write_blocked: false,
-            listed: false,
-            connecting,
-            shutdown_pending: false,
-        }
-    }
-}
-
 impl Backend for EpollBackend {
-    fn remote_waker(&self) -> Arc<dyn RemoteWake> {
-        self.waker.clone()
-    }
-
     fn kind(&self) -> BackendKind {
         BackendKind::Epoll
     }
@@ -672,6 +733,10 @@ impl Backend for EpollBackend {
         )
     }
 
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { datagrams: true, unix_streams: true }
+    }
+
     fn pool(&self) -> &BufPool {
         &self.pool
     }
@@ -680,25 +745,61 @@ impl Backend for EpollBackend {
         &self.stats
     }
 
-    fn submit(&mut self, op: Op) {
-        self.ops.push(op);
+    fn listen(&mut self, _io: &mut IoTable, token: Token) {
+        self.pending.push(Pending::Listen(token));
     }
 
-    fn flush_and_wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()> {
-        self.poll_inner(timeout, out)
+    fn register(&mut self, _io: &mut IoTable, token: Token) {
+        self.pending.push(Pending::Register(token));
     }
-}
 
-impl EpollBackend {
-    /// The body of `poll`: ops, flush, accept, read, wait, events, read again.
-    fn poll_inner(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()> {
-        let before = out.len();
-        self.apply_ops(out);
-        self.flush_writes(out);
-        self.accept_ready(out);
-        let mut rx = self.read_ready(out);
+    fn connect(&mut self, _io: &mut IoTable, token: Token, addr: SocketAddr) {
+        self.pending.push(Pending::Connect(token, addr));
+    }
 
-        let busy = out.len() > before || !self.to_accept.is_empty() || self.can_read_now();
+    fn bind_dgram(&mut self, _io: &mut IoTable, token: Token) {
+        self.pending.push(Pending::BindDgram(token));
+    }
+
+    fn resume_recv(&mut self, _io: &mut IoTable, token: Token) {
+        let Some(s) = self.sock(token) else { return };
+        s.paused = false;
+        if s.readable && !s.read_listed {
+            s.read_listed = true;
+            self.to_read.push(token);
+        }
+    }
+
+    #[inline]
+    fn send(&mut self, io: &mut IoTable, token: Token) {
+        if self.sock(token).is_some() {
+            self.list_flush(token);
+        } else if io.get(token).kind() != RecordKind::Free {
+            // Registered at the next tick: flushed then (the record stays engaged).
+            self.to_flush.push(token);
+        }
+    }
+
+    fn close(&mut self, _io: &mut IoTable, token: Token) {
+        self.pending.push(Pending::Close(token));
+    }
+
+    /// The tick: what the runtime asked, writes, accepts, reads, the wait, its
+    /// events, then writes, accepts and reads again (what became ready in the wait).
+    fn flush_and_wait(&mut self, io: &mut IoTable, timeout: Option<Duration>) -> io::Result<()> {
+        let wakes = io.wakes();
+        self.apply_pending(io);
+        self.flush_writes(io);
+        self.accept_ready(io);
+        let mut rx = self.read_ready(io);
+
+        // Never block when this tick already woke a task (a write that made room, a
+        // read, an accept), or can do more right away.
+        let busy = io.wakes() != wakes
+            || rx > 0
+            || !self.to_accept.is_empty()
+            || self.can_read_now()
+            || !self.to_release.is_empty();
         let timeout = if busy { Some(Duration::ZERO) } else { self.cap_for_retries(timeout) };
         let ms = match timeout {
             None => -1,
@@ -716,107 +817,38 @@ impl EpollBackend {
         };
         for ev in &events[..n] {
             let (data, mask) = (ev.u64, ev.events);
-            self.handle_event(data, mask, out);
+            self.handle_event(io, data, mask);
         }
         self.events = events;
-        self.flush_writes(out);
-        self.accept_ready(out);
-        rx += self.read_ready(out);
+        self.flush_writes(io);
+        self.accept_ready(io);
+        rx += self.read_ready(io);
 
         if rx > 0 {
             Stats::add(&self.stats.rx_buffers, rx);
             Stats::add(&self.stats.rx_batches, 1);
         }
-        Stats::add(&self.stats.completions, (out.len() - before) as u64);
+        for t in self.to_release.drain(..) {
+            io.release(t);
+        }
         Ok(())
     }
-}
 
-/// Sends a datagram socket's queued datagrams, one `sendto` each, until the queue
-/// is empty or the socket buffer is full (then waits for `EPOLLOUT`). A datagram the
-/// kernel refuses completes with its errno and is dropped; the rest still go.
-fn flush_datagrams(stats: &Stats, token: Token, d: &mut Dgram, out: &mut Vec<Completion>) {
-    if d.write_blocked {
-        return;
-    }
-    while let Some((data, addr)) = d.txq.front() {
-        let bytes = data.len() as u32;
-        match sys::sendto(stats, d.fd.as_raw_fd(), data.as_slice(), addr) {
-            Ok(n) => {
-                Stats::add(&stats.tx_bytes, n as u64);
-                out.push(Completion::SentTo { token, bytes, errno: 0 });
-            }
-            Err(e) => match e.raw_os_error() {
-                Some(libc::EAGAIN) => {
-                    d.write_blocked = true;
-                    return;
-                }
-                Some(libc::EINTR) => continue,
-                _ => out.push(Completion::SentTo { token, bytes, errno: errno(&e) }),
-            },
-        }
-        d.txq.pop_front();
+    fn remote_waker(&self) -> Arc<dyn RemoteWake> {
+        self.waker.clone()
     }
 }
 
-/// Reads up to `budget` datagrams of a readable, unpaused socket into pool buffers,
-/// one `recvfrom` each. Returns (still readable and should stay listed, buffers
-/// delivered).
-fn read_datagrams(
-    stats: &Stats,
-    pool: &BufPool,
-    budget: u32,
-    token: Token,
-    d: &mut Dgram,
-    out: &mut Vec<Completion>,
-) -> (bool, u64) {
-    if d.rx_done || d.paused || !d.readable {
-        return (false, 0);
-    }
-    let cap = max_datagram(pool.buf_size());
-    let mut delivered = 0;
-    while delivered < budget as u64 {
-        let Some(index) = pool.alloc() else {
-            Stats::add(&stats.pool_exhausted, 1);
-            return (true, delivered);
-        };
-        // SAFETY: `index` was just allocated; cap <= buf_size bytes of it are ours.
-        let r = unsafe { sys::recvfrom(stats, d.fd.as_raw_fd(), pool.buf_ptr(index), cap as usize) };
-        match r {
-            Ok((n, Some(from))) => {
-                let len = (n as u32).min(cap);
-                Stats::add(&stats.rx_bytes, len as u64);
-                delivered += 1;
-                // SAFETY: the buffer is ours and `len <= cap` bytes were written.
-                let buf = unsafe { pool.lend_rx(index, 0, len) };
-                out.push(Completion::RecvFrom { token, buf, from, truncated: n as u32 > cap });
-            }
-            Ok((_, None)) => {
-                // Not an IP source (cannot happen on a UDP socket): skip it.
-                // SAFETY: the buffer was allocated above and not lent.
-                unsafe { pool.release(index) };
-            }
-            Err(e) => {
-                // SAFETY: the buffer was allocated above and not lent.
-                unsafe { pool.release(index) };
-                match e.raw_os_error() {
-                    Some(libc::EAGAIN) => {
-                        d.readable = false;
-                        return (false, delivered);
-                    }
-                    // A pending ICMP error of an earlier send: reading consumed it.
-                    Some(libc::EINTR | libc::ECONNREFUSED) => continue,
-                    _ => {
-                        d.readable = false;
-                        d.rx_done = true;
-                        out.push(Completion::RecvError { token, errno: errno(&e) });
-                        return (false, delivered);
-                    }
-                }
+impl Drop for EpollBackend {
+    fn drop(&mut self) {
+        for s in self.socks.iter_mut() {
+            if s.role != Role::Free && s.fd >= 0 {
+                // SAFETY: the backend owns every fd still in a slot; each is closed
+                // once (the slot is cleared).
+                drop(unsafe { OwnedFd::from_raw_fd(std::mem::replace(&mut s.fd, -1)) });
             }
         }
     }
-    (true, delivered)
 }
 
 /// Interrupts `epoll_wait` from another thread by writing the eventfd.

@@ -88,13 +88,17 @@ pub unsafe fn read(stats: &Stats, fd: RawFd, ptr: *mut u8, len: usize) -> io::Re
     check_size(unsafe { libc::read(fd, ptr.cast(), len) })
 }
 
-/// `writev(2)`; `MSG_NOSIGNAL` is not available for writev, so the process ignores
-/// SIGPIPE (see `ignore_sigpipe`).
-pub fn writev(stats: &Stats, fd: RawFd, iov: &[libc::iovec]) -> io::Result<usize> {
+/// `sendmsg(2)` of gathered buffers with `MSG_NOSIGNAL` (a write to a reset
+/// connection returns `EPIPE`; the process's SIGPIPE disposition is left alone).
+pub fn sendv(stats: &Stats, fd: RawFd, iov: &[libc::iovec]) -> io::Result<usize> {
     stats.syscall();
+    // SAFETY: msghdr is plain data; all-zero is a valid (empty) value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = iov.len() as _;
     // SAFETY: every iovec points into memory owned by the send queue for the whole
-    // call (the caller built them from live SendData).
-    check_size(unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as i32) })
+    // call (the caller built them from live SendData); msg lives for the call.
+    check_size(unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) })
 }
 
 /// `send(2)` with `MSG_NOSIGNAL`, for a single buffer.
@@ -153,15 +157,6 @@ pub fn shutdown(stats: &Stats, fd: RawFd, how: libc::c_int) -> io::Result<()> {
 pub fn close(stats: &Stats, fd: OwnedFd) {
     stats.syscall();
     drop(fd);
-}
-
-/// Ignores SIGPIPE for the process, so a write to a reset connection returns
-/// `EPIPE` instead of killing it (writev has no `MSG_NOSIGNAL`). Every serious
-/// network runtime does this.
-pub fn ignore_sigpipe() {
-    // SAFETY: setting a signal's disposition to SIG_IGN is async-signal-safe and
-    // has no memory-safety preconditions.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
 /// `recvfrom(2)` with `MSG_TRUNC` into raw memory: returns the datagram's full

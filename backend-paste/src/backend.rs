@@ -2,29 +2,33 @@
 //!
 //! Owns the ring driver (and so the pool), the provider that plays or talks to the
 //! kernel (`emulated`: [`EmuProvider`], io_uring doing the socket work; `kernel`:
-//! [`KernelProvider`], `/dev/netmap`), and the runtime-facing state of every fd it was
-//! handed: which token names it, whether the token is still open, a pending
-//! shutdown. The tick reads top to bottom in [`PasteBackend::tick`]:
+//! [`KernelProvider`], `/dev/netmap`), and the map between the fds PASTE's slots
+//! carry and the runtime's record tokens. The tick reads top to bottom in
+//! [`PasteBackend::tick`]:
 //!
 //! ```text
-//! ops -> ring.tx_fill() -> provider.sync() (ONE enter / ONE poll) -> events
-//!     -> ring.tx_reclaim() (Sent) -> ring.rx_walk() (Recv / Eof)
+//! what the runtime asked -> records' sends into the ring's per-fd queues
+//!     -> ring.tx_fill() -> provider.sync() (ONE enter / ONE poll) -> events
+//!     -> ring.tx_reclaim() (bytes taken, per record) -> ring.rx_walk() (buffers
+//!        and EOFs delivered to their records, in place)
 //! ```
 //!
-//! Everything is keyed by fd, as PASTE's slots are; a token lives in `conns[fd]`
-//! until its `Close`, after which no completion names it. The fd number itself is
-//! only forgotten when the provider reports it closed ([`Event::Closed`]), so a
-//! late slot of an old connection can never reach a new one on the same number.
-//! This module makes no system call of its own: the providers do, inside `poll`.
+//! Everything is keyed by fd, as PASTE's slots are; a token is mapped to its fd until
+//! the provider reports the fd closed ([`Event::Closed`]), and only then released,
+//! so a late slot of an old connection can never reach a new one on the same number.
+//! Sockets the runtime hands over between ticks are noted and registered at the next
+//! tick (registration may be a system call). This module makes no system call of its
+//! own: the providers do, inside `poll`.
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use paste_rt_core::{
-    Backend, BackendKind, BufPool, Completion, DenseMap, Op, PoolConfig, PoolMemory, RemoteWake, SendData, Shutdown,
-    StartError, Stats, Token,
+    Backend, BackendKind, BufPool, Capabilities, Delivery, IoTable, PoolConfig, PoolMemory, RemoteWake, SendStep,
+    Shutdown, StartError, Stats, Token,
 };
 
 use crate::emu_provider::EmuProvider;
@@ -93,45 +97,52 @@ macro_rules! provider {
     };
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    Listener,
-    Stream,
-}
+/// No token.
+const NO_TOKEN: u32 = u32::MAX;
 
-/// The runtime's view of one fd handed to the backend.
+/// What the runtime asked between ticks.
 #[derive(Debug)]
-struct Conn {
-    token: Token,
-    role: Role,
-    /// The token still names this fd (no `Close` yet).
-    open: bool,
-    /// A `Close` was handed to the provider; waiting for [`Event::Closed`].
-    closing: bool,
-    /// Shut down this half once everything queued before has been taken by the kernel.
-    shutdown: Option<Shutdown>,
-    /// EOF or an error was reported: no more receive completions.
-    rx_done: bool,
-    /// A send error was reported: later sends fail at once.
-    tx_failed: Option<i32>,
+enum Pending {
+    Listen(Token),
+    Register(Token),
+    Connect(Token, SocketAddr),
+    Close(Token),
+    /// A datagram socket: refused (PASTE carries TCP only).
+    Refuse(Token),
 }
 
-/// The PASTE backend (DESIGN.md §4): the ring driver over a kernel or an emulated
-/// port. Build it with [`PasteBackend::emulated`] or [`PasteBackend::kernel`].
+/// The backend's view of one token.
+#[derive(Debug, Clone, Copy, Default)]
+struct Mapping {
+    fd: RawFd,
+    listener: bool,
+    /// Listed in `tx_ready`.
+    tx_listed: bool,
+    /// EOF or an error was reported: no more receives.
+    rx_done: bool,
+    /// A shutdown waits for the data before it to be taken.
+    shutdown: Option<Shutdown>,
+    /// Handed to the provider's close; waiting for [`Event::Closed`].
+    closing: bool,
+}
+
+/// The PASTE backend: the ring driver over a kernel or an emulated port. Build it
+/// with [`PasteBackend::emulated`] or [`PasteBackend::kernel`].
 pub struct PasteBackend {
     kind: BackendKind,
     driver: RingDriver,
     provider: Provider,
     stats: Stats,
-    ops: Vec<Op>,
-    /// Indexed by fd.
-    conns: Vec<Option<Conn>>,
-    tokens: DenseMap<RawFd>,
-    /// Streams with a shutdown waiting for their data to be taken.
-    shutdowns: Vec<RawFd>,
+    pending: Vec<Pending>,
+    /// Indexed by token.
+    tokens: Vec<Option<Mapping>>,
+    /// Indexed by fd: the token it belongs to.
+    fds: Vec<u32>,
+    /// Tokens with data to move into the ring.
+    tx_ready: Vec<Token>,
+    /// Tokens with a shutdown waiting for their data to be taken.
+    shutdowns: Vec<Token>,
     events: Vec<Event>,
-    /// Completions decided while applying ops (e.g. a send on a failed connection).
-    deferred: Vec<Completion>,
 }
 
 impl std::fmt::Debug for PasteBackend {
@@ -199,12 +210,12 @@ impl PasteBackend {
             driver,
             provider,
             stats: Stats::default(),
-            ops: Vec::with_capacity(256),
-            conns: Vec::new(),
-            tokens: DenseMap::new(),
+            pending: Vec::with_capacity(64),
+            tokens: Vec::new(),
+            fds: Vec::new(),
+            tx_ready: Vec::with_capacity(256),
             shutdowns: Vec::new(),
             events: Vec::with_capacity(256),
-            deferred: Vec::new(),
         }
     }
 
@@ -224,298 +235,339 @@ impl PasteBackend {
 
     /// Fds the backend still owns (open, or closing).
     pub fn open_fds(&self) -> usize {
-        self.conns.iter().filter(|c| c.is_some()).count()
+        self.tokens.iter().filter(|m| m.is_some()).count()
     }
 
-    fn conn_mut(&mut self, fd: RawFd) -> Option<&mut Conn> {
-        usize::try_from(fd).ok().and_then(|i| self.conns.get_mut(i)).and_then(Option::as_mut)
+    fn mapping(&mut self, token: Token) -> Option<&mut Mapping> {
+        self.tokens.get_mut(token.index()).and_then(Option::as_mut)
     }
 
-    fn insert(&mut self, token: Token, fd: RawFd, role: Role) -> bool {
-        if let Some(&old) = self.tokens.get(token.0 as usize) {
-            // The runtime reused a token it did not close: the old owner goes.
-            self.close(token);
-            debug_assert_ne!(old, fd);
-        }
+    /// The token of `fd`, if it is mapped and not closing.
+    fn token_of(&self, fd: RawFd) -> Option<Token> {
+        let t = *self.fds.get(usize::try_from(fd).ok()?)?;
+        let m = self.tokens.get(t as usize)?.as_ref()?;
+        (t != NO_TOKEN && !m.closing).then_some(Token(t))
+    }
+
+    /// Maps `token` to `fd`. Returns `false` if the fd number is still ours (an old
+    /// connection closing on it) or beyond what PASTE carries.
+    fn map(&mut self, token: Token, fd: RawFd, listener: bool) -> bool {
         let Ok(i) = usize::try_from(fd) else { return false };
-        if self.conns.len() <= i {
-            self.conns.resize_with(i + 1, || None);
+        if self.fds.len() <= i {
+            self.fds.resize(i + 1, NO_TOKEN);
         }
-        if self.conns[i].is_some() {
-            // The fd number is still ours (closing): the runtime cannot own it.
+        if self.fds[i] != NO_TOKEN {
             return false;
         }
-        self.conns[i] =
-            Some(Conn { token, role, open: true, closing: false, shutdown: None, rx_done: false, tx_failed: None });
-        self.tokens.insert(token.0 as usize, fd);
+        self.fds[i] = token.0;
+        if self.tokens.len() <= token.index() {
+            self.tokens.resize_with(token.index() + 1, || None);
+        }
+        self.tokens[token.index()] = Some(Mapping { fd, listener, ..Mapping::default() });
         true
     }
 
-    fn stream(&self, token: Token) -> Option<RawFd> {
-        let fd = *self.tokens.get(token.0 as usize)?;
-        let c = self.conns.get(fd as usize)?.as_ref()?;
-        (c.role == Role::Stream && c.open).then_some(fd)
-    }
-
-    /// Applies the ops queued since the last poll, in order.
-    fn apply_ops(&mut self, out: &mut Vec<Completion>) {
-        let mut ops = std::mem::take(&mut self.ops);
-        for op in ops.drain(..) {
-            self.apply(op, out);
+    /// Applies what the runtime asked since the last tick, in order.
+    fn apply_pending(&mut self, io: &mut IoTable) {
+        let mut pending = std::mem::take(&mut self.pending);
+        for p in pending.drain(..) {
+            match p {
+                Pending::Listen(t) => {
+                    let fd = io.get(t).fd();
+                    if !self.map(t, fd, true) {
+                        io.accept_failed(t, libc::EBADF);
+                        continue;
+                    }
+                    provider!(&mut self.provider, p => p.listen(fd, &self.stats));
+                }
+                Pending::Register(t) => self.register_stream(io, t),
+                Pending::Connect(t, addr) => {
+                    let fd = io.get(t).fd();
+                    if !self.map(t, fd, false) {
+                        io.connected(t, libc::EBADF);
+                        continue;
+                    }
+                    provider!(&mut self.provider, p => p.connect(fd, addr, &self.stats, &mut self.events));
+                }
+                Pending::Close(t) => self.close_now(io, t),
+                Pending::Refuse(t) => {
+                    let fd = io.get(t).fd();
+                    provider!(&mut self.provider, p => p.close_stray(fd, &self.stats));
+                    io.dgram_failed(t, libc::EPROTONOSUPPORT);
+                    io.release(t);
+                }
+            }
         }
-        self.ops = ops;
+        self.pending = pending;
     }
 
-    fn apply(&mut self, op: Op, out: &mut Vec<Completion>) {
-        match op {
-            Op::Listen { token, fd } => {
-                if !self.insert(token, fd, Role::Listener) {
-                    out.push(Completion::AcceptError { listener: token, errno: libc::EBADF });
-                    return;
-                }
-                provider!(&mut self.provider, p => p.listen(fd, &self.stats));
-            }
-            Op::Register { token, fd } => {
-                if !self.insert(token, fd, Role::Stream) {
-                    out.push(Completion::RecvError { token, errno: libc::EBADF });
-                    return;
-                }
-                let r = provider!(&mut self.provider, p => p.register(fd, &self.stats));
-                if let Err(errno) = r {
-                    self.fail(fd, errno, out);
-                }
-            }
-            Op::Connect { token, fd, addr } => {
-                if !self.insert(token, fd, Role::Stream) {
-                    out.push(Completion::Connected { token, errno: libc::EBADF });
-                    return;
-                }
-                provider!(&mut self.provider, p => p.connect(fd, addr, &self.stats, &mut self.events));
-            }
-            Op::PauseRecv(token) => {
-                if let Some(fd) = self.stream(token) {
-                    provider!(&mut self.provider, p => p.pause(fd));
-                }
-            }
-            Op::ResumeRecv(token) => {
-                if let Some(fd) = self.stream(token) {
-                    provider!(&mut self.provider, p => p.resume(fd));
-                }
-            }
-            Op::Send { token, data } => {
-                let Some(fd) = self.stream(token) else { return };
-                if data.is_empty() {
-                    return;
-                }
-                if let Some(errno) = self.conn_mut(fd).and_then(|c| c.tx_failed) {
-                    out.push(Completion::SendError { token, errno });
-                    return;
-                }
-                self.queue_send(fd, token, data, out);
-            }
-            Op::Shutdown { token, how } => {
-                let Some(fd) = self.stream(token) else { return };
-                let Some(c) = self.conn_mut(fd) else { return };
-                let first = c.shutdown.is_none();
-                c.shutdown = Some(match (c.shutdown, how) {
-                    (None, h) => h,
-                    (Some(a), b) if a == b => a,
-                    _ => Shutdown::Both,
-                });
-                if first {
-                    self.shutdowns.push(fd);
-                }
-            }
-            Op::Close(token) => self.close(token),
-            // PASTE (v4) carries TCP only: a datagram socket is refused, its fd
-            // closed (the runtime refuses UDP on PASTE before it gets here).
-            Op::BindDgram { token, fd } => {
-                provider!(&mut self.provider, p => p.close_stray(fd, &self.stats));
-                out.push(Completion::RecvError { token, errno: libc::EPROTONOSUPPORT });
-            }
-            Op::SendTo { token, data, .. } => {
-                let bytes = data.len() as u32;
-                out.push(Completion::SentTo { token, bytes, errno: libc::EPROTONOSUPPORT });
-            }
+    /// Registers a connected stream (accepted, or handed over by the runtime).
+    fn register_stream(&mut self, io: &mut IoTable, t: Token) {
+        let fd = io.get(t).fd();
+        if !self.map(t, fd, false) {
+            io.rx_failed(t, libc::EBADF);
+            return;
+        }
+        let r = provider!(&mut self.provider, p => p.register(fd, &self.stats));
+        if let Err(errno) = r {
+            self.fail(io, t, errno);
         }
     }
 
-    fn queue_send(&mut self, fd: RawFd, token: Token, data: SendData, out: &mut Vec<Completion>) {
-        if let Err(e) = self.driver.tx_queue(fd, data) {
-            // Only an fd PASTE cannot carry (> 65534) gets here.
-            let errno = match e {
-                crate::ring::RingError::FdOutOfRange(_) => libc::EBADF,
-                _ => libc::EINVAL,
-            };
-            if let Some(c) = self.conn_mut(fd) {
-                c.tx_failed = Some(errno);
-            }
-            out.push(Completion::SendError { token, errno });
+    /// A connection failed (registration refused, reset): reported once; its queued
+    /// sends are dropped.
+    fn fail(&mut self, io: &mut IoTable, t: Token, errno: i32) {
+        let Some(m) = self.mapping(t) else { return };
+        let fd = m.fd;
+        if m.rx_done {
+            return;
         }
-    }
-
-    /// A connection failed (registration refused, reset): report it once; the
-    /// provider stops watching it; its queued sends are dropped.
-    fn fail(&mut self, fd: RawFd, errno: i32, out: &mut Vec<Completion>) {
+        m.rx_done = true;
         self.driver.tx_drop_fd(fd);
-        let Some(c) = self.conn_mut(fd) else { return };
-        c.tx_failed.get_or_insert(errno);
-        if c.open && !c.rx_done {
-            c.rx_done = true;
-            out.push(Completion::RecvError { token: c.token, errno });
+        let step = io.rx_failed(t, errno);
+        self.follow(io, t, step);
+    }
+
+    /// Applies the table's answer on `t`'s send path.
+    fn follow(&mut self, io: &mut IoTable, t: Token, step: SendStep) {
+        match step {
+            SendStep::Data => self.list_tx(t),
+            SendStep::Shutdown(how) => {
+                if let Some(m) = self.mapping(t) {
+                    let first = m.shutdown.is_none();
+                    m.shutdown = Some(m.shutdown.map_or(how, |s| s.merge(how)));
+                    if first {
+                        self.shutdowns.push(t);
+                    }
+                }
+            }
+            SendStep::Wait | SendStep::Idle => {}
+            SendStep::Close => self.close_now(io, t),
         }
     }
 
-    /// Forgets the token at once; the fd is closed by the provider: a listener right
-    /// away, a stream once its taken data has left (graceful close, fd number held
-    /// until then so that no late slot can reach a new connection).
-    fn close(&mut self, token: Token) {
-        let Some(fd) = self.tokens.remove(token.0 as usize) else { return };
-        let Some(c) = self.conn_mut(fd) else { return };
-        c.open = false;
-        c.closing = true;
-        let role = c.role;
+    fn list_tx(&mut self, t: Token) {
+        if let Some(m) = self.mapping(t) {
+            if !m.tx_listed {
+                m.tx_listed = true;
+                self.tx_ready.push(t);
+            }
+        }
+    }
+
+    /// Forgets `t`'s queued ring data and hands its fd to the provider's close: a
+    /// listener right away, a stream once its taken data has left. The token is
+    /// released when the provider reports the fd closed.
+    fn close_now(&mut self, io: &mut IoTable, t: Token) {
+        let Some(m) = self.mapping(t) else {
+            // Never mapped (refused, or failed before registration): nothing holds it.
+            io.release(t);
+            return;
+        };
+        if m.closing {
+            return;
+        }
+        m.closing = true;
+        let (fd, listener) = (m.fd, m.listener);
         self.driver.tx_drop_fd(fd);
-        match role {
-            Role::Listener => provider!(&mut self.provider, p => p.close_listener(fd, &self.stats, &mut self.events)),
-            Role::Stream => provider!(&mut self.provider, p => p.close_stream(fd, &self.stats, &mut self.events)),
+        if listener {
+            provider!(&mut self.provider, p => p.close_listener(fd, &self.stats, &mut self.events));
+        } else {
+            provider!(&mut self.provider, p => p.close_stream(fd, &self.stats, &mut self.events));
+        }
+    }
+
+    /// Moves what the listed records queued into the ring's per-fd queues (the ring
+    /// keeps each until the kernel took it).
+    fn take_sends(&mut self, io: &mut IoTable) {
+        let mut list = std::mem::take(&mut self.tx_ready);
+        for t in list.drain(..) {
+            let Some(m) = self.mapping(t) else { continue };
+            m.tx_listed = false;
+            if m.closing {
+                continue;
+            }
+            let fd = m.fd;
+            loop {
+                match io.send_step(t) {
+                    SendStep::Data => {}
+                    step => {
+                        self.follow(io, t, step);
+                        break;
+                    }
+                }
+                let Some((data, sent)) = io.take_send(t) else { break };
+                let data = if sent > 0 {
+                    paste_rt_core::SendData::Owned(data.as_slice()[sent as usize..].to_vec())
+                } else {
+                    data
+                };
+                if let Err(e) = self.driver.tx_queue(fd, data) {
+                    // Only an fd PASTE cannot carry (> 65534) gets here.
+                    let errno = match e {
+                        crate::ring::RingError::FdOutOfRange(_) => libc::EBADF,
+                        _ => libc::EINVAL,
+                    };
+                    let step = io.tx_failed(t, errno);
+                    self.follow(io, t, step);
+                    break;
+                }
+            }
+        }
+        if self.tx_ready.is_empty() {
+            self.tx_ready = list;
         }
     }
 
     /// Shutdowns whose data the kernel has taken go to the provider.
-    fn run_shutdowns(&mut self) {
+    fn run_shutdowns(&mut self, io: &mut IoTable) {
         let mut i = 0;
         while i < self.shutdowns.len() {
-            let fd = self.shutdowns[i];
-            let drained = self.driver.tx_queued(fd) == 0 && self.driver.tx_inflight(fd) == 0;
-            let c = usize::try_from(fd).ok().and_then(|i| self.conns.get_mut(i)).and_then(Option::as_mut);
-            match c {
-                Some(c) if c.open && c.shutdown.is_some() => {
-                    if drained {
-                        let how = c.shutdown.take().unwrap_or(Shutdown::Write);
-                        provider!(&mut self.provider, p => p.shutdown(fd, how, &self.stats));
-                        self.shutdowns.swap_remove(i);
-                    } else {
-                        i += 1;
-                    }
-                }
-                _ => {
-                    self.shutdowns.swap_remove(i);
-                }
+            let t = self.shutdowns[i];
+            let Some(m) = self.tokens.get_mut(t.index()).and_then(Option::as_mut).filter(|m| !m.closing) else {
+                self.shutdowns.swap_remove(i);
+                continue;
+            };
+            let fd = m.fd;
+            if self.driver.tx_queued(fd) == 0 && self.driver.tx_inflight(fd) == 0 {
+                let how = m.shutdown.take().unwrap_or(Shutdown::Write);
+                provider!(&mut self.provider, p => p.shutdown(fd, how, &self.stats));
+                self.shutdowns.swap_remove(i);
+                let step = io.shutdown_done(t, 0);
+                self.follow(io, t, step);
+            } else {
+                i += 1;
             }
         }
     }
 
-    fn handle_event(&mut self, ev: Event, out: &mut Vec<Completion>) {
-        let token_of = |conns: &[Option<Conn>], fd: RawFd| -> Option<Token> {
-            let c = conns.get(usize::try_from(fd).ok()?)?.as_ref()?;
-            c.open.then_some(c.token)
-        };
+    fn handle_event(&mut self, io: &mut IoTable, ev: Event) {
         match ev {
-            Event::Accepted { listener, fd } => match token_of(&self.conns, listener) {
-                Some(token) => {
+            Event::Accepted { listener, fd } => match self.token_of(listener).and_then(|l| io.accepted(l, fd)) {
+                Some(t) => {
                     Stats::add(&self.stats.accepts, 1);
-                    out.push(Completion::Accepted { listener: token, fd });
+                    self.register_stream(io, t);
                 }
                 None => provider!(&mut self.provider, p => p.close_stray(fd, &self.stats)),
             },
             Event::AcceptError { listener, errno } => {
-                if let Some(token) = token_of(&self.conns, listener) {
-                    out.push(Completion::AcceptError { listener: token, errno });
+                if let Some(t) = self.token_of(listener) {
+                    io.accept_failed(t, errno);
                 }
             }
             Event::Connected { fd, errno } => {
-                if let Some(token) = token_of(&self.conns, fd) {
-                    out.push(Completion::Connected { token, errno });
+                if let Some(t) = self.token_of(fd) {
                     if errno != 0 {
-                        if let Some(c) = self.conn_mut(fd) {
-                            c.rx_done = true;
-                            c.tx_failed = Some(errno);
+                        if let Some(m) = self.mapping(t) {
+                            m.rx_done = true;
                         }
                     }
+                    let step = io.connected(t, errno);
+                    self.follow(io, t, step);
                 }
             }
-            Event::RecvError { fd, errno } => self.fail(fd, errno, out),
+            Event::RecvError { fd, errno } => {
+                if let Some(t) = self.token_of(fd) {
+                    self.fail(io, t, errno);
+                }
+            }
             Event::SendError { fd, errno } => {
                 self.driver.tx_drop_fd(fd);
-                if let Some(c) = self.conn_mut(fd) {
-                    if c.open && c.tx_failed.is_none() {
-                        c.tx_failed = Some(errno);
-                        out.push(Completion::SendError { token: c.token, errno });
-                    }
+                if let Some(t) = self.token_of(fd) {
+                    let step = io.tx_failed(t, errno);
+                    self.follow(io, t, step);
                 }
             }
             Event::Closed { fd } => {
-                if let Some(slot) = usize::try_from(fd).ok().and_then(|i| self.conns.get_mut(i)) {
-                    if slot.as_ref().is_some_and(|c| !c.open) {
-                        *slot = None;
+                let Some(slot) = usize::try_from(fd).ok().and_then(|i| self.fds.get_mut(i)) else { return };
+                let t = std::mem::replace(slot, NO_TOKEN);
+                if t != NO_TOKEN {
+                    if let Some(m) = self.tokens.get_mut(t as usize) {
+                        *m = None;
                     }
+                    io.release(Token(t));
                 }
             }
         }
     }
 
-    /// One tick's I/O (DESIGN.md §2, step 2), top to bottom.
-    fn tick(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()> {
-        let first = out.len();
-        out.append(&mut self.deferred);
-
-        // 1. Ops: registrations, sends into the per-fd queues, pauses, closes.
-        self.apply_ops(out);
+    /// One tick's I/O, top to bottom (see the module docs).
+    fn tick(&mut self, io: &mut IoTable, timeout: Option<Duration>) -> io::Result<()> {
+        // 1. What the runtime asked: registrations, closes; queued sends into the
+        //    ring's per-fd queues.
+        let wakes = io.wakes();
+        self.apply_pending(io);
+        self.take_sends(io);
 
         // 2. Queued sends into TX slots (zero-copy swaps of TxBufs), head = cur.
-        self.driver.tx_fill();
+        let filled = self.driver.tx_fill();
+        Stats::add(&self.stats.submissions, filled.slots as u64);
 
         // 3. The sync: one io_uring_enter (emulated) or one poll() (kernel). It does
-        //    txsync, the socket work, the wait and rxsync. Do not wait when there are
-        //    completions already, or RX slots the last walk left for lack of buffers.
-        let busy = out.len() > first || (self.driver.rx_ready() > 0 && self.driver.pool().free_count() > 0);
-        let timeout = if busy { Some(Duration::ZERO) } else { timeout };
+        //    txsync, the socket work, the wait and rxsync. Do not wait when RX slots
+        //    the last walk left for lack of buffers can be taken now.
+        let busy = io.wakes() != wakes || (self.driver.rx_ready() > 0 && self.driver.pool().free_count() > 0);
+        let timeout = if busy || !self.events.is_empty() { Some(Duration::ZERO) } else { timeout };
+        let synced = provider!(&mut self.provider, p => p.sync(&self.driver, timeout, &self.stats, &mut self.events));
         let mut events = std::mem::take(&mut self.events);
-        let synced = provider!(&mut self.provider, p => p.sync(&self.driver, timeout, &self.stats, &mut events));
         for ev in events.drain(..) {
-            self.handle_event(ev, out);
+            self.handle_event(io, ev);
         }
-        self.events = events;
+        if self.events.is_empty() {
+            self.events = events;
+        }
         synced?;
 
         // 4. TX slots the kernel took: their bytes are sent, from the app's view.
-        let conns = &self.conns;
         let stats = &self.stats;
+        let fds = &self.fds;
+        let mut steps: Vec<(Token, SendStep)> = Vec::new();
         self.driver.tx_reclaim(|fd, bytes| {
             Stats::add(&stats.tx_bytes, bytes);
-            if let Some(Some(c)) = usize::try_from(fd).ok().and_then(|i| conns.get(i)) {
-                if c.open {
-                    out.push(Completion::Sent { token: c.token, bytes: bytes.min(u32::MAX as u64) as u32 });
+            Stats::add(&stats.completions, 1);
+            if let Some(&t) = usize::try_from(fd).ok().and_then(|i| fds.get(i)) {
+                if t != NO_TOKEN {
+                    let step = io.taken_sent(Token(t), bytes);
+                    if step != SendStep::Wait && step != SendStep::Idle {
+                        steps.push((Token(t), step));
+                    }
                 }
             }
         });
-        self.run_shutdowns();
+        for (t, step) in steps {
+            self.follow(io, t, step);
+        }
+        self.run_shutdowns(io);
 
-        // 5. RX slots: payload lent zero copy, EOF slots.
-        let conns = &mut self.conns;
+        // 5. RX slots: payload lent zero copy into its record, EOF slots.
+        let fds = &self.fds;
+        let tokens = &mut self.tokens;
         let mut peer_closed = Vec::new();
+        let mut pause = Vec::new();
         let walk = self.driver.rx_walk(u32::MAX, |ev| match ev {
             RxEvent::Data { fd, buf } => {
-                if let Some(Some(c)) = usize::try_from(fd).ok().and_then(|i| conns.get(i)) {
-                    if c.open && c.role == Role::Stream && !c.rx_done {
-                        out.push(Completion::Recv { token: c.token, buf });
-                    }
+                let Some(&t) = usize::try_from(fd).ok().and_then(|i| fds.get(i)) else { return };
+                if t != NO_TOKEN && io.deliver(Token(t), buf) == Delivery::Pause {
+                    pause.push(fd);
                 }
             }
             RxEvent::Eof { fd } => {
-                if let Some(Some(c)) = usize::try_from(fd).ok().and_then(|i| conns.get_mut(i)) {
-                    if c.open && c.role == Role::Stream && !c.rx_done {
-                        c.rx_done = true;
-                        out.push(Completion::Eof(c.token));
-                    } else if c.closing {
-                        peer_closed.push(fd);
-                    }
+                let Some(&t) = usize::try_from(fd).ok().and_then(|i| fds.get(i)) else { return };
+                let Some(m) = tokens.get_mut(t as usize).and_then(Option::as_mut) else { return };
+                if m.closing {
+                    peer_closed.push(fd);
+                } else if !m.rx_done && !m.listener {
+                    m.rx_done = true;
+                    io.eof(Token(t));
                 }
             }
         });
+        Stats::add(&self.stats.completions, walk.data as u64);
         for fd in peer_closed {
             provider!(&mut self.provider, p => p.peer_closed(fd));
+        }
+        for fd in pause {
+            provider!(&mut self.provider, p => p.pause(fd));
         }
         if walk.data > 0 {
             Stats::add(&self.stats.rx_buffers, walk.data as u64);
@@ -525,7 +577,6 @@ impl PasteBackend {
         if walk.pool_exhausted {
             Stats::add(&self.stats.pool_exhausted, 1);
         }
-        Stats::add(&self.stats.completions, (out.len() - first) as u64);
         Ok(())
     }
 }
@@ -578,6 +629,11 @@ impl Backend for PasteBackend {
         )
     }
 
+    fn capabilities(&self) -> Capabilities {
+        // PASTE (v4) registers TCP sockets only.
+        Capabilities { datagrams: false, unix_streams: false }
+    }
+
     fn pool(&self) -> &BufPool {
         self.driver.pool()
     }
@@ -586,12 +642,43 @@ impl Backend for PasteBackend {
         &self.stats
     }
 
-    fn submit(&mut self, op: Op) {
-        self.ops.push(op);
+    fn listen(&mut self, _io: &mut IoTable, token: Token) {
+        self.pending.push(Pending::Listen(token));
     }
 
-    fn flush_and_wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()> {
-        self.tick(timeout, out)
+    fn register(&mut self, _io: &mut IoTable, token: Token) {
+        self.pending.push(Pending::Register(token));
+    }
+
+    fn connect(&mut self, _io: &mut IoTable, token: Token, addr: SocketAddr) {
+        self.pending.push(Pending::Connect(token, addr));
+    }
+
+    fn bind_dgram(&mut self, _io: &mut IoTable, token: Token) {
+        self.pending.push(Pending::Refuse(token));
+    }
+
+    fn resume_recv(&mut self, _io: &mut IoTable, token: Token) {
+        let Some(m) = self.mapping(token) else { return };
+        let fd = m.fd;
+        provider!(&mut self.provider, p => p.resume(fd));
+    }
+
+    #[inline]
+    fn send(&mut self, _io: &mut IoTable, token: Token) {
+        match self.mapping(token) {
+            Some(_) => self.list_tx(token),
+            // Registered at the next tick: listed then.
+            None => self.tx_ready.push(token),
+        }
+    }
+
+    fn close(&mut self, _io: &mut IoTable, token: Token) {
+        self.pending.push(Pending::Close(token));
+    }
+
+    fn flush_and_wait(&mut self, io: &mut IoTable, timeout: Option<Duration>) -> io::Result<()> {
+        self.tick(io, timeout)
     }
 
     fn remote_waker(&self) -> Arc<dyn RemoteWake> {
@@ -604,12 +691,7 @@ impl Drop for PasteBackend {
     /// kernel PASTE, §10.3) and the driver's free buffers are relinked onto the extra
     /// list before the port goes away.
     fn drop(&mut self) {
-        let mut fds: Vec<RawFd> = Vec::new();
-        for (i, c) in self.conns.iter().enumerate() {
-            if c.is_some() {
-                fds.push(i as RawFd);
-            }
-        }
+        let fds: Vec<RawFd> = self.tokens.iter().flatten().map(|m| m.fd).collect();
         provider!(&mut self.provider, p => p.release(&mut self.driver, &fds));
     }
 }

@@ -17,7 +17,7 @@
 
 use std::collections::VecDeque;
 
-use paste_rt_core::DenseMap;
+use crate::dense_map::DenseMap;
 use std::fmt;
 use std::io;
 use std::os::fd::RawFd;

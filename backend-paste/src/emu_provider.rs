@@ -32,11 +32,11 @@ use std::time::{Duration, Instant};
 use io_uring::types::{CancelBuilder, Fd};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 use paste_rt_core::{BackendKind, RemoteWake, Shutdown, StartError, Stats};
-use paste_rt_uring::buf_ring::BufRing;
-use paste_rt_uring::probe::{self, RingConfig, UringProbe};
-use paste_rt_uring::submit::{self, SubmitQueue, Wait};
-use paste_rt_uring::user_data::{OpKind, GEN_MASK};
-use paste_rt_uring::waker::RingWaker;
+use paste_rt_uring_engine::buf_ring::BufRing;
+use paste_rt_uring_engine::probe::{self, RingConfig, UringProbe};
+use paste_rt_uring_engine::submit::{self, SubmitQueue, Wait};
+use paste_rt_uring_engine::user_data::{OpKind, GEN_MASK};
+use paste_rt_uring_engine::waker::RingWaker;
 
 use crate::backend::{EmuBufferCount, EmuSettings, Event};
 use crate::emu_kernel::{probe_socket, EmuKernel, KernelHold, SendJob, SocketState};
@@ -59,14 +59,14 @@ const SEND_BATCH: usize = 16;
 /// How long a listener waits after `EMFILE` and the like, unless an fd is freed first.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
-/// `user_data` of an SQE for socket `fd` (see `paste_rt_uring::user_data`).
+/// `user_data` of an SQE for socket `fd` (see `paste_rt_uring_engine::user_data`).
 fn user_data(fd: RawFd, kind: OpKind, gen: u32) -> u64 {
-    paste_rt_uring::user_data::encode(fd as u32, kind, gen)
+    paste_rt_uring_engine::user_data::encode(fd as u32, kind, gen)
 }
 
 /// The socket, op and generation of a completion's `user_data`.
 fn decode(ud: u64) -> (RawFd, Option<OpKind>, u32) {
-    let (fd, kind, gen) = paste_rt_uring::user_data::decode(ud);
+    let (fd, kind, gen) = paste_rt_uring_engine::user_data::decode(ud);
     (fd as RawFd, kind, gen)
 }
 

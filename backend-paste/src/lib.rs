@@ -29,6 +29,7 @@
 //! `ring.rx_walk(..)` (received buffers and EOFs per fd).
 
 mod backend;
+mod dense_map;
 pub mod emu_kernel;
 mod emu_provider;
 pub mod kernel;

@@ -111,6 +111,11 @@ async fn serve_batch(listener: TcpListener, responses: Rc<Responses>) -> io::Res
                         sessions[conn.index()] = None;
                     }
                 }
+                // No deadline is set here; were one to pass, the connection goes.
+                BatchEvent::TimedOut(conn) => {
+                    batch.close(conn);
+                    sessions[conn.index()] = None;
+                }
                 BatchEvent::Closed(conn, _) => {
                     if let Some(s) = sessions.get_mut(conn.index()) {
                         *s = None;

@@ -32,10 +32,11 @@ use std::future::poll_fn;
 use std::future::Future;
 use std::io;
 use std::task::Poll;
+use std::time::Instant;
 
-use paste_rt_core::{Op, RxBuf, SendData, Token, TxBuf};
+use paste_rt_core::{MemberEvent, RxBuf, SendData, Token, TxBuf};
 
-use crate::driver::{register, Driver, Group, Slot};
+use crate::driver::Driver;
 use crate::net::TcpListener;
 
 /// How long a shutting-down batch server waits for connections to become idle
@@ -62,6 +63,9 @@ pub enum BatchEvent {
     Opened(ConnId),
     /// Bytes arrived, lent zero copy.
     Data(ConnId, RxBuf),
+    /// The receive deadline set with [`Batch::set_recv_deadline`] passed before
+    /// anything more arrived. The handler decides: close it, or set a new deadline.
+    TimedOut(ConnId),
     /// The connection ended: `None` for the peer's EOF, else the error. It is
     /// closed after the handler returns, once what was queued for it is sent.
     Closed(ConnId, Option<io::Error>),
@@ -72,7 +76,7 @@ pub enum BatchEvent {
 pub struct Batch<'a> {
     driver: RefMut<'a, Driver>,
     listener: Token,
-    group: usize,
+    group: u32,
     ready: Vec<Token>,
     pos: usize,
     to_close: Vec<Token>,
@@ -83,37 +87,34 @@ pub struct Batch<'a> {
 impl Batch<'_> {
     /// The next event of this batch; `None` when the batch is exhausted.
     pub fn next_event(&mut self) -> Option<BatchEvent> {
-        let pool = self.driver.pool.clone();
-        let accepted = if self.shutting_down { None } else { self.driver.listener(self.listener).backlog.pop_front() };
+        let accepted = if self.shutting_down { None } else { self.driver.io.take_accepted(self.listener) };
         if let Some(token) = accepted {
-            let c = self.driver.conn(token);
-            c.group = Some(self.group);
-            // Data that arrived before adoption is in its queue already.
-            if !c.rx.is_empty() || c.eof || c.rx_error.is_some() {
-                c.in_ready = true;
+            // Data that arrived before adoption is in its queue already: listed at once.
+            if self.driver.io.join_group(token, self.group) {
                 self.ready.push(token);
             }
             return Some(BatchEvent::Opened(ConnId(token)));
         }
         while self.pos < self.ready.len() {
             let token = self.ready[self.pos];
-            let Some(Slot::Conn(c)) = self.driver.slots.get_mut(token.0 as usize) else {
-                self.pos += 1;
-                continue;
-            };
-            if let Some(buf) = c.rx.pop(&pool) {
-                return Some(BatchEvent::Data(ConnId(token), buf));
+            match self.driver.io.next_member_event(token) {
+                MemberEvent::Data(buf) => return Some(BatchEvent::Data(ConnId(token), buf)),
+                MemberEvent::TimedOut => {
+                    self.pos += 1;
+                    return Some(BatchEvent::TimedOut(ConnId(token)));
+                }
+                MemberEvent::End(errno) => {
+                    self.pos += 1;
+                    self.to_close.push(token);
+                    return Some(BatchEvent::Closed(ConnId(token), errno.map(io::Error::from_raw_os_error)));
+                }
+                MemberEvent::Done { resume } => {
+                    self.pos += 1;
+                    if resume {
+                        self.driver.resume_recv(token);
+                    }
+                }
             }
-            c.in_ready = false;
-            self.pos += 1;
-            let ended = c.eof || c.rx_error.is_some() || c.tx_error.is_some();
-            if ended && !c.end_reported {
-                c.end_reported = true;
-                let err = c.rx_error.or(c.tx_error).map(io::Error::from_raw_os_error);
-                self.to_close.push(token);
-                return Some(BatchEvent::Closed(ConnId(token), err));
-            }
-            self.driver.maybe_resume(token);
         }
         None
     }
@@ -121,39 +122,30 @@ impl Batch<'_> {
     /// Queues `data` for `conn`; it leaves at the next poll with everything else
     /// queued in this tick.
     pub fn send(&mut self, conn: ConnId, data: SendData) -> io::Result<()> {
-        let Some(Slot::Conn(c)) = self.driver.slots.get_mut(conn.index()) else {
-            return Err(io::Error::new(io::ErrorKind::NotConnected, "connection already closed"));
-        };
-        if let Some(errno) = c.tx_error {
-            return Err(io::Error::from_raw_os_error(errno));
-        }
-        if !data.is_empty() {
-            c.tx_queued += data.len() as u64;
-            self.driver.backend.submit(Op::Send { token: conn.0, data });
-        }
-        Ok(())
+        self.driver.queue_send(conn.0, data)
     }
 
     /// A pool buffer to fill and [`send`](Self::send).
     pub fn tx_buf(&self) -> Option<TxBuf> {
-        self.driver.pool.tx_buf()
+        self.driver.pool().tx_buf()
     }
 
     /// Bytes queued for `conn` and not yet taken by the kernel (to bound output).
     pub fn queued(&mut self, conn: ConnId) -> u64 {
-        match self.driver.slots.get(conn.index()) {
-            Some(Slot::Conn(c)) => c.tx_queued,
-            _ => 0,
-        }
+        self.driver.io.queued(conn.0)
+    }
+
+    /// Sets (or clears) `conn`'s receive deadline: once it passed with nothing
+    /// more received, the connection is reported once as [`BatchEvent::TimedOut`].
+    /// Coarse (checked about every 100 ms); costs nothing per request.
+    pub fn set_recv_deadline(&mut self, conn: ConnId, deadline: Option<Instant>) {
+        self.driver.io.set_deadline(conn.0, deadline);
     }
 
     /// Closes `conn` after this batch, once what was queued for it is sent.
     pub fn close(&mut self, conn: ConnId) {
-        if let Some(Slot::Conn(c)) = self.driver.slots.get_mut(conn.index()) {
-            if !c.end_reported {
-                c.end_reported = true;
-                self.to_close.push(conn.0);
-            }
+        if self.driver.io.mark_end_reported(conn.0) {
+            self.to_close.push(conn.0);
         }
     }
 
@@ -172,16 +164,7 @@ impl Batch<'_> {
     /// Every live connection of this server (to close the idle ones on shutdown).
     /// Allocates; meant for shutdown, not the per-request path.
     pub fn connections(&self) -> Vec<ConnId> {
-        self.driver
-            .slots
-            .iter()
-            .filter_map(|(k, s)| match s {
-                Slot::Conn(c) if c.group == Some(self.group) && !c.end_reported && !c.closing => {
-                    Some(ConnId(Token(k as u32)))
-                }
-                _ => None,
-            })
-            .collect()
+        self.driver.io.group_members(self.group, true).into_iter().map(ConnId).collect()
     }
 }
 
@@ -197,7 +180,7 @@ where
     H: FnMut(&mut Batch<'_>),
 {
     let (rt, listener_token) = listener.parts();
-    let group = rt.driver.borrow_mut().groups.insert(Group::default());
+    let group = rt.driver.borrow_mut().io.add_group();
     let mut ready = Vec::with_capacity(1024);
     let mut to_close = Vec::new();
     let mut stop = false;
@@ -217,19 +200,14 @@ where
                 return Poll::Ready(());
             }
             let mut d = rt.driver.borrow_mut();
-            if shutting_down && !d.slots.iter().any(|(_, s)| matches!(s, Slot::Conn(c) if c.group == Some(group))) {
+            if shutting_down && !d.io.group_has_members(group) {
                 stop = true; // the last closing connection has sent everything
                 return Poll::Ready(());
             }
-            let l = d.listener(listener_token);
-            l.error = None;
-            let accepted = !l.backlog.is_empty() && !shutting_down;
-            register(&mut l.waker, cx.waker());
-            let g = &mut d.groups[group];
-            if accepted || !g.ready.is_empty() {
+            let accepted = d.io.listener_ready(listener_token, cx.waker()) && !shutting_down;
+            if accepted || d.io.group_ready(group, cx.waker()) {
                 Poll::Ready(())
             } else {
-                register(&mut g.waker, cx.waker());
                 Poll::Pending
             }
         })
@@ -239,7 +217,7 @@ where
         }
         {
             let mut d = rt.driver.borrow_mut();
-            std::mem::swap(&mut ready, &mut d.groups[group].ready);
+            d.io.take_ready(group, &mut ready);
             let mut batch = Batch {
                 driver: d,
                 listener: listener_token,
@@ -253,9 +231,7 @@ where
             handler(&mut batch);
             let Batch { driver: mut d, ready: mut unread, pos, to_close: mut closing, stop: stopped, .. } = batch;
             // Events the handler did not take stay for the next batch.
-            for t in unread.drain(pos..) {
-                d.groups[group].ready.push(t);
-            }
+            d.io.requeue_ready(group, unread.drain(pos..));
             unread.clear();
             ready = unread;
             for t in closing.drain(..) {
@@ -263,17 +239,14 @@ where
             }
             to_close = closing;
             // Closing connections count until their last bytes are sent.
-            let remaining = d.slots.iter().any(|(_, s)| matches!(s, Slot::Conn(c) if c.group == Some(group)));
-            stop = stopped || (shutting_down && !remaining);
+            stop = stopped || (shutting_down && !d.io.group_has_members(group));
         }
     }
     let mut d = rt.driver.borrow_mut();
-    let live: Vec<usize> =
-        d.slots.iter().filter_map(|(k, s)| matches!(s, Slot::Conn(c) if c.group == Some(group)).then_some(k)).collect();
-    for k in live {
-        d.close(Token(k as u32));
+    for t in d.io.group_members(group, false) {
+        d.close(t);
     }
-    d.groups.remove(group);
+    d.io.remove_group(group);
     drop(d);
     drop(listener);
     Ok(())

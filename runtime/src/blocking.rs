@@ -45,7 +45,7 @@ where
 {
     let (runnable, task) = async_task::spawn(CatchUnwind(async move { f() }), |r| POOL.push(r));
     runnable.schedule();
-    JoinHandle::new(task)
+    JoinHandle::from_blocking(task)
 }
 
 /// Threads of the blocking pool alive now (busy or idle).

@@ -1,24 +1,21 @@
 //! Which runtime the current thread is running, if any.
 //!
 //! Owns the thread-local pointer that `spawn`, `sleep` and the net types use to
-//! find their runtime. It must never outlive the runtime it points to: entering
-//! returns a guard that restores the previous value.
+//! find their runtime, and the fast path of a wake-up on the runtime's own thread:
+//! the current runtime's id and run queue in plain `Cell`s with constant
+//! initialisers, so checking "is this my runtime?" and queueing the task is a TLS
+//! load, a compare and a push. It must never outlive the runtime it points to:
+//! entering returns a guard that restores the previous value.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::rc::Rc;
 
-use async_task::Runnable;
-
 use crate::runtime::Inner;
-
-type RunQueue = RefCell<VecDeque<Runnable>>;
+use crate::task::queue::RunQueue;
+use crate::task::raw::Header;
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<Inner>>> = const { RefCell::new(None) };
-    /// The fast path of a wake-up on the runtime's own thread: the current
-    /// runtime's id (0: none) and its run queue. Plain `Cell`s with constant
-    /// initialisers, so reading them is one TLS load — this is on every wake.
     static LOCAL_ID: Cell<u64> = const { Cell::new(0) };
     static LOCAL_QUEUE: Cell<*const RunQueue> = const { Cell::new(std::ptr::null()) };
 }
@@ -47,26 +44,17 @@ pub(crate) fn enter(inner: Rc<Inner>) -> EnterGuard {
     EnterGuard { previous, previous_id, previous_queue }
 }
 
-/// Pushes `runnable` onto the run queue of runtime `id` if that runtime is the
-/// current one of this thread (the common case of a wake-up); otherwise hands it
-/// back.
+/// Queues task `h` on the current runtime's run queue.
+///
+/// Callers check [`is_current`] for the task's owner first.
 #[inline]
-pub(crate) fn push_local(id: u64, runnable: Runnable) -> Result<(), Runnable> {
-    if LOCAL_ID.with(Cell::get) != id {
-        return Err(runnable);
-    }
+pub(crate) fn push_task(h: *const Header) {
     let queue = LOCAL_QUEUE.with(Cell::get);
-    // SAFETY: `enter` stored the address of the current runtime's queue together
-    // with its id; the `Rc<Inner>` in CURRENT keeps that runtime alive until the
-    // guard restores both, and the id matched, so the pointer is live.
-    let queue = unsafe { &*queue };
-    match queue.try_borrow_mut() {
-        Ok(mut q) => {
-            q.push_back(runnable);
-            Ok(())
-        }
-        Err(_) => Err(runnable),
-    }
+    debug_assert!(!queue.is_null());
+    // SAFETY: `enter` stored the address of the current runtime's queue together with
+    // its id; the `Rc<Inner>` in CURRENT keeps that runtime alive until the guard
+    // restores both, and callers checked the id, so the pointer is live.
+    unsafe { &*queue }.push(h);
 }
 
 /// The current runtime.

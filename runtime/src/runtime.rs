@@ -1,81 +1,124 @@
-//! The runtime: one thread, one backend, and the tick of DESIGN.md §2 in
-//! [`Runtime::block_on`].
+//! The runtime: one thread, one backend, and the tick in [`Runtime::block_on`].
 //!
-//! Owns the task queues (local, and the injection queue other threads push to),
-//! the timer queue and the driver. The tick is the only place that blocks; it makes
-//! no system call of its own — waiting is the backend's `poll`.
+//! Owns the task queues (the local run queue, the registry of live tasks, and the
+//! injection queue other threads push to), the timer queue and the driver. The
+//! tick is the only place that blocks; it makes no system call of its own —
+//! waiting is the backend's `poll`, and completions land in their records (and wake
+//! their tasks) inside it.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use async_task::Runnable;
 use paste_rt_core::{BackendKind, RemoteWake, StatsSnapshot};
 
 use crate::context;
 use crate::driver::Driver;
 use crate::select::Selection;
-use crate::task::{CatchUnwind, JoinHandle};
+use crate::task::queue::{Registry, RunQueue, MAX_LIFO_POLLS};
+use crate::task::raw::{self, TaskRef};
+use crate::task::JoinHandle;
 use crate::time::Timers;
 
 pub use crate::builder::{Builder, BACKEND_ENV};
 
 /// Most tasks run in one tick before I/O is polled again.
 const TASK_BUDGET: usize = 256;
+/// How often receive deadlines are checked while any is set (their granularity).
+const DEADLINE_SWEEP: Duration = Duration::from_millis(100);
 
 static NEXT_RUNTIME_ID: AtomicU64 = AtomicU64::new(1);
+
+/// What other threads hand a runtime through its injection queue.
+pub(crate) enum Injected {
+    /// Wake this task (the reference travelled with it).
+    Wake(TaskRef),
+    /// A task spawned from another thread: register and schedule it (the reference
+    /// becomes its registration).
+    Spawn(TaskRef),
+}
 
 /// The part of a runtime other threads can reach: its injection queue and the
 /// means to interrupt its wait.
 pub(crate) struct Shared {
     id: u64,
-    injected: Mutex<VecDeque<Runnable>>,
+    injected: Mutex<Vec<Injected>>,
     has_injected: AtomicBool,
     remote: Arc<dyn RemoteWake>,
-    /// Set when the runtime is gone: late wake-ups are dropped.
+    /// Set (under the injection lock) when the runtime is gone: late hand-overs are
+    /// dropped.
     closed: AtomicBool,
     /// Tasks spawned through a `Handle` that have not finished.
-    pub(crate) remote_tasks: std::sync::atomic::AtomicUsize,
+    pub(crate) remote_tasks: AtomicUsize,
     /// Every task (local or remote) that has not finished.
-    pub(crate) live_tasks: std::sync::atomic::AtomicUsize,
+    pub(crate) live_tasks: AtomicUsize,
 }
 
 impl Shared {
-    /// Schedules a task: on the runtime's own thread into the local queue, from
-    /// anywhere else into the injection queue, interrupting the wait.
-    fn schedule(&self, runnable: Runnable) {
-        let runnable = match context::push_local(self.id, runnable) {
-            Ok(()) => return,
-            Err(runnable) => runnable,
-        };
+    /// The runtime's id (tasks compare it with the current thread's).
+    #[inline]
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Hands `item` to the runtime from any thread and interrupts its wait. Once the
+    /// runtime is gone the item is dropped here: a woken task's reference is
+    /// released (its future was dropped at shutdown), a spawned task is cancelled.
+    pub(crate) fn inject(&self, item: Injected) {
+        let mut q = self.injected.lock().unwrap_or_else(|e| e.into_inner());
         if self.closed.load(Ordering::Acquire) {
-            // The runtime is gone; running or dropping the task here would be on
-            // the wrong thread. The task's memory is leaked (shutdown races only).
-            std::mem::forget(runnable);
+            drop(q);
+            drop_injected(item);
             return;
         }
-        self.injected.lock().unwrap_or_else(|e| e.into_inner()).push_back(runnable);
+        q.push(item);
+        drop(q);
         self.has_injected.store(true, Ordering::Release);
         self.remote.wake();
+    }
+
+    /// A task finished (counted).
+    pub(crate) fn task_finished(&self, remote: bool) {
+        self.live_tasks.fetch_sub(1, Ordering::AcqRel);
+        if remote {
+            self.remote_tasks.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Drops a hand-over that no runtime will take.
+fn drop_injected(item: Injected) {
+    match item {
+        Injected::Wake(t) => drop(t),
+        Injected::Spawn(t) => {
+            // Never registered: its future is `Send` (it came from another thread), so
+            // cancelling it here is fine. Its registration reference goes with `t`.
+            // SAFETY: live (t's reference), not complete, never polled.
+            unsafe { raw::cancel(t.0) };
+        }
     }
 }
 
 /// A runtime's state, owned by its thread.
 pub(crate) struct Inner {
     pub(crate) id: u64,
-    pub(crate) queue: RefCell<VecDeque<Runnable>>,
+    pub(crate) queue: RunQueue,
+    registry: Registry,
     pub(crate) shared: Arc<Shared>,
     pub(crate) driver: RefCell<Driver>,
     pub(crate) timers: RefCell<Timers>,
     pub(crate) selection: Selection,
     /// Number of sibling runtimes started together (thread-per-core).
     pub(crate) threads: usize,
+    /// The clock read once per tick (`time::coarse_now`).
+    pub(crate) now: Cell<Instant>,
+    /// When receive deadlines are next checked.
+    next_sweep: Cell<Instant>,
     /// Inside block_on already (nesting is refused).
     running: Cell<bool>,
     /// Graceful shutdown was requested; `shutdown_requested()` waiters.
@@ -95,37 +138,107 @@ impl Inner {
         F: Future + 'static,
         F::Output: 'static,
     {
-        let shared = self.shared.clone();
-        shared.live_tasks.fetch_add(1, Ordering::AcqRel);
-        let counted = LiveTask(shared.clone());
-        let future = async move {
-            let _counted = counted;
-            future.await
-        };
-        let (runnable, task) = async_task::spawn_local(CatchUnwind(future), move |r| shared.schedule(r));
-        runnable.schedule();
-        JoinHandle::new(task)
+        self.shared.live_tasks.fetch_add(1, Ordering::AcqRel);
+        let h = raw::allocate(future, self.shared.clone(), false);
+        self.adopt(h);
+        JoinHandle::from_task(h)
     }
 
-    /// Step 1: runs up to `TASK_BUDGET` ready tasks. Returns whether any remain.
+    /// Registers a new task (its registration reference stays with the registry) and
+    /// queues it.
+    fn adopt(&self, h: *const raw::Header) {
+        self.registry.link(h);
+        // SAFETY: a new task, owned by this runtime, on its thread.
+        let header = unsafe { &*h };
+        header.set_state(header.state() | raw::state::REGISTERED | raw::state::SCHEDULED);
+        self.queue.push_back(h);
+    }
+
+    /// Step 1: runs up to `TASK_BUDGET` ready tasks, the LIFO slot first (at most
+    /// `MAX_LIFO_POLLS` in a row). Returns whether any remain.
     fn run_tasks(&self) -> bool {
+        let q = &self.queue;
+        let mut lifo_streak = 0;
         for _ in 0..TASK_BUDGET {
-            let next = self.queue.borrow_mut().pop_front();
-            match next {
-                Some(runnable) => {
-                    runnable.run();
+            let h = match q.take_lifo() {
+                Some(h) if lifo_streak < MAX_LIFO_POLLS => {
+                    lifo_streak += 1;
+                    h
                 }
-                None => return false,
+                Some(h) => {
+                    q.push_back(h);
+                    lifo_streak = 0;
+                    match q.pop() {
+                        Some(h) => h,
+                        None => return false,
+                    }
+                }
+                None => {
+                    lifo_streak = 0;
+                    match q.pop() {
+                        Some(h) => h,
+                        None => return false,
+                    }
+                }
+            };
+            // SAFETY: queued tasks are registered (live): a registration lasts until
+            // the task is retired, and a queued task is retired only once it is out.
+            let header = unsafe { &*h };
+            if header.is_complete() {
+                // It woke itself while finishing: it was left queued to be retired here.
+                self.retire(h);
+                continue;
+            }
+            q.set_running(h);
+            // SAFETY: registered (live), scheduled, owned by this runtime, whose thread
+            // this is.
+            let done = unsafe { raw::run(h) };
+            q.set_running(std::ptr::null());
+            if done && !header.is_scheduled() {
+                self.retire(h);
             }
         }
-        !self.queue.borrow().is_empty()
+        !q.is_empty()
     }
 
-    /// Moves tasks woken by other threads into the local queue.
+    /// A task completed (and is not queued): unlinks it and releases its
+    /// registration.
+    fn retire(&self, h: *const raw::Header) {
+        self.registry.unlink(h);
+        // SAFETY: the registration's reference, released once.
+        unsafe { raw::release(h) };
+    }
+
+    /// Moves what other threads handed over into the run queue.
     fn take_injected(&self) {
-        if self.shared.has_injected.swap(false, Ordering::AcqRel) {
-            let mut injected = self.shared.injected.lock().unwrap_or_else(|e| e.into_inner());
-            self.queue.borrow_mut().extend(injected.drain(..));
+        if !self.shared.has_injected.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let items = std::mem::take(&mut *self.shared.injected.lock().unwrap_or_else(|e| e.into_inner()));
+        for item in items {
+            match item {
+                Injected::Wake(t) => {
+                    // SAFETY: this runtime owns the task and this is its thread.
+                    unsafe { raw::schedule_local(t.0) };
+                }
+                Injected::Spawn(t) => self.adopt(t.into_raw()),
+            }
+        }
+    }
+
+    /// Cancels every live task on this thread (shutdown), until none is left.
+    fn cancel_all(&self) {
+        loop {
+            self.take_injected();
+            self.queue.clear();
+            let Some(h) = self.registry.first() else { break };
+            // SAFETY: registered (live), owned by this runtime, on its thread. A
+            // complete one only waited to be retired (the queue was cleared above).
+            if !unsafe { &*h }.is_complete() {
+                // SAFETY: as above, and not complete.
+                unsafe { raw::cancel(h) };
+            }
+            self.retire(h);
         }
     }
 }
@@ -148,22 +261,26 @@ impl Runtime {
         let id = NEXT_RUNTIME_ID.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(Shared {
             id,
-            injected: Mutex::new(VecDeque::new()),
+            injected: Mutex::new(Vec::new()),
             has_injected: AtomicBool::new(false),
-            remote: driver.backend.remote_waker(),
+            remote: driver.remote_waker(),
             closed: AtomicBool::new(false),
-            remote_tasks: std::sync::atomic::AtomicUsize::new(0),
-            live_tasks: std::sync::atomic::AtomicUsize::new(0),
+            remote_tasks: AtomicUsize::new(0),
+            live_tasks: AtomicUsize::new(0),
         });
+        let now = Instant::now();
         Runtime {
             inner: Rc::new(Inner {
                 id,
-                queue: RefCell::new(VecDeque::with_capacity(1024)),
+                queue: RunQueue::new(),
+                registry: Registry::new(),
                 shared,
                 driver: RefCell::new(driver),
                 timers: RefCell::new(Timers::default()),
                 selection,
                 threads,
+                now: Cell::new(now),
+                next_sweep: Cell::new(now),
                 running: Cell::new(false),
                 shutting_down: Cell::new(false),
                 shutdown_waiters: RefCell::new(slab::Slab::new()),
@@ -227,21 +344,46 @@ impl Runtime {
             // 1. Run ready tasks, with a budget so I/O is never starved.
             let more_tasks = inner.run_tasks();
 
-            // 2. Flush + wait: the backend's one poll. No wait if work is ready.
-            let ready = more_tasks || !inner.queue.borrow().is_empty() || main_wake.woken.load(Ordering::Acquire);
-            let timeout = if ready {
-                Some(Duration::ZERO)
-            } else {
-                inner.timers.borrow_mut().next_deadline().map(|d| d.saturating_duration_since(Instant::now()))
-            };
-            // 3. Dispatch: completions wake their tasks (inside Driver::poll).
+            // 2. Flush + wait: the backend's one poll. No wait if work is ready; never
+            //    past the next timer, nor past the next deadline sweep.
+            let ready = more_tasks || !inner.queue.is_empty() || main_wake.woken.load(Ordering::Acquire);
+            let timeout = if ready { Some(Duration::ZERO) } else { inner.wait_limit() };
+            // 3. Completions land in their records and wake their tasks, inside poll.
             if let Err(e) = inner.driver.borrow_mut().poll(timeout) {
                 panic!("paste-rt: the {} backend's poll failed: {e}", inner.selection.kind);
             }
             inner.take_injected();
 
-            // 4. Timers.
-            inner.timers.borrow_mut().fire_due(Instant::now());
+            // 4. Timers, and receive deadlines (coarse).
+            let now = Instant::now();
+            inner.now.set(now);
+            inner.timers.borrow_mut().fire_due(now);
+            inner.sweep_deadlines(now);
+        }
+    }
+}
+
+impl Inner {
+    /// How long the tick may wait: until the next timer, and while receive deadlines
+    /// are set, until the next sweep.
+    fn wait_limit(&self) -> Option<Duration> {
+        let timer = self.timers.borrow_mut().next_deadline();
+        let sweep = self.driver.borrow().has_deadlines().then(|| self.next_sweep.get());
+        let until = match (timer, sweep) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }?;
+        Some(until.saturating_duration_since(Instant::now()))
+    }
+
+    /// Fails the receives whose deadline passed, at most every `DEADLINE_SWEEP`.
+    fn sweep_deadlines(&self, now: Instant) {
+        if now < self.next_sweep.get() {
+            return;
+        }
+        self.next_sweep.set(now + DEADLINE_SWEEP);
+        if let Ok(mut d) = self.driver.try_borrow_mut() {
+            d.expire(now);
         }
     }
 }
@@ -253,19 +395,18 @@ impl Drop for Runtime {
         // Close every connection and listener; their wakers go with them.
         inner.driver.borrow_mut().close_all();
         let _ = inner.driver.borrow_mut().poll(Some(Duration::ZERO));
-        // Drop queued tasks on this thread (cancelling them), until none are left.
-        loop {
-            inner.take_injected();
-            let drained: Vec<Runnable> = inner.queue.borrow_mut().drain(..).collect();
-            if drained.is_empty() {
-                break;
-            }
-            drop(drained);
-        }
+        // Cancel every task on this thread (their futures are dropped here).
+        inner.cancel_all();
         *inner.timers.borrow_mut() = Timers::default();
-        inner.shared.closed.store(true, Ordering::Release);
-        inner.take_injected();
-        inner.queue.borrow_mut().clear();
+        {
+            let _q = inner.shared.injected.lock().unwrap_or_else(|e| e.into_inner());
+            inner.shared.closed.store(true, Ordering::Release);
+        }
+        inner.cancel_all();
+        let late = std::mem::take(&mut *inner.shared.injected.lock().unwrap_or_else(|e| e.into_inner()));
+        for item in late {
+            drop_injected(item);
+        }
     }
 }
 
@@ -276,10 +417,7 @@ impl std::fmt::Debug for Runtime {
 }
 
 pub(crate) fn snapshot(inner: &Inner) -> StatsSnapshot {
-    let driver = inner.driver.borrow();
-    let mut s = driver.backend.stats().snapshot();
-    s.pool_in_use = driver.pool.in_use() as u64;
-    s
+    inner.driver.borrow().snapshot()
 }
 
 /// The counters of the current thread's runtime.
@@ -296,7 +434,7 @@ pub fn stats() -> StatsSnapshot {
 /// # Panics
 /// Outside a paste-rt runtime.
 pub fn pool() -> paste_rt_core::BufPool {
-    context::current().driver.borrow().pool.clone()
+    context::current().driver.borrow().pool().clone()
 }
 
 /// How the current thread's runtime chose its backend and what it probed, if any.
@@ -339,35 +477,12 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let s = shared.clone();
     shared.remote_tasks.fetch_add(1, Ordering::AcqRel);
     shared.live_tasks.fetch_add(1, Ordering::AcqRel);
-    let counter = (CountedTask(shared.clone()), LiveTask(shared.clone()));
-    let future = async move {
-        let _counted = counter;
-        future.await
-    };
-    let (runnable, task) = async_task::spawn(CatchUnwind(future), move |r| s.schedule(r));
-    runnable.schedule();
-    JoinHandle::new(task)
-}
-
-/// Decrements the count of handle-spawned tasks when the task ends (or is dropped).
-struct CountedTask(Arc<Shared>);
-
-impl Drop for CountedTask {
-    fn drop(&mut self) {
-        self.0.remote_tasks.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Decrements the count of live tasks when the task ends (or is dropped).
-struct LiveTask(Arc<Shared>);
-
-impl Drop for LiveTask {
-    fn drop(&mut self) {
-        self.0.live_tasks.fetch_sub(1, Ordering::AcqRel);
-    }
+    let h = raw::allocate(future, shared.clone(), true);
+    // The allocation's registration reference travels with the hand-over.
+    shared.inject(Injected::Spawn(TaskRef(h)));
+    JoinHandle::from_task(h)
 }
 
 /// Asks the current runtime's tasks to wind down: every

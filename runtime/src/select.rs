@@ -8,11 +8,14 @@
 
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use paste_rt_core::{Backend, BackendKind, BufPool, Completion, Op, PoolConfig, RemoteWake, StartError, Stats};
+use paste_rt_core::{
+    Backend, BackendKind, BufPool, Capabilities, IoTable, PoolConfig, RemoteWake, StartError, Stats, Token,
+};
 use paste_rt_epoll::{EpollBackend, EpollConfig};
 use paste_rt_paste::PasteBackend;
 use paste_rt_uring::{UringBackend, UringConfig};
@@ -99,19 +102,41 @@ impl AnyBackend {
     pub(crate) fn describe(&self) -> String {
         each!(self, b => b.describe())
     }
+    pub(crate) fn capabilities(&self) -> Capabilities {
+        each!(self, b => b.capabilities())
+    }
     pub(crate) fn pool(&self) -> &BufPool {
         each!(self, b => b.pool())
     }
     pub(crate) fn stats(&self) -> &Stats {
         each!(self, b => b.stats())
     }
-    #[inline]
-    pub(crate) fn submit(&mut self, op: Op) {
-        each!(self, b => b.submit(op))
+    pub(crate) fn listen(&mut self, io: &mut IoTable, token: Token) {
+        each!(self, b => b.listen(io, token))
+    }
+    pub(crate) fn register(&mut self, io: &mut IoTable, token: Token) {
+        each!(self, b => b.register(io, token))
+    }
+    pub(crate) fn connect(&mut self, io: &mut IoTable, token: Token, addr: SocketAddr) {
+        each!(self, b => b.connect(io, token, addr))
+    }
+    pub(crate) fn bind_dgram(&mut self, io: &mut IoTable, token: Token) {
+        each!(self, b => b.bind_dgram(io, token))
     }
     #[inline]
-    pub(crate) fn poll(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()> {
-        each!(self, b => b.poll(timeout, out))
+    pub(crate) fn resume_recv(&mut self, io: &mut IoTable, token: Token) {
+        each!(self, b => b.resume_recv(io, token))
+    }
+    #[inline]
+    pub(crate) fn send(&mut self, io: &mut IoTable, token: Token) {
+        each!(self, b => b.send(io, token))
+    }
+    pub(crate) fn close(&mut self, io: &mut IoTable, token: Token) {
+        each!(self, b => b.close(io, token))
+    }
+    #[inline]
+    pub(crate) fn poll(&mut self, io: &mut IoTable, timeout: Option<Duration>) -> io::Result<()> {
+        each!(self, b => b.poll(io, timeout))
     }
     pub(crate) fn remote_waker(&self) -> Arc<dyn RemoteWake> {
         each!(self, b => b.remote_waker())

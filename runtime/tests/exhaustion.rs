@@ -63,7 +63,9 @@ fn run(kind: BackendKind) {
         let mut tasks = Vec::new();
         for _ in 0..CONNS {
             let (s, _) = listener.accept().await.unwrap();
-            tasks.push(paste_rt::spawn(drain_holding(s, 24)));
+            // Four connections each holding up to 40 buffers want 160 of the 64: the pool
+            // must run dry before any of them reaches its threshold.
+            tasks.push(paste_rt::spawn(drain_holding(s, 40)));
         }
         clients.await;
         for t in tasks {

@@ -146,3 +146,58 @@ fn aborted_task_is_dropped() {
         assert!(flag.get(), "the aborted task's future was dropped");
     });
 }
+
+/// A task that wakes itself in the poll that finishes it is queued and complete at
+/// once: it must be retired when it comes out of the queue, not polled again (and
+/// its memory must live until then).
+#[paste_rt::test_each_backend]
+async fn a_task_that_wakes_itself_as_it_finishes_is_retired_once() {
+    use std::future::poll_fn;
+    use std::task::Poll;
+    let handles: Vec<_> = (0..64)
+        .map(|i| {
+            paste_rt::spawn(poll_fn(move |cx| {
+                cx.waker().wake_by_ref();
+                Poll::Ready(i)
+            }))
+        })
+        .collect();
+    // Some handles are dropped before their task runs, so the last reference can be
+    // the registration: it must not be released while the task is still queued.
+    let mut sum = 0;
+    for (i, h) in handles.into_iter().enumerate() {
+        if i % 2 == 0 {
+            sum += h.await.unwrap();
+        }
+    }
+    paste_rt::yield_now().await;
+    assert_eq!(sum, (0..64).step_by(2).sum::<i32>());
+}
+
+/// A task woken by the running task goes to the LIFO slot and runs next, before
+/// tasks queued earlier; a task waking itself goes to the back.
+#[paste_rt::test_each_backend]
+async fn a_task_woken_by_the_running_task_runs_next() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let order = Rc::new(RefCell::new(Vec::new()));
+    let (tx, rx) = futures_channel::oneshot::channel::<()>();
+    let o = order.clone();
+    let waiter = paste_rt::spawn(async move {
+        rx.await.unwrap();
+        o.borrow_mut().push("woken");
+    });
+    paste_rt::yield_now().await; // the waiter now waits on the channel
+    let o = order.clone();
+    let sender = paste_rt::spawn(async move {
+        tx.send(()).unwrap(); // wakes the waiter: to the LIFO slot
+        o.borrow_mut().push("sender");
+    });
+    // Queued before the wake-up happens; without the LIFO slot it would run first.
+    let o = order.clone();
+    let queued_first = paste_rt::spawn(async move { o.borrow_mut().push("queued first") });
+    sender.await.unwrap();
+    waiter.await.unwrap();
+    queued_first.await.unwrap();
+    assert_eq!(*order.borrow(), vec!["sender", "woken", "queued first"]);
+}

@@ -79,6 +79,13 @@ impl WalServer {
                     });
                 }
                 BatchEvent::Data(c, buf) => self.on_data(c, buf),
+                // No deadline is set here; were one to pass, the connection goes.
+                BatchEvent::TimedOut(c) => {
+                    batch.close(c);
+                    if let Some(mut conn) = self.conns.get_mut(c.index()).and_then(Option::take) {
+                        self.wal.abort(&mut conn.pending);
+                    }
+                }
                 BatchEvent::Closed(c, _) => {
                     if let Some(mut conn) = self.conns.get_mut(c.index()).and_then(Option::take) {
                         self.wal.abort(&mut conn.pending);

@@ -2,13 +2,15 @@
 
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::op::{Completion, Op};
 use crate::pool::BufPool;
+use crate::record::Token;
 use crate::stats::Stats;
+use crate::table::IoTable;
 
 /// The backends paste-rt knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -83,11 +85,25 @@ pub trait RemoteWake: Send + Sync + 'static {
     fn wake(&self);
 }
 
-/// The contract between the runtime and an I/O backend (DESIGN.md §3).
+/// What a backend can carry, asked by the runtime before it hands a socket over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Datagram (UDP) sockets.
+    pub datagrams: bool,
+    /// Unix-domain stream sockets.
+    pub unix_streams: bool,
+}
+
+/// The contract between the runtime and an I/O backend.
 ///
-/// A backend is owned by one runtime thread. `submit` only queues; `poll` does all
-/// the system calls of a tick: it hands queued ops to the kernel, waits at most
-/// `timeout` if nothing is ready, and appends every ready completion to `out`.
+/// A backend is owned by one runtime thread and works on that runtime's
+/// [`IoTable`]: the runtime hands it sockets (`listen`, `register`, `connect`,
+/// `bind_dgram`), tells it when a connection it is not engaged with has something to
+/// send (`send`) or may receive again (`resume_recv`), and when a handle is gone
+/// (`close`). None of these makes a system call on io_uring and PASTE: they write
+/// submissions or note the work for the tick. `poll` does the tick's system calls:
+/// it hands the queued work to the kernel, waits at most `timeout` if nothing is
+/// ready, and applies every completion to its record in place (see [`IoTable`]).
 pub trait Backend {
     /// Which backend this is.
     fn kind(&self) -> BackendKind;
@@ -95,26 +111,54 @@ pub trait Backend {
     /// One line describing what the backend probed and uses (features, ring sizes).
     fn describe(&self) -> String;
 
+    /// What this backend carries besides TCP.
+    fn capabilities(&self) -> Capabilities;
+
     /// The pool the backend lends buffers from.
     fn pool(&self) -> &BufPool;
 
     /// The backend's counters.
     fn stats(&self) -> &Stats;
 
-    /// Queues an op for the next `poll`. Makes no system call.
-    fn submit(&mut self, op: Op);
+    /// Starts accepting on the listening socket of `token` (a listener record). The
+    /// backend owns the fd from now on.
+    fn listen(&mut self, io: &mut IoTable, token: Token);
 
-    /// Flush, wait, collect: one tick's I/O (DESIGN.md §2, step 2). Backends implement
-    /// this; callers use [`poll`](Self::poll). `timeout == Some(ZERO)` must not block;
-    /// `None` waits until something completes or a remote wake arrives.
-    fn flush_and_wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()>;
+    /// Starts receiving on the connected socket of `token` (a stream record the
+    /// runtime made for a socket it connected itself). The backend owns the fd.
+    fn register(&mut self, io: &mut IoTable, token: Token);
+
+    /// Connects the fresh socket of `token` (a stream record marked connecting) to
+    /// `addr`; on success it receives as after `register`. The backend owns the fd.
+    fn connect(&mut self, io: &mut IoTable, token: Token, addr: SocketAddr);
+
+    /// Starts receiving datagrams on the bound socket of `token` (a datagram record).
+    /// A backend without datagrams fails the record with `EPROTONOSUPPORT`.
+    fn bind_dgram(&mut self, io: &mut IoTable, token: Token);
+
+    /// Receiving on `token` may resume (it paused when its queue grew long).
+    fn resume_recv(&mut self, io: &mut IoTable, token: Token);
+
+    /// `token` has data (or a shutdown) queued and the backend is not engaged on
+    /// its send path: take it from the record's send queue.
+    fn send(&mut self, io: &mut IoTable, token: Token);
+
+    /// The record of `token` is closed (its handle is gone and nothing is left to
+    /// send, or the runtime shuts down): cancel what is in flight, close the fd, and
+    /// [`IoTable::release`] the token once the kernel can no longer name it.
+    fn close(&mut self, io: &mut IoTable, token: Token);
+
+    /// Flush, wait, complete: one tick's I/O. Backends implement this; callers use
+    /// [`poll`](Self::poll). `timeout == Some(ZERO)` must not block; `None` waits
+    /// until something completes or a remote wake arrives.
+    fn flush_and_wait(&mut self, io: &mut IoTable, timeout: Option<Duration>) -> io::Result<()>;
 
     /// One tick's I/O, counted: [`flush_and_wait`](Self::flush_and_wait) inside the
     /// stats' poll scope, so every system call it makes counts as inside `poll` and
     /// any other as outside (`Stats::syscalls_outside_poll`).
-    fn poll(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()> {
+    fn poll(&mut self, io: &mut IoTable, timeout: Option<Duration>) -> io::Result<()> {
         self.stats().enter_poll();
-        let result = self.flush_and_wait(timeout, out);
+        let result = self.flush_and_wait(io, timeout);
         self.stats().exit_poll();
         result
     }

@@ -2,17 +2,20 @@
 //!
 //! [`RxBuf`] is received data sitting in a pool buffer (zero copy: the backend
 //! received straight into it); [`TxBuf`] is a pool buffer the application fills and
-//! hands to `send`. Dropping either returns the buffer to the pool's free list, from
-//! which the backend refills its rings at the next poll — no system call, no
-//! allocation. [`RxBuf::keep`] takes a buffer out of circulation as a [`KeptBuf`], a
+//! hands to `send`. Dropping either returns the buffer to its pool — to the backend's
+//! receive ring directly when it wants buffers, else to the free list — with no
+//! system call and no allocation. Neither holds a reference count: a handle is a
+//! pointer to its pool plus the buffer's index and range (see the pool's module docs
+//! for why the pointer stays valid). [`RxBuf::keep`] takes a buffer out of circulation as a [`KeptBuf`], a
 //! plain `(index, offset, len)` reference that survives a restart when the pool is
 //! file-backed.
 
 use std::fmt;
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
 
-use crate::pool::BufPool;
+use crate::pool::{BufPool, PoolInner};
 
 /// Received bytes in a pool buffer, lent to the application.
 ///
@@ -31,15 +34,27 @@ use crate::pool::BufPool;
 /// assert_eq!(pool.in_use(), 0);
 /// ```
 pub struct RxBuf {
-    pool: BufPool,
+    pool: NonNull<PoolInner>,
     index: u32,
     off: u32,
     len: u32,
 }
 
 impl RxBuf {
-    pub(crate) fn from_parts(pool: BufPool, index: u32, off: u32, len: u32) -> RxBuf {
+    #[inline]
+    pub(crate) fn from_parts(pool: NonNull<PoolInner>, index: u32, off: u32, len: u32) -> RxBuf {
         RxBuf { pool, index, off, len }
+    }
+
+    #[inline]
+    pub(crate) fn inner(&self) -> &PoolInner {
+        // SAFETY: the pool state lives while any of its buffers is lent (pool docs).
+        unsafe { self.pool.as_ref() }
+    }
+
+    #[inline]
+    pub(crate) fn pool_ptr(&self) -> NonNull<PoolInner> {
+        self.pool
     }
 
     /// The pool index of the buffer.
@@ -80,27 +95,25 @@ impl RxBuf {
     /// index in [`PoolConfig::kept`](crate::PoolConfig::kept) when reopening).
     pub fn keep(self) -> KeptBuf {
         let me = ManuallyDrop::new(self);
-        me.pool.0.keep(me.index);
+        me.inner().keep(me.index);
         let kept = KeptBuf { index: me.index, offset: me.off, len: me.len };
-        // SAFETY: `me` is never used again and never dropped, so the pool handle
-        // inside it is read out exactly once.
-        drop(unsafe { std::ptr::read(&me.pool) });
+        // SAFETY: `me` is not used again; a kept buffer no longer counts as lent, so
+        // this may have been the last thing keeping the pool state alive.
+        unsafe { PoolInner::free_if_unused(me.pool) };
         kept
     }
 
     /// Gives up the handle without returning the buffer: `(index, offset, len)`.
-    /// The caller becomes responsible for [`BufPool::release`].
+    /// The caller becomes responsible for [`BufPool::release`] (through an owner
+    /// handle, which keeps the pool alive).
     pub fn into_raw(self) -> (u32, u32, u32) {
         let me = ManuallyDrop::new(self);
-        let parts = (me.index, me.off, me.len);
-        // SAFETY: as in `keep`.
-        drop(unsafe { std::ptr::read(&me.pool) });
-        parts
+        (me.index, me.off, me.len)
     }
 
-    /// The pool this buffer belongs to.
-    pub fn pool(&self) -> &BufPool {
-        &self.pool
+    /// Whether this buffer belongs to `pool`.
+    pub fn is_from(&self, pool: &BufPool) -> bool {
+        pool.inner_ptr() == self.pool
     }
 }
 
@@ -111,7 +124,9 @@ impl Deref for RxBuf {
         // SAFETY: the buffer is lent to this handle (nobody writes to it while the
         // handle lives) and off + len <= buf_size (lend_rx's contract, maintained
         // by advance/truncate which only shrink the range).
-        unsafe { std::slice::from_raw_parts(self.pool.0.base_of(self.index).add(self.off as usize), self.len as usize) }
+        unsafe {
+            std::slice::from_raw_parts(self.inner().base_of(self.index).add(self.off as usize), self.len as usize)
+        }
     }
 }
 
@@ -124,7 +139,19 @@ impl AsRef<[u8]> for RxBuf {
 impl Drop for RxBuf {
     #[inline]
     fn drop(&mut self) {
-        self.pool.0.release(self.index);
+        self.inner().release(self.index);
+        release_tail(self.pool);
+    }
+}
+
+/// After a buffer handle returned its buffer: frees the pool state if that was the
+/// last thing keeping it (its owners are gone). Out of line: rare.
+#[inline]
+fn release_tail(pool: NonNull<PoolInner>) {
+    // SAFETY: the handle just returned its buffer, so the state is still live here.
+    if unsafe { pool.as_ref() }.has_no_owner() {
+        // SAFETY: live (above); nothing uses `pool` after this call.
+        unsafe { PoolInner::free_if_unused(pool) };
     }
 }
 
@@ -140,14 +167,21 @@ impl fmt::Debug for RxBuf {
 /// The first [`BufPool::tx_headroom`] bytes are reserved for the backend (PASTE
 /// writes the TCP/IP headers there); `TxBuf` only exposes what follows.
 pub struct TxBuf {
-    pool: BufPool,
+    pool: NonNull<PoolInner>,
     index: u32,
     len: u32,
 }
 
 impl TxBuf {
-    pub(crate) fn from_parts(pool: BufPool, index: u32, len: u32) -> TxBuf {
+    #[inline]
+    pub(crate) fn from_parts(pool: NonNull<PoolInner>, index: u32, len: u32) -> TxBuf {
         TxBuf { pool, index, len }
+    }
+
+    #[inline]
+    fn inner(&self) -> &PoolInner {
+        // SAFETY: the pool state lives while any of its buffers is lent (pool docs).
+        unsafe { self.pool.as_ref() }
     }
 
     /// The pool index of the buffer.
@@ -167,7 +201,7 @@ impl TxBuf {
 
     /// Most bytes this buffer can carry.
     pub fn capacity(&self) -> usize {
-        (self.pool.0.buf_size() - self.pool.0.tx_headroom()) as usize
+        (self.inner().buf_size() - self.inner().tx_headroom()) as usize
     }
 
     /// Bytes still free.
@@ -195,11 +229,11 @@ impl TxBuf {
     /// The unwritten part of the buffer, to fill in place; then call
     /// [`set_len`](Self::set_len).
     pub fn spare_mut(&mut self) -> &mut [u8] {
-        let start = self.pool.0.tx_headroom() as usize + self.len as usize;
-        let end = self.pool.0.buf_size() as usize;
+        let start = self.inner().tx_headroom() as usize + self.len as usize;
+        let end = self.inner().buf_size() as usize;
         // SAFETY: this handle owns the buffer exclusively (nobody else reads or
         // writes it until it is sent or dropped); start <= end <= buf_size.
-        unsafe { std::slice::from_raw_parts_mut(self.pool.0.base_of(self.index).add(start), end - start) }
+        unsafe { std::slice::from_raw_parts_mut(self.inner().base_of(self.index).add(start), end - start) }
     }
 
     /// Sets the number of bytes written.
@@ -216,43 +250,43 @@ impl TxBuf {
         self.len = 0;
     }
 
-    /// The pool this buffer belongs to.
-    pub fn pool(&self) -> &BufPool {
-        &self.pool
+    /// Whether this buffer belongs to `pool`.
+    pub fn is_from(&self, pool: &BufPool) -> bool {
+        pool.inner_ptr() == self.pool
     }
 
     /// Gives up the handle without returning the buffer: `(index, len)`; the data
     /// starts at `tx_headroom` in the buffer. The caller (a backend) becomes
-    /// responsible for [`BufPool::release`].
+    /// responsible for [`BufPool::release`] (through an owner handle, which keeps the
+    /// pool alive).
     pub fn into_raw(self) -> (u32, u32) {
         let me = ManuallyDrop::new(self);
-        let parts = (me.index, me.len);
-        // SAFETY: `me` is never used or dropped again; the pool handle is read once.
-        drop(unsafe { std::ptr::read(&me.pool) });
-        parts
+        (me.index, me.len)
     }
 }
 
 impl Deref for TxBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        let start = self.pool.0.tx_headroom() as usize;
+        let start = self.inner().tx_headroom() as usize;
         // SAFETY: exclusive ownership as in spare_mut; headroom + len <= buf_size.
-        unsafe { std::slice::from_raw_parts(self.pool.0.base_of(self.index).add(start), self.len as usize) }
+        unsafe { std::slice::from_raw_parts(self.inner().base_of(self.index).add(start), self.len as usize) }
     }
 }
 
 impl DerefMut for TxBuf {
     fn deref_mut(&mut self) -> &mut [u8] {
-        let start = self.pool.0.tx_headroom() as usize;
+        let start = self.inner().tx_headroom() as usize;
         // SAFETY: as in Deref, and `&mut self` makes the access exclusive.
-        unsafe { std::slice::from_raw_parts_mut(self.pool.0.base_of(self.index).add(start), self.len as usize) }
+        unsafe { std::slice::from_raw_parts_mut(self.inner().base_of(self.index).add(start), self.len as usize) }
     }
 }
 
 impl Drop for TxBuf {
+    #[inline]
     fn drop(&mut self) {
-        self.pool.0.release(self.index);
+        self.inner().release(self.index);
+        release_tail(self.pool);
     }
 }
 

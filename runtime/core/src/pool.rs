@@ -1,28 +1,55 @@
 //! The buffer pool: fixed-size buffers addressed by index.
 //!
-//! Owns the memory every backend receives into and sends from, the free list, and
-//! one small metadata record per index (its lending state and the link used by
-//! [`RxQueue`](crate::RxQueue)). It never makes a system call after construction and
-//! never allocates after construction: `alloc` and `release` are a pop and a push on
-//! a preallocated stack.
+//! Owns the memory every backend receives into and sends from, the free list, one
+//! small metadata record per index (its lending state and the link used by
+//! [`RxQueue`](crate::RxQueue)), and optionally a *recycle ring*: the descriptor ring
+//! a kernel takes receive buffers from (io_uring's provided-buffer ring). It never
+//! makes a system call after construction and never allocates after construction:
+//! `alloc` and `release` are a pop and a push on a preallocated stack, or a write of
+//! one ring descriptor.
 //!
 //! Indices are what PASTE's netmap rings carry, so the pool addresses buffers the way
 //! `NETMAP_BUF(ring, idx)` does: `base + idx * buf_size`. A pool built by paste-rt
 //! owns indices `0..count`; a pool built over a netmap region owns whatever indices
 //! the kernel handed out (see [`BufPool::external`]).
+//!
+//! ## Handles and lifetime
+//!
+//! [`BufPool`] is the owners' handle (the runtime, its backend); cloning it counts an
+//! owner. The buffer handles [`RxBuf`] and [`TxBuf`] hold a plain pointer to the pool
+//! instead: making and dropping one touches no reference count. The pool's state is
+//! freed when the last owner is gone *and* no buffer is lent any more, whichever
+//! happens last — so a buffer the application keeps after its runtime shut down stays
+//! valid, and returning it frees the pool.
+//!
+//! ## The recycle ring
+//!
+//! With a ring attached ([`BufPool::attach_recycle_ring`]), a released buffer goes
+//! straight back to the ring's tail while the ring holds fewer than its target,
+//! instead of onto the free list: buffer id = pool index, so there is no refill pass
+//! and no lookup. The consumer (the kernel) takes buffers from the ring's head; the
+//! owner reports what it took with [`BufPool::recycle_take`], which lends them out as
+//! [`RxBuf`]s. The ring's layout is the 16-byte descriptor of io_uring's provided
+//! buffer rings (`struct io_uring_buf { u64 addr; u32 len; u16 bid; u16 resv; }`, the
+//! ring's tail in the `resv` field of entry 0); the memory and its registration with
+//! the kernel belong to whoever attaches it.
 
 use std::any::Any;
-use std::cell::Cell;
+use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io;
 use std::path::PathBuf;
-use std::rc::Rc;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering};
 
 use crate::buf::{KeptBuf, RxBuf, TxBuf};
 
 /// Default buffer size, as netmap's (2048 bytes).
 pub const DEFAULT_BUF_SIZE: u32 = 2048;
+
+/// Bytes of one recycle-ring descriptor (`struct io_uring_buf`).
+pub const RECYCLE_DESC_SIZE: usize = 16;
 
 /// Where a pool's memory comes from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -71,12 +98,15 @@ pub(crate) enum BufState {
     Free,
     /// Lent: to the application, to a backend, or linked in an `RxQueue`.
     Lent,
+    /// In the recycle ring, offered to its consumer; `Meta::next` holds its ring
+    /// position.
+    Ring,
     /// Kept by the application ([`RxBuf::keep`]); released explicitly.
     Kept,
 }
 
-/// Per-index metadata; `next`/`off`/`len` are only meaningful while the buffer is
-/// linked in an `RxQueue`.
+/// Per-index metadata; `next`/`off`/`len` are meaningful while the buffer is linked
+/// in an `RxQueue` (`next` is the ring position while it is in the recycle ring).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Meta {
     pub(crate) state: BufState,
@@ -87,6 +117,45 @@ pub(crate) struct Meta {
 
 pub(crate) const NO_INDEX: u32 = u32::MAX;
 
+/// The recycle ring's state (see the module docs). `descs` is null while none is
+/// attached.
+struct RecycleRing {
+    descs: Cell<*mut u8>,
+    mask: Cell<u32>,
+    /// Descriptors pushed (our tail), published to the consumer at every push.
+    tail: Cell<u16>,
+    /// Buffers pushed and not yet reported taken.
+    queued: Cell<u32>,
+    /// Released buffers go to the ring while `queued < target`.
+    target: Cell<u32>,
+    /// Where data starts inside each buffer offered, and how many bytes are offered.
+    addr_offset: Cell<u32>,
+    buf_len: Cell<u32>,
+    /// Ring position (masked) -> index pushed there. Only touched on the owning
+    /// thread, never borrowed across calls.
+    slot_index: UnsafeCell<Box<[u16]>>,
+}
+
+impl RecycleRing {
+    fn detached() -> RecycleRing {
+        RecycleRing {
+            descs: Cell::new(std::ptr::null_mut()),
+            mask: Cell::new(0),
+            tail: Cell::new(0),
+            queued: Cell::new(0),
+            target: Cell::new(0),
+            addr_offset: Cell::new(0),
+            buf_len: Cell::new(0),
+            slot_index: UnsafeCell::new(Box::new([])),
+        }
+    }
+
+    #[inline]
+    fn wants(&self) -> bool {
+        self.queued.get() < self.target.get()
+    }
+}
+
 pub(crate) struct PoolInner {
     base: *mut u8,
     buf_size: u32,
@@ -94,26 +163,49 @@ pub(crate) struct PoolInner {
     /// Free list as a stack: `free[..free_len]`.
     free: Box<[Cell<u32>]>,
     free_len: Cell<u32>,
-    /// Buffers that belong to the pool (free + lent + kept).
+    /// Buffers that belong to the pool (free + lent + in the ring + kept).
     owned: Cell<u32>,
     kept: Cell<u32>,
     pub(crate) meta: Box<[Cell<Meta>]>,
+    /// `BufPool` handles alive.
+    owners: Cell<u32>,
+    recycle: RecycleRing,
     /// Keeps the memory alive (a mapping, or the external owner's guard).
     _memory: Box<dyn Any>,
 }
 
 /// A pool of fixed-size, index-addressed buffers, shared by one runtime thread and
-/// its backend. Cloning is cheap (a reference count).
-#[derive(Clone)]
-pub struct BufPool(pub(crate) Rc<PoolInner>);
+/// its backend. Cloning is cheap (it counts an owner; see the module docs).
+pub struct BufPool {
+    inner: NonNull<PoolInner>,
+}
+
+impl Clone for BufPool {
+    fn clone(&self) -> BufPool {
+        let p = self.p();
+        p.owners.set(p.owners.get() + 1);
+        BufPool { inner: self.inner }
+    }
+}
+
+impl Drop for BufPool {
+    fn drop(&mut self) {
+        let p = self.p();
+        p.owners.set(p.owners.get() - 1);
+        // SAFETY: the pointer is live (this handle counted as an owner until now).
+        unsafe { PoolInner::free_if_unused(self.inner) };
+    }
+}
 
 impl fmt::Debug for BufPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.p();
         f.debug_struct("BufPool")
-            .field("buf_size", &self.0.buf_size)
-            .field("owned", &self.0.owned.get())
-            .field("free", &self.0.free_len.get())
-            .field("kept", &self.0.kept.get())
+            .field("buf_size", &p.buf_size)
+            .field("owned", &p.owned.get())
+            .field("free", &p.free_len.get())
+            .field("ring", &p.recycle.queued.get())
+            .field("kept", &p.kept.get())
             .finish()
     }
 }
@@ -144,7 +236,8 @@ impl BufPool {
                     .open(path)
                     .map_err(|e| with_context(e, format!("buffer pool: open {}", path.display())))?;
                 if file.metadata()?.len() < bytes as u64 {
-                    file.set_len(bytes as u64)?;
+                    file.set_len(bytes as u64)
+                        .map_err(|e| with_context(e, format!("buffer pool: grow {}", path.display())))?;
                 }
                 // SAFETY: the mapping is shared with the file; paste-rt is the only
                 // writer of the pool file while the pool lives (the application
@@ -154,16 +247,17 @@ impl BufPool {
             }
         };
         let base = map.as_mut_ptr();
-        let kept: Vec<u32> = config.kept.iter().copied().filter(|&i| i < config.count).collect();
-        let mut pool = PoolInner::with_capacity(base, config.buf_size, tx_headroom, config.count, Box::new(map));
+        let mut kept: Vec<u32> = config.kept.iter().copied().filter(|&i| i < config.count).collect();
+        kept.sort_unstable();
+        let pool = PoolInner::with_capacity(base, config.buf_size, tx_headroom, config.count, Box::new(map));
         for i in (0..config.count).rev() {
-            if kept.contains(&i) {
+            if kept.binary_search(&i).is_ok() {
                 pool.adopt_kept(i);
             } else {
                 pool.adopt_free(i);
             }
         }
-        Ok(BufPool(Rc::new(pool)))
+        Ok(BufPool::from_inner(pool))
     }
 
     /// Builds a pool over memory someone else owns, such as a netmap region.
@@ -184,38 +278,47 @@ impl BufPool {
         tx_headroom: u32,
         guard: Box<dyn Any>,
     ) -> BufPool {
-        let mut pool = PoolInner::with_capacity(base, buf_size, tx_headroom, index_limit, guard);
+        let pool = PoolInner::with_capacity(base, buf_size, tx_headroom, index_limit, guard);
         for i in free {
             if i < index_limit && pool.meta[i as usize].get().state == BufState::Foreign {
                 pool.adopt_free(i);
             }
         }
-        BufPool(Rc::new(pool))
+        BufPool::from_inner(pool)
+    }
+
+    #[inline]
+    pub(crate) fn inner_ptr(&self) -> NonNull<PoolInner> {
+        self.inner
+    }
+
+    fn from_inner(inner: PoolInner) -> BufPool {
+        inner.owners.set(1);
+        BufPool { inner: NonNull::from(Box::leak(Box::new(inner))) }
+    }
+
+    #[inline]
+    fn p(&self) -> &PoolInner {
+        // SAFETY: an owner handle keeps the pool state alive (see free_if_unused).
+        unsafe { self.inner.as_ref() }
     }
 
     /// Takes a buffer off the free list, for a backend to receive into or for the
     /// application to fill. `None` when the pool is exhausted.
     #[inline]
     pub fn alloc(&self) -> Option<u32> {
-        let p = &*self.0;
-        let n = p.free_len.get();
-        if n == 0 {
-            return None;
-        }
-        p.free_len.set(n - 1);
-        let idx = p.free[(n - 1) as usize].get();
-        p.set_state(idx, BufState::Lent);
-        Some(idx)
+        self.p().alloc()
     }
 
-    /// Returns a lent buffer to the free list.
+    /// Returns a lent buffer to the pool (to the recycle ring if it wants one, else
+    /// the free list).
     ///
     /// # Safety
     /// `index` must be lent (from [`alloc`](Self::alloc), [`TxBuf::into_raw`] or
     /// [`RxBuf::into_raw`]) and the caller must not use it afterwards.
     #[inline]
     pub unsafe fn release(&self, index: u32) {
-        self.0.release(index);
+        self.p().release(index);
     }
 
     /// Lends a received buffer to the application: `len` bytes at offset `off`.
@@ -226,16 +329,16 @@ impl BufPool {
     /// it; `off + len` must not exceed the buffer size.
     #[inline]
     pub unsafe fn lend_rx(&self, index: u32, off: u32, len: u32) -> RxBuf {
-        debug_assert!(off as u64 + len as u64 <= self.0.buf_size as u64);
-        self.0.set_state(index, BufState::Lent);
-        RxBuf::from_parts(self.clone(), index, off, len)
+        debug_assert!(off as u64 + len as u64 <= self.p().buf_size as u64);
+        self.p().set_state(index, BufState::Lent);
+        RxBuf::from_parts(self.inner, index, off, len)
     }
 
     /// Moves a buffer that was not the pool's (a netmap ring buffer swapped out of
     /// its slot) into the pool's ownership, as lent. Returns `false` if the index is
     /// out of range or already the pool's.
     pub fn adopt_lent(&self, index: u32) -> bool {
-        let p = &*self.0;
+        let p = self.p();
         match p.meta.get(index as usize).map(|m| m.get().state) {
             Some(BufState::Foreign) => {
                 p.set_state(index, BufState::Lent);
@@ -250,11 +353,10 @@ impl BufPool {
     /// by the application from a previous run of a file-backed port — into the pool
     /// as kept. Returns `false` if the index is out of range or already the pool's.
     pub fn adopt_kept(&self, index: u32) -> bool {
-        let p = &*self.0;
+        let p = self.p();
         match p.meta.get(index as usize).map(|m| m.get().state) {
             Some(BufState::Foreign) => {
-                p.owned.set(p.owned.get() + 1);
-                p.keep(index);
+                p.adopt_kept(index);
                 true
             }
             _ => false,
@@ -267,7 +369,7 @@ impl BufPool {
     /// # Safety
     /// As for [`release`](Self::release).
     pub unsafe fn disown(&self, index: u32) {
-        let p = &*self.0;
+        let p = self.p();
         debug_assert_eq!(p.state(index), BufState::Lent);
         p.set_state(index, BufState::Foreign);
         p.owned.set(p.owned.get() - 1);
@@ -276,21 +378,19 @@ impl BufPool {
     /// A buffer for the application to fill and send. `None` when exhausted.
     #[inline]
     pub fn tx_buf(&self) -> Option<TxBuf> {
-        self.alloc().map(|i| TxBuf::from_parts(self.clone(), i, 0))
+        self.alloc().map(|i| TxBuf::from_parts(self.inner, i, 0))
     }
 
     /// Address of buffer `index`. Valid for `buf_size` bytes.
     #[inline]
     pub fn buf_ptr(&self, index: u32) -> *mut u8 {
-        debug_assert!((index as usize) < self.0.meta.len());
-        // SAFETY: index < index limit (checked in debug builds; callers got the
-        // index from this pool), so the offset stays inside the mapping.
-        unsafe { self.0.base.add(index as usize * self.0.buf_size as usize) }
+        debug_assert!((index as usize) < self.p().meta.len());
+        self.p().base_of(index)
     }
 
     /// The bytes of a kept buffer.
     pub fn kept_slice(&self, kept: &KeptBuf) -> Option<&[u8]> {
-        let p = &*self.0;
+        let p = self.p();
         let ok = (kept.index as usize) < p.meta.len()
             && p.state(kept.index) == BufState::Kept
             && kept.offset as u64 + kept.len as u64 <= p.buf_size as u64;
@@ -304,7 +404,7 @@ impl BufPool {
     /// Returns a kept buffer to circulation. Returns `false` (and does nothing) if
     /// the index is not currently kept.
     pub fn release_kept(&self, kept: KeptBuf) -> bool {
-        let p = &*self.0;
+        let p = self.p();
         if (kept.index as usize) >= p.meta.len() || p.state(kept.index) != BufState::Kept {
             return false;
         }
@@ -316,47 +416,207 @@ impl BufPool {
 
     /// Bytes per buffer.
     pub fn buf_size(&self) -> u32 {
-        self.0.buf_size
+        self.p().buf_size
     }
 
     /// Bytes a [`TxBuf`] leaves free at the start of its buffer.
     pub fn tx_headroom(&self) -> u32 {
-        self.0.tx_headroom
+        self.p().tx_headroom
     }
 
-    /// Buffers that belong to the pool (free, lent or kept).
+    /// Buffers that belong to the pool (free, lent, in the recycle ring or kept).
     pub fn capacity(&self) -> u32 {
-        self.0.owned.get()
+        self.p().owned.get()
     }
 
     /// Buffers on the free list.
     pub fn free_count(&self) -> u32 {
-        self.0.free_len.get()
+        self.p().free_len.get()
     }
 
-    /// Buffers lent out (to the application or to a backend's rings).
+    /// Buffers lent out: to the application, or to a backend (its rings included).
     pub fn in_use(&self) -> u32 {
-        self.0.owned.get() - self.0.free_len.get() - self.0.kept.get()
+        self.p().in_use()
     }
 
     /// Buffers kept by the application.
     pub fn kept_count(&self) -> u32 {
-        self.0.kept.get()
+        self.p().kept.get()
     }
 
     /// One past the largest addressable index.
     pub fn index_limit(&self) -> u32 {
-        self.0.meta.len() as u32
+        self.p().meta.len() as u32
     }
 
     /// Whether `index` is currently on the free list (for tests and assertions).
     pub fn is_free(&self, index: u32) -> bool {
-        (index as usize) < self.0.meta.len() && self.0.state(index) == BufState::Free
+        (index as usize) < self.p().meta.len() && self.p().state(index) == BufState::Free
     }
 
     /// Whether two handles refer to the same pool.
     pub fn same_pool(&self, other: &BufPool) -> bool {
-        Rc::ptr_eq(&self.0, &other.0)
+        self.inner == other.inner
+    }
+
+    // ---- the recycle ring ----
+
+    /// Attaches a recycle ring of `entries` descriptors at `descs` (see the module
+    /// docs): from now on released buffers refill it up to `target`, each offered as
+    /// `buf_len` bytes from `addr_offset` into the buffer, with the pool index as its
+    /// buffer id. Fills it from the free list at once. Returns `false` (attaching
+    /// nothing) if one is attached already, `entries` is not a power of two up to
+    /// 32768, indices do not fit 16 bits, or the offer does not fit a buffer.
+    ///
+    /// # Safety
+    /// `descs` must point to `entries * 16` zeroed, writable bytes, aligned for the
+    /// ring's atomic tail, that stay valid and are only read by the consumer until
+    /// [`detach_recycle_ring`](Self::detach_recycle_ring).
+    pub unsafe fn attach_recycle_ring(
+        &self,
+        descs: *mut u8,
+        entries: u32,
+        addr_offset: u32,
+        buf_len: u32,
+        target: u32,
+    ) -> bool {
+        let p = self.p();
+        let r = &p.recycle;
+        if !r.descs.get().is_null()
+            || descs.is_null()
+            || !entries.is_power_of_two()
+            || entries > 32768
+            || p.meta.len() > 1 << 16
+            || addr_offset as u64 + buf_len as u64 > p.buf_size as u64
+            || buf_len == 0
+        {
+            return false;
+        }
+        r.descs.set(descs);
+        r.mask.set(entries - 1);
+        r.tail.set(0);
+        r.queued.set(0);
+        r.target.set(target.min(entries));
+        r.addr_offset.set(addr_offset);
+        r.buf_len.set(buf_len);
+        // SAFETY: the pool is used from one thread only (it is !Send) and no
+        // reference into slot_index outlives a method call, so none is live here.
+        unsafe { *r.slot_index.get() = vec![0u16; entries as usize].into_boxed_slice() };
+        self.recycle_fill();
+        true
+    }
+
+    /// Moves free buffers into the recycle ring until it holds its target. Returns how
+    /// many were moved.
+    #[inline]
+    pub fn recycle_fill(&self) -> u32 {
+        let p = self.p();
+        if !p.recycle.wants() || p.free_len.get() == 0 {
+            return 0;
+        }
+        let mut moved = 0;
+        while !p.recycle.descs.get().is_null() && p.recycle.wants() {
+            let Some(idx) = p.alloc() else { break };
+            p.ring_push(idx);
+            moved += 1;
+        }
+        moved
+    }
+
+    /// Sets how many buffers the recycle ring should hold (at most its size), and
+    /// fills it up to that from the free list.
+    pub fn set_recycle_target(&self, target: u32) {
+        let p = self.p();
+        if p.recycle.descs.get().is_null() {
+            return;
+        }
+        p.recycle.target.set(target.min(p.recycle.mask.get() + 1));
+        self.recycle_fill();
+    }
+
+    /// The recycle ring's target, and how many buffers it holds now.
+    pub fn recycle_state(&self) -> (u32, u32) {
+        let r = &self.p().recycle;
+        (r.target.get(), r.queued.get())
+    }
+
+    /// The size of the attached recycle ring (0 when none).
+    pub fn recycle_capacity(&self) -> u32 {
+        let r = &self.p().recycle;
+        if r.descs.get().is_null() {
+            0
+        } else {
+            r.mask.get() + 1
+        }
+    }
+
+    /// Reports what the consumer took for one completion: the buffer `first` (its id,
+    /// from the completion) and, when `bytes` spans several buffers (a bundle), the
+    /// ones pushed right after it. Lends each out as an [`RxBuf`] holding its part of
+    /// `bytes`, in data order, to `f`. Returns how many buffers were taken (0 if
+    /// `first` is not in the ring).
+    ///
+    /// # Safety
+    /// The consumer must really have taken (and finished writing) these buffers.
+    #[inline]
+    pub unsafe fn recycle_take(&self, first: u16, bytes: u32, mut f: impl FnMut(RxBuf)) -> u32 {
+        let p = self.p();
+        let r = &p.recycle;
+        let idx = first as u32;
+        if idx as usize >= p.meta.len() || p.state(idx) != BufState::Ring {
+            return 0;
+        }
+        let off = r.addr_offset.get();
+        let buf_len = r.buf_len.get();
+        if bytes <= buf_len {
+            // One buffer: the common case needs no position lookup.
+            r.queued.set(r.queued.get() - 1);
+            p.set_state(idx, BufState::Lent);
+            f(RxBuf::from_parts(self.inner, idx, off, bytes));
+            return 1;
+        }
+        let count = bytes.div_ceil(buf_len).min(r.queued.get());
+        let start = p.meta[idx as usize].get().next;
+        let mask = r.mask.get();
+        let mut left = bytes;
+        for i in 0..count {
+            // SAFETY: single-threaded, and no reference into slot_index outlives this
+            // statement (f may release buffers, which writes slot_index).
+            let bid = unsafe { (&*r.slot_index.get())[((start + i) & mask) as usize] } as u32;
+            let len = left.min(buf_len);
+            left -= len;
+            r.queued.set(r.queued.get() - 1);
+            p.set_state(bid, BufState::Lent);
+            f(RxBuf::from_parts(self.inner, bid, off, len));
+        }
+        count
+    }
+
+    /// Detaches the recycle ring after its consumer stopped reading it (the kernel
+    /// ring was unregistered): every buffer it still held goes back to the free list.
+    ///
+    /// # Safety
+    /// The consumer must no longer take or write any buffer of the ring.
+    pub unsafe fn detach_recycle_ring(&self) {
+        let p = self.p();
+        let r = &p.recycle;
+        if r.descs.get().is_null() {
+            return;
+        }
+        let (tail, queued, mask) = (r.tail.get() as u32, r.queued.get(), r.mask.get());
+        // SAFETY: single-threaded; no reference into slot_index is live.
+        let slots = std::mem::take(unsafe { &mut *r.slot_index.get() });
+        r.descs.set(std::ptr::null_mut());
+        r.target.set(0);
+        r.queued.set(0);
+        for i in 0..queued {
+            let pos = tail.wrapping_sub(queued).wrapping_add(i) & mask;
+            let idx = slots[pos as usize] as u32;
+            if p.state(idx) == BufState::Ring {
+                p.set_state(idx, BufState::Lent);
+                p.release(idx);
+            }
+        }
     }
 }
 
@@ -372,20 +632,59 @@ impl PoolInner {
             owned: Cell::new(0),
             kept: Cell::new(0),
             meta: (0..limit).map(|_| Cell::new(meta)).collect(),
+            owners: Cell::new(0),
+            recycle: RecycleRing::detached(),
             _memory: memory,
         }
     }
 
-    fn adopt_free(&mut self, idx: u32) {
-        self.owned.set(self.owned.get() + 1);
-        self.set_state(idx, BufState::Lent);
-        self.release(idx);
+    /// Frees the pool state once no owner handle and no lent buffer is left.
+    ///
+    /// # Safety
+    /// `inner` must be live; after this returns `true` it is dangling.
+    pub(crate) unsafe fn free_if_unused(inner: NonNull<PoolInner>) -> bool {
+        // SAFETY: live by the caller's contract.
+        let p = unsafe { inner.as_ref() };
+        if p.owners.get() != 0 || p.in_use() != 0 {
+            return false;
+        }
+        // SAFETY: allocated by Box::leak in from_inner; no owner handle and no buffer
+        // handle is left (every RxBuf/TxBuf is a lent buffer), so nobody can reach it.
+        drop(unsafe { Box::from_raw(inner.as_ptr()) });
+        true
     }
 
-    fn adopt_kept(&mut self, idx: u32) {
+    fn adopt_free(&self, idx: u32) {
+        self.owned.set(self.owned.get() + 1);
+        self.set_state(idx, BufState::Lent);
+        self.push_free(idx);
+    }
+
+    fn adopt_kept(&self, idx: u32) {
         self.owned.set(self.owned.get() + 1);
         self.kept.set(self.kept.get() + 1);
         self.set_state(idx, BufState::Kept);
+    }
+
+    #[inline]
+    fn alloc(&self) -> Option<u32> {
+        let n = self.free_len.get();
+        if n == 0 {
+            return None;
+        }
+        self.free_len.set(n - 1);
+        let idx = self.free[(n - 1) as usize].get();
+        self.set_state(idx, BufState::Lent);
+        Some(idx)
+    }
+
+    #[inline]
+    pub(crate) fn has_no_owner(&self) -> bool {
+        self.owners.get() == 0
+    }
+
+    pub(crate) fn in_use(&self) -> u32 {
+        self.owned.get() - self.free_len.get() - self.kept.get()
     }
 
     #[inline]
@@ -401,13 +700,55 @@ impl PoolInner {
         cell.set(m);
     }
 
+    /// Returns a lent buffer: to the recycle ring if it wants one, else the free list.
     #[inline]
     pub(crate) fn release(&self, idx: u32) {
         debug_assert_eq!(self.state(idx), BufState::Lent, "buffer {idx} released twice");
+        if self.recycle.wants() {
+            self.ring_push(idx);
+        } else {
+            self.push_free(idx);
+        }
+    }
+
+    #[inline]
+    fn push_free(&self, idx: u32) {
         let n = self.free_len.get();
         self.free[n as usize].set(idx);
         self.free_len.set(n + 1);
         self.set_state(idx, BufState::Free);
+    }
+
+    /// Writes `idx` into the recycle ring's next descriptor and publishes the tail.
+    #[inline]
+    fn ring_push(&self, idx: u32) {
+        let r = &self.recycle;
+        let tail = r.tail.get();
+        let pos = tail as u32 & r.mask.get();
+        let descs = r.descs.get();
+        let addr = self.base_of(idx) as u64 + r.addr_offset.get() as u64;
+        // SAFETY: a ring is attached (wants() is false otherwise, target 0), pos <=
+        // mask, so the 16-byte descriptor lies inside the ring memory given to
+        // attach_recycle_ring. addr/len/bid are plain fields the consumer reads only
+        // up to the published tail; bytes 14..16 of entry 0 are the shared tail,
+        // written only by the release store below.
+        unsafe {
+            let d = descs.add(pos as usize * RECYCLE_DESC_SIZE);
+            d.cast::<u64>().write(addr);
+            d.add(8).cast::<u32>().write(r.buf_len.get());
+            d.add(12).cast::<u16>().write(idx as u16);
+            // slot_index: single-threaded, no other reference into it is live.
+            (&mut *r.slot_index.get())[pos as usize] = idx as u16;
+            let shared_tail = &*descs.add(14).cast::<AtomicU16>();
+            shared_tail.store(tail.wrapping_add(1), Ordering::Release);
+        }
+        r.tail.set(tail.wrapping_add(1));
+        r.queued.set(r.queued.get() + 1);
+        let cell = &self.meta[idx as usize];
+        let mut m = cell.get();
+        m.state = BufState::Ring;
+        m.next = pos;
+        cell.set(m);
     }
 
     pub(crate) fn keep(&self, idx: u32) {
@@ -417,14 +758,17 @@ impl PoolInner {
 
     #[inline]
     pub(crate) fn base_of(&self, idx: u32) -> *mut u8 {
-        // SAFETY: see BufPool::buf_ptr.
+        // SAFETY: callers pass indices of this pool (< index limit), so the offset
+        // stays inside the memory given at construction.
         unsafe { self.base.add(idx as usize * self.buf_size as usize) }
     }
 
+    #[inline]
     pub(crate) fn buf_size(&self) -> u32 {
         self.buf_size
     }
 
+    #[inline]
     pub(crate) fn tx_headroom(&self) -> u32 {
         self.tx_headroom
     }
@@ -461,6 +805,16 @@ mod tests {
     fn rejects_bad_geometry() {
         let cfg = PoolConfig { count: 1, buf_size: 64, ..PoolConfig::default() };
         assert!(BufPool::new(&cfg, 64).is_err());
+    }
+
+    #[test]
+    fn a_buffer_outlives_every_owner_and_frees_the_pool_when_returned() {
+        let p = pool(4);
+        let mut tx = p.tx_buf().unwrap();
+        tx.extend_from_slice(b"still here");
+        drop(p);
+        assert_eq!(&tx[..], b"still here");
+        drop(tx); // the last lent buffer: frees the pool (Miri/ASan would see a leak otherwise)
     }
 
     #[test]
@@ -508,14 +862,80 @@ mod tests {
         drop(mem);
     }
 
+    /// Ring memory for tests: 16-byte descriptors, 8-aligned.
+    fn ring_mem(entries: usize) -> Vec<u64> {
+        vec![0u64; entries * 2]
+    }
+
+    fn desc(mem: &[u64], pos: usize) -> (u64, u32, u16) {
+        let lo = mem[pos * 2 + 1];
+        (mem[pos * 2], lo as u32, (lo >> 32) as u16)
+    }
+
+    #[test]
+    fn released_buffers_go_back_to_the_recycle_ring_by_index() {
+        let p = pool(8);
+        let mut mem = ring_mem(4);
+        // SAFETY: mem is zeroed, 8-aligned, and outlives the attachment (detached below).
+        assert!(unsafe { p.attach_recycle_ring(mem.as_mut_ptr().cast(), 4, 16, 240, 3) });
+        assert_eq!(p.recycle_state(), (3, 3));
+        assert_eq!(p.free_count(), 5);
+        assert_eq!(p.in_use(), 3, "ring buffers count as lent to the consumer");
+        let first = desc(&mem, 0).2;
+        assert_eq!(desc(&mem, 0).0, p.buf_ptr(first as u32) as u64 + 16);
+        assert_eq!(desc(&mem, 0).1, 240);
+        // The consumer takes the first buffer, 100 bytes.
+        let mut got = vec![];
+        // SAFETY: test stands in for the kernel: buffer `first` was taken.
+        assert_eq!(unsafe { p.recycle_take(first, 100, |b| got.push(b)) }, 1);
+        assert_eq!((got[0].index(), got[0].offset(), got[0].len()), (first as u32, 16, 100));
+        assert_eq!(p.recycle_state(), (3, 2));
+        // Dropping it gives the same id back to the ring's tail (position 3).
+        drop(got);
+        assert_eq!(p.recycle_state(), (3, 3));
+        assert_eq!(desc(&mem, 3).2, first);
+        // SAFETY: the test consumer stopped.
+        unsafe { p.detach_recycle_ring() };
+        assert_eq!((p.free_count(), p.in_use()), (8, 0));
+    }
+
+    #[test]
+    fn a_bundle_takes_consecutive_ring_buffers() {
+        let p = pool(8);
+        let mut mem = ring_mem(8);
+        // SAFETY: as above.
+        assert!(unsafe { p.attach_recycle_ring(mem.as_mut_ptr().cast(), 8, 0, 256, 6) });
+        let first = desc(&mem, 0).2;
+        // The dropped buffers go back to the ring's tail (wrapping onto position 0):
+        // read the expected ids first.
+        let expect: Vec<(u16, usize)> = vec![(desc(&mem, 0).2, 256), (desc(&mem, 1).2, 256), (desc(&mem, 2).2, 88)];
+        let mut got = vec![];
+        // SAFETY: test consumer took the first three buffers.
+        assert_eq!(unsafe { p.recycle_take(first, 600, |b| got.push((b.index() as u16, b.len()))) }, 3);
+        assert_eq!(got, expect);
+        assert_eq!(p.recycle_state(), (6, 6), "dropped at once, back in the ring");
+        // SAFETY: test consumer stopped.
+        unsafe { p.detach_recycle_ring() };
+        assert_eq!(p.in_use(), 0);
+    }
+
     proptest! {
         /// Buffer conservation: under any sequence of alloc / release / keep /
-        /// release_kept, every index is in exactly one state and the counters agree.
+        /// release_kept, with or without a recycle ring, every index is in exactly
+        /// one state and the counters agree.
         #[test]
-        fn conservation(ops in proptest::collection::vec(0u8..4, 0..400)) {
+        fn conservation(ops in proptest::collection::vec(0u8..5, 0..400), ring in any::<bool>()) {
             let p = pool(16);
+            let mut mem = ring_mem(8);
+            if ring {
+                // SAFETY: mem outlives the attachment (detached at the end).
+                let attached = unsafe { p.attach_recycle_ring(mem.as_mut_ptr().cast(), 8, 0, 256, 4) };
+                prop_assert!(attached);
+            }
             let mut lent: Vec<u32> = vec![];
             let mut kept: Vec<KeptBuf> = vec![];
+            let mut tail = 0u32;
+            let mut taken = 0u32;
             for op in ops {
                 match op {
                     0 => if let Some(i) = p.alloc() { lent.push(i) },
@@ -527,14 +947,32 @@ mod tests {
                         // SAFETY: i is lent by this test; lend_rx takes it over.
                         kept.push(unsafe { p.lend_rx(i, 0, 0) }.keep())
                     },
-                    _ => if let Some(k) = kept.pop() { prop_assert!(p.release_kept(k)) },
+                    3 => if let Some(k) = kept.pop() { prop_assert!(p.release_kept(k)) },
+                    _ => if ring && p.recycle_state().1 > 0 {
+                        // The consumer takes the oldest ring buffer.
+                        let bid = desc(&mem, (taken & 7) as usize).2;
+                        taken += 1;
+                        // SAFETY: stands in for the kernel, in ring order.
+                        let n = unsafe { p.recycle_take(bid, 10, |b| lent.push(b.into_raw().0)) };
+                        prop_assert_eq!(n, 1);
+                    },
                 }
+                tail = tail.max(taken);
+                let (_, queued) = p.recycle_state();
                 prop_assert_eq!(p.free_count() + p.in_use() + p.kept_count(), 16);
-                prop_assert_eq!(p.in_use() as usize, lent.len());
+                prop_assert_eq!(p.in_use() as usize, lent.len() + queued as usize);
                 prop_assert_eq!(p.kept_count() as usize, kept.len());
                 let free = (0..16).filter(|&i| p.is_free(i)).count();
                 prop_assert_eq!(free, p.free_count() as usize);
             }
+            let _ = tail;
+            // SAFETY: the test consumer stopped.
+            unsafe { p.detach_recycle_ring() };
+            for i in lent {
+                // SAFETY: lent by this test.
+                unsafe { p.release(i) };
+            }
+            prop_assert_eq!(p.in_use(), 0);
         }
     }
 }

@@ -60,10 +60,13 @@ impl RxQueue {
     }
 
     /// Appends a buffer.
+    #[inline]
     pub fn push(&mut self, buf: RxBuf) {
-        let pool = buf.pool().clone();
+        let pool = buf.pool_ptr();
         let (idx, off, len) = buf.into_raw();
-        let p = &pool.0;
+        // SAFETY: the buffer stays lent while it is linked here, which keeps the pool
+        // state alive (see the pool's module docs).
+        let p = unsafe { pool.as_ref() };
         let mut m = p.meta[idx as usize].get();
         m.next = NO_INDEX;
         m.off = off;
@@ -81,27 +84,31 @@ impl RxQueue {
         self.bytes += len as u64;
     }
 
-    /// Takes the oldest buffer.
+    /// Takes the oldest buffer. `pool` must be the pool the queued buffers belong to.
+    #[inline]
     pub fn pop(&mut self, pool: &BufPool) -> Option<RxBuf> {
         if self.head == NO_INDEX {
             return None;
         }
         let idx = self.head;
-        let m = pool.0.meta[idx as usize].get();
+        let inner = pool.inner_ptr();
+        // SAFETY: an owner handle keeps the state alive.
+        let m = unsafe { inner.as_ref() }.meta[idx as usize].get();
         self.head = m.next;
         if self.head == NO_INDEX {
             self.tail = NO_INDEX;
         }
         self.len -= 1;
         self.bytes -= m.len as u64;
-        Some(RxBuf::from_parts(pool.clone(), idx, m.off, m.len))
+        Some(RxBuf::from_parts(inner, idx, m.off, m.len))
     }
 
     /// Puts a buffer back at the front (the application took it and used part).
     pub fn push_front(&mut self, buf: RxBuf) {
-        let pool = buf.pool().clone();
+        let pool = buf.pool_ptr();
         let (idx, off, len) = buf.into_raw();
-        let p = &pool.0;
+        // SAFETY: as in `push`.
+        let p = unsafe { pool.as_ref() };
         let mut m = p.meta[idx as usize].get();
         m.next = self.head;
         m.off = off;

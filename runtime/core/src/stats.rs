@@ -17,8 +17,12 @@ pub struct Stats {
     /// System calls that may block (`epoll_wait`, `io_uring_enter` with a wait,
     /// `poll` on a PASTE port).
     pub waits: Cell<u64>,
-    /// Completions reported.
+    /// Completions applied to records (io_uring CQEs, epoll reads and writes, PASTE
+    /// slots), each exactly once: there is no intermediate completion list.
     pub completions: Cell<u64>,
+    /// Operations handed to the kernel: io_uring SQEs, epoll `read`/`write`/`send`
+    /// calls, PASTE TX slots.
+    pub submissions: Cell<u64>,
     /// Receive buffers delivered.
     pub rx_buffers: Cell<u64>,
     /// Bytes delivered in receive buffers.
@@ -76,6 +80,7 @@ impl Stats {
             syscalls: self.syscalls.get(),
             waits: self.waits.get(),
             completions: self.completions.get(),
+            submissions: self.submissions.get(),
             rx_buffers: self.rx_buffers.get(),
             rx_bytes: self.rx_bytes.get(),
             rx_batches: self.rx_batches.get(),
@@ -100,6 +105,8 @@ pub struct StatsSnapshot {
     pub waits: u64,
     /// See [`Stats::completions`].
     pub completions: u64,
+    /// See [`Stats::submissions`].
+    pub submissions: u64,
     /// See [`Stats::rx_buffers`].
     pub rx_buffers: u64,
     /// See [`Stats::rx_bytes`].
@@ -149,6 +156,7 @@ impl Sub for StatsSnapshot {
             syscalls: self.syscalls - before.syscalls,
             waits: self.waits - before.waits,
             completions: self.completions - before.completions,
+            submissions: self.submissions - before.submissions,
             rx_buffers: self.rx_buffers - before.rx_buffers,
             rx_bytes: self.rx_bytes - before.rx_bytes,
             rx_batches: self.rx_batches - before.rx_batches,

@@ -2,10 +2,10 @@
 //! [`UnixStream`] — zero-copy `recv`/`send`, copying `read`/`write_all`, `flush`,
 //! `shutdown`, and the `poll_*` forms the I/O traits use.
 //!
-//! Owns one connection's token (its driver slot) and closes it on drop. Everything
-//! here queues ops to the backend or reads the driver's per-connection state; it
-//! never makes a system call, and it knows nothing of address families: the public
-//! stream types add what differs (how they connect, their addresses, socket options).
+//! Owns one connection's token (its record) and closes it on drop. Everything here
+//! reads or queues through the driver's record; it never makes a system call, and
+//! it knows nothing of address families: the public stream types add what differs
+//! (how they connect, their addresses, socket options).
 //!
 //! [`TcpStream`]: crate::net::TcpStream
 //! [`UnixStream`]: crate::net::UnixStream
@@ -15,10 +15,10 @@ use std::io;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
-use paste_rt_core::{Op, RxBuf, SendData, Shutdown, Token, TxBuf};
+use paste_rt_core::{RxBuf, SendData, Shutdown, Token, TxBuf, TX_HIGH_WATER};
 
-use crate::driver::{register, Conn, TX_HIGH_WATER};
 use crate::runtime::Inner;
 
 /// One stream connection served by the runtime's backend.
@@ -35,37 +35,15 @@ impl Connection {
 
     /// Hands a connected socket to the backend (which starts receiving on it).
     pub(crate) fn register(rt: Rc<Inner>, fd: RawFd) -> Connection {
-        let token = {
-            let mut d = rt.driver.borrow_mut();
-            let token = d.insert_conn(Conn { fd, connect: Some(0), ..Conn::default() });
-            d.backend.submit(Op::Register { token, fd });
-            token
-        };
+        let token = rt.driver.borrow_mut().register(fd);
         Connection { rt, token }
     }
 
     /// Hands a fresh socket to the backend to connect to `addr`, and waits.
     pub(crate) async fn connect(rt: Rc<Inner>, fd: RawFd, addr: std::net::SocketAddr) -> io::Result<Connection> {
-        let token = {
-            let mut d = rt.driver.borrow_mut();
-            let token = d.insert_conn(Conn { fd, connect: None, ..Conn::default() });
-            d.backend.submit(Op::Connect { token, fd, addr });
-            token
-        };
+        let token = rt.driver.borrow_mut().connect(fd, addr);
         let conn = Connection { rt, token };
-        poll_fn(|cx| {
-            let mut d = conn.rt.driver.borrow_mut();
-            let c = d.conn(conn.token);
-            match c.connect {
-                Some(0) => Poll::Ready(Ok(())),
-                Some(errno) => Poll::Ready(Err(io::Error::from_raw_os_error(errno))),
-                None => {
-                    register(&mut c.tx_waker, cx.waker());
-                    Poll::Pending
-                }
-            }
-        })
-        .await?;
+        poll_fn(|cx| conn.rt.driver.borrow_mut().io.poll_connected(conn.token, cx)).await?;
         Ok(conn)
     }
 
@@ -73,32 +51,17 @@ impl Connection {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
+    #[inline]
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<io::Result<Option<RxBuf>>> {
-        let mut d = self.rt.driver.borrow_mut();
-        let pool = d.pool.clone();
-        let c = d.conn(self.token);
-        if let Some(buf) = c.rx.pop(&pool) {
-            d.maybe_resume(self.token);
-            return Poll::Ready(Ok(Some(buf)));
-        }
-        if let Some(errno) = c.rx_error {
-            return Poll::Ready(Err(io::Error::from_raw_os_error(errno)));
-        }
-        if c.eof {
-            return Poll::Ready(Ok(None));
-        }
-        register(&mut c.rx_waker, cx.waker());
-        Poll::Pending
+        self.rt.driver.borrow_mut().poll_recv(self.token, cx)
     }
 
     pub(crate) fn unrecv(&self, buf: RxBuf) {
-        if !buf.is_empty() {
-            self.rt.driver.borrow_mut().conn(self.token).rx.push_front(buf);
-        }
+        self.rt.driver.borrow_mut().io.unrecv(self.token, buf);
     }
 
     pub(crate) fn tx_buf(&self) -> Option<TxBuf> {
-        self.rt.driver.borrow().pool.tx_buf()
+        self.rt.driver.borrow().pool().tx_buf()
     }
 
     pub(crate) async fn send_data(&self, data: SendData) -> io::Result<()> {
@@ -106,43 +69,28 @@ impl Connection {
         poll_fn(|cx| self.poll_send_ready(cx)).await
     }
 
+    #[inline]
     pub(crate) fn queue_send(&self, data: SendData) -> io::Result<()> {
-        let mut d = self.rt.driver.borrow_mut();
-        let c = d.conn(self.token);
-        if let Some(errno) = c.tx_error {
-            return Err(io::Error::from_raw_os_error(errno));
-        }
-        if data.is_empty() {
-            return Ok(());
-        }
-        c.tx_queued += data.len() as u64;
-        d.backend.submit(Op::Send { token: self.token, data });
-        Ok(())
+        self.rt.driver.borrow_mut().queue_send(self.token, data)
     }
 
+    #[inline]
     pub(crate) fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.poll_queued_at_most(cx, TX_HIGH_WATER)
-    }
-
-    fn poll_queued_at_most(&self, cx: &mut Context<'_>, limit: u64) -> Poll<io::Result<()>> {
-        let mut d = self.rt.driver.borrow_mut();
-        let c = d.conn(self.token);
-        if let Some(errno) = c.tx_error {
-            return Poll::Ready(Err(io::Error::from_raw_os_error(errno)));
-        }
-        if c.tx_queued <= limit {
-            return Poll::Ready(Ok(()));
-        }
-        register(&mut c.tx_waker, cx.waker());
-        Poll::Pending
+        self.rt.driver.borrow_mut().io.poll_queued_at_most(self.token, TX_HIGH_WATER, cx)
     }
 
     pub(crate) async fn flush(&self) -> io::Result<()> {
         poll_fn(|cx| self.poll_flush(cx)).await
     }
 
+    /// Ready once everything queued (and a queued shutdown) was taken by the kernel.
     pub(crate) fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.poll_queued_at_most(cx, 0)
+        self.rt.driver.borrow_mut().io.poll_queued_at_most(self.token, 0, cx)
+    }
+
+    /// Bytes queued and not yet taken by the kernel.
+    pub(crate) fn queued(&self) -> u64 {
+        self.rt.driver.borrow().io.queued(self.token)
     }
 
     pub(crate) async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
@@ -191,17 +139,17 @@ impl Connection {
     }
 
     pub(crate) async fn shutdown(&self) -> io::Result<()> {
-        self.rt.driver.borrow_mut().backend.submit(Op::Shutdown { token: self.token, how: Shutdown::Write });
+        self.rt.driver.borrow_mut().queue_shutdown(self.token, Shutdown::Write)?;
         self.flush().await
     }
 
     pub(crate) fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         {
             let mut d = self.rt.driver.borrow_mut();
-            let c = d.conn(self.token);
-            if !c.shutdown_queued {
-                c.shutdown_queued = true;
-                d.backend.submit(Op::Shutdown { token: self.token, how: Shutdown::Write });
+            if !d.io.shutdown_queued(self.token) {
+                if let Err(e) = d.queue_shutdown(self.token, Shutdown::Write) {
+                    return Poll::Ready(Err(e));
+                }
             }
         }
         self.poll_flush(cx)
@@ -215,13 +163,19 @@ impl Connection {
         }
     }
 
+    /// Sets (or clears) the receive deadline: once it passed, a pending or later
+    /// receive fails with `TimedOut`.
+    pub(crate) fn set_recv_deadline(&self, deadline: Option<Instant>) {
+        self.rt.driver.borrow_mut().io.set_deadline(self.token, deadline);
+    }
+
     pub(crate) fn token(&self) -> Token {
         self.token
     }
 
     /// The socket (owned by the backend; valid while this connection lives).
-    pub(crate) fn fd(&self) -> RawFd {
-        self.rt.driver.borrow_mut().conn(self.token).fd
+    pub(crate) fn fd(&self) -> io::Result<RawFd> {
+        self.rt.driver.borrow().io.fd(self.token)
     }
 }
 

@@ -6,10 +6,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use paste_rt_core::{Op, Token};
+use paste_rt_core::Token;
 
 use crate::context;
-use crate::driver::register;
 use crate::net::socket;
 use crate::net::TcpStream;
 use crate::runtime::Inner;
@@ -117,27 +116,13 @@ impl Drop for TcpListener {
 /// the token of the next accepted, already registered connection; an accept error is
 /// returned once.
 pub(crate) fn poll_backlog(rt: &Inner, listener: Token, cx: &mut Context<'_>) -> Poll<io::Result<Token>> {
-    let mut d = rt.driver.borrow_mut();
-    let l = d.listener(listener);
-    if let Some(token) = l.backlog.pop_front() {
-        return Poll::Ready(Ok(token));
-    }
-    if let Some(errno) = l.error.take() {
-        return Poll::Ready(Err(io::Error::from_raw_os_error(errno)));
-    }
-    register(&mut l.waker, cx.waker());
-    Poll::Pending
+    rt.driver.borrow_mut().io.poll_accept(listener, cx)
 }
 
-/// Hands a bound, listening socket to the backend, which accepts from now on.
 pub(crate) fn start_listening(rt: &Inner, fd: std::os::fd::RawFd) -> Token {
-    let mut d = rt.driver.borrow_mut();
-    let token = d.insert_listener();
-    d.backend.submit(Op::Listen { token, fd });
-    token
+    rt.driver.borrow_mut().listen(fd)
 }
 
-/// A listener handle was dropped: close it and every connection not yet taken.
 pub(crate) fn close_listener(rt: &Inner, listener: Token) {
     if let Ok(mut d) = rt.driver.try_borrow_mut() {
         d.close(listener);

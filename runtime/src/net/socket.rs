@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd, RawFd};
 use std::path::Path;
 
-use paste_rt_core::BackendKind;
+use paste_rt_core::Capabilities;
 use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 
 use crate::runtime::Inner;
@@ -33,9 +33,9 @@ pub(crate) fn for_connect(addr: SocketAddr) -> io::Result<RawFd> {
 /// Runs `f` on a borrowed view of an fd the backend owns (a setsockopt or
 /// getsockname on the control path).
 pub(crate) fn with_sock<R>(fd: RawFd, f: impl FnOnce(SockRef<'_>) -> R) -> R {
-    // SAFETY: the fd stays open while the connection's slot lives (the backend
-    // closes it only after the handle submitted Close), and the handle calling this
-    // is alive for the duration of `f`.
+    // SAFETY: the fd stays open while the connection's record is open (the backend
+    // closes it only after the handle is dropped), and the handle calling this is
+    // alive for the duration of `f`.
     let fd = unsafe { BorrowedFd::borrow_raw(fd) };
     debug_assert!(fd.as_raw_fd() >= 0);
     f(SockRef::from(&fd))
@@ -84,14 +84,15 @@ pub(crate) fn unix_connect(path: &Path) -> io::Result<UnixConnect> {
     }
 }
 
-/// Refuses `what` on a PASTE runtime (kernel or emulated): PASTE v4 registers TCP
-/// sockets only. `why` completes "… is not supported by PASTE (…)".
-pub(crate) fn refuse_on_paste(rt: &Inner, what: &str, why: &str) -> io::Result<()> {
-    match rt.selection.kind {
-        BackendKind::Paste | BackendKind::PasteEmu => Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!("{what} is not supported by PASTE ({why}); this runtime runs the {} backend", rt.selection.kind),
-        )),
-        BackendKind::Uring | BackendKind::Epoll => Ok(()),
+/// Refuses `what` when the runtime's backend cannot carry it (it says so through its
+/// capabilities: PASTE registers TCP sockets only). `why` completes "… is not
+/// supported by the … backend (…)".
+pub(crate) fn require(rt: &Inner, what: &str, has: impl FnOnce(Capabilities) -> bool, why: &str) -> io::Result<()> {
+    if has(rt.driver.borrow().capabilities()) {
+        return Ok(());
     }
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("{what} is not supported by the {} backend ({why})", rt.selection.kind),
+    ))
 }

@@ -133,21 +133,48 @@ impl TcpStream {
 
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        socket::with_sock(self.conn.fd(), |s| s.peer_addr())?
+        socket::with_sock(self.conn.fd()?, |s| s.peer_addr())?
             .as_socket()
             .ok_or_else(|| io::Error::other("peer has no IP address"))
     }
 
     /// The local address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        socket::with_sock(self.conn.fd(), |s| s.local_addr())?
+        socket::with_sock(self.conn.fd()?, |s| s.local_addr())?
             .as_socket()
             .ok_or_else(|| io::Error::other("socket has no IP address"))
     }
 
     /// Sets `TCP_NODELAY` (disables Nagle's algorithm).
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
-        socket::with_sock(self.conn.fd(), |s| s.set_nodelay(on))
+        socket::with_sock(self.conn.fd()?, |s| s.set_nodelay(on))
+    }
+
+    /// Sets (or clears, with `None`) the receive deadline: once it has passed, a
+    /// pending or later [`recv`](Self::recv) / [`read`](Self::read) fails with
+    /// `ErrorKind::TimedOut` (once; the connection stays open and the caller
+    /// decides — answer and close, or set a new deadline). Checked coarsely, about
+    /// every 100 ms; setting it allocates nothing and makes no system call, so it
+    /// may be renewed per request (compute it from [`crate::time::coarse_now`]).
+    ///
+    /// ```
+    /// # paste_rt::runtime::Builder::new().backend("epoll").build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// let listener = paste_rt::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    /// let (stream, _) = listener.accept().await.unwrap();
+    /// stream.set_recv_deadline(Some(paste_rt::time::coarse_now() + Duration::from_millis(50)));
+    /// let err = stream.recv().await.unwrap_err(); // the client never writes
+    /// assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    /// # });
+    /// ```
+    pub fn set_recv_deadline(&self, deadline: Option<std::time::Instant>) {
+        self.conn.set_recv_deadline(deadline)
+    }
+
+    /// Bytes queued on this connection and not yet taken by the kernel.
+    pub fn queued(&self) -> u64 {
+        self.conn.queued()
     }
 
     /// The token naming this connection to the backend (for diagnostics).

@@ -18,10 +18,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use paste_rt_core::{max_datagram, Op, RxBuf, SendData, Token, TxBuf};
+use paste_rt_core::{max_datagram, RxBuf, SendData, Token, TxBuf, DGRAM_TX_HIGH_WATER};
 
 use crate::context;
-use crate::driver::{register, DGRAM_TX_HIGH_WATER};
 use crate::net::socket;
 use crate::runtime::Inner;
 
@@ -65,15 +64,10 @@ impl UdpSocket {
     /// (TCP only, PASTE v4)").
     pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
         let rt = context::current();
-        socket::refuse_on_paste(&rt, "UDP", "TCP only, PASTE v4")?;
+        socket::require(&rt, "UDP", |c| c.datagrams, "PASTE v4 carries TCP only")?;
         let addr = socket::resolve(addr)?;
         let (fd, local) = socket::udp_bind(addr)?;
-        let token = {
-            let mut d = rt.driver.borrow_mut();
-            let token = d.insert_dgram(fd);
-            d.backend.submit(Op::BindDgram { token, fd });
-            token
-        };
+        let token = rt.driver.borrow_mut().bind_dgram(fd);
         Ok(UdpSocket { rt, token, local })
     }
 
@@ -85,7 +79,7 @@ impl UdpSocket {
     /// The longest datagram this socket receives whole (1984 bytes with the default
     /// 2048-byte pool buffers).
     pub fn max_datagram(&self) -> usize {
-        max_datagram(self.rt.driver.borrow().pool.buf_size()) as usize
+        max_datagram(self.rt.driver.borrow().pool().buf_size()) as usize
     }
 
     /// Receives the next datagram, zero copy, with its source address. A datagram
@@ -99,21 +93,20 @@ impl UdpSocket {
     /// Polls [`recv_from`](Self::recv_from).
     pub fn poll_recv_from(&self, cx: &mut Context<'_>) -> Poll<io::Result<(RxBuf, SocketAddr)>> {
         let mut d = self.rt.driver.borrow_mut();
-        let max = max_datagram(d.pool.buf_size()) as usize;
-        let u = d.dgram(self.token);
-        if let Some(dgram) = u.rx.pop_front() {
-            d.maybe_resume_dgram(self.token);
-            if dgram.truncated {
-                let err = DatagramTruncated { from: dgram.from, max };
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, err)));
-            }
-            return Poll::Ready(Ok((dgram.buf, dgram.from)));
+        let max = max_datagram(d.pool().buf_size()) as usize;
+        let (dgram, resume) = match d.io.poll_recv_from(self.token, cx) {
+            Poll::Ready(Ok(x)) => x,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        };
+        if resume {
+            d.resume_recv(self.token);
         }
-        if let Some(errno) = u.rx_error {
-            return Poll::Ready(Err(io::Error::from_raw_os_error(errno)));
+        if dgram.truncated {
+            let err = DatagramTruncated { from: dgram.from, max };
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, err)));
         }
-        register(&mut u.rx_waker, cx.waker());
-        Poll::Pending
+        Poll::Ready(Ok((dgram.buf, dgram.from)))
     }
 
     /// Receives the next datagram into `buf` (a copy), like std's `recv_from`: the
@@ -129,7 +122,7 @@ impl UdpSocket {
     /// A pool buffer to fill and send with [`send_buf_to`](Self::send_buf_to);
     /// `None` when the pool is exhausted.
     pub fn tx_buf(&self) -> Option<TxBuf> {
-        self.rt.driver.borrow().pool.tx_buf()
+        self.rt.driver.borrow().pool().tx_buf()
     }
 
     /// Queues `data` as one datagram to `target` (copied into a pool buffer, or into
@@ -167,14 +160,7 @@ impl UdpSocket {
     /// Returns the error of an earlier refused datagram, if one is pending (this
     /// datagram is then not queued).
     pub fn queue_send_to(&self, data: SendData, target: SocketAddr) -> io::Result<()> {
-        let mut d = self.rt.driver.borrow_mut();
-        let u = d.dgram(self.token);
-        if let Some(errno) = u.tx_error.take() {
-            return Err(io::Error::from_raw_os_error(errno));
-        }
-        u.tx_queued += 1;
-        d.backend.submit(Op::SendTo { token: self.token, data, addr: target });
-        Ok(())
+        self.rt.driver.borrow_mut().queue_datagram(self.token, data, target)
     }
 
     /// Waits until every queued datagram has been handed to the kernel; returns the
@@ -184,21 +170,12 @@ impl UdpSocket {
     }
 
     fn poll_queued_at_most(&self, cx: &mut Context<'_>, limit: u32) -> Poll<io::Result<()>> {
-        let mut d = self.rt.driver.borrow_mut();
-        let u = d.dgram(self.token);
-        if let Some(errno) = u.tx_error.take() {
-            return Poll::Ready(Err(io::Error::from_raw_os_error(errno)));
-        }
-        if u.tx_queued <= limit {
-            return Poll::Ready(Ok(()));
-        }
-        register(&mut u.tx_waker, cx.waker());
-        Poll::Pending
+        self.rt.driver.borrow_mut().io.poll_datagrams_at_most(self.token, limit, cx)
     }
 
     /// Sets `SO_RCVBUF`: how much the kernel keeps while receiving is paused.
     pub fn set_recv_buffer_size(&self, bytes: usize) -> io::Result<()> {
-        let fd = self.rt.driver.borrow_mut().dgram(self.token).fd;
+        let fd = self.rt.driver.borrow().io.fd(self.token)?;
         socket::with_sock(fd, |s| s.set_recv_buffer_size(bytes))
     }
 

@@ -26,7 +26,7 @@ use crate::net::listener::{close_listener, poll_backlog, start_listening};
 use crate::net::socket::{self, UnixConnect};
 use crate::runtime::Inner;
 
-const NOT_ON_PASTE: &str = "it registers TCP sockets only";
+const NOT_ON_PASTE: &str = "PASTE registers TCP sockets only";
 /// Accept queue length of a Unix listener.
 const BACKLOG: i32 = 1024;
 /// How often a connect retries while the listener's accept queue is full, and the
@@ -50,7 +50,7 @@ impl UnixListener {
     /// never waits. On a PASTE runtime: `ErrorKind::Unsupported`.
     pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixListener> {
         let rt = context::current();
-        socket::refuse_on_paste(&rt, "a Unix socket", NOT_ON_PASTE)?;
+        socket::require(&rt, "a Unix socket", |c| c.unix_streams, NOT_ON_PASTE)?;
         let fd = socket::unix_listen(path.as_ref(), BACKLOG)?;
         // SAFETY: `fd` is the listening socket just created; the ManuallyDrop view
         // only asks for its address and never closes it.
@@ -113,7 +113,7 @@ impl UnixStream {
     /// `ErrorKind::Unsupported`.
     pub async fn connect(path: impl AsRef<Path>) -> io::Result<UnixStream> {
         let rt = context::current();
-        socket::refuse_on_paste(&rt, "a Unix socket", NOT_ON_PASTE)?;
+        socket::require(&rt, "a Unix socket", |c| c.unix_streams, NOT_ON_PASTE)?;
         let path = path.as_ref();
         let mut pause = Duration::from_millis(1);
         for _ in 0..CONNECT_TRIES {
@@ -230,12 +230,12 @@ impl UnixStream {
 
     /// The peer's address (usually unnamed for an accepted client).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.std_view().peer_addr()
+        self.std_view()?.peer_addr()
     }
 
     /// The local address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.std_view().local_addr()
+        self.std_view()?.local_addr()
     }
 
     /// The token naming this connection to the backend (for diagnostics).
@@ -244,10 +244,10 @@ impl UnixStream {
     }
 
     /// A std view of the socket for address queries (control path), never closed.
-    fn std_view(&self) -> ManuallyDrop<std::os::unix::net::UnixStream> {
+    fn std_view(&self) -> io::Result<ManuallyDrop<std::os::unix::net::UnixStream>> {
         // SAFETY: the fd stays open while this stream lives (the backend closes it
         // only after the stream submitted Close); the view is never dropped, so it
         // never closes the fd, and it does not outlive `self`'s use of it.
-        ManuallyDrop::new(unsafe { std::os::unix::net::UnixStream::from_raw_fd(self.conn.fd()) })
+        Ok(ManuallyDrop::new(unsafe { std::os::unix::net::UnixStream::from_raw_fd(self.conn.fd()?) }))
     }
 }

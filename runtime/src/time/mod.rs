@@ -34,6 +34,14 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep { deadline, key: None, runtime: None }
 }
 
+/// The instant the current runtime read at the start of its current tick: a clock
+/// read that costs nothing (use it for deadlines on the per-request path, such as
+/// [`TcpStream::set_recv_deadline`](crate::net::TcpStream::set_recv_deadline)). It
+/// lags real time by at most one tick. Outside a runtime it is `Instant::now()`.
+pub fn coarse_now() -> Instant {
+    context::with_current(|i| i.now.get()).unwrap_or_else(Instant::now)
+}
+
 /// Completes after `duration`.
 pub fn sleep(duration: Duration) -> Sleep {
     sleep_until(Instant::now() + duration)

@@ -75,6 +75,12 @@ impl RingWaker {
             .user_data(user_data)
     }
 
+    /// Gives up the READ buffer without freeing it (the READ may still be in flight
+    /// when the ring is abandoned).
+    pub fn leak_buffer(&mut self) {
+        std::mem::forget(std::mem::replace(&mut self.buf, Box::new(0)));
+    }
+
     /// Handles the READ's completion. Returns `true` when it consumed a wake-up (then
     /// the next `wake` writes again); the caller re-arms with [`read_sqe`](Self::read_sqe).
     pub fn on_read(&mut self, res: i32) -> bool {

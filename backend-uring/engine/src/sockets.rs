@@ -1,0 +1,868 @@
+//! [`SocketEngine`]: the io_uring socket work both io_uring users need — slots with
+//! generations, multishot accept and receive (armed, paused, re-armed), sends
+//! gathered straight from the owner's queue, connect, shutdown, and cancel-then-close
+//! — driven through a small [`Sink`].
+//!
+//! The engine owns the ring and everything an in-flight SQE points to; the sink owns
+//! the data. A slot is named by an id the owner chooses (the io_uring backend uses its
+//! record token, the emulated PASTE port the fd), so a completion reaches the owner's
+//! state with one index. Reaping is dispatching: each CQE is applied through the sink
+//! at once (a received buffer, bytes sent, an accepted socket), and what the sink
+//! answers ([`Delivery`], [`SendStep`]) becomes the next SQE straight away.
+//!
+//! ## Ownership and drop order
+//!
+//! * A slot's send state (iovecs, `msghdr`, the connect address) is boxed on first
+//!   use and lives until the slot is freed; a slot is freed only when no SQE of it is
+//!   in flight (`inflight == 0`), and only then is its id given back to the owner
+//!   ([`Sink::released`]).
+//! * Data an in-flight send points to is the owner's, and the owner must keep it
+//!   until [`Sink::sent`] or [`Sink::tx_failed`] reports it taken.
+//! * On drop, the engine submits what is queued, cancels everything and waits
+//!   (bounded) for the kernel to let go; what is still in flight after that wait is
+//!   leaked (slots and the wake-up buffer are never freed under the kernel), and the
+//!   ring itself is closed before the slots are dropped (field order below).
+//!
+//! `user_data`: see [`user_data`](crate::user_data): bits 0-31 the slot id, 32-39 the
+//! [`OpKind`], 40-63 the slot's generation.
+//!
+//! It makes exactly one system call per [`tick`](SocketEngine::tick) (the enter);
+//! everything else writes SQEs.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use io_uring::types::{CancelBuilder, Fd};
+use io_uring::{cqueue, opcode, squeue, IoUring};
+use paste_rt_core::{Delivery, RemoteWake, SendStep, Shutdown, Stats};
+
+use crate::probe::UringProbe;
+use crate::recv;
+use crate::submit::{self, SubmitQueue, Wait};
+use crate::user_data::{decode, encode, OpKind, GEN_MASK};
+use crate::waker::RingWaker;
+
+/// Most slices gathered into one `SENDMSG`.
+pub const MAX_SEND_BATCH: usize = 32;
+
+/// What the engine's owner does with the socket work's results; see the module docs.
+pub trait Sink {
+    /// `listener` accepted `fd`: the slot id to serve it in (receiving starts at
+    /// once), or `None` to close it.
+    fn accepted(&mut self, listener: u32, fd: RawFd) -> Option<u32>;
+    /// Accepting on `listener` failed with `errno` (once per episode; the engine
+    /// retries later by itself).
+    fn accept_failed(&mut self, listener: u32, errno: i32);
+    /// `bytes` arrived in the buffer(s) starting at buffer id `bid` of the receive
+    /// ring. [`Delivery::Pause`] pauses the slot's receiving.
+    fn received(&mut self, slot: u32, bid: u16, bytes: u32) -> Delivery;
+    /// The peer closed its side.
+    fn eof(&mut self, slot: u32);
+    /// Receiving failed for good.
+    fn rx_failed(&mut self, slot: u32, errno: i32) -> SendStep;
+    /// Calls `f` with up to `max` slices to send on `slot`, oldest first (the data
+    /// must stay put until reported sent); returns how many.
+    fn gather_send(&mut self, slot: u32, max: usize, f: impl FnMut(&[u8])) -> usize;
+    /// The kernel took `bytes` of what was gathered.
+    fn sent(&mut self, slot: u32, bytes: u32) -> SendStep;
+    /// Sending failed (the queue is dropped).
+    fn tx_failed(&mut self, slot: u32, errno: i32) -> SendStep;
+    /// A shutdown returned as [`SendStep::Shutdown`] completed.
+    fn shutdown_done(&mut self, slot: u32, errno: i32) -> SendStep;
+    /// A connect finished (0 or the errno).
+    fn connected(&mut self, slot: u32, errno: i32) -> SendStep;
+    /// The slot is free: no SQE names it any more; its id may be reused.
+    fn released(&mut self, slot: u32);
+    /// Buffers the kernel can take now from the receive ring (bounds how many
+    /// starved receives are re-armed per tick).
+    fn rx_buffers(&self) -> u32;
+    /// A receive found the ring empty (`ENOBUFS`): a chance to give it more.
+    fn rx_exhausted(&mut self) {}
+    /// The tick is about to enter the kernel: top the receive ring up if buffers the
+    /// application kept for a while left it short. Returns whether a waiter was woken
+    /// since the tick began (then the enter does not block).
+    fn before_enter(&mut self) -> bool {
+        false
+    }
+    /// A completion of a kind the engine does not own (the owner's own SQEs, pushed
+    /// with [`SocketEngine::push_raw`]): `id` and `gen` are what the owner encoded.
+    /// The owner calls [`SocketEngine::op_done`] when an op of a slot ends.
+    fn other(&mut self, engine: &mut SocketEngine, id: u32, gen: u32, kind: OpKind, res: i32, flags: u32);
+}
+
+/// Settings of a [`SocketEngine`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Buffer group of the receive ring.
+    pub bgid: u16,
+    /// Receive bundles (6.10+).
+    pub bundle: bool,
+    /// Bytes one arming of a receive may take (`mshot_total_len`, 6.16+); 0: no limit.
+    pub recv_limit: u32,
+    /// Most queued slices gathered into one send (1 to [`MAX_SEND_BATCH`]).
+    pub send_batch: usize,
+    /// How long a listener waits after `EMFILE` and the like, unless an fd is freed.
+    pub accept_retry: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Free,
+    Listener,
+    Stream,
+    /// Served by the owner's own SQEs (a datagram socket).
+    Owned,
+}
+
+mod st {
+    pub const ACCEPT_ARMED: u16 = 1 << 0;
+    pub const ACCEPT_ERROR_REPORTED: u16 = 1 << 1;
+    pub const CONNECTING: u16 = 1 << 2;
+    pub const RX_ARMED: u16 = 1 << 3;
+    pub const RX_CANCELLING: u16 = 1 << 4;
+    pub const RX_PAUSED: u16 = 1 << 5;
+    pub const RX_DONE: u16 = 1 << 6;
+    pub const RX_STARVED: u16 = 1 << 7;
+    pub const SEND_INFLIGHT: u16 = 1 << 8;
+    pub const OPEN: u16 = 1 << 9;
+}
+
+/// The memory a gathered send or a connect points to while in flight. Boxed, so it
+/// never moves; made on first use.
+struct SendState {
+    iov: [libc::iovec; MAX_SEND_BATCH],
+    msg: libc::msghdr,
+    addr: libc::sockaddr_storage,
+}
+
+impl SendState {
+    fn new() -> Box<SendState> {
+        Box::new(SendState {
+            iov: [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_SEND_BATCH],
+            // SAFETY: msghdr and sockaddr_storage are plain C structs; all-zero is a
+            // valid (empty) value for both.
+            msg: unsafe { std::mem::zeroed() },
+            // SAFETY: as above.
+            addr: unsafe { std::mem::zeroed() },
+        })
+    }
+}
+
+/// One socket's engine state (see the module docs).
+struct Slot {
+    gen: u32,
+    role: Role,
+    state: u16,
+    fd: RawFd,
+    /// SQEs in the kernel that name this slot (a multishot counts once).
+    inflight: u32,
+    accept_retry_at: Option<Instant>,
+    send: Option<Box<SendState>>,
+}
+
+impl Slot {
+    const fn new() -> Slot {
+        Slot { gen: 0, role: Role::Free, state: 0, fd: -1, inflight: 0, accept_retry_at: None, send: None }
+    }
+
+    #[inline]
+    fn has(&self, f: u16) -> bool {
+        self.state & f != 0
+    }
+
+    #[inline]
+    fn ud(&self, id: u32, kind: OpKind) -> u64 {
+        encode(id, kind, self.gen)
+    }
+}
+
+/// The io_uring socket engine; see the module docs.
+///
+/// Field order is drop order: the ring goes first (closing it ends every op the
+/// kernel still holds), then the slots and the wake-up buffer its SQEs pointed to.
+pub struct SocketEngine {
+    ring: IoUring,
+    probe: UringProbe,
+    sq: SubmitQueue,
+    config: EngineConfig,
+    slots: Vec<Slot>,
+    /// Slots whose receive ran out of buffers, oldest first.
+    rx_starved: VecDeque<(u32, u32)>,
+    /// Slots whose multishot receive ended (byte limit, a cancel for a pause) in the
+    /// last reap: re-armed at the next tick unless paused meanwhile.
+    rx_ended: Vec<(u32, u32)>,
+    /// Listeners waiting to accept again after an error.
+    accept_waiting: Vec<(u32, u32)>,
+    /// An fd was closed since the last tick (a listener out of fds may retry).
+    fd_freed: bool,
+    cqes: Vec<(u64, i32, u32)>,
+    /// Cancels and closes in the kernel.
+    ignore_inflight: u64,
+    waker: RingWaker,
+    waker_armed: bool,
+    dropping: bool,
+}
+
+impl SocketEngine {
+    /// An engine over `ring` (opened and probed with [`crate::probe::open_ring`]).
+    pub fn new(ring: IoUring, probe: UringProbe, config: EngineConfig) -> io::Result<SocketEngine> {
+        let waker = RingWaker::new()?;
+        let config = EngineConfig { send_batch: config.send_batch.clamp(1, MAX_SEND_BATCH), ..config };
+        let mut engine = SocketEngine {
+            ring,
+            probe,
+            sq: SubmitQueue::with_capacity(256),
+            config,
+            slots: Vec::new(),
+            rx_starved: VecDeque::new(),
+            rx_ended: Vec::with_capacity(256),
+            accept_waiting: Vec::new(),
+            fd_freed: false,
+            cqes: Vec::with_capacity(1024),
+            ignore_inflight: 0,
+            waker,
+            waker_armed: false,
+            dropping: false,
+        };
+        engine.arm_waker();
+        Ok(engine)
+    }
+
+    /// What was probed at start.
+    pub fn probe(&self) -> &UringProbe {
+        &self.probe
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The ring (to register buffer rings).
+    pub fn ring(&self) -> &IoUring {
+        &self.ring
+    }
+
+    /// A handle other threads use to interrupt the wait.
+    pub fn remote_waker(&self) -> Arc<dyn RemoteWake> {
+        self.waker.handle()
+    }
+
+    /// Operations in the kernel (or queued for it): multishot receives and accepts,
+    /// sends, connects, cancels, closes, and the wake-up read. At rest this is the
+    /// number of armed listeners and connections plus one.
+    pub fn ops_in_flight(&self) -> u64 {
+        let slots: u64 = self.slots.iter().map(|s| s.inflight as u64).sum();
+        slots + self.ignore_inflight + self.waker_armed as u64
+    }
+
+    /// Slots in use (open, or closed with operations still in flight).
+    pub fn live_slots(&self) -> usize {
+        self.slots.iter().filter(|s| s.role != Role::Free).count()
+    }
+
+    /// SQEs that ever waited in the overflow queue because the SQ was full.
+    pub fn sq_overflows(&self) -> u64 {
+        self.sq.overflowed_total()
+    }
+
+    /// Whether slot `id` is open (not closed or free).
+    pub fn is_open(&self, id: u32) -> bool {
+        self.slots.get(id as usize).is_some_and(|s| s.has(st::OPEN))
+    }
+
+    /// The fd of slot `id` (-1 once closed).
+    pub fn fd(&self, id: u32) -> RawFd {
+        self.slots.get(id as usize).map_or(-1, |s| s.fd)
+    }
+
+    // ---- SQEs (no system call) ----
+
+    fn push(&mut self, entry: squeue::Entry, stats: &Stats) {
+        Stats::add(&stats.submissions, 1);
+        // SAFETY: every SQE built by the engine points only at memory that outlives
+        // its op: the owner's send data (kept until reported sent), a slot's boxed
+        // send state (freed only with the slot, once nothing is in flight), and the
+        // waker's boxed read buffer; an owner's SQE (push_raw) is under its contract.
+        unsafe { self.sq.push(&mut self.ring, entry) }
+    }
+
+    /// Pushes an SQE of the owner's, its `user_data` already set (with a kind the
+    /// engine does not own, see [`Sink::other`]).
+    ///
+    /// # Safety
+    /// Everything the SQE points to must stay valid until its completion is reaped.
+    pub unsafe fn push_raw(&mut self, entry: squeue::Entry, stats: &Stats) {
+        self.push(entry, stats);
+    }
+
+    /// The owner started an op that names slot `id`: the slot is not freed before
+    /// [`op_done`](Self::op_done).
+    pub fn op_started(&mut self, id: u32) {
+        self.slots[id as usize].inflight += 1;
+    }
+
+    /// The generation of slot `id` (to encode in the owner's `user_data`).
+    pub fn generation(&self, id: u32) -> u32 {
+        self.slots[id as usize].gen
+    }
+
+    /// An op started with [`op_started`](Self::op_started) ended (its last completion
+    /// was seen): the slot may be freed.
+    pub fn op_done(&mut self, id: u32, sink: &mut impl Sink) {
+        let s = &mut self.slots[id as usize];
+        s.inflight -= 1;
+        self.maybe_free(id, sink);
+    }
+
+    /// The `user_data` an SQE of slot `id` and kind `kind` carries (to cancel it).
+    pub fn user_data(&self, id: u32, kind: OpKind) -> u64 {
+        self.slots[id as usize].ud(id, kind)
+    }
+
+    fn push_ignored(&mut self, entry: squeue::Entry, stats: &Stats) {
+        self.ignore_inflight += 1;
+        self.push(entry.user_data(encode(0, OpKind::Ignore, 0)), stats);
+    }
+
+    /// Cancels an SQE of the owner's by its `user_data` (its completion still comes).
+    pub fn cancel(&mut self, user_data: u64, stats: &Stats) {
+        self.push_ignored(opcode::AsyncCancel::new(user_data).build(), stats);
+    }
+
+    fn arm_waker(&mut self) {
+        let entry = self.waker.read_sqe(encode(0, OpKind::Wake, 0));
+        self.waker_armed = true;
+        // SAFETY: the read buffer is boxed in the waker, which lives as long as the
+        // engine (and is leaked with it if the read is still in flight at drop).
+        unsafe { self.sq.push(&mut self.ring, entry) };
+    }
+
+    fn open_slot(&mut self, id: u32, fd: RawFd, role: Role) {
+        let i = id as usize;
+        if self.slots.len() <= i {
+            self.slots.resize_with(i + 1, Slot::new);
+        }
+        let s = &mut self.slots[i];
+        debug_assert!(s.role == Role::Free && s.inflight == 0, "slot {id} reused while busy");
+        s.gen = s.gen.wrapping_add(1) & GEN_MASK;
+        s.role = role;
+        s.state = st::OPEN;
+        s.fd = fd;
+        s.accept_retry_at = None;
+    }
+
+    /// Starts accepting on listening socket `fd` in slot `id`.
+    pub fn listen(&mut self, id: u32, fd: RawFd, stats: &Stats) {
+        self.open_slot(id, fd, Role::Listener);
+        self.arm_accept(id, stats);
+    }
+
+    /// Starts receiving on connected socket `fd` in slot `id`.
+    pub fn register(&mut self, id: u32, fd: RawFd, stats: &Stats) {
+        self.open_slot(id, fd, Role::Stream);
+        self.arm_recv(id, stats);
+    }
+
+    /// Serves socket `fd` in slot `id` with the owner's own SQEs ([`push_raw`](Self::push_raw)).
+    pub fn adopt(&mut self, id: u32, fd: RawFd) {
+        self.open_slot(id, fd, Role::Owned);
+    }
+
+    /// Connects fresh socket `fd` in slot `id` to `addr`; receiving starts once it is
+    /// connected, and sends queued meanwhile wait for it.
+    pub fn connect(&mut self, id: u32, fd: RawFd, addr: SocketAddr, stats: &Stats) {
+        self.open_slot(id, fd, Role::Stream);
+        let s = &mut self.slots[id as usize];
+        s.state |= st::CONNECTING;
+        s.inflight += 1;
+        let state = s.send.get_or_insert_with(SendState::new);
+        let len = paste_rt_core::sockaddr::write(&addr, &mut state.addr);
+        let entry = opcode::Connect::new(Fd(fd), (&state.addr as *const libc::sockaddr_storage).cast(), len)
+            .build()
+            .user_data(s.ud(id, OpKind::Connect));
+        self.push(entry, stats);
+    }
+
+    fn arm_accept(&mut self, id: u32, stats: &Stats) {
+        let s = &mut self.slots[id as usize];
+        if !s.has(st::OPEN) || s.has(st::ACCEPT_ARMED) || s.accept_retry_at.is_some() {
+            return;
+        }
+        s.state |= st::ACCEPT_ARMED;
+        s.inflight += 1;
+        let entry = opcode::AcceptMulti::new(Fd(s.fd))
+            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(s.ud(id, OpKind::Accept));
+        self.push(entry, stats);
+    }
+
+    fn arm_recv(&mut self, id: u32, stats: &Stats) {
+        let s = &mut self.slots[id as usize];
+        let blocked = st::RX_ARMED | st::RX_PAUSED | st::RX_DONE | st::RX_STARVED | st::CONNECTING;
+        if !s.has(st::OPEN) || s.state & blocked != 0 || s.role != Role::Stream {
+            return;
+        }
+        s.state |= st::RX_ARMED;
+        s.inflight += 1;
+        let c = &self.config;
+        let entry = recv::multishot_recv(s.fd, c.bgid, c.bundle, c.recv_limit).user_data(s.ud(id, OpKind::Recv));
+        self.push(entry, stats);
+    }
+
+    /// Stops receiving on slot `id` until [`resume`](Self::resume) (what arrives
+    /// meanwhile stays in the socket).
+    pub fn pause(&mut self, id: u32, stats: &Stats) {
+        let s = &mut self.slots[id as usize];
+        s.state |= st::RX_PAUSED;
+        if s.has(st::RX_ARMED) && !s.has(st::RX_CANCELLING) {
+            s.state |= st::RX_CANCELLING;
+            let target = s.ud(id, OpKind::Recv);
+            self.push_ignored(opcode::AsyncCancel::new(target).build(), stats);
+        }
+    }
+
+    /// Receiving on slot `id` may go on.
+    pub fn resume(&mut self, id: u32, stats: &Stats) {
+        let Some(s) = self.slots.get_mut(id as usize) else { return };
+        s.state &= !st::RX_PAUSED;
+        self.arm_recv(id, stats);
+    }
+
+    /// Applies the sink's answer on slot `id`'s send path.
+    #[inline]
+    pub fn drive_send(&mut self, id: u32, step: SendStep, sink: &mut impl Sink, stats: &Stats) {
+        match step {
+            SendStep::Data => self.submit_send(id, sink, stats),
+            SendStep::Shutdown(how) => self.submit_shutdown(id, how, stats),
+            SendStep::Idle | SendStep::Wait => {}
+            SendStep::Close => self.close(id, sink, stats),
+        }
+    }
+
+    /// Writes one SQE for what slot `id`'s owner has queued: a `SEND` for one slice,
+    /// a `SENDMSG` gathering up to `send_batch`. One in flight per slot keeps the byte
+    /// order; the next goes out when it completes.
+    fn submit_send(&mut self, id: u32, sink: &mut impl Sink, stats: &Stats) {
+        let batch = self.config.send_batch;
+        let s = &mut self.slots[id as usize];
+        if s.state & (st::SEND_INFLIGHT | st::CONNECTING) != 0 || !s.has(st::OPEN) {
+            return;
+        }
+        let mut first: (*const u8, usize) = (std::ptr::null(), 0);
+        let mut n = 0usize;
+        let send = &mut s.send;
+        sink.gather_send(id, batch, |bytes| {
+            if n == 0 {
+                first = (bytes.as_ptr(), bytes.len());
+            } else {
+                let state = send.get_or_insert_with(SendState::new);
+                if n == 1 {
+                    state.iov[0] = libc::iovec { iov_base: first.0 as *mut libc::c_void, iov_len: first.1 };
+                }
+                state.iov[n] = libc::iovec { iov_base: bytes.as_ptr() as *mut libc::c_void, iov_len: bytes.len() };
+            }
+            n += 1;
+        });
+        if n == 0 {
+            return;
+        }
+        let flags = libc::MSG_NOSIGNAL | libc::MSG_WAITALL;
+        let entry = if n == 1 {
+            let len = first.1.min(u32::MAX as usize) as u32;
+            opcode::Send::new(Fd(s.fd), first.0, len).flags(flags).build()
+        } else {
+            let state = s.send.as_mut().expect("made above for a gathered send");
+            state.msg.msg_iov = state.iov.as_mut_ptr();
+            state.msg.msg_iovlen = n as _;
+            state.msg.msg_name = std::ptr::null_mut();
+            state.msg.msg_namelen = 0;
+            opcode::SendMsg::new(Fd(s.fd), &state.msg).flags(flags as u32).build()
+        };
+        s.state |= st::SEND_INFLIGHT;
+        s.inflight += 1;
+        let ud = s.ud(id, OpKind::Send);
+        self.push(entry.user_data(ud), stats);
+    }
+
+    fn submit_shutdown(&mut self, id: u32, how: Shutdown, stats: &Stats) {
+        let s = &mut self.slots[id as usize];
+        if s.has(st::SEND_INFLIGHT) || !s.has(st::OPEN) {
+            return;
+        }
+        s.state |= st::SEND_INFLIGHT;
+        s.inflight += 1;
+        let entry = opcode::Shutdown::new(Fd(s.fd), how.how()).build().user_data(s.ud(id, OpKind::Shutdown));
+        self.push(entry, stats);
+    }
+
+    /// Closes slot `id`: cancels every op on its fd, closes the fd (after the cancel,
+    /// in SQ order), and frees the slot once nothing is in flight. Sends still in
+    /// flight complete (or are cancelled) first.
+    pub fn close(&mut self, id: u32, sink: &mut impl Sink, stats: &Stats) {
+        let Some(s) = self.slots.get_mut(id as usize) else { return };
+        if !s.has(st::OPEN) {
+            return;
+        }
+        s.state &= !st::OPEN;
+        let (fd, busy) = (s.fd, s.inflight > 0);
+        s.fd = -1;
+        if busy {
+            self.push_ignored(opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(fd)).all()).build(), stats);
+        }
+        self.push_ignored(opcode::Close::new(Fd(fd)).build(), stats);
+        self.fd_freed = true;
+        self.maybe_free(id, sink);
+    }
+
+    /// Closes an fd nobody will own (accepted for a listener that is gone).
+    fn close_stray(&mut self, fd: RawFd, stats: &Stats) {
+        if self.dropping {
+            // SAFETY: the kernel handed us this fd and nobody else knows it.
+            unsafe { libc::close(fd) };
+        } else {
+            self.push_ignored(opcode::Close::new(Fd(fd)).build(), stats);
+            self.fd_freed = true;
+        }
+    }
+
+    fn maybe_free(&mut self, id: u32, sink: &mut impl Sink) {
+        let s = &mut self.slots[id as usize];
+        if !s.has(st::OPEN) && s.inflight == 0 && s.role != Role::Free {
+            s.role = Role::Free;
+            s.state = 0;
+            sink.released(id);
+        }
+    }
+
+    // ---- the tick ----
+
+    /// One tick of socket work: re-arms what may receive or accept again, makes the
+    /// one `io_uring_enter` (submit, and wait up to `timeout` unless completions or
+    /// overflowed SQEs are waiting), and applies every completion through `sink`.
+    pub fn tick(&mut self, timeout: Option<Duration>, sink: &mut impl Sink, stats: &Stats) -> io::Result<()> {
+        // 1. Re-arm: receives that ended in the last reap (unless paused since),
+        //    receives that ran dry (as buffers allow), listeners that backed off.
+        self.rearm_ended(stats);
+        self.rearm_starved(sink.rx_buffers(), stats);
+        let retry_in = self.rearm_listeners(stats);
+        let woke = sink.before_enter();
+
+        // 2. The one io_uring_enter.
+        let timeout = match (timeout, retry_in) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut wait = Wait::from_timeout(timeout);
+        if self.sq.pending() > 0 || woke {
+            wait = Wait::No;
+        }
+        stats.syscall();
+        if wait.may_block() {
+            Stats::add(&stats.waits, 1);
+        }
+        let entered = submit::enter(&mut self.ring, wait);
+        self.sq.refill_ring(&mut self.ring);
+        entered?;
+
+        // 3. Completions, applied in place.
+        self.reap(sink, stats);
+        Ok(())
+    }
+
+    fn rearm_ended(&mut self, stats: &Stats) {
+        for k in 0..self.rx_ended.len() {
+            let (id, gen) = self.rx_ended[k];
+            if self.slots[id as usize].gen == gen {
+                self.arm_recv(id, stats);
+            }
+        }
+        self.rx_ended.clear();
+    }
+
+    /// Re-arms receives that stopped for lack of buffers, at most one per buffer the
+    /// ring holds now (each takes at least one), oldest first.
+    fn rearm_starved(&mut self, mut budget: u32, stats: &Stats) {
+        while budget > 0 {
+            let Some((id, gen)) = self.rx_starved.pop_front() else { break };
+            let s = &mut self.slots[id as usize];
+            if s.gen != gen || !s.has(st::RX_STARVED) {
+                continue;
+            }
+            budget -= 1;
+            s.state &= !st::RX_STARVED;
+            self.arm_recv(id, stats);
+        }
+    }
+
+    /// Re-arms listeners whose retry time came, or all of them if an fd was freed.
+    /// Returns how long until the next one is due.
+    fn rearm_listeners(&mut self, stats: &Stats) -> Option<Duration> {
+        if self.accept_waiting.is_empty() {
+            self.fd_freed = false;
+            return None;
+        }
+        let now = Instant::now();
+        let mut next: Option<Duration> = None;
+        let mut i = 0;
+        while i < self.accept_waiting.len() {
+            let (id, gen) = self.accept_waiting[i];
+            let s = &mut self.slots[id as usize];
+            let Some(at) = s.accept_retry_at.filter(|_| s.gen == gen && s.has(st::OPEN)) else {
+                self.accept_waiting.swap_remove(i);
+                continue;
+            };
+            if self.fd_freed || now >= at {
+                s.accept_retry_at = None;
+                self.accept_waiting.swap_remove(i);
+                self.arm_accept(id, stats);
+            } else {
+                let left = at - now;
+                next = Some(next.map_or(left, |n| n.min(left)));
+                i += 1;
+            }
+        }
+        self.fd_freed = false;
+        next
+    }
+
+    fn reap(&mut self, sink: &mut impl Sink, stats: &Stats) {
+        self.cqes.clear();
+        self.cqes.extend(self.ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
+        Stats::add(&stats.completions, self.cqes.len() as u64);
+        let mut rx = false;
+        for k in 0..self.cqes.len() {
+            let (ud, res, flags) = self.cqes[k];
+            let (id, kind, gen) = decode(ud);
+            let Some(kind) = kind else { continue };
+            match kind {
+                OpKind::Wake => {
+                    self.on_wake(res, stats);
+                    continue;
+                }
+                OpKind::Ignore => {
+                    self.ignore_inflight -= 1;
+                    continue;
+                }
+                OpKind::Recv | OpKind::Send | OpKind::Accept | OpKind::Shutdown | OpKind::Connect => {}
+                other => {
+                    sink.other(self, id, gen, other, res, flags);
+                    continue;
+                }
+            }
+            let Some(s) = self.slots.get(id as usize) else { continue };
+            debug_assert_eq!(s.gen, gen, "completion for a reused slot");
+            if s.gen != gen || s.role == Role::Free {
+                continue;
+            }
+            match kind {
+                OpKind::Recv => rx |= self.on_recv(id, res, flags, sink, stats),
+                OpKind::Send => self.on_send(id, res, sink, stats),
+                OpKind::Accept => self.on_accept(id, res, flags, sink, stats),
+                OpKind::Shutdown => self.on_shutdown(id, res, sink, stats),
+                OpKind::Connect => self.on_connect(id, res, sink, stats),
+                _ => {}
+            }
+            self.maybe_free(id, sink);
+        }
+        if rx {
+            Stats::add(&stats.rx_batches, 1);
+        }
+    }
+
+    fn on_wake(&mut self, res: i32, stats: &Stats) {
+        self.waker_armed = false;
+        if self.waker.on_read(res) {
+            Stats::add(&stats.remote_wakeups, 1);
+        }
+        if !self.dropping && res != -libc::ECANCELED {
+            self.arm_waker();
+        }
+    }
+
+    fn on_accept(&mut self, id: u32, res: i32, flags: u32, sink: &mut impl Sink, stats: &Stats) {
+        let s = &mut self.slots[id as usize];
+        if !cqueue::more(flags) {
+            s.state &= !st::ACCEPT_ARMED;
+            s.inflight -= 1;
+        }
+        let open = s.has(st::OPEN);
+        if res >= 0 {
+            s.state &= !st::ACCEPT_ERROR_REPORTED;
+            match open.then(|| sink.accepted(id, res)).flatten() {
+                Some(new) => {
+                    Stats::add(&stats.accepts, 1);
+                    self.register(new, res, stats);
+                }
+                None => self.close_stray(res, stats),
+            }
+        } else if open {
+            match -res {
+                libc::ECANCELED => {}
+                // The peer gave up before we took it, or a signal: just accept again.
+                libc::ECONNABORTED | libc::EINTR | libc::EAGAIN | libc::EPROTO => {}
+                errno => {
+                    if !s.has(st::ACCEPT_ERROR_REPORTED) {
+                        s.state |= st::ACCEPT_ERROR_REPORTED;
+                        sink.accept_failed(id, errno);
+                    }
+                    let s = &mut self.slots[id as usize];
+                    s.accept_retry_at = Some(Instant::now() + self.config.accept_retry);
+                    self.accept_waiting.push((id, s.gen));
+                }
+            }
+        }
+        self.arm_accept(id, stats);
+    }
+
+    /// Returns whether buffers were delivered.
+    #[inline]
+    fn on_recv(&mut self, id: u32, res: i32, flags: u32, sink: &mut impl Sink, stats: &Stats) -> bool {
+        let s = &mut self.slots[id as usize];
+        let ended = !cqueue::more(flags);
+        if ended {
+            s.state &= !(st::RX_ARMED | st::RX_CANCELLING);
+            s.inflight -= 1;
+        }
+        let mut delivered = false;
+        if let Some(bid) = cqueue::buffer_select(flags) {
+            let bytes = res.max(0) as u32;
+            Stats::add(&stats.rx_bytes, bytes as u64);
+            if sink.received(id, bid, bytes) == Delivery::Pause {
+                self.pause(id, stats);
+            }
+            delivered = true;
+        }
+        let s = &mut self.slots[id as usize];
+        if res == 0 {
+            s.state |= st::RX_DONE;
+            if s.has(st::OPEN) {
+                sink.eof(id);
+            }
+        } else if res < 0 {
+            match -res {
+                libc::ECANCELED => {}
+                libc::ENOBUFS => {
+                    Stats::add(&stats.pool_exhausted, 1);
+                    if s.has(st::OPEN) && !s.has(st::RX_STARVED) {
+                        s.state |= st::RX_STARVED;
+                        self.rx_starved.push_back((id, s.gen));
+                    }
+                    sink.rx_exhausted();
+                }
+                errno => {
+                    s.state |= st::RX_DONE;
+                    if s.has(st::OPEN) {
+                        let step = sink.rx_failed(id, errno);
+                        self.drive_send(id, step, sink, stats);
+                    }
+                }
+            }
+        }
+        let s = &self.slots[id as usize];
+        if ended && s.has(st::OPEN) && !s.has(st::RX_DONE) {
+            // Not re-armed now: the owner first sees these buffers and may pause.
+            self.rx_ended.push((id, s.gen));
+        }
+        delivered
+    }
+
+    #[inline]
+    fn on_send(&mut self, id: u32, res: i32, sink: &mut impl Sink, stats: &Stats) {
+        let s = &mut self.slots[id as usize];
+        s.inflight -= 1;
+        s.state &= !st::SEND_INFLIGHT;
+        let step = if res == -libc::EAGAIN || res == -libc::EINTR {
+            // Nothing was sent: io_uring can end a send with EAGAIN when it handed it
+            // to a worker that found the socket buffer full. The queue is untouched.
+            SendStep::Data
+        } else if res > 0 {
+            Stats::add(&stats.tx_bytes, res as u64);
+            sink.sent(id, res as u32)
+        } else {
+            // A stream socket never takes 0 of n > 0 bytes unless it is broken.
+            sink.tx_failed(id, if res == 0 { libc::EPIPE } else { -res })
+        };
+        self.drive_send(id, step, sink, stats);
+    }
+
+    fn on_shutdown(&mut self, id: u32, res: i32, sink: &mut impl Sink, stats: &Stats) {
+        let s = &mut self.slots[id as usize];
+        s.inflight -= 1;
+        s.state &= !st::SEND_INFLIGHT;
+        let step = sink.shutdown_done(id, if res < 0 { -res } else { 0 });
+        self.drive_send(id, step, sink, stats);
+    }
+
+    fn on_connect(&mut self, id: u32, res: i32, sink: &mut impl Sink, stats: &Stats) {
+        let s = &mut self.slots[id as usize];
+        s.inflight -= 1;
+        s.state &= !st::CONNECTING;
+        if !s.has(st::OPEN) {
+            return;
+        }
+        let errno = if res < 0 { -res } else { 0 };
+        if errno != 0 {
+            s.state |= st::RX_DONE;
+        }
+        let step = sink.connected(id, errno);
+        if errno == 0 {
+            self.arm_recv(id, stats);
+        }
+        self.drive_send(id, step, sink, stats);
+    }
+
+    /// Shuts the engine down (the owner's drop): submits what is queued, cancels every
+    /// op and waits, bounded, for the kernel to let go of the engine's memory, then
+    /// closes the fds still open. What is still in flight after the wait is leaked.
+    /// Returns whether nothing is in flight any more (buffer rings may then be
+    /// unregistered).
+    pub fn shutdown(&mut self, sink: &mut impl Sink, stats: &Stats) -> bool {
+        self.dropping = true;
+        let mut owned = Vec::new();
+        for s in self.slots.iter_mut() {
+            if s.role != Role::Free && s.fd >= 0 {
+                owned.push(s.fd);
+                s.fd = -1;
+            }
+            s.state &= !st::OPEN;
+        }
+        for _ in 0..4 {
+            if submit::enter(&mut self.ring, Wait::No).is_err() {
+                break;
+            }
+            self.sq.refill_ring(&mut self.ring);
+            self.reap(sink, stats);
+            if self.sq.pending() == 0 && self.ring.submission().is_empty() {
+                break;
+            }
+        }
+        let _ = self.ring.submitter().register_sync_cancel(None, CancelBuilder::any().all());
+        for _ in 0..100 {
+            if self.ops_in_flight() == 0 {
+                break;
+            }
+            if submit::enter(&mut self.ring, Wait::For(Duration::from_millis(10))).is_err() {
+                break;
+            }
+            self.reap(sink, stats);
+        }
+        for fd in owned {
+            // SAFETY: the engine owns this fd (handed over by listen/register/connect/
+            // adopt) and closes it exactly once (its slot's fd was cleared above).
+            unsafe { libc::close(fd) };
+        }
+        let idle = self.ops_in_flight() == 0;
+        if !idle {
+            // The kernel still holds memory of ours: never free it.
+            std::mem::forget(std::mem::take(&mut self.slots));
+            self.waker.leak_buffer();
+        }
+        idle
+    }
+}

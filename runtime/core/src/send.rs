@@ -1,0 +1,301 @@
+//! What a connection sends: [`SendData`] and the per-connection [`SendQueue`].
+//!
+//! The queue keeps its first item inline, so the common connection with one pending
+//! send never touches the heap; items behind it wait in a `VecDeque` that allocates
+//! only the first time a connection has two sends pending at once (and keeps its
+//! capacity after that). A backend reads the queue's front in place — one item for a
+//! plain send, up to N for a gathered one — and reports what the kernel took with
+//! [`SendQueue::advance`]; the queue drops each item (returning pool buffers) once it
+//! is fully sent. It never makes a system call and never copies.
+
+use std::collections::VecDeque;
+
+use crate::buf::TxBuf;
+
+/// Bytes to send: a pool buffer (zero copy on every backend) or owned bytes
+/// (sent in place on epoll and io_uring, copied into port buffers on PASTE).
+#[derive(Debug)]
+pub enum SendData {
+    /// A filled pool buffer.
+    Pool(TxBuf),
+    /// Owned bytes.
+    Owned(Vec<u8>),
+    /// Bytes that live forever (a canned response): sent without a copy on epoll and
+    /// io_uring.
+    Static(&'static [u8]),
+}
+
+impl SendData {
+    /// Number of bytes.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// Whether there is nothing to send.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes.
+    #[inline]
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            SendData::Pool(b) => b,
+            SendData::Owned(v) => v,
+            SendData::Static(s) => s,
+        }
+    }
+}
+
+impl From<TxBuf> for SendData {
+    fn from(buf: TxBuf) -> SendData {
+        SendData::Pool(buf)
+    }
+}
+
+impl From<Vec<u8>> for SendData {
+    fn from(bytes: Vec<u8>) -> SendData {
+        SendData::Owned(bytes)
+    }
+}
+
+impl From<&'static [u8]> for SendData {
+    fn from(bytes: &'static [u8]) -> SendData {
+        SendData::Static(bytes)
+    }
+}
+
+/// Which half of a connection to shut down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    /// No more sends (a FIN after the queued data).
+    Write,
+    /// No more receives.
+    Read,
+    /// Both.
+    Both,
+}
+
+impl Shutdown {
+    /// The `how` argument of `shutdown(2)`.
+    pub fn how(self) -> i32 {
+        match self {
+            Shutdown::Write => libc::SHUT_WR,
+            Shutdown::Read => libc::SHUT_RD,
+            Shutdown::Both => libc::SHUT_RDWR,
+        }
+    }
+
+    /// Both halves if `self` and `other` differ.
+    pub fn merge(self, other: Shutdown) -> Shutdown {
+        if self == other {
+            self
+        } else {
+            Shutdown::Both
+        }
+    }
+}
+
+/// One connection's pending sends, oldest first; see the module docs.
+#[derive(Debug, Default)]
+pub struct SendQueue {
+    first: Option<SendData>,
+    rest: VecDeque<SendData>,
+    /// Bytes of `first` the kernel already took.
+    first_sent: u32,
+    /// Bytes queued and not yet taken.
+    bytes: u64,
+    /// Shut down this half once everything queued has been taken.
+    shutdown: Option<Shutdown>,
+}
+
+impl SendQueue {
+    /// An empty queue (allocates nothing).
+    pub const fn new() -> SendQueue {
+        SendQueue { first: None, rest: VecDeque::new(), first_sent: 0, bytes: 0, shutdown: None }
+    }
+
+    /// Appends `data` (not empty).
+    #[inline]
+    pub fn push(&mut self, data: SendData) {
+        self.bytes += data.len() as u64;
+        if self.first.is_none() {
+            self.first = Some(data);
+        } else {
+            self.rest.push_back(data);
+        }
+    }
+
+    /// Items waiting.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.first.is_some() as usize + self.rest.len()
+    }
+
+    /// Whether no data waits (a pending shutdown does not count).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    /// Bytes queued and not yet taken by the kernel.
+    #[inline]
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The unsent bytes of the oldest item.
+    #[inline]
+    pub fn front(&self) -> Option<&[u8]> {
+        self.first.as_ref().map(|d| &d.as_slice()[self.first_sent as usize..])
+    }
+
+    /// Calls `f` with the unsent bytes of the oldest `max` items, oldest first;
+    /// returns how many items that was.
+    pub fn gather(&self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+        let Some(front) = self.front() else { return 0 };
+        if max == 0 {
+            return 0;
+        }
+        f(front);
+        let mut n = 1;
+        for item in self.rest.iter().take(max - 1) {
+            f(item.as_slice());
+            n += 1;
+        }
+        n
+    }
+
+    /// The kernel took `n` more bytes: drops every item fully sent. Returns whether
+    /// data is still waiting.
+    pub fn advance(&mut self, mut n: u64) -> bool {
+        self.bytes = self.bytes.saturating_sub(n);
+        while n > 0 {
+            let Some(first) = &self.first else { break };
+            let left = (first.len() - self.first_sent as usize) as u64;
+            if n < left {
+                self.first_sent += n as u32;
+                return true;
+            }
+            n -= left;
+            self.first_sent = 0;
+            self.first = self.rest.pop_front();
+        }
+        self.first.is_some()
+    }
+
+    /// Takes the oldest item whole (a datagram-style queue, or PASTE copying items
+    /// into port buffers), with how many of its bytes were already sent.
+    pub fn pop(&mut self) -> Option<(SendData, u32)> {
+        let first = self.first.take()?;
+        let sent = std::mem::take(&mut self.first_sent);
+        self.bytes = self.bytes.saturating_sub((first.len() - sent as usize) as u64);
+        self.first = self.rest.pop_front();
+        Some((first, sent))
+    }
+
+    /// Puts an item back at the front, `sent` of its bytes already taken (the
+    /// opposite of [`pop`](Self::pop)).
+    pub fn push_front(&mut self, data: SendData, sent: u32) {
+        self.bytes += (data.len() - sent as usize) as u64;
+        if let Some(old) = self.first.replace(data) {
+            self.rest.push_front(old);
+        }
+        debug_assert_eq!(self.first_sent, 0);
+        self.first_sent = sent;
+    }
+
+    /// Queues a shutdown after what is queued now (merged with one already queued).
+    pub fn queue_shutdown(&mut self, how: Shutdown) {
+        self.shutdown = Some(self.shutdown.map_or(how, |s| s.merge(how)));
+    }
+
+    /// Whether a shutdown waits.
+    pub fn shutdown_pending(&self) -> bool {
+        self.shutdown.is_some()
+    }
+
+    /// Takes the pending shutdown once no data is left before it.
+    pub fn take_shutdown(&mut self) -> Option<Shutdown> {
+        if self.first.is_none() {
+            self.shutdown.take()
+        } else {
+            None
+        }
+    }
+
+    /// Drops everything queued (the connection failed or is gone).
+    pub fn clear(&mut self) {
+        self.first = None;
+        self.rest.clear();
+        self.first_sent = 0;
+        self.bytes = 0;
+        self.shutdown = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn first_item_stays_inline() {
+        let mut q = SendQueue::new();
+        q.push(SendData::Static(b"hello"));
+        assert_eq!(q.rest.capacity(), 0, "one pending send allocates nothing");
+        assert_eq!(q.front(), Some(&b"hello"[..]));
+        assert!(!q.advance(5));
+        assert!(q.is_empty());
+        assert_eq!(q.bytes(), 0);
+    }
+
+    #[test]
+    fn gather_advance_and_shutdown_after_data() {
+        let mut q = SendQueue::new();
+        q.push(SendData::Static(b"ab"));
+        q.push(SendData::Owned(b"cde".to_vec()));
+        q.push(SendData::Static(b"f"));
+        q.queue_shutdown(Shutdown::Write);
+        let mut seen = vec![];
+        assert_eq!(q.gather(2, |b| seen.push(b.to_vec())), 2);
+        assert_eq!(seen, vec![b"ab".to_vec(), b"cde".to_vec()]);
+        assert_eq!(q.take_shutdown(), None, "data first");
+        assert!(q.advance(3));
+        assert_eq!(q.front(), Some(&b"de"[..]));
+        assert_eq!(q.bytes(), 3);
+        assert!(!q.advance(3));
+        assert_eq!(q.take_shutdown(), Some(Shutdown::Write));
+    }
+
+    proptest! {
+        /// Whatever the kernel takes at a time, the bytes come out in order, once.
+        #[test]
+        fn bytes_leave_in_order(items in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..20), 1..10),
+                                takes in proptest::collection::vec(1u64..30, 1..40)) {
+            let mut q = SendQueue::new();
+            let mut expect = vec![];
+            for it in &items {
+                expect.extend_from_slice(it);
+                q.push(SendData::Owned(it.clone()));
+            }
+            let mut out = vec![];
+            for t in takes {
+                let Some(front) = q.front() else { break };
+                let mut avail = vec![];
+                q.gather(8, |b| avail.extend_from_slice(b));
+                prop_assert!(avail.starts_with(front));
+                let n = (t as usize).min(avail.len());
+                out.extend_from_slice(&avail[..n]);
+                q.advance(n as u64);
+                prop_assert_eq!(q.bytes() as usize, expect.len() - out.len());
+            }
+            while let Some((d, sent)) = q.pop() {
+                out.extend_from_slice(&d.as_slice()[sent as usize..]);
+            }
+            prop_assert_eq!(out, expect);
+        }
+    }
+}

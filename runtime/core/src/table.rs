@@ -1,0 +1,1042 @@
+//! [`IoTable`]: every [`IoRecord`] of one runtime, indexed by [`Token`], and the
+//! batch servers' ready lists.
+//!
+//! Both sides use it directly. The backend, while reaping, applies each completion
+//! in place — [`deliver`](IoTable::deliver) a buffer, report bytes
+//! [`sent`](IoTable::sent), an [`eof`](IoTable::eof), a failure, an accepted socket —
+//! and the method wakes whoever waits and tells the backend what to do next (pause
+//! receiving, send more, shut down, close). The runtime's net types use the other
+//! half: take received buffers, queue sends, begin a close. There is no completion
+//! list in between and no second lookup.
+//!
+//! Tokens are reused only after both sides are done with them: the runtime begins a
+//! close, the backend finishes it and [`release`](IoTable::release)s the token once
+//! no operation of the kernel can still name it.
+//!
+//! It never makes a system call and never allocates per request: records, the free
+//! list and the ready lists grow to the largest number of live sockets and stay.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use crate::buf::RxBuf;
+use crate::pool::BufPool;
+use crate::record::{
+    flag, register, Datagram, DgramIo, IoRecord, ListenerIo, RecordExt, RecordKind, Token, DGRAM_TX_HIGH_WATER,
+    NO_GROUP, RX_PAUSE_AT, RX_RESUME_AT, TX_HIGH_WATER,
+};
+use crate::send::{SendData, Shutdown};
+
+/// What became of a delivered buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Queued for the application.
+    Queued,
+    /// Queued, and the queue is now long: stop receiving on this connection until
+    /// the runtime resumes it.
+    Pause,
+    /// The application is gone (or this is not a receiving record): dropped.
+    Dropped,
+}
+
+/// What a backend does next on a connection's send path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStep {
+    /// Send the queue's front.
+    Data,
+    /// Shut down this half (everything queued before was taken); call
+    /// [`IoTable::shutdown_done`] when it completed.
+    Shutdown(Shutdown),
+    /// Nothing queued, but bytes the backend took out of the queue are not confirmed
+    /// yet ([`IoTable::take_send`]): wait for [`IoTable::taken_sent`].
+    Wait,
+    /// Nothing to send; the backend is no longer engaged.
+    Idle,
+    /// Nothing to send and the handle is gone: close the socket.
+    Close,
+}
+
+/// What the runtime does after beginning a close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseStep {
+    /// Tell the backend to close now.
+    Close,
+    /// Sends are still queued: the record lingers until they are taken (the backend
+    /// is engaged and will close it). If `resume` is set, receiving was paused and
+    /// must resume (the data is discarded), so the peer is not stalled.
+    Linger {
+        /// Call the backend's `resume_recv`.
+        resume: bool,
+    },
+    /// The token names nothing live (already closing): nothing to do.
+    Nothing,
+}
+
+/// The result of taking received data.
+#[derive(Debug)]
+pub enum Received {
+    /// A buffer; when `resume` is set receiving was paused and may resume now.
+    Buf(RxBuf, bool),
+    /// The peer closed its side and everything before it was taken.
+    Eof,
+}
+
+/// A batch server's ready list: connections with news since its last batch.
+#[derive(Debug, Default)]
+struct Group {
+    ready: Vec<Token>,
+    waker: Option<Waker>,
+    want: bool,
+    live: bool,
+}
+
+impl Group {
+    fn wake(&mut self) -> bool {
+        if !self.want {
+            return false;
+        }
+        self.want = false;
+        if let Some(w) = &self.waker {
+            w.wake_by_ref();
+        }
+        true
+    }
+}
+
+/// Every record of one runtime; see the module docs.
+#[derive(Debug)]
+pub struct IoTable {
+    records: Vec<IoRecord>,
+    free: Vec<u32>,
+    groups: Vec<Group>,
+    pool: BufPool,
+    live: usize,
+    /// Records with a receive deadline set.
+    deadlines: usize,
+    /// The runtime shut down: every lookup fails.
+    shut: bool,
+    /// Accepted connections closed with their listener (see `take_orphans`).
+    orphans: Vec<Token>,
+    /// Waiters woken so far (a backend that completes work before its wait checks
+    /// it, so it does not block while a task it just woke is ready to run).
+    wakes: u64,
+}
+
+fn not_connected() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the connection is closed, or its runtime has shut down")
+}
+
+impl IoTable {
+    /// An empty table whose records hold buffers of `pool`.
+    pub fn new(pool: BufPool) -> IoTable {
+        IoTable {
+            records: Vec::with_capacity(1024),
+            free: Vec::with_capacity(1024),
+            groups: Vec::new(),
+            pool,
+            live: 0,
+            deadlines: 0,
+            shut: false,
+            orphans: Vec::new(),
+            wakes: 0,
+        }
+    }
+
+    /// The pool received buffers come from.
+    #[inline]
+    pub fn pool(&self) -> &BufPool {
+        &self.pool
+    }
+
+    /// How many waiters the table has woken so far. A backend that applies
+    /// completions before its wait compares it before and after, and does not block
+    /// when it changed: a task it woke is ready to run.
+    #[inline]
+    pub fn wakes(&self) -> u64 {
+        self.wakes
+    }
+
+    /// Records in use (live, lingering or waiting for their release).
+    pub fn live(&self) -> usize {
+        self.live
+    }
+
+    /// One record.
+    ///
+    /// # Panics
+    /// If the token was never handed out (a bug of the caller).
+    #[inline]
+    pub fn get(&self, token: Token) -> &IoRecord {
+        &self.records[token.index()]
+    }
+
+    /// One record, mutably (for the backend's own bookkeeping; state changes go
+    /// through the table's methods).
+    #[inline]
+    pub fn get_mut(&mut self, token: Token) -> &mut IoRecord {
+        &mut self.records[token.index()]
+    }
+
+    /// Every token in use, with its record.
+    pub fn iter(&self) -> impl Iterator<Item = (Token, &IoRecord)> {
+        self.records.iter().enumerate().filter(|(_, r)| r.kind != RecordKind::Free).map(|(i, r)| (Token(i as u32), r))
+    }
+
+    fn insert(&mut self, kind: RecordKind, fd: RawFd, ext: Option<Box<RecordExt>>) -> Token {
+        let index = match self.free.pop() {
+            Some(i) => i as usize,
+            None => {
+                self.records.push(IoRecord::free());
+                self.records.len() - 1
+            }
+        };
+        let r = &mut self.records[index];
+        debug_assert_eq!(r.kind, RecordKind::Free);
+        r.kind = kind;
+        r.fd = fd;
+        r.ext = ext;
+        self.live += 1;
+        Token(index as u32)
+    }
+
+    /// A new stream record for socket `fd` (`connecting`: a connect is in progress).
+    pub fn insert_stream(&mut self, fd: RawFd, connecting: bool) -> Token {
+        let t = self.insert(RecordKind::Stream, fd, None);
+        if connecting {
+            self.records[t.index()].flags |= flag::CONNECTING;
+        }
+        t
+    }
+
+    /// A new listener record for listening socket `fd`.
+    pub fn insert_listener(&mut self, fd: RawFd) -> Token {
+        self.insert(RecordKind::Listener, fd, Some(Box::new(RecordExt::Listener(ListenerIo::default()))))
+    }
+
+    /// A new datagram record for bound socket `fd`.
+    pub fn insert_dgram(&mut self, fd: RawFd) -> Token {
+        self.insert(RecordKind::Dgram, fd, Some(Box::new(RecordExt::Dgram(DgramIo::default()))))
+    }
+
+    /// The backend is done with `token`: no operation of the kernel can name it any
+    /// more. The record is cleared and the token may be handed out again.
+    pub fn release(&mut self, token: Token) {
+        let Some(r) = self.records.get_mut(token.index()) else { return };
+        if r.kind == RecordKind::Free {
+            return;
+        }
+        let group = r.group;
+        r.rx.clear(&self.pool);
+        if r.deadline.is_some() {
+            self.deadlines -= 1;
+        }
+        *r = IoRecord::free();
+        self.free.push(token.0);
+        self.live -= 1;
+        // A batch server waits for its closing connections to go.
+        if let Some(g) = self.groups.get_mut(group as usize) {
+            self.wakes += g.wake() as u64;
+        }
+    }
+
+    // ------------------------------------------------------------------------
+    // The backend's side: completions applied in place.
+    // ------------------------------------------------------------------------
+
+    /// Tells whoever waits for this connection's input: its task, or its batch
+    /// server (which then finds it in its ready list).
+    #[inline]
+    fn notify_rx(records: &mut [IoRecord], groups: &mut [Group], token: Token) -> u64 {
+        let r = &mut records[token.index()];
+        if r.group == NO_GROUP {
+            return r.wake_rx() as u64;
+        }
+        if r.flags & flag::IN_READY == 0 {
+            r.flags |= flag::IN_READY;
+            if let Some(g) = groups.get_mut(r.group as usize) {
+                g.ready.push(token);
+                g.wake();
+                return 1;
+            }
+        }
+        0
+    }
+
+    /// A buffer arrived for `token`.
+    #[inline]
+    pub fn deliver(&mut self, token: Token, buf: RxBuf) -> Delivery {
+        let Some(r) = self.records.get_mut(token.index()) else { return Delivery::Dropped };
+        if r.kind != RecordKind::Stream || r.flags & (flag::LINGER | flag::CLOSED) != 0 {
+            return Delivery::Dropped;
+        }
+        r.rx.push(buf);
+        let pause = r.rx.len() >= RX_PAUSE_AT && r.flags & flag::PAUSED == 0;
+        if pause {
+            r.flags |= flag::PAUSED;
+        }
+        self.wakes += Self::notify_rx(&mut self.records, &mut self.groups, token);
+        if pause {
+            Delivery::Pause
+        } else {
+            Delivery::Queued
+        }
+    }
+
+    /// The peer closed its sending half.
+    pub fn eof(&mut self, token: Token) {
+        let Some(r) = self.records.get_mut(token.index()) else { return };
+        if r.kind != RecordKind::Stream || r.flags & flag::EOF != 0 {
+            return;
+        }
+        r.flags |= flag::EOF;
+        self.wakes += Self::notify_rx(&mut self.records, &mut self.groups, token);
+    }
+
+    /// Receiving failed (a reset): no more data comes, and queued sends are dropped.
+    /// Returns what to do on the send path: [`SendStep::Close`] when the handle is
+    /// gone (the backend closes now), else `Idle` (or `Data` never: the queue is
+    /// dropped).
+    pub fn rx_failed(&mut self, token: Token, errno: i32) -> SendStep {
+        let Some(r) = self.records.get_mut(token.index()) else { return SendStep::Idle };
+        match r.kind {
+            RecordKind::Stream => {}
+            RecordKind::Dgram => {
+                if r.rx_errno == 0 {
+                    r.rx_errno = errno;
+                    self.wakes += r.wake_rx() as u64;
+                }
+                return SendStep::Idle;
+            }
+            _ => return SendStep::Idle,
+        }
+        if r.rx_errno == 0 {
+            r.rx_errno = errno;
+        }
+        self.fail_send(token, errno)
+    }
+
+    /// Sending failed: queued sends are dropped, later ones fail with `errno`.
+    /// Returns [`SendStep::Close`] when the handle is gone, else `Idle`.
+    pub fn tx_failed(&mut self, token: Token, errno: i32) -> SendStep {
+        if self.records.get(token.index()).is_none_or(|r| r.kind != RecordKind::Stream) {
+            return SendStep::Idle;
+        }
+        self.fail_send(token, errno)
+    }
+
+    fn fail_send(&mut self, token: Token, errno: i32) -> SendStep {
+        let r = &mut self.records[token.index()];
+        if r.tx_errno == 0 {
+            r.tx_errno = errno;
+        }
+        r.tx.clear();
+        r.tx_taken = 0;
+        self.wakes += r.wake_tx() as u64;
+        // A batch handler hears of it through its ready list; a task blocked in recv
+        // on a reset connection too.
+        self.wakes += Self::notify_rx(&mut self.records, &mut self.groups, token);
+        let r = &mut self.records[token.index()];
+        r.flags &= !flag::SEND_ENGAGED;
+        if r.flags & flag::LINGER != 0 {
+            r.flags = (r.flags & !flag::LINGER) | flag::CLOSED;
+            SendStep::Close
+        } else {
+            SendStep::Idle
+        }
+    }
+
+    /// What the backend does next on `token`'s send path (after being told of new
+    /// data, or after a completion). [`SendStep::Idle`] and [`SendStep::Close`]
+    /// disengage the backend.
+    #[inline]
+    pub fn send_step(&mut self, token: Token) -> SendStep {
+        let Some(r) = self.records.get_mut(token.index()) else { return SendStep::Idle };
+        if r.kind != RecordKind::Stream {
+            return SendStep::Idle;
+        }
+        if !r.tx.is_empty() && r.tx_errno == 0 {
+            return SendStep::Data;
+        }
+        if r.tx_taken > 0 && r.tx_errno == 0 {
+            return SendStep::Wait;
+        }
+        if r.tx_errno == 0 {
+            if let Some(how) = r.tx.take_shutdown() {
+                return SendStep::Shutdown(how);
+            }
+        }
+        r.flags &= !flag::SEND_ENGAGED;
+        self.wakes += r.wake_tx() as u64;
+        if r.flags & flag::LINGER != 0 {
+            r.flags = (r.flags & !flag::LINGER) | flag::CLOSED;
+            SendStep::Close
+        } else {
+            SendStep::Idle
+        }
+    }
+
+    /// The kernel took `bytes` more of `token`'s queued bytes. Wakes a sender waiting
+    /// for room and returns the next step.
+    #[inline]
+    pub fn sent(&mut self, token: Token, bytes: u64) -> SendStep {
+        let Some(r) = self.records.get_mut(token.index()) else { return SendStep::Idle };
+        r.tx.advance(bytes);
+        if r.tx.bytes() <= TX_HIGH_WATER {
+            self.wakes += r.wake_tx() as u64;
+        }
+        self.send_step(token)
+    }
+
+    /// Takes the oldest queued item out of `token`'s queue for a backend that keeps it
+    /// itself until the kernel takes it (PASTE's TX ring), with how many of its bytes
+    /// were sent before. Its bytes stay counted as queued until
+    /// [`taken_sent`](Self::taken_sent) reports them.
+    pub fn take_send(&mut self, token: Token) -> Option<(SendData, u32)> {
+        let r = self.records.get_mut(token.index())?;
+        if r.tx_errno != 0 {
+            return None;
+        }
+        let (data, sent) = r.tx.pop()?;
+        r.tx_taken += (data.len() - sent as usize) as u64;
+        Some((data, sent))
+    }
+
+    /// The kernel took `bytes` of what was taken with [`take_send`](Self::take_send).
+    /// Wakes a sender waiting for room and returns the next step.
+    pub fn taken_sent(&mut self, token: Token, bytes: u64) -> SendStep {
+        let Some(r) = self.records.get_mut(token.index()) else { return SendStep::Idle };
+        r.tx_taken = r.tx_taken.saturating_sub(bytes);
+        if r.tx_pending() <= TX_HIGH_WATER {
+            self.wakes += r.wake_tx() as u64;
+        }
+        self.send_step(token)
+    }
+
+    /// A shutdown returned by [`SendStep::Shutdown`] completed (`errno` 0 or its
+    /// failure, which is not reported further). Returns the next step.
+    pub fn shutdown_done(&mut self, token: Token, _errno: i32) -> SendStep {
+        let Some(r) = self.records.get_mut(token.index()) else { return SendStep::Idle };
+        self.wakes += r.wake_tx() as u64;
+        self.send_step(token)
+    }
+
+    /// A connect finished: `errno` 0 or its failure (which fails the connection).
+    /// Returns the send step for data queued while connecting.
+    pub fn connected(&mut self, token: Token, errno: i32) -> SendStep {
+        let Some(r) = self.records.get_mut(token.index()) else { return SendStep::Idle };
+        r.flags &= !flag::CONNECTING;
+        self.wakes += r.wake_tx() as u64;
+        self.wakes += r.wake_rx() as u64;
+        if errno != 0 {
+            r.rx_errno = errno;
+            return self.fail_send(token, errno);
+        }
+        if r.flags & flag::SEND_ENGAGED != 0 {
+            self.send_step(token)
+        } else {
+            SendStep::Idle
+        }
+    }
+
+    /// Listener `listener` accepted socket `fd`: a stream record is made for it and
+    /// put in the listener's backlog. Returns its token (the backend starts receiving
+    /// on it at once), or `None` when the listener is closing (the backend closes
+    /// `fd`).
+    pub fn accepted(&mut self, listener: Token, fd: RawFd) -> Option<Token> {
+        let l = self.records.get(listener.index())?;
+        if l.kind != RecordKind::Listener || !l.is_open() {
+            return None;
+        }
+        let token = self.insert_stream(fd, false);
+        let l = &mut self.records[listener.index()];
+        if let Some(io) = l.listener() {
+            io.backlog.push_back(token);
+        }
+        self.wakes += l.wake_rx() as u64;
+        Some(token)
+    }
+
+    /// Accepting on `listener` failed with `errno` (reported once to the acceptor).
+    pub fn accept_failed(&mut self, listener: Token, errno: i32) {
+        let Some(l) = self.records.get_mut(listener.index()) else { return };
+        if let Some(io) = l.listener() {
+            io.error = Some(errno);
+            self.wakes += l.wake_rx() as u64;
+        }
+    }
+
+    /// A datagram arrived on `token`.
+    pub fn deliver_datagram(&mut self, token: Token, buf: RxBuf, from: SocketAddr, truncated: bool) -> Delivery {
+        let Some(r) = self.records.get_mut(token.index()) else { return Delivery::Dropped };
+        if !r.is_open() {
+            return Delivery::Dropped;
+        }
+        let paused = r.flags & flag::PAUSED != 0;
+        let Some(d) = r.dgram() else { return Delivery::Dropped };
+        d.rx.push_back(Datagram { buf, from, truncated });
+        let pause = !paused && d.rx.len() >= RX_PAUSE_AT;
+        if pause {
+            r.flags |= flag::PAUSED;
+        }
+        self.wakes += r.wake_rx() as u64;
+        if pause {
+            Delivery::Pause
+        } else {
+            Delivery::Queued
+        }
+    }
+
+    /// The next datagram queued on `token` for the backend to send.
+    pub fn next_datagram(&mut self, token: Token) -> Option<(SendData, SocketAddr)> {
+        self.records.get_mut(token.index())?.dgram()?.tx.pop_front()
+    }
+
+    /// Puts a datagram taken with [`next_datagram`](Self::next_datagram) back at the
+    /// front (the socket was full).
+    pub fn unpop_datagram(&mut self, token: Token, data: SendData, to: SocketAddr) {
+        if let Some(d) = self.records.get_mut(token.index()).and_then(|r| r.dgram()) {
+            d.tx.push_front((data, to));
+        }
+    }
+
+    /// One datagram taken with [`next_datagram`](Self::next_datagram) left (`errno`
+    /// 0) or was refused. Returns [`SendStep::Close`] when the handle is gone and
+    /// nothing is pending any more.
+    pub fn datagram_sent(&mut self, token: Token, errno: i32) -> SendStep {
+        let Some(r) = self.records.get_mut(token.index()) else { return SendStep::Idle };
+        let linger = r.flags & flag::LINGER != 0;
+        let Some(d) = r.dgram() else { return SendStep::Idle };
+        d.tx_pending = d.tx_pending.saturating_sub(1);
+        if errno != 0 {
+            d.tx_error = Some(errno);
+        }
+        let (pending, wake) = (d.tx_pending, d.tx_pending <= DGRAM_TX_HIGH_WATER || errno != 0);
+        if wake {
+            self.wakes += r.wake_tx() as u64;
+        }
+        if pending == 0 {
+            r.flags &= !flag::SEND_ENGAGED;
+            if linger {
+                r.flags = (r.flags & !flag::LINGER) | flag::CLOSED;
+                return SendStep::Close;
+            }
+            return SendStep::Idle;
+        }
+        SendStep::Data
+    }
+
+    /// Receiving on a datagram socket failed for good (or is not supported).
+    pub fn dgram_failed(&mut self, token: Token, errno: i32) {
+        let Some(r) = self.records.get_mut(token.index()) else { return };
+        if r.kind == RecordKind::Dgram && r.rx_errno == 0 {
+            r.rx_errno = errno;
+            self.wakes += r.wake_rx() as u64;
+            self.wakes += r.wake_tx() as u64;
+        }
+    }
+
+    // ------------------------------------------------------------------------
+    // The runtime's side.
+    // ------------------------------------------------------------------------
+
+    /// `token` as a live stream, or the error a user sees when it is not.
+    #[inline]
+    fn stream(&mut self, token: Token) -> io::Result<&mut IoRecord> {
+        match self.records.get_mut(token.index()) {
+            Some(r) if r.kind == RecordKind::Stream && !self.shut => Ok(r),
+            _ => Err(not_connected()),
+        }
+    }
+
+    /// `token`'s socket, if it is live.
+    pub fn fd(&self, token: Token) -> io::Result<RawFd> {
+        match self.records.get(token.index()) {
+            Some(r) if r.kind != RecordKind::Free && !self.shut && r.fd >= 0 => Ok(r.fd),
+            _ => Err(not_connected()),
+        }
+    }
+
+    /// Takes the oldest received buffer, the EOF, the error or the timeout of
+    /// `token`; registers `cx` when nothing is there.
+    #[inline]
+    pub fn poll_recv(&mut self, token: Token, cx: &mut Context<'_>) -> Poll<io::Result<Received>> {
+        let r = match self.records.get_mut(token.index()) {
+            Some(r) if r.kind == RecordKind::Stream && !self.shut => r,
+            _ => return Poll::Ready(Err(not_connected())),
+        };
+        if let Some(buf) = r.rx.pop(&self.pool) {
+            let resume = r.flags & flag::PAUSED != 0 && r.rx.len() <= RX_RESUME_AT;
+            if resume {
+                r.flags &= !flag::PAUSED;
+            }
+            return Poll::Ready(Ok(Received::Buf(buf, resume)));
+        }
+        if r.rx_errno != 0 {
+            return Poll::Ready(Err(io::Error::from_raw_os_error(r.rx_errno)));
+        }
+        if r.flags & flag::EOF != 0 {
+            return Poll::Ready(Ok(Received::Eof));
+        }
+        if r.flags & flag::TIMED_OUT != 0 {
+            r.flags &= !flag::TIMED_OUT;
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "receive deadline passed")));
+        }
+        r.want_rx(cx.waker());
+        Poll::Pending
+    }
+
+    /// Puts a partly used buffer back at the front of `token`'s queue.
+    pub fn unrecv(&mut self, token: Token, buf: RxBuf) {
+        if let Ok(r) = self.stream(token) {
+            if !buf.is_empty() {
+                r.rx.push_front(buf);
+            }
+        }
+    }
+
+    /// Queues `data` on `token`. Returns `true` when the backend must be told
+    /// (its `send`), i.e. it was not engaged yet.
+    #[inline]
+    pub fn queue_send(&mut self, token: Token, data: SendData) -> io::Result<bool> {
+        let r = self.stream(token)?;
+        if r.tx_errno != 0 {
+            return Err(io::Error::from_raw_os_error(r.tx_errno));
+        }
+        if data.is_empty() {
+            return Ok(false);
+        }
+        r.tx.push(data);
+        Ok(r.engage())
+    }
+
+    /// Queues a write shutdown after what is queued. Returns `true` when the backend
+    /// must be told.
+    pub fn queue_shutdown(&mut self, token: Token, how: Shutdown) -> io::Result<bool> {
+        let r = self.stream(token)?;
+        if r.tx_errno != 0 {
+            return Err(io::Error::from_raw_os_error(r.tx_errno));
+        }
+        r.tx.queue_shutdown(how);
+        r.flags |= flag::SHUT_QUEUED;
+        Ok(r.engage())
+    }
+
+    /// Whether a shutdown was queued on `token` (it may be done already).
+    pub fn shutdown_queued(&self, token: Token) -> bool {
+        self.records.get(token.index()).is_some_and(|r| r.flags & flag::SHUT_QUEUED != 0)
+    }
+
+    /// Ready once at most `limit` bytes are queued on `token` (0: all sent, and a
+    /// queued shutdown done), or its send failed; else registers `cx`.
+    #[inline]
+    pub fn poll_queued_at_most(&mut self, token: Token, limit: u64, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = self.stream(token)?;
+        if r.tx_errno != 0 {
+            return Poll::Ready(Err(io::Error::from_raw_os_error(r.tx_errno)));
+        }
+        let done = if limit == 0 { r.flags & flag::SEND_ENGAGED == 0 } else { r.tx_pending() <= limit };
+        if done {
+            return Poll::Ready(Ok(()));
+        }
+        r.want_tx(cx.waker());
+        Poll::Pending
+    }
+
+    /// Bytes queued on `token` and not yet taken by the kernel.
+    pub fn queued(&self, token: Token) -> u64 {
+        self.records.get(token.index()).map_or(0, |r| r.tx_pending())
+    }
+
+    /// Ready once `token`'s connect finished: `Ok` or its error.
+    pub fn poll_connected(&mut self, token: Token, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = self.stream(token)?;
+        if r.flags & flag::CONNECTING != 0 {
+            r.want_tx(cx.waker());
+            return Poll::Pending;
+        }
+        match r.tx_errno {
+            0 => Poll::Ready(Ok(())),
+            e => Poll::Ready(Err(io::Error::from_raw_os_error(e))),
+        }
+    }
+
+    /// Takes the next accepted connection of `listener` (or its error).
+    pub fn poll_accept(&mut self, listener: Token, cx: &mut Context<'_>) -> Poll<io::Result<Token>> {
+        let shut = self.shut;
+        let Some(r) = self.records.get_mut(listener.index()).filter(|r| r.is_open() && !shut) else {
+            return Poll::Ready(Err(not_connected()));
+        };
+        let Some(l) = r.listener() else { return Poll::Ready(Err(not_connected())) };
+        if let Some(t) = l.backlog.pop_front() {
+            return Poll::Ready(Ok(t));
+        }
+        if let Some(errno) = l.error.take() {
+            return Poll::Ready(Err(io::Error::from_raw_os_error(errno)));
+        }
+        r.want_rx(cx.waker());
+        Poll::Pending
+    }
+
+    /// Whether `listener` has an accepted connection waiting, and registers `waker`
+    /// for the next one (a batch server's wait). Clears a pending accept error.
+    pub fn listener_ready(&mut self, listener: Token, waker: &Waker) -> bool {
+        let Some(r) = self.records.get_mut(listener.index()) else { return false };
+        let Some(l) = r.listener() else { return false };
+        l.error = None;
+        let ready = !l.backlog.is_empty();
+        r.want_rx(waker);
+        ready
+    }
+
+    /// Takes the next accepted connection of `listener` without waiting.
+    pub fn take_accepted(&mut self, listener: Token) -> Option<Token> {
+        self.records.get_mut(listener.index())?.listener()?.backlog.pop_front()
+    }
+
+    /// Takes the oldest datagram of `token`, or registers `cx`. Returns whether
+    /// receiving may resume.
+    pub fn poll_recv_from(&mut self, token: Token, cx: &mut Context<'_>) -> Poll<io::Result<(Datagram, bool)>> {
+        let shut = self.shut;
+        let Some(r) = self.records.get_mut(token.index()).filter(|r| r.kind == RecordKind::Dgram && !shut) else {
+            return Poll::Ready(Err(not_connected()));
+        };
+        let paused = r.flags & flag::PAUSED != 0;
+        let rx_errno = r.rx_errno;
+        let Some(d) = r.dgram() else { return Poll::Ready(Err(not_connected())) };
+        if let Some(dg) = d.rx.pop_front() {
+            let resume = paused && d.rx.len() <= RX_RESUME_AT;
+            if resume {
+                r.flags &= !flag::PAUSED;
+            }
+            return Poll::Ready(Ok((dg, resume)));
+        }
+        if rx_errno != 0 {
+            return Poll::Ready(Err(io::Error::from_raw_os_error(rx_errno)));
+        }
+        r.want_rx(cx.waker());
+        Poll::Pending
+    }
+
+    /// Ready once at most `limit` datagrams are pending on `token` (0: all sent), or
+    /// reports a refused one.
+    pub fn poll_datagrams_at_most(&mut self, token: Token, limit: u32, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let shut = self.shut;
+        let Some(r) = self.records.get_mut(token.index()).filter(|r| r.kind == RecordKind::Dgram && !shut) else {
+            return Poll::Ready(Err(not_connected()));
+        };
+        let rx_errno = r.rx_errno;
+        let Some(d) = r.dgram() else { return Poll::Ready(Err(not_connected())) };
+        if let Some(errno) = d.tx_error.take() {
+            return Poll::Ready(Err(io::Error::from_raw_os_error(errno)));
+        }
+        if rx_errno != 0 {
+            return Poll::Ready(Err(io::Error::from_raw_os_error(rx_errno)));
+        }
+        if d.tx_pending <= limit {
+            return Poll::Ready(Ok(()));
+        }
+        r.want_tx(cx.waker());
+        Poll::Pending
+    }
+
+    /// Queues one datagram. Returns `true` when the backend must be told.
+    pub fn queue_datagram(&mut self, token: Token, data: SendData, to: SocketAddr) -> io::Result<bool> {
+        let shut = self.shut;
+        let Some(r) = self.records.get_mut(token.index()).filter(|r| r.kind == RecordKind::Dgram && !shut) else {
+            return Err(not_connected());
+        };
+        if r.rx_errno != 0 {
+            return Err(io::Error::from_raw_os_error(r.rx_errno));
+        }
+        let Some(d) = r.dgram() else { return Err(not_connected()) };
+        if let Some(errno) = d.tx_error.take() {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        d.tx.push_back((data, to));
+        d.tx_pending += 1;
+        Ok(r.engage())
+    }
+
+    /// Wakes every task waiting to receive or accept (the runtime's graceful
+    /// shutdown: idle connections then notice it).
+    pub fn wake_all_receivers(&mut self) {
+        for r in self.records.iter_mut() {
+            if matches!(r.kind, RecordKind::Stream | RecordKind::Listener) {
+                self.wakes += r.wake_rx() as u64;
+            }
+        }
+    }
+
+    /// Sets (or clears) `token`'s receive deadline: once it passed, a pending or
+    /// later receive fails with `TimedOut` (checked by [`expire`](Self::expire)).
+    pub fn set_deadline(&mut self, token: Token, deadline: Option<Instant>) {
+        let Some(r) = self.records.get_mut(token.index()).filter(|r| r.kind == RecordKind::Stream) else { return };
+        match (r.deadline.is_some(), deadline.is_some()) {
+            (false, true) => self.deadlines += 1,
+            (true, false) => self.deadlines -= 1,
+            _ => {}
+        }
+        r.deadline = deadline;
+        r.flags &= !flag::TIMED_OUT;
+    }
+
+    /// Whether any record has a deadline (the runtime then sweeps periodically).
+    pub fn has_deadlines(&self) -> bool {
+        self.deadlines > 0
+    }
+
+    /// Marks every record whose deadline passed by `now` as timed out and wakes its
+    /// receiver (or lists it for its batch server). Returns how many expired.
+    pub fn expire(&mut self, now: Instant) -> usize {
+        if self.deadlines == 0 {
+            return 0;
+        }
+        let mut expired = 0;
+        for i in 0..self.records.len() {
+            let r = &mut self.records[i];
+            if r.deadline.is_some_and(|d| d <= now) && r.is_open() {
+                r.deadline = None;
+                r.flags |= flag::TIMED_OUT;
+                self.deadlines -= 1;
+                expired += 1;
+                self.wakes += Self::notify_rx(&mut self.records, &mut self.groups, Token(i as u32));
+            }
+        }
+        expired
+    }
+
+    /// The application dropped `token`'s handle: received data is dropped, waiters
+    /// forgotten, and the record either closes now or lingers until its queued sends
+    /// are taken (a stream whose send did not fail; a datagram socket with datagrams
+    /// pending).
+    pub fn begin_close(&mut self, token: Token) -> CloseStep {
+        let Some(r) = self.records.get_mut(token.index()) else { return CloseStep::Nothing };
+        if !r.is_open() {
+            return CloseStep::Nothing;
+        }
+        r.rx.clear(&self.pool);
+        r.rx_waker = None;
+        r.tx_waker = None;
+        r.flags &= !(flag::RX_WANT | flag::TX_WANT);
+        if r.deadline.take().is_some() {
+            self.deadlines -= 1;
+        }
+        match r.kind {
+            RecordKind::Stream => {
+                let busy = r.flags & flag::SEND_ENGAGED != 0 && r.tx_errno == 0 && r.rx_errno == 0;
+                if busy {
+                    let resume = r.flags & flag::PAUSED != 0;
+                    r.flags = (r.flags & !flag::PAUSED) | flag::LINGER;
+                    return CloseStep::Linger { resume };
+                }
+            }
+            RecordKind::Dgram => {
+                let pending = r.dgram().map_or(0, |d| {
+                    d.rx.clear();
+                    d.tx_pending
+                });
+                if pending > 0 {
+                    r.flags |= flag::LINGER;
+                    return CloseStep::Linger { resume: false };
+                }
+            }
+            RecordKind::Listener => {
+                // Accepted connections nobody took are closed with it.
+                let backlog = r.listener().map(|l| std::mem::take(&mut l.backlog)).unwrap_or_default();
+                r.flags |= flag::CLOSED;
+                for t in backlog {
+                    if let Some(c) = self.records.get_mut(t.index()) {
+                        c.flags |= flag::CLOSED;
+                        c.rx.clear(&self.pool);
+                    }
+                    self.orphans.push(t);
+                }
+                return CloseStep::Close;
+            }
+            RecordKind::Free => return CloseStep::Nothing,
+        }
+        r.flags |= flag::CLOSED;
+        r.tx.clear();
+        CloseStep::Close
+    }
+
+    /// Connections closed along with their listener (its backlog) that the backend
+    /// must close too; drained by the runtime right after [`begin_close`](Self::begin_close).
+    pub fn take_orphans(&mut self) -> Vec<Token> {
+        std::mem::take(&mut self.orphans)
+    }
+
+    /// Closes everything (runtime shutdown): queued sends are abandoned. Returns every
+    /// token the backend must close; afterwards every lookup fails.
+    pub fn close_all(&mut self) -> Vec<Token> {
+        let mut out = Vec::new();
+        for i in 0..self.records.len() {
+            let r = &mut self.records[i];
+            if r.kind == RecordKind::Free || r.flags & flag::CLOSED != 0 {
+                continue;
+            }
+            r.rx.clear(&self.pool);
+            r.rx_waker = None;
+            r.tx_waker = None;
+            r.tx.clear();
+            if let Some(d) = r.dgram() {
+                d.rx.clear();
+                d.tx.clear();
+            }
+            r.flags = flag::CLOSED;
+            out.push(Token(i as u32));
+        }
+        self.shut = true;
+        self.groups.clear();
+        out
+    }
+
+    // ------------------------------------------------------------------------
+    // Batch servers.
+    // ------------------------------------------------------------------------
+
+    /// A new batch group (a batch server's ready list).
+    pub fn add_group(&mut self) -> u32 {
+        if let Some(i) = self.groups.iter().position(|g| !g.live) {
+            self.groups[i].live = true;
+            return i as u32;
+        }
+        self.groups.push(Group { live: true, ..Group::default() });
+        (self.groups.len() - 1) as u32
+    }
+
+    /// Forgets a batch group.
+    pub fn remove_group(&mut self, group: u32) {
+        if let Some(g) = self.groups.get_mut(group as usize) {
+            *g = Group::default();
+        }
+    }
+
+    /// Adopts `token` into `group`: its events go to the group's ready list from now
+    /// on. Returns whether it already has news (it is listed at once).
+    pub fn join_group(&mut self, token: Token, group: u32) -> bool {
+        let r = &mut self.records[token.index()];
+        r.group = group;
+        r.rx_waker = None;
+        r.flags &= !flag::RX_WANT;
+        let news = !r.rx.is_empty() || r.rx_ended() || r.tx_errno != 0;
+        if news {
+            r.flags |= flag::IN_READY;
+            self.groups[group as usize].ready.push(token);
+        }
+        news
+    }
+
+    /// Swaps `group`'s ready list with `into` (empty): the batch in hand.
+    pub fn take_ready(&mut self, group: u32, into: &mut Vec<Token>) {
+        if let Some(g) = self.groups.get_mut(group as usize) {
+            std::mem::swap(&mut g.ready, into);
+        }
+    }
+
+    /// Puts tokens the handler did not get to back on `group`'s ready list.
+    pub fn requeue_ready(&mut self, group: u32, tokens: impl IntoIterator<Item = Token>) {
+        if let Some(g) = self.groups.get_mut(group as usize) {
+            g.ready.extend(tokens);
+        }
+    }
+
+    /// Whether `group` has news; registers `waker` when it has none.
+    pub fn group_ready(&mut self, group: u32, waker: &Waker) -> bool {
+        let Some(g) = self.groups.get_mut(group as usize) else { return false };
+        if !g.ready.is_empty() {
+            return true;
+        }
+        register(&mut g.waker, waker);
+        g.want = true;
+        false
+    }
+
+    /// Whether any record (closing ones included) still belongs to `group`.
+    pub fn group_has_members(&self, group: u32) -> bool {
+        self.records.iter().any(|r| r.kind != RecordKind::Free && r.group == group)
+    }
+
+    /// The open members of `group` (with `unreported`, only those whose end was not
+    /// reported yet).
+    pub fn group_members(&self, group: u32, unreported: bool) -> Vec<Token> {
+        self.iter()
+            .filter(|(_, r)| r.group == group && r.is_open() && (!unreported || r.flags & flag::END_REPORTED == 0))
+            .map(|(t, _)| t)
+            .collect()
+    }
+
+    /// The next event of a batch member: a buffer, or (once) its end with the error.
+    /// `None` when it has nothing more; it then leaves the ready state, and the
+    /// returned flag says whether receiving may resume.
+    pub fn next_member_event(&mut self, token: Token) -> MemberEvent {
+        let Some(r) = self.records.get_mut(token.index()).filter(|r| r.kind == RecordKind::Stream) else {
+            return MemberEvent::Done { resume: false };
+        };
+        if !r.is_open() {
+            r.flags &= !flag::IN_READY;
+            return MemberEvent::Done { resume: false };
+        }
+        if let Some(buf) = r.rx.pop(&self.pool) {
+            return MemberEvent::Data(buf);
+        }
+        r.flags &= !flag::IN_READY;
+        if r.flags & flag::TIMED_OUT != 0 {
+            r.flags &= !flag::TIMED_OUT;
+            return MemberEvent::TimedOut;
+        }
+        let ended = r.rx_ended() || r.tx_errno != 0;
+        if ended && r.flags & flag::END_REPORTED == 0 {
+            r.flags |= flag::END_REPORTED;
+            let errno = if r.rx_errno != 0 { r.rx_errno } else { r.tx_errno };
+            return MemberEvent::End((errno != 0).then_some(errno));
+        }
+        let resume = r.flags & flag::PAUSED != 0;
+        if resume {
+            r.flags &= !flag::PAUSED;
+        }
+        MemberEvent::Done { resume }
+    }
+
+    /// Marks `token`'s end as reported (the handler closes it). Returns `false` if it
+    /// was already.
+    pub fn mark_end_reported(&mut self, token: Token) -> bool {
+        match self.records.get_mut(token.index()) {
+            Some(r) if r.kind == RecordKind::Stream && r.flags & flag::END_REPORTED == 0 => {
+                r.flags |= flag::END_REPORTED;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// One step of a batch member (see [`IoTable::next_member_event`]).
+#[derive(Debug)]
+pub enum MemberEvent {
+    /// A received buffer.
+    Data(RxBuf),
+    /// The receive deadline passed.
+    TimedOut,
+    /// The connection ended: `None` for EOF, else the errno.
+    End(Option<i32>),
+    /// Nothing more; `resume` says whether receiving may resume.
+    Done {
+        /// Call the backend's `resume_recv`.
+        resume: bool,
+    },
+}
+
+impl IoRecord {
+    /// Marks the backend engaged on the send path; returns whether it was not (it
+    /// must be told).
+    #[inline]
+    fn engage(&mut self) -> bool {
+        let was = self.flags & flag::SEND_ENGAGED != 0;
+        self.flags |= flag::SEND_ENGAGED;
+        !was && self.flags & flag::CONNECTING == 0
+    }
+}

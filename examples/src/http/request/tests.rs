@@ -1,6 +1,8 @@
 //! Tests of the request parser: the state machine, the whole-head fast path, and that
 //! the two agree.
 
+use proptest::prelude::*;
+
 use super::*;
 
 /// An event with the body bytes resolved, so runs with different splits compare equal.
@@ -439,39 +441,245 @@ fn fast_path_agrees_with_the_state_machine() {
     }
 }
 
-#[test]
-fn word_classifiers_match_the_byte_table() {
-    // Each byte value at each position of a word, among bytes that never stop a scan.
-    for b in 0..=255u8 {
-        for at in 0..8 {
-            let mut word = *b"aaaaaaaa";
-            word[at] = b;
-            let w = u64::from_le_bytes(word);
-            let flagged = |stops: u64| if stops == 0 { 8 } else { stops.trailing_zeros() as usize / 8 };
-            let class = CLASS[usize::from(b)];
-            let expect = |stops_here: bool| if stops_here { at } else { 8 };
-            assert_eq!(flagged(target_stops(w)), expect(class & TARGET == 0), "target {b:#x} at {at}");
-            assert_eq!(flagged(value_stops(w)), expect(class & VALUE == 0 || b == b'\t'), "value {b:#x} at {at}");
-            let name_char = b.is_ascii_alphanumeric() || b == b'-';
-            assert_eq!(flagged(name_stops(w)), expect(!name_char), "name {b:#x} at {at}");
-        }
-    }
+/// Every `tchar`, for generated names and methods.
+const TCHARS: &[u8] = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// The fixed seed of the generated-stream property tests, so that a run is repeatable.
+const SEED: u64 = 0x5eed_0f4e_114e_ad00;
+
+/// `word` with each letter's case chosen at random.
+fn any_case(word: &'static str) -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(proptest::bool::ANY, word.len()).prop_map(move |upper| {
+        word.bytes()
+            .zip(upper)
+            .map(|(b, up)| if up { b.to_ascii_uppercase() } else { b.to_ascii_lowercase() })
+            .collect()
+    })
 }
 
-#[test]
-fn words_past_the_end_read_as_zero() {
-    let buf = b"0123456789";
-    assert_eq!(word_from(buf, 0), u64::from_le_bytes(*b"01234567"));
-    assert_eq!(word_from(buf, 2), u64::from_le_bytes(*b"23456789"));
-    assert_eq!(word_from(buf, 7), u64::from_le_bytes(*b"789\0\0\0\0\0"));
-    assert_eq!(word_from(buf, 9), u64::from(b'9'));
-    assert_eq!(word_from(b"abc", 1), 0, "shorter than a word: no bytes");
-    assert_eq!(scan(buf, 0, value_stops), buf.len());
-    assert_eq!(scan(b"ab\rcdefghijk", 0, value_stops), 2);
-    assert_eq!(scan(b"abcdefghij\r", 3, value_stops), 10);
+/// Optional whitespace: a few SP and HTAB.
+fn ows() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(proptest::sample::select(vec![b' ', b'\t']), 0..3)
+}
+
+/// A byte of the given set.
+fn one_of(bytes: &'static [u8]) -> impl Strategy<Value = u8> {
+    proptest::sample::select(bytes.to_vec())
+}
+
+fn method() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        30 => proptest::sample::select(vec!["GET", "POST", "PUT", "DELETE", "OPTIONS", "G", "GETS", "POS", "get"])
+            .prop_map(|m| m.as_bytes().to_vec()),
+        3 => proptest::collection::vec(one_of(TCHARS), 1..9),
+        1 => proptest::collection::vec(proptest::num::u8::ANY, 0..4),
+    ]
+}
+
+fn target() -> impl Strategy<Value = Vec<u8>> {
+    let visible: Vec<u8> = (0x21..=0x7e).collect();
+    prop_oneof![
+        // Mostly short, sometimes up to past MAX_PATH.
+        30 => proptest::collection::vec(proptest::sample::select(visible.clone()), 0..12)
+            .prop_map(|rest| [&b"/"[..], &rest].concat()),
+        4 => proptest::collection::vec(proptest::sample::select(visible), 0..70)
+            .prop_map(|rest| [&b"/"[..], &rest].concat()),
+        1 => proptest::collection::vec(proptest::num::u8::ANY, 0..6),
+    ]
+}
+
+fn version() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        24 => Just(b"HTTP/1.1".to_vec()),
+        6 => Just(b"HTTP/1.0".to_vec()),
+        1 => proptest::sample::select(vec!["HTTP/2.0", "HTTP/1.10", "http/1.1", "HTTP/1.", "HTTP/11", "HTTP/1.1 "])
+            .prop_map(|v| v.as_bytes().to_vec()),
+    ]
+}
+
+/// What a Content-Length may say: mostly valid (mostly 0, so that no body swallows the
+/// next request), sometimes not.
+fn content_length_value() -> impl Strategy<Value = Vec<u8>> {
+    let digits = prop_oneof![
+        8 => Just("0"),
+        4 => proptest::sample::select(vec!["1", "5", "007", "12", "18446744073709551615"]),
+        2 => proptest::sample::select(vec![
+            "18446744073709551616", "99999999999999999999", "", "-1", "+1", "1 2", "1,1", "0x10", "3\x7f",
+        ]),
+    ];
+    (ows(), digits, ows()).prop_map(|(a, n, b)| [&a[..], n.as_bytes(), &b].concat())
+}
+
+/// Connection tokens between commas and whitespace.
+fn connection_value() -> impl Strategy<Value = Vec<u8>> {
+    let token = proptest::sample::select(vec!["close", "keep-alive", "Keep-Alive", "CLOSE", "upgrade", "closed", ""]);
+    let separator = proptest::sample::select(vec![",", ", ", " ", "\t", " ,"]);
+    proptest::collection::vec((token, separator), 0..4)
+        .prop_map(|tokens| tokens.into_iter().flat_map(|(t, sep)| [t.as_bytes(), sep.as_bytes()].concat()).collect())
+}
+
+/// Any other value: visible ASCII, SP, HTAB and obs-text, or now and then anything.
+fn other_value() -> impl Strategy<Value = Vec<u8>> {
+    let value_bytes: Vec<u8> = (0x20..=0x7e).chain([b'\t', 0x80, 0xa0, 0xfe, 0xff]).collect();
+    prop_oneof![
+        40 => proptest::collection::vec(proptest::sample::select(value_bytes), 0..40),
+        1 => proptest::collection::vec(proptest::num::u8::ANY, 0..8),
+    ]
+}
+
+/// A header name and value, the value shaped for the name.
+fn header() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
+    let near_misses = proptest::sample::select(vec![
+        "Connectio_",
+        "X-Conn-Len",
+        "Content-Lengt",
+        "Content-Lengths",
+        "Content-Lengtx",
+        "Transfer-Encodinx",
+        "Hos",
+        "Hostt",
+        "Host-",
+        "Xost",
+        "Contentxlength",
+        "connection2",
+    ]);
+    prop_oneof![
+        // The names the parser reads (and Host, which the fast path spots), in any case.
+        12 => (any_case("Host"), other_value()),
+        6 => (any_case("Content-Length"), content_length_value()),
+        6 => (any_case("Connection"), connection_value()),
+        1 => (any_case("Transfer-Encoding"), other_value()),
+        // As long as those, or nearly them, but not them.
+        6 => (near_misses.prop_map(|name| name.as_bytes().to_vec()), prop_oneof![content_length_value(), other_value()]),
+        // Any `tchar` name; now and then anything.
+        8 => (proptest::collection::vec(one_of(TCHARS), 1..24), other_value()),
+        1 => (proptest::collection::vec(proptest::num::u8::ANY, 0..6), other_value()),
+    ]
+}
+
+/// How a line ends: CRLF, now and then not quite.
+fn line_end() -> impl Strategy<Value = &'static [u8]> {
+    prop_oneof![100 => Just(&b"\r\n"[..]), 1 => Just(&b"\n"[..]), 1 => Just(&b"\r"[..]), 1 => Just(&b"\r\r\n"[..])]
+}
+
+fn header_line() -> impl Strategy<Value = Vec<u8>> {
+    let colon = prop_oneof![80 => Just(&b":"[..]), 1 => Just(&b" :"[..]), 1 => Just(&b""[..])];
+    (header(), colon, ows(), line_end())
+        .prop_map(|((name, value), colon, ws, end)| [&name[..], colon, &ws, &value, end].concat())
+}
+
+/// One request: perhaps empty lines first, the request line, header lines, the blank
+/// line, and now and then a few bytes of body (as many as it says, or not).
+fn request() -> impl Strategy<Value = Vec<u8>> {
+    (
+        proptest::collection::vec(Just(&b"\r\n"[..]), 0..2),
+        method(),
+        prop_oneof![80 => Just(&b" "[..]), 1 => Just(&b"  "[..]), 1 => Just(&b"\t"[..])],
+        target(),
+        version(),
+        line_end(),
+        proptest::collection::vec(header_line(), 0..6),
+        line_end(),
+        prop_oneof![20 => Just(Vec::new()), 1 => proptest::collection::vec(proptest::num::u8::ANY, 0..12)],
+    )
+        .prop_map(|(empty, method, sp, target, version, end, headers, blank, body)| {
+            let mut bytes = empty.concat();
+            for part in [&method[..], sp, &target, b" ", &version, end] {
+                bytes.extend_from_slice(part);
+            }
+            bytes.extend(headers.concat());
+            bytes.extend_from_slice(blank);
+            bytes.extend(body);
+            bytes
+        })
+}
+
+/// Pipelined requests, a few bytes of them overwritten.
+fn stream() -> impl Strategy<Value = Vec<u8>> {
+    (
+        proptest::collection::vec(request(), 1..4),
+        proptest::collection::vec((proptest::num::usize::ANY, proptest::num::u8::ANY), 0..3),
+        proptest::bool::weighted(0.85),
+    )
+        .prop_map(|(requests, edits, clean)| {
+            let mut bytes = requests.concat();
+            if !clean && !bytes.is_empty() {
+                for (at, byte) in edits {
+                    let at = at % bytes.len();
+                    bytes[at] = byte;
+                }
+            }
+            bytes
+        })
+}
+
+/// Events (up to the first error) and the parser's state after `chunks`.
+fn outcome(max_head: usize, chunks: &[&[u8]]) -> (Vec<Owned>, Option<HttpError>, bool) {
+    let mut parser = RequestParser::with_max_head(max_head);
+    let events = until_error(run_chunks(&mut parser, chunks));
+    (events, parser.error(), parser.is_idle())
 }
 
 proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config {
+        cases: 1024,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(SEED),
+        ..proptest::test_runner::Config::default()
+    })]
+
+    /// Generated streams (valid heads with any names, values, whitespace and case,
+    /// pipelined, some garbled) give the same events and end state whether parsed whole
+    /// (the fast path takes every head it can), a byte at a time (the state machine
+    /// only) or split at random points.
+    #[test]
+    fn generated_streams_parse_the_same_whole_split_and_byte_by_byte(
+        input in stream(),
+        cuts in proptest::collection::vec(proptest::num::usize::ANY, 0..4),
+        max_head in proptest::sample::select(vec![40usize, 64, 100, 256, DEFAULT_MAX_HEAD]),
+    ) {
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        let slow = outcome(max_head, &bytes);
+        proptest::prop_assert_eq!(&outcome(max_head, &[&input]), &slow, "whole");
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (input.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut last = 0;
+        for cut in cuts {
+            chunks.push(&input[last..cut]);
+            last = cut;
+        }
+        chunks.push(&input[last..]);
+        proptest::prop_assert_eq!(&outcome(max_head, &chunks), &slow, "split at {:?}", chunks.iter().map(|c| c.len()).collect::<Vec<_>>());
+    }
+
+    /// Where the fast path takes a head, the state machine reports the same head after
+    /// consuming exactly as many bytes.
+    #[test]
+    fn the_fast_path_consumes_what_the_state_machine_does(
+        input in stream(),
+        max_head in proptest::sample::select(vec![40usize, 64, 100, 256, DEFAULT_MAX_HEAD]),
+    ) {
+        let mut fast = RequestParser::with_max_head(max_head);
+        let mut pos = 0;
+        let Some(Event::Head(head)) = fast.next_event(&input, &mut pos) else {
+            return Ok(());
+        };
+        let head = format!("{head:?}");
+        let mut slow = RequestParser::with_max_head(max_head);
+        let consumed = (1..=input.len()).find(|&n| {
+            let mut at = 0;
+            matches!(slow.next_event(&input[n - 1..n], &mut at), Some(Event::Head(h)) if format!("{h:?}") == head)
+        });
+        proptest::prop_assert_eq!(consumed, Some(pos));
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config {
+        rng_seed: proptest::test_runner::RngSeed::Fixed(SEED),
+        ..proptest::test_runner::Config::default()
+    })]
+
     #[test]
     fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
                                    split in 0usize..600) {

@@ -1,14 +1,27 @@
 //! Incremental HTTP/1.x request parser.
 //!
-//! Owns the byte-level state machine that turns a stream of received chunks into
-//! request events. It never buffers a request: every field it must remember (method,
-//! a path of at most [`MAX_PATH`] bytes, the header being read, Content-Length digits)
-//! lives in fixed-size fields, so a request may be split anywhere across chunks, one
-//! chunk may hold many pipelined requests, and parsing allocates nothing. It never
-//! panics on input: anything it does not accept ends in [`Event::Error`].
+//! Owns turning a stream of received chunks into request events: the event dispatch and
+//! the byte-level state machine here, the whole-head fast path in `whole_head`. It
+//! never buffers a request: every field it must remember (method, a path of at most
+//! [`MAX_PATH`] bytes, the header being read, Content-Length digits) lives in fixed-size
+//! fields, so a request may be split anywhere across chunks, one chunk may hold many
+//! pipelined requests, and parsing allocates nothing. It never panics on input:
+//! anything it does not accept ends in [`Event::Error`].
+//!
+//! Two parsers give one answer. A head that lies whole and plainly valid in one chunk
+//! (the common case: one request per receive, or pipelined ones) is parsed in one pass,
+//! eight bytes at a time, by the fast path; `whole_head`'s module docs list exactly what
+//! it takes. Everything else (a head split across chunks, empty lines before it, a head
+//! over the limit, anything the parser rejects) goes to the state machine, which starts
+//! where the fast path started, having lost nothing. The events, the errors and the
+//! bytes consumed are the same either way, which the property tests in `tests` check
+//! on generated streams parsed whole, split at random and a byte at a time. The
+//! `parse_bench` example counts the instructions per request.
 
 use std::fmt;
 use std::ops::Range;
+
+mod whole_head;
 
 /// Longest request target (path) the parser keeps; a longer one is [`HttpError::UriTooLong`].
 pub const MAX_PATH: usize = 64;
@@ -161,7 +174,8 @@ enum State {
     Body,
     /// Body complete (or empty); `End` is reported next.
     EndPending,
-    Failed(HttpError),
+    /// Stopped; the parser's `error` says why.
+    Failed,
 }
 
 /// Which header's value is being read.
@@ -170,6 +184,35 @@ enum Header {
     ContentLength,
     Connection,
     Other,
+}
+
+/// What the headers of one request say, as far as the parser cares.
+#[derive(Debug, Clone, Copy)]
+struct HeaderFacts {
+    /// The `Content-Length` value (0 without one).
+    content_length: u64,
+    /// A `Content-Length` header was there.
+    has_content_length: bool,
+    /// A `Connection` header listed `close`.
+    close: bool,
+    /// A `Connection` header listed `keep-alive`.
+    keep_alive: bool,
+}
+
+impl HeaderFacts {
+    /// A head without any of the headers the parser reads.
+    const NONE: HeaderFacts =
+        HeaderFacts { content_length: 0, has_content_length: false, close: false, keep_alive: false };
+
+    /// Notes a `Content-Length` value; `false` if an earlier one said otherwise.
+    fn note_content_length(&mut self, value: u64) -> bool {
+        if self.has_content_length && self.content_length != value {
+            return false;
+        }
+        self.content_length = value;
+        self.has_content_length = true;
+        true
+    }
 }
 
 /// Incremental HTTP/1.x request parser for one connection.
@@ -198,6 +241,8 @@ enum Header {
 #[derive(Debug, Clone)]
 pub struct RequestParser {
     state: State,
+    /// Why the parser stopped; meaningful only in [`State::Failed`].
+    error: HttpError,
     max_head: usize,
     /// Bytes of the current head consumed so far.
     head_len: usize,
@@ -209,6 +254,8 @@ pub struct RequestParser {
     version_len: usize,
     version_buf: [u8; VERSION_LEN],
     version: Version,
+    /// The method of the head the fast path parsed (the state machine keeps `method`).
+    fast_method: Method,
     /// Header name bytes seen (only the first [`NAME_CAP`] are kept).
     name_len: usize,
     name: [u8; NAME_CAP],
@@ -220,9 +267,8 @@ pub struct RequestParser {
     /// Connection token being read (lower-cased; only the first [`TOKEN_CAP`] kept).
     token_len: usize,
     token: [u8; TOKEN_CAP],
-    content_length: Option<u64>,
-    conn_close: bool,
-    conn_keep_alive: bool,
+    /// What the state machine has read from the headers so far.
+    facts: HeaderFacts,
     /// Body bytes still to report.
     remaining: u64,
 }
@@ -243,6 +289,7 @@ impl RequestParser {
     pub fn with_max_head(max_head: usize) -> Self {
         RequestParser {
             state: State::Start,
+            error: HttpError::MalformedRequestLine,
             max_head,
             head_len: 0,
             method_len: 0,
@@ -252,6 +299,7 @@ impl RequestParser {
             version_len: 0,
             version_buf: [0; VERSION_LEN],
             version: Version::Http11,
+            fast_method: Method::Other,
             name_len: 0,
             name: [0; NAME_CAP],
             header: Header::Other,
@@ -260,9 +308,7 @@ impl RequestParser {
             cl_trailing_ws: false,
             token_len: 0,
             token: [0; TOKEN_CAP],
-            content_length: None,
-            conn_close: false,
-            conn_keep_alive: false,
+            facts: HeaderFacts::NONE,
             remaining: 0,
         }
     }
@@ -270,7 +316,7 @@ impl RequestParser {
     /// The error the parser stopped at, if any.
     pub fn error(&self) -> Option<HttpError> {
         match self.state {
-            State::Failed(e) => Some(e),
+            State::Failed => Some(self.error),
             _ => None,
         }
     }
@@ -298,27 +344,29 @@ impl RequestParser {
     /// Call it until it returns `None`, then feed the next chunk from position 0. An
     /// `End` may be returned with no bytes left (requests without body, or whose body
     /// ended exactly at the end of the chunk), so always call once more.
+    #[inline]
     pub fn next_event<'p>(&'p mut self, chunk: &[u8], pos: &mut usize) -> Option<Event<'p>> {
-        if *pos > chunk.len() {
-            *pos = chunk.len();
-        }
+        // The common states first, each with `*pos` in range; everything else (and a
+        // `*pos` past the end, which is clamped) out of line.
         match self.state {
-            State::Failed(e) => {
-                if *pos < chunk.len() {
-                    *pos = chunk.len();
-                    return Some(Event::Error(e));
+            // A new request: the whole-head fast path first. Anything it does not take (a
+            // split head, an error, an oversized head) is left to the state machine, which
+            // then starts from the same position.
+            State::Start if *pos < chunk.len() => match self.parse_complete_head(chunk, *pos) {
+                Some((end, read_facts)) => {
+                    *pos = end.get();
+                    let facts = if read_facts { self.facts } else { HeaderFacts::NONE };
+                    Some(self.head_event(self.fast_method, self.version, self.path_len, facts))
                 }
-                return None;
-            }
-            State::EndPending => {
+                None => self.head_step(chunk, pos),
+            },
+            State::Start if *pos == chunk.len() => None,
+            State::EndPending if *pos <= chunk.len() => {
                 self.reset_request();
-                return Some(Event::End);
+                Some(Event::End)
             }
-            State::Body => {
+            State::Body if *pos < chunk.len() => {
                 let avail = chunk.len() - *pos;
-                if avail == 0 {
-                    return None;
-                }
                 // `take` is at most `avail`, so it fits in usize.
                 let take = self.remaining.min(avail as u64) as usize;
                 let start = *pos;
@@ -327,70 +375,85 @@ impl RequestParser {
                 if self.remaining == 0 {
                     self.state = State::EndPending;
                 }
-                return Some(Event::Body(start..start + take));
+                Some(Event::Body(start..start + take))
             }
-            // Head states: nothing to do without bytes (the state machine would consume none).
-            _ if *pos == chunk.len() => return None,
+            _ => self.rare_event(chunk, pos),
+        }
+    }
+
+    /// [`next_event`](Self::next_event) in the cases it rarely meets: failed, in the
+    /// middle of a head split across chunks, out of bytes in a body, or `*pos` past the
+    /// end. Out of line, so that the common dispatch stays a few comparisons.
+    #[inline(never)]
+    fn rare_event(&mut self, chunk: &[u8], pos: &mut usize) -> Option<Event<'_>> {
+        if *pos > chunk.len() {
+            *pos = chunk.len();
+        }
+        match self.state {
+            // With `*pos` clamped, these take a common case of `next_event`.
+            State::Start | State::EndPending => return self.next_event(chunk, pos),
+            State::Body if *pos < chunk.len() => return self.next_event(chunk, pos),
+            State::Body => return None,
             _ => {}
+        }
+        if self.state == State::Failed {
+            if *pos < chunk.len() {
+                *pos = chunk.len();
+                return Some(Event::Error(self.error));
+            }
+            return None;
+        }
+        // Head states: nothing to do without bytes (the state machine would consume none).
+        if *pos == chunk.len() {
+            return None;
         }
         self.head_step(chunk, pos)
     }
 
-    /// Parses head bytes from `chunk[*pos..]` (at least one) up to the end of the head or
-    /// of the chunk. Out of line, so the per-event dispatch in `next_event` stays cheap.
+    /// Parses head bytes from `chunk[*pos..]` (at least one) with the state machine, up
+    /// to the end of the head or of the chunk.
     #[inline(never)]
     fn head_step(&mut self, chunk: &[u8], pos: &mut usize) -> Option<Event<'_>> {
-        if self.state == State::Start {
-            // Fast path: the whole head is in this chunk and plainly valid. Anything else
-            // (a split head, an error, an oversized head) is left to the byte-at-a-time
-            // state machine below, which then starts from the same position.
-            if let Some((end, method)) = self.parse_complete_head(chunk, *pos) {
-                *pos = end;
-                return Some(self.head_event(method));
-            }
-        }
         match self.parse_head(chunk, pos) {
             Ok(false) => None,
-            Ok(true) => {
-                let method = self.method();
-                Some(self.head_event(method))
-            }
+            Ok(true) => Some(self.head_event(self.method(), self.version, self.path_len, self.facts)),
             Err(e) => {
-                self.state = State::Failed(e);
+                self.state = State::Failed;
+                self.error = e;
                 *pos = chunk.len();
                 Some(Event::Error(e))
             }
         }
     }
 
-    /// The head is complete and its fields stored: move on to the body and report it.
-    fn head_event(&mut self, method: Method) -> Event<'_> {
-        let content_length = self.content_length.unwrap_or(0);
-        let keep_alive = match self.version {
-            Version::Http11 => !self.conn_close,
-            Version::Http10 => self.conn_keep_alive && !self.conn_close,
-        };
+    /// The head is complete, its path the first `path_len` bytes of `path`: move on to
+    /// the body and report it.
+    #[inline(always)]
+    fn head_event(&mut self, method: Method, version: Version, path_len: usize, facts: HeaderFacts) -> Event<'_> {
+        let content_length = facts.content_length;
+        // HTTP/1.1 keeps the connection unless told to close, HTTP/1.0 only when asked to.
+        let keep_alive = !facts.close & (version == Version::Http11 || facts.keep_alive);
         self.remaining = content_length;
         self.state = if content_length > 0 { State::Body } else { State::EndPending };
-        Event::Head(Head {
-            method,
-            path: &self.path[..self.path_len],
-            version: self.version,
-            content_length,
-            keep_alive,
-        })
+        // Both parsers keep `path_len` within `MAX_PATH`; the bound spares a check.
+        let path = &self.path[..path_len.min(MAX_PATH)];
+        Event::Head(Head { method, path, version, content_length, keep_alive })
     }
 
-    /// Clears the per-request fields after `End`.
+    /// Back to the start of a request after `End`. The state machine clears the fields
+    /// it fills when it starts a head ([`begin_head`](Self::begin_head)); the fast path
+    /// fills its own.
     fn reset_request(&mut self) {
         self.state = State::Start;
         self.head_len = 0;
+    }
+
+    /// The state machine meets the first byte of a request line: clear what it fills.
+    fn begin_head(&mut self) {
         self.method_len = 0;
         self.path_len = 0;
         self.version_len = 0;
-        self.content_length = None;
-        self.conn_close = false;
-        self.conn_keep_alive = false;
+        self.facts = HeaderFacts::NONE;
     }
 
     fn method(&self) -> Method {
@@ -424,6 +487,7 @@ impl RequestParser {
             State::Start => match b {
                 b'\r' => self.state = State::StartLf,
                 _ if is_tchar(b) => {
+                    self.begin_head();
                     self.push_method(b);
                     self.state = State::Method;
                 }
@@ -507,7 +571,7 @@ impl RequestParser {
                 _ => return Err(MalformedHeader),
             },
             // `next_event` handles these before calling `parse_head`.
-            State::Body | State::EndPending | State::Failed(_) => {}
+            State::Body | State::EndPending | State::Failed => {}
         }
         Ok(false)
     }
@@ -581,9 +645,8 @@ impl RequestParser {
                 if self.cl_digits == 0 {
                     return Err(HttpError::BadContentLength);
                 }
-                match self.content_length {
-                    Some(previous) if previous != self.cl_value => return Err(HttpError::BadContentLength),
-                    _ => self.content_length = Some(self.cl_value),
+                if !self.facts.note_content_length(self.cl_value) {
+                    return Err(HttpError::BadContentLength);
                 }
             }
             Header::Connection => self.end_token(),
@@ -595,8 +658,8 @@ impl RequestParser {
     /// A `Connection` token has ended (at a comma, whitespace or the end of the value).
     fn end_token(&mut self) {
         match &self.token[..self.token_len.min(TOKEN_CAP)] {
-            b"close" if self.token_len == 5 => self.conn_close = true,
-            b"keep-alive" if self.token_len == 10 => self.conn_keep_alive = true,
+            b"close" if self.token_len == 5 => self.facts.close = true,
+            b"keep-alive" if self.token_len == 10 => self.facts.keep_alive = true,
             _ => {}
         }
         self.token_len = 0;
@@ -617,814 +680,26 @@ fn classify_version(v: &[u8]) -> Result<Version, HttpError> {
 
 /// RFC 9110 `tchar`: the bytes allowed in a method or header name.
 fn is_tchar(b: u8) -> bool {
-    CLASS[usize::from(b)] & TCHAR != 0
+    TCHAR[usize::from(b)]
 }
 
-/// [`CLASS`] bit: an RFC 9110 `tchar`.
-const TCHAR: u8 = 1;
-/// [`CLASS`] bit: a byte allowed in a request target (visible ASCII, 0x21..=0x7e).
-const TARGET: u8 = 2;
-/// [`CLASS`] bit: a byte allowed in a header value (HTAB, SP, visible ASCII, 0x80..=0xff).
-const VALUE: u8 = 4;
+/// Which bytes are `tchar`s: one lookup instead of a chain of comparisons per byte.
+static TCHAR: [bool; 256] = tchar_table();
 
-/// Byte classes, one lookup instead of a chain of comparisons per byte.
-static CLASS: [u8; 256] = byte_classes();
-
-const fn byte_classes() -> [u8; 256] {
-    let mut table = [0u8; 256];
+const fn tchar_table() -> [bool; 256] {
+    let mut table = [false; 256];
     let mut i = 0;
     while i < 256 {
         let b = i as u8;
-        let mut class = 0;
-        if b.is_ascii_alphanumeric()
+        table[i] = b.is_ascii_alphanumeric()
             || matches!(
                 b,
                 b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
-            )
-        {
-            class |= TCHAR;
-        }
-        if b >= 0x21 && b <= 0x7e {
-            class |= TARGET;
-        }
-        if b == b'\t' || (b >= 0x20 && b != 0x7f) {
-            class |= VALUE;
-        }
-        table[i] = class;
+            );
         i += 1;
     }
     table
 }
 
-/// Eight bytes of `buf` from `i` as a little-endian word, if there are eight.
-#[inline(always)]
-fn word_at(buf: &[u8], i: usize) -> Option<u64> {
-    buf.get(i..)?.first_chunk::<8>().map(|w| u64::from_le_bytes(*w))
-}
-
-/// Eight bytes of `buf` from `i < buf.len()` as a little-endian word, zero bytes past
-/// the end (read as the buffer's last eight bytes, shifted; no per-byte tail loop).
-#[inline(always)]
-fn word_from(buf: &[u8], i: usize) -> u64 {
-    if let Some(w) = word_at(buf, i) {
-        return w;
-    }
-    match buf.len().checked_sub(8).and_then(|last| word_at(buf, last)) {
-        // Here buf.len() - 8 < i < buf.len(), so the shift is 8..=56 bits.
-        Some(w) => w >> ((i + 8 - buf.len()) * 8),
-        None => 0,
-    }
-}
-
-/// Every byte's low seven bits.
-const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-/// Every byte's top bit.
-const TOP: u64 = 0x8080_8080_8080_8080;
-/// `n` in every byte.
-const fn splat(n: u8) -> u64 {
-    0x0101_0101_0101_0101 * n as u64
-}
-
-/// Per byte of `low` (every byte below 0x80), top bit set when the byte is at least `n`
-/// (`1 <= n <= 0x80`). The sums stay below 0x100, so nothing carries between bytes.
-#[inline(always)]
-const fn at_least(low: u64, n: u8) -> u64 {
-    (low + splat(0x80 - n)) & TOP
-}
-
-/// Flags (top bit per byte) the bytes that may not appear in a request target: at most
-/// 0x20 or at least 0x7f.
-#[inline(always)]
-fn target_stops(w: u64) -> u64 {
-    let low = w & LOW7;
-    (!at_least(low, 0x21) | at_least(low, 0x7f) | w) & TOP
-}
-
-/// Flags the bytes a header value does not simply continue with: below 0x20 (CR, LF,
-/// controls and HTAB, which the caller steps over) and 0x7f. Bytes from 0x80 are allowed.
-#[inline(always)]
-fn value_stops(w: u64) -> u64 {
-    let low = w & LOW7;
-    (!at_least(low, 0x20) | at_least(low, 0x7f)) & !w & TOP
-}
-
-/// Flags the bytes of a header name that are not ASCII letters, digits or '-' (the
-/// `tchar`s real header names use; the caller checks any other byte against [`CLASS`]).
-#[inline(always)]
-fn name_stops(w: u64) -> u64 {
-    let low = w & LOW7;
-    let folded = low | splat(0x20);
-    let letter = at_least(folded, 0x61) & !at_least(folded, 0x7b);
-    let digit = at_least(low, 0x30) & !at_least(low, 0x3a);
-    let dash = at_least(low, 0x2d) & !at_least(low, 0x2e);
-    !((letter | digit | dash) & !w) & TOP
-}
-
-/// Index of the first byte at or after `i` that `stops` flags, or `buf.len()`.
-#[inline(always)]
-fn scan(buf: &[u8], mut i: usize, stops: impl Fn(u64) -> u64) -> usize {
-    while i < buf.len() {
-        let flagged = stops(word_from(buf, i));
-        if flagged != 0 {
-            return (i + (flagged.trailing_zeros() / 8) as usize).min(buf.len());
-        }
-        i += 8;
-    }
-    buf.len()
-}
-
-/// First index at or after `i` whose byte is not in `class` (or `buf.len()`).
-#[inline(always)]
-fn skip_class(buf: &[u8], mut i: usize, class: u8) -> usize {
-    while let Some(&b) = buf.get(i) {
-        if CLASS[usize::from(b)] & class == 0 {
-            break;
-        }
-        i += 1;
-    }
-    i
-}
-
-/// First index at or after `i` whose byte is not a `tchar` (or `buf.len()`).
-#[inline(always)]
-fn skip_name(buf: &[u8], mut i: usize) -> usize {
-    loop {
-        i = scan(buf, i, name_stops);
-        match buf.get(i) {
-            Some(&b) if b != b':' && CLASS[usize::from(b)] & TCHAR != 0 => i += 1,
-            _ => return i,
-        }
-    }
-}
-
-/// First index at or after `i` whose byte may not appear in a header value (or `buf.len()`).
-#[inline(always)]
-fn skip_value(buf: &[u8], mut i: usize) -> usize {
-    loop {
-        i = scan(buf, i, value_stops);
-        if buf.get(i) != Some(&b'\t') {
-            return i;
-        }
-        i += 1;
-    }
-}
-
-impl RequestParser {
-    /// Parses a request head that starts at `chunk[start]` and ends, blank line included,
-    /// within the chunk and within the head limit; `None` for anything else (a head cut
-    /// off by the end of the chunk, a leading empty line, any error, a `Content-Length`
-    /// that is not plain digits), which the byte-at-a-time state machine then handles.
-    ///
-    /// It accepts a subset of what the state machine accepts, and for those heads stores
-    /// exactly the fields the state machine would have: on success it returns the index
-    /// just past the head and the method; on `None` it leaves the parser as it found it.
-    #[inline(never)]
-    fn parse_complete_head(&mut self, chunk: &[u8], start: usize) -> Option<(usize, Method)> {
-        let parsed = self.parse_complete_head_into(chunk, start);
-        if parsed.is_none() {
-            // Undo what the attempt stored: the state machine starts from exactly these
-            // (they hold these values whenever the parser is in `State::Start`).
-            self.path_len = 0;
-            self.content_length = None;
-            self.conn_close = false;
-            self.conn_keep_alive = false;
-        }
-        parsed
-    }
-
-    /// [`parse_complete_head`](Self::parse_complete_head) minus the undo: stores fields
-    /// as it goes (fewer values live in registers), possibly returning `None` after.
-    #[inline(always)]
-    fn parse_complete_head_into(&mut self, chunk: &[u8], start: usize) -> Option<(usize, Method)> {
-        let buf = chunk.get(start..)?;
-        // Request line: method SP target SP version CRLF.
-        let first = word_at(buf, 0)?;
-        let (method, path_start) = if first & 0xffff_ffff == u64::from(u32::from_le_bytes(*b"GET ")) {
-            (Method::Get, 4)
-        } else if first & 0xff_ffff_ffff == u64::from_le_bytes(*b"POST \0\0\0") {
-            (Method::Post, 5)
-        } else {
-            let end = skip_class(buf, 0, TCHAR);
-            if end == 0 || buf.get(end) != Some(&b' ') {
-                return None;
-            }
-            let method = match &buf[..end] {
-                b"GET" => Method::Get,
-                b"POST" => Method::Post,
-                _ => Method::Other,
-            };
-            (method, end + 1)
-        };
-        let mut i = scan(buf, path_start, target_stops);
-        let path_len = i - path_start;
-        if path_len == 0 || path_len > MAX_PATH || buf.get(i) != Some(&b' ') {
-            return None;
-        }
-        self.version = match word_at(buf, i + 1)? {
-            w if w == u64::from_le_bytes(*b"HTTP/1.1") => Version::Http11,
-            w if w == u64::from_le_bytes(*b"HTTP/1.0") => Version::Http10,
-            _ => return None,
-        };
-        if buf.get(i + 9..i + 11)? != b"\r\n" {
-            return None;
-        }
-        if path_len <= 8 {
-            // Short path (the common case): one word, bytes past the path are ignored.
-            self.path[..8].copy_from_slice(&word_from(buf, path_start).to_le_bytes());
-        } else {
-            self.path[..path_len].copy_from_slice(&buf[path_start..path_start + path_len]);
-        }
-        self.path_len = path_len;
-        i += 11;
-        // Header lines: name ":" OWS value CRLF, until the empty line.
-        loop {
-            if *buf.get(i)? == b'\r' {
-                break;
-            }
-            let name_start = i;
-            i = skip_name(buf, i);
-            if i == name_start || buf.get(i) != Some(&b':') {
-                return None;
-            }
-            let name = &buf[name_start..i];
-            i += 1;
-            while let Some(b' ' | b'\t') = buf.get(i) {
-                i += 1;
-            }
-            let value_start = i;
-            i = skip_value(buf, i);
-            if buf.get(i..i + 2)? != b"\r\n" {
-                return None;
-            }
-            // Only three header names matter; the length picks the one to compare.
-            match name.len() {
-                14 if name.eq_ignore_ascii_case(b"content-length") => {
-                    let n = parse_content_length(&buf[value_start..i])?;
-                    if self.content_length.is_some_and(|previous| previous != n) {
-                        return None;
-                    }
-                    self.content_length = Some(n);
-                }
-                10 if name.eq_ignore_ascii_case(b"connection") => {
-                    for token in buf[value_start..i].split(|&b| matches!(b, b',' | b' ' | b'\t')) {
-                        if token.eq_ignore_ascii_case(b"close") {
-                            self.conn_close = true;
-                        } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                            self.conn_keep_alive = true;
-                        }
-                    }
-                }
-                17 if name.eq_ignore_ascii_case(b"transfer-encoding") => return None,
-                _ => {}
-            }
-            i += 2;
-        }
-        if buf.get(i + 1) != Some(&b'\n') {
-            return None;
-        }
-        let end = i + 2;
-        // The state machine would stop with `HeadTooLarge` on a longer head.
-        if end > self.max_head.saturating_sub(self.head_len) {
-            return None;
-        }
-        self.head_len += end;
-        Some((start + end, method))
-    }
-}
-
-/// A `Content-Length` value (after leading whitespace): digits, then optional SP/HTAB.
-fn parse_content_length(value: &[u8]) -> Option<u64> {
-    let digits = value.iter().position(|b| !b.is_ascii_digit()).unwrap_or(value.len());
-    if digits == 0 || !value[digits..].iter().all(|&b| b == b' ' || b == b'\t') {
-        return None;
-    }
-    value[..digits].iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// An event with the body bytes resolved, so runs with different splits compare equal.
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    enum Owned {
-        Head { method: Method, path: Vec<u8>, version: Version, content_length: u64, keep_alive: bool },
-        Body(Vec<u8>),
-        End,
-        Error(HttpError),
-    }
-
-    /// Feeds `chunks` in order and returns the events, adjacent body pieces merged.
-    fn run_chunks(parser: &mut RequestParser, chunks: &[&[u8]]) -> Vec<Owned> {
-        let mut events: Vec<Owned> = Vec::new();
-        for chunk in chunks {
-            parser.feed(chunk, |event| {
-                let owned = match event {
-                    Event::Head(h) => Owned::Head {
-                        method: h.method,
-                        path: h.path.to_vec(),
-                        version: h.version,
-                        content_length: h.content_length,
-                        keep_alive: h.keep_alive,
-                    },
-                    Event::Body(range) => {
-                        assert!(!range.is_empty(), "empty body range");
-                        if let Some(Owned::Body(bytes)) = events.last_mut() {
-                            bytes.extend_from_slice(&chunk[range]);
-                            return;
-                        }
-                        Owned::Body(chunk[range].to_vec())
-                    }
-                    Event::End => Owned::End,
-                    Event::Error(e) => Owned::Error(e),
-                };
-                events.push(owned);
-            });
-        }
-        events
-    }
-
-    fn run(input: &[u8]) -> Vec<Owned> {
-        run_chunks(&mut RequestParser::new(), &[input])
-    }
-
-    fn head(method: Method, path: &[u8], content_length: u64, keep_alive: bool) -> Owned {
-        Owned::Head { method, path: path.to_vec(), version: Version::Http11, content_length, keep_alive }
-    }
-
-    fn first_error(input: &[u8]) -> Option<HttpError> {
-        run(input).into_iter().find_map(|e| match e {
-            Owned::Error(e) => Some(e),
-            _ => None,
-        })
-    }
-
-    const WRK_GET: &[u8] = b"GET / HTTP/1.1\r\nHost: 192.168.11.3:60000\r\n\r\n";
-
-    #[test]
-    fn wrk_get_is_one_keep_alive_request() {
-        assert_eq!(WRK_GET.len(), 44);
-        assert_eq!(run(WRK_GET), vec![head(Method::Get, b"/", 0, true), Owned::End]);
-    }
-
-    #[test]
-    fn post_reports_body_as_ranges_of_the_chunk() {
-        let req = b"POST /wal HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello";
-        let mut parser = RequestParser::new();
-        let mut events = Vec::new();
-        let mut pos = 0;
-        while let Some(e) = parser.next_event(req, &mut pos) {
-            events.push(format!("{e:?}"));
-        }
-        let body_start = req.len() - 5;
-        assert_eq!(
-            events,
-            vec![
-                format!(
-                    "{:?}",
-                    Event::Head(Head {
-                        method: Method::Post,
-                        path: b"/wal",
-                        version: Version::Http11,
-                        content_length: 5,
-                        keep_alive: true
-                    })
-                ),
-                format!("{:?}", Event::Body(body_start..req.len())),
-                format!("{:?}", Event::End),
-            ]
-        );
-        assert_eq!(pos, req.len());
-        assert!(parser.is_idle());
-    }
-
-    #[test]
-    fn pipelined_requests_in_one_chunk() {
-        let mut input = Vec::new();
-        input.extend_from_slice(WRK_GET);
-        input.extend_from_slice(b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz");
-        input.extend_from_slice(b"PUT /b HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
-        input.extend_from_slice(WRK_GET);
-        assert_eq!(
-            run(&input),
-            vec![
-                head(Method::Get, b"/", 0, true),
-                Owned::End,
-                head(Method::Post, b"/a", 3, true),
-                Owned::Body(b"xyz".to_vec()),
-                Owned::End,
-                head(Method::Other, b"/b", 0, true),
-                Owned::End,
-                head(Method::Get, b"/", 0, true),
-                Owned::End,
-            ]
-        );
-    }
-
-    /// A stream exercising every state, including bodies and leading blank lines.
-    fn mixed_stream() -> Vec<u8> {
-        let mut input = Vec::new();
-        input.extend_from_slice(WRK_GET);
-        input.extend_from_slice(b"POST /wal/1 HTTP/1.1\r\nHost: x\r\nCONTENT-LENGTH:  12 \r\nX-A:\t v \r\n\r\n");
-        input.extend_from_slice(b"0123456789\r\n");
-        input.extend_from_slice(b"\r\nGET /x HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n");
-        input.extend_from_slice(b"GET /y HTTP/1.1\r\nConnection: foo, close\r\n\r\n");
-        input.extend_from_slice(b"POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\nZ");
-        input
-    }
-
-    fn mixed_expected() -> Vec<Owned> {
-        vec![
-            head(Method::Get, b"/", 0, true),
-            Owned::End,
-            head(Method::Post, b"/wal/1", 12, true),
-            Owned::Body(b"0123456789\r\n".to_vec()),
-            Owned::End,
-            Owned::Head {
-                method: Method::Get,
-                path: b"/x".to_vec(),
-                version: Version::Http10,
-                content_length: 0,
-                keep_alive: true,
-            },
-            Owned::End,
-            head(Method::Get, b"/y", 0, false),
-            Owned::End,
-            head(Method::Post, b"/", 1, true),
-            Owned::Body(b"Z".to_vec()),
-            Owned::End,
-        ]
-    }
-
-    #[test]
-    fn mixed_stream_unsplit() {
-        assert_eq!(run(&mixed_stream()), mixed_expected());
-    }
-
-    #[test]
-    fn every_single_split_point_gives_the_same_events() {
-        let input = mixed_stream();
-        let expected = mixed_expected();
-        for split in 0..=input.len() {
-            let (a, b) = input.split_at(split);
-            let events = run_chunks(&mut RequestParser::new(), &[a, b]);
-            assert_eq!(events, expected, "split at {split}");
-        }
-    }
-
-    #[test]
-    fn every_pair_of_split_points_gives_the_same_events() {
-        // Three chunks: catches state carried across an empty middle chunk, too.
-        let input = mixed_stream();
-        let expected = mixed_expected();
-        for i in 0..=input.len() {
-            for j in (i..=input.len()).step_by(7) {
-                let events = run_chunks(&mut RequestParser::new(), &[&input[..i], &input[i..j], &input[j..]]);
-                assert_eq!(events, expected, "splits at {i} and {j}");
-            }
-        }
-    }
-
-    #[test]
-    fn byte_at_a_time_gives_the_same_events() {
-        let input = mixed_stream();
-        let chunks: Vec<&[u8]> = input.chunks(1).collect();
-        assert_eq!(run_chunks(&mut RequestParser::new(), &chunks), mixed_expected());
-    }
-
-    #[test]
-    fn keep_alive_defaults_and_overrides() {
-        let cases: &[(&[u8], bool)] = &[
-            (b"GET / HTTP/1.1\r\n\r\n", true),
-            (b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", false),
-            (b"GET / HTTP/1.1\r\nConnection: CLOSE\r\n\r\n", false),
-            (b"GET / HTTP/1.1\r\nConnection: keep-alive\r\n\r\n", true),
-            (b"GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n", false),
-            (b"GET / HTTP/1.1\r\nConnection: closed\r\n\r\n", true),
-            (b"GET / HTTP/1.0\r\n\r\n", false),
-            (b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true),
-            (b"GET / HTTP/1.0\r\nconnection:upgrade,keep-alive\r\n\r\n", true),
-            (b"GET / HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n", false),
-            (b"GET / HTTP/1.0\r\nX-Connection: keep-alive\r\n\r\n", false),
-        ];
-        for (input, keep_alive) in cases {
-            match &run(input)[..] {
-                [Owned::Head { keep_alive: k, .. }, Owned::End] => {
-                    assert_eq!(k, keep_alive, "{}", String::from_utf8_lossy(input))
-                }
-                other => panic!("{}: {other:?}", String::from_utf8_lossy(input)),
-            }
-        }
-    }
-
-    #[test]
-    fn content_length_forms() {
-        let ok: &[(&[u8], u64)] = &[
-            (b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 0),
-            (b"POST / HTTP/1.1\r\ncOnTeNt-LeNgTh:2\r\n\r\nab", 2),
-            (b"POST / HTTP/1.1\r\nContent-Length: 007\r\n\r\n1234567", 7),
-            (b"POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nab", 2),
-            (b"POST / HTTP/1.1\r\nContent-Length-X: 9\r\n\r\n", 0),
-        ];
-        for (input, len) in ok {
-            match &run(input)[..] {
-                [Owned::Head { content_length, .. }, rest @ ..] => {
-                    assert_eq!(content_length, len);
-                    assert_eq!(rest.last(), Some(&Owned::End));
-                }
-                other => panic!("{other:?}"),
-            }
-        }
-        let max = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", u64::MAX);
-        assert!(matches!(&run(max.as_bytes())[..], [Owned::Head { content_length: u64::MAX, .. }]));
-    }
-
-    #[test]
-    fn bad_content_lengths_are_errors() {
-        let bad: &[&[u8]] = &[
-            b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: \r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: 1 2\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: 0x10\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: 1,1\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: 18446744073709551616\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-        ];
-        for input in bad {
-            assert_eq!(first_error(input), Some(HttpError::BadContentLength), "{}", String::from_utf8_lossy(input));
-        }
-    }
-
-    #[test]
-    fn malformed_inputs_are_errors() {
-        use HttpError::*;
-        let cases: &[(&[u8], HttpError)] = &[
-            (b"\x00\x01\x02garbage", MalformedRequestLine),
-            (b"GET / HTTP/1.1\n\n", MalformedRequestLine),
-            (b"GET / HTTP/1.1\r\nHost: x\n\r\n", MalformedHeader),
-            (b"GET / HTTP/1.1\r\nHost: x\r\n\n", MalformedHeader),
-            (b"GET / HTTP/1.1\r\nHost: x\rX\r\n\r\n", MalformedHeader),
-            (b"GET  / HTTP/1.1\r\n\r\n", MalformedRequestLine),
-            (b"GET /  HTTP/1.1\r\n\r\n", MalformedRequestLine),
-            (b"GET /\r\n\r\n", MalformedRequestLine),
-            (b" GET / HTTP/1.1\r\n\r\n", MalformedRequestLine),
-            (b"GET / HTTP/1.1 \r\n\r\n", MalformedRequestLine),
-            (b"GET / HTTP/1.10\r\n\r\n", MalformedRequestLine),
-            (b"GET / http/1.1\r\n\r\n", MalformedRequestLine),
-            (b"GET / HTTP/2.0\r\n\r\n", UnsupportedVersion),
-            (b"GET / HTTP/1.1\r\n: v\r\n\r\n", MalformedHeader),
-            (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", MalformedHeader),
-            (b"GET / HTTP/1.1\r\nHost\r\n\r\n", MalformedHeader),
-            (b"GET / HTTP/1.1\r\nA: b\r\n  folded\r\n\r\n", MalformedHeader),
-            (b"GET / HTTP/1.1\r\nA: b\x01c\r\n\r\n", MalformedHeader),
-            (b"GET /\xff HTTP/1.1\r\n\r\n", MalformedRequestLine),
-            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", TransferEncodingUnsupported),
-            (b"POST / HTTP/1.1\r\ntransfer-encoding: identity\r\n\r\n", TransferEncodingUnsupported),
-        ];
-        for (input, error) in cases {
-            assert_eq!(first_error(input), Some(*error), "{}", String::from_utf8_lossy(input));
-        }
-    }
-
-    #[test]
-    fn path_limit() {
-        let mut ok = b"GET /".to_vec();
-        ok.resize(4 + MAX_PATH, b'a');
-        ok.extend_from_slice(b" HTTP/1.1\r\n\r\n");
-        assert!(matches!(&run(&ok)[..], [Owned::Head { path, .. }, Owned::End] if path.len() == MAX_PATH));
-        let mut long = b"GET /".to_vec();
-        long.resize(5 + MAX_PATH, b'a');
-        long.extend_from_slice(b" HTTP/1.1\r\n\r\n");
-        assert_eq!(first_error(&long), Some(HttpError::UriTooLong));
-        assert_eq!(HttpError::UriTooLong.status(), 414);
-    }
-
-    #[test]
-    fn head_limit() {
-        let mut input = b"GET / HTTP/1.1\r\n".to_vec();
-        while input.len() < DEFAULT_MAX_HEAD {
-            input.extend_from_slice(b"X-Filler: 0123456789012345678901234567890123456789\r\n");
-        }
-        input.extend_from_slice(b"\r\n");
-        assert_eq!(first_error(&input), Some(HttpError::HeadTooLarge));
-        // Exactly at the limit is accepted.
-        let exact = b"GET / HTTP/1.1\r\nA: bc\r\n\r\n";
-        let events = run_chunks(&mut RequestParser::with_max_head(exact.len()), &[exact]);
-        assert_eq!(events, vec![head(Method::Get, b"/", 0, true), Owned::End]);
-        let events = run_chunks(&mut RequestParser::with_max_head(exact.len() - 1), &[exact]);
-        assert_eq!(events, vec![Owned::Error(HttpError::HeadTooLarge)]);
-        // An endless header line is cut off at the limit, whatever the split.
-        let mut parser = RequestParser::new();
-        let filler = [b'a'; 1000];
-        let mut errors = 0;
-        parser.feed(b"GET / HTTP/1.1\r\nX: ", |_| {});
-        for _ in 0..20 {
-            parser.feed(&filler, |e| {
-                assert_eq!(e, Event::Error(HttpError::HeadTooLarge));
-                errors += 1;
-            });
-        }
-        assert_eq!(errors, 12, "reported once per chunk fed after failing");
-    }
-
-    #[test]
-    fn error_is_terminal_and_valid_input_after_it_is_refused() {
-        let mut parser = RequestParser::new();
-        let events = run_chunks(&mut parser, &[b"BAD\x01", WRK_GET, b""]);
-        assert_eq!(events, vec![Owned::Error(HttpError::MalformedRequestLine); 2]);
-        assert_eq!(parser.error(), Some(HttpError::MalformedRequestLine));
-        assert!(!parser.is_idle());
-    }
-
-    #[test]
-    fn error_responses_close_the_connection() {
-        for e in [
-            HttpError::MalformedRequestLine,
-            HttpError::UnsupportedVersion,
-            HttpError::UriTooLong,
-            HttpError::MalformedHeader,
-            HttpError::BadContentLength,
-            HttpError::HeadTooLarge,
-            HttpError::TransferEncodingUnsupported,
-        ] {
-            let r = e.response();
-            let status = format!("HTTP/1.1 {} ", e.status());
-            assert!(r.starts_with(status.as_bytes()), "{e}");
-            assert!(r.ends_with(b"\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"), "{e}");
-            assert!(e.to_string().contains(&e.status().to_string()));
-        }
-    }
-
-    #[test]
-    fn idle_only_between_requests() {
-        let mut parser = RequestParser::new();
-        assert!(parser.is_idle());
-        parser.feed(b"GET / HT", |_| {});
-        assert!(!parser.is_idle());
-        parser.feed(b"TP/1.1\r\n\r\n", |_| {});
-        assert!(parser.is_idle());
-        parser.feed(b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\na", |_| {});
-        assert!(!parser.is_idle());
-        parser.feed(b"b", |_| {});
-        assert!(parser.is_idle());
-    }
-
-    #[test]
-    fn large_body_across_many_chunks() {
-        let mut parser = RequestParser::new();
-        let mut events = run_chunks(&mut parser, &[b"POST / HTTP/1.1\r\nContent-Length: 100000\r\n\r\n"]);
-        let piece = [7u8; 2048];
-        let mut sent = 0;
-        while sent < 100_000 {
-            let n = piece.len().min(100_000 - sent);
-            events.extend(run_chunks(&mut parser, &[&piece[..n]]));
-            sent += n;
-        }
-        let body: usize = events.iter().map(|e| if let Owned::Body(b) = e { b.len() } else { 0 }).sum();
-        assert_eq!(body, 100_000);
-        assert_eq!(events.last(), Some(&Owned::End));
-    }
-
-    #[test]
-    fn position_past_the_end_is_clamped() {
-        let mut parser = RequestParser::new();
-        let mut pos = 10;
-        assert!(parser.next_event(b"GET", &mut pos).is_none());
-        assert_eq!(pos, 3);
-        assert!(parser.is_idle());
-    }
-
-    /// Events up to and including the first error (a failed parser repeats it per chunk).
-    fn until_error(mut events: Vec<Owned>) -> Vec<Owned> {
-        if let Some(at) = events.iter().position(|e| matches!(e, Owned::Error(_))) {
-            events.truncate(at + 1);
-        }
-        events
-    }
-
-    /// The stream parsed whole (fast path wherever a head is complete) and byte by byte
-    /// (state machine only), with any head limit.
-    fn fast_and_slow(input: &[u8], max_head: usize) -> (Vec<Owned>, Vec<Owned>) {
-        let whole = run_chunks(&mut RequestParser::with_max_head(max_head), &[input]);
-        let bytes: Vec<&[u8]> = input.chunks(1).collect();
-        let slow = run_chunks(&mut RequestParser::with_max_head(max_head), &bytes);
-        (until_error(whole), until_error(slow))
-    }
-
-    /// Requests that take every branch of the whole-head fast path.
-    fn fast_path_stream() -> Vec<u8> {
-        let mut input = mixed_stream();
-        input.extend_from_slice(b"GET /0123456789abcdef0123456789abcdef HTTP/1.1\r\nX-Hi: a\tb\xfe\x80 c\xff\r\n\r\n");
-        input.extend_from_slice(
-            b"DELETE /k?a=b HTTP/1.0\r\nCONNECTION: Keep-Alive, Close\r\ncontent-length:\t3\t\r\n\r\nabc",
-        );
-        input.extend_from_slice(
-            b"POST /p HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\nX!#$%&'*+.^_`|~: \r\n\r\nok",
-        );
-        input.extend_from_slice(b"GET / HTTP/1.1\r\nHost: 192.168.11.3:60000\r\n\r\n");
-        input
-    }
-
-    #[test]
-    fn fast_path_agrees_with_the_state_machine() {
-        let input = fast_path_stream();
-        let (fast, slow) = fast_and_slow(&input, DEFAULT_MAX_HEAD);
-        assert_eq!(fast, slow);
-        assert_eq!(fast.iter().filter(|e| matches!(e, Owned::End)).count(), 9);
-        assert!(!fast.iter().any(|e| matches!(e, Owned::Error(_))));
-        // Every head limit around the sizes of the heads in the stream.
-        for max_head in 16..200 {
-            let (fast, slow) = fast_and_slow(&input, max_head);
-            assert_eq!(fast, slow, "max_head {max_head}");
-        }
-    }
-
-    #[test]
-    fn word_classifiers_match_the_byte_table() {
-        // Each byte value at each position of a word, among bytes that never stop a scan.
-        for b in 0..=255u8 {
-            for at in 0..8 {
-                let mut word = *b"aaaaaaaa";
-                word[at] = b;
-                let w = u64::from_le_bytes(word);
-                let flagged = |stops: u64| if stops == 0 { 8 } else { stops.trailing_zeros() as usize / 8 };
-                let class = CLASS[usize::from(b)];
-                let expect = |stops_here: bool| if stops_here { at } else { 8 };
-                assert_eq!(flagged(target_stops(w)), expect(class & TARGET == 0), "target {b:#x} at {at}");
-                assert_eq!(flagged(value_stops(w)), expect(class & VALUE == 0 || b == b'\t'), "value {b:#x} at {at}");
-                let name_char = b.is_ascii_alphanumeric() || b == b'-';
-                assert_eq!(flagged(name_stops(w)), expect(!name_char), "name {b:#x} at {at}");
-            }
-        }
-    }
-
-    #[test]
-    fn words_past_the_end_read_as_zero() {
-        let buf = b"0123456789";
-        assert_eq!(word_from(buf, 0), u64::from_le_bytes(*b"01234567"));
-        assert_eq!(word_from(buf, 2), u64::from_le_bytes(*b"23456789"));
-        assert_eq!(word_from(buf, 7), u64::from_le_bytes(*b"789\0\0\0\0\0"));
-        assert_eq!(word_from(buf, 9), u64::from(b'9'));
-        assert_eq!(word_from(b"abc", 1), 0, "shorter than a word: no bytes");
-        assert_eq!(scan(buf, 0, value_stops), buf.len());
-        assert_eq!(scan(b"ab\rcdefghijk", 0, value_stops), 2);
-        assert_eq!(scan(b"abcdefghij\r", 3, value_stops), 10);
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
-                                       split in 0usize..600) {
-            let split = split.min(data.len());
-            let mut parser = RequestParser::with_max_head(256);
-            for chunk in [&data[..split], &data[split..]] {
-                parser.feed(chunk, |event| {
-                    if let Event::Body(range) = event {
-                        assert!(range.end <= chunk.len() && !range.is_empty());
-                    }
-                });
-            }
-        }
-
-        #[test]
-        fn arbitrary_splits_of_valid_streams_agree(cuts in proptest::collection::vec(0usize..400, 0..8)) {
-            let input = mixed_stream();
-            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(input.len())).collect();
-            cuts.sort_unstable();
-            let mut chunks = Vec::new();
-            let mut last = 0;
-            for c in cuts {
-                chunks.push(&input[last..c]);
-                last = c;
-            }
-            chunks.push(&input[last..]);
-            proptest::prop_assert_eq!(run_chunks(&mut RequestParser::new(), &chunks), mixed_expected());
-        }
-
-        #[test]
-        fn mutated_requests_parse_the_same_fast_and_slow(
-            edits in proptest::collection::vec((0usize..1000, proptest::sample::select(vec![
-                b' ', b'\t', b'\r', b'\n', b':', b',', b'0', b'9', b'a', b'Z', b'-', b'/', 0u8, 0x7f, 0x80, 0xff, b'"',
-            ])), 1..4),
-            max_head in proptest::sample::select(vec![40usize, 64, 100, DEFAULT_MAX_HEAD]),
-        ) {
-            let mut input = fast_path_stream();
-            for (at, byte) in edits {
-                let at = at % input.len();
-                input[at] = byte;
-            }
-            let (fast, slow) = fast_and_slow(&input, max_head);
-            proptest::prop_assert_eq!(fast, slow);
-        }
-
-        #[test]
-        fn mutated_requests_never_panic(pos in 0usize..200, byte in proptest::num::u8::ANY) {
-            let mut input = mixed_stream();
-            let pos = pos.min(input.len() - 1);
-            input[pos] = byte;
-            let _ = run(&input);
-        }
-    }
-}
+mod tests;

@@ -112,11 +112,20 @@ fn series(rows: &[&Summary], xs: &[usize], key: impl Fn(&Summary) -> usize, metr
         .collect()
 }
 
+/// How the x axis places its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum XAxis {
+    /// Evenly spaced, in order (connections: 1, 10, 100).
+    Categories,
+    /// At their value, from 0 (server cores: linear scaling is a straight line).
+    Linear,
+}
+
 /// Draws a line chart into `path`.
 fn line_chart(
     path: &Path,
     caption: &str,
-    x_desc: &str,
+    (x_desc, axis): (&str, XAxis),
     xs: &[usize],
     lines: &[Series],
     metric: Metric,
@@ -126,33 +135,47 @@ fn line_chart(
     let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let n = xs.len().max(1);
+    let last = xs.iter().copied().max().unwrap_or(1);
+    let (x_range, ticks) = match axis {
+        XAxis::Categories => (-0.5f64..(n as f64 - 0.5), n),
+        XAxis::Linear => (0.0f64..(last as f64 * 1.08 + 0.5), last + 1),
+    };
+    // Where point `i` sits, and which label a tick at `x` gets.
+    let position = |i: usize| match axis {
+        XAxis::Categories => i as f64,
+        XAxis::Linear => xs[i] as f64,
+    };
+    let labels = xs.to_vec();
+    let label = |x: &f64| {
+        let r = x.round();
+        if (x - r).abs() > 1e-6 || r < 0.0 {
+            return String::new();
+        }
+        match axis {
+            XAxis::Categories => labels.get(r as usize).map_or(String::new(), |v| v.to_string()),
+            XAxis::Linear if labels.contains(&(r as usize)) => (r as usize).to_string(),
+            XAxis::Linear => String::new(),
+        }
+    };
     let mut chart = ChartBuilder::on(&root)
         .caption(caption, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(80)
-        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0.0f64..y_max)
+        .build_cartesian_2d(x_range, 0.0f64..y_max)
         .map_err(|e| err(&e))?;
-    let labels = xs.to_vec();
     chart
         .configure_mesh()
         .x_desc(x_desc)
         .y_desc(metric.axis())
-        .x_labels(n)
-        .x_label_formatter(&|x| {
-            let i = x.round();
-            if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels.len() {
-                labels[i as usize].to_string()
-            } else {
-                String::new()
-            }
-        })
+        .x_labels(ticks)
+        .x_label_formatter(&label)
         .draw()
         .map_err(|e| err(&e))?;
     for (si, (label, points)) in lines.iter().enumerate() {
         let color = PALETTE[si % PALETTE.len()];
         let offset = (si as f64 - lines.len() as f64 / 2.0) * 0.02;
-        let at = |i: usize| i as f64 + offset;
+        let at = |i: usize| position(i) + offset;
         chart
             .draw_series(LineSeries::new(points.iter().map(|(i, v)| (at(*i), v.median)), color.stroke_width(2)))
             .map_err(|e| err(&e))?
@@ -195,7 +218,7 @@ pub fn draw(
     } else {
         format!("{case}, {server_cores} server cores: {}", metric.axis())
     };
-    line_chart(&dir.join(&name), &caption, "connections", &conns, &lines, metric)?;
+    line_chart(&dir.join(&name), &caption, ("connections", XAxis::Categories), &conns, &lines, metric)?;
     Ok(name)
 }
 
@@ -222,7 +245,7 @@ pub fn draw_scaling(
     let name = scaling_file_name(case, conns, metric);
     let lines = series(&rows, &cores, |s| s.server_cores, metric);
     let caption = format!("{case}, {conns} connections: {} by server cores", metric.axis());
-    line_chart(&dir.join(&name), &caption, "server cores", &cores, &lines, metric)?;
+    line_chart(&dir.join(&name), &caption, ("server cores", XAxis::Linear), &cores, &lines, metric)?;
     Ok(Some(name))
 }
 

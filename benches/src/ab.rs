@@ -1,32 +1,40 @@
-//! `paste-bench ab`: the A/B matrix. For each round, each workload case and each
-//! concurrency, every subject in turn (A B C … A B C …): start the subject's server
-//! as a child pinned to the server core, drive it with the load generator pinned
-//! to the client core, and measure the window — requests, latency, the server's
-//! CPU time and RSS from `/proc`, its counters over the control channel.
+//! `paste-bench ab`: the A/B matrix. For each round, each server-core count, each
+//! workload case and each concurrency, every subject in turn (A B C … A B C …):
+//! start the subject's server as a child on the cell's server cores, drive it with
+//! load generator processes on the cell's client cores (one per core, the
+//! connections split among them, their figures merged), and measure the window —
+//! requests, latency, the server's CPU time and RSS from `/proc`, its system calls
+//! counted from outside by perf, its counters over the control channel, and how
+//! busy the machine was (load average, steal).
 //!
-//! Owns the order of runs and the measurement of one run; the statistics, the
-//! report and the charts are elsewhere. Servers are killed (by pid) after each run.
+//! Owns the order of runs and the measurement of one run; which cores a cell gets
+//! is [`crate::cores`]'s, the statistics, the report and the charts are elsewhere.
+//! Servers, load processes and perf are killed (by pid) after each run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::control::{ServerChild, ServerCounters};
+use crate::cores::{core_list, CoreSplit};
 use crate::exchange::LoadSpec;
-use crate::loadgen::{self, LoadConfig, LoadResult};
+use crate::load_process::LoadGroup;
+use crate::loadgen::{quota, LoadResult};
+use crate::machine_load::{self, CpuTimes};
 use crate::record::Record;
 use crate::subject::{ServeConfig, Subject};
+use crate::syscall_count::{SyscallCount, SyscallCounter};
 use crate::workload::Workload;
 
-/// Core the servers are pinned to.
+/// Core the callgrind mode pins its server to.
 pub const SERVER_CORE: usize = 0;
-/// Core the load generator is pinned to.
+/// Core the callgrind mode pins its load generator to.
 pub const CLIENT_CORE: usize = 1;
-/// Seconds a run costs besides its warm-up and window (start, connect, stop).
-pub const OVERHEAD_SECS: f64 = 0.12;
+/// Seconds a run costs besides its warm-up and window (start the server, perf and
+/// the load processes, connect, stop).
+pub const OVERHEAD_SECS: f64 = 0.2;
 /// Seconds per idle connection of a scale run (connect, one request, close).
 pub const SCALE_SECS_PER_CONN: f64 = 0.001;
 
@@ -73,10 +81,31 @@ pub struct AbPlan {
     pub pipeline: usize,
     /// The client.
     pub client: ClientKind,
-    /// How servers serve.
+    /// How servers serve (each cell sets the threads and cores).
     pub serve: ServeConfig,
-    /// The `paste-bench` executable (to start servers with).
+    /// The `paste-bench` executable (to start servers and load processes with).
     pub exe: PathBuf,
+    /// The core splits to run, one per server-core count, in order.
+    pub splits: Vec<CoreSplit>,
+    /// Whether perf counts the servers' system calls; `Err`: why not.
+    pub syscall_counting: Result<(), String>,
+    /// Where perf's FIFOs and output go (exists while the matrix runs).
+    pub work_dir: PathBuf,
+    /// The CPU model recorded with every run.
+    pub cpu_model: String,
+}
+
+/// One run of a round: which split, case, connections and subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    /// Index into [`AbPlan::splits`].
+    pub split: usize,
+    /// Index into [`AbPlan::cases`].
+    pub case: usize,
+    /// Connections (scale: idle connections).
+    pub conns: usize,
+    /// The subject.
+    pub subject: Subject,
 }
 
 /// A subject that cannot run a case, and why.
@@ -86,19 +115,26 @@ pub struct Unavailable {
     pub subject: String,
     /// Workload case.
     pub workload: String,
+    /// The server-core count it cannot run at (`None`: at any).
+    pub server_cores: Option<usize>,
     /// Why.
     pub reason: String,
 }
 
+/// Whether a subject can run a case at a number of server cores.
+pub type Usable<'a> = dyn Fn(Subject, &Case, usize) -> bool + 'a;
+
 impl AbPlan {
-    /// The runs of one round: (case, conns, subject) for subjects that can run.
-    pub fn runs_per_round(&self, usable: &dyn Fn(Subject, &Case) -> bool) -> Vec<(usize, usize, Subject)> {
+    /// The runs of one round, for subjects that can run.
+    pub fn runs_per_round(&self, usable: &Usable<'_>) -> Vec<Run> {
         let mut runs = vec![];
-        for (ci, case) in self.cases.iter().enumerate() {
-            for &conns in &case.conns {
-                for &s in &self.subjects {
-                    if usable(s, case) {
-                        runs.push((ci, conns, s));
+        for (split, cores) in self.splits.iter().enumerate() {
+            for (ci, case) in self.cases.iter().enumerate() {
+                for &conns in &case.conns {
+                    for &subject in &self.subjects {
+                        if usable(subject, case, cores.server_cores()) {
+                            runs.push(Run { split, case: ci, conns, subject });
+                        }
                     }
                 }
             }
@@ -115,15 +151,15 @@ impl AbPlan {
     }
 
     /// Estimated wall time of the whole matrix.
-    pub fn eta(&self, usable: &dyn Fn(Subject, &Case) -> bool) -> Duration {
+    pub fn eta(&self, usable: &Usable<'_>) -> Duration {
         let per_round: f64 =
-            self.runs_per_round(usable).iter().map(|&(ci, conns, _)| self.run_cost(&self.cases[ci], conns)).sum();
+            self.runs_per_round(usable).iter().map(|r| self.run_cost(&self.cases[r.case], r.conns)).sum();
         Duration::from_secs_f64(per_round * self.rounds as f64)
     }
 }
 
-/// Runs the whole matrix; `usable` filters subjects per case (availability).
-pub fn run_matrix(plan: &AbPlan, usable: &dyn Fn(Subject, &Case) -> bool) -> Vec<Record> {
+/// Runs the whole matrix; `usable` filters subjects per case and core count.
+pub fn run_matrix(plan: &AbPlan, usable: &Usable<'_>) -> Vec<Record> {
     let per_round = plan.runs_per_round(usable);
     let total = per_round.len() * plan.rounds;
     // The bar counts estimated milliseconds, so its ETA weighs long runs right.
@@ -135,42 +171,48 @@ pub fn run_matrix(plan: &AbPlan, usable: &dyn Fn(Subject, &Case) -> bool) -> Vec
     bar.enable_steady_tick(Duration::from_millis(200));
     let mut records = Vec::with_capacity(total);
     for round in 0..plan.rounds {
-        for &(ci, conns, subject) in &per_round {
-            let case = &plan.cases[ci];
+        for run in &per_round {
+            let case = &plan.cases[run.case];
+            let split = &plan.splits[run.split];
             bar.set_message(format!(
-                "round {}/{} {} c={} {}",
+                "round {}/{} {} c={} N={} {}",
                 round + 1,
                 plan.rounds,
                 case.name,
-                conns,
-                subject.label()
+                run.conns,
+                split.server_cores(),
+                run.subject.label()
             ));
-            let record = run_one(plan, case, conns, subject, round);
+            let record = run_one(plan, case, run.conns, run.subject, split, round);
             if record.errors > 0 {
                 bar.println(format!(
-                    "INVALID RUN {} {} c={} round {}: {}",
-                    subject.label(),
+                    "INVALID RUN {} {} c={} N={} round {}: {}",
+                    run.subject.label(),
                     case.name,
-                    conns,
+                    run.conns,
+                    split.server_cores(),
                     round + 1,
                     record.error_messages.join("; ")
                 ));
             }
             records.push(record);
-            bar.inc((plan.run_cost(case, conns) * 1000.0) as u64);
+            bar.inc((plan.run_cost(case, run.conns) * 1000.0) as u64);
         }
     }
     bar.finish_and_clear();
     records
 }
 
-fn empty_record(plan: &AbPlan, case: &Case, conns: usize, subject: Subject, round: usize) -> Record {
+fn empty_record(plan: &AbPlan, case: &Case, conns: usize, subject: Subject, split: &CoreSplit, round: usize) -> Record {
     Record {
         subject: subject.name(),
         label: subject.label(),
         emulated: subject.is_emulated(),
         workload: case.name.clone(),
         conns,
+        server_cores: split.server_cores(),
+        server_core_list: split.server.clone(),
+        client_core_list: vec![],
         round,
         requests: 0,
         rps: 0.0,
@@ -180,6 +222,8 @@ fn empty_record(plan: &AbPlan, case: &Case, conns: usize, subject: Subject, roun
         server_cpu_us_per_req: f64::NAN,
         client_cpu_us_per_req: f64::NAN,
         syscalls_per_req: None,
+        runtime_syscalls_per_req: None,
+        syscalls_note: None,
         mean_rx_batch: None,
         allocs_per_req: None,
         rss_kb: None,
@@ -192,6 +236,10 @@ fn empty_record(plan: &AbPlan, case: &Case, conns: usize, subject: Subject, roun
         },
         server_pinning: String::new(),
         client_pinning: String::new(),
+        load_avg_before: None,
+        load_avg_after: None,
+        steal_pct: None,
+        cpu_model: plan.cpu_model.clone(),
     }
 }
 
@@ -201,18 +249,22 @@ fn fail(mut record: Record, message: String) -> Record {
     record
 }
 
-/// The command starting `subject`'s server for `workload` as a controlled child.
-pub fn serve_command(plan: &AbPlan, subject: Subject, workload: Workload) -> Command {
-    serve_command_for(&plan.exe, &plan.serve, subject, workload)
+/// How a cell's server serves: the plan's settings on the split's server cores.
+pub fn cell_serve_config(plan: &AbPlan, split: &CoreSplit) -> ServeConfig {
+    ServeConfig { threads: split.server_cores(), cores: split.server.clone(), ..plan.serve.clone() }
 }
 
 /// The command starting `subject`'s server for `workload` as a controlled child of
-/// the `paste-bench` executable `exe`, pinned to [`SERVER_CORE`], served as `serve`
-/// says.
+/// the `paste-bench` executable `exe`, on `serve.threads` threads pinned to
+/// `serve.cores`, served as `serve` says.
 pub fn serve_command_for(exe: &Path, serve: &ServeConfig, subject: Subject, workload: Workload) -> Command {
     let mut cmd = Command::new(exe);
     cmd.args(["serve", "--subject", &subject.name(), "--workload", workload.name(), "--port", "0", "--control"]);
-    cmd.args(["--core", &SERVER_CORE.to_string(), "--body-len", &serve.body_len.to_string()]);
+    cmd.args(["--bind", &serve.bind.to_string(), "--threads", &serve.threads.max(1).to_string()]);
+    if !serve.cores.is_empty() {
+        cmd.args(["--cores", &core_list(&serve.cores)]);
+    }
+    cmd.args(["--body-len", &serve.body_len.to_string()]);
     if serve.batch {
         cmd.arg("--batch");
     }
@@ -228,13 +280,74 @@ pub fn serve_command_for(exe: &Path, serve: &ServeConfig, subject: Subject, work
     cmd
 }
 
+/// What a load process of a run drives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadShare {
+    /// Active connections.
+    pub conns: usize,
+    /// Idle connections (scale).
+    pub idle_conns: usize,
+    /// Number of its first connection in the run.
+    pub first_conn: usize,
+    /// Its part of the open-loop rate.
+    pub rate: Option<f64>,
+    /// Its core.
+    pub core: usize,
+}
+
+/// Splits `active` and `idle` connections (and the open-loop `rate`) over the load
+/// processes of `split` (one per client core, at most one per active connection).
+pub fn load_shares(split: &CoreSplit, active: usize, idle: usize, rate: Option<f64>) -> Vec<LoadShare> {
+    let n = split.load_processes(active);
+    let mut first_conn = 0;
+    (0..n)
+        .map(|i| {
+            let conns = quota(active as u64, n, i) as usize;
+            let share = LoadShare {
+                conns,
+                idle_conns: quota(idle as u64, n, i) as usize,
+                first_conn,
+                rate: rate.map(|r| r * conns as f64 / active.max(1) as f64),
+                core: split.clients[i],
+            };
+            first_conn += conns;
+            share
+        })
+        .collect()
+}
+
+/// The command of one load process (`paste-bench load --control`).
+pub fn load_command(
+    exe: &Path,
+    plan: &AbPlan,
+    spec: &LoadSpec,
+    addr: std::net::SocketAddr,
+    share: &LoadShare,
+) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.args(["load", "--control", "--addr", &addr.to_string(), "--workload", spec.workload.name()]);
+    cmd.args(["--conns", &share.conns.to_string(), "--idle-conns", &share.idle_conns.to_string()]);
+    cmd.args(["--first-conn", &share.first_conn.to_string(), "--pipeline", &plan.pipeline.to_string()]);
+    cmd.args(["--duration", &plan.duration.as_secs_f64().to_string(), "--cores", &share.core.to_string()]);
+    cmd.args(["--kv-value-size", &spec.kv_value_size.to_string(), "--kv-keys", &spec.kv_keys.to_string()]);
+    cmd.args(["--body-len", &spec.body_len.to_string()]);
+    if let Some(rate) = share.rate {
+        cmd.args(["--rate", &rate.to_string()]);
+    }
+    cmd
+}
+
 /// Measures one run.
-pub fn run_one(plan: &AbPlan, case: &Case, conns: usize, subject: Subject, round: usize) -> Record {
-    let mut record = empty_record(plan, case, conns, subject, round);
-    let mut server = match ServerChild::start(serve_command(plan, subject, case.workload), Duration::from_secs(10)) {
-        Ok(s) => s,
-        Err(e) => return fail(record, e.to_string()),
-    };
+pub fn run_one(plan: &AbPlan, case: &Case, conns: usize, subject: Subject, split: &CoreSplit, round: usize) -> Record {
+    let mut record = empty_record(plan, case, conns, subject, split, round);
+    record.load_avg_before = machine_load::load_avg_1min();
+    let serve = cell_serve_config(plan, split);
+    let mut server =
+        match ServerChild::start(serve_command_for(&plan.exe, &serve, subject, case.workload), Duration::from_secs(10))
+        {
+            Ok(s) => s,
+            Err(e) => return fail(record, e.to_string()),
+        };
     record.server_pinning = match &server.pinned {
         Ok(()) => "ok".into(),
         Err(e) => e.clone(),
@@ -245,18 +358,24 @@ pub fn run_one(plan: &AbPlan, case: &Case, conns: usize, subject: Subject, round
         Some(active) => (active, conns),
         None => (conns, 0),
     };
+    let mut probes = WindowProbes::start(plan, pid);
     let measured = match plan.client {
-        ClientKind::Builtin => measure_builtin(plan, case, &mut server, active, idle),
-        ClientKind::Wrk => crate::wrk::measure(plan, &mut server, active),
+        ClientKind::Builtin => measure_builtin(plan, case, &mut server, split, active, idle, &mut probes),
+        ClientKind::Wrk => crate::wrk::measure(plan, &mut server, split, active, &mut probes),
     };
     let m = match measured {
         Ok(m) => m,
         Err(message) => {
             server.stop();
+            record.load_avg_after = machine_load::load_avg_1min();
             return fail(record, message);
         }
     };
     server.stop();
+    record.load_avg_after = machine_load::load_avg_1min();
+    let (syscalls, steal) = probes.finish();
+    record.steal_pct = steal;
+    record.client_core_list = m.client_cores.clone();
     let load = &m.load;
     record.client_pinning = match &load.pinned {
         Ok(()) => "ok".into(),
@@ -271,8 +390,16 @@ pub fn run_one(plan: &AbPlan, case: &Case, conns: usize, subject: Subject, round
     record.error_messages.extend(load.messages.iter().cloned());
     let per_req = |v: f64| if load.requests == 0 { f64::NAN } else { v / load.requests as f64 };
     record.server_cpu_us_per_req = per_req(m.server_cpu.as_secs_f64() * 1e6);
+    match syscalls {
+        // The count covers the enabled interval; the requests, the window: compare rates.
+        Ok((count, counted)) if record.rps > 0.0 && !counted.is_zero() => {
+            record.syscalls_per_req = Some(count.count as f64 / counted.as_secs_f64() / record.rps);
+        }
+        Ok(_) => record.syscalls_note = Some("no request completed in the window".into()),
+        Err(note) => record.syscalls_note = Some(note),
+    }
     if let (Some(a), Some(b)) = (m.start.runtime, m.end.runtime) {
-        record.syscalls_per_req = Some(per_req(b.syscalls.saturating_sub(a.syscalls) as f64));
+        record.runtime_syscalls_per_req = Some(per_req(b.syscalls.saturating_sub(a.syscalls) as f64));
         let batches = b.rx_batches.saturating_sub(a.rx_batches);
         record.mean_rx_batch = (batches > 0).then(|| b.rx_buffers.saturating_sub(a.rx_buffers) as f64 / batches as f64);
     }
@@ -286,6 +413,76 @@ pub fn run_one(plan: &AbPlan, case: &Case, conns: usize, subject: Subject, round
         }
     }
     record
+}
+
+/// What is measured over exactly the window besides the server's own figures: its
+/// system calls (perf) and the CPU time stolen from the machine.
+#[derive(Debug)]
+pub struct WindowProbes {
+    counter: Result<SyscallCounter, String>,
+    enabled_at: Option<Instant>,
+    counted: Duration,
+    cpu_start: Option<CpuTimes>,
+    steal_pct: Option<f64>,
+}
+
+impl WindowProbes {
+    /// Starts perf on the server `pid` when the plan counts system calls.
+    pub fn start(plan: &AbPlan, pid: u32) -> WindowProbes {
+        let counter = match &plan.syscall_counting {
+            Ok(()) => SyscallCounter::start(pid, &plan.work_dir),
+            Err(why) => Err(why.clone()),
+        };
+        WindowProbes { counter, enabled_at: None, counted: Duration::ZERO, cpu_start: None, steal_pct: None }
+    }
+
+    /// Waits until perf is attached (a failure only loses the count).
+    pub fn ready(&mut self) {
+        if let Ok(c) = &mut self.counter {
+            if let Err(e) = c.ready() {
+                self.counter = Err(e);
+            }
+        }
+    }
+
+    /// The window starts.
+    pub fn open(&mut self) {
+        self.cpu_start = CpuTimes::read();
+        if let Ok(c) = &mut self.counter {
+            // perf counts from some instant between our `enable` and its ack: take
+            // the middle (the same at `disable`).
+            let enabling = Instant::now();
+            match c.enable() {
+                Ok(()) => self.enabled_at = Some(enabling + (Instant::now() - enabling) / 2),
+                Err(e) => self.counter = Err(e),
+            }
+        }
+    }
+
+    /// The window ends.
+    pub fn close(&mut self) {
+        if let Ok(c) = &mut self.counter {
+            let disabling = Instant::now();
+            match c.disable() {
+                Ok(()) => {
+                    let end = disabling + (Instant::now() - disabling) / 2;
+                    self.counted = self.enabled_at.map_or(Duration::ZERO, |at| end.saturating_duration_since(at));
+                }
+                Err(e) => self.counter = Err(e),
+            }
+        }
+        self.steal_pct = match (CpuTimes::read(), &self.cpu_start) {
+            (Some(end), Some(start)) => end.steal_pct_since(start),
+            _ => None,
+        };
+    }
+
+    /// The system calls counted and the wall time they were counted over (or why
+    /// not), and the steal over the window.
+    pub fn finish(self) -> (Result<(SyscallCount, Duration), String>, Option<f64>) {
+        let counted = self.counted;
+        (self.counter.and_then(SyscallCounter::finish).map(|c| (c, counted)), self.steal_pct)
+    }
 }
 
 /// What one run measured on both sides.
@@ -303,6 +500,8 @@ pub struct Measured {
     pub rss_end: Option<u64>,
     /// p50/p99/p99.9 in µs when the client reports quantiles instead of samples (wrk).
     pub latency_us: Option<[f64; 3]>,
+    /// The cores the load ran on.
+    pub client_cores: Vec<usize>,
 }
 
 /// Samples the server at a window edge: CPU time, then counters.
@@ -323,45 +522,57 @@ fn measure_builtin(
     plan: &AbPlan,
     case: &Case,
     server: &mut ServerChild,
+    split: &CoreSplit,
     active: usize,
     idle: usize,
+    probes: &mut WindowProbes,
 ) -> Result<Measured, String> {
-    let config = LoadConfig {
-        addr: server.addr,
-        spec: case.spec.clone(),
-        conns: active,
-        idle_conns: idle,
-        pipeline: plan.pipeline,
-        rate: plan.rate,
-        warmup: plan.warmup,
-        duration: plan.duration,
-        core: Some(CLIENT_CORE),
-    };
-    let (tx, rx) = mpsc::channel();
-    let thread = std::thread::Builder::new()
-        .name("paste-bench-load".into())
-        .spawn(move || {
-            loadgen::run(&config, move |w| {
-                let _ = tx.send(w);
-            })
-        })
-        .map_err(|e| format!("starting the load generator thread: {e}"))?;
-    let window = rx.recv();
-    let sampled = window.map(|w| {
-        sleep_until(w.start);
-        let start = sample(server);
-        sleep_until(w.end);
-        let end = sample(server);
-        (start, end)
-    });
-    let load = match thread.join() {
-        Ok(Ok(load)) => load,
-        Ok(Err(e)) => return Err(e.to_string()),
-        Err(_) => return Err("the load generator panicked".into()),
-    };
-    let (start, end) = sampled.map_err(|_| "the load generator ended before the window".to_owned())?;
-    let (cpu0, c0) = start?;
-    let (cpu1, c1) = end?;
+    let shares = load_shares(split, active, idle, plan.rate);
+    let commands = shares.iter().map(|share| load_command(&plan.exe, plan, &case.spec, server.addr, share)).collect();
+    let mut group = LoadGroup::start(commands)?;
+    let ready_limit = Duration::from_secs(30) + Duration::from_millis(10) * (active + idle) as u32;
+    group.wait_ready(ready_limit)?;
+    probes.ready();
+    let start = Instant::now() + plan.warmup;
+    group.go(SystemTime::now() + plan.warmup)?;
+    let end = start + plan.duration;
+    sleep_until(start);
+    let first = sample(server);
+    probes.open();
+    sleep_until(end);
+    probes.close();
+    let last = sample(server);
+    let load = group.results(end + Duration::from_secs(15))?;
+    let (cpu0, c0) = first?;
+    let (cpu1, c1) = last?;
     let rss_end = crate::system::process_rss_kb(server.pid()).ok();
-    Ok(Measured { load, server_cpu: cpu1.saturating_sub(cpu0), start: c0, end: c1, rss_end, latency_us: None })
+    Ok(Measured {
+        load,
+        server_cpu: cpu1.saturating_sub(cpu0),
+        start: c0,
+        end: c1,
+        rss_end,
+        latency_us: None,
+        client_cores: shares.iter().map(|s| s.core).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_and_rate_split_over_the_load_processes() {
+        let split = CoreSplit { server: vec![0, 1], clients: vec![2, 3, 4] };
+        let shares = load_shares(&split, 100, 1000, Some(9000.0));
+        assert_eq!(shares.iter().map(|s| s.conns).collect::<Vec<_>>(), [34, 33, 33]);
+        assert_eq!(shares.iter().map(|s| s.first_conn).collect::<Vec<_>>(), [0, 34, 67]);
+        assert_eq!(shares.iter().map(|s| s.idle_conns).sum::<usize>(), 1000);
+        assert_eq!(shares.iter().map(|s| s.core).collect::<Vec<_>>(), [2, 3, 4]);
+        let rate: f64 = shares.iter().filter_map(|s| s.rate).sum();
+        assert!((rate - 9000.0).abs() < 1e-6, "{rate}");
+        // One connection: one process, on the first client core.
+        let one = load_shares(&split, 1, 0, None);
+        assert_eq!(one, [LoadShare { conns: 1, idle_conns: 0, first_conn: 0, rate: None, core: 2 }]);
+    }
 }

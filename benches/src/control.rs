@@ -8,16 +8,17 @@
 //! never decides what is measured.
 
 use std::future::Future;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, Write};
 use std::pin::pin;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::Arc;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::child_process::PipedChild;
 
 /// First word of the child's address line.
 pub const LISTENING: &str = "listening";
@@ -53,10 +54,32 @@ pub fn parse_answer(line: &str) -> Option<ServerCounters> {
     serde_json::from_str(json).ok()
 }
 
-/// Child side: starts a thread answering `stats` lines on stdin; with a paste-rt
-/// `handle`, the runtime's counters are read on the runtime's own thread. Exits
-/// the process at EOF.
-pub fn spawn_answerer(handle: Option<paste_rt::Handle>) {
+/// The paste-rt runtimes of a serving child, one per thread-per-core copy, each
+/// added once its copy is serving; empty for peers.
+pub type Runtimes = Arc<Mutex<Vec<paste_rt::Handle>>>;
+
+/// The counters of every runtime in `runtimes`, summed (each read on its own
+/// runtime's thread); `None` when there are none or one does not answer.
+fn runtime_counters(runtimes: &Runtimes) -> Option<RuntimeCounters> {
+    let handles = runtimes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if handles.is_empty() {
+        return None;
+    }
+    let mut sum = RuntimeCounters::default();
+    for h in handles {
+        let snapshot = block_on_thread(h.spawn(async { paste_rt::stats() })).ok()?;
+        sum.ticks += snapshot.ticks;
+        sum.syscalls += snapshot.syscalls;
+        sum.rx_buffers += snapshot.rx_buffers;
+        sum.rx_batches += snapshot.rx_batches;
+    }
+    Some(sum)
+}
+
+/// Child side: starts a thread answering `stats` lines on stdin with the summed
+/// counters of `runtimes` (read on the runtimes' own threads) and the process's
+/// allocations. Exits the process at EOF.
+pub fn spawn_answerer(runtimes: Runtimes) {
     let spawned = std::thread::Builder::new().name("paste-bench-control".into()).spawn(move || {
         let stdin = io::stdin();
         for line in stdin.lock().lines() {
@@ -64,17 +87,10 @@ pub fn spawn_answerer(handle: Option<paste_rt::Handle>) {
             if line.trim() != STATS {
                 continue;
             }
-            let runtime = handle.as_ref().and_then(|h| {
-                let snapshot = block_on_thread(h.spawn(async { paste_rt::stats() })).ok()?;
-                Some(RuntimeCounters {
-                    ticks: snapshot.ticks,
-                    syscalls: snapshot.syscalls,
-                    rx_buffers: snapshot.rx_buffers,
-                    rx_batches: snapshot.rx_batches,
-                })
-            });
-            let counters =
-                ServerCounters { runtime, allocations: crate::alloc_count::allocations().map(|(count, _)| count) };
+            let counters = ServerCounters {
+                runtime: runtime_counters(&runtimes),
+                allocations: crate::alloc_count::allocations().map(|(count, _)| count),
+            };
             let json = serde_json::to_string(&counters).unwrap_or_else(|_| "{}".into());
             let mut out = io::stdout().lock();
             if writeln!(out, "{STATS} {json}").and_then(|()| out.flush()).is_err() {
@@ -132,10 +148,7 @@ pub enum ChildError {
 /// Parent side: a serving child process and its control channel.
 #[derive(Debug)]
 pub struct ServerChild {
-    child: Child,
-    stdin: ChildStdin,
-    lines: mpsc::Receiver<String>,
-    stderr: Arc<std::sync::Mutex<String>>,
+    child: PipedChild,
     /// The address it serves on.
     pub addr: std::net::SocketAddr,
     /// `Ok` when pinned, else why not.
@@ -145,122 +158,56 @@ pub struct ServerChild {
 impl ServerChild {
     /// Starts `command` (a `paste-bench serve ... --control`) and waits up to
     /// `timeout` for its address.
-    pub fn start(mut command: Command, timeout: Duration) -> Result<ServerChild, ChildError> {
+    pub fn start(command: Command, timeout: Duration) -> Result<ServerChild, ChildError> {
         let what = format!("{command:?}");
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| ChildError::Spawn { what, source })?;
-        let stdin = child.stdin.take().expect("stdin is piped");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut stderr_pipe = child.stderr.take().expect("stderr is piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(std::sync::Mutex::new(String::new()));
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr_pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
-                if s.len() < 64 * 1024 {
-                    s.push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            }
-        });
-        let mut server = ServerChild {
-            child,
-            stdin,
-            lines,
-            stderr,
-            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            pinned: Ok(()),
-        };
+        let mut child = PipedChild::spawn(command).map_err(|source| ChildError::Spawn { what, source })?;
         loop {
-            match server.lines.recv_timeout(timeout) {
-                Ok(line) => {
-                    let Some(rest) = line.strip_prefix(LISTENING) else { continue };
-                    let mut words = rest.split_whitespace();
-                    let addr = words.next().and_then(|a| a.parse().ok());
-                    let pin = rest.split_once("pin=").map(|(_, p)| p.trim().to_owned()).unwrap_or_default();
-                    let Some(addr) = addr else {
-                        return Err(ChildError::NoStart(format!("unreadable address line {line:?}")));
-                    };
-                    server.addr = addr;
-                    server.pinned = if pin == "ok" { Ok(()) } else { Err(pin) };
-                    return Ok(server);
-                }
-                Err(_) => {
-                    let why = server.failure("no address line");
-                    return Err(ChildError::NoStart(why));
-                }
-            }
+            let Some(line) = child.next_line(timeout) else {
+                return Err(ChildError::NoStart(child.failure("no address line")));
+            };
+            let Some(rest) = line.strip_prefix(LISTENING) else { continue };
+            let mut words = rest.split_whitespace();
+            let addr = words.next().and_then(|a| a.parse().ok());
+            let pin = rest.split_once("pin=").map(|(_, p)| p.trim().to_owned()).unwrap_or_default();
+            let Some(addr) = addr else {
+                return Err(ChildError::NoStart(format!("unreadable address line {line:?}")));
+            };
+            let pinned = if pin == "ok" { Ok(()) } else { Err(pin) };
+            return Ok(ServerChild { child, addr, pinned });
         }
     }
 
     /// The child's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.pid()
     }
 
     /// Asks for the child's counters.
     pub fn counters(&mut self, timeout: Duration) -> Result<ServerCounters, ChildError> {
-        writeln!(self.stdin, "{STATS}")
-            .and_then(|()| self.stdin.flush())
-            .map_err(|e| ChildError::NoAnswer(self.failure(&format!("writing to its stdin: {e}"))))?;
+        if let Err(e) = self.child.send_line(STATS) {
+            return Err(ChildError::NoAnswer(self.child.failure(&format!("writing to its stdin: {e}"))));
+        }
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
+            match self.child.next_line(left) {
+                Some(line) => {
                     if let Some(c) = parse_answer(&line) {
                         return Ok(c);
                     }
                 }
-                Err(_) => return Err(ChildError::NoAnswer(self.failure("no answer"))),
+                None => return Err(ChildError::NoAnswer(self.child.failure("no answer"))),
             }
         }
     }
 
     /// Whether the child is still running, and what it said on stderr.
     pub fn failure(&mut self, what: &str) -> String {
-        std::thread::sleep(Duration::from_millis(50));
-        let status = match self.child.try_wait() {
-            Ok(Some(status)) => format!("exited ({status})"),
-            Ok(None) => "still running".into(),
-            Err(e) => format!("state unknown ({e})"),
-        };
-        let stderr = self.stderr.lock().unwrap_or_else(|e| e.into_inner()).trim().to_owned();
-        if stderr.is_empty() {
-            format!("{what}; {status}")
-        } else {
-            format!("{what}; {status}; stderr: {stderr}")
-        }
+        self.child.failure(what)
     }
 
     /// Stops the child (SIGKILL: servers block forever by design) and reaps it.
-    pub fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ServerChild {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+    pub fn stop(self) {
+        self.child.stop();
     }
 }

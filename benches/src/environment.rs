@@ -1,9 +1,10 @@
 //! The machine a run happened on: kernel, CPU, cores, date, command line, git
-//! commit, and the paste-rt backend probe (which backends start here, and why the
-//! others do not).
+//! commit, the paste-rt backend probe (which backends start here, and why the
+//! others do not) and whether perf can count system calls here.
 //!
-//! Read-only: it inspects the system (uname, `/proc/cpuinfo`, `git rev-parse`) and
-//! starts each backend once to see whether it can; it never changes anything.
+//! Read-only: it inspects the system (uname, `/proc/cpuinfo`, `git rev-parse`),
+//! starts each backend once to see whether it can, and runs `perf stat` once on
+//! `true`; it never changes anything.
 
 use std::process::Command;
 
@@ -67,11 +68,20 @@ pub struct Environment {
     pub git_commit: Option<String>,
     /// The paste-rt backend probe.
     pub backends: Vec<BackendProbe>,
+    /// How system calls are counted from outside: perf's version, or why perf
+    /// cannot count here.
+    pub syscall_counter: String,
+    /// Whether perf can count system calls here.
+    pub syscall_counter_works: bool,
 }
 
 impl Environment {
-    /// Collects everything (probing the backends).
+    /// Collects everything (probing the backends and perf).
     pub fn collect() -> Environment {
+        let (syscall_counter, syscall_counter_works) = match crate::syscall_count::probe() {
+            Ok(version) => (format!("{version}: {} on the server's pid", crate::syscall_count::EVENT), true),
+            Err(why) => (why, false),
+        };
         Environment {
             kernel: kernel(),
             cpu_model: cpu_model(),
@@ -81,6 +91,8 @@ impl Environment {
             command_line: std::env::args().collect::<Vec<_>>().join(" "),
             git_commit: git_commit(),
             backends: probe_backends(),
+            syscall_counter,
+            syscall_counter_works,
         }
     }
 }
@@ -99,7 +111,8 @@ fn kernel() -> String {
     format!("{} {} {} {}", field(&u.sysname), field(&u.release), field(&u.version), field(&u.machine))
 }
 
-fn cpu_model() -> String {
+/// `/proc/cpuinfo`'s model name (`unknown` where it has none).
+pub fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {

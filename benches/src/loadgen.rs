@@ -50,6 +50,10 @@ pub struct LoadConfig {
     pub duration: Duration,
     /// Pin the generator's thread to this core.
     pub core: Option<usize>,
+    /// Number of this generator's first connection among all generators of the run
+    /// (so that connection numbers in errors, and the requests each one sends, are
+    /// those of the whole run).
+    pub first_conn: usize,
 }
 
 /// The measured window, announced once every connection is up.
@@ -127,6 +131,10 @@ pub enum LoadError {
     /// Preloading (kv keys, scale's idle connections) failed.
     #[error("preparing the run: {0}")]
     Prepare(String),
+    /// The start of the window could not be agreed on (another generator of the
+    /// run failed, or the harness went away).
+    #[error("starting the measured window: {0}")]
+    Schedule(String),
     /// A counted run ([`run_counted`]) failed: an invalid response, a stall past
     /// the phase's time limit, or the caller's step between phases.
     #[error("counted run: {0}")]
@@ -170,6 +178,11 @@ impl State {
     }
 }
 
+/// An empty latency histogram: 1 ns to 1 hour, 3 significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds")
+}
+
 /// Builds the generator's runtime: io_uring, else epoll.
 fn runtime() -> Result<paste_rt::Runtime, LoadError> {
     let build =
@@ -181,8 +194,26 @@ fn runtime() -> Result<paste_rt::Runtime, LoadError> {
 }
 
 /// Runs the load described by `config` on the calling thread. `on_window` is
-/// called once every connection is up, with the window about to be measured.
+/// called once every connection is up, with the window about to be measured: it
+/// starts after `config.warmup`.
 pub fn run(config: &LoadConfig, on_window: impl FnOnce(Window)) -> Result<LoadResult, LoadError> {
+    let (warmup, duration) = (config.warmup, config.duration);
+    run_scheduled(config, move || {
+        let start = Instant::now() + warmup;
+        on_window(Window { start, end: start + duration });
+        Ok(start)
+    })
+}
+
+/// Runs the load described by `config` on the calling thread, with a window
+/// chosen from outside: once every connection is up (and kv keys and idle
+/// connections are ready), `schedule` is called (it may block, e.g. until every
+/// other generator of the run is ready) and returns when the window starts; the
+/// load starts at once and its warm-up lasts until then.
+pub fn run_scheduled(
+    config: &LoadConfig,
+    schedule: impl FnOnce() -> Result<Instant, String>,
+) -> Result<LoadResult, LoadError> {
     let pinned = match config.core {
         Some(core) => crate::system::pin_current_thread(core).map_err(|e| e.to_string()),
         None => Err("not requested".into()),
@@ -205,7 +236,7 @@ pub fn run(config: &LoadConfig, on_window: impl FnOnce(Window)) -> Result<LoadRe
                 .enumerate()
                 .map(|(i, stream)| {
                     let (stream, spec) = (stream.clone(), config.spec.clone());
-                    let conn = (config.conns + b * CONNECT_BATCH + i) as u64;
+                    let conn = (config.first_conn + config.conns + b * CONNECT_BATCH + i) as u64;
                     paste_rt::spawn(async move { one_exchange(&stream, &spec, conn).await })
                 })
                 .collect();
@@ -213,19 +244,18 @@ pub fn run(config: &LoadConfig, on_window: impl FnOnce(Window)) -> Result<LoadRe
                 task.await.map_err(|e| LoadError::Prepare(format!("idle connection task: {e}")))??;
             }
         }
-        let start = Instant::now() + config.warmup;
+        let start = schedule().map_err(LoadError::Schedule)?;
         let window = Window { start, end: start + config.duration };
-        let latency = Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds");
         let state = Rc::new(RefCell::new(State {
             window,
-            latency,
+            latency: latency_histogram(),
             requests: 0,
             errors: 0,
             messages: vec![],
             outstanding: vec![],
         }));
-        on_window(window);
-        for (i, stream) in streams.iter().enumerate() {
+        for (index, stream) in streams.iter().enumerate() {
+            let i = config.first_conn + index;
             let sent = Rc::new(RefCell::new(VecDeque::with_capacity(config.pipeline.max(1))));
             state.borrow_mut().outstanding.push(sent.clone());
             let ex = Exchange::new(&config.spec, i as u64);
@@ -236,7 +266,7 @@ pub fn run(config: &LoadConfig, on_window: impl FnOnce(Window)) -> Result<LoadRe
                 }
                 Some(rate) => {
                     let interval = Duration::from_secs_f64(config.conns as f64 / rate.max(1e-3));
-                    let first = Instant::now() + interval.mul_f64(i as f64 / config.conns as f64);
+                    let first = Instant::now() + interval.mul_f64(index as f64 / config.conns as f64);
                     let ex = Rc::new(RefCell::new(ex));
                     let send =
                         open_loop_sender(i, stream.clone(), ex.clone(), sent.clone(), state.clone(), first, interval);
@@ -253,7 +283,8 @@ pub fn run(config: &LoadConfig, on_window: impl FnOnce(Window)) -> Result<LoadRe
         let stalled: Vec<usize> = (0..st.outstanding.len())
             .filter(|&i| st.outstanding[i].borrow().front().is_some_and(|&at| at < window.start))
             .collect();
-        for i in stalled {
+        for index in stalled {
+            let i = config.first_conn + index;
             st.error(format!("connection {i}: no response during the whole window to a request sent before it"));
         }
         if st.requests == 0 && st.errors == 0 {

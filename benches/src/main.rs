@@ -1,10 +1,11 @@
-//! `paste-bench`: paste-rt's A/B benchmark harness (BENCHMARKS.md).
+//! `paste-bench`: paste-rt's A/B benchmark harness (README, "The A/B benchmark").
 //!
 //! `ab` runs the matrix and writes the report; `callgrind` counts user-space
 //! instructions per request under valgrind; `serve` runs one subject in the
 //! foreground; `load` runs the load generator alone; `probe` shows which paste-rt
 //! backends start here. Owns the command line only: the work is in the library.
 
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
@@ -17,10 +18,13 @@ use paste_rt_bench::ab::{self, AbPlan, Case, ClientKind, Unavailable};
 use paste_rt_bench::alloc_count::CountingAlloc;
 use paste_rt_bench::callgrind::{self, CallgrindPlan, Tools};
 use paste_rt_bench::charts::{self, Metric};
+use paste_rt_bench::cores::{self, core_list, CoreSplit};
 use paste_rt_bench::environment::Environment;
 use paste_rt_bench::exchange::LoadSpec;
+use paste_rt_bench::load_process;
+use paste_rt_bench::load_threads;
 use paste_rt_bench::loadgen::{self, CountedConfig, LoadConfig};
-use paste_rt_bench::peers::PeerConfig;
+use paste_rt_bench::peers::{Peer, PeerConfig};
 use paste_rt_bench::record::summarize;
 use paste_rt_bench::report::{self, ReportContext, Results};
 use paste_rt_bench::statistics::NOISE_RULE;
@@ -31,7 +35,7 @@ use paste_rt_bench::workload::Workload;
 static ALLOC: CountingAlloc = CountingAlloc;
 
 #[derive(Parser, Debug)]
-#[command(name = "paste-bench", version, about = "paste-rt's A/B benchmark harness (see BENCHMARKS.md)")]
+#[command(name = "paste-bench", version, about = "paste-rt's A/B benchmark harness")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,10 +43,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the A/B matrix: subjects × workloads × connections × rounds, interleaved.
+    /// Run the A/B matrix: server cores × subjects × workloads × connections × rounds, interleaved.
     ///
     /// Defaults fit the 3-minute budget of a 2-core machine: 0.5 s warm-up + 2 s
-    /// measured × 3 rounds. This deviates from BENCHMARKS.md's 5 s window (which
+    /// measured × 3 rounds. This deviates from the protocol's 5 s window (which
     /// does not fit); pass `--duration 5` for the protocol's default.
     Ab(AbArgs),
     /// Count user-space instructions per request under `valgrind --tool=callgrind`.
@@ -80,7 +84,21 @@ struct AbArgs {
     /// Active connections, comma-separated.
     #[arg(long, default_value = "1,10,100")]
     conns: String,
-    /// Measured window per run, seconds (BENCHMARKS.md: 5; default 2 to fit 3 minutes).
+    /// Server cores, comma-separated (for example 1,2,4,8): each count N is a cell
+    /// of the matrix, its server on the first N cores and one load process on each
+    /// remaining core. A count that leaves no core for the load is skipped, saying
+    /// why (a 2-core machine runs N = 1 only).
+    #[arg(long, default_value = "1")]
+    server_cores: String,
+    /// The load processes' cores, comma-separated (default: every core the server
+    /// does not get). Must not overlap the server's cores.
+    #[arg(long)]
+    client_cores: Option<String>,
+    /// Do not count the servers' system calls with perf (perf's tracepoint costs
+    /// every subject a little per system call).
+    #[arg(long)]
+    no_syscall_count: bool,
+    /// Measured window per run, seconds (the protocol's is 5; default 2 to fit 3 minutes).
     #[arg(long, default_value_t = 2.0)]
     duration: f64,
     /// Warm-up per run, seconds.
@@ -183,7 +201,7 @@ struct ServerOpts {
 }
 
 impl ServerOpts {
-    fn serve_config(&self, core: Option<usize>) -> ServeConfig {
+    fn serve_config(&self, cores: Vec<usize>, threads: usize, bind: IpAddr) -> ServeConfig {
         ServeConfig {
             body_len: self.body_len,
             batch: self.batch,
@@ -192,38 +210,48 @@ impl ServerOpts {
                 wal_dir: self.wal_dir.clone(),
                 pm_latency_ns: self.pm_latency_ns,
                 wal_copy: !self.wal_zero_copy,
+                workers: threads,
             },
-            core,
+            threads,
+            cores,
+            bind,
         }
     }
 }
 
 #[derive(clap::Args, Debug)]
 struct ServeArgs {
-    /// The subject (`paste-rt-<backend>`, `hyper-paste-rt-<backend>`, tokio, monoio-uring, monoio-legacy, raw-uring, hyper-tokio).
+    /// The subject (`paste-rt-<backend>`, `hyper-paste-rt-<backend>`, tokio, tokio-mt, monoio-uring, monoio-legacy, raw-uring, hyper-tokio).
     #[arg(long)]
     subject: String,
     /// The workload.
     #[arg(long, default_value = "rpc")]
     workload: String,
-    /// Port on 127.0.0.1 (0: any; the address is printed).
+    /// Address to listen on (0.0.0.0 for a load generator on another host).
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Port (0: any; the address is printed).
     #[arg(long, default_value_t = 0)]
     port: u16,
     /// Answer `stats` lines on stdin with the counters (used by `ab`).
     #[arg(long)]
     control: bool,
-    /// Pin the server to this core.
-    #[arg(long)]
-    core: Option<usize>,
+    /// Server threads: paste-rt runtimes (thread-per-core), tokio-mt workers, or
+    /// copies of the other peers sharing the port (SO_REUSEPORT).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: u16,
+    /// Pin the server to these cores, comma-separated (thread i on the i-th).
+    #[arg(long, alias = "core", value_delimiter = ',')]
+    cores: Vec<usize>,
     #[command(flatten)]
     server: ServerOpts,
 }
 
 #[derive(clap::Args, Debug)]
 struct LoadArgs {
-    /// The server's address.
+    /// The server's address, HOST:PORT.
     #[arg(long)]
-    addr: std::net::SocketAddr,
+    addr: String,
     /// The workload.
     #[arg(long, default_value = "rpc")]
     workload: String,
@@ -251,9 +279,25 @@ struct LoadArgs {
     /// rpc/wal response body length.
     #[arg(long, default_value_t = 64)]
     body_len: usize,
-    /// Pin the generator to this core.
+    /// Generator threads, each with its own runtime and its share of the
+    /// connections; their figures are merged (latency histograms added).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: u16,
+    /// Pin the generator threads to these cores, comma-separated (thread i on the
+    /// i-th, round robin).
+    #[arg(long, alias = "core", value_delimiter = ',')]
+    cores: Vec<usize>,
+    /// Extra connections that send one request each and then stay idle.
+    #[arg(long, default_value_t = 0)]
+    idle_conns: usize,
+    /// Number of the first connection (when several load processes share a run).
+    #[arg(long, default_value_t = 0)]
+    first_conn: usize,
+    /// Harness mode (used by `ab`): print `ready` once connected, start the window
+    /// at the instant of a `go <unix-ns>` line on stdin, print the figures as one
+    /// `result <json>` line.
     #[arg(long)]
-    core: Option<usize>,
+    control: bool,
     /// Send exactly this many requests (after a warm-up of `--warmup-requests`)
     /// instead of running for `--duration`.
     #[arg(long)]
@@ -304,7 +348,7 @@ fn secs(v: f64, what: &str) -> Result<Duration, String> {
 fn run_serve(args: ServeArgs) -> Result<(), String> {
     let subject: Subject = args.subject.parse()?;
     let workload: Workload = args.workload.parse()?;
-    let config = args.server.serve_config(args.core);
+    let config = args.server.serve_config(args.cores.clone(), usize::from(args.threads), args.bind);
     subject::serve(subject, workload, args.port, &config, args.control).map_err(|e| e.to_string())
 }
 
@@ -312,20 +356,31 @@ fn spec_for(workload: Workload, body_len: usize, kv_value_size: usize, kv_keys: 
     LoadSpec { workload, body_len, kv_value_size, kv_keys }
 }
 
+/// `HOST:PORT` (a name or an address) as the first address it resolves to.
+fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    addr.to_socket_addrs()
+        .map_err(|e| format!("--addr {addr}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("--addr {addr}: no address"))
+}
+
 fn run_load(args: LoadArgs) -> Result<(), String> {
     let workload: Workload = args.workload.parse()?;
+    let addr = resolve(&args.addr)?;
     if let Some(requests) = args.requests {
-        if args.rate.is_some() {
-            return Err("--requests runs a closed loop: it cannot be combined with --rate".into());
+        if args.rate.is_some() || args.control || args.threads > 1 {
+            return Err(
+                "--requests runs one closed loop: it cannot be combined with --rate, --threads or --control".into()
+            );
         }
         let config = CountedConfig {
-            addr: args.addr,
+            addr,
             spec: spec_for(workload, args.body_len, args.kv_value_size, args.kv_keys),
             conns: args.conns,
             pipeline: args.pipeline,
             phases: vec![args.warmup_requests, requests],
             phase_limit: Duration::from_secs(600),
-            core: args.core,
+            core: args.cores.first().copied(),
         };
         let r = loadgen::run_counted(&config, |_| Ok(())).map_err(|e| e.to_string())?;
         let last = r.phases.last().copied().unwrap_or(loadgen::PhaseResult { requests: 0, elapsed: Duration::ZERO });
@@ -339,22 +394,35 @@ fn run_load(args: LoadArgs) -> Result<(), String> {
         );
         return Ok(());
     }
+    if args.conns == 0 {
+        return Err("--conns must be at least 1".into());
+    }
     let config = LoadConfig {
-        addr: args.addr,
+        addr,
         spec: spec_for(workload, args.body_len, args.kv_value_size, args.kv_keys),
         conns: args.conns,
-        idle_conns: 0,
+        idle_conns: args.idle_conns,
         pipeline: args.pipeline,
         rate: args.rate,
         warmup: secs(args.warmup, "warmup")?,
         duration: secs(args.duration, "duration")?,
-        core: args.core,
+        core: None,
+        first_conn: args.first_conn,
     };
-    let r = loadgen::run(&config, |_| {}).map_err(|e| e.to_string())?;
+    let threads = usize::from(args.threads);
+    if args.control {
+        let outcome = load_threads::run_threads(&config, threads, &args.cores, load_process::child_wait_for_go);
+        load_process::child_report(&outcome);
+        return outcome.map(drop);
+    }
+    let warmup = config.warmup;
+    let r = load_threads::run_threads(&config, threads, &args.cores, move || Ok(std::time::Instant::now() + warmup))?;
+    let used = threads.min(args.conns);
     println!(
-        "{workload} {} conns on {}: {:.0} req/s, p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs, client CPU {:.2} µs/req, {} errors",
+        "{workload} {} conns on {} ({used} thread{}): {:.0} req/s, p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs, client CPU {:.2} µs/req, {} errors",
         args.conns,
         r.backend,
+        if used == 1 { "" } else { "s" },
         r.rps(),
         r.latency_us(0.5),
         r.latency_us(0.99),
@@ -426,12 +494,45 @@ fn run_ab(args: AbArgs) -> Result<(), String> {
     if client == ClientKind::Wrk && !paste_rt_bench::wrk::installed() {
         return Err("--client wrk: wrk is not installed (apt-get install wrk), or use --client builtin".into());
     }
+    // Which cores each server-core count gets, and which counts cannot run here.
+    let server_cores: Vec<usize> = list(&args.server_cores, "server-cores")?;
+    if server_cores.is_empty() {
+        return Err("--server-cores: at least one count".into());
+    }
+    let client_cores: Option<Vec<usize>> = args.client_cores.as_deref().map(|c| list(c, "client-cores")).transpose()?;
+    let allowed: Vec<usize> =
+        if env.cores_allowed.is_empty() { (0..env.cores).collect() } else { env.cores_allowed.clone() };
+    let mut splits: Vec<CoreSplit> = vec![];
+    let mut skipped_cores: Vec<String> = vec![];
+    for &n in &server_cores {
+        if splits.iter().any(|s| s.server_cores() == n) {
+            continue;
+        }
+        match cores::plan(&allowed, n, client_cores.as_deref()) {
+            Ok(split) => splits.push(split),
+            Err(refusal) => skipped_cores.push(format!("--server-cores {n}: not run: {refusal}")),
+        }
+    }
+    if splits.is_empty() {
+        return Err(skipped_cores.join("; "));
+    }
+    let multi_core = splits.iter().any(|s| s.server_cores() > 1);
+
     let explicit = args.subjects.is_some();
     let subjects: Vec<Subject> = match &args.subjects {
         Some(s) => list(s, "subjects")?,
-        None => Subject::all(),
+        None => {
+            // tokio-mt is the multi-core peer: it joins the defaults when more than
+            // one server core runs.
+            let mut all = Subject::all();
+            if multi_core {
+                let at = all.iter().position(|s| *s == Subject::Peer(Peer::Tokio)).map_or(all.len(), |i| i + 1);
+                all.insert(at, Subject::Peer(Peer::TokioMt));
+            }
+            all
+        }
     };
-    // Which subjects can run which case, and why not.
+    // Which subjects can run which case, at which core counts, and why not.
     let mut unavailable: Vec<Unavailable> = vec![];
     let backend_reason = |s: Subject| -> Option<String> {
         let kind = s.backend()?;
@@ -445,16 +546,30 @@ fn run_ab(args: AbArgs) -> Result<(), String> {
         for case in &cases {
             let reason = backend_reason(s).or_else(|| s.serves(case.workload).err());
             if let Some(reason) = reason {
-                unavailable.push(Unavailable { subject: s.label(), workload: case.name.clone(), reason });
+                unavailable.push(Unavailable {
+                    subject: s.label(),
+                    workload: case.name.clone(),
+                    server_cores: None,
+                    reason,
+                });
+                continue;
+            }
+            for split in &splits {
+                if let Err(reason) = s.serves_on(case.workload, split.server_cores()) {
+                    unavailable.push(Unavailable {
+                        subject: s.label(),
+                        workload: case.name.clone(),
+                        server_cores: Some(split.server_cores()),
+                        reason,
+                    });
+                }
             }
         }
     }
-    let blocked: Vec<(Subject, String)> = subjects
-        .iter()
-        .flat_map(|&s| cases.iter().map(move |c| (s, c.name.clone())))
-        .filter(|(s, c)| unavailable.iter().any(|u| u.subject == s.label() && &u.workload == c))
-        .collect();
-    let usable = |s: Subject, c: &Case| !blocked.iter().any(|(bs, bc)| *bs == s && bc == &c.name);
+    let blocked = unavailable.clone();
+    let usable = move |s: Subject, c: &Case, n: usize| {
+        !blocked.iter().any(|u| u.subject == s.label() && u.workload == c.name && u.server_cores.is_none_or(|b| b == n))
+    };
     let wal_tmp = if cases.iter().any(|c| c.workload == Workload::Wal) && args.server.wal_dir.is_none() {
         Some(std::env::temp_dir().join(format!("paste-bench-wal-{}", std::process::id())))
     } else {
@@ -465,6 +580,15 @@ fn run_ab(args: AbArgs) -> Result<(), String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         server_opts.wal_dir = Some(dir.clone());
     }
+    let syscall_counting = if args.no_syscall_count {
+        Err("not counted: --no-syscall-count".to_owned())
+    } else if env.syscall_counter_works {
+        Ok(())
+    } else {
+        Err(env.syscall_counter.clone())
+    };
+    let work_dir = std::env::temp_dir().join(format!("paste-bench-ab-{}", std::process::id()));
+    std::fs::create_dir_all(&work_dir).map_err(|e| format!("creating {}: {e}", work_dir.display()))?;
     let plan = AbPlan {
         subjects: subjects.clone(),
         cases: cases.clone(),
@@ -474,8 +598,12 @@ fn run_ab(args: AbArgs) -> Result<(), String> {
         rate: args.rate,
         pipeline: args.pipeline.max(1),
         client,
-        serve: server_opts.serve_config(Some(ab::SERVER_CORE)),
+        serve: server_opts.serve_config(vec![], 1, IpAddr::from([127, 0, 0, 1])),
         exe: std::env::current_exe().map_err(|e| format!("locating paste-bench itself: {e}"))?,
+        splits: splits.clone(),
+        syscall_counting: syscall_counting.clone(),
+        work_dir: work_dir.clone(),
+        cpu_model: env.cpu_model.clone(),
     };
     std::fs::create_dir_all(&args.out).map_err(|e| format!("creating {}: {e}", args.out.display()))?;
 
@@ -486,24 +614,43 @@ fn run_ab(args: AbArgs) -> Result<(), String> {
         let label = if b.emulated { format!("{} (emulated)", b.subject) } else { b.subject.clone() };
         eprintln!("  {label}: {}", if b.started { "starts".to_owned() } else { format!("not run: {}", b.detail) });
     }
+    let core_splits: Vec<String> = splits
+        .iter()
+        .map(|s| {
+            let most =
+                s.load_processes(conns.iter().chain(&scale_conns).copied().max().unwrap_or(1).max(args.scale_active));
+            format!(
+                "{} server core(s): server on core(s) {}, up to {most} load process(es) on core(s) {}",
+                s.server_cores(),
+                core_list(&s.server),
+                core_list(&s.clients)
+            )
+        })
+        .collect();
+    for c in &core_splits {
+        eprintln!("  {c}");
+    }
+    for c in &skipped_cores {
+        eprintln!("  {c}");
+    }
     for u in &unavailable {
         if explicit || !u.reason.starts_with("backend does not start") {
-            eprintln!("  not run: {} × {}: {}", u.subject, u.workload, u.reason);
+            let at = u.server_cores.map(|n| format!(" on {n} server cores")).unwrap_or_default();
+            eprintln!("  not run: {} × {}{at}: {}", u.subject, u.workload, u.reason);
         }
     }
-    let mut pinning = vec![];
-    if env.cores_allowed.len() < 2
-        || !env.cores_allowed.contains(&ab::SERVER_CORE)
-        || !env.cores_allowed.contains(&ab::CLIENT_CORE)
-    {
-        let note = format!(
-            "pinning not possible as planned: this process may use cores {:?}, the plan needs cores {} and {}",
-            env.cores_allowed,
-            ab::SERVER_CORE,
-            ab::CLIENT_CORE
-        );
-        eprintln!("  {note}");
-        pinning.push(note);
+    match &syscall_counting {
+        Ok(()) => eprintln!("  syscalls per request: counted with {}", env.syscall_counter),
+        Err(why) => eprintln!("  syscalls per request: not counted: {why}"),
+    }
+    if let Some(load) = paste_rt_bench::machine_load::load_avg_1min() {
+        if load > allowed.len() as f64 {
+            eprintln!(
+                "  warning: the 1-minute load average is {load:.2} on {} usable cores: the machine is busy, \
+                 timings will be noise",
+                allowed.len()
+            );
+        }
     }
     eprintln!(
         "  {runs} runs × ({:.1} s warm-up + {:.1} s measured + ~{:.1} s overhead{}) ≈ {} (ETA)",
@@ -519,45 +666,47 @@ fn run_ab(args: AbArgs) -> Result<(), String> {
     if let Some(dir) = &wal_tmp {
         let _ = std::fs::remove_dir_all(dir);
     }
+    let _ = std::fs::remove_dir_all(&work_dir);
 
-    let failed_pins: Vec<String> = records
-        .iter()
-        .flat_map(|r| {
-            [("server", &r.server_pinning), ("client", &r.client_pinning)]
-                .into_iter()
-                .filter(|(_, p)| !p.is_empty() && p.as_str() != "ok")
-                .map(|(side, p)| format!("{side} pinning failed: {p}"))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    for p in failed_pins {
-        if !pinning.contains(&p) {
-            pinning.push(p);
+    let mut pinning: Vec<String> = vec![];
+    for r in &records {
+        for (side, p) in [("server", &r.server_pinning), ("client", &r.client_pinning)] {
+            let note = format!("{side} pinning failed: {p}");
+            if !p.is_empty() && p.as_str() != "ok" && !pinning.contains(&note) {
+                pinning.push(note);
+            }
         }
-    }
-    if pinning.is_empty() {
-        pinning.push(format!(
-            "pinning: every server on core {}, the load generator on core {}",
-            ab::SERVER_CORE,
-            ab::CLIENT_CORE
-        ));
     }
 
     let summary = summarize(&records, &args.baseline);
     let mut charts_made = vec![];
     for case in &cases {
         let mut files = vec![];
-        for metric in Metric::ALL {
-            match charts::draw(&args.out, &case.name, metric, &summary) {
-                Ok(f) => files.push(f),
-                Err(e) => eprintln!("paste-bench: {e}"),
+        for split in &splits {
+            if !summary.iter().any(|s| s.workload == case.name && s.server_cores == split.server_cores()) {
+                continue;
+            }
+            for metric in Metric::ALL {
+                match charts::draw(&args.out, &case.name, split.server_cores(), metric, &summary) {
+                    Ok(f) => files.push(f),
+                    Err(e) => eprintln!("paste-bench: {e}"),
+                }
+            }
+        }
+        for &c in &case.conns {
+            for metric in charts::SCALING {
+                match charts::draw_scaling(&args.out, &case.name, c, metric, &summary) {
+                    Ok(Some(f)) => files.push(f),
+                    Ok(None) => {}
+                    Err(e) => eprintln!("paste-bench: {e}"),
+                }
             }
         }
         charts_made.push((case.name.clone(), files));
     }
     let settings_lines = vec![
         format!(
-            "{} round(s), {:.1} s warm-up + {:.1} s measured per run (BENCHMARKS.md says 5 s; shortened so the default run fits 3 minutes on 2 cores)",
+            "{} round(s), {:.1} s warm-up + {:.1} s measured per run (the protocol's window is 5 s; shortened so the default run fits 3 minutes on 2 cores)",
             plan.rounds,
             plan.warmup.as_secs_f64(),
             plan.duration.as_secs_f64()
@@ -570,11 +719,16 @@ fn run_ab(args: AbArgs) -> Result<(), String> {
             "client: {}",
             match client {
                 ClientKind::Builtin =>
-                    "built-in generator on paste-rt (io_uring, epoll fallback), every response validated",
-                ClientKind::Wrk => "wrk (status codes checked, not bodies; no p99.9; whole seconds)",
+                    "built-in generator on paste-rt (io_uring, epoll fallback), one process per client core, every response validated",
+                ClientKind::Wrk => "wrk, one thread per client core (status codes checked, not bodies; no p99.9; whole seconds)",
             }
         ),
-        format!("workloads: {}; connections: {:?}", workload_names.join(", "), conns),
+        format!(
+            "workloads: {}; connections: {:?}; server cores: {:?}",
+            workload_names.join(", "),
+            conns,
+            splits.iter().map(CoreSplit::server_cores).collect::<Vec<_>>()
+        ),
         format!("baseline: {}", args.baseline),
         format!("wall time: {}", fmt_duration(wall)),
     ];
@@ -582,6 +736,14 @@ fn run_ab(args: AbArgs) -> Result<(), String> {
         "subjects": subjects.iter().map(|s| s.name()).collect::<Vec<_>>(),
         "workloads": cases.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
         "conns": conns,
+        "server_cores": server_cores,
+        "client_cores": client_cores,
+        "core_splits": splits,
+        "skipped_server_cores": skipped_cores,
+        "syscall_counting": match &syscall_counting {
+            Ok(()) => env.syscall_counter.clone(),
+            Err(why) => format!("not counted: {why}"),
+        },
         "rounds": plan.rounds,
         "warmup_s": plan.warmup.as_secs_f64(),
         "duration_s": plan.duration.as_secs_f64(),
@@ -591,8 +753,6 @@ fn run_ab(args: AbArgs) -> Result<(), String> {
         "baseline": args.baseline,
         "body_len": args.server.body_len,
         "phttpd_mode": if args.server.batch { "batch" } else { "tasks" },
-        "server_core": ab::SERVER_CORE,
-        "client_core": ab::CLIENT_CORE,
         "pinning": pinning,
         "wall_time_s": wall.as_secs_f64(),
     });
@@ -613,14 +773,22 @@ fn run_ab(args: AbArgs) -> Result<(), String> {
         charts: charts_made,
         unavailable: &unavailable,
         pinning,
+        skipped_cores: skipped_cores.clone(),
+        core_splits,
     };
     let md_path = args.out.join("report.md");
     std::fs::write(&md_path, report::markdown(&ctx, &records, &summary))
         .map_err(|e| format!("writing {}: {e}", md_path.display()))?;
 
+    for w in report::busy_warnings(&records) {
+        println!("WARNING: {w}");
+    }
     print!("{}", report::text_table(&summary, &args.baseline));
     println!("\nNoise rule: {NOISE_RULE}");
     println!("Client cost: {}", report::client_cost_note(&summary));
+    for c in &skipped_cores {
+        println!("{c}");
+    }
     println!("Wall time {}; wrote {}, {} and charts.", fmt_duration(wall), json_path.display(), md_path.display());
     let invalid = records.iter().filter(|r| r.errors > 0).count();
     if invalid > 0 {
@@ -681,7 +849,7 @@ fn run_callgrind(args: CallgrindArgs) -> Result<(), String> {
         requests: args.requests,
         pipeline: args.pipeline.max(1),
         phase_limit: secs(args.phase_limit, "phase-limit")?,
-        serve: server_opts.serve_config(Some(ab::SERVER_CORE)),
+        serve: server_opts.serve_config(vec![ab::SERVER_CORE], 1, IpAddr::from([127, 0, 0, 1])),
         exe: std::env::current_exe().map_err(|e| format!("locating paste-bench itself: {e}"))?,
         tools: tools.clone(),
         work_dir: work_dir.clone(),

@@ -21,6 +21,12 @@ pub struct Record {
     pub workload: String,
     /// Connections (scale: idle connections).
     pub conns: usize,
+    /// Server cores (N): paste-rt runtimes, tokio-mt workers, or peer copies.
+    pub server_cores: usize,
+    /// The server's cores.
+    pub server_core_list: Vec<usize>,
+    /// The load processes' cores, one process per core.
+    pub client_core_list: Vec<usize>,
     /// Round, from 0.
     pub round: usize,
     /// Valid responses in the window.
@@ -37,8 +43,15 @@ pub struct Record {
     pub server_cpu_us_per_req: f64,
     /// Load generator CPU time per request, µs.
     pub client_cpu_us_per_req: f64,
-    /// paste-rt system calls per request (`None` for peers: not measured).
+    /// The server's system calls per request, counted from outside the process
+    /// (perf's `raw_syscalls:sys_enter` on its pid over the window), every subject;
+    /// `None` where perf could not count (see `syscalls_note`).
     pub syscalls_per_req: Option<f64>,
+    /// paste-rt's own count of its backend's system calls per request (`None` for
+    /// peers).
+    pub runtime_syscalls_per_req: Option<f64>,
+    /// Why `syscalls_per_req` is missing, when it is.
+    pub syscalls_note: Option<String>,
     /// paste-rt receive buffers per receive batch.
     pub mean_rx_batch: Option<f64>,
     /// Server heap allocations per request.
@@ -57,6 +70,21 @@ pub struct Record {
     pub server_pinning: String,
     /// The client's pinning: `ok` or why not.
     pub client_pinning: String,
+    /// 1-minute load average before the server started.
+    pub load_avg_before: Option<f64>,
+    /// 1-minute load average after the run.
+    pub load_avg_after: Option<f64>,
+    /// CPU time stolen by the hypervisor during the window, % of all CPU time.
+    pub steal_pct: Option<f64>,
+    /// The CPU the run saw (`/proc/cpuinfo`'s model name).
+    pub cpu_model: String,
+}
+
+impl Record {
+    /// Cores the run kept busy: the server's plus the load processes'.
+    pub fn cores_in_use(&self) -> usize {
+        self.server_core_list.len().max(self.server_cores) + self.client_core_list.len()
+    }
 }
 
 /// The rounds of one subject × workload × concurrency.
@@ -72,6 +100,8 @@ pub struct Summary {
     pub workload: String,
     /// Connections.
     pub conns: usize,
+    /// Server cores.
+    pub server_cores: usize,
     /// Requests per second.
     pub rps: Option<Spread>,
     /// p50, µs.
@@ -84,8 +114,10 @@ pub struct Summary {
     pub server_cpu_us_per_req: Option<Spread>,
     /// Client CPU µs per request.
     pub client_cpu_us_per_req: Option<Spread>,
-    /// Syscalls per request.
+    /// Syscalls per request, counted from outside (perf).
     pub syscalls_per_req: Option<Spread>,
+    /// paste-rt's own count of syscalls per request.
+    pub runtime_syscalls_per_req: Option<Spread>,
     /// Mean RX batch.
     pub mean_rx_batch: Option<Spread>,
     /// Allocations per request.
@@ -107,23 +139,26 @@ fn spread_of(records: &[&Record], f: impl Fn(&Record) -> Option<f64>) -> Option<
     Spread::of(&v)
 }
 
-/// Summarises records by subject × workload × conns, in first-seen order, with
-/// ratios against `baseline` (a subject name). Rounds with errors are left out of
-/// the figures (their errors are still counted).
+/// Summarises records by subject × workload × conns × server cores, in first-seen
+/// order, with ratios against `baseline` (a subject name) at the same workload,
+/// connections and server cores. Rounds with errors are left out of the figures
+/// (their errors are still counted).
 pub fn summarize(records: &[Record], baseline: &str) -> Vec<Summary> {
-    let mut keys: Vec<(String, String, usize)> = Vec::new();
+    let mut keys: Vec<(String, String, usize, usize)> = Vec::new();
     for r in records {
-        let k = (r.subject.clone(), r.workload.clone(), r.conns);
+        let k = (r.subject.clone(), r.workload.clone(), r.conns, r.server_cores);
         if !keys.contains(&k) {
             keys.push(k);
         }
     }
     let mut out: Vec<Summary> = keys
         .iter()
-        .map(|(subject, workload, conns)| {
+        .map(|(subject, workload, conns, cores)| {
             let all: Vec<&Record> = records
                 .iter()
-                .filter(|r| &r.subject == subject && &r.workload == workload && r.conns == *conns)
+                .filter(|r| {
+                    &r.subject == subject && &r.workload == workload && r.conns == *conns && r.server_cores == *cores
+                })
                 .collect();
             let ok: Vec<&Record> = all.iter().copied().filter(|r| r.errors == 0).collect();
             Summary {
@@ -132,6 +167,7 @@ pub fn summarize(records: &[Record], baseline: &str) -> Vec<Summary> {
                 emulated: all[0].emulated,
                 workload: workload.clone(),
                 conns: *conns,
+                server_cores: *cores,
                 rps: spread_of(&ok, |r| Some(r.rps)),
                 p50_us: spread_of(&ok, |r| Some(r.p50_us)),
                 p99_us: spread_of(&ok, |r| Some(r.p99_us)),
@@ -139,6 +175,7 @@ pub fn summarize(records: &[Record], baseline: &str) -> Vec<Summary> {
                 server_cpu_us_per_req: spread_of(&ok, |r| Some(r.server_cpu_us_per_req)),
                 client_cpu_us_per_req: spread_of(&ok, |r| Some(r.client_cpu_us_per_req)),
                 syscalls_per_req: spread_of(&ok, |r| r.syscalls_per_req),
+                runtime_syscalls_per_req: spread_of(&ok, |r| r.runtime_syscalls_per_req),
                 mean_rx_batch: spread_of(&ok, |r| r.mean_rx_batch),
                 allocs_per_req: spread_of(&ok, |r| r.allocs_per_req),
                 rss_kb: spread_of(&ok, |r| r.rss_kb.map(|v| v as f64)),
@@ -151,7 +188,11 @@ pub fn summarize(records: &[Record], baseline: &str) -> Vec<Summary> {
         .collect();
     let bases: Vec<Summary> = out.iter().filter(|s| s.subject == baseline).cloned().collect();
     for s in &mut out {
-        let Some(b) = bases.iter().find(|b| b.workload == s.workload && b.conns == s.conns) else { continue };
+        let Some(b) =
+            bases.iter().find(|b| b.workload == s.workload && b.conns == s.conns && b.server_cores == s.server_cores)
+        else {
+            continue;
+        };
         s.rps_vs_baseline = match (&s.rps, &b.rps) {
             (Some(x), Some(y)) => compare(x, y),
             _ => None,

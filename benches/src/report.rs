@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::ab::Unavailable;
 use crate::environment::Environment;
+use crate::machine_load::STEAL_WARN_PCT;
 use crate::record::{Record, Summary};
 use crate::statistics::{Comparison, Spread, NOISE_RULE};
 
@@ -65,8 +66,9 @@ fn vs(c: &Option<Comparison>, is_base: bool) -> String {
     }
 }
 
-const HEADERS: [&str; 14] = [
+const HEADERS: [&str; 16] = [
     "subject",
+    "cores",
     "req/s (min–max)",
     "req/s vs base",
     "p50 µs",
@@ -75,6 +77,7 @@ const HEADERS: [&str; 14] = [
     "srv CPU µs/req (min–max)",
     "CPU vs base",
     "syscalls/req",
+    "rt syscalls/req",
     "RX batch",
     "allocs/req",
     "RSS MiB",
@@ -86,6 +89,7 @@ fn row(s: &Summary, baseline: &str) -> Vec<String> {
     let is_base = s.subject == baseline;
     vec![
         s.label.clone(),
+        s.server_cores.to_string(),
         with_range(&s.rps),
         vs(&s.rps_vs_baseline, is_base),
         median(&s.p50_us),
@@ -94,12 +98,68 @@ fn row(s: &Summary, baseline: &str) -> Vec<String> {
         with_range(&s.server_cpu_us_per_req),
         vs(&s.cpu_vs_baseline, is_base),
         median(&s.syscalls_per_req),
+        median(&s.runtime_syscalls_per_req),
         median(&s.mean_rx_batch),
         median(&s.allocs_per_req),
         s.rss_kb.as_ref().map_or("n/a".into(), |r| format!("{:.1}", r.median / 1024.0)),
         median(&s.client_cpu_us_per_req),
         s.errors.to_string(),
     ]
+}
+
+/// The rows of one (workload, conns) group: by server cores (in the order they
+/// ran), then subjects in run order.
+fn group_rows<'a>(summary: &'a [Summary], workload: &str, conns: usize) -> Vec<&'a Summary> {
+    let mut cores: Vec<usize> = vec![];
+    for s in summary.iter().filter(|s| s.workload == workload && s.conns == conns) {
+        if !cores.contains(&s.server_cores) {
+            cores.push(s.server_cores);
+        }
+    }
+    cores
+        .iter()
+        .flat_map(|&n| {
+            summary.iter().filter(move |s| s.workload == workload && s.conns == conns && s.server_cores == n)
+        })
+        .collect()
+}
+
+/// Warnings for the first lines of the report when the machine was busy: a load
+/// average above the cores a run used, or steal above [`STEAL_WARN_PCT`].
+pub fn busy_warnings(records: &[Record]) -> Vec<String> {
+    let measured: Vec<&Record> = records.iter().filter(|r| !r.client_core_list.is_empty()).collect();
+    let mut out = vec![];
+    let loaded: Vec<(f64, usize)> = measured
+        .iter()
+        .filter_map(|r| {
+            let load = r.load_avg_before.into_iter().chain(r.load_avg_after).fold(f64::NAN, f64::max);
+            (load > r.cores_in_use() as f64).then_some((load, r.cores_in_use()))
+        })
+        .collect();
+    if let Some(&(max, _)) = loaded.iter().max_by(|a, b| a.0.total_cmp(&b.0)) {
+        let cores: Vec<usize> = loaded.iter().map(|l| l.1).collect();
+        let (lo, hi) = (cores.iter().min().copied().unwrap_or(0), cores.iter().max().copied().unwrap_or(0));
+        let used = if lo == hi { lo.to_string() } else { format!("{lo}–{hi}") };
+        out.push(format!(
+            "the machine was busy: in {} of {} runs the 1-minute load average (up to {max:.2}) was above the {used} \
+             cores the run used, so other work competed for the CPUs. Timings (req/s, latency, CPU per request) \
+             from such runs are noise; the counts (syscalls/req, allocs/req) still compare. Rerun on a quiet machine \
+             for timings.",
+            loaded.len(),
+            measured.len()
+        ));
+    }
+    let stolen: Vec<f64> = measured.iter().filter_map(|r| r.steal_pct).filter(|&p| p > STEAL_WARN_PCT).collect();
+    if !stolen.is_empty() {
+        let max = stolen.iter().copied().fold(0.0, f64::max);
+        out.push(format!(
+            "the hypervisor stole CPU time: more than {STEAL_WARN_PCT:.0} % (up to {max:.1} %) during {} of {} runs; \
+             their timings are noise.",
+            stolen.len(),
+            measured.len()
+        ));
+    }
+    out
 }
 
 /// The (workload, conns) groups in first-seen order.
@@ -141,7 +201,7 @@ pub fn text_table(summary: &[Summary], baseline: &str) -> String {
     for (workload, conns) in groups(summary) {
         let _ = writeln!(out, "\n== {} (baseline: {baseline}) ==", group_title(&workload, conns, summary));
         let mut rows = vec![HEADERS.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
-        for s in summary.iter().filter(|s| s.workload == workload && s.conns == conns) {
+        for s in group_rows(summary, &workload, conns) {
             rows.push(row(s, baseline));
         }
         out.push_str(&aligned(&rows));
@@ -180,6 +240,10 @@ pub struct ReportContext<'a> {
     pub unavailable: &'a [Unavailable],
     /// Pinning notes.
     pub pinning: Vec<String>,
+    /// Server-core counts not run, and why.
+    pub skipped_cores: Vec<String>,
+    /// How the cores were split, per server-core count.
+    pub core_splits: Vec<String>,
 }
 
 /// `report.md`.
@@ -187,6 +251,9 @@ pub fn markdown(ctx: &ReportContext<'_>, records: &[Record], summary: &[Summary]
     let env = ctx.environment;
     let mut md = String::new();
     let _ = writeln!(md, "# paste-rt A/B benchmark\n");
+    for w in busy_warnings(records) {
+        let _ = writeln!(md, "> **Warning:** {w}\n");
+    }
     let _ = writeln!(md, "Produced by `{}`", env.command_line);
     let _ = writeln!(
         md,
@@ -202,9 +269,13 @@ pub fn markdown(ctx: &ReportContext<'_>, records: &[Record], summary: &[Summary]
     for s in &ctx.settings {
         let _ = writeln!(md, "- {s}");
     }
+    for c in &ctx.core_splits {
+        let _ = writeln!(md, "- {c}");
+    }
     for p in &ctx.pinning {
         let _ = writeln!(md, "- {p}");
     }
+    let _ = writeln!(md, "- system calls counted with {}", env.syscall_counter);
     let _ = writeln!(md, "\n## paste-rt backends on this machine\n");
     let _ = writeln!(md, "| backend | subject | started | detail / reason |\n|---|---|---|---|");
     for b in &env.backends {
@@ -219,25 +290,42 @@ pub fn markdown(ctx: &ReportContext<'_>, records: &[Record], summary: &[Summary]
              **(emulated)** everywhere and say nothing about kernel PASTE."
         );
     }
-    if !ctx.unavailable.is_empty() {
+    if !ctx.unavailable.is_empty() || !ctx.skipped_cores.is_empty() {
         let _ = writeln!(md, "\n## Not run\n");
+        for c in &ctx.skipped_cores {
+            let _ = writeln!(md, "- {c}");
+        }
         for u in ctx.unavailable {
-            let _ = writeln!(md, "- {} × {}: {}", u.subject, u.workload, u.reason);
+            match u.server_cores {
+                Some(n) => {
+                    let _ = writeln!(md, "- {} × {} on {n} server cores: {}", u.subject, u.workload, u.reason);
+                }
+                None => {
+                    let _ = writeln!(md, "- {} × {}: {}", u.subject, u.workload, u.reason);
+                }
+            }
         }
     }
     let _ = writeln!(md, "\n## How to read this\n");
     let _ = writeln!(
         md,
         "Each cell is the median over the rounds, with the min–max range over the rounds in parentheses. \
-         Subjects ran interleaved (A B C … A B C …) in every round. The server ran pinned to core {} and the \
-         load generator to core {}; every response was validated, and a round with any error is left out of \
-         the figures (its errors are counted in the last column and listed below). Server CPU µs/req is the \
-         server process's user+system time (`/proc/<pid>/stat`) over the window divided by the requests \
-         completed; on loopback it includes the kernel's TCP work on the server's core. syscalls/req and RX \
-         batch are paste-rt's own counters (peers: n/a, not measured); allocs/req counts the server's heap \
-         allocations (the paste-bench binary's counting allocator, every subject).\n",
-        crate::ab::SERVER_CORE,
-        crate::ab::CLIENT_CORE
+         Subjects ran interleaved (A B C … A B C …) in every round. *cores* is the number of server cores N: \
+         the server ran on the first N cores (paste-rt as N thread-per-core runtimes, tokio-mt as one runtime \
+         with N workers, the other peers as N copies sharing the port with SO_REUSEPORT), and the load came \
+         from one load generator process per remaining core, each pinned to its own core, the connections \
+         split among them; their latency histograms are merged, so the quantiles are those of every response. \
+         Every response was validated, and a round with any error is left out of the figures (its errors are \
+         counted in the last column and listed below). Server CPU µs/req is the server process's user+system \
+         time (`/proc/<pid>/stat`) over the window divided by the requests completed; on loopback it includes \
+         the kernel's TCP work on the server's cores. *syscalls/req* is counted from outside the server, for \
+         every subject alike: perf's `raw_syscalls:sys_enter` tracepoint on the server's pid over exactly the \
+         window (n/a where perf cannot run; `results.json` says why). *rt syscalls/req* and RX batch are \
+         paste-rt's own counters (peers: n/a); the outside count also sees the calls made outside paste-rt's \
+         backend (the harness's control thread, the allocator), so it is the one that compares across \
+         subjects. allocs/req counts the \
+         server's heap allocations (the paste-bench binary's counting allocator, every subject). `results.json` \
+         also records the load average before and after each run and the CPU steal during it.\n"
     );
     let _ = writeln!(md, "**Noise rule.** {NOISE_RULE}\n");
     let _ = writeln!(md, "**Client cost.** {}\n", client_cost_note(summary));
@@ -245,7 +333,7 @@ pub fn markdown(ctx: &ReportContext<'_>, records: &[Record], summary: &[Summary]
     for (workload, conns) in groups(summary) {
         let _ = writeln!(md, "### {} (baseline: {})\n", group_title(&workload, conns, summary), ctx.baseline);
         let mut rows = vec![HEADERS.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
-        for s in summary.iter().filter(|s| s.workload == workload && s.conns == conns) {
+        for s in group_rows(summary, &workload, conns) {
             rows.push(row(s, ctx.baseline));
         }
         md.push_str(&markdown_table(&rows));
@@ -284,7 +372,7 @@ pub fn markdown(ctx: &ReportContext<'_>, records: &[Record], summary: &[Summary]
 }
 
 /// Whether the load generator was cheaper per request than the servers it drove
-/// (BENCHMARKS.md: otherwise it measures itself).
+/// (otherwise it measures itself).
 pub fn client_cost_note(summary: &[Summary]) -> String {
     let costly: Vec<String> = summary
         .iter()

@@ -1,21 +1,27 @@
 //! The subjects of an A/B run — paste-rt on one backend, or a peer — and serving
 //! one of them in the current process (the `paste-bench serve` child).
 //!
-//! Owns subject names (`paste-rt-<backend>`, `tokio`, `monoio-uring`,
+//! Owns subject names (`paste-rt-<backend>`, `tokio`, `tokio-mt`, `monoio-uring`,
 //! `monoio-legacy`, `raw-uring`), the "emulated" label of `paste-emu`, whether a
-//! subject can serve a workload here, and the server side of a child: bind, pin,
-//! announce the address, answer the control channel, serve forever. It never
-//! measures: the parent does.
+//! subject can serve a workload here and on how many cores, and the server side of
+//! a child: pin to the server's cores, bind, announce the address, answer the
+//! control channel, serve forever. On N cores, paste-rt runs N runtimes
+//! (`Builder::threads`, thread-per-core), tokio-mt one runtime with N workers, and
+//! every other peer N copies of itself, each on its own thread and core, sharing
+//! the port with `SO_REUSEPORT` ([`crate::server_copies`]). It never measures: the
+//! parent does.
 
 use std::fmt;
 use std::io::{self, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use paste_rt::BackendKind;
 
-use crate::control;
+use crate::control::{self, Runtimes};
 use crate::peers::{self, Peer, PeerConfig};
+use crate::server_copies::{self, SharedPort};
 use crate::workload::Workload;
 
 /// The paste-rt backends, in the order subjects are listed.
@@ -85,6 +91,21 @@ impl Subject {
             Subject::HyperPasteRt(_) => Err(format!("hyper-paste-rt serves rpc only, not {workload}")),
         }
     }
+
+    /// Whether this subject has a server for `workload` on `server_cores` cores.
+    /// More than one core serves the stateless workloads only (`rpc`, `echo`): kv
+    /// keeps one store per server and paste-rt's wal example one log on one runtime,
+    /// which thread-per-core copies would each have for themselves.
+    pub fn serves_on(self, workload: Workload, server_cores: usize) -> Result<(), String> {
+        self.serves(workload)?;
+        if server_cores > 1 && matches!(workload, Workload::Kv | Workload::Wal) {
+            return Err(format!(
+                "{workload} is measured on one server core only (its store or log belongs to one server; \
+                 thread-per-core copies would each keep their own)"
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for Subject {
@@ -113,7 +134,7 @@ impl FromStr for Subject {
     }
 }
 
-/// How a child serves: the workload's server settings.
+/// How a child serves: the workload's server settings, its cores and address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeConfig {
     /// Body bytes of rpc/wal responses.
@@ -122,8 +143,12 @@ pub struct ServeConfig {
     pub batch: bool,
     /// The peers' settings (wal directory, PM latency, copy mode).
     pub peer: PeerConfig,
-    /// Pin the server to this core.
-    pub core: Option<usize>,
+    /// Threads (server cores): paste-rt runtimes, tokio-mt workers, or peer copies.
+    pub threads: usize,
+    /// Pin the server to these cores (copy `i` to `cores[i]`); empty: no pinning.
+    pub cores: Vec<usize>,
+    /// The address to listen on.
+    pub bind: IpAddr,
 }
 
 /// Why a subject could not serve.
@@ -172,8 +197,9 @@ pub fn announce(addr: SocketAddr, pinned: &Result<(), String>) {
     let _ = out.flush();
 }
 
-/// Serves `subject` for `workload` on `127.0.0.1:port` in this process, forever.
-/// With `control`, a thread answers `stats` lines on stdin (see [`control`]).
+/// Serves `subject` for `workload` on `config.bind` and `port` in this process,
+/// forever, on `config.threads` threads pinned to `config.cores`. With `control`, a
+/// thread answers `stats` lines on stdin (see [`control`]).
 pub fn serve(
     subject: Subject,
     workload: Workload,
@@ -182,64 +208,151 @@ pub fn serve(
     control: bool,
 ) -> Result<(), ServeError> {
     let name = subject.name();
-    let io_err = |what: &str, source: io::Error| ServeError::Io { subject: name.clone(), what: what.into(), source };
-    subject.serves(workload).map_err(|reason| ServeError::Unsupported { subject: name.clone(), workload, reason })?;
+    let threads = config.threads.max(1);
+    subject.serves_on(workload, threads).map_err(|reason| ServeError::Unsupported {
+        subject: name.clone(),
+        workload,
+        reason,
+    })?;
     let _ = crate::system::raise_nofile_limit();
-    let pinned = match config.core {
-        Some(core) => crate::system::pin_current_thread(core).map_err(|e| e.to_string()),
-        None => Err("not requested".into()),
+    // The whole process (every thread it starts from now on) stays on the server's
+    // cores; thread-per-core copies then narrow to their own core.
+    let pinned = if config.cores.is_empty() {
+        Err("not requested".to_owned())
+    } else {
+        crate::system::pin_current_thread_to(&config.cores).map_err(|e| e.to_string())
     };
+    let addr = SocketAddr::new(config.bind, port);
     match subject {
-        Subject::PasteRt(kind) if workload == Workload::Wal => serve_wal(kind, port, config, control, &pinned),
+        Subject::PasteRt(kind) if workload == Workload::Wal => serve_wal(kind, addr, config, control, &pinned),
         Subject::PasteRt(kind) | Subject::HyperPasteRt(kind) => {
-            let rt = paste_rt::runtime::Builder::new()
-                .ignore_env()
-                .backend(kind.name())
-                .quiet()
-                .buffers(8192)
-                .build()
-                .map_err(|e| ServeError::Start { subject: name.clone(), reason: e.to_string() })?;
-            let handle = rt.handle();
-            rt.block_on(async {
-                let listener = paste_rt::net::TcpListener::bind(("127.0.0.1", port))
-                    .await
-                    .map_err(|e| io_err(&format!("binding 127.0.0.1:{port}"), e))?;
-                let addr = listener.local_addr().map_err(|e| io_err("reading the bound address", e))?;
-                announce(addr, &pinned);
-                if control {
-                    control::spawn_answerer(Some(handle));
-                }
-                let served = match workload {
-                    Workload::Rpc if matches!(subject, Subject::HyperPasteRt(_)) => {
-                        paste_rt_examples::hyper_server::serve(listener).await
-                    }
-                    Workload::Rpc => {
-                        let mode = if config.batch {
-                            paste_rt_examples::phttpd::Mode::Batch
-                        } else {
-                            paste_rt_examples::phttpd::Mode::Tasks
-                        };
-                        let cfg = paste_rt_examples::phttpd::Config { body_len: config.body_len, mode };
-                        paste_rt_examples::phttpd::serve(listener, cfg).await
-                    }
-                    Workload::Echo => paste_rt_examples::echo::serve(listener).await,
-                    Workload::Kv => {
-                        paste_rt_examples::kv::serve(listener, paste_rt_examples::kv::Config::default()).await
-                    }
-                    Workload::Wal => Err(io::Error::other("wal is served by serve_wal")),
-                };
-                served.map_err(|e| io_err("serving", e))
-            })
+            serve_paste_rt(subject, kind, workload, addr, config, control, pinned)
         }
-        Subject::Peer(peer) => {
-            let listener = std::net::TcpListener::bind(("127.0.0.1", port))
-                .map_err(|e| io_err(&format!("binding 127.0.0.1:{port}"), e))?;
-            let addr = listener.local_addr().map_err(|e| io_err("reading the bound address", e))?;
-            announce(addr, &pinned);
-            if control {
-                control::spawn_answerer(None);
+        Subject::Peer(peer) => serve_peer(peer, workload, addr, config, control, &pinned),
+    }
+}
+
+/// A peer: tokio-mt as one runtime with `threads` workers, every other peer as
+/// `threads` copies on one port.
+fn serve_peer(
+    peer: Peer,
+    workload: Workload,
+    addr: SocketAddr,
+    config: &ServeConfig,
+    control: bool,
+    pinned: &Result<(), String>,
+) -> Result<(), ServeError> {
+    let name = Subject::Peer(peer).name();
+    let io_err = |what: &str, source: io::Error| ServeError::Io { subject: name.clone(), what: what.into(), source };
+    let threads = config.threads.max(1);
+    let copies = if peer == Peer::TokioMt { 1 } else { threads };
+    let listeners = server_copies::reuseport_listeners(addr, copies).map_err(|e| io_err("binding", e))?;
+    let bound = listeners[0].local_addr().map_err(|e| io_err("reading the bound address", e))?;
+    announce(bound, pinned);
+    if control {
+        control::spawn_answerer(Runtimes::default());
+    }
+    let peer_config = PeerConfig { workers: threads, ..config.peer.clone() };
+    let cores = if copies > 1 { config.cores.clone() } else { vec![] };
+    server_copies::run_copies(&name, listeners, &cores, move |listener| {
+        peers::serve(peer, workload, listener, &peer_config)
+    })
+    .map_err(|e| io_err("serving", e))
+}
+
+/// paste-rt (or its hyper example) on `config.threads` runtimes, thread-per-core:
+/// each binds its own listener on the shared port, and the last one to bind
+/// announces the address, so that no connection arrives before every copy listens.
+fn serve_paste_rt(
+    subject: Subject,
+    kind: BackendKind,
+    workload: Workload,
+    addr: SocketAddr,
+    config: &ServeConfig,
+    control: bool,
+    pinned: Result<(), String>,
+) -> Result<(), ServeError> {
+    let name = subject.name();
+    let threads = config.threads.max(1);
+    let shared = Arc::new(SharedPort::new(addr.port(), threads));
+    let runtimes = Runtimes::default();
+    let config = Arc::new(config.clone());
+    let pinned = Arc::new(pinned);
+    let copy_name = name.clone();
+    let body = move || {
+        let (shared, runtimes, config, pinned) = (shared.clone(), runtimes.clone(), config.clone(), pinned.clone());
+        let name = copy_name.clone();
+        async move {
+            let copy = PasteRtCopy { subject, workload, ip: addr.ip(), shared, runtimes, config, pinned, control };
+            let outcome = copy.serve().await;
+            // Copies serve forever: one that stops leaves the run with fewer copies
+            // than asked, so the whole server stops and says why.
+            match outcome {
+                Ok(()) => eprintln!("paste-bench serve: {name}: a runtime stopped serving"),
+                Err(e) => eprintln!("paste-bench serve: {name}: {e}"),
             }
-            peers::serve(peer, workload, listener, &config.peer).map_err(|e| io_err("serving", e))
+            std::process::exit(1)
+        }
+    };
+    paste_rt::runtime::Builder::new()
+        .ignore_env()
+        .backend(kind.name())
+        .quiet()
+        .buffers(8192)
+        .threads(threads)
+        .run(body)
+        .map_err(|e| ServeError::Start { subject: name, reason: e.to_string() })
+}
+
+/// One paste-rt runtime's share of a server.
+struct PasteRtCopy {
+    subject: Subject,
+    workload: Workload,
+    ip: IpAddr,
+    shared: Arc<SharedPort>,
+    runtimes: Runtimes,
+    config: Arc<ServeConfig>,
+    pinned: Arc<Result<(), String>>,
+    control: bool,
+}
+
+impl PasteRtCopy {
+    async fn serve(self) -> io::Result<()> {
+        let port = self.shared.port_to_bind().map_err(io::Error::other)?;
+        let options = paste_rt::net::ListenOptions { reuse_port: Some(self.config.threads > 1), ..Default::default() };
+        let listener = match paste_rt::net::TcpListener::bind_with((self.ip, port), options) {
+            Ok(listener) => listener,
+            Err(e) => {
+                let e = io::Error::new(e.kind(), format!("binding {}:{port}: {e}", self.ip));
+                self.shared.failed(e.to_string());
+                return Err(e);
+            }
+        };
+        let addr = listener.local_addr()?;
+        self.runtimes.lock().unwrap_or_else(|e| e.into_inner()).push(paste_rt::Handle::current());
+        if self.shared.bound(addr.port()) {
+            announce(addr, &self.pinned);
+            if self.control {
+                control::spawn_answerer(self.runtimes.clone());
+            }
+        }
+        let config = &self.config;
+        match self.workload {
+            Workload::Rpc if matches!(self.subject, Subject::HyperPasteRt(_)) => {
+                paste_rt_examples::hyper_server::serve(listener).await
+            }
+            Workload::Rpc => {
+                let mode = if config.batch {
+                    paste_rt_examples::phttpd::Mode::Batch
+                } else {
+                    paste_rt_examples::phttpd::Mode::Tasks
+                };
+                let cfg = paste_rt_examples::phttpd::Config { body_len: config.body_len, mode };
+                paste_rt_examples::phttpd::serve(listener, cfg).await
+            }
+            Workload::Echo => paste_rt_examples::echo::serve(listener).await,
+            Workload::Kv => paste_rt_examples::kv::serve(listener, paste_rt_examples::kv::Config::default()).await,
+            Workload::Wal => Err(io::Error::other("wal is served by serve_wal")),
         }
     }
 }
@@ -249,7 +362,7 @@ pub fn serve(
 /// directory).
 fn serve_wal(
     kind: BackendKind,
-    port: u16,
+    addr: SocketAddr,
     config: &ServeConfig,
     control: bool,
     pinned: &Result<(), String>,
@@ -267,11 +380,10 @@ fn serve_wal(
     wal_config.mode = if config.peer.wal_copy { Mode::Copy } else { Mode::ZeroCopy };
     wal_config.pm_latency_ns = config.peer.pm_latency_ns;
     let builder = paste_rt::runtime::Builder::new().ignore_env().backend(kind.name()).quiet();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     wal::run(&wal_config, builder, addr, |bound, rt, _recovered| {
         announce(bound, pinned);
         if control {
-            control::spawn_answerer(Some(rt.handle()));
+            control::spawn_answerer(Arc::new(std::sync::Mutex::new(vec![rt.handle()])));
         }
     })
     .map_err(|source| ServeError::Io { subject: name, what: "serving wal".into(), source })

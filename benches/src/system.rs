@@ -84,14 +84,30 @@ pub fn allowed_cores() -> Vec<usize> {
 
 /// Pins the calling thread (and the threads it starts later) to `core`.
 pub fn pin_current_thread(core: usize) -> Result<(), SysError> {
-    // SAFETY: cpu_set_t is plain data; sched_setaffinity reads exactly its size.
+    pin_current_thread_to(&[core])
+}
+
+/// Confines the calling thread (and the threads it starts later) to `cores`.
+pub fn pin_current_thread_to(cores: &[usize]) -> Result<(), SysError> {
+    let list = cores.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
+    if let Some(&bad) = cores.iter().find(|&&c| c >= libc::CPU_SETSIZE as usize) {
+        return Err(sys_err(
+            format!("sched_setaffinity to core(s) {list}"),
+            io::Error::new(io::ErrorKind::InvalidInput, format!("core {bad} is beyond the CPU set")),
+        ));
+    }
+    // SAFETY: cpu_set_t is plain data; every core is below CPU_SETSIZE (checked
+    // above); sched_setaffinity reads exactly its size.
     let rc = unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(core, &mut set);
+        for &core in cores {
+            libc::CPU_SET(core, &mut set);
+        }
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
     };
     if rc != 0 {
-        return Err(sys_err(format!("sched_setaffinity to core {core}"), io::Error::last_os_error()));
+        let what = if cores.len() == 1 { format!("core {list}") } else { format!("cores {list}") };
+        return Err(sys_err(format!("sched_setaffinity to {what}"), io::Error::last_os_error()));
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `--client wrk`: drives an rpc run with wrk (the Debian package) instead of the
-//! built-in generator, pinned to the client core, and parses its report.
+//! built-in generator, one wrk thread per client core (confined to the client
+//! cores), and parses its report.
 //!
 //! wrk checks status codes only (non-2xx/3xx and socket errors count as errors), not
 //! bodies, and reports p50/p99 but not p99.9; its durations are whole seconds. This
@@ -9,10 +10,9 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
-
-use crate::ab::{sample, AbPlan, Measured, CLIENT_CORE};
+use crate::ab::{sample, AbPlan, Measured, WindowProbes};
 use crate::control::ServerChild;
+use crate::cores::CoreSplit;
 use crate::loadgen::LoadResult;
 
 /// What wrk reported.
@@ -91,17 +91,33 @@ fn unsafe_zeroed_rusage() -> libc::rusage {
     unsafe { std::mem::zeroed() }
 }
 
-/// Runs wrk against `addr` for whole `secs` seconds with `conns` connections.
-fn run_wrk(addr: std::net::SocketAddr, conns: usize, secs: u64) -> Result<(WrkReport, Duration), String> {
+/// Runs wrk against `addr` for whole `secs` seconds with `conns` connections, one
+/// thread per client core (at most one per connection), confined to `cores`.
+fn run_wrk(
+    addr: std::net::SocketAddr,
+    conns: usize,
+    cores: &[usize],
+    secs: u64,
+) -> Result<(WrkReport, Duration), String> {
+    let threads = cores.len().clamp(1, conns.max(1));
     let mut cmd = Command::new("wrk");
-    cmd.args(["-t1", &format!("-c{conns}"), &format!("-d{secs}s"), "--latency", &format!("http://{addr}/")]);
+    cmd.args([
+        &format!("-t{threads}"),
+        &format!("-c{conns}"),
+        &format!("-d{secs}s"),
+        "--latency",
+        &format!("http://{addr}/"),
+    ]);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut set = empty_cpu_set();
+    for &core in cores.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
+        // SAFETY: `core` is below CPU_SETSIZE, the size of `set`.
+        unsafe { libc::CPU_SET(core, &mut set) };
+    }
     // SAFETY: between fork and exec the closure only calls sched_setaffinity, an
-    // async-signal-safe system call, on a stack-local set.
+    // async-signal-safe system call, on a set copied into the closure.
     unsafe {
-        cmd.pre_exec(|| {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(CLIENT_CORE, &mut set);
+        cmd.pre_exec(move || {
             libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
             Ok(())
         });
@@ -116,23 +132,38 @@ fn run_wrk(addr: std::net::SocketAddr, conns: usize, secs: u64) -> Result<(WrkRe
     Ok((parse(&text)?, cpu))
 }
 
+fn empty_cpu_set() -> libc::cpu_set_t {
+    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
+    unsafe { std::mem::zeroed() }
+}
+
 /// One wrk-driven run: an optional warm-up run, then the measured run with the
-/// server sampled around it.
-pub fn measure(plan: &AbPlan, server: &mut ServerChild, conns: usize) -> Result<Measured, String> {
+/// server sampled (and perf enabled) around it.
+pub fn measure(
+    plan: &AbPlan,
+    server: &mut ServerChild,
+    split: &CoreSplit,
+    conns: usize,
+    probes: &mut WindowProbes,
+) -> Result<Measured, String> {
     if !installed() {
         return Err("--client wrk: wrk is not installed (apt-get install wrk)".into());
     }
+    let cores = &split.clients[..split.load_processes(conns)];
     let secs = plan.duration.as_secs_f64().ceil().max(1.0) as u64;
     if !plan.warmup.is_zero() {
-        run_wrk(server.addr, conns, plan.warmup.as_secs_f64().ceil().max(1.0) as u64)?;
+        run_wrk(server.addr, conns, cores, plan.warmup.as_secs_f64().ceil().max(1.0) as u64)?;
     }
+    probes.ready();
     let (cpu0, c0) = sample(server)?;
-    let (report, client_cpu) = run_wrk(server.addr, conns, secs)?;
+    probes.open();
+    let run = run_wrk(server.addr, conns, cores, secs);
+    probes.close();
+    let (report, client_cpu) = run?;
     let (cpu1, c1) = sample(server)?;
     let rss_end = crate::system::process_rss_kb(server.pid()).ok();
-    let mut latency = Histogram::new_with_bounds(1, 3_600_000_000_000, 3).map_err(|e| e.to_string())?;
-    // wrk gives quantiles, not samples: keep the histogram empty, pass them on.
-    latency.reset();
+    // wrk gives quantiles, not samples: the histogram stays empty, they are passed on.
+    let latency = crate::loadgen::latency_histogram();
     let load = LoadResult {
         requests: report.requests,
         errors: report.errors,
@@ -150,6 +181,7 @@ pub fn measure(plan: &AbPlan, server: &mut ServerChild, conns: usize) -> Result<
         end: c1,
         rss_end,
         latency_us: Some([report.p50_us, report.p99_us, f64::NAN]),
+        client_cores: cores.to_vec(),
     })
 }
 

@@ -163,7 +163,8 @@ fn check_peer(peer: Peer) -> usize {
             eprintln!("skipping {peer} {workload}: {why}");
             continue;
         }
-        let config = PeerConfig { wal_dir: Some(wal_dir.clone()), pm_latency_ns: 1_000, ..PeerConfig::default() };
+        let config =
+            PeerConfig { wal_dir: Some(wal_dir.clone()), pm_latency_ns: 1_000, workers: 2, ..PeerConfig::default() };
         let addr = start(peer, workload, config);
         match workload {
             Workload::Rpc => check_rpc(addr, peer),
@@ -188,6 +189,15 @@ fn uring_available() -> bool {
 #[test]
 fn tokio_serves_every_workload() {
     assert_eq!(check_peer(Peer::Tokio), 4);
+}
+
+#[test]
+fn tokio_mt_serves_rpc_and_echo_on_two_workers() {
+    assert_eq!(check_peer(Peer::TokioMt), 2);
+    for workload in [Workload::Wal, Workload::Kv] {
+        let why = peers::supported(Peer::TokioMt, workload).expect_err("tokio-mt serves rpc and echo only");
+        assert!(why.contains("rpc and echo only"), "{why}");
+    }
 }
 
 #[test]
@@ -222,5 +232,9 @@ fn names_round_trip() {
         ["tokio", "monoio-uring", "monoio-legacy", "raw-uring"].map(|n| n.parse::<Peer>().expect("parse")),
         Peer::ALL
     );
+    for peer in Peer::OPTIONAL {
+        assert_eq!(peer.to_string().parse::<Peer>().expect("parse"), peer);
+    }
+    assert_eq!("tokio-mt".parse::<Peer>(), Ok(Peer::TokioMt));
     assert!("monoio".parse::<Peer>().is_err());
 }

@@ -1,7 +1,15 @@
 //! End to end: `paste-bench ab` on two subjects, one short round, writes valid
-//! results, a report and the charts.
+//! results, a report and the charts; refuses core splits it cannot honour;
+//! `paste-bench serve --threads` serves from copies on one port; and
+//! `paste-bench load --threads` merges its threads' figures.
 
 use std::process::Command;
+use std::time::Duration;
+
+use paste_rt_bench::control::ServerChild;
+use paste_rt_bench::exchange::LoadSpec;
+use paste_rt_bench::loadgen::{self, LoadConfig};
+use paste_rt_bench::workload::Workload;
 
 #[test]
 fn ab_smoke_run_writes_results_report_and_charts() {
@@ -29,9 +37,25 @@ fn ab_smoke_run_writes_results_report_and_charts() {
         assert_eq!(r["workload"], "rpc");
         assert_eq!(r["conns"], 2);
     }
+    for r in records {
+        assert_eq!(r["server_cores"], 1, "{r}");
+        assert_eq!(r["server_core_list"].as_array().map(Vec::len), Some(1), "{r}");
+        assert!(!r["client_core_list"].as_array().unwrap().is_empty(), "{r}");
+        for field in ["load_avg_before", "load_avg_after", "steal_pct"] {
+            assert!(r[field].as_f64().is_some_and(|v| v >= 0.0), "{field} is recorded: {r}");
+        }
+        assert!(r["cpu_model"].as_str().is_some_and(|m| !m.is_empty()), "{r}");
+        // Counted from outside for every subject, or null with the reason.
+        match r["syscalls_per_req"].as_f64() {
+            Some(v) => assert!(v > 0.0 && r["syscalls_note"].is_null(), "{r}"),
+            None => assert!(r["syscalls_note"].as_str().is_some_and(|n| !n.is_empty()), "{r}"),
+        }
+    }
+    let counter_works = json["environment"]["syscall_counter_works"].as_bool().unwrap();
+    assert_eq!(records[1]["syscalls_per_req"].is_number(), counter_works, "peers are counted where perf works");
     let epoll = &records[0];
-    assert!(epoll["syscalls_per_req"].as_f64().unwrap() > 0.0, "paste-rt reports its syscalls: {epoll}");
-    assert!(records[1]["syscalls_per_req"].is_null(), "peers' syscalls are not measured");
+    assert!(epoll["runtime_syscalls_per_req"].as_f64().unwrap() > 0.0, "paste-rt counts its own: {epoll}");
+    assert!(records[1]["runtime_syscalls_per_req"].is_null(), "a peer has no runtime counter");
     let backends = json["environment"]["backends"].as_array().unwrap();
     assert_eq!(backends.len(), 4);
     assert!(backends.iter().any(|b| b["backend"] == "epoll" && b["started"] == true));
@@ -46,4 +70,85 @@ fn ab_smoke_run_writes_results_report_and_charts() {
         assert!(report.contains(chart), "report.md references {chart}");
     }
     let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn ab_refuses_server_cores_that_leave_no_core_for_the_load() {
+    let out = std::env::temp_dir().join(format!("paste-bench-refusal-{}", std::process::id()));
+    let run = Command::new(env!("CARGO_BIN_EXE_paste-bench"))
+        .args(["ab", "--server-cores", "4096", "--subjects", "tokio", "--out"])
+        .arg(&out)
+        .output()
+        .expect("paste-bench runs");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "nothing can run: {stderr}");
+    assert!(
+        stderr.contains("--server-cores 4096: not run") && stderr.contains("need at least 4097 usable cores"),
+        "{stderr}"
+    );
+    assert!(!out.join("results.json").exists(), "nothing is measured");
+
+    let run = Command::new(env!("CARGO_BIN_EXE_paste-bench"))
+        .args(["ab", "--server-cores", "1", "--client-cores", "0", "--subjects", "tokio", "--out"])
+        .arg(&out)
+        .output()
+        .expect("paste-bench runs");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "client and server never share a core: {stderr}");
+    assert!(stderr.contains("must not share a core"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn load_threads_split_the_connections_and_merge_their_figures() {
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_paste-bench"));
+    serve.args(["serve", "--subject", "tokio", "--workload", "echo", "--port", "0", "--control"]);
+    let server = ServerChild::start(serve, Duration::from_secs(10)).expect("server starts");
+    let run = Command::new(env!("CARGO_BIN_EXE_paste-bench"))
+        .args(["load", "--addr", &server.addr.to_string(), "--workload", "echo", "--conns", "5", "--threads", "2"])
+        .args(["--duration", "0.3", "--warmup", "0.1"])
+        .output()
+        .expect("paste-bench load runs");
+    server.stop();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains("echo 5 conns on") && stdout.contains("(2 threads)") && stdout.contains(", 0 errors"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn serve_threads_start_copies_on_one_port_that_all_answer() {
+    for subject in ["paste-rt-epoll", "tokio-mt", "monoio-legacy"] {
+        let mut serve = Command::new(env!("CARGO_BIN_EXE_paste-bench"));
+        serve.args(["serve", "--subject", subject, "--port", "0", "--threads", "2", "--control"]);
+        let mut server = ServerChild::start(serve, Duration::from_secs(10)).expect("server starts");
+        let config = LoadConfig {
+            addr: server.addr,
+            spec: LoadSpec::new(Workload::Rpc),
+            conns: 6,
+            idle_conns: 0,
+            pipeline: 1,
+            rate: None,
+            warmup: Duration::from_millis(50),
+            duration: Duration::from_millis(200),
+            core: None,
+            first_conn: 0,
+        };
+        let load = loadgen::run(&config, |_| {}).expect("load runs");
+        let counters = server.counters(Duration::from_secs(5)).expect("counters");
+        let threads = std::fs::read_dir(format!("/proc/{}/task", server.pid())).expect("tasks").count();
+        server.stop();
+        // Two serving threads and the control thread (tokio-mt: two workers, the
+        // main thread and the control thread).
+        assert!(threads >= 3, "{subject}: {threads} thread(s)");
+        assert_eq!(load.errors, 0, "{subject}: {:?}", load.messages);
+        assert!(load.requests > 0, "{subject}");
+        assert_eq!(counters.runtime.is_some(), subject.starts_with("paste-rt"), "{subject}: {counters:?}");
+        if let Some(rt) = counters.runtime {
+            assert!(rt.rx_buffers > 0, "both runtimes' counters are summed: {rt:?}");
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! The A/B statistics: medians, min–max ranges, ratios and the noise rule.
+//! The A/B statistics: medians, min–max ranges, ratios and the noise rule, per
+//! server-core count; and the warning of a busy machine.
 
 use paste_rt_bench::record::{summarize, Record};
 use paste_rt_bench::statistics::{compare, median, Spread, Verdict};
@@ -10,6 +11,9 @@ fn record(subject: &str, conns: usize, round: usize, rps: f64, cpu: f64, errors:
         emulated: false,
         workload: "rpc".into(),
         conns,
+        server_cores: 1,
+        server_core_list: vec![0],
+        client_core_list: vec![1],
         round,
         requests: rps as u64,
         rps,
@@ -18,7 +22,9 @@ fn record(subject: &str, conns: usize, round: usize, rps: f64, cpu: f64, errors:
         p999_us: 30.0,
         server_cpu_us_per_req: cpu,
         client_cpu_us_per_req: 1.0,
-        syscalls_per_req: None,
+        syscalls_per_req: Some(2.0),
+        runtime_syscalls_per_req: None,
+        syscalls_note: None,
         mean_rx_batch: None,
         allocs_per_req: Some(0.0),
         rss_kb: Some(4096),
@@ -28,6 +34,10 @@ fn record(subject: &str, conns: usize, round: usize, rps: f64, cpu: f64, errors:
         client: "builtin".into(),
         server_pinning: "ok".into(),
         client_pinning: "ok".into(),
+        load_avg_before: Some(0.5),
+        load_avg_after: Some(1.5),
+        steal_pct: Some(0.0),
+        cpu_model: "test CPU".into(),
     }
 }
 
@@ -73,4 +83,51 @@ fn summaries_compare_with_the_baseline_per_concurrency_and_drop_invalid_rounds()
     assert_eq!(uring.cpu_vs_baseline.unwrap().verdict, Verdict::WithinNoise, "9.9–10.1 overlaps 10.0");
     let tokio1 = summary.iter().find(|s| s.subject == "tokio" && s.conns == 1).unwrap();
     assert_eq!(tokio1.rps_vs_baseline.unwrap().verdict, Verdict::TooFewRounds);
+}
+
+fn on_cores(mut r: Record, server_cores: usize, client_cores: usize) -> Record {
+    r.server_cores = server_cores;
+    r.server_core_list = (0..server_cores).collect();
+    r.client_core_list = (server_cores..server_cores + client_cores).collect();
+    r
+}
+
+#[test]
+fn summaries_keep_core_counts_apart_and_compare_at_equal_cores() {
+    let records = vec![
+        record("tokio-mt", 100, 0, 100.0, 5.0, 0),
+        record("paste-rt-uring", 100, 0, 90.0, 5.0, 0),
+        on_cores(record("tokio-mt", 100, 0, 400.0, 5.0, 0), 4, 12),
+        on_cores(record("paste-rt-uring", 100, 0, 440.0, 5.0, 0), 4, 12),
+    ];
+    let summary = summarize(&records, "tokio-mt");
+    assert_eq!(summary.len(), 4, "one summary per subject and core count");
+    let at = |subject: &str, cores: usize| {
+        summary.iter().find(|s| s.subject == subject && s.server_cores == cores).expect("summary")
+    };
+    assert!((at("paste-rt-uring", 1).rps_vs_baseline.unwrap().ratio - 0.9).abs() < 1e-12);
+    assert!(
+        (at("paste-rt-uring", 4).rps_vs_baseline.unwrap().ratio - 1.1).abs() < 1e-12,
+        "against tokio-mt at 4 cores"
+    );
+    assert_eq!(at("paste-rt-uring", 4).syscalls_per_req.unwrap().median, 2.0);
+}
+
+#[test]
+fn the_report_warns_when_the_load_exceeds_the_cores_in_use_or_steal_is_high() {
+    let quiet = record("tokio", 10, 0, 100.0, 5.0, 0);
+    assert!(paste_rt_bench::report::busy_warnings(std::slice::from_ref(&quiet)).is_empty(), "load 1.5 on 2 cores");
+    let mut busy = quiet.clone();
+    busy.load_avg_after = Some(6.01);
+    let mut stolen = quiet.clone();
+    stolen.steal_pct = Some(12.5);
+    let big = on_cores(record("tokio", 10, 0, 100.0, 5.0, 0), 4, 12);
+    let warnings = paste_rt_bench::report::busy_warnings(&[quiet, busy, stolen, big]);
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].contains("1 of 4 runs") && warnings[0].contains("6.01") && warnings[0].contains("2 cores"),
+        "{}",
+        warnings[0]
+    );
+    assert!(warnings[1].contains("12.5 %"), "{}", warnings[1]);
 }

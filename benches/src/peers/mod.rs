@@ -2,7 +2,8 @@
 //! workloads with the same protocol code.
 //!
 //! Owns the subjects that are not paste-rt: tokio (current-thread runtime, one worker),
-//! monoio (its io_uring driver and its legacy epoll driver) and `raw-uring`, a
+//! tokio-mt (the multi-thread runtime, N workers), monoio (its io_uring driver and its
+//! legacy epoll driver) and `raw-uring`, a
 //! hand-written io_uring loop with no runtime at all (the practical limit). Every peer
 //! speaks through the pure protocol modules of `paste-rt-examples`
 //! ([`paste_rt_examples::http`], [`paste_rt_examples::memcache`]) through one shared
@@ -27,6 +28,7 @@ mod hyper_tokio;
 mod monoio_peer;
 mod raw_uring;
 mod session;
+mod tokio_mt;
 mod tokio_peer;
 mod wal_log;
 
@@ -35,6 +37,10 @@ mod wal_log;
 pub enum Peer {
     /// tokio's current-thread runtime (one worker), `LocalSet` tasks.
     Tokio,
+    /// tokio's multi-thread, work-stealing runtime with [`PeerConfig::workers`]
+    /// workers (what most tokio services run). `rpc` and `echo` only; not in the
+    /// single-core default set.
+    TokioMt,
     /// monoio 0.2 on its io_uring driver.
     MonoioUring,
     /// monoio 0.2 on its legacy (epoll, through mio) driver.
@@ -52,13 +58,15 @@ impl Peer {
     /// Every peer, in report order.
     pub const ALL: [Peer; 4] = [Peer::Tokio, Peer::MonoioUring, Peer::MonoioLegacy, Peer::RawUring];
 
-    /// Peers run only when asked for by name.
-    pub const OPTIONAL: [Peer; 1] = [Peer::HyperTokio];
+    /// Peers run only when asked for by name (`paste-bench ab` adds tokio-mt to its
+    /// defaults when it runs more than one server core).
+    pub const OPTIONAL: [Peer; 2] = [Peer::TokioMt, Peer::HyperTokio];
 
     /// The command-line name.
     pub fn name(self) -> &'static str {
         match self {
             Peer::Tokio => "tokio",
+            Peer::TokioMt => "tokio-mt",
             Peer::MonoioUring => "monoio-uring",
             Peer::MonoioLegacy => "monoio-legacy",
             Peer::RawUring => "raw-uring",
@@ -73,9 +81,9 @@ impl fmt::Display for Peer {
     }
 }
 
-/// A name that is not one of [`Peer::ALL`].
+/// A name that is not one of [`Peer::ALL`] or [`Peer::OPTIONAL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown peer {name:?}; one of: tokio, monoio-uring, monoio-legacy, raw-uring, hyper-tokio")]
+#[error("unknown peer {name:?}; one of: tokio, tokio-mt, monoio-uring, monoio-legacy, raw-uring, hyper-tokio")]
 pub struct UnknownPeer {
     /// The name given.
     pub name: String,
@@ -109,13 +117,16 @@ pub struct PeerConfig {
     /// zero-copy path (they receive into their own heap buffers), so they always copy
     /// the body into the log, whatever this says.
     pub wal_copy: bool,
+    /// tokio-mt: worker threads (the server's cores). Other peers run one thread per
+    /// copy and ignore it.
+    pub workers: usize,
 }
 
 impl Default for PeerConfig {
     /// The protocol's defaults: 64-byte bodies, log in the temporary directory, no
-    /// emulated latency, copy variant.
+    /// emulated latency, copy variant, one tokio-mt worker.
     fn default() -> Self {
-        PeerConfig { body_len: 64, wal_dir: None, pm_latency_ns: 0, wal_copy: true }
+        PeerConfig { body_len: 64, wal_dir: None, pm_latency_ns: 0, wal_copy: true, workers: 1 }
     }
 }
 
@@ -178,6 +189,11 @@ pub fn supported(peer: Peer, workload: Workload) -> Result<(), String> {
             }
             raw_uring::probe().map_err(|e| format!("io_uring is not available here: {e}"))
         }
+        Peer::TokioMt if matches!(workload, Workload::Rpc | Workload::Echo) => Ok(()),
+        Peer::TokioMt => Err(format!(
+            "tokio-mt serves rpc and echo only (its tasks move between workers, so a {workload} store or log \
+             would have to be shared, which no other subject pays for)"
+        )),
         Peer::HyperTokio if workload == Workload::Rpc => Ok(()),
         Peer::HyperTokio => Err(format!("hyper-tokio serves rpc only, not {workload}")),
     }
@@ -195,6 +211,7 @@ pub fn serve(peer: Peer, workload: Workload, listener: TcpListener, config: &Pee
     match peer {
         Peer::RawUring => raw_uring::serve(workload, listener, config),
         Peer::HyperTokio => return hyper_tokio::serve(listener),
+        Peer::TokioMt => tokio_mt::serve(listener, config.workers, workload, config),
         Peer::Tokio => {
             let service = session::Service::new(peer, workload, config)?;
             tokio_peer::serve(listener, service)

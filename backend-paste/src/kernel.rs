@@ -76,6 +76,21 @@ pub struct KernelConfig {
     pub device: PathBuf,
 }
 
+impl Default for KernelConfig {
+    /// No NIC named (it must be set), 1 ring of 1024 slots, 4096 extra buffers, kernel
+    /// memory, `/dev/netmap`.
+    fn default() -> KernelConfig {
+        KernelConfig {
+            ifname: String::new(),
+            rings: 1,
+            slots: pst::DEFAULT_SLOTS,
+            extra_bufs: 4096,
+            extmem: None,
+            device: "/dev/netmap".into(),
+        }
+    }
+}
+
 fn start_error(reason: String, errno: Option<i32>) -> StartError {
     StartError { backend: BackendKind::Paste, reason, errno }
 }

@@ -182,6 +182,7 @@ impl Driver {
                 }
             }
             Completion::RecvError { token, errno } => {
+                tracing::debug!(target: "paste_rt::driver", token = token.0, errno, reset = errno == libc::ECONNRESET, "receive failed");
                 if let Some(Slot::Dgram(u)) = self.slots.get_mut(token.0 as usize) {
                     u.rx_error = Some(errno);
                     wake(&mut u.rx_waker);
@@ -210,6 +211,7 @@ impl Driver {
                 }
             }
             Completion::SendError { token, errno } => {
+                tracing::debug!(target: "paste_rt::driver", token = token.0, errno, reset = errno == libc::ECONNRESET || errno == libc::EPIPE, "send failed");
                 if let Some(Slot::Conn(c)) = self.slots.get_mut(token.0 as usize) {
                     c.tx_error = Some(errno);
                     c.tx_queued = 0;
@@ -240,6 +242,7 @@ impl Driver {
                 }
             }
             Completion::AcceptError { listener, errno } => {
+                tracing::warn!(target: "paste_rt::driver", errno, out_of_fds = errno == libc::EMFILE || errno == libc::ENFILE, "accept failed: {}", io::Error::from_raw_os_error(errno));
                 if let Some(Slot::Listener(l)) = self.slots.get_mut(listener.0 as usize) {
                     l.error = Some(errno);
                     wake(&mut l.waker);

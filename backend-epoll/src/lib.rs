@@ -2,7 +2,7 @@
 //!
 //! Edge-triggered epoll with one `read` per ready connection into pool buffers and
 //! one `send`/`writev` per connection with queued data, flushed at the tick
-//! (DESIGN.md §4). Same contract as the io_uring and PASTE backends, and exactly the
+//! (docs/architecture.md, the backends). Same contract as the io_uring and PASTE backends, and exactly the
 //! per-connection system calls PASTE removes — which is what makes it the honest
 //! baseline of the A/B comparison.
 //!

@@ -116,7 +116,7 @@ struct Conn {
     tx_failed: Option<i32>,
 }
 
-/// The PASTE backend (DESIGN.md §4): the ring driver over a kernel or an emulated
+/// The PASTE backend (docs/architecture.md, the backends): the ring driver over a kernel or an emulated
 /// port. Build it with [`PasteBackend::emulated`] or [`PasteBackend::kernel`].
 pub struct PasteBackend {
     kind: BackendKind,
@@ -456,7 +456,7 @@ impl PasteBackend {
         }
     }
 
-    /// One tick's I/O (DESIGN.md §2, step 2), top to bottom.
+    /// One tick's I/O (docs/architecture.md, the tick, step 2), top to bottom.
     fn tick(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()> {
         let first = out.len();
         out.append(&mut self.deferred);
@@ -613,7 +613,7 @@ impl Backend for PasteBackend {
 
 impl Drop for PasteBackend {
     /// Releases the port: the provider closes every fd it still owns (abortively on
-    /// kernel PASTE, §10.3) and the driver's free buffers are relinked onto the extra
+    /// kernel PASTE, docs/paste-abi.md §10.3) and the driver's free buffers are relinked onto the extra
     /// list before the port goes away.
     fn drop(&mut self) {
         let mut fds: Vec<RawFd> = Vec::new();

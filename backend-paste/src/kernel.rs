@@ -3,7 +3,7 @@
 //! Owns the port fd, the shared mapping (REGISTER's `mmap`, or the extmem file
 //! mapping), the NIC attach, per-socket registration (PST_FD_REG), the syncs (`poll`
 //! on the port fd, or the sync ioctls), SIGPIPE being ignored while a port is owned
-//! (paste-abi §10.1), and an orderly release: registered sockets closed abortively,
+//! (docs/paste-abi.md §10.1), and an orderly release: registered sockets closed abortively,
 //! extra buffers relinked, then the fd closed (§10.3). It must never read or write ring
 //! slots (that is [`RingDriver`]'s job) or `read()` a registered socket.
 //!
@@ -226,7 +226,7 @@ pub struct KernelPort {
 
 impl KernelPort {
     /// Opens `/dev/netmap`, registers `pst:0`, maps its memory and attaches the NIC
-    /// (paste-abi §1.4). SIGPIPE is ignored from here until the port is dropped.
+    /// (docs/paste-abi.md §1.4). SIGPIPE is ignored from here until the port is dropped.
     pub fn open(cfg: &KernelConfig) -> Result<KernelPort, StartError> {
         let dev = CString::new(cfg.device.as_os_str().as_bytes())
             .map_err(|_| start_error(format!("device path {:?} contains a NUL byte", cfg.device), None))?;

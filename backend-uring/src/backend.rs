@@ -1,4 +1,4 @@
-//! The io_uring [`Backend`]: the tick (DESIGN.md §2) and each connection's state.
+//! The io_uring [`Backend`]: the tick (docs/architecture.md, the tick) and each connection's state.
 //!
 //! Owns the ring, the pool and its provided buffer rings, and one [`Slot`] per listener,
 //! connection or datagram socket the runtime handed over (with the fd, the send queue
@@ -1188,7 +1188,7 @@ impl Backend for UringBackend {
 }
 
 impl UringBackend {
-    /// One tick's I/O (DESIGN.md §2, step 2), top to bottom.
+    /// One tick's I/O (docs/architecture.md, the tick, step 2), top to bottom.
     fn tick(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()> {
         let first = out.len();
         out.append(&mut self.deferred);

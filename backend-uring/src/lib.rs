@@ -1,6 +1,6 @@
 //! # paste-rt-uring — the io_uring backend
 //!
-//! The best io_uring practice of the kernel it runs on (DESIGN.md §4), probed at
+//! The best io_uring practice of the kernel it runs on (docs/architecture.md, the backends), probed at
 //! start: `SINGLE_ISSUER | DEFER_TASKRUN` when supported, multishot accept, multishot
 //! recv into a provided buffer ring whose buffers are the runtime's [`BufPool`]
 //! buffers (bundles where available; each arming limited in bytes on 6.16+, so that one

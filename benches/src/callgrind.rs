@@ -1,5 +1,5 @@
 //! `paste-bench callgrind`: user-space instructions per request, counted by
-//! `valgrind --tool=callgrind` (BENCHMARKS.md). Deterministic where wall-clock
+//! `valgrind --tool=callgrind` (docs/benchmarking.md). Deterministic where wall-clock
 //! figures are within noise.
 //!
 //! How one subject is measured: its `paste-bench serve` child runs under

@@ -1,6 +1,6 @@
 //! (being written)
 //!
-//! The A/B harness (`paste-bench`, see BENCHMARKS.md): [`ab`] runs the matrix of
+//! The A/B harness (`paste-bench`, see docs/benchmarking.md): [`ab`] runs the matrix of
 //! [`subject`]s × [`workload`]s × connections × rounds, with servers started as
 //! children ([`control`]) and driven by the built-in [`loadgen`] (responses checked
 //! by [`validate`] through [`exchange`]) or [`wrk`]; [`system`] reads `/proc`,

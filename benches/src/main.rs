@@ -1,4 +1,4 @@
-//! `paste-bench`: paste-rt's A/B benchmark harness (BENCHMARKS.md).
+//! `paste-bench`: paste-rt's A/B benchmark harness (docs/benchmarking.md).
 //!
 //! `ab` runs the matrix and writes the report; `callgrind` counts user-space
 //! instructions per request under valgrind; `serve` runs one subject in the
@@ -31,7 +31,7 @@ use paste_rt_bench::workload::Workload;
 static ALLOC: CountingAlloc = CountingAlloc;
 
 #[derive(Parser, Debug)]
-#[command(name = "paste-bench", version, about = "paste-rt's A/B benchmark harness (see BENCHMARKS.md)")]
+#[command(name = "paste-bench", version, about = "paste-rt's A/B benchmark harness (see docs/benchmarking.md)")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,7 +42,7 @@ enum Command {
     /// Run the A/B matrix: subjects × workloads × connections × rounds, interleaved.
     ///
     /// Defaults fit the 3-minute budget of a 2-core machine: 0.5 s warm-up + 2 s
-    /// measured × 3 rounds. This deviates from BENCHMARKS.md's 5 s window (which
+    /// measured × 3 rounds. This deviates from the protocol's 5 s window (docs/benchmarking.md, which
     /// does not fit); pass `--duration 5` for the protocol's default.
     Ab(AbArgs),
     /// Count user-space instructions per request under `valgrind --tool=callgrind`.
@@ -80,7 +80,7 @@ struct AbArgs {
     /// Active connections, comma-separated.
     #[arg(long, default_value = "1,10,100")]
     conns: String,
-    /// Measured window per run, seconds (BENCHMARKS.md: 5; default 2 to fit 3 minutes).
+    /// Measured window per run, seconds (the protocol in docs/benchmarking.md says 5; default 2 to fit 3 minutes).
     #[arg(long, default_value_t = 2.0)]
     duration: f64,
     /// Warm-up per run, seconds.
@@ -557,7 +557,7 @@ fn run_ab(args: AbArgs) -> Result<(), String> {
     }
     let settings_lines = vec![
         format!(
-            "{} round(s), {:.1} s warm-up + {:.1} s measured per run (BENCHMARKS.md says 5 s; shortened so the default run fits 3 minutes on 2 cores)",
+            "{} round(s), {:.1} s warm-up + {:.1} s measured per run (the protocol in docs/benchmarking.md says 5 s; shortened so the default run fits 3 minutes on 2 cores)",
             plan.rounds,
             plan.warmup.as_secs_f64(),
             plan.duration.as_secs_f64()

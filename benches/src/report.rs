@@ -284,7 +284,7 @@ pub fn markdown(ctx: &ReportContext<'_>, records: &[Record], summary: &[Summary]
 }
 
 /// Whether the load generator was cheaper per request than the servers it drove
-/// (BENCHMARKS.md: otherwise it measures itself).
+/// (docs/benchmarking.md: otherwise it measures itself).
 pub fn client_cost_note(summary: &[Summary]) -> String {
     let costly: Vec<String> = summary
         .iter()

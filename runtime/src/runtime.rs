@@ -1,4 +1,4 @@
-//! The runtime: one thread, one backend, and the tick of DESIGN.md §2 in
+//! The runtime: one thread, one backend, and the tick of docs/architecture.md, the tick in
 //! [`Runtime::block_on`].
 //!
 //! Owns the task queues (local, and the injection queue other threads push to),
@@ -201,7 +201,7 @@ impl Runtime {
     }
 
     /// Runs `future` to completion on this thread, driving every task, timer and
-    /// connection of the runtime meanwhile. This is the tick loop (DESIGN.md §2).
+    /// connection of the runtime meanwhile. This is the tick loop (docs/architecture.md, the tick).
     ///
     /// # Panics
     /// When called inside a runtime (nested `block_on`), or if the backend's wait

@@ -83,7 +83,7 @@ pub trait RemoteWake: Send + Sync + 'static {
     fn wake(&self);
 }
 
-/// The contract between the runtime and an I/O backend (DESIGN.md §3).
+/// The contract between the runtime and an I/O backend (docs/architecture.md, the backend contract).
 ///
 /// A backend is owned by one runtime thread. `submit` only queues; `poll` does all
 /// the system calls of a tick: it hands queued ops to the kernel, waits at most
@@ -104,7 +104,7 @@ pub trait Backend {
     /// Queues an op for the next `poll`. Makes no system call.
     fn submit(&mut self, op: Op);
 
-    /// Flush, wait, collect: one tick's I/O (DESIGN.md §2, step 2). Backends implement
+    /// Flush, wait, collect: one tick's I/O (docs/architecture.md, the tick, step 2). Backends implement
     /// this; callers use [`poll`](Self::poll). `timeout == Some(ZERO)` must not block;
     /// `None` waits until something completes or a remote wake arrives.
     fn flush_and_wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()>;

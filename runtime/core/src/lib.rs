@@ -1,6 +1,6 @@
 //! # paste-rt-core — the backend contract
 //!
-//! This crate owns the vocabulary every paste-rt backend speaks (DESIGN.md §3):
+//! This crate owns the vocabulary every paste-rt backend speaks (docs/architecture.md, the backend contract):
 //!
 //! * [`BufPool`]: fixed-size buffers addressed by index, over anonymous memory, a
 //!   file mapping (persistence) or externally owned memory (a netmap region);

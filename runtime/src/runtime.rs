@@ -1,4 +1,4 @@
-//! The runtime: one thread, one backend, and the tick of docs/architecture.md, the tick in
+//! The runtime: one thread, one backend, and the tick (docs/architecture.md, the tick) in
 //! [`Runtime::block_on`].
 //!
 //! Owns the task queues (local, and the injection queue other threads push to),

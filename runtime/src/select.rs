@@ -1,4 +1,4 @@
-//! Choosing and starting a backend (docs/architecture.md, "Choosing a backend"), and
+//! Choosing and starting a backend (docs/architecture.md, choosing a backend), and
 //! the enum that dispatches to it statically.
 //!
 //! `auto` tries kernel PASTE, then io_uring, then epoll, and reports one line naming

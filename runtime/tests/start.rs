@@ -7,9 +7,7 @@
 //! binary re-run with `PASTE_RT_START_CHILD` set to a scenario) whose environment
 //! the parent sets, so that other tests never see it.
 
-use std::io::Write;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 
 use paste_rt::config::{EmuSettings, EpollConfig, KernelConfig, UringConfig};
 use paste_rt::runtime::Builder;
@@ -32,6 +30,15 @@ fn start_child() {
                 Err(e) => println!("RESULT {e}"),
             }
         }
+        "tracing" => {
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::DEBUG)
+                .with_ansi(false)
+                .with_writer(std::io::stdout)
+                .init();
+            let rt = Builder::new().ignore_env().backend("auto").build().unwrap();
+            println!("RESULT {}", rt.backend());
+        }
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -39,6 +46,17 @@ fn start_child() {
 /// Runs scenario `scenario` with `env` set (and no other `PASTE_RT_*` variable);
 /// returns the child's `RESULT` line (or "none"), its stderr and whether it succeeded.
 fn run_child(scenario: &str, env: &[(&str, &str)]) -> (String, String, bool) {
+    let (result, _, stderr, ok) = run_child_full(scenario, env);
+    (result, stderr, ok)
+}
+
+/// Runs scenario `scenario`; returns its `RESULT` line, whole stdout and stderr.
+fn run_child_output(scenario: &str) -> (String, String, String) {
+    let (result, stdout, stderr, _) = run_child_full(scenario, &[]);
+    (result, stdout, stderr)
+}
+
+fn run_child_full(scenario: &str, env: &[(&str, &str)]) -> (String, String, String, bool) {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command.args(["--exact", "start_child", "--nocapture", "--test-threads=1"]).env(CHILD_ENV, scenario);
     for var in paste_rt::overrides::ALL {
@@ -48,7 +66,8 @@ fn run_child(scenario: &str, env: &[(&str, &str)]) -> (String, String, bool) {
     let out = command.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let result = stdout.lines().find_map(|l| l.find("RESULT ").map(|i| l[i + 7..].to_string()));
-    (result.unwrap_or_else(|| "none".into()), String::from_utf8_lossy(&out.stderr).to_string(), out.status.success())
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    (result.unwrap_or_else(|| "none".into()), stdout, stderr, out.status.success())
 }
 
 #[test]
@@ -141,40 +160,23 @@ fn every_override_is_documented_in_one_place() {
     }
 }
 
-/// A `tracing` writer that keeps what it is given.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn the_selection_is_a_tracing_event() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let rt =
-        tracing::subscriber::with_default(subscriber, || Builder::new().ignore_env().backend("auto").build().unwrap());
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    let line =
-        text.lines().find(|l| l.contains("INFO") && l.contains("paste_rt::select")).unwrap_or_else(|| panic!("{text}"));
-    assert!(line.contains(&format!("backend={}", rt.backend())) && line.contains("choice=auto"), "{line}");
-    // Kernel PASTE is tried first by `auto`; where it is missing, the skip is an event too.
-    if rt.backend() != BackendKind::Paste {
-        assert!(
-            text.lines().any(|l| l.contains("DEBUG") && l.contains("backend skipped") && l.contains("backend=paste")),
-            "{text}"
-        );
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
     }
+    // In a child: a process-wide subscriber, and no other test racing the callsites.
+    let (kind, stdout, stderr) = run_child_output("tracing");
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("INFO") && l.contains("paste_rt::select"))
+        .unwrap_or_else(|| panic!("no selection event in {stdout}"));
+    assert!(line.contains(&format!("backend={kind}")) && line.contains("choice=auto"), "{line}");
+    // Kernel PASTE is tried first by `auto`; where it is missing, the skip is an event too.
+    if kind != "paste" {
+        let skipped = |l: &&str| l.contains("DEBUG") && l.contains("backend skipped") && l.contains("backend=paste");
+        assert!(stdout.lines().any(|l| skipped(&l)), "{stdout}");
+    }
+    // With a subscriber installed, the stderr fallback stays silent.
+    assert!(!stderr.contains("paste-rt: backend"), "{stderr}");
 }

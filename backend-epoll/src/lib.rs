@@ -1,7 +1,8 @@
 //! # paste-rt-epoll — the baseline backend
 //!
 //! Edge-triggered epoll with one `read` per ready connection into pool buffers and
-//! one `send`/`sendmsg` per connection with queued data, written at the tick. Same
+//! one `send`/`sendmsg` per connection with queued data, written at the tick
+//! (docs/architecture.md, the backends). Same
 //! contract as the io_uring and PASTE backends, and exactly the per-connection
 //! system calls PASTE removes — which is what makes it the honest baseline of the A/B
 //! comparison.

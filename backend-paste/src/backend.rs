@@ -188,14 +188,15 @@ impl PasteBackend {
         Ok(PasteBackend::assemble(BackendKind::PasteEmu, driver, Provider::Emu(Box::new(provider))))
     }
 
-    /// `paste`: kernel PASTE through `/dev/netmap`, configured from the environment
-    /// (`PASTE_RT_PASTE_IF` names the NIC; see [`KernelConfig`]). On a machine without
-    /// it, the error names what is missing and what is needed. The pool is the
-    /// port's extra buffers (`pool.count` of them are asked for); file-backed memory
-    /// is the extmem file of `PASTE_RT_PASTE_EXTMEM`.
-    pub fn kernel(pool: PoolConfig) -> Result<PasteBackend, StartError> {
-        let cfg = kernel_config(|k| std::env::var(k).ok(), &pool)?;
-        PasteBackend::kernel_with(&cfg)
+    /// `paste`: kernel PASTE through `/dev/netmap` as `cfg` says (the runtime builds
+    /// it from `Builder::paste_config` and the operator's `PASTE_RT_PASTE_*`
+    /// overrides; this crate reads no environment). The configuration is checked
+    /// first: on a machine without kernel PASTE, or with no NIC named, the error says
+    /// what is missing and what is needed. `cfg.extra_bufs` pool buffers are asked
+    /// for; a file-backed pool is `cfg.extmem`.
+    pub fn kernel(cfg: &KernelConfig) -> Result<PasteBackend, StartError> {
+        check_kernel_config(cfg)?;
+        PasteBackend::kernel_with(cfg)
     }
 
     /// `paste` with an explicit configuration.
@@ -581,23 +582,34 @@ impl PasteBackend {
     }
 }
 
-/// The kernel configuration from `get` (the environment). A missing control device
-/// is reported before a missing `PASTE_RT_PASTE_IF`: it is the more basic lack.
-fn kernel_config(get: impl Fn(&str) -> Option<String>, pool: &PoolConfig) -> Result<KernelConfig, StartError> {
-    use crate::kernel::{ENV_DEVICE, ENV_EXTRA_BUFS, REQUIREMENTS};
-    let device = get(ENV_DEVICE).filter(|d| !d.is_empty()).unwrap_or_else(|| "/dev/netmap".into());
-    if !std::path::Path::new(&device).exists() {
-        return Err(StartError {
-            backend: BackendKind::Paste,
-            reason: format!("{device} does not exist (the netmap module is not loaded); {REQUIREMENTS}"),
-            errno: Some(libc::ENOENT),
-        });
+/// Checks a kernel configuration before anything is opened. A missing control device
+/// is reported before a missing NIC name: it is the more basic lack.
+fn check_kernel_config(cfg: &KernelConfig) -> Result<(), StartError> {
+    use crate::kernel::REQUIREMENTS;
+    let fail = |reason: String, errno| Err(StartError { backend: BackendKind::Paste, reason, errno });
+    if !cfg.device.exists() {
+        let device = cfg.device.display();
+        return fail(
+            format!("{device} does not exist (the netmap module is not loaded); {REQUIREMENTS}"),
+            Some(libc::ENOENT),
+        );
     }
-    let mut cfg = KernelConfig::from_lookup(&get)?;
-    if get(ENV_EXTRA_BUFS).is_none() {
-        cfg.extra_bufs = pool.count;
+    if cfg.ifname.is_empty() {
+        return fail(
+            format!(
+                "no NIC named: KernelConfig::ifname is empty and PASTE_RT_PASTE_IF is not set \
+                 (name the NIC PASTE attaches to, e.g. PASTE_RT_PASTE_IF=eth1); {REQUIREMENTS}"
+            ),
+            None,
+        );
     }
-    Ok(cfg)
+    let (rings, slots) = (u32::from(cfg.rings), cfg.slots);
+    if !(1..=u32::from(crate::sys::abi::pst::MAX_RINGS)).contains(&rings)
+        || !(1..=crate::sys::abi::pst::MAX_SLOTS).contains(&slots)
+    {
+        return fail(format!("{rings} rings of {slots} slots: PASTE allows 1..=64 rings of 1..=2048 slots"), None);
+    }
+    Ok(())
 }
 
 /// Buffers on the kernel side of an emulated port (see
@@ -688,7 +700,7 @@ impl Backend for PasteBackend {
 
 impl Drop for PasteBackend {
     /// Releases the port: the provider closes every fd it still owns (abortively on
-    /// kernel PASTE, §10.3) and the driver's free buffers are relinked onto the extra
+    /// kernel PASTE, docs/paste-abi.md §10.3) and the driver's free buffers are relinked onto the extra
     /// list before the port goes away.
     fn drop(&mut self) {
         let fds: Vec<RawFd> = self.tokens.iter().flatten().map(|m| m.fd).collect();
@@ -702,9 +714,8 @@ mod tests {
 
     #[test]
     fn kernel_start_error_names_the_missing_pieces() {
-        let pool = PoolConfig::default();
-        let e = kernel_config(|k| (k == crate::kernel::ENV_DEVICE).then(|| "/nonexistent/netmap".into()), &pool)
-            .unwrap_err();
+        let cfg = KernelConfig { device: "/nonexistent/netmap".into(), ..KernelConfig::default() };
+        let e = PasteBackend::kernel(&cfg).unwrap_err();
         assert_eq!((e.backend, e.errno), (BackendKind::Paste, Some(libc::ENOENT)));
         let text = e.to_string();
         for needle in [
@@ -719,20 +730,16 @@ mod tests {
             assert!(text.contains(needle), "{needle:?} missing from: {text}");
         }
         // A device that exists but no interface named: that is what is missing then.
-        let e = kernel_config(|k| (k == crate::kernel::ENV_DEVICE).then(|| "/dev/null".into()), &pool).unwrap_err();
-        assert!(e.reason.contains("PASTE_RT_PASTE_IF is not set"), "{e}");
-        let cfg = kernel_config(
-            |k| match k {
-                crate::kernel::ENV_DEVICE => Some("/dev/null".into()),
-                crate::kernel::ENV_IF => Some("eth1".into()),
-                _ => None,
-            },
-            &PoolConfig { count: 777, ..PoolConfig::default() },
-        )
-        .unwrap();
-        assert_eq!((cfg.ifname.as_str(), cfg.extra_bufs), ("eth1", 777));
+        let cfg = KernelConfig { device: "/dev/null".into(), ..KernelConfig::default() };
+        let e = PasteBackend::kernel(&cfg).unwrap_err();
+        assert!(e.reason.contains("no NIC named"), "{e}");
+        // Out-of-range rings or slots are refused before anything is opened.
+        let cfg =
+            KernelConfig { device: "/dev/null".into(), ifname: "eth1".into(), slots: 4096, ..KernelConfig::default() };
+        assert!(PasteBackend::kernel(&cfg).unwrap_err().reason.contains("1..=2048 slots"));
         // And opening it fails at REGISTER, naming the device.
-        let e = PasteBackend::kernel_with(&cfg).unwrap_err();
+        let cfg = KernelConfig { device: "/dev/null".into(), ifname: "eth1".into(), ..KernelConfig::default() };
+        let e = PasteBackend::kernel(&cfg).unwrap_err();
         assert!(e.reason.contains("not a netmap control device"), "{e}");
     }
 

@@ -1,7 +1,7 @@
 //! The kernel side of an emulated PASTE port, as plain functions over its memory.
 //!
 //! Owns what `netmap_paste.c` owns for a real port: the per-fd registration table
-//! (PST_FD_REG's errno rules, paste-abi §2.2 / §10), the kernel's view of each ring
+//! (PST_FD_REG's errno rules, docs/paste-abi.md §2.2 / §10), the kernel's view of each ring
 //! (`hwcur`/`hwtail`), its spare buffers, the per-fd queues of received data waiting
 //! for an RX slot, and the buffers taken from TX slots until the socket work is done.
 //! `rxsync` and `txsync` follow §4.2 / §4.3: RX slots are filled grouped by fd with
@@ -145,7 +145,7 @@ pub enum TxStall {
         slot: u32,
     },
     /// The socket refuses data (set with [`EmuKernel::set_send_error`]): the slot stays,
-    /// and every slot behind it waits (paste-abi §10, failure mode 2).
+    /// and every slot behind it waits (docs/paste-abi.md §10.2).
     SendError {
         /// The socket.
         fd: i32,
@@ -489,7 +489,7 @@ impl EmuKernel {
         idx >= FIRST_DATA_BUF && matches!(self.hold.get(idx as usize), Some(Hold::NotHeld))
     }
 
-    /// `rxsync` (paste-abi §4.2): takes back the slots the application released
+    /// `rxsync` (docs/paste-abi.md §4.2): takes back the slots the application released
     /// (`hwcur = head`, `NS_BUF_CHANGED` cleared), fills free slots from the per-fd
     /// queues — all of one fd's waiting slots together, the slot's old buffer becoming a
     /// spare — and publishes the new `tail`.
@@ -559,7 +559,7 @@ impl EmuKernel {
         rep
     }
 
-    /// `txsync` (paste-abi §4.3): for each slot from `hwcur` to `head`: skip `len == 0`;
+    /// `txsync` (docs/paste-abi.md §4.3): for each slot from `hwcur` to `head`: skip `len == 0`;
     /// stop at `len < doff`, a generic offset below the kernel's headroom, or a socket
     /// refusing data; drop slots of unregistered fds; otherwise queue the payload for
     /// the provider and give the slot a different spare buffer (`len` 0, fd/doff

@@ -3,7 +3,7 @@
 //! Owns the port fd, the shared mapping (REGISTER's `mmap`, or the extmem file
 //! mapping), the NIC attach, per-socket registration (PST_FD_REG), the syncs (`poll`
 //! on the port fd, or the sync ioctls), SIGPIPE being ignored while a port is owned
-//! (paste-abi §10.1), and an orderly release: registered sockets closed abortively,
+//! (docs/paste-abi.md §10.1), and an orderly release: registered sockets closed abortively,
 //! extra buffers relinked, then the fd closed (§10.3). It must never read or write ring
 //! slots (that is [`RingDriver`]'s job) or `read()` a registered socket.
 //!
@@ -34,22 +34,6 @@ pub const REQUIREMENTS: &str = "kernel PASTE needs the netmap module built with 
 (PASTE uses kernel_sendpage and other APIs removed by 6.5), and a NIC with a native netmap driver \
 and TX checksum offload enabled, named in PASTE_RT_PASTE_IF";
 
-/// Environment variable naming the NIC to attach (required).
-pub const ENV_IF: &str = "PASTE_RT_PASTE_IF";
-/// Environment variable: rings of the pst port (default 1).
-pub const ENV_RINGS: &str = "PASTE_RT_PASTE_RINGS";
-/// Environment variable: slots per ring (default 1024, max 2048).
-pub const ENV_SLOTS: &str = "PASTE_RT_PASTE_SLOTS";
-/// Environment variable: extra buffers to ask for (default 4096).
-pub const ENV_EXTRA_BUFS: &str = "PASTE_RT_PASTE_EXTRA_BUFS";
-/// Environment variable: extmem file (persistent pool); unset = kernel memory.
-pub const ENV_EXTMEM: &str = "PASTE_RT_PASTE_EXTMEM";
-/// Environment variable: extmem size in MiB when the file must be created or grown
-/// (default 256).
-pub const ENV_EXTMEM_MB: &str = "PASTE_RT_PASTE_EXTMEM_MB";
-/// Environment variable: the control device (default `/dev/netmap`).
-pub const ENV_DEVICE: &str = "PASTE_RT_PASTE_DEVICE";
-
 /// An extmem (user-memory, optionally persistent) pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExtmemConfig {
@@ -76,50 +60,23 @@ pub struct KernelConfig {
     pub device: PathBuf,
 }
 
-fn start_error(reason: String, errno: Option<i32>) -> StartError {
-    StartError { backend: BackendKind::Paste, reason, errno }
+impl Default for KernelConfig {
+    /// No NIC named (it must be set), 1 ring of 1024 slots, 4096 extra buffers, kernel
+    /// memory, `/dev/netmap`.
+    fn default() -> KernelConfig {
+        KernelConfig {
+            ifname: String::new(),
+            rings: 1,
+            slots: pst::DEFAULT_SLOTS,
+            extra_bufs: 4096,
+            extmem: None,
+            device: "/dev/netmap".into(),
+        }
+    }
 }
 
-impl KernelConfig {
-    /// Reads the configuration from the environment (see the `ENV_*` constants).
-    pub fn from_env() -> Result<KernelConfig, StartError> {
-        KernelConfig::from_lookup(|k| std::env::var(k).ok())
-    }
-
-    /// Reads the configuration through `get` (the environment, or a test's map).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<KernelConfig, StartError> {
-        let ifname = get(ENV_IF).filter(|s| !s.is_empty()).ok_or_else(|| {
-            start_error(
-                format!("{ENV_IF} is not set (name the NIC PASTE attaches to, e.g. {ENV_IF}=eth1); {REQUIREMENTS}"),
-                None,
-            )
-        })?;
-        fn num<T: std::str::FromStr>(
-            get: &impl Fn(&str) -> Option<String>,
-            key: &str,
-            default: T,
-        ) -> Result<T, StartError> {
-            match get(key) {
-                None => Ok(default),
-                Some(v) => {
-                    v.trim().parse().map_err(|_| start_error(format!("{key}={v:?} is not a valid number"), None))
-                }
-            }
-        }
-        let rings: u16 = num(&get, ENV_RINGS, 1)?;
-        let slots: u32 = num(&get, ENV_SLOTS, pst::DEFAULT_SLOTS)?;
-        let extra_bufs: u32 = num(&get, ENV_EXTRA_BUFS, 4096)?;
-        let mb: u64 = num(&get, ENV_EXTMEM_MB, 256)?;
-        if !(1..=pst::MAX_RINGS).contains(&rings) || !(1..=pst::MAX_SLOTS).contains(&slots) {
-            return Err(start_error(
-                format!("{rings} rings of {slots} slots: PASTE allows 1..=64 rings of 1..=2048 slots"),
-                None,
-            ));
-        }
-        let extmem = get(ENV_EXTMEM).filter(|s| !s.is_empty()).map(|p| ExtmemConfig { path: p.into(), size: mb << 20 });
-        let device = get(ENV_DEVICE).filter(|s| !s.is_empty()).unwrap_or_else(|| "/dev/netmap".into()).into();
-        Ok(KernelConfig { ifname, rings, slots, extra_bufs, extmem, device })
-    }
+fn start_error(reason: String, errno: Option<i32>) -> StartError {
+    StartError { backend: BackendKind::Paste, reason, errno }
 }
 
 /// A shared mapping, unmapped when the last holder (port or pool) drops it.
@@ -211,7 +168,7 @@ pub struct KernelPort {
 
 impl KernelPort {
     /// Opens `/dev/netmap`, registers `pst:0`, maps its memory and attaches the NIC
-    /// (paste-abi §1.4). SIGPIPE is ignored from here until the port is dropped.
+    /// (docs/paste-abi.md §1.4). SIGPIPE is ignored from here until the port is dropped.
     pub fn open(cfg: &KernelConfig) -> Result<KernelPort, StartError> {
         let dev = CString::new(cfg.device.as_os_str().as_bytes())
             .map_err(|_| start_error(format!("device path {:?} contains a NUL byte", cfg.device), None))?;
@@ -501,41 +458,14 @@ fn extmem_pools(len: usize) -> NmreqPoolsInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |k| m.get(k).cloned()
-    }
-
-    #[test]
-    fn missing_interface_is_a_clear_error() {
-        let e = KernelConfig::from_lookup(lookup(&[])).unwrap_err();
-        assert_eq!(e.backend, BackendKind::Paste);
-        let text = e.to_string();
-        assert!(text.contains("PASTE_RT_PASTE_IF is not set"), "{text}");
-        assert!(text.contains("--enable-paste"), "{text}");
-    }
-
-    #[test]
-    fn config_from_lookup() {
-        let c = KernelConfig::from_lookup(lookup(&[
-            (ENV_IF, "eth1"),
-            (ENV_SLOTS, "512"),
-            (ENV_EXTMEM, "/tmp/pm"),
-            (ENV_EXTMEM_MB, "64"),
-        ]))
-        .unwrap();
-        assert_eq!((c.ifname.as_str(), c.rings, c.slots, c.extra_bufs), ("eth1", 1, 512, 4096));
-        assert_eq!(c.extmem, Some(ExtmemConfig { path: "/tmp/pm".into(), size: 64 << 20 }));
-        assert_eq!(c.device, PathBuf::from("/dev/netmap"));
-        assert!(KernelConfig::from_lookup(lookup(&[(ENV_IF, "eth1"), (ENV_SLOTS, "4096")])).is_err());
-        assert!(KernelConfig::from_lookup(lookup(&[(ENV_IF, "eth1"), (ENV_RINGS, "x")])).is_err());
+    fn eth0() -> KernelConfig {
+        KernelConfig { ifname: "eth0".into(), ..KernelConfig::default() }
     }
 
     #[test]
     fn open_without_netmap_names_what_is_missing() {
-        let cfg = KernelConfig::from_lookup(lookup(&[(ENV_IF, "eth0")])).unwrap();
+        let cfg = eth0();
         if cfg.device.exists() {
             // A machine with netmap: this test is about machines without it.
             return;
@@ -560,10 +490,7 @@ mod tests {
 
     #[test]
     fn open_of_a_non_netmap_device_fails_at_register() {
-        let cfg = KernelConfig {
-            device: "/dev/null".into(),
-            ..KernelConfig::from_lookup(lookup(&[(ENV_IF, "eth0")])).unwrap()
-        };
+        let cfg = KernelConfig { device: "/dev/null".into(), ..eth0() };
         let e = KernelPort::open(&cfg).unwrap_err();
         assert_eq!(e.errno, Some(libc::ENOTTY));
         let text = e.to_string();

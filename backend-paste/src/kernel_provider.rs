@@ -5,7 +5,7 @@
 //! A sync is **one `poll()`** over the port fd (`POLLIN`: txsync + rxsync), the
 //! eventfd, the listening sockets, connecting sockets (`POLLOUT`) and every registered
 //! socket with no events requested, so that only `POLLERR`/`POLLHUP` report it: a peer
-//! RST produces no slot (paste-abi §10), so this is how resets are seen. A socket
+//! RST produces no slot (docs/paste-abi.md §10), so this is how resets are seen. A socket
 //! found reset is reported (`Event::RecvError`) and closed abortively at once, before
 //! the next sync, so that its TX slots cannot stall the ring for everyone (§10.2); its
 //! fd number stays taken (a `/dev/null` placeholder) until the application's `Close`.
@@ -142,7 +142,7 @@ pub fn take_socket_error(fd: RawFd) -> i32 {
 
 /// Classifies a watched socket's `revents`: `POLLERR` or `POLLHUP` make it read
 /// `SO_ERROR` (one system call); an error is a fault, a clean hang-up is not. A reset
-/// socket shows `POLLERR|POLLHUP` and `SO_ERROR == ECONNRESET` (paste-abi §10).
+/// socket shows `POLLERR|POLLHUP` and `SO_ERROR == ECONNRESET` (docs/paste-abi.md §10).
 pub fn classify(fd: RawFd, revents: i16) -> SocketFault {
     if revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) == 0 {
         return SocketFault::None;
@@ -654,7 +654,7 @@ mod tests {
 
     #[test]
     fn kernel_backend_without_netmap_names_what_is_missing() {
-        let cfg = KernelConfig::from_lookup(|k| (k == crate::kernel::ENV_IF).then(|| "eth0".to_string())).unwrap();
+        let cfg = KernelConfig { ifname: "eth0".into(), ..KernelConfig::default() };
         if cfg.device.exists() {
             return; // a machine with netmap: this test is about machines without it
         }

@@ -3,7 +3,7 @@
 //! PASTE (NSDI'18) keeps the kernel's TCP/IP stack but moves every connection's data
 //! through one pair of netmap rings: RX slots carry `(buffer, fd, data offset, len)`
 //! for many sockets, TX slots carry the same for responses, and one sync moves all of
-//! them (DESIGN.md §1, §4). This crate is built in layers, each usable on its own:
+//! them (docs/architecture.md, what PASTE brings; the backends). This crate is built in layers, each usable on its own:
 //!
 //! * [`sys`]: the netmap v14 + PASTE ABI (structs, ioctls, slot bit-fields, requests);
 //! * [`ring`]: the application-side ring driver, [`RingDriver`], shared by both

@@ -454,7 +454,7 @@ impl RingDriver {
     /// Forgets everything queued for `fd` (a dead or closed connection) and stops
     /// reporting its slots already in the ring. Returns the bytes dropped from the
     /// queue. Slots already handed over stay in the ring: close the socket before the
-    /// next sync so the kernel skips them (paste-abi §10, failure mode 2).
+    /// next sync so the kernel skips them (docs/paste-abi.md §10.2).
     pub fn tx_drop_fd(&mut self, fd: i32) -> u64 {
         let Some(f) = usize::try_from(fd).ok().and_then(|i| self.fds.get_mut(i)) else { return 0 };
         let dropped = f.queued_bytes;

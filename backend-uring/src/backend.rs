@@ -1,5 +1,5 @@
 //! [`UringBackend`]: the [`Backend`] over the io_uring engine and the runtime's
-//! [`IoTable`].
+//! [`IoTable`] (docs/architecture.md, the backends).
 //!
 //! Owns the [`SocketEngine`] (the ring, every socket's slot — slot id = the record's
 //! token — and the wake-up), the pool and its recycle ring registered as the receive

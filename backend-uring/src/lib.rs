@@ -1,6 +1,7 @@
 //! # paste-rt-uring — the io_uring backend
 //!
-//! The best io_uring practice of the kernel it runs on, probed at start:
+//! The best io_uring practice of the kernel it runs on (docs/architecture.md, the
+//! backends), probed at start:
 //! `SINGLE_ISSUER | DEFER_TASKRUN` when supported, multishot accept, multishot recv
 //! into a provided buffer ring whose buffers are the runtime's pool buffers (buffer id
 //! = pool index: a dropped `RxBuf` goes straight back to the ring; bundles where

@@ -1,4 +1,4 @@
-//! `paste-bench`: paste-rt's A/B benchmark harness (README, "The A/B benchmark").
+//! `paste-bench`: paste-rt's A/B benchmark harness (docs/benchmarking.md).
 //!
 //! `ab` runs the matrix and writes the report; `callgrind` counts user-space
 //! instructions per request under valgrind; `serve` runs one subject in the

@@ -1,4 +1,4 @@
-//! The benchmark workloads (README, "The A/B benchmark"): what a client sends and what a server
+//! The benchmark workloads (docs/benchmarking.md): what a client sends and what a server
 //! answers. Shared by the peer servers, the paste-rt subjects and the load generator.
 //!
 //! Owns only names and shapes; it must never do I/O.

@@ -135,10 +135,7 @@ fn crash_and_recover(backend: &str, copy: bool) {
 }
 
 fn backends() -> Vec<BackendKind> {
-    BackendKind::ALL
-        .into_iter()
-        .filter(|k| paste_rt::runtime::Builder::new().ignore_env().backend(k.name()).quiet().build().is_ok())
-        .collect()
+    paste_rt::testing::backends("wal_crash")
 }
 
 #[test]

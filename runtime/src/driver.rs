@@ -1,5 +1,6 @@
 //! The runtime's side of I/O: the [`IoTable`] of every connection, listener and
-//! datagram socket, and the backend that completes their operations in place.
+//! datagram socket, and the backend that completes their operations in place
+//! (docs/architecture.md, the tick).
 //!
 //! Owns the two and the few decisions that need both: telling the backend when a
 //! record it is not engaged with has something to send, when a paused receive may

@@ -29,19 +29,23 @@
 //! }
 //! ```
 //!
-//! The pieces: [`runtime`] (the tick, [`Builder`](runtime::Builder)), [`net`],
+//! The pieces: [`runtime`] (the tick, [`Builder`](runtime::Builder), whose start
+//! errors are [`BuildError`]s), [`config`] (each backend's settings), [`overrides`]
+//! (the `PASTE_RT_*` environment variables), [`net`],
 //! [`time`], [`spawn`] and [`Handle`] for other threads, [`spawn_blocking`],
 //! [`signal`], and [`compat`] (hyper, behind the `hyper` feature). The backend
 //! contract lives in [`paste_rt_core`], re-exported as [`core`].
 
 pub mod batch;
 pub mod blocking;
+mod build_error;
 mod builder;
 pub mod compat;
 mod context;
 mod driver;
 mod handle;
 pub mod net;
+pub mod overrides;
 pub mod persist;
 mod select;
 pub mod signal;
@@ -53,7 +57,16 @@ pub mod time;
 /// The runtime, its builder and its counters.
 pub mod runtime;
 
+/// Each backend's typed settings, for [`Builder`](runtime::Builder)'s
+/// `epoll_config`, `uring_config`, `paste_config` and `paste_emu_config`.
+pub mod config {
+    pub use paste_rt_epoll::EpollConfig;
+    pub use paste_rt_paste::{EmuSettings, ExtmemConfig, KernelConfig};
+    pub use paste_rt_uring::UringConfig;
+}
+
 pub use blocking::spawn_blocking;
+pub use build_error::{valid_backend_names, BuildError, ChoiceOrigin};
 pub use handle::Handle;
 pub use paste_rt_core as core;
 pub use paste_rt_core::{BackendKind, KeptBuf, RxBuf, SendData, StartError, StatsSnapshot, TxBuf};

@@ -1,4 +1,5 @@
-//! The runtime: one thread, one backend, and the tick in [`Runtime::block_on`].
+//! The runtime: one thread, one backend, and the tick (docs/architecture.md, the tick)
+//! in [`Runtime::block_on`].
 //!
 //! Owns the task queues (the local run queue, the registry of live tasks, and the
 //! injection queue other threads push to), the timer queue and the driver. The
@@ -25,6 +26,7 @@ use crate::task::raw::{self, TaskRef};
 use crate::task::JoinHandle;
 use crate::time::Timers;
 
+pub use crate::build_error::BuildError;
 pub use crate::builder::{Builder, BACKEND_ENV};
 
 /// Most tasks run in one tick before I/O is polled again.
@@ -318,7 +320,7 @@ impl Runtime {
     }
 
     /// Runs `future` to completion on this thread, driving every task, timer and
-    /// connection of the runtime meanwhile. This is the tick loop (DESIGN.md §2).
+    /// connection of the runtime meanwhile. This is the tick loop (docs/architecture.md, the tick).
     ///
     /// # Panics
     /// When called inside a runtime (nested `block_on`), or if the backend's wait
@@ -493,7 +495,9 @@ where
 /// Outside a paste-rt runtime.
 pub fn request_shutdown() {
     let inner = context::current();
-    inner.shutting_down.set(true);
+    if !inner.shutting_down.replace(true) {
+        tracing::info!(target: "paste_rt::shutdown", backend = %inner.selection.kind, "graceful shutdown requested");
+    }
     let waiters: Vec<Waker> = inner.shutdown_waiters.borrow_mut().drain().collect();
     for w in waiters {
         w.wake();

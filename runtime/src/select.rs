@@ -1,10 +1,12 @@
-//! Choosing and starting a backend (DESIGN.md §5), and the enum that dispatches to
-//! it statically.
+//! Choosing and starting a backend (docs/architecture.md, choosing a backend), and
+//! the enum that dispatches to it statically.
 //!
 //! `auto` tries kernel PASTE, then io_uring, then epoll, and reports one line naming
-//! the backend chosen and why each earlier one was skipped. An explicitly requested
-//! backend that cannot start is an error carrying its reason — never a silent
-//! substitute. This module owns no I/O state of its own.
+//! the backend chosen and why each earlier one was skipped (a `tracing` event, see
+//! [`report`]). An explicitly requested backend that cannot start is an error carrying
+//! its reason — never a silent substitute. Sibling runtimes of a thread group start
+//! exactly the backend the first one chose ([`start_same`]). This module owns no I/O
+//! state of its own and reads no environment (the overrides are applied before).
 
 use std::fmt;
 use std::io;
@@ -13,12 +15,12 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use paste_rt_core::{
-    Backend, BackendKind, BufPool, Capabilities, IoTable, PoolConfig, RemoteWake, StartError, Stats, Token,
-};
+use paste_rt_core::{Backend, BackendKind, BufPool, Capabilities, IoTable, RemoteWake, StartError, Stats, Token};
 use paste_rt_epoll::{EpollBackend, EpollConfig};
-use paste_rt_paste::PasteBackend;
+use paste_rt_paste::{EmuSettings, KernelConfig, PasteBackend};
 use paste_rt_uring::{UringBackend, UringConfig};
+
+use crate::build_error::BuildError;
 
 /// Which backend to run: one by name, or `auto`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -73,10 +75,14 @@ impl fmt::Display for Selection {
     }
 }
 
-/// Settings every backend receives.
-#[derive(Debug, Clone, Default)]
+/// What each backend is started with: the program's typed configs with the
+/// builder's pool set in each, and the operator's overrides already applied.
+#[derive(Debug, Clone)]
 pub(crate) struct BackendSettings {
-    pub(crate) pool: PoolConfig,
+    pub(crate) epoll: EpollConfig,
+    pub(crate) uring: UringConfig,
+    pub(crate) paste: KernelConfig,
+    pub(crate) paste_emu: EmuSettings,
 }
 
 /// The compiled-in backends, dispatched with a `match` (no boxing per op).
@@ -146,17 +152,20 @@ impl AnyBackend {
 /// Starts one backend.
 fn start_one(kind: BackendKind, settings: &BackendSettings) -> Result<AnyBackend, StartError> {
     match kind {
-        BackendKind::Epoll => EpollBackend::new(EpollConfig { pool: settings.pool.clone(), ..EpollConfig::default() })
-            .map(AnyBackend::Epoll),
-        BackendKind::Uring => UringBackend::new(&UringConfig { pool: settings.pool.clone(), ..UringConfig::default() })
-            .map(|b| AnyBackend::Uring(Box::new(b))),
-        BackendKind::Paste => PasteBackend::kernel(settings.pool.clone()).map(|b| AnyBackend::Paste(Box::new(b))),
-        BackendKind::PasteEmu => PasteBackend::emulated(settings.pool.clone()).map(|b| AnyBackend::Paste(Box::new(b))),
+        BackendKind::Epoll => EpollBackend::new(settings.epoll.clone()).map(AnyBackend::Epoll),
+        BackendKind::Uring => UringBackend::new(&settings.uring).map(|b| AnyBackend::Uring(Box::new(b))),
+        BackendKind::Paste => PasteBackend::kernel(&settings.paste).map(|b| AnyBackend::Paste(Box::new(b))),
+        BackendKind::PasteEmu => {
+            PasteBackend::emulated_with(settings.paste_emu.clone()).map(|b| AnyBackend::Paste(Box::new(b)))
+        }
     }
 }
 
+/// The order `auto` tries backends in (paste-emu is a stand-in, never chosen).
+pub(crate) const AUTO_ORDER: [BackendKind; 3] = [BackendKind::Paste, BackendKind::Uring, BackendKind::Epoll];
+
 /// Starts the chosen backend; for `auto`, the first that starts.
-pub(crate) fn start(choice: BackendChoice, settings: &BackendSettings) -> Result<(AnyBackend, Selection), StartError> {
+pub(crate) fn start(choice: BackendChoice, settings: &BackendSettings) -> Result<(AnyBackend, Selection), BuildError> {
     match choice {
         BackendChoice::Only(kind) => {
             let b = start_one(kind, settings)?;
@@ -164,23 +173,50 @@ pub(crate) fn start(choice: BackendChoice, settings: &BackendSettings) -> Result
             Ok((b, Selection { kind, choice, detail, skipped: vec![] }))
         }
         BackendChoice::Auto => {
-            let mut skipped = vec![];
-            let order = [BackendKind::Paste, BackendKind::Uring, BackendKind::Epoll];
-            let mut last = None;
-            for kind in order {
+            let mut tried = vec![];
+            for kind in AUTO_ORDER {
                 match start_one(kind, settings) {
                     Ok(b) => {
                         let detail = b.describe();
+                        let skipped = tried.into_iter().map(|e: StartError| (e.backend, e.reason)).collect();
                         return Ok((b, Selection { kind, choice, detail, skipped }));
                     }
-                    Err(e) => {
-                        skipped.push((kind, e.reason.clone()));
-                        last = Some(e);
-                    }
+                    Err(e) => tried.push(e),
                 }
             }
-            Err(last.expect("auto has candidates"))
+            Err(BuildError::NoBackend { tried })
         }
+    }
+}
+
+/// Starts exactly the backend `first` runs (a sibling of a thread group), reporting
+/// the same selection: a group never mixes backends, and `auto` is resolved once.
+pub(crate) fn start_same(first: &Selection, settings: &BackendSettings) -> Result<(AnyBackend, Selection), StartError> {
+    let b = start_one(first.kind, settings)?;
+    let detail = b.describe();
+    Ok((b, Selection { kind: first.kind, choice: first.choice, detail, skipped: first.skipped.clone() }))
+}
+
+/// Reports a selection through `tracing` (target `paste_rt::select`): one `INFO`
+/// event naming the backend and why earlier candidates were skipped, and one
+/// `DEBUG` event per skipped candidate. A process with no `tracing` subscriber at
+/// all gets the same line on stderr instead when `auto` chose, unless `quiet`, so
+/// that a plain program still says which backend it runs.
+pub(crate) fn report(selection: &Selection, quiet: bool) {
+    for (kind, why) in &selection.skipped {
+        tracing::debug!(target: "paste_rt::select", backend = %kind, reason = %why, "backend skipped");
+    }
+    tracing::info!(
+        target: "paste_rt::select",
+        backend = %selection.kind,
+        choice = %selection.choice,
+        detail = %selection.detail,
+        skipped = selection.skipped.len(),
+        "paste-rt: {selection}"
+    );
+    let no_subscriber = tracing::dispatcher::get_default(|d| d.is::<tracing::subscriber::NoSubscriber>());
+    if no_subscriber && selection.choice == BackendChoice::Auto && !quiet {
+        eprintln!("paste-rt: {selection}");
     }
 }
 
@@ -194,5 +230,41 @@ mod tests {
         assert_eq!("paste-emu".parse::<BackendChoice>().unwrap(), BackendChoice::Only(BackendKind::PasteEmu));
         let e = "iouring".parse::<BackendChoice>().unwrap_err();
         assert!(e.contains("auto, paste, paste-emu, uring, epoll"), "{e}");
+    }
+
+    fn settings() -> BackendSettings {
+        let pool = paste_rt_core::PoolConfig { count: 256, ..Default::default() };
+        BackendSettings {
+            epoll: EpollConfig { pool: pool.clone(), ..EpollConfig::default() },
+            uring: UringConfig { pool: pool.clone(), ..UringConfig::default() },
+            paste: KernelConfig { device: "/nonexistent/netmap".into(), ..KernelConfig::default() },
+            paste_emu: EmuSettings::new(pool),
+        }
+    }
+
+    #[test]
+    fn a_sibling_starts_exactly_the_first_threads_backend_or_fails() {
+        // Thread 0 resolved `auto` to uring; on this sibling uring cannot start (here:
+        // its pool cannot be made), while epoll could. `auto` would fall back; a
+        // sibling must not.
+        let first = Selection {
+            kind: BackendKind::Uring,
+            choice: BackendChoice::Auto,
+            detail: String::new(),
+            skipped: vec![(BackendKind::Paste, "no netmap".into())],
+        };
+        let mut refused = settings();
+        refused.uring.pool.buf_size = 0;
+        let (_, fallback) = start(BackendChoice::Auto, &refused).unwrap();
+        assert_eq!(fallback.kind, BackendKind::Epoll, "the scenario needs auto to fall back here");
+        let e = start_same(&first, &refused).err().expect("a sibling must not fall back");
+        assert_eq!(e.backend, BackendKind::Uring);
+        // Where it can start, the sibling reports the first thread's selection.
+        let epoll_first = Selection { kind: BackendKind::Epoll, ..first };
+        let (_, same) = start_same(&epoll_first, &settings()).unwrap();
+        assert_eq!(
+            (same.kind, same.choice, same.skipped),
+            (BackendKind::Epoll, BackendChoice::Auto, epoll_first.skipped)
+        );
     }
 }

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use paste_rt_core::{BackendKind, StartError};
+use paste_rt_core::BackendKind;
+
+use crate::build_error::BuildError;
 
 use crate::runtime::Builder;
 use crate::Handle;
@@ -64,7 +66,7 @@ impl std::fmt::Debug for RuntimeThread {
 impl Builder {
     /// Starts a runtime on a new thread and returns at once with its handle. The
     /// backend is chosen as for [`build`](Builder::build); a start error is returned.
-    pub fn spawn_thread(self) -> Result<RuntimeThread, StartError> {
+    pub fn spawn_thread(self) -> Result<RuntimeThread, BuildError> {
         let (tx, rx) = std::sync::mpsc::channel();
         let stop = Arc::new(Stop::default());
         let grace = Arc::new(Mutex::new(Duration::ZERO));
@@ -82,30 +84,42 @@ impl Builder {
                 stop2.wait().await;
                 // Graceful: tell every task, then let them finish (requests in
                 // flight are answered) until none is left or the grace period ends.
+                let grace = *grace2.lock().unwrap_or_else(|e| e.into_inner());
+                tracing::info!(
+                    target: "paste_rt::shutdown",
+                    live_tasks = crate::runtime::live_tasks(),
+                    grace_ms = grace.as_millis() as u64,
+                    "runtime thread shutting down"
+                );
                 crate::runtime::request_shutdown();
-                let deadline = Instant::now() + *grace2.lock().unwrap_or_else(|e| e.into_inner());
+                let deadline = Instant::now() + grace;
                 while crate::runtime::live_tasks() > 0 && Instant::now() < deadline {
                     crate::time::sleep(Duration::from_millis(1)).await;
                 }
+                let left = crate::runtime::live_tasks();
+                if left > 1 {
+                    // The waiting task itself is one of them.
+                    tracing::warn!(
+                        target: "paste_rt::shutdown",
+                        tasks_left = left - 1,
+                        "grace period over; cancelling the tasks left and closing their connections"
+                    );
+                }
             });
             drop(rt);
+            tracing::debug!(target: "paste_rt::shutdown", "runtime thread stopped");
         });
-        let thread = spawned.map_err(|e| StartError {
-            backend: BackendKind::Epoll,
-            reason: format!("spawning the runtime thread: {e}"),
-            errno: e.raw_os_error(),
-        })?;
+        let thread = spawned.map_err(|source| BuildError::Spawn { index: 0, source })?;
         match rx.recv() {
             Ok(Ok((handle, backend))) => Ok(RuntimeThread { handle, backend, stop, grace, thread: Some(thread) }),
             Ok(Err(e)) => {
                 let _ = thread.join();
                 Err(e)
             }
-            Err(_) => Err(StartError {
-                backend: BackendKind::Epoll,
-                reason: "the runtime thread exited while starting".into(),
-                errno: None,
-            }),
+            Err(_) => {
+                let _ = thread.join();
+                Err(BuildError::ThreadLost { index: 0 })
+            }
         }
     }
 }

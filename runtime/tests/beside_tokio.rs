@@ -91,9 +91,7 @@ fn run_on(kind: BackendKind) {
 
 #[test]
 fn tokio_app_drives_paste_rt_and_shuts_down_gracefully() {
-    for kind in BackendKind::ALL {
-        if paste_rt::runtime::Builder::new().ignore_env().backend(kind.name()).quiet().build().is_ok() {
-            run_on(kind);
-        }
+    for kind in paste_rt::testing::backends("tokio_app_drives_paste_rt_and_shuts_down_gracefully") {
+        run_on(kind);
     }
 }

@@ -116,9 +116,7 @@ fn emfile_on_accept_recovers_without_spinning() {
     if std::env::var(CHILD_ENV).is_ok() {
         return;
     }
-    for kind in BackendKind::ALL {
-        if paste_rt::runtime::Builder::new().ignore_env().backend(kind.name()).quiet().build().is_ok() {
-            run_child(kind);
-        }
+    for kind in paste_rt::testing::backends("emfile_on_accept_recovers_without_spinning") {
+        run_child(kind);
     }
 }

@@ -43,6 +43,14 @@ fn forbid_io_uring() {
 fn seccomp_child() {
     let Ok(choice) = std::env::var(CHILD_ENV) else { return };
     forbid_io_uring();
+    if choice == "tests" {
+        // What a test run sees: the backends `testing::backends` hands to tests.
+        match std::panic::catch_unwind(|| paste_rt::testing::backends("seccomp_child")) {
+            Ok(kinds) => println!("STARTED {kinds:?}"),
+            Err(panic) => println!("REFUSED {}", panic.downcast_ref::<String>().cloned().unwrap_or_default()),
+        }
+        return;
+    }
     match paste_rt::runtime::Builder::new().ignore_env().backend(&choice).build() {
         Ok(rt) => println!("STARTED {} | {}", rt.backend(), rt.selection()),
         Err(e) => println!("REFUSED {e}"),
@@ -50,9 +58,16 @@ fn seccomp_child() {
 }
 
 fn run_child(choice: &str) -> (String, String) {
+    run_child_with(choice, &[])
+}
+
+fn run_child_with(choice: &str, env: &[(&str, &str)]) -> (String, String) {
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "seccomp_child", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, choice)
+        .env_remove(paste_rt::testing::REQUIRE_ENV)
+        .env_remove(paste_rt::testing::ONLY_ENV)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     assert!(out.status.success(), "child failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -81,4 +96,18 @@ fn io_uring_refused_by_seccomp_falls_back_or_fails_clearly() {
     // paste-emu runs on io_uring too: the same refusal.
     let (line, _) = run_child("paste-emu");
     assert!(line.starts_with("REFUSED"), "{line}");
+}
+
+#[test]
+fn with_io_uring_refused_a_run_that_requires_it_fails_instead_of_testing_epoll_alone() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let (line, _) = run_child_with("tests", &[(paste_rt::testing::REQUIRE_ENV, "epoll,uring,paste-emu")]);
+    assert!(line.starts_with("REFUSED"), "{line}");
+    assert!(line.contains("required by PASTE_RT_TEST_REQUIRE but cannot start: paste-emu:"), "{line}");
+    assert!(line.contains("uring: cannot start the uring backend") && line.contains("EPERM"), "{line}");
+    // Without the requirement, the same machine tests what it has: epoll alone.
+    let (line, _) = run_child_with("tests", &[]);
+    assert_eq!(line, "STARTED [Epoll]");
 }

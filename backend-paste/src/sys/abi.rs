@@ -1,4 +1,4 @@
-//! The netmap v14 + PASTE ABI as plain `#[repr(C)]` data (paste-abi.md §1.2, §1.5, §3).
+//! The netmap v14 + PASTE ABI as plain `#[repr(C)]` data (docs/paste-abi.md §1.2, §1.5, §3).
 //!
 //! Owns the struct layouts and numeric constants, each checked at compile time
 //! against the sizes and offsets measured on the paste-branch headers (x86_64 Linux).

@@ -1,4 +1,4 @@
-//! The netmap v14 + PASTE kernel ABI, written out by hand (paste-abi.md §1–§3).
+//! The netmap v14 + PASTE kernel ABI, written out by hand (docs/paste-abi.md §1–§3).
 //!
 //! Owns everything that must match the kernel bit for bit: struct layouts
 //! ([`abi`]), ioctl numbers and calls ([`ioctl`]), `slot.ptr` bit-fields and ring

@@ -1,4 +1,4 @@
-//! PASTE's `slot.ptr` bit-fields and the ring index arithmetic (paste-abi.md §1.5, §3).
+//! PASTE's `slot.ptr` bit-fields and the ring index arithmetic (docs/paste-abi.md §1.5, §3).
 //!
 //! Owns the pure functions that read or replace one field of `ptr` (generic offset,
 //! fd, data offset) and the head/tail modular arithmetic. Every setter preserves the

@@ -1,5 +1,7 @@
 //! # paste-rt-uring-engine — the io_uring engine
 //!
+//! (docs/architecture.md, the io_uring engine)
+//!
 //! Everything io_uring that paste-rt's two io_uring users share: the io_uring
 //! backend (`paste-rt-uring`) and the emulated PASTE port (`paste-rt-paste`'s
 //! `paste-emu` provider). Neither depends on the other; both depend on this crate.

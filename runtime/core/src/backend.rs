@@ -94,7 +94,8 @@ pub struct Capabilities {
     pub unix_streams: bool,
 }
 
-/// The contract between the runtime and an I/O backend.
+/// The contract between the runtime and an I/O backend (docs/architecture.md, the
+/// backend contract).
 ///
 /// A backend is owned by one runtime thread and works on that runtime's
 /// [`IoTable`]: the runtime hands it sockets (`listen`, `register`, `connect`,

@@ -1,6 +1,6 @@
 //! The backend conformance kit: one set of backend-level tests, generic over
 //! [`Backend`], that every backend crate runs (feature `conformance`, for tests
-//! only).
+//! only; docs/architecture.md, the backend contract).
 //!
 //! Each test drives a backend directly — an [`IoTable`], the backend's `poll`, and
 //! `std::net` peers on loopback — with no runtime and no executor, and checks the

@@ -1,7 +1,7 @@
 //! # paste-rt-core — the backend contract
 //!
 //! This crate owns the vocabulary every paste-rt backend speaks, and the state the
-//! backend and the runtime share:
+//! backend and the runtime share (docs/architecture.md, the backend contract):
 //!
 //! * [`BufPool`]: fixed-size buffers addressed by index, over anonymous memory, a
 //!   file mapping (persistence) or externally owned memory (a netmap region); with an

@@ -1,5 +1,5 @@
 //! [`IoTable`]: every [`IoRecord`] of one runtime, indexed by [`Token`], and the
-//! batch servers' ready lists.
+//! batch servers' ready lists (docs/architecture.md, why completions land in place).
 //!
 //! Both sides use it directly. The backend, while reaping, applies each completion
 //! in place — [`deliver`](IoTable::deliver) a buffer, report bytes
@@ -300,6 +300,7 @@ impl IoTable {
     /// gone (the backend closes now), else `Idle` (or `Data` never: the queue is
     /// dropped).
     pub fn rx_failed(&mut self, token: Token, errno: i32) -> SendStep {
+        tracing::debug!(target: "paste_rt::io", token = token.0, errno, reset = errno == libc::ECONNRESET, "receive failed");
         let Some(r) = self.records.get_mut(token.index()) else { return SendStep::Idle };
         match r.kind {
             RecordKind::Stream => {}
@@ -321,6 +322,13 @@ impl IoTable {
     /// Sending failed: queued sends are dropped, later ones fail with `errno`.
     /// Returns [`SendStep::Close`] when the handle is gone, else `Idle`.
     pub fn tx_failed(&mut self, token: Token, errno: i32) -> SendStep {
+        tracing::debug!(
+            target: "paste_rt::io",
+            token = token.0,
+            errno,
+            reset = errno == libc::ECONNRESET || errno == libc::EPIPE,
+            "send failed"
+        );
         if self.records.get(token.index()).is_none_or(|r| r.kind != RecordKind::Stream) {
             return SendStep::Idle;
         }
@@ -461,6 +469,13 @@ impl IoTable {
 
     /// Accepting on `listener` failed with `errno` (reported once to the acceptor).
     pub fn accept_failed(&mut self, listener: Token, errno: i32) {
+        tracing::warn!(
+            target: "paste_rt::io",
+            errno,
+            out_of_fds = errno == libc::EMFILE || errno == libc::ENFILE,
+            "accept failed: {}",
+            io::Error::from_raw_os_error(errno)
+        );
         let Some(l) = self.records.get_mut(listener.index()) else { return };
         if let Some(io) = l.listener() {
             io.error = Some(errno);

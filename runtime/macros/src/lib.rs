@@ -34,7 +34,7 @@
 //! | option | meaning |
 //! |---|---|
 //! | `backend = "…"` | the program's default backend: `"auto"`, `"paste"`, `"paste-emu"`, `"uring"` or `"epoll"` (checked at compile time). The `PASTE_RT_BACKEND` environment variable still overrides it at run time. Omitted: `Builder::new()`'s own choice (the variable, else `"auto"`). |
-//! | `threads = N` | thread-per-core: `N` (a literal, at least 1) runtime threads, **each running its own copy of the body**. `main` returns thread 0's output, which `Builder::run_main` requires to be `Send`. |
+//! | `threads = N` | thread-per-core: `N` (a literal, at least 1) runtime threads, **each running its own copy of the body**, all on the backend thread 0 chose; if one cannot start, none runs the body and the program exits with the error. `main` returns thread 0's output. |
 //! | `crate = "path"` | path of the runtime crate, used instead of `::paste_rt` (for re-exports, or `"crate"` inside paste-rt itself). |
 //! | `flavor = "current_thread"` | tokio's spelling of `threads = 1`. |
 //! | `worker_threads = N` | tokio's spelling of `threads = N`. Unlike tokio's worker pool, every thread runs the body. |

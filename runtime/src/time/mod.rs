@@ -1,6 +1,6 @@
 //! Time: [`sleep`], [`timeout`], [`interval`], driven by the runtime's timer queue.
 //!
-//! Timers fire in step 4 of the tick (DESIGN.md §2); the wait of step 2 never
+//! Timers fire in step 4 of the tick (docs/architecture.md, the tick); the wait of step 2 never
 //! outlasts the earliest deadline. A timer allocates nothing once the runtime's
 //! timer queue has grown to its working size.
 

@@ -116,6 +116,12 @@ async fn serve_batch(listener: TcpListener, responses: Rc<Responses>) -> io::Res
                         *s = None;
                     }
                 }
+                BatchEvent::TimedOut(conn) => {
+                    batch.close(conn);
+                    if let Some(s) = sessions.get_mut(conn.index()) {
+                        *s = None;
+                    }
+                }
             }
         }
         out.finish(batch);

@@ -65,6 +65,10 @@ pub enum BatchEvent {
     /// The connection ended: `None` for the peer's EOF, else the error. It is
     /// closed after the handler returns, once what was queued for it is sent.
     Closed(ConnId, Option<io::Error>),
+    /// The receive deadline set with [`Batch::set_recv_deadline`] passed (reported
+    /// once per deadline, after any data received before it). The connection stays
+    /// open: close it, or set a new deadline.
+    TimedOut(ConnId),
 }
 
 /// One tick's batch: iterate with [`next_event`](Self::next_event), reply with
@@ -113,9 +117,23 @@ impl Batch<'_> {
                 self.to_close.push(token);
                 return Some(BatchEvent::Closed(ConnId(token), err));
             }
+            let timed_out = std::mem::take(&mut c.timed_out) && !c.end_reported;
             self.driver.maybe_resume(token);
+            if timed_out {
+                return Some(BatchEvent::TimedOut(ConnId(token)));
+            }
         }
         None
+    }
+
+    /// Sets (`Some`) or clears (`None`) `conn`'s coarse receive deadline: once it has
+    /// passed, a later batch reports [`BatchEvent::TimedOut`] for `conn`, once.
+    /// Setting a new deadline replaces the old one (and forgets an expiry not yet
+    /// reported). Compute it from [`time::coarse_now`](crate::time::coarse_now);
+    /// deadlines are swept at most every 100 ms. O(1), no allocation, no system call.
+    pub fn set_recv_deadline(&mut self, conn: ConnId, deadline: Option<std::time::Instant>) {
+        let now = crate::time::coarse_now();
+        self.driver.set_recv_deadline(conn.0, deadline, now);
     }
 
     /// Queues `data` for `conn`; it leaves at the next poll with everything else

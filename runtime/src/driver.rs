@@ -5,15 +5,18 @@
 //! sockets), each connection's queue of received buffers (each datagram socket's
 //! queue of received datagrams), its wakers and its send accounting, and the
 //! backpressure policy: pause receiving when a queue is long, resume when the
-//! application drains it. It never makes a system call: every
-//! request goes to the backend as an [`Op`].
+//! application drains it. It also owns the coarse receive deadlines
+//! ([`Driver::set_recv_deadline`]): a sweep in the tick, at most every
+//! [`DEADLINE_GRANULARITY`] (or when the earliest deadline passes), marks the
+//! connections whose deadline has passed and wakes their receivers. It never makes a
+//! system call: every request goes to the backend as an [`Op`].
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::task::Waker;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use paste_rt_core::{BufPool, Completion, Op, RxBuf, RxQueue, Token};
 use slab::Slab;
@@ -28,6 +31,10 @@ pub(crate) const RX_RESUME_AT: usize = 16;
 pub(crate) const TX_HIGH_WATER: u64 = 256 * 1024;
 /// Datagrams queued for sending beyond which `send_to` waits.
 pub(crate) const DGRAM_TX_HIGH_WATER: u32 = 128;
+/// How often, at most, the tick walks the connections that have a receive deadline
+/// (sooner only when the earliest deadline passes): a deadline is reported at most
+/// this late.
+pub(crate) const DEADLINE_GRANULARITY: Duration = Duration::from_millis(100);
 
 /// State of one connection.
 #[derive(Debug, Default)]
@@ -56,6 +63,11 @@ pub(crate) struct Conn {
     pub(crate) end_reported: bool,
     /// A write shutdown was queued (by `poll_shutdown`).
     pub(crate) shutdown_queued: bool,
+    /// Receive deadline (`set_recv_deadline`); `None` once it expired or was cleared.
+    pub(crate) recv_deadline: Option<Instant>,
+    /// The receive deadline passed: receives fail with `TimedOut` (a batch server
+    /// gets one `TimedOut` event, which clears it) until a new deadline is set.
+    pub(crate) timed_out: bool,
 }
 
 /// State of one listener.
@@ -133,6 +145,33 @@ pub(crate) struct Driver {
     pub(crate) slots: Slab<Slot>,
     pub(crate) groups: Slab<Group>,
     completions: Vec<Completion>,
+    deadlines: Deadlines,
+}
+
+/// Bookkeeping of the receive deadlines, so that nothing is walked while no
+/// connection has one, and the tick's check is one comparison.
+#[derive(Debug, Default)]
+struct Deadlines {
+    /// Connections with a deadline set (`Conn::recv_deadline.is_some()`).
+    armed: usize,
+    /// No deadline is earlier than this (it may be earlier than the real earliest
+    /// after one was cleared or moved: the next sweep corrects it).
+    earliest: Option<Instant>,
+    /// When the last sweep ran.
+    last_sweep: Option<Instant>,
+    /// When the next sweep is due: the earliest deadline, but not sooner than
+    /// [`DEADLINE_GRANULARITY`] after the last sweep; `None` while none is armed.
+    due: Option<Instant>,
+}
+
+impl Deadlines {
+    fn update_due(&mut self) {
+        self.due = match (self.armed, self.earliest, self.last_sweep) {
+            (0, _, _) | (_, None, _) => None,
+            (_, Some(e), Some(last)) => Some(e.max(last + DEADLINE_GRANULARITY)),
+            (_, Some(e), None) => Some(e),
+        };
+    }
 }
 
 impl Driver {
@@ -144,7 +183,99 @@ impl Driver {
             slots: Slab::with_capacity(1024),
             groups: Slab::new(),
             completions: Vec::with_capacity(1024),
+            deadlines: Deadlines::default(),
         }
+    }
+
+    /// Sets or clears `token`'s receive deadline. A deadline at or before `now` (the
+    /// tick's coarse clock) expires at once. O(1), no allocation, no system call.
+    pub(crate) fn set_recv_deadline(&mut self, token: Token, deadline: Option<Instant>, now: Instant) {
+        let Some(Slot::Conn(c)) = self.slots.get_mut(token.0 as usize) else { return };
+        c.timed_out = false;
+        let was_armed = c.recv_deadline.is_some();
+        c.recv_deadline = deadline;
+        let Some(d) = deadline else {
+            if was_armed {
+                self.deadlines.armed -= 1;
+                if self.deadlines.armed == 0 {
+                    self.deadlines.update_due();
+                }
+            }
+            return;
+        };
+        if d <= now {
+            c.recv_deadline = None;
+            c.timed_out = true;
+            if was_armed {
+                self.deadlines.armed -= 1;
+                self.deadlines.update_due();
+            }
+            self.notify_rx(token);
+            return;
+        }
+        let lowered = self.deadlines.earliest.is_none_or(|e| d < e);
+        if lowered {
+            self.deadlines.earliest = Some(d);
+        }
+        if !was_armed {
+            self.deadlines.armed += 1;
+        }
+        // Moving a deadline later (the common case) changes nothing here.
+        if lowered || !was_armed && self.deadlines.armed == 1 {
+            self.deadlines.update_due();
+        }
+    }
+
+    /// When the tick must run [`sweep_deadlines`](Self::sweep_deadlines) next (its
+    /// wait must not outlast this); `None` while no connection has a deadline.
+    #[inline]
+    pub(crate) fn next_sweep(&self) -> Option<Instant> {
+        self.deadlines.due
+    }
+
+    /// The coarse sweep: if due at `now`, walks the connections, marks those whose
+    /// receive deadline has passed as timed out and wakes their receiver (or lists
+    /// them in their batch server's ready list). Returns how many expired.
+    #[inline]
+    pub(crate) fn sweep_deadlines(&mut self, now: Instant) -> usize {
+        if self.deadlines.due.is_none_or(|due| now < due) {
+            return 0;
+        }
+        self.sweep_deadlines_now(now)
+    }
+
+    fn sweep_deadlines_now(&mut self, now: Instant) -> usize {
+        self.deadlines.last_sweep = Some(now);
+        let mut expired = 0;
+        let mut earliest: Option<Instant> = None;
+        for (k, slot) in self.slots.iter_mut() {
+            let Slot::Conn(c) = slot else { continue };
+            let Some(d) = c.recv_deadline else { continue };
+            if d > now {
+                earliest = Some(earliest.map_or(d, |e| e.min(d)));
+                continue;
+            }
+            c.recv_deadline = None;
+            c.timed_out = true;
+            expired += 1;
+            // As `notify_rx`, inline: `slots` is borrowed by the walk.
+            match c.group {
+                None => wake(&mut c.rx_waker),
+                Some(g) => {
+                    if !c.in_ready {
+                        c.in_ready = true;
+                        if let Some(group) = self.groups.get_mut(g) {
+                            group.ready.push(Token(k as u32));
+                            wake(&mut group.waker);
+                        }
+                    }
+                }
+            }
+        }
+        self.deadlines.armed -= expired;
+        self.deadlines.earliest = earliest;
+        self.deadlines.update_due();
+        expired
     }
 
     /// Steps 2 and 3 of the tick: the backend's one poll, then dispatch.
@@ -367,6 +498,12 @@ impl Driver {
                 c.rx.clear(&pool);
                 c.rx_waker = None;
                 c.tx_waker = None;
+                if c.recv_deadline.take().is_some() {
+                    self.deadlines.armed -= 1;
+                    if self.deadlines.armed == 0 {
+                        self.deadlines.update_due();
+                    }
+                }
                 if c.tx_queued > 0 && c.tx_error.is_none() && c.rx_error.is_none() {
                     c.closing = true;
                     if c.paused {
@@ -402,6 +539,12 @@ impl Driver {
     fn finish_close(&mut self, token: Token) {
         if let Some(Slot::Conn(mut c)) = self.slots.try_remove(token.0 as usize) {
             c.rx.clear(&self.pool);
+            if c.recv_deadline.is_some() {
+                self.deadlines.armed -= 1;
+                if self.deadlines.armed == 0 {
+                    self.deadlines.update_due();
+                }
+            }
             // A batch server shutting down waits for its last connections to go.
             if let Some(group) = c.group.and_then(|g| self.groups.get_mut(g)) {
                 wake(&mut group.waker);
@@ -419,6 +562,7 @@ impl Driver {
             }
             self.backend.submit(Op::Close(Token(k as u32)));
         }
+        self.deadlines = Deadlines::default();
     }
 }
 

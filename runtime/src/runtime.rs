@@ -215,6 +215,9 @@ impl Runtime {
         let main_waker = Waker::from(main_wake.clone());
         let mut cx = Context::from_waker(&main_waker);
         let mut future = pin!(future);
+        // The tick's clock (`time::coarse_now`), read once per tick after the wait.
+        let mut now = Instant::now();
+        let _tick_now = RestoreTickNow(crate::time::set_tick_now(Some(now)));
 
         loop {
             // 0. The future given to block_on, whenever it was woken.
@@ -232,7 +235,16 @@ impl Runtime {
             let timeout = if ready {
                 Some(Duration::ZERO)
             } else {
-                inner.timers.borrow_mut().next_deadline().map(|d| d.saturating_duration_since(Instant::now()))
+                // The wait ends at the next timer or the next receive-deadline
+                // sweep. A sweep alone is measured from the tick's clock (it is
+                // coarse anyway): no extra clock read while only deadlines are armed.
+                let timer = inner.timers.borrow_mut().next_deadline();
+                let sweep = inner.driver.borrow().next_sweep();
+                match (timer, sweep) {
+                    (Some(t), s) => Some(s.map_or(t, |s| t.min(s)).saturating_duration_since(Instant::now())),
+                    (None, Some(s)) => Some(s.saturating_duration_since(now)),
+                    (None, None) => None,
+                }
             };
             // 3. Dispatch: completions wake their tasks (inside Driver::poll).
             if let Err(e) = inner.driver.borrow_mut().poll(timeout) {
@@ -240,8 +252,11 @@ impl Runtime {
             }
             inner.take_injected();
 
-            // 4. Timers.
-            inner.timers.borrow_mut().fire_due(Instant::now());
+            // 4. Timers and receive deadlines, on the clock read once for this tick.
+            now = Instant::now();
+            crate::time::set_tick_now(Some(now));
+            inner.driver.borrow_mut().sweep_deadlines(now);
+            inner.timers.borrow_mut().fire_due(now);
         }
     }
 }
@@ -324,6 +339,14 @@ impl Wake for MainWake {
         if !self.woken.swap(true, Ordering::AcqRel) && !context::is_current(self.shared.id) {
             self.shared.remote.wake();
         }
+    }
+}
+
+/// Restores the thread's tick clock when `block_on` returns.
+struct RestoreTickNow(Option<Instant>);
+impl Drop for RestoreTickNow {
+    fn drop(&mut self) {
+        crate::time::set_tick_now(self.0);
     }
 }
 

@@ -84,6 +84,12 @@ impl WalServer {
                         self.wal.abort(&mut conn.pending);
                     }
                 }
+                BatchEvent::TimedOut(c) => {
+                    batch.close(c);
+                    if let Some(mut conn) = self.conns.get_mut(c.index()).and_then(Option::take) {
+                        self.wal.abort(&mut conn.pending);
+                    }
+                }
             }
         }
         if batch.is_shutting_down() {

@@ -1,6 +1,6 @@
 //! [`Connection`]: the stream-socket data path shared by [`TcpStream`] and
 //! [`UnixStream`] — zero-copy `recv`/`send`, copying `read`/`write_all`, `flush`,
-//! `shutdown`, and the `poll_*` forms the I/O traits use.
+//! `shutdown`, the receive deadline, and the `poll_*` forms the I/O traits use.
 //!
 //! Owns one connection's token (its driver slot) and closes it on drop. Everything
 //! here queues ops to the backend or reads the driver's per-connection state; it
@@ -87,8 +87,19 @@ impl Connection {
         if c.eof {
             return Poll::Ready(Ok(None));
         }
+        if c.timed_out {
+            // A bare kind: no allocation (this may be on a per-request path).
+            return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+        }
         register(&mut c.rx_waker, cx.waker());
         Poll::Pending
+    }
+
+    /// Sets (`Some`) or clears (`None`) the receive deadline; see
+    /// [`TcpStream::set_recv_deadline`](crate::net::TcpStream::set_recv_deadline).
+    pub(crate) fn set_recv_deadline(&self, deadline: Option<std::time::Instant>) {
+        let now = crate::time::coarse_now();
+        self.rt.driver.borrow_mut().set_recv_deadline(self.token, deadline, now);
     }
 
     pub(crate) fn unrecv(&self, buf: RxBuf) {

@@ -3,9 +3,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use clap::Parser;
 use paste_rt::persist::FlushMethod;
 use paste_rt::runtime::Builder;
+use paste_rt_examples::cli::{parse_secs, HttpTimeoutArgs};
 use paste_rt_examples::wal::{self, Mode, WalConfig};
 
 /// A write-ahead log over HTTP: POST bodies persisted in place (zero copy) in a
@@ -38,6 +41,16 @@ struct Args {
     /// Backend: auto, paste, paste-emu, uring, epoll (PASTE_RT_BACKEND overrides).
     #[arg(long, default_value = "auto")]
     backend: String,
+    #[command(flatten)]
+    timeouts: HttpTimeoutArgs,
+    /// Record slots that requests still arriving may hold; a body part beyond it is
+    /// answered 503 with Retry-After (default: half of --capacity).
+    #[arg(long, value_name = "SLOTS")]
+    max_partial: Option<u32>,
+    /// Seconds a connection in the middle of a request may take to finish it once
+    /// Ctrl-C or SIGTERM asked the server to stop; then it is closed.
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs)]
+    shutdown_grace: Duration,
 }
 
 fn main() {
@@ -48,6 +61,8 @@ fn main() {
         capacity: args.capacity,
         pm_latency_ns: args.pm_latency_ns,
         flush: args.msync.then_some(FlushMethod::Msync),
+        timeouts: args.timeouts.timeouts(args.shutdown_grace),
+        max_partial: args.max_partial,
     };
     let addr = SocketAddr::new(args.bind, args.port);
     let result = wal::run(&config, Builder::new().backend(&args.backend), addr, |local, rt, stats| {

@@ -24,6 +24,7 @@ use paste_rt::net::TcpListener;
 use paste_rt::persist::{FlushMethod, Persister};
 use paste_rt::runtime::Builder;
 
+pub use crate::timeouts::Timeouts;
 pub use log::Mode;
 pub use server::WalServer;
 pub use store::{Recovery, Wal, WalStats};
@@ -41,12 +42,26 @@ pub struct WalConfig {
     pub pm_latency_ns: u64,
     /// Cache-line write-back method; `None` detects the best the CPU has.
     pub flush: Option<FlushMethod>,
+    /// Time limits of the connections, and the shutdown grace.
+    pub timeouts: Timeouts,
+    /// Most record slots that requests still arriving may hold (see
+    /// [`Wal::set_max_partial`]); `None`: half the capacity.
+    pub max_partial: Option<u32>,
 }
 
 impl WalConfig {
-    /// Defaults for `dir`: zero copy, 16 384 records, no PM latency, detected flush.
+    /// Defaults for `dir`: zero copy, 16 384 records, no PM latency, detected flush,
+    /// the HTTP time limits ([`Timeouts::HTTP`]), half the log for partial requests.
     pub fn new(dir: impl Into<PathBuf>) -> WalConfig {
-        WalConfig { dir: dir.into(), mode: Mode::ZeroCopy, capacity: 16 * 1024, pm_latency_ns: 0, flush: None }
+        WalConfig {
+            dir: dir.into(),
+            mode: Mode::ZeroCopy,
+            capacity: 16 * 1024,
+            pm_latency_ns: 0,
+            flush: None,
+            timeouts: Timeouts::HTTP,
+            max_partial: None,
+        }
     }
 }
 
@@ -70,13 +85,16 @@ pub fn run(
     let method = config.flush.unwrap_or_else(FlushMethod::detect);
     rt.block_on(async {
         let pool = paste_rt::runtime::pool();
-        let wal = recovery.attach(pool, rt.backend().name(), Persister::new(method, config.pm_latency_ns))?;
+        let mut wal = recovery.attach(pool, rt.backend().name(), Persister::new(method, config.pm_latency_ns))?;
+        if let Some(slots) = config.max_partial {
+            wal.set_max_partial(slots);
+        }
         let listener = TcpListener::bind(addr).await?;
         on_ready(listener.local_addr()?, &rt, wal.stats());
         // Ctrl-C / SIGTERM: the batch server stops accepting, answers the batch in
         // hand (acknowledged only once durable), closes its connections; exit 0.
         crate::connection::shutdown_on_signals();
-        let mut server = WalServer::new(wal);
+        let mut server = WalServer::with_timeouts(wal, config.timeouts);
         paste_rt::batch::serve(listener, move |batch| server.on_batch(batch)).await
     })
 }

@@ -2,9 +2,11 @@
 //! pool buffers are kept for it — and recovery.
 //!
 //! Owns slot allocation (a ring: the oldest record is evicted when the log wraps),
-//! the sequence-number index used to serve `GET /<seq>`, the reference count of
-//! every kept pool buffer, and the persister (write-back now, one fence per batch).
-//! It allocates nothing per request; recovery (once, at start) may.
+//! the bound on slots held by requests still arriving (so slow partial bodies
+//! cannot starve complete ones: [`WalError::Busy`]), the sequence-number index used
+//! to serve `GET /<seq>`, the reference count of every kept pool buffer, and the
+//! persister (write-back now, one fence per batch). It allocates nothing per
+//! request; recovery (once, at start) may.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -26,6 +28,9 @@ pub enum WalError {
     TooManyParts,
     /// Every slot is reserved by requests still in progress.
     Full,
+    /// The part would leave its request incomplete, and requests still arriving
+    /// already hold as many slots as they may (`max_partial`): try again later.
+    Busy,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -80,6 +85,9 @@ pub struct WalStats {
     pub dropped: u64,
     /// Fences issued.
     pub fences: u64,
+    /// Body parts refused because requests still arriving held all the slots they
+    /// may ([`WalError::Busy`]).
+    pub refused: u64,
 }
 
 /// The write-ahead log of persisted request bodies.
@@ -94,6 +102,10 @@ pub struct Wal {
     seqs: Vec<SeqEntry>,
     refs: Vec<u16>,
     stats: WalStats,
+    /// Slots reserved by requests not committed yet.
+    reserved: u32,
+    /// Most slots that parts leaving their request incomplete may hold.
+    max_partial: u32,
 }
 
 impl std::fmt::Debug for Wal {
@@ -174,6 +186,8 @@ impl Recovery {
             slots: vec![SlotMeta { seq: 0, buf: NONE, pending: false }; cap as usize],
             seqs: vec![empty_seq; cap as usize],
             stats: WalStats::default(),
+            reserved: 0,
+            max_partial: default_max_partial(cap),
         };
         let mut newest_slot = None;
         for (seq, parts) in by_seq {
@@ -208,7 +222,25 @@ impl Recovery {
     }
 }
 
+/// Default bound on the slots incomplete requests may hold: half the log.
+pub fn default_max_partial(capacity: u32) -> u32 {
+    capacity / 2
+}
+
 impl Wal {
+    /// Bounds the slots that requests still arriving may hold (parts that leave
+    /// their request incomplete); a part beyond it gets [`WalError::Busy`]. At most
+    /// the capacity less one whole request's parts, so a request completing at once
+    /// always finds a slot. Default: half the capacity.
+    pub fn set_max_partial(&mut self, slots: u32) {
+        self.max_partial = slots.min((self.slots.len() as u32).saturating_sub(MAX_PARTS as u32));
+    }
+
+    /// Slots held by requests not committed yet.
+    pub fn reserved(&self) -> u32 {
+        self.reserved
+    }
+
     /// The bytes a record names, if its location is valid.
     fn data_of(&self, r: &Record) -> Option<&[u8]> {
         match self.mode {
@@ -270,14 +302,27 @@ impl Wal {
     }
 
     /// Adds a part of a request body: `bytes` received in pool buffer `index` at
-    /// `offset`. Zero copy: the bytes stay where they are (the caller keeps the
-    /// buffer when [`must_keep`](Self::must_keep) says so); copy: they are copied
-    /// into the data file. Either way their cache lines are written back now.
-    pub fn add_part(&mut self, pending: &mut Pending, bytes: &[u8], index: u32, offset: u32) -> Result<(), WalError> {
+    /// `offset`; `completes` says whether it is the body's last part (the request is
+    /// committed right after). Zero copy: the bytes stay where they are (the caller
+    /// keeps the buffer when [`must_keep`](Self::must_keep) says so); copy: they are
+    /// copied into the data file. Either way their cache lines are written back now.
+    pub fn add_part(
+        &mut self,
+        pending: &mut Pending,
+        bytes: &[u8],
+        index: u32,
+        offset: u32,
+        completes: bool,
+    ) -> Result<(), WalError> {
         if pending.n == MAX_PARTS {
             return Err(WalError::TooManyParts);
         }
+        if !completes && self.reserved >= self.max_partial {
+            self.stats.refused += 1;
+            return Err(WalError::Busy);
+        }
         let slot = self.reserve_slot()?;
+        self.reserved += 1;
         let crc = crc32fast::hash(bytes);
         let part = match self.mode {
             Mode::ZeroCopy => {
@@ -331,6 +376,7 @@ impl Wal {
             entry.slots[i] = p.slot;
         }
         self.seqs[(seq % cap) as usize] = entry;
+        self.reserved -= pending.n as u32;
         pending.n = 0;
         self.stats.committed += 1;
         seq
@@ -344,6 +390,7 @@ impl Wal {
             self.slots[p.slot as usize] = SlotMeta { seq: 0, buf: NONE, pending: false };
             self.unref(meta.buf);
         }
+        self.reserved -= pending.n as u32;
         pending.n = 0;
     }
 
@@ -398,7 +445,7 @@ mod tests {
         // SAFETY: index was just allocated and is lent exactly once.
         let rx = unsafe { pool.lend_rx(index, 0, len) };
         let mut pending = Pending::default();
-        wal.add_part(&mut pending, &rx, index, 0).unwrap();
+        wal.add_part(&mut pending, &rx, index, 0, true).unwrap();
         let seq = wal.commit(&mut pending);
         wal.fence().unwrap();
         if wal.must_keep(index) {
@@ -439,6 +486,33 @@ mod tests {
         }
         let other = Recovery::open(dir.path(), cap, Mode::ZeroCopy).unwrap();
         assert!(other.attach(p, "uring", Persister::new(FlushMethod::detect(), 0)).is_err(), "other backend refused");
+    }
+
+    #[test]
+    fn incomplete_requests_hold_at_most_their_share_and_completing_parts_always_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pool(dir.path(), vec![]);
+        let rec = Recovery::open(dir.path(), 32, Mode::Copy).unwrap();
+        let mut wal = rec.attach(p, "epoll", Persister::new(FlushMethod::detect(), 0)).unwrap();
+        wal.set_max_partial(1000);
+        assert_eq!(wal.max_partial, 32 - MAX_PARTS as u32, "clamped: a whole request always fits");
+        wal.set_max_partial(3);
+        let mut slow: Vec<Pending> = (0..3).map(|_| Pending::default()).collect();
+        for p in &mut slow {
+            wal.add_part(p, b"part", 0, 0, false).unwrap();
+        }
+        let mut late = Pending::default();
+        assert_eq!(wal.add_part(&mut late, b"part", 0, 0, false), Err(WalError::Busy));
+        assert_eq!(wal.stats().refused, 1);
+        for _ in 0..100 {
+            let mut whole = Pending::default();
+            wal.add_part(&mut whole, b"whole", 0, 0, true).unwrap();
+            wal.commit(&mut whole);
+        }
+        assert_eq!(wal.reserved(), 3, "the slow ones still hold theirs");
+        wal.abort(&mut slow[0]);
+        wal.add_part(&mut late, b"part", 0, 0, false).unwrap();
+        assert_eq!(wal.reserved(), 3);
     }
 
     #[test]

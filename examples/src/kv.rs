@@ -55,6 +55,7 @@ pub async fn serve(listener: TcpListener, config: Config) -> io::Result<()> {
 /// The listener's error.
 pub async fn serve_with(listener: TcpListener, config: Config, timeouts: Timeouts) -> io::Result<()> {
     let store = Rc::new(RefCell::new(Store::new(&config)));
+    store.borrow_mut().set_now(unix_now()); // the start, for `stats` uptime
     let config = Rc::new(config);
     accept_each(&listener, |stream| {
         // Detached: the task ends with its connection.
@@ -69,10 +70,12 @@ async fn serve_connection(stream: TcpStream, config: Rc<Config>, store: Rc<RefCe
     let mut parser = CommandParser::new(&config);
     let mut out = Outbox::new(&stream);
     let mut timer = start_timer(&stream, timeouts, Phase::Idle);
+    let _counted = Connected::new(&store);
     loop {
         let received = recv_batch(&stream, &mut timer, |buf| {
             let mut store = store.borrow_mut();
             store.set_now(unix_now());
+            store.bytes_read(buf.len());
             let mut pos = 0;
             while let Some(command) = parser.next_command(&buf, &mut pos) {
                 match command {
@@ -102,6 +105,24 @@ async fn serve_connection(stream: TcpStream, config: Rc<Config>, store: Rc<RefCe
         apply(&stream, timer.update(phase, paste_rt::time::coarse_now()));
         if poll_fn(|cx| stream.poll_send_ready(cx)).await.is_err() {
             return;
+        }
+    }
+}
+
+/// Counts a connection in the store's `stats` while it lives.
+struct Connected<'a>(&'a RefCell<Store>);
+
+impl<'a> Connected<'a> {
+    fn new(store: &'a RefCell<Store>) -> Connected<'a> {
+        store.borrow_mut().connection_opened();
+        Connected(store)
+    }
+}
+
+impl Drop for Connected<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut store) = self.0.try_borrow_mut() {
+            store.connection_closed();
         }
     }
 }

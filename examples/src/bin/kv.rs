@@ -9,8 +9,10 @@ use paste_rt_examples::cli::{limit, parse_secs, RuntimeArgs};
 use paste_rt_examples::kv::{self, Config, Timeouts};
 
 /// kv, a memcached text-protocol server on paste-rt (get, gets, set, add, replace,
-/// append, prepend, cas, delete, incr, decr, touch, flush_all, version, quit).
-/// With --threads N each thread keeps its own store.
+/// append, prepend, cas, delete, incr, decr, touch, flush_all, version, stats,
+/// verbosity, quit; a binary-protocol request gets the binary "unknown command"
+/// error and is closed). With --threads N each thread keeps its own store (and
+/// `stats` reports that thread's).
 #[derive(Debug, Clone, Parser)]
 #[command(version)]
 struct Args {
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
             let config = Config {
                 max_item_size: args.max_item_size,
                 max_memory: args.memory_mb.saturating_mul(1 << 20),
+                threads: args.runtime.threads,
                 ..Config::default()
             };
             args.runtime.announce(

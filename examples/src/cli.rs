@@ -23,8 +23,9 @@ use paste_rt::BackendChoice;
 /// Flags of every example server: which backend, how many threads, which address.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RuntimeArgs {
-    /// I/O backend: auto, paste, paste-emu, uring or epoll. `auto` takes the first
-    /// that starts, in that order; a named backend that cannot start is an error.
+    /// I/O backend: auto, paste, paste-emu, uring or epoll. The flag wins; without
+    /// it, PASTE_RT_BACKEND; without both, auto. `auto` takes the first that starts
+    /// of paste, uring, epoll; a named backend that cannot start is an error.
     #[arg(long, env = paste_rt::runtime::BACKEND_ENV, default_value = "auto")]
     pub backend: BackendChoice,
     /// Runtime threads, thread-per-core: each runs its own copy of the server on the

@@ -24,9 +24,8 @@ const PARTIALS: usize = 8;
 /// requests still arriving, on the current runtime.
 async fn start(dir: &std::path::Path) -> SocketAddr {
     let recovery = Recovery::open(dir, 64, Mode::Copy).unwrap();
-    let backend = paste_rt::current_backend().unwrap();
     let persister = Persister::new(FlushMethod::detect(), 0);
-    let mut wal = recovery.attach(paste_rt::runtime::pool(), backend.name(), persister).unwrap();
+    let mut wal = recovery.attach(paste_rt::runtime::pool(), persister).unwrap();
     wal.set_max_partial(MAX_PARTIAL);
     let timeouts = Timeouts { header: Some(Duration::from_millis(300)), ..Timeouts::HTTP };
     let mut server = WalServer::with_timeouts(wal, timeouts);

@@ -9,10 +9,19 @@
 //! instead, for comparison. At start, every record whose checksums hold is
 //! recovered and served back with `GET /<seq>`; torn or incomplete ones are dropped.
 //!
-//! Modules: [`log`] (on-disk format), [`store`] (slots, index, recovery),
-//! [`server`] (the batch handler).
+//! Any backend recovers a log any backend wrote: the pool file is a file. When the
+//! runtime that starts lays its pool out like the one that wrote the log (epoll and
+//! io_uring always do), the bodies are served where they are; otherwise they are
+//! copied once into a new pool file ([`migrate`]). Only what really differs is
+//! refused: another capacity or mode (`--copy`), or another record format.
+//!
+//! Modules: [`log`] (on-disk format), [`layout`] (where the bodies lie),
+//! [`store`] (slots, index, recovery), [`migrate`] (moving a log to another
+//! layout), [`server`] (the batch handler).
 
+pub mod layout;
 pub mod log;
+pub mod migrate;
 pub mod server;
 pub mod store;
 
@@ -23,6 +32,10 @@ use std::path::PathBuf;
 use paste_rt::net::TcpListener;
 use paste_rt::persist::{FlushMethod, Persister};
 use paste_rt::runtime::Builder;
+use paste_rt::{BackendChoice, BackendKind};
+
+use layout::{pool_path, probe_path, Layout};
+use log::HeaderClaim;
 
 pub use crate::timeouts::Timeouts;
 pub use log::Mode;
@@ -67,25 +80,68 @@ impl WalConfig {
 
 /// Recovers the log in `config.dir`, starts a runtime from `builder` over a
 /// file-backed pool, binds `addr`, calls `on_ready` with the bound address and what
-/// was recovered, and serves until the process ends.
+/// was recovered, and serves until graceful shutdown (Ctrl-C, SIGTERM).
+///
+/// A zero-copy log with records is first checked against the layout of the backend
+/// that will run (a short-lived probe runtime over `DIR/pool.probe`); the runtime
+/// then starts on that same backend, over the log's pool file when the layouts
+/// agree, else over a new one the log is migrated into.
+///
+/// # Errors
+/// The directory, log or pool file cannot be used (the error names the path), the
+/// log was written with another capacity or mode, or the runtime cannot start.
 pub fn run(
     config: &WalConfig,
     builder: Builder,
     addr: SocketAddr,
     on_ready: impl FnOnce(SocketAddr, &paste_rt::Runtime, WalStats),
 ) -> io::Result<()> {
-    let recovery = Recovery::open(&config.dir, config.capacity, config.mode)?;
-    let kept = recovery.kept_indices();
-    let buffers = config.capacity.saturating_add(8192);
-    let rt = builder
-        .buffers(buffers)
-        .pool_file(config.dir.join("pool"), kept)
-        .build()
-        .map_err(|e| io::Error::other(e.to_string()))?;
+    let dir = &config.dir;
+    let mut recovery = Recovery::open(dir, config.capacity, config.mode)?;
+    let builder = builder.buffers(config.capacity.saturating_add(8192));
+    let start_error = |e: paste_rt::StartError| io::Error::other(e.to_string());
     let method = config.flush.unwrap_or_else(FlushMethod::detect);
+    let (rt, migrate_to) = match recovery.claim().clone() {
+        HeaderClaim::Claim(claim) if config.mode == Mode::ZeroCopy => {
+            let (kind, layout) = probe(&builder, dir)?;
+            let builder = pinned(builder, kind);
+            if layout == claim.layout {
+                (builder.pool_file(recovery.pool_file(), recovery.kept_indices()).build().map_err(start_error)?, None)
+            } else {
+                let next = claim.generation + 1;
+                (builder.pool_file(pool_path(dir, next), Vec::new()).build().map_err(start_error)?, Some(next))
+            }
+        }
+        HeaderClaim::Legacy(name) if config.mode == Mode::ZeroCopy => {
+            // Written by an earlier version, which named the backend: readable by
+            // that backend only, which then records the layout.
+            let (kind, _) = probe(&builder, dir)?;
+            if kind.name() != name {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{}: written by an earlier wal, on the {name} backend: start it once with --backend {name} \
+                         (it then records its pool layout, and any backend recovers it)",
+                        dir.join("wal.log").display()
+                    ),
+                ));
+            }
+            (
+                pinned(builder, kind)
+                    .pool_file(recovery.pool_file(), recovery.kept_indices())
+                    .build()
+                    .map_err(start_error)?,
+                None,
+            )
+        }
+        _ => (builder.pool_file(recovery.pool_file(), recovery.kept_indices()).build().map_err(start_error)?, None),
+    };
     rt.block_on(async {
         let pool = paste_rt::runtime::pool();
-        let mut wal = recovery.attach(pool, rt.backend().name(), Persister::new(method, config.pm_latency_ns))?;
+        if let Some(generation) = migrate_to {
+            recovery = migrate::migrate(recovery, &pool, generation, method)?;
+        }
+        let mut wal = recovery.attach(pool, Persister::new(method, config.pm_latency_ns))?;
         if let Some(slots) = config.max_partial {
             wal.set_max_partial(slots);
         }
@@ -97,4 +153,22 @@ pub fn run(
         let mut server = WalServer::with_timeouts(wal, config.timeouts);
         paste_rt::batch::serve(listener, move |batch| server.on_batch(batch)).await
     })
+}
+
+/// Starts a runtime from `builder` over a scratch pool file to learn which backend
+/// it chooses and how that backend lays its pool out; removes the file.
+fn probe(builder: &Builder, dir: &std::path::Path) -> io::Result<(BackendKind, Layout)> {
+    let path = probe_path(dir);
+    let rt = builder.clone().pool_file(&path, Vec::new()).build().map_err(|e| io::Error::other(e.to_string()))?;
+    let kind = rt.backend();
+    let layout = rt.block_on(async { Layout::of(&paste_rt::runtime::pool(), &path) });
+    drop(rt);
+    std::fs::remove_file(&path).map_err(|e| layout::at(&path, "removing", e))?;
+    Ok((kind, layout?))
+}
+
+/// `builder` on `kind` only (the backend the probe chose; the environment was
+/// applied then).
+fn pinned(builder: Builder, kind: BackendKind) -> Builder {
+    builder.ignore_env().backend_choice(BackendChoice::Only(kind)).quiet()
 }

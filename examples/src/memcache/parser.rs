@@ -349,9 +349,11 @@ impl CommandParser {
     }
 
     /// The length limit of the line starting with `a` followed by `b`: longer for
-    /// `get`/`gets`, as in memcached.
+    /// `get`/`gets`, as in memcached. Only the first `max_line + 1` bytes decide (the
+    /// limit matters only past `max_line`), so the answer is the same wherever the
+    /// line was cut into chunks: a line of only spaces up to there is not a `get`.
     fn line_limit(&self, a: &[u8], b: &[u8]) -> usize {
-        let mut bytes = a.iter().chain(b).copied().skip_while(|&c| c == b' ');
+        let mut bytes = a.iter().chain(b).copied().take(self.max_line + 1).skip_while(|&c| c == b' ');
         let mut head = [0u8; 5];
         for slot in &mut head {
             match bytes.next() {
@@ -762,6 +764,34 @@ mod tests {
         assert_eq!(parse_one(b"quit\r\n"), "Quit");
         assert_eq!(parse_one(b"\r\n"), err(UnknownCommand, false));
         assert_eq!(parse_one(b"x\r\n"), err(UnknownCommand, false));
+    }
+
+    #[test]
+    fn the_line_limit_does_not_depend_on_where_the_line_is_cut() {
+        // Found by the memcache_parser fuzz target: a line of spaces past the limit,
+        // then `gets`, was refused when it arrived byte by byte and accepted whole.
+        let config = Config { max_line: 64, max_get_line: 256, ..Config::default() };
+        // A failed parser reports its error again for each later chunk: compare up
+        // to the first one.
+        let until_fatal = |mut seen: Vec<String>| {
+            if let Some(i) = seen.iter().position(|s| s.starts_with("fatal")) {
+                seen.truncate(i + 1);
+            }
+            seen
+        };
+        let mut line = vec![b' '; 70];
+        line.extend_from_slice(b"gets k\r\n");
+        let whole = parse_chunks(&config, &[&line]);
+        let bytes: Vec<&[u8]> = line.chunks(1).collect();
+        assert_eq!(until_fatal(parse_chunks(&config, &bytes)), whole);
+        assert_eq!(whole, ["fatal LineTooLong { limit: 64 }"]);
+        // A `get` whose keyword lies within the first max_line + 1 bytes keeps the longer limit.
+        let mut line = b"  gets".to_vec();
+        line.extend(std::iter::repeat_n(b" k", 60).flatten());
+        line.extend_from_slice(b"\r\n");
+        let bytes: Vec<&[u8]> = line.chunks(1).collect();
+        assert_eq!(parse_chunks(&config, &bytes), parse_chunks(&config, &[&line]));
+        assert!(parse_chunks(&config, &[&line])[0].starts_with("get cas=true"));
     }
 
     #[test]

@@ -41,7 +41,8 @@ use super::layout::{at, migrating_log_path, Claim, Layout};
 pub const RECORD_SIZE: usize = 32;
 /// Bytes per data slot in copy mode.
 pub const DATA_SLOT: usize = 2048;
-const HEADER: usize = 4096;
+/// Bytes of the header page, before the first record.
+pub const HEADER: usize = 4096;
 const MAGIC: &[u8; 8] = b"PASTEWAL";
 const VERSION: u32 = 1;
 const CLAIM_MAGIC: &[u8; 8] = b"POOLMAP1";
@@ -123,7 +124,8 @@ impl Record {
         }
         let seq = u64::from_le_bytes(b[0..8].try_into().unwrap());
         let (part, parts) = (b[20], b[21]);
-        if seq == 0 || parts == 0 || part >= parts {
+        // Byte 23 is reserved (0): a record with it set is not one this version wrote.
+        if seq == 0 || parts == 0 || part >= parts || b[23] != 0 {
             return None;
         }
         Some(Record {
@@ -277,11 +279,13 @@ impl LogFiles {
 
     /// Copy mode: `len` bytes at `offset` of data slot `slot`.
     pub fn data(&self, slot: u32, offset: u32, len: u32) -> Option<&[u8]> {
-        let at = slot as usize * DATA_SLOT + offset as usize;
-        let end = at.checked_add(len as usize)?;
-        if offset as usize + len as usize > DATA_SLOT {
+        // A slot past the capacity is not one (found by the wal_recovery fuzz target:
+        // an empty part "at" slot `capacity` lay just inside the mapping's bounds).
+        if slot >= self.capacity || offset as usize + len as usize > DATA_SLOT {
             return None;
         }
+        let at = slot as usize * DATA_SLOT + offset as usize;
+        let end = at.checked_add(len as usize)?;
         self.data.as_ref().and_then(|d| d.get(at..end))
     }
 
@@ -342,6 +346,15 @@ mod tests {
         old.log[32..64].fill(0);
         old.log[32..37].copy_from_slice(b"uring");
         assert_eq!(old.claim(), HeaderClaim::Legacy("uring".into()));
+    }
+
+    #[test]
+    fn copy_mode_data_lies_in_a_slot_below_the_capacity() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = LogFiles::open(dir.path(), 1, Mode::Copy).unwrap();
+        assert_eq!(files.data(0, 0, 2048).map(<[u8]>::len), Some(2048));
+        assert_eq!(files.data(0, 2000, 100), None, "past the slot");
+        assert_eq!(files.data(1, 0, 0), None, "slot 1 of a 1-record log");
     }
 
     #[test]

@@ -101,7 +101,8 @@ pub struct Wal {
     cursor: u32,
     slots: Vec<SlotMeta>,
     seqs: Vec<SeqEntry>,
-    refs: Vec<u16>,
+    /// Records referencing each pool buffer (a buffer may hold many small bodies).
+    refs: Vec<u32>,
     stats: WalStats,
     /// Slots reserved by requests not committed yet.
     reserved: u32,

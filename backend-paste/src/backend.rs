@@ -499,6 +499,8 @@ impl PasteBackend {
         let wakes = io.wakes();
         self.apply_pending(io);
         self.take_sends(io);
+        // Shutdowns with nothing left before them go to the provider before its sync.
+        self.run_shutdowns(io);
 
         // 2. Queued sends into TX slots (zero-copy swaps of TxBufs), head = cur.
         let filled = self.driver.tx_fill();

@@ -4,10 +4,12 @@
 //! Owns the policy for accept errors (which are transient — out of descriptors,
 //! out of memory, a connection aborted before it was taken — and which end the
 //! server), the batching of receives ([`recv_batch`]: every buffer that arrived by
-//! this tick, so that one outbox flush answers all of them), and the graceful close
-//! (FIN after the queued replies, then discard what the peer still sends, for a
-//! bounded time, so a late request cannot turn the close into a reset that destroys
-//! the reply). It never parses or writes protocol bytes.
+//! this tick, so that one outbox flush answers all of them, and the receive deadline
+//! a [`ConnTimer`] keeps), graceful shutdown (idle connections close at once, one in
+//! the middle of a request gets the shutdown grace, the process waits no longer),
+//! and the graceful close (FIN after the queued replies, then discard what the peer
+//! still sends, for a bounded time, so a late request cannot turn the close into a
+//! reset that destroys the reply). It never parses or writes protocol bytes.
 
 use std::future::poll_fn;
 use std::future::Future;
@@ -17,7 +19,10 @@ use std::task::Poll;
 use std::time::Duration;
 
 use paste_rt::net::{TcpListener, TcpStream};
+use paste_rt::time::coarse_now;
 use paste_rt::RxBuf;
+
+use crate::timeouts::{ConnTimer, DeadlineChange, Phase};
 
 /// Most buffers [`recv_batch`] hands out before returning (so replies to a fast
 /// sender are flushed regularly).
@@ -36,18 +41,23 @@ pub enum Received {
     Failed(io::Error),
     /// Nothing was waiting and graceful shutdown was requested: close now.
     Shutdown,
+    /// The receive deadline passed (a limit of the connection's [`ConnTimer`], or
+    /// the shutdown grace): close now, answering first if the protocol says so.
+    TimedOut,
 }
 
 /// Waits for received data, then hands every buffer already received (up to
 /// [`MAX_BATCH`]) to `on_buf`, in order, without waiting again. An EOF or error
 /// behind the data is reported by the next call.
 ///
-/// With `between_requests` set, a graceful shutdown requested while nothing is
-/// waiting ends the wait with [`Received::Shutdown`]; a connection in the middle
-/// of a request passes `false` and keeps receiving until the request is complete.
+/// The connection is in `timer`'s phase ([`Phase::Idle`]: between requests). A
+/// graceful shutdown requested while nothing is waiting ends the wait of an idle
+/// connection with [`Received::Shutdown`]; one in the middle of a request keeps
+/// receiving until the request is complete, for at most the shutdown grace. When
+/// the deadline passes first: [`Received::TimedOut`].
 pub async fn recv_batch(
     stream: &TcpStream,
-    between_requests: bool,
+    timer: &mut ConnTimer,
     mut on_buf: impl FnMut(RxBuf) -> ControlFlow<()>,
 ) -> Received {
     let mut taken = 0;
@@ -63,13 +73,21 @@ pub async fn recv_batch(
                 }
             }
             Poll::Ready(Ok(None)) if taken == 0 => return Poll::Ready(Received::Eof),
+            Poll::Ready(Err(e)) if taken == 0 && e.kind() == io::ErrorKind::TimedOut => {
+                return Poll::Ready(Received::TimedOut)
+            }
             Poll::Ready(Err(e)) if taken == 0 => return Poll::Ready(Received::Failed(e)),
             Poll::Ready(_) => return Poll::Ready(Received::Data),
-            // Idle between requests: graceful shutdown closes the connection here
-            // (the runtime wakes receivers when shutdown is requested).
+            // Graceful shutdown (the runtime wakes receivers when it is requested):
+            // an idle connection closes here, a busy one gets the grace.
             Poll::Pending if taken == 0 => {
-                if between_requests && paste_rt::runtime::is_shutting_down() {
-                    return Poll::Ready(Received::Shutdown);
+                if paste_rt::runtime::is_shutting_down() {
+                    if timer.phase() == Phase::Idle {
+                        return Poll::Ready(Received::Shutdown);
+                    }
+                    if apply(stream, timer.shutdown(coarse_now())) {
+                        continue; // a deadline already past is reported at once
+                    }
                 }
                 return Poll::Pending;
             }
@@ -126,13 +144,37 @@ pub fn shutdown_on_signals() {
     });
 }
 
+/// Sets `stream`'s receive deadline as `change` says; whether it changed.
+#[inline]
+pub fn apply(stream: &TcpStream, change: DeadlineChange) -> bool {
+    match change {
+        Some(deadline) => {
+            stream.set_recv_deadline(deadline);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Starts `timer` for a new connection and sets its first deadline.
+pub fn start_timer(stream: &TcpStream, timeouts: crate::timeouts::Timeouts, phase: Phase) -> ConnTimer {
+    let (timer, deadline) = ConnTimer::start(timeouts, phase, coarse_now());
+    if deadline.is_some() {
+        stream.set_recv_deadline(deadline);
+    }
+    timer
+}
+
 /// Runs a server the way every example binary does: Ctrl-C or SIGTERM starts a
 /// graceful shutdown ([`shutdown_on_signals`]), and once `serve` returns, the
-/// connections still finishing their requests get up to 10 s ([`drain`]).
-pub async fn serve_gracefully(serve: impl Future<Output = io::Result<()>>) -> io::Result<()> {
+/// connections still finishing their requests get up to `grace` ([`drain`]); then
+/// the runtime closes whatever is left.
+pub async fn serve_gracefully(serve: impl Future<Output = io::Result<()>>, grace: Duration) -> io::Result<()> {
     shutdown_on_signals();
     serve.await?;
-    drain(Duration::from_secs(10)).await;
+    // The connections' own grace deadlines are swept up to 100 ms late: a little
+    // slack lets them answer (408) rather than be cut by the runtime's close.
+    drain(grace + Duration::from_millis(200)).await;
     Ok(())
 }
 
@@ -157,6 +199,8 @@ fn is_transient(e: &io::Error) -> bool {
 /// and discards until the peer closes too (or [`LINGER`] passes). Errors only end
 /// the close early.
 pub async fn close_gracefully(stream: &TcpStream) {
+    // The linger has its own bound; an expired receive deadline must not cut it.
+    stream.set_recv_deadline(None);
     if stream.shutdown().await.is_err() {
         return;
     }

@@ -17,8 +17,9 @@ use std::ops::ControlFlow;
 
 use paste_rt::net::{TcpListener, TcpStream};
 
-use crate::connection::{accept_each, close_gracefully, recv_batch, Received};
+use crate::connection::{accept_each, close_gracefully, recv_batch, start_timer, Received};
 use crate::outbox::Outbox;
+use crate::timeouts::{Phase, Timeouts};
 
 /// Serves echo on `listener` until accepting fails for good.
 ///
@@ -35,8 +36,10 @@ pub async fn serve(listener: TcpListener) -> io::Result<()> {
 /// Echoes one connection until the peer closes it (then FIN) or it fails.
 async fn echo_connection(stream: TcpStream) {
     let mut out = Outbox::new(&stream);
+    // Echo has no requests: always between them, so shutdown closes it at once.
+    let mut timer = start_timer(&stream, Timeouts::NONE, Phase::Idle);
     loop {
-        let received = recv_batch(&stream, true, |buf| {
+        let received = recv_batch(&stream, &mut timer, |buf| {
             out.put(&buf);
             ControlFlow::Continue(())
         })
@@ -50,7 +53,7 @@ async fn echo_connection(stream: TcpStream) {
                 let _ = stream.shutdown().await;
                 return;
             }
-            Received::Failed(_) => return,
+            Received::Failed(_) | Received::TimedOut => return,
             Received::Shutdown => return close_gracefully(&stream).await,
         }
         if poll_fn(|cx| stream.poll_send_ready(cx)).await.is_err() {

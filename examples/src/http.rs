@@ -38,5 +38,5 @@ pub use client::{
 pub use request::{Event, Head, HttpError, Method, RequestParser, Version, DEFAULT_MAX_HEAD, MAX_PATH};
 pub use response::{
     body_byte, fill_body, is_pattern_body, ok_header_len, ok_response_len, write_ok_header, write_ok_response,
-    write_ok_response_with_body, ResponseTemplate, BAD_REQUEST, BODY_PATTERN, NOT_FOUND,
+    write_ok_response_with_body, ResponseTemplate, BAD_REQUEST, BODY_PATTERN, NOT_FOUND, REQUEST_TIMEOUT,
 };

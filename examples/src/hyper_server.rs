@@ -9,7 +9,9 @@
 //! stay on their runtime thread. Graceful shutdown: when
 //! `paste_rt::runtime::request_shutdown()` is called, the accept loop stops, each
 //! connection finishes the request in hand (HTTP/2: GOAWAY, streams in flight
-//! complete) and closes, and [`serve`] returns once all have.
+//! complete) and closes, and [`serve`] returns once all have — or once the
+//! shutdown grace has passed ([`serve_with_grace`]); the connections still open
+//! then are closed with the runtime.
 
 use std::convert::Infallible;
 use std::io;
@@ -37,12 +39,21 @@ fn builder() -> auto::Builder<LocalExec> {
 }
 
 /// Serves `listener` until graceful shutdown is requested, then waits for every
-/// connection to finish.
+/// connection to finish, for at most the default grace (2 s).
 ///
 /// # Errors
 /// An accept error other than running out of file descriptors or memory (those
 /// are retried once a connection has closed).
 pub async fn serve(listener: TcpListener) -> io::Result<()> {
+    serve_with_grace(listener, crate::timeouts::DEFAULT_SHUTDOWN_GRACE).await
+}
+
+/// [`serve`], waiting at most `grace` for the connections once shutdown is
+/// requested (a client holding a partial request does not hold the server).
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_with_grace(listener: TcpListener, grace: std::time::Duration) -> io::Result<()> {
     let builder = Rc::new(builder());
     let connections = TaskTracker::new();
     let result = loop {
@@ -65,7 +76,9 @@ pub async fn serve(listener: TcpListener) -> io::Result<()> {
     };
     drop(listener);
     connections.close();
-    connections.wait().await;
+    // Past the grace the remaining connections are left to the runtime, which
+    // closes them when it is dropped.
+    let _ = paste_rt::time::timeout(grace, connections.wait()).await;
     result
 }
 

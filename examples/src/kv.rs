@@ -7,7 +7,9 @@
 //! thread, so no lock). Replies are written through an [`Outbox`] into pool
 //! buffers and queued together once per batch of received buffers. `quit` and
 //! fatal parse errors (a command line past the limit) close the connection after
-//! the replies already written.
+//! the replies already written. A command (line and data block) that does not
+//! arrive complete within the header limit closes the connection, and so does
+//! idling past the idle limit when one is set ([`Timeouts::KV`]: none, as memcached).
 //!
 //! With several runtime threads ([`serve`] called once per thread) each thread
 //! has its own store: connections are spread over threads by the kernel
@@ -27,38 +29,53 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use paste_rt::net::{TcpListener, TcpStream};
 
-use crate::connection::{accept_each, close_gracefully, recv_batch, Received};
+use crate::connection::{accept_each, apply, close_gracefully, recv_batch, start_timer, Received};
 use crate::memcache::{CommandParser, Flow, Store};
 use crate::outbox::Outbox;
+use crate::timeouts::Phase;
+pub use crate::timeouts::Timeouts;
 
 /// The server's limits (max item size, line lengths, memory budget) and version:
 /// memcached's defaults from `Config::default()`.
 pub use crate::memcache::Config;
 
-/// Serves the memcached text protocol on `listener` until accepting fails for
-/// good. Every connection accepted here shares one store.
+/// Serves the memcached text protocol on `listener`, with the default limits
+/// ([`Timeouts::KV`]), until accepting fails for good or graceful shutdown is
+/// requested. Every connection accepted here shares one store.
 ///
 /// # Errors
 /// The listener's error.
 pub async fn serve(listener: TcpListener, config: Config) -> io::Result<()> {
+    serve_with(listener, config, Timeouts::KV).await
+}
+
+/// [`serve`] with explicit limits.
+///
+/// # Errors
+/// The listener's error.
+pub async fn serve_with(listener: TcpListener, config: Config, timeouts: Timeouts) -> io::Result<()> {
     let store = Rc::new(RefCell::new(Store::new(&config)));
+    store.borrow_mut().set_now(unix_now()); // the start, for `stats` uptime
     let config = Rc::new(config);
     accept_each(&listener, |stream| {
         // Detached: the task ends with its connection.
-        drop(paste_rt::spawn(serve_connection(stream, config.clone(), store.clone())));
+        drop(paste_rt::spawn(serve_connection(stream, config.clone(), store.clone(), timeouts)));
     })
     .await
 }
 
 /// One connection: execute every command of the buffers received by now, queue
 /// the replies, wait only for backpressure.
-async fn serve_connection(stream: TcpStream, config: Rc<Config>, store: Rc<RefCell<Store>>) {
+async fn serve_connection(stream: TcpStream, config: Rc<Config>, store: Rc<RefCell<Store>>, timeouts: Timeouts) {
     let mut parser = CommandParser::new(&config);
     let mut out = Outbox::new(&stream);
+    let mut timer = start_timer(&stream, timeouts, Phase::Idle);
+    let _counted = Connected::new(&store);
     loop {
-        let received = recv_batch(&stream, true, |buf| {
+        let received = recv_batch(&stream, &mut timer, |buf| {
             let mut store = store.borrow_mut();
             store.set_now(unix_now());
+            store.bytes_read(buf.len());
             let mut pos = 0;
             while let Some(command) = parser.next_command(&buf, &mut pos) {
                 match command {
@@ -80,10 +97,32 @@ async fn serve_connection(stream: TcpStream, config: Rc<Config>, store: Rc<RefCe
         match received {
             Received::Data => {}
             Received::Stopped | Received::Shutdown => return close_gracefully(&stream).await,
-            Received::Eof | Received::Failed(_) => return,
+            // A command cut short by the header limit, or an idle connection: like
+            // memcached, close without a word.
+            Received::TimedOut | Received::Eof | Received::Failed(_) => return,
         }
+        let phase = if parser.is_idle() { Phase::Idle } else { Phase::Head };
+        apply(&stream, timer.update(phase, paste_rt::time::coarse_now()));
         if poll_fn(|cx| stream.poll_send_ready(cx)).await.is_err() {
             return;
+        }
+    }
+}
+
+/// Counts a connection in the store's `stats` while it lives.
+struct Connected<'a>(&'a RefCell<Store>);
+
+impl<'a> Connected<'a> {
+    fn new(store: &'a RefCell<Store>) -> Connected<'a> {
+        store.borrow_mut().connection_opened();
+        Connected(store)
+    }
+}
+
+impl Drop for Connected<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut store) = self.0.try_borrow_mut() {
+            store.connection_closed();
         }
     }
 }

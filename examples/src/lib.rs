@@ -13,4 +13,5 @@ pub mod kv;
 pub mod memcache;
 pub mod outbox;
 pub mod phttpd;
+pub mod timeouts;
 pub mod wal;

@@ -3,8 +3,11 @@
 //! Owns the protocol logic of a memcached-compatible key-value server, split by job:
 //! [`CommandParser`] turns received chunks into [`Command`]s, [`Store`] executes them
 //! against an in-memory table and writes memcached's exact replies into a
-//! [`ResponseSink`]. Supported: `get`, `gets`, `set`, `add`, `replace`, `append`,
-//! `prepend`, `cas`, `delete`, `incr`, `decr`, `touch`, `flush_all`, `version`, `quit`.
+//! [`ResponseSink`], counting what memcached's `stats` reports ([`Counters`]).
+//! Supported: `get`, `gets`, `set`, `add`, `replace`, `append`, `prepend`, `cas`,
+//! `delete`, `incr`, `decr`, `touch`, `flush_all`, `version`, `stats`, `stats reset`,
+//! `verbosity`, `quit`. A binary-protocol request gets the binary "unknown command"
+//! error and the connection closes.
 //!
 //! It must never do I/O, never need a command to be contiguous in memory, and never
 //! allocate to serve a `get` hit: keys and values are borrowed from the received chunk
@@ -31,11 +34,13 @@
 mod command;
 mod parser;
 mod response;
+mod stats;
 mod store;
 
 pub use command::{ArithOp, Command, Keys, StoreOp};
 pub use parser::{CommandParser, ParseError, MAX_KEY_LEN};
-pub use response::{ErrorReply, ResponseSink};
+pub use response::{ErrorReply, ResponseSink, BINARY_UNKNOWN_COMMAND_LEN};
+pub use stats::Counters;
 pub use store::{Flow, Item, Store};
 
 /// Limits and identity of a memcached-compatible server; shared by [`CommandParser`]
@@ -54,8 +59,10 @@ pub struct Config {
     /// store that would exceed it, even after dropping expired items, is answered
     /// `SERVER_ERROR out of memory storing object` (there is no LRU eviction).
     pub max_memory: usize,
-    /// Reported by `version`.
+    /// Reported by `version` and `stats`.
     pub version: &'static str,
+    /// Runtime threads serving (reported by `stats`).
+    pub threads: usize,
 }
 
 impl Default for Config {
@@ -67,6 +74,7 @@ impl Default for Config {
             max_item_size: 1024 * 1024,
             max_memory: 64 * 1024 * 1024,
             version: "1.6.0-paste-rt",
+            threads: 1,
         }
     }
 }

@@ -8,7 +8,10 @@
 //! and requests split anywhere handled by the incremental parser; a malformed
 //! request answered `400` (or the matching 4xx/5xx) and the connection closed;
 //! `Connection: close` and HTTP/1.0 requests answered with `Connection: close` and
-//! the connection closed. Other methods get `405`.
+//! the connection closed. Other methods get `405`. A request head that does not
+//! arrive within the header limit, or a body that pauses longer than the idle limit,
+//! is answered `408` and the connection closed; a connection idle longer than the
+//! idle limit is closed ([`Timeouts`]).
 //!
 //! The data path allocates nothing per request: received bytes are parsed in the
 //! pool buffer they arrived in, and responses are copied from templates built once
@@ -21,13 +24,16 @@ use std::io;
 use std::ops::ControlFlow;
 use std::rc::Rc;
 
-use paste_rt::batch::{self, BatchEvent};
+use paste_rt::batch::{self, Batch, BatchEvent, ConnId};
 use paste_rt::net::{TcpListener, TcpStream};
+use paste_rt::time::coarse_now;
 
 use crate::batch_outbox::BatchOutbox;
-use crate::connection::{accept_each, close_gracefully, recv_batch, Received};
-use crate::http::{fill_body, Event, Method, RequestParser, ResponseTemplate};
+use crate::connection::{accept_each, apply, close_gracefully, recv_batch, start_timer, Received};
+use crate::http::{fill_body, Event, Method, RequestParser, ResponseTemplate, REQUEST_TIMEOUT};
 use crate::outbox::Outbox;
+pub use crate::timeouts::Timeouts;
+use crate::timeouts::{ConnTimer, DeadlineChange, Phase};
 
 /// Default body length of the `200 OK` response (the paper's 64 bytes).
 pub const DEFAULT_BODY_LEN: usize = 64;
@@ -65,24 +71,37 @@ impl Default for Config {
     }
 }
 
-/// Serves phttpd on `listener` until accepting fails for good (an error that is
-/// not transient, see [`crate::connection::accept_each`]).
+/// Serves phttpd on `listener` with the default limits ([`Timeouts::HTTP`]) until
+/// accepting fails for good (an error that is not transient, see
+/// [`crate::connection::accept_each`]) or graceful shutdown is requested.
 ///
 /// # Errors
 /// The listener's error.
 pub async fn serve(listener: TcpListener, config: Config) -> io::Result<()> {
+    serve_with(listener, config, Timeouts::HTTP).await
+}
+
+/// [`serve`] with explicit limits. On graceful shutdown the accept loop stops at
+/// once, idle connections close, and one in the middle of a request has
+/// `timeouts.shutdown_grace` to complete it (else `408` and close). In batch mode
+/// this returns once every connection is closed; in tasks mode once the accept loop
+/// stopped (see [`crate::connection::serve_gracefully`] for waiting on the rest).
+///
+/// # Errors
+/// The listener's error.
+pub async fn serve_with(listener: TcpListener, config: Config, timeouts: Timeouts) -> io::Result<()> {
     let responses = Rc::new(Responses::new(config.body_len));
     match config.mode {
-        Mode::Tasks => serve_tasks(listener, responses).await,
-        Mode::Batch => serve_batch(listener, responses).await,
+        Mode::Tasks => serve_tasks(listener, responses, timeouts).await,
+        Mode::Batch => serve_batch(listener, responses, timeouts).await,
     }
 }
 
 /// [`Mode::Tasks`]: one task per connection.
-async fn serve_tasks(listener: TcpListener, responses: Rc<Responses>) -> io::Result<()> {
+async fn serve_tasks(listener: TcpListener, responses: Rc<Responses>, timeouts: Timeouts) -> io::Result<()> {
     accept_each(&listener, |stream| {
         // Detached: the task ends with its connection.
-        drop(paste_rt::spawn(serve_connection(stream, responses.clone())));
+        drop(paste_rt::spawn(serve_connection(stream, responses.clone(), timeouts)));
     })
     .await
 }
@@ -90,47 +109,67 @@ async fn serve_tasks(listener: TcpListener, responses: Rc<Responses>) -> io::Res
 /// [`Mode::Batch`]: PASTE's own model — one handler per tick over every connection
 /// that received something (`paste_rt::batch`), no task per connection; each
 /// connection's state is a [`Session`] in a table indexed by its `ConnId`.
-async fn serve_batch(listener: TcpListener, responses: Rc<Responses>) -> io::Result<()> {
-    let mut sessions: Vec<Option<Session>> = Vec::new();
+async fn serve_batch(listener: TcpListener, responses: Rc<Responses>, timeouts: Timeouts) -> io::Result<()> {
+    let mut sessions: Vec<Option<(Session, ConnTimer)>> = Vec::new();
     let mut out = BatchOutbox::new();
     batch::serve(listener, move |batch| {
+        let now = coarse_now();
         while let Some(event) = batch.next_event() {
             match event {
                 BatchEvent::Opened(conn) => {
                     if sessions.len() <= conn.index() {
                         sessions.resize_with(conn.index() + 1, || None);
                     }
-                    sessions[conn.index()] = Some(Session::new());
+                    let (timer, deadline) = ConnTimer::start(timeouts, Phase::Head, now);
+                    if deadline.is_some() {
+                        batch.set_recv_deadline(conn, deadline);
+                    }
+                    sessions[conn.index()] = Some((Session::new(), timer));
                 }
                 BatchEvent::Data(conn, buf) => {
-                    let Some(session) = sessions.get_mut(conn.index()).and_then(Option::as_mut) else { continue };
+                    let Some((session, timer)) = sessions.get_mut(conn.index()).and_then(Option::as_mut) else {
+                        continue;
+                    };
                     out.start(batch, conn);
                     if session.on_chunk(&buf, &responses, |bytes| out.put(batch, bytes)) == Next::Close {
                         out.finish(batch);
                         batch.close(conn);
                         sessions[conn.index()] = None;
+                    } else {
+                        set_deadline(batch, conn, timer.update(session.phase(), now));
                     }
-                }
-                // No deadline is set here; were one to pass, the connection goes.
-                BatchEvent::TimedOut(conn) => {
-                    batch.close(conn);
-                    sessions[conn.index()] = None;
                 }
                 BatchEvent::Closed(conn, _) => {
                     if let Some(s) = sessions.get_mut(conn.index()) {
                         *s = None;
                     }
                 }
+                BatchEvent::TimedOut(conn) => {
+                    // Mid-request: 408. Idle: just close.
+                    if let Some((session, _)) = sessions.get_mut(conn.index()).and_then(Option::take) {
+                        if !session.is_idle() {
+                            out.start(batch, conn);
+                            out.put(batch, REQUEST_TIMEOUT);
+                            out.finish(batch);
+                        }
+                    }
+                    batch.close(conn);
+                }
             }
         }
         out.finish(batch);
         if batch.is_shutting_down() {
             // Graceful shutdown: close every connection that is between requests;
-            // one in the middle of a request is answered first.
+            // one in the middle of a request is answered first, within the grace.
             for conn in batch.connections() {
-                if sessions.get(conn.index()).and_then(Option::as_ref).is_none_or(Session::is_idle) {
-                    batch.close(conn);
-                    sessions[conn.index()] = None;
+                match sessions.get_mut(conn.index()).and_then(Option::as_mut) {
+                    Some((session, timer)) if !session.is_idle() => {
+                        set_deadline(batch, conn, timer.shutdown(now));
+                    }
+                    _ => {
+                        batch.close(conn);
+                        sessions[conn.index()] = None;
+                    }
                 }
             }
         }
@@ -138,29 +177,47 @@ async fn serve_batch(listener: TcpListener, responses: Rc<Responses>) -> io::Res
     .await
 }
 
+/// Sets `conn`'s receive deadline as `change` says.
+#[inline]
+fn set_deadline(batch: &mut Batch<'_>, conn: ConnId, change: DeadlineChange) {
+    if let Some(deadline) = change {
+        batch.set_recv_deadline(conn, deadline);
+    }
+}
+
 /// One connection in [`Mode::Tasks`]: take every buffer received by now, answer
 /// each complete request into the outbox, queue it, wait only for backpressure.
-async fn serve_connection(stream: TcpStream, responses: Rc<Responses>) {
+async fn serve_connection(stream: TcpStream, responses: Rc<Responses>, timeouts: Timeouts) {
     let mut session = Session::new();
     let mut out = Outbox::new(&stream);
+    let mut timer = start_timer(&stream, timeouts, Phase::Head);
     loop {
-        let received = recv_batch(&stream, session.is_idle(), |buf| {
-            match session.on_chunk(&buf, &responses, |bytes| out.put(bytes)) {
+        let received =
+            recv_batch(&stream, &mut timer, |buf| match session.on_chunk(&buf, &responses, |bytes| out.put(bytes)) {
                 Next::Continue => ControlFlow::Continue(()),
                 Next::Close => ControlFlow::Break(()),
-            }
-        })
-        .await;
+            })
+            .await;
         if out.flush().is_err() {
             return;
         }
         match received {
             Received::Data => {}
             Received::Stopped | Received::Shutdown => return close_gracefully(&stream).await,
+            Received::TimedOut => {
+                if !session.is_idle() {
+                    out.put(REQUEST_TIMEOUT);
+                    if out.flush().is_err() {
+                        return;
+                    }
+                }
+                return close_gracefully(&stream).await;
+            }
             // EOF (a request cut short is dropped with it) or reset: dropping the
             // stream closes it after whatever is still queued.
             Received::Eof | Received::Failed(_) => return,
         }
+        apply(&stream, timer.update(session.phase(), coarse_now()));
         if poll_fn(|cx| stream.poll_send_ready(cx)).await.is_err() {
             return;
         }
@@ -225,6 +282,17 @@ impl Session {
     /// Between requests (nothing of a next request received yet).
     fn is_idle(&self) -> bool {
         self.parser.is_idle()
+    }
+
+    /// Where the connection is: between requests, in a head, or in a body.
+    fn phase(&self) -> Phase {
+        if self.parser.is_idle() {
+            Phase::Idle
+        } else if self.method.is_some() {
+            Phase::Body
+        } else {
+            Phase::Head
+        }
     }
 
     /// Parses `chunk`, emitting the full response of every request it completes.

@@ -153,3 +153,123 @@ async fn connections_share_one_store() {
     })
     .await;
 }
+
+/// Reads `stats` lines up to `END` into (name, value) pairs.
+fn read_stats(c: &mut std::net::TcpStream) -> Vec<(String, String)> {
+    let mut text = Vec::new();
+    while !text.ends_with(b"END\r\n") {
+        text.extend(read_n(c, 1));
+    }
+    let text = String::from_utf8(text).unwrap();
+    let mut stats = Vec::new();
+    for line in text.lines() {
+        if line == "END" {
+            break;
+        }
+        let mut parts = line.splitn(3, ' ');
+        assert_eq!(parts.next(), Some("STAT"), "{line:?}");
+        let (name, value) = (parts.next().unwrap(), parts.next().unwrap_or_else(|| panic!("{line:?}")));
+        stats.push((name.to_string(), value.to_string()));
+    }
+    stats
+}
+
+fn stat<'a>(stats: &'a [(String, String)], name: &str) -> &'a str {
+    stats.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).unwrap_or_else(|| panic!("no STAT {name}"))
+}
+
+#[paste_rt::test_each_backend]
+async fn stats_reports_memcacheds_general_fields() {
+    let addr = start().await;
+    off_thread(move || {
+        let mut other = connect(addr);
+        round_trip(&mut other, b"version\r\n", b"VERSION 1.6.0-paste-rt\r\n");
+        let mut c = connect(addr);
+        round_trip(&mut c, b"set a 0 0 1\r\n1\r\nset b 0 0 2\r\n22\r\n", b"STORED\r\nSTORED\r\n");
+        round_trip(&mut c, b"get a b missing\r\n", b"VALUE a 0 1\r\n1\r\nVALUE b 0 2\r\n22\r\nEND\r\n");
+        round_trip(&mut c, b"incr a 1\r\nincr nope 1\r\n", b"2\r\nNOT_FOUND\r\n");
+        c.write_all(b"stats\r\n").unwrap();
+        let stats = read_stats(&mut c);
+        for name in [
+            "pid",
+            "uptime",
+            "time",
+            "version",
+            "curr_connections",
+            "total_connections",
+            "cmd_get",
+            "cmd_set",
+            "get_hits",
+            "get_misses",
+            "curr_items",
+            "bytes",
+            "limit_maxbytes",
+            "threads",
+            "evictions",
+        ] {
+            stat(&stats, name);
+        }
+        assert_eq!(stat(&stats, "pid"), std::process::id().to_string(), "kv runs in this test's process");
+        assert_eq!(stat(&stats, "version"), "1.6.0-paste-rt");
+        assert_eq!(stat(&stats, "curr_connections"), "2");
+        assert_eq!(stat(&stats, "total_connections"), "2");
+        assert_eq!((stat(&stats, "cmd_get"), stat(&stats, "get_hits"), stat(&stats, "get_misses")), ("3", "2", "1"));
+        assert_eq!(stat(&stats, "cmd_set"), "2");
+        assert_eq!((stat(&stats, "incr_hits"), stat(&stats, "incr_misses")), ("1", "1"));
+        assert_eq!(stat(&stats, "curr_items"), "2");
+        assert_eq!(stat(&stats, "limit_maxbytes"), (64u64 << 20).to_string());
+        assert_eq!(stat(&stats, "threads"), "1");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let time: u64 = stat(&stats, "time").parse().unwrap();
+        assert!(time.abs_diff(now) <= 5, "time {time} vs now {now}");
+        assert!(stat(&stats, "bytes").parse::<u64>().unwrap() > 3);
+
+        // `stats noreply` is no stats command (memccapable checks this).
+        round_trip(&mut c, b"stats noreply\r\n", b"ERROR\r\n");
+        round_trip(&mut c, b"stats reset\r\n", b"RESET\r\n");
+        c.write_all(b"stats\r\n").unwrap();
+        let stats = read_stats(&mut c);
+        assert_eq!((stat(&stats, "cmd_get"), stat(&stats, "curr_connections")), ("0", "2"));
+        drop(other);
+    })
+    .await;
+}
+
+#[paste_rt::test_each_backend]
+async fn verbosity_is_accepted_as_memcached_does() {
+    let addr = start().await;
+    off_thread(move || {
+        let mut c = connect(addr);
+        round_trip(&mut c, b"verbosity foo bar my\r\n", b"ERROR\r\n");
+        round_trip(&mut c, b"verbosity\r\n", b"ERROR\r\n");
+        round_trip(&mut c, b"verbosity 1\r\n", b"OK\r\n");
+        // Silenced, the bad one too.
+        round_trip(&mut c, b"verbosity noreply\r\nverbosity 0 noreply\r\nversion\r\n", b"VERSION 1.6.0-paste-rt\r\n");
+        round_trip(&mut c, b"verbosity 0\r\n", b"OK\r\n");
+    })
+    .await;
+}
+
+#[paste_rt::test_each_backend]
+async fn a_binary_protocol_request_gets_the_binary_error_and_a_close() {
+    let addr = start().await;
+    off_thread(move || {
+        let mut c = connect(addr);
+        let mut noop = [0u8; 24];
+        noop[0] = 0x80; // request magic
+        noop[1] = 0x0a; // NOOP
+        noop[12..16].copy_from_slice(&0xdead_beef_u32.to_be_bytes());
+        // Split inside the header.
+        c.write_all(&noop[..7]).unwrap();
+        assert_silent(&mut c, Duration::from_millis(30));
+        c.write_all(&noop[7..]).unwrap();
+        let reply = read_to_eof(&mut c);
+        assert_eq!(reply.len(), paste_rt_examples::memcache::BINARY_UNKNOWN_COMMAND_LEN, "{reply:?}");
+        assert_eq!((reply[0], reply[1]), (0x81, 0x0a), "response magic, opcode echoed");
+        assert_eq!(&reply[6..8], &[0x00, 0x81], "status: unknown command");
+        assert_eq!(u32::from_be_bytes(reply[8..12].try_into().unwrap()), 15, "body length");
+        assert_eq!(&reply[12..16], &0xdead_beef_u32.to_be_bytes(), "opaque echoed");
+        assert_eq!(&reply[24..], b"Unknown command");
+    })
+    .await;
+}

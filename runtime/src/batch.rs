@@ -32,7 +32,6 @@ use std::future::poll_fn;
 use std::future::Future;
 use std::io;
 use std::task::Poll;
-use std::time::Instant;
 
 use paste_rt_core::{MemberEvent, RxBuf, SendData, Token, TxBuf};
 
@@ -63,12 +62,13 @@ pub enum BatchEvent {
     Opened(ConnId),
     /// Bytes arrived, lent zero copy.
     Data(ConnId, RxBuf),
-    /// The receive deadline set with [`Batch::set_recv_deadline`] passed before
-    /// anything more arrived. The handler decides: close it, or set a new deadline.
-    TimedOut(ConnId),
     /// The connection ended: `None` for the peer's EOF, else the error. It is
     /// closed after the handler returns, once what was queued for it is sent.
     Closed(ConnId, Option<io::Error>),
+    /// The receive deadline set with [`Batch::set_recv_deadline`] passed (reported
+    /// once per deadline, after any data received before it). The connection stays
+    /// open: close it, or set a new deadline.
+    TimedOut(ConnId),
 }
 
 /// One tick's batch: iterate with [`next_event`](Self::next_event), reply with
@@ -119,6 +119,16 @@ impl Batch<'_> {
         None
     }
 
+    /// Sets (`Some`) or clears (`None`) `conn`'s coarse receive deadline: once it has
+    /// passed, a later batch reports [`BatchEvent::TimedOut`] for `conn`, once.
+    /// Setting a new deadline replaces the old one (and forgets an expiry not yet
+    /// reported). Compute it from [`time::coarse_now`](crate::time::coarse_now);
+    /// deadlines are swept at most every 100 ms. O(1), no allocation, no system call.
+    pub fn set_recv_deadline(&mut self, conn: ConnId, deadline: Option<std::time::Instant>) {
+        let now = crate::time::coarse_now();
+        self.driver.set_recv_deadline(conn.0, deadline, now);
+    }
+
     /// Queues `data` for `conn`; it leaves at the next poll with everything else
     /// queued in this tick.
     pub fn send(&mut self, conn: ConnId, data: SendData) -> io::Result<()> {
@@ -133,13 +143,6 @@ impl Batch<'_> {
     /// Bytes queued for `conn` and not yet taken by the kernel (to bound output).
     pub fn queued(&mut self, conn: ConnId) -> u64 {
         self.driver.io.queued(conn.0)
-    }
-
-    /// Sets (or clears) `conn`'s receive deadline: once it passed with nothing
-    /// more received, the connection is reported once as [`BatchEvent::TimedOut`].
-    /// Coarse (checked about every 100 ms); costs nothing per request.
-    pub fn set_recv_deadline(&mut self, conn: ConnId, deadline: Option<Instant>) {
-        self.driver.io.set_deadline(conn.0, deadline);
     }
 
     /// Closes `conn` after this batch, once what was queued for it is sent.

@@ -167,6 +167,13 @@ impl Driver {
         self.io.wake_all_receivers();
     }
 
+    /// Sets (or clears) `token`'s receive deadline; one at or before `now` expires at
+    /// once.
+    #[inline]
+    pub(crate) fn set_recv_deadline(&mut self, token: Token, deadline: Option<Instant>, now: Instant) {
+        self.io.set_deadline(token, deadline, now);
+    }
+
     /// Whether any receive deadline is set.
     pub(crate) fn has_deadlines(&self) -> bool {
         self.io.has_deadlines()

@@ -117,8 +117,6 @@ pub(crate) struct Inner {
     pub(crate) selection: Selection,
     /// Number of sibling runtimes started together (thread-per-core).
     pub(crate) threads: usize,
-    /// The clock read once per tick (`time::coarse_now`).
-    pub(crate) now: Cell<Instant>,
     /// When receive deadlines are next checked.
     next_sweep: Cell<Instant>,
     /// Inside block_on already (nesting is refused).
@@ -281,7 +279,6 @@ impl Runtime {
                 timers: RefCell::new(Timers::default()),
                 selection,
                 threads,
-                now: Cell::new(now),
                 next_sweep: Cell::new(now),
                 running: Cell::new(false),
                 shutting_down: Cell::new(false),
@@ -334,6 +331,8 @@ impl Runtime {
         let main_waker = Waker::from(main_wake.clone());
         let mut cx = Context::from_waker(&main_waker);
         let mut future = pin!(future);
+        // The tick's clock (`time::coarse_now`), read once per tick after the wait.
+        let _tick_now = RestoreTickNow(crate::time::set_tick_now(Some(Instant::now())));
 
         loop {
             // 0. The future given to block_on, whenever it was woken.
@@ -358,7 +357,7 @@ impl Runtime {
 
             // 4. Timers, and receive deadlines (coarse).
             let now = Instant::now();
-            inner.now.set(now);
+            crate::time::set_tick_now(Some(now));
             inner.timers.borrow_mut().fire_due(now);
             inner.sweep_deadlines(now);
         }
@@ -464,6 +463,14 @@ impl Wake for MainWake {
         if !self.woken.swap(true, Ordering::AcqRel) && !context::is_current(self.shared.id) {
             self.shared.remote.wake();
         }
+    }
+}
+
+/// Restores the thread's tick clock when `block_on` returns.
+struct RestoreTickNow(Option<Instant>);
+impl Drop for RestoreTickNow {
+    fn drop(&mut self) {
+        crate::time::set_tick_now(self.0);
     }
 }
 

@@ -46,7 +46,7 @@ async fn batch_server_echoes_and_reports_lifecycle() {
                     tx.put(&buf);
                     batch.send(conn, SendData::Pool(tx)).unwrap();
                 }
-                BatchEvent::TimedOut(_) => panic!("no deadline was set"),
+                BatchEvent::TimedOut(_) => panic!("no receive deadline was set"),
                 BatchEvent::Closed(_, err) => {
                     assert!(err.is_none(), "clean EOF expected: {err:?}");
                     c.set(c.get() + 1);

@@ -25,7 +25,8 @@ fn main() -> ExitCode {
             let listener = args.runtime.listen(args.port).await?;
             args.runtime.announce("echo", &listener, "");
             // Ctrl-C / SIGTERM: stop accepting, answer what is in hand, exit 0.
-            paste_rt_examples::connection::serve_gracefully(echo::serve(listener)).await
+            let grace = args.runtime.shutdown_grace;
+            paste_rt_examples::connection::serve_gracefully(echo::serve(listener), grace).await
         }
     });
     paste_rt_examples::cli::exit_code("echo", result)

@@ -40,7 +40,7 @@ fn main() -> ExitCode {
             }));
             let listener = args.runtime.listen(args.port).await?;
             args.runtime.announce("hyper", &listener, ", HTTP/1.1 and h2c");
-            hyper_server::serve(listener).await
+            hyper_server::serve_with_grace(listener, args.runtime.shutdown_grace).await
         }
     });
     paste_rt_examples::cli::exit_code("hyper", result)

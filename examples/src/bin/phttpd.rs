@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use paste_rt_examples::cli::RuntimeArgs;
+use paste_rt_examples::cli::{HttpTimeoutArgs, RuntimeArgs};
 use paste_rt_examples::phttpd::{self, Config, Mode};
 
 /// phttpd, the PASTE paper's HTTP server: keep-alive HTTP/1.1, GET and POST
@@ -14,6 +14,8 @@ use paste_rt_examples::phttpd::{self, Config, Mode};
 struct Args {
     #[command(flatten)]
     runtime: RuntimeArgs,
+    #[command(flatten)]
+    timeouts: HttpTimeoutArgs,
     /// TCP port to listen on.
     #[arg(long, default_value_t = 60000)]
     port: u16,
@@ -64,12 +66,12 @@ fn main() -> ExitCode {
                 &listener,
                 format_args!(", mode {}, body {} bytes", args.mode.as_str(), args.body_len),
             );
-            // Ctrl-C / SIGTERM: stop accepting, answer what is in hand, exit 0.
-            paste_rt_examples::connection::serve_gracefully(phttpd::serve(
-                listener,
-                Config { body_len: args.body_len, mode },
-            ))
-            .await
+            // Ctrl-C / SIGTERM: stop accepting, answer what is in hand (within the
+            // grace), exit 0.
+            let grace = args.runtime.shutdown_grace;
+            let config = Config { body_len: args.body_len, mode };
+            let serve = phttpd::serve_with(listener, config, args.timeouts.timeouts(grace));
+            paste_rt_examples::connection::serve_gracefully(serve, grace).await
         }
     });
     paste_rt_examples::cli::exit_code("phttpd", result)

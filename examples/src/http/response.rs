@@ -18,6 +18,10 @@ pub const BODY_PATTERN: &[u8; 64] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef
 /// The `400 Bad Request` response: empty body, connection closed after it.
 pub const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
 
+/// The `408 Request Timeout` response (a request head or body did not arrive in
+/// time): empty body, connection closed after it.
+pub const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+
 /// The `404 Not Found` response: empty body, connection kept open.
 pub const NOT_FOUND: &[u8] =
     b"HTTP/1.1 404 Not Found\r\nConnection: keep-alive\r\nServer: Apache/2.2.800\r\nContent-Length: 0\r\n\r\n";

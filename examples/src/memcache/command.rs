@@ -106,6 +106,24 @@ pub enum Command<'a> {
     },
     /// `version`.
     Version,
+    /// `stats`: the general-purpose statistics, `STAT` lines then `END`.
+    Stats,
+    /// `stats reset`: zero the counters; `RESET`.
+    StatsReset,
+    /// `verbosity <level> [noreply]`: accepted (`OK`); kv logs nothing per command.
+    Verbosity {
+        /// Send no reply.
+        noreply: bool,
+    },
+    /// A binary-protocol request (its first byte is the binary magic 0x80): kv speaks
+    /// only the text protocol, so it answers the binary "unknown command" error and
+    /// closes the connection.
+    Binary {
+        /// The request's opcode, echoed in the error.
+        opcode: u8,
+        /// The request's opaque, echoed in the error.
+        opaque: [u8; 4],
+    },
     /// `quit`: close the connection without a reply.
     Quit,
     /// A request that only earns an error line.

@@ -7,7 +7,10 @@
 //! only pieces split across chunks are copied, into buffers the parser keeps and
 //! reuses. It decides nothing about the stored items and writes no replies; every
 //! malformed request becomes a [`Command::Error`] carrying memcached's reply, except a
-//! line too long to be a command, which ends the stream ([`ParseError`]).
+//! line too long to be a command, which ends the stream ([`ParseError`]). A command
+//! starting with the binary protocol's magic byte (0x80) is read as a binary request
+//! header (24 bytes, into a fixed array) and becomes [`Command::Binary`]; the stream
+//! ends there.
 
 use std::fmt;
 
@@ -24,6 +27,11 @@ const MAX_TOKENS: usize = 7;
 /// A value buffer larger than this is freed after use rather than kept for reuse.
 const VALUE_RETAIN: usize = 64 * 1024;
 
+/// The first byte of every binary-protocol request.
+const BINARY_REQUEST_MAGIC: u8 = 0x80;
+/// Bytes of a binary-protocol request header.
+const BINARY_HEADER: usize = 24;
+
 /// Why the parser gave up on a connection; the server should close it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParseError {
@@ -33,6 +41,9 @@ pub enum ParseError {
         /// The limit that applied to this line.
         limit: usize,
     },
+    /// A binary-protocol request was answered (see [`Command::Binary`]); nothing
+    /// after it is read.
+    BinaryProtocol,
 }
 
 impl fmt::Display for ParseError {
@@ -40,6 +51,9 @@ impl fmt::Display for ParseError {
         match self {
             ParseError::LineTooLong { limit } => {
                 write!(f, "reading a memcached command: line longer than {limit} bytes, closing the connection")
+            }
+            ParseError::BinaryProtocol => {
+                write!(f, "reading a memcached command: the binary protocol is not supported, closing the connection")
             }
         }
     }
@@ -67,6 +81,8 @@ enum State {
     Data,
     /// Skipping the data block of a too-large value (bytes left).
     Swallow(usize),
+    /// Reading a binary-protocol request header (bytes read so far, in `key`).
+    Binary(usize),
     Failed(ParseError),
 }
 
@@ -83,6 +99,9 @@ enum Parsed {
     Touch { key: Span, exptime: i64, noreply: bool },
     FlushAll { delay: i64, noreply: bool },
     Version,
+    Stats,
+    StatsReset,
+    Verbosity { noreply: bool },
     Quit,
     Error { reply: ErrorReply, noreply: bool },
 }
@@ -161,11 +180,28 @@ impl CommandParser {
                     self.state = State::Line;
                 }
                 State::Data => return self.data(chunk, pos),
+                State::Binary(have) => {
+                    let take = (BINARY_HEADER - have).min(chunk.len() - *pos);
+                    self.key[have..have + take].copy_from_slice(&chunk[*pos..*pos + take]);
+                    *pos += take;
+                    if have + take < BINARY_HEADER {
+                        self.state = State::Binary(have + take);
+                        return None;
+                    }
+                    self.state = State::Failed(ParseError::BinaryProtocol);
+                    *pos = chunk.len();
+                    let h = &self.key;
+                    return Some(Ok(Command::Binary { opcode: h[1], opaque: [h[12], h[13], h[14], h[15]] }));
+                }
                 State::Line => {
                     self.recycle();
                     let rest = &chunk[*pos..];
                     if rest.is_empty() {
                         return None;
+                    }
+                    if self.line.is_empty() && rest[0] == BINARY_REQUEST_MAGIC {
+                        self.state = State::Binary(0);
+                        continue;
                     }
                     let Some(newline) = rest.iter().position(|&b| b == b'\n') else {
                         // The line continues in a later chunk: keep what we have.
@@ -262,6 +298,9 @@ impl CommandParser {
             Parsed::Touch { key, exptime, noreply } => Command::Touch { key: span(key), exptime, noreply },
             Parsed::FlushAll { delay, noreply } => Command::FlushAll { delay, noreply },
             Parsed::Version => Command::Version,
+            Parsed::Stats => Command::Stats,
+            Parsed::StatsReset => Command::StatsReset,
+            Parsed::Verbosity { noreply } => Command::Verbosity { noreply },
             Parsed::Quit => Command::Quit,
             Parsed::Error { reply, noreply } => Command::Error { reply, noreply },
         };
@@ -310,9 +349,11 @@ impl CommandParser {
     }
 
     /// The length limit of the line starting with `a` followed by `b`: longer for
-    /// `get`/`gets`, as in memcached.
+    /// `get`/`gets`, as in memcached. Only the first `max_line + 1` bytes decide (the
+    /// limit matters only past `max_line`), so the answer is the same wherever the
+    /// line was cut into chunks: a line of only spaces up to there is not a `get`.
     fn line_limit(&self, a: &[u8], b: &[u8]) -> usize {
-        let mut bytes = a.iter().chain(b).copied().skip_while(|&c| c == b' ');
+        let mut bytes = a.iter().chain(b).copied().take(self.max_line + 1).skip_while(|&c| c == b' ');
         let mut head = [0u8; 5];
         for slot in &mut head {
             match bytes.next() {
@@ -500,6 +541,25 @@ fn parse_line(line: &[u8]) -> Parsed {
             Parsed::FlushAll { delay, noreply }
         }
         b"version" => Parsed::Version,
+        b"stats" => match n {
+            1 => Parsed::Stats,
+            2 if tok(1) == b"reset" => Parsed::StatsReset,
+            // Other groups (settings, items, slabs, …) are not kept; `noreply` is
+            // not a stats argument.
+            _ => error(UnknownCommand, false),
+        },
+        b"verbosity" => {
+            // memcached: `verbosity <level> [noreply]`; anything but a number as the
+            // level is an ERROR, which a trailing `noreply` silences.
+            if n != 2 && n != 3 {
+                return error(UnknownCommand, false);
+            }
+            let noreply = last_is_noreply();
+            if parse_u32(tok(1)).is_none() {
+                return error(UnknownCommand, noreply);
+            }
+            Parsed::Verbosity { noreply }
+        }
         b"quit" => Parsed::Quit,
         _ => error(UnknownCommand, false),
     }
@@ -704,7 +764,77 @@ mod tests {
         assert_eq!(parse_one(b"quit\r\n"), "Quit");
         assert_eq!(parse_one(b"\r\n"), err(UnknownCommand, false));
         assert_eq!(parse_one(b"x\r\n"), err(UnknownCommand, false));
-        assert_eq!(parse_one(b"stats\r\n"), err(UnknownCommand, false));
+    }
+
+    #[test]
+    fn the_line_limit_does_not_depend_on_where_the_line_is_cut() {
+        // Found by the memcache_parser fuzz target: a line of spaces past the limit,
+        // then `gets`, was refused when it arrived byte by byte and accepted whole.
+        let config = Config { max_line: 64, max_get_line: 256, ..Config::default() };
+        // A failed parser reports its error again for each later chunk: compare up
+        // to the first one.
+        let until_fatal = |mut seen: Vec<String>| {
+            if let Some(i) = seen.iter().position(|s| s.starts_with("fatal")) {
+                seen.truncate(i + 1);
+            }
+            seen
+        };
+        let mut line = vec![b' '; 70];
+        line.extend_from_slice(b"gets k\r\n");
+        let whole = parse_chunks(&config, &[&line]);
+        let bytes: Vec<&[u8]> = line.chunks(1).collect();
+        assert_eq!(until_fatal(parse_chunks(&config, &bytes)), whole);
+        assert_eq!(whole, ["fatal LineTooLong { limit: 64 }"]);
+        // A `get` whose keyword lies within the first max_line + 1 bytes keeps the longer limit.
+        let mut line = b"  gets".to_vec();
+        line.extend(std::iter::repeat_n(b" k", 60).flatten());
+        line.extend_from_slice(b"\r\n");
+        let bytes: Vec<&[u8]> = line.chunks(1).collect();
+        assert_eq!(parse_chunks(&config, &bytes), parse_chunks(&config, &[&line]));
+        assert!(parse_chunks(&config, &[&line])[0].starts_with("get cas=true"));
+    }
+
+    #[test]
+    fn stats_and_verbosity_follow_memcached() {
+        use ErrorReply::UnknownCommand;
+        assert_eq!(parse_one(b"stats\r\n"), "Stats");
+        assert_eq!(parse_one(b"stats reset\r\n"), "StatsReset");
+        assert_eq!(parse_one(b"stats noreply\r\n"), err(UnknownCommand, false));
+        assert_eq!(parse_one(b"stats slabs\r\n"), err(UnknownCommand, false));
+
+        let v = |noreply| format!("{:?}", Command::Verbosity { noreply });
+        assert_eq!(parse_one(b"verbosity 1\r\n"), v(false));
+        assert_eq!(parse_one(b"verbosity 0 noreply\r\n"), v(true));
+        assert_eq!(parse_one(b"verbosity\r\n"), err(UnknownCommand, false));
+        assert_eq!(parse_one(b"verbosity foo bar my\r\n"), err(UnknownCommand, false));
+        assert_eq!(parse_one(b"verbosity foo\r\n"), err(UnknownCommand, false));
+        // Not a level, but silenced: memcached sends nothing.
+        assert_eq!(parse_one(b"verbosity noreply\r\n"), err(UnknownCommand, true));
+    }
+
+    #[test]
+    fn a_binary_request_header_is_read_across_chunks_and_ends_the_stream() {
+        let mut noop = [0u8; BINARY_HEADER];
+        noop[0] = BINARY_REQUEST_MAGIC;
+        noop[1] = 0x0a; // NOOP
+        noop[12..16].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+        let binary = format!("{:?}", Command::Binary { opcode: 0x0a, opaque: [0xde, 0xad, 0xbe, 0xef] });
+        for split in 1..BINARY_HEADER {
+            let (a, b) = noop.split_at(split);
+            let mut parser = CommandParser::new(&Config::default());
+            let mut pos = 0;
+            assert!(parser.next_command(a, &mut pos).is_none());
+            assert!(!parser.is_idle(), "a partial header is a command in progress");
+            let mut pos = 0;
+            let got = parser.next_command(b, &mut pos).map(|r| r.map(|c| format!("{c:?}")));
+            assert_eq!(got, Some(Ok(binary.clone())), "split at {split}");
+        }
+        // After text commands too; whatever follows is not read.
+        let mut stream = b"version\r\n".to_vec();
+        stream.extend_from_slice(&noop);
+        stream.extend_from_slice(b"get k\r\n");
+        let all = parse_chunks(&Config::default(), &[&stream, b"version\r\n"]);
+        assert_eq!(all, ["Version".to_string(), binary, "fatal BinaryProtocol".into()]);
     }
 
     #[test]

@@ -56,6 +56,26 @@ impl ErrorReply {
     }
 }
 
+/// Length of the binary "unknown command" error packet: a 24-byte header and the
+/// message.
+pub const BINARY_UNKNOWN_COMMAND_LEN: usize = 24 + BINARY_UNKNOWN_MESSAGE.len();
+const BINARY_UNKNOWN_MESSAGE: &[u8] = b"Unknown command";
+
+/// Writes the binary protocol's "unknown command" error (status 0x0081) answering
+/// a request with `opcode` and `opaque`.
+pub(super) fn put_binary_unknown_command(out: &mut impl ResponseSink, opcode: u8, opaque: [u8; 4]) {
+    let mut packet = [0u8; BINARY_UNKNOWN_COMMAND_LEN];
+    packet[0] = 0x81; // response magic
+    packet[1] = opcode;
+    // key length 0, extras length 0, data type 0
+    packet[6..8].copy_from_slice(&0x0081u16.to_be_bytes()); // status: unknown command
+    packet[8..12].copy_from_slice(&(BINARY_UNKNOWN_MESSAGE.len() as u32).to_be_bytes());
+    packet[12..16].copy_from_slice(&opaque);
+    // cas 0
+    packet[24..].copy_from_slice(BINARY_UNKNOWN_MESSAGE);
+    out.put(&packet);
+}
+
 pub(super) const STORED: &[u8] = b"STORED\r\n";
 pub(super) const NOT_STORED: &[u8] = b"NOT_STORED\r\n";
 pub(super) const EXISTS: &[u8] = b"EXISTS\r\n";
@@ -63,6 +83,7 @@ pub(super) const NOT_FOUND: &[u8] = b"NOT_FOUND\r\n";
 pub(super) const DELETED: &[u8] = b"DELETED\r\n";
 pub(super) const TOUCHED: &[u8] = b"TOUCHED\r\n";
 pub(super) const OK: &[u8] = b"OK\r\n";
+pub(super) const RESET: &[u8] = b"RESET\r\n";
 pub(super) const END: &[u8] = b"END\r\n";
 pub(super) const CRLF: &[u8] = b"\r\n";
 

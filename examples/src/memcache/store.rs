@@ -3,15 +3,18 @@
 //! Owns the items (value, flags, expiry, cas unique) and memcached's rules for each
 //! command: relative versus absolute exptimes (more than 30 days is a unix time),
 //! `incr` wrapping at 2^64 and `decr` stopping at 0, cas uniques, delayed
-//! `flush_all`. Time comes only from [`Store::set_now`], so tests are deterministic.
-//! It never parses bytes and never does I/O; a `get` hit allocates nothing.
+//! `flush_all`, and the [`Counters`] memcached's `stats` reports. Time comes only
+//! from [`Store::set_now`], so tests are deterministic. It never parses bytes and
+//! never does I/O; a `get` hit allocates nothing.
 
 use std::collections::HashMap;
 
 use super::command::{ArithOp, Command, StoreOp};
 use super::response::{
-    put_number, put_value, ErrorReply, ResponseSink, DELETED, END, EXISTS, NOT_FOUND, NOT_STORED, OK, STORED, TOUCHED,
+    put_binary_unknown_command, put_number, put_value, ErrorReply, ResponseSink, DELETED, END, EXISTS, NOT_FOUND,
+    NOT_STORED, OK, RESET, STORED, TOUCHED,
 };
+use super::stats::{write_stats, Counters, Snapshot};
 use super::Config;
 
 /// memcached's `REALTIME_MAXDELTA`: exptimes above this (30 days) are unix times.
@@ -97,7 +100,12 @@ pub struct Store {
     flush_at: Option<u64>,
     max_item_size: usize,
     max_memory: usize,
+    version: &'static str,
     version_line: Box<[u8]>,
+    threads: usize,
+    /// Unix time of the first [`set_now`](Self::set_now) (the start, for `uptime`).
+    started: Option<u64>,
+    counters: Counters,
 }
 
 impl Store {
@@ -111,14 +119,40 @@ impl Store {
             flush_at: None,
             max_item_size: config.max_item_size,
             max_memory: config.max_memory,
+            version: config.version,
             version_line: format!("VERSION {}\r\n", config.version).into_bytes().into_boxed_slice(),
+            threads: config.threads,
+            started: None,
+            counters: Counters::default(),
         }
     }
 
+    /// The `stats` counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// A client connected (for `stats`).
+    pub fn connection_opened(&mut self) {
+        self.counters.curr_connections += 1;
+        self.counters.total_connections += 1;
+    }
+
+    /// A client's connection ended (for `stats`).
+    pub fn connection_closed(&mut self) {
+        self.counters.curr_connections = self.counters.curr_connections.saturating_sub(1);
+    }
+
+    /// `bytes` were received from a client (for `stats`).
+    pub fn bytes_read(&mut self, bytes: usize) {
+        self.counters.bytes_read += bytes as u64;
+    }
+
     /// Sets the clock (unix seconds). Call it before executing commands, e.g. once per
-    /// event-loop tick.
+    /// event-loop tick. The first call is the start `stats` counts `uptime` from.
     pub fn set_now(&mut self, unix_secs: u64) {
         self.now = unix_secs;
+        self.started.get_or_insert(unix_secs);
         if let Some(at) = self.flush_at {
             if unix_secs >= at {
                 self.flush_at = None;
@@ -146,19 +180,37 @@ impl Store {
     pub fn execute(&mut self, command: Command<'_>, out: &mut impl ResponseSink) -> Flow {
         let reply: &[u8] = match command {
             Command::Get { keys, with_cas } => {
+                let now = self.now;
                 for key in keys {
-                    if let Some(item) = self.get(key) {
+                    self.counters.cmd_get += 1;
+                    if let Some(item) = self.items.get(key).filter(|item| item.is_live(now)) {
+                        self.counters.get_hits += 1;
                         put_value(out, key, item.flags, &item.value, with_cas.then_some(item.cas));
+                    } else {
+                        self.counters.get_misses += 1;
                     }
                 }
                 out.put(END);
                 return Flow::Continue;
             }
             Command::Store { op, key, flags, exptime, cas_unique, data, noreply } => {
+                self.counters.cmd_set += 1;
                 let reply = self.store(op, key, flags, exptime, cas_unique, data);
+                if op == StoreOp::Cas {
+                    match reply {
+                        STORED => self.counters.cas_hits += 1,
+                        NOT_FOUND => self.counters.cas_misses += 1,
+                        EXISTS => self.counters.cas_badval += 1,
+                        _ => {}
+                    }
+                }
+                if reply == STORED {
+                    self.counters.total_items += 1;
+                }
                 silenced(noreply, reply)
             }
             Command::StoreTooLarge { op, key, noreply } => {
+                self.counters.cmd_set += 1;
                 // As memcached: a failed set must not leave the old value readable.
                 if op == StoreOp::Set {
                     self.remove(key);
@@ -168,37 +220,84 @@ impl Store {
             Command::Delete { key, noreply } => {
                 let found = self.get(key).is_some();
                 self.remove(key);
+                if found {
+                    self.counters.delete_hits += 1;
+                } else {
+                    self.counters.delete_misses += 1;
+                }
                 silenced(noreply, if found { DELETED } else { NOT_FOUND })
             }
-            Command::Arith { op, key, delta, noreply } => match self.arith(op, key, delta) {
-                Ok(Some(value)) => {
-                    if !noreply {
-                        put_number(out, value);
+            Command::Arith { op, key, delta, noreply } => {
+                let result = self.arith(op, key, delta);
+                let (hits, misses) = match op {
+                    ArithOp::Incr => (&mut self.counters.incr_hits, &mut self.counters.incr_misses),
+                    ArithOp::Decr => (&mut self.counters.decr_hits, &mut self.counters.decr_misses),
+                };
+                match result {
+                    Ok(Some(value)) => {
+                        *hits += 1;
+                        if !noreply {
+                            put_number(out, value);
+                        }
+                        return Flow::Continue;
                     }
-                    return Flow::Continue;
+                    Ok(None) => {
+                        *misses += 1;
+                        silenced(noreply, NOT_FOUND)
+                    }
+                    Err(e) => {
+                        *hits += 1;
+                        silenced(noreply, e.line())
+                    }
                 }
-                Ok(None) => silenced(noreply, NOT_FOUND),
-                Err(e) => silenced(noreply, e.line()),
-            },
+            }
             Command::Touch { key, exptime, noreply } => {
+                self.counters.cmd_touch += 1;
                 let expires_at = self.expiry(exptime);
                 let now = self.now;
                 let reply = match self.items.get_mut(key).filter(|item| item.is_live(now)) {
                     Some(item) => {
                         item.expires_at = expires_at;
+                        self.counters.touch_hits += 1;
                         TOUCHED
                     }
-                    None => NOT_FOUND,
+                    None => {
+                        self.counters.touch_misses += 1;
+                        NOT_FOUND
+                    }
                 };
                 silenced(noreply, reply)
             }
             Command::FlushAll { delay, noreply } => {
+                self.counters.cmd_flush += 1;
                 self.flush_all(delay);
                 silenced(noreply, OK)
             }
             Command::Version => {
                 out.put(&self.version_line);
                 return Flow::Continue;
+            }
+            Command::Stats => {
+                let snapshot = Snapshot {
+                    now: self.now,
+                    started: self.started.unwrap_or(self.now),
+                    version: self.version,
+                    threads: self.threads,
+                    curr_items: self.items.len() as u64,
+                    bytes: self.used as u64,
+                    limit_maxbytes: self.max_memory as u64,
+                };
+                write_stats(out, &self.counters, &snapshot);
+                return Flow::Continue;
+            }
+            Command::StatsReset => {
+                self.counters.reset();
+                RESET
+            }
+            Command::Verbosity { noreply } => silenced(noreply, OK),
+            Command::Binary { opcode, opaque } => {
+                put_binary_unknown_command(out, opcode, opaque);
+                return Flow::Close;
             }
             Command::Quit => return Flow::Close,
             Command::Error { reply, noreply } => silenced(noreply, reply.line()),

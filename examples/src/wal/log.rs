@@ -21,6 +21,13 @@
 //! A torn record (a crash in the middle of writing it, or its data) fails one of the
 //! checksums and is dropped at recovery; a request is recovered only if all its
 //! parts are.
+//!
+//! The header page holds the magic, the format version, the mode and the capacity
+//! (bytes 0..32: a log opened with other ones is refused, its records would be
+//! misread), and, for a zero-copy log, the pool [`Claim`] (bytes 32..64:
+//! `POOLMAP1`, the file offset of buffer 0, the buffer size, the pool file's
+//! generation). Logs of earlier versions named a backend there instead
+//! ([`HeaderClaim::Legacy`]).
 
 use std::fs::OpenOptions;
 use std::io;
@@ -28,13 +35,28 @@ use std::path::Path;
 
 use memmap2::MmapMut;
 
+use super::layout::{at, migrating_log_path, Claim, Layout};
+
 /// Bytes per record.
 pub const RECORD_SIZE: usize = 32;
 /// Bytes per data slot in copy mode.
 pub const DATA_SLOT: usize = 2048;
-const HEADER: usize = 4096;
+/// Bytes of the header page, before the first record.
+pub const HEADER: usize = 4096;
 const MAGIC: &[u8; 8] = b"PASTEWAL";
 const VERSION: u32 = 1;
+const CLAIM_MAGIC: &[u8; 8] = b"POOLMAP1";
+
+/// What a log's header says about its pool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeaderClaim {
+    /// Nothing yet (a new log, or a copy-mode one).
+    None,
+    /// The pool's layout and generation.
+    Claim(Claim),
+    /// An earlier version's claim: the name of the backend that wrote the log.
+    Legacy(String),
+}
 
 /// Where request bodies live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,7 +124,8 @@ impl Record {
         }
         let seq = u64::from_le_bytes(b[0..8].try_into().unwrap());
         let (part, parts) = (b[20], b[21]);
-        if seq == 0 || parts == 0 || part >= parts {
+        // Byte 23 is reserved (0): a record with it set is not one this version wrote.
+        if seq == 0 || parts == 0 || part >= parts || b[23] != 0 {
             return None;
         }
         Some(Record {
@@ -132,14 +155,20 @@ impl std::fmt::Debug for LogFiles {
 }
 
 fn map_file(path: &Path, len: usize) -> io::Result<MmapMut> {
-    let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
-    if file.metadata()?.len() < len as u64 {
-        file.set_len(len as u64)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| at(path, "opening", e))?;
+    if file.metadata().map_err(|e| at(path, "reading the size of", e))?.len() < len as u64 {
+        file.set_len(len as u64).map_err(|e| at(path, "growing", e))?;
     }
     // SAFETY: the WAL files are private to this server (one process owns a WAL
     // directory at a time, enforced by the caller's documentation) and never
     // truncated while mapped.
-    unsafe { memmap2::MmapOptions::new().len(len).map_mut(&file) }
+    unsafe { memmap2::MmapOptions::new().len(len).map_mut(&file) }.map_err(|e| at(path, "mapping", e))
 }
 
 impl LogFiles {
@@ -147,7 +176,17 @@ impl LogFiles {
     /// `capacity` records. An existing log written with other settings is an error:
     /// its records would be misread.
     pub fn open(dir: &Path, capacity: u32, mode: Mode) -> io::Result<LogFiles> {
-        let mut log = map_file(&dir.join("wal.log"), HEADER + capacity as usize * RECORD_SIZE)?;
+        LogFiles::open_log(&dir.join("wal.log"), dir, capacity, mode)
+    }
+
+    /// Opens `dir/wal.log.migrating` (a copy of a zero-copy `wal.log` that a
+    /// migration rewrites before renaming it over the original).
+    pub fn open_migrating(dir: &Path, capacity: u32) -> io::Result<LogFiles> {
+        LogFiles::open_log(&migrating_log_path(dir), dir, capacity, Mode::ZeroCopy)
+    }
+
+    fn open_log(path: &Path, dir: &Path, capacity: u32, mode: Mode) -> io::Result<LogFiles> {
+        let mut log = map_file(path, HEADER + capacity as usize * RECORD_SIZE)?;
         let mut header = [0u8; 64];
         header[..8].copy_from_slice(MAGIC);
         header[8..12].copy_from_slice(&VERSION.to_le_bytes());
@@ -155,13 +194,13 @@ impl LogFiles {
         header[16..20].copy_from_slice(&capacity.to_le_bytes());
         if log[..8] == [0u8; 8] {
             log[..32].copy_from_slice(&header[..32]);
-            log.flush_range(0, 64)?;
+            log.flush_range(0, 64).map_err(|e| at(path, "writing", e))?;
         } else if log[..32] != header[..32] {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
                     "{}: written with another mode or capacity; recovery needs the same --copy and --capacity",
-                    dir.join("wal.log").display()
+                    path.display()
                 ),
             ));
         }
@@ -172,27 +211,36 @@ impl LogFiles {
         Ok(LogFiles { log, data, capacity })
     }
 
-    /// Records which backend's buffer layout the log refers to, or checks that it
-    /// is `backend`: pool buffer indices mean different file offsets on different
-    /// backends, so a zero-copy log can only be recovered by the backend that wrote it.
-    pub fn claim_backend(&mut self, backend: &str) -> io::Result<()> {
-        let mut name = [0u8; 32];
-        name[..backend.len().min(32)].copy_from_slice(&backend.as_bytes()[..backend.len().min(32)]);
-        if self.log[32..64] == [0u8; 32] {
-            self.log[32..64].copy_from_slice(&name);
-            self.log.flush_range(0, 64)?;
-            Ok(())
-        } else if self.log[32..64] == name {
-            Ok(())
-        } else {
-            Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "this WAL was written on the {} backend; recover it with --backend {0} (buffer indices are backend-specific)",
-                    String::from_utf8_lossy(&self.log[32..64]).trim_end_matches('\0')
-                ),
-            ))
+    /// What the header says about the pool (zero-copy logs).
+    pub fn claim(&self) -> HeaderClaim {
+        let h = &self.log[32..64];
+        if h == [0u8; 32] {
+            return HeaderClaim::None;
         }
+        if &h[..8] != CLAIM_MAGIC {
+            return HeaderClaim::Legacy(String::from_utf8_lossy(h).trim_end_matches('\0').to_string());
+        }
+        let u32_at = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().unwrap());
+        HeaderClaim::Claim(Claim {
+            layout: Layout { base: u64::from_le_bytes(h[8..16].try_into().unwrap()), buf_size: u32_at(16) },
+            generation: u32_at(20),
+        })
+    }
+
+    /// Records `claim` in the header and writes it back to the file.
+    pub fn set_claim(&mut self, claim: &Claim) -> io::Result<()> {
+        let mut h = [0u8; 32];
+        h[..8].copy_from_slice(CLAIM_MAGIC);
+        h[8..16].copy_from_slice(&claim.layout.base.to_le_bytes());
+        h[16..20].copy_from_slice(&claim.layout.buf_size.to_le_bytes());
+        h[20..24].copy_from_slice(&claim.generation.to_le_bytes());
+        self.log[32..64].copy_from_slice(&h);
+        self.log.flush_range(0, 64)
+    }
+
+    /// Writes the whole record file back to the disk (`msync`).
+    pub fn sync(&self) -> io::Result<()> {
+        self.log.flush()
     }
 
     /// Number of record slots.
@@ -231,11 +279,13 @@ impl LogFiles {
 
     /// Copy mode: `len` bytes at `offset` of data slot `slot`.
     pub fn data(&self, slot: u32, offset: u32, len: u32) -> Option<&[u8]> {
-        let at = slot as usize * DATA_SLOT + offset as usize;
-        let end = at.checked_add(len as usize)?;
-        if offset as usize + len as usize > DATA_SLOT {
+        // A slot past the capacity is not one (found by the wal_recovery fuzz target:
+        // an empty part "at" slot `capacity` lay just inside the mapping's bounds).
+        if slot >= self.capacity || offset as usize + len as usize > DATA_SLOT {
             return None;
         }
+        let at = slot as usize * DATA_SLOT + offset as usize;
+        let end = at.checked_add(len as usize)?;
         self.data.as_ref().and_then(|d| d.get(at..end))
     }
 
@@ -276,14 +326,43 @@ mod tests {
     }
 
     #[test]
-    fn reopening_with_other_settings_is_refused() {
+    fn reopening_with_other_settings_is_refused_and_the_claim_round_trips() {
         let dir = tempfile::tempdir().unwrap();
-        LogFiles::open(dir.path(), 16, Mode::Copy).unwrap().claim_backend("epoll").unwrap();
-        let mut again = LogFiles::open(dir.path(), 16, Mode::Copy).unwrap();
-        again.claim_backend("epoll").unwrap();
-        let e = again.claim_backend("uring").unwrap_err();
-        assert!(e.to_string().contains("epoll backend"), "{e}");
-        assert!(LogFiles::open(dir.path(), 32, Mode::Copy).is_err());
-        assert!(LogFiles::open(dir.path(), 16, Mode::ZeroCopy).is_err());
+        let mut log = LogFiles::open(dir.path(), 16, Mode::ZeroCopy).unwrap();
+        assert_eq!(log.claim(), HeaderClaim::None);
+        let claim = Claim { layout: Layout { base: 0x1_0000_2000, buf_size: 2048 }, generation: 3 };
+        log.set_claim(&claim).unwrap();
+        drop(log);
+        let again = LogFiles::open(dir.path(), 16, Mode::ZeroCopy).unwrap();
+        assert_eq!(again.claim(), HeaderClaim::Claim(claim));
+        for e in [
+            LogFiles::open(dir.path(), 32, Mode::ZeroCopy).unwrap_err(),
+            LogFiles::open(dir.path(), 16, Mode::Copy).unwrap_err(),
+        ] {
+            assert!(e.to_string().contains("another mode or capacity") && e.to_string().contains("wal.log"), "{e}");
+        }
+        // An earlier version's header named the backend.
+        let mut old = LogFiles::open(dir.path(), 16, Mode::ZeroCopy).unwrap();
+        old.log[32..64].fill(0);
+        old.log[32..37].copy_from_slice(b"uring");
+        assert_eq!(old.claim(), HeaderClaim::Legacy("uring".into()));
+    }
+
+    #[test]
+    fn copy_mode_data_lies_in_a_slot_below_the_capacity() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = LogFiles::open(dir.path(), 1, Mode::Copy).unwrap();
+        assert_eq!(files.data(0, 0, 2048).map(<[u8]>::len), Some(2048));
+        assert_eq!(files.data(0, 2000, 100), None, "past the slot");
+        assert_eq!(files.data(1, 0, 0), None, "slot 1 of a 1-record log");
+    }
+
+    #[test]
+    fn file_errors_name_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, b"x").unwrap();
+        let e = LogFiles::open(&file, 16, Mode::Copy).unwrap_err();
+        assert!(e.to_string().contains(&file.join("wal.log").display().to_string()), "{e}");
     }
 }

@@ -2,18 +2,21 @@
 //! pool buffers are kept for it — and recovery.
 //!
 //! Owns slot allocation (a ring: the oldest record is evicted when the log wraps),
-//! the sequence-number index used to serve `GET /<seq>`, the reference count of
-//! every kept pool buffer, and the persister (write-back now, one fence per batch).
-//! It allocates nothing per request; recovery (once, at start) may.
+//! the bound on slots held by requests still arriving (so slow partial bodies
+//! cannot starve complete ones: [`WalError::Busy`]), the sequence-number index used
+//! to serve `GET /<seq>`, the reference count of every kept pool buffer, and the
+//! persister (write-back now, one fence per batch). It allocates nothing per
+//! request; recovery (once, at start) may.
 
 use std::collections::BTreeMap;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use paste_rt::core::{BufPool, KeptBuf};
 use paste_rt::persist::Persister;
 
-use super::log::{LogFiles, Mode, Record, DATA_SLOT};
+use super::layout::{at, pool_path, remove_stale, Claim, Layout};
+use super::log::{HeaderClaim, LogFiles, Mode, Record, DATA_SLOT};
 
 /// Most parts (received buffers) one request body may span.
 pub const MAX_PARTS: usize = 16;
@@ -26,6 +29,9 @@ pub enum WalError {
     TooManyParts,
     /// Every slot is reserved by requests still in progress.
     Full,
+    /// The part would leave its request incomplete, and requests still arriving
+    /// already hold as many slots as they may (`max_partial`): try again later.
+    Busy,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -80,6 +86,9 @@ pub struct WalStats {
     pub dropped: u64,
     /// Fences issued.
     pub fences: u64,
+    /// Body parts refused because requests still arriving held all the slots they
+    /// may ([`WalError::Busy`]).
+    pub refused: u64,
 }
 
 /// The write-ahead log of persisted request bodies.
@@ -92,8 +101,13 @@ pub struct Wal {
     cursor: u32,
     slots: Vec<SlotMeta>,
     seqs: Vec<SeqEntry>,
-    refs: Vec<u16>,
+    /// Records referencing each pool buffer (a buffer may hold many small bodies).
+    refs: Vec<u32>,
     stats: WalStats,
+    /// Slots reserved by requests not committed yet.
+    reserved: u32,
+    /// Most slots that parts leaving their request incomplete may hold.
+    max_partial: u32,
 }
 
 impl std::fmt::Debug for Wal {
@@ -105,17 +119,37 @@ impl std::fmt::Debug for Wal {
 /// What was found on disk, before the runtime (and its pool) starts.
 #[derive(Debug)]
 pub struct Recovery {
-    files: LogFiles,
-    mode: Mode,
-    by_seq: BTreeMap<u64, Vec<(u32, Record)>>,
-    max_seq: u64,
+    pub(super) dir: PathBuf,
+    pub(super) files: LogFiles,
+    pub(super) mode: Mode,
+    pub(super) by_seq: BTreeMap<u64, Vec<(u32, Record)>>,
+    pub(super) max_seq: u64,
+    pub(super) claim: HeaderClaim,
+    /// Requests a migration found torn or incomplete (and did not carry over).
+    pub(super) dropped: u64,
+}
+
+/// Whether the records of one request are all there, each once, and `intact`
+/// says each one's bytes match its checksum.
+pub(super) fn is_whole(parts: &[(u32, Record)], mut intact: impl FnMut(&Record) -> bool) -> bool {
+    parts.len() == parts[0].1.parts as usize
+        && parts.len() <= MAX_PARTS
+        && (0..parts.len()).all(|p| parts.iter().filter(|(_, r)| r.part as usize == p).count() == 1)
+        && parts.iter().all(|(_, r)| intact(r))
 }
 
 impl Recovery {
-    /// Reads the log in `dir` (creating it if new).
+    /// Reads the log in `dir` (creating both if new), and removes what an
+    /// interrupted migration left behind.
     pub fn open(dir: &Path, capacity: u32, mode: Mode) -> io::Result<Recovery> {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir).map_err(|e| at(dir, "creating the WAL directory", e))?;
         let files = LogFiles::open(dir, capacity, mode)?;
+        let claim = files.claim();
+        let generation = match &claim {
+            HeaderClaim::Claim(c) => c.generation,
+            HeaderClaim::None | HeaderClaim::Legacy(_) => 0,
+        };
+        remove_stale(dir, generation)?;
         let mut by_seq: BTreeMap<u64, Vec<(u32, Record)>> = BTreeMap::new();
         let mut max_seq = 0;
         for slot in 0..capacity {
@@ -124,7 +158,26 @@ impl Recovery {
                 by_seq.entry(r.seq).or_default().push((slot, r));
             }
         }
-        Ok(Recovery { files, mode, by_seq, max_seq })
+        Ok(Recovery { dir: dir.to_path_buf(), files, mode, by_seq, max_seq, claim, dropped: 0 })
+    }
+
+    /// What the log's header says about its pool.
+    pub fn claim(&self) -> &HeaderClaim {
+        &self.claim
+    }
+
+    /// The pool file the log's records point into (zero copy): the runtime's pool
+    /// must be built over it.
+    pub fn pool_file(&self) -> PathBuf {
+        match &self.claim {
+            HeaderClaim::Claim(c) => pool_path(&self.dir, c.generation),
+            HeaderClaim::None | HeaderClaim::Legacy(_) => pool_path(&self.dir, 0),
+        }
+    }
+
+    /// Whether the log holds records.
+    pub fn is_empty(&self) -> bool {
+        self.by_seq.is_empty()
     }
 
     /// Pool buffers that records reference: they must start out kept (pass them to
@@ -140,11 +193,32 @@ impl Recovery {
     }
 
     /// Validates every record against its data and builds the WAL over `pool`, the
-    /// pool of a runtime on `backend`.
-    pub fn attach(self, pool: BufPool, backend: &str, mut persister: Persister) -> io::Result<Wal> {
-        let Recovery { mut files, mode, by_seq, max_seq } = self;
+    /// pool of the runtime. Zero copy: `pool` must be a mapping of
+    /// [`pool_file`](Self::pool_file) laid out as the log's claim says (a log written
+    /// with another layout is migrated first, see [`super::migrate`]); a new log
+    /// claims the pool's layout.
+    pub fn attach(self, pool: BufPool, mut persister: Persister) -> io::Result<Wal> {
+        let pool_file = self.pool_file();
+        let Recovery { mut files, mode, by_seq, max_seq, claim, dropped, .. } = self;
         if mode == Mode::ZeroCopy {
-            files.claim_backend(backend)?;
+            let layout = Layout::of(&pool, &pool_file)?;
+            match claim {
+                HeaderClaim::Claim(c) if c.layout != layout => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "{}: its buffers are laid out as {layout:?}, the log's records as {:?}: the log must be \
+                             migrated first",
+                            pool_file.display(),
+                            c.layout
+                        ),
+                    ))
+                }
+                HeaderClaim::Claim(_) => {}
+                HeaderClaim::None | HeaderClaim::Legacy(_) => files
+                    .set_claim(&Claim { layout, generation: 0 })
+                    .map_err(|e| at(&pool_file, "claiming the layout of", e))?,
+            }
         }
         let cap = files.capacity();
         for (start, len) in files.regions() {
@@ -173,14 +247,13 @@ impl Recovery {
             cursor: 0,
             slots: vec![SlotMeta { seq: 0, buf: NONE, pending: false }; cap as usize],
             seqs: vec![empty_seq; cap as usize],
-            stats: WalStats::default(),
+            stats: WalStats { dropped, ..WalStats::default() },
+            reserved: 0,
+            max_partial: default_max_partial(cap),
         };
         let mut newest_slot = None;
         for (seq, parts) in by_seq {
-            let whole = parts.len() == parts[0].1.parts as usize
-                && (0..parts.len()).all(|p| parts.iter().filter(|(_, r)| r.part as usize == p).count() == 1)
-                && parts.len() <= MAX_PARTS
-                && parts.iter().all(|(_, r)| wal.data_of(r).is_some_and(|d| crc32fast::hash(d) == r.data_crc));
+            let whole = is_whole(&parts, |r| wal.data_of(r).is_some_and(|d| crc32fast::hash(d) == r.data_crc));
             if !whole {
                 wal.stats.dropped += 1;
                 continue;
@@ -208,7 +281,25 @@ impl Recovery {
     }
 }
 
+/// Default bound on the slots incomplete requests may hold: half the log.
+pub fn default_max_partial(capacity: u32) -> u32 {
+    capacity / 2
+}
+
 impl Wal {
+    /// Bounds the slots that requests still arriving may hold (parts that leave
+    /// their request incomplete); a part beyond it gets [`WalError::Busy`]. At most
+    /// the capacity less one whole request's parts, so a request completing at once
+    /// always finds a slot. Default: half the capacity.
+    pub fn set_max_partial(&mut self, slots: u32) {
+        self.max_partial = slots.min((self.slots.len() as u32).saturating_sub(MAX_PARTS as u32));
+    }
+
+    /// Slots held by requests not committed yet.
+    pub fn reserved(&self) -> u32 {
+        self.reserved
+    }
+
     /// The bytes a record names, if its location is valid.
     fn data_of(&self, r: &Record) -> Option<&[u8]> {
         match self.mode {
@@ -270,14 +361,27 @@ impl Wal {
     }
 
     /// Adds a part of a request body: `bytes` received in pool buffer `index` at
-    /// `offset`. Zero copy: the bytes stay where they are (the caller keeps the
-    /// buffer when [`must_keep`](Self::must_keep) says so); copy: they are copied
-    /// into the data file. Either way their cache lines are written back now.
-    pub fn add_part(&mut self, pending: &mut Pending, bytes: &[u8], index: u32, offset: u32) -> Result<(), WalError> {
+    /// `offset`; `completes` says whether it is the body's last part (the request is
+    /// committed right after). Zero copy: the bytes stay where they are (the caller
+    /// keeps the buffer when [`must_keep`](Self::must_keep) says so); copy: they are
+    /// copied into the data file. Either way their cache lines are written back now.
+    pub fn add_part(
+        &mut self,
+        pending: &mut Pending,
+        bytes: &[u8],
+        index: u32,
+        offset: u32,
+        completes: bool,
+    ) -> Result<(), WalError> {
         if pending.n == MAX_PARTS {
             return Err(WalError::TooManyParts);
         }
+        if !completes && self.reserved >= self.max_partial {
+            self.stats.refused += 1;
+            return Err(WalError::Busy);
+        }
         let slot = self.reserve_slot()?;
+        self.reserved += 1;
         let crc = crc32fast::hash(bytes);
         let part = match self.mode {
             Mode::ZeroCopy => {
@@ -331,6 +435,7 @@ impl Wal {
             entry.slots[i] = p.slot;
         }
         self.seqs[(seq % cap) as usize] = entry;
+        self.reserved -= pending.n as u32;
         pending.n = 0;
         self.stats.committed += 1;
         seq
@@ -344,6 +449,7 @@ impl Wal {
             self.slots[p.slot as usize] = SlotMeta { seq: 0, buf: NONE, pending: false };
             self.unref(meta.buf);
         }
+        self.reserved -= pending.n as u32;
         pending.n = 0;
     }
 
@@ -398,7 +504,7 @@ mod tests {
         // SAFETY: index was just allocated and is lent exactly once.
         let rx = unsafe { pool.lend_rx(index, 0, len) };
         let mut pending = Pending::default();
-        wal.add_part(&mut pending, &rx, index, 0).unwrap();
+        wal.add_part(&mut pending, &rx, index, 0, true).unwrap();
         let seq = wal.commit(&mut pending);
         wal.fence().unwrap();
         if wal.must_keep(index) {
@@ -413,7 +519,7 @@ mod tests {
         let cap = 8;
         let p = pool(dir.path(), vec![]);
         let rec = Recovery::open(dir.path(), cap, Mode::ZeroCopy).unwrap();
-        let mut wal = rec.attach(p.clone(), "epoll", Persister::new(FlushMethod::detect(), 0)).unwrap();
+        let mut wal = rec.attach(p.clone(), Persister::new(FlushMethod::detect(), 0)).unwrap();
         for i in 0..20u64 {
             assert_eq!(persist(&mut wal, &p, format!("body {i}").as_bytes()), i + 1);
             assert!(p.kept_count() <= cap, "kept buffers bounded by the log");
@@ -429,7 +535,7 @@ mod tests {
         let kept = rec.kept_indices();
         assert_eq!(kept.len(), cap as usize);
         let p = pool(dir.path(), kept);
-        let wal = rec.attach(p.clone(), "epoll", Persister::new(FlushMethod::detect(), 0)).unwrap();
+        let wal = rec.attach(p.clone(), Persister::new(FlushMethod::detect(), 0)).unwrap();
         assert_eq!(wal.stats().recovered, cap as u64);
         assert_eq!(wal.last_seq(), 20);
         for seq in 13..=20 {
@@ -437,8 +543,41 @@ mod tests {
             assert!(wal.read(seq, |d| got.extend_from_slice(d)), "seq {seq}");
             assert_eq!(got, format!("body {}", seq - 1).as_bytes());
         }
+        // A log whose records point into a pool laid out otherwise is not attached
+        // as it is (it must be migrated).
+        let mut files = LogFiles::open(dir.path(), cap, Mode::ZeroCopy).unwrap();
+        files.set_claim(&Claim { layout: Layout { base: 4096, buf_size: 2048 }, generation: 0 }).unwrap();
+        drop(files);
         let other = Recovery::open(dir.path(), cap, Mode::ZeroCopy).unwrap();
-        assert!(other.attach(p, "uring", Persister::new(FlushMethod::detect(), 0)).is_err(), "other backend refused");
+        let e = other.attach(p, Persister::new(FlushMethod::detect(), 0)).unwrap_err();
+        assert!(e.to_string().contains("migrated"), "{e}");
+    }
+
+    #[test]
+    fn incomplete_requests_hold_at_most_their_share_and_completing_parts_always_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pool(dir.path(), vec![]);
+        let rec = Recovery::open(dir.path(), 32, Mode::Copy).unwrap();
+        let mut wal = rec.attach(p, Persister::new(FlushMethod::detect(), 0)).unwrap();
+        wal.set_max_partial(1000);
+        assert_eq!(wal.max_partial, 32 - MAX_PARTS as u32, "clamped: a whole request always fits");
+        wal.set_max_partial(3);
+        let mut slow: Vec<Pending> = (0..3).map(|_| Pending::default()).collect();
+        for p in &mut slow {
+            wal.add_part(p, b"part", 0, 0, false).unwrap();
+        }
+        let mut late = Pending::default();
+        assert_eq!(wal.add_part(&mut late, b"part", 0, 0, false), Err(WalError::Busy));
+        assert_eq!(wal.stats().refused, 1);
+        for _ in 0..100 {
+            let mut whole = Pending::default();
+            wal.add_part(&mut whole, b"whole", 0, 0, true).unwrap();
+            wal.commit(&mut whole);
+        }
+        assert_eq!(wal.reserved(), 3, "the slow ones still hold theirs");
+        wal.abort(&mut slow[0]);
+        wal.add_part(&mut late, b"part", 0, 0, false).unwrap();
+        assert_eq!(wal.reserved(), 3);
     }
 
     #[test]
@@ -446,7 +585,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = pool(dir.path(), vec![]);
         let rec = Recovery::open(dir.path(), 8, Mode::ZeroCopy).unwrap();
-        let mut wal = rec.attach(p.clone(), "epoll", Persister::new(FlushMethod::detect(), 0)).unwrap();
+        let mut wal = rec.attach(p.clone(), Persister::new(FlushMethod::detect(), 0)).unwrap();
         persist(&mut wal, &p, b"intact");
         persist(&mut wal, &p, b"will be torn");
         drop(wal);
@@ -458,7 +597,7 @@ mod tests {
         let ptr = p.buf_ptr(kept[1].max(kept[0]));
         // SAFETY: the buffer is kept (nobody else uses it) and 2048 bytes long.
         unsafe { *ptr ^= 0xff };
-        let wal = rec.attach(p.clone(), "epoll", Persister::new(FlushMethod::detect(), 0)).unwrap();
+        let wal = rec.attach(p.clone(), Persister::new(FlushMethod::detect(), 0)).unwrap();
         assert_eq!((wal.stats().recovered, wal.stats().dropped), (1, 1));
         assert_eq!(p.kept_count(), 1, "the torn record's buffer went back to the pool");
     }

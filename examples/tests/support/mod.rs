@@ -3,6 +3,8 @@
 //! instead of hanging it).
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::future::Future;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -596,8 +596,8 @@ impl IoTable {
             return Poll::Ready(Ok(Received::Eof));
         }
         if r.flags & flag::TIMED_OUT != 0 {
-            r.flags &= !flag::TIMED_OUT;
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "receive deadline passed")));
+            // Sticky: every receive fails until the deadline is cleared or replaced.
+            return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
         }
         r.want_rx(cx.waker());
         Poll::Pending
@@ -786,8 +786,10 @@ impl IoTable {
     }
 
     /// Sets (or clears) `token`'s receive deadline: once it passed, a pending or
-    /// later receive fails with `TimedOut` (checked by [`expire`](Self::expire)).
-    pub fn set_deadline(&mut self, token: Token, deadline: Option<Instant>) {
+    /// later receive fails with `TimedOut` (checked by [`expire`](Self::expire)); a
+    /// deadline at or before `now` expires at once. Replacing a deadline forgets an
+    /// expiry not reported yet.
+    pub fn set_deadline(&mut self, token: Token, deadline: Option<Instant>, now: Instant) {
         let Some(r) = self.records.get_mut(token.index()).filter(|r| r.kind == RecordKind::Stream) else { return };
         match (r.deadline.is_some(), deadline.is_some()) {
             (false, true) => self.deadlines += 1,
@@ -796,6 +798,12 @@ impl IoTable {
         }
         r.deadline = deadline;
         r.flags &= !flag::TIMED_OUT;
+        if deadline.is_some_and(|d| d <= now) {
+            r.deadline = None;
+            r.flags |= flag::TIMED_OUT;
+            self.deadlines -= 1;
+            self.wakes += Self::notify_rx(&mut self.records, &mut self.groups, token);
+        }
     }
 
     /// Whether any record has a deadline (the runtime then sweeps periodically).

@@ -1,6 +1,6 @@
 //! [`Connection`]: the stream-socket data path shared by [`TcpStream`] and
 //! [`UnixStream`] — zero-copy `recv`/`send`, copying `read`/`write_all`, `flush`,
-//! `shutdown`, and the `poll_*` forms the I/O traits use.
+//! `shutdown`, the receive deadline, and the `poll_*` forms the I/O traits use.
 //!
 //! Owns one connection's token (its record) and closes it on drop. Everything here
 //! reads or queues through the driver's record; it never makes a system call, and
@@ -15,7 +15,6 @@ use std::io;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use paste_rt_core::{RxBuf, SendData, Shutdown, Token, TxBuf, TX_HIGH_WATER};
 
@@ -54,6 +53,13 @@ impl Connection {
     #[inline]
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<io::Result<Option<RxBuf>>> {
         self.rt.driver.borrow_mut().poll_recv(self.token, cx)
+    }
+
+    /// Sets (`Some`) or clears (`None`) the receive deadline; see
+    /// [`TcpStream::set_recv_deadline`](crate::net::TcpStream::set_recv_deadline).
+    pub(crate) fn set_recv_deadline(&self, deadline: Option<std::time::Instant>) {
+        let now = crate::time::coarse_now();
+        self.rt.driver.borrow_mut().set_recv_deadline(self.token, deadline, now);
     }
 
     pub(crate) fn unrecv(&self, buf: RxBuf) {
@@ -161,12 +167,6 @@ impl Connection {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => Poll::Pending,
         }
-    }
-
-    /// Sets (or clears) the receive deadline: once it passed, a pending or later
-    /// receive fails with `TimedOut`.
-    pub(crate) fn set_recv_deadline(&self, deadline: Option<Instant>) {
-        self.rt.driver.borrow_mut().io.set_deadline(self.token, deadline);
     }
 
     pub(crate) fn token(&self) -> Token {

@@ -58,6 +58,32 @@ impl TcpStream {
         self.conn.poll_recv(cx)
     }
 
+    /// Sets a coarse receive deadline: once `deadline` has passed, a pending or later
+    /// [`recv`](Self::recv)/[`read`](Self::read)/[`poll_recv`](Self::poll_recv) fails
+    /// with `ErrorKind::TimedOut` (data received before is still handed out first;
+    /// EOF and errors win). The connection stays open: the application decides what
+    /// to do (answer `408` and close, for example). `None` clears it, and setting a
+    /// new deadline clears an expiry. Deadlines are checked by a sweep in the tick at
+    /// most every 100 ms, so one is reported up to that late. Setting it is O(1),
+    /// allocates nothing and makes no system call; compute it from
+    /// [`time::coarse_now`](crate::time::coarse_now) on a per-request path.
+    ///
+    /// ```
+    /// # paste_rt::runtime::Builder::new().backend("epoll").build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use paste_rt::net::{TcpListener, TcpStream};
+    /// let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// let _client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+    /// let (server, _) = listener.accept().await.unwrap();
+    /// server.set_recv_deadline(Some(paste_rt::time::coarse_now() + Duration::from_millis(10)));
+    /// let err = server.recv().await.unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    /// # });
+    /// ```
+    pub fn set_recv_deadline(&self, deadline: Option<std::time::Instant>) {
+        self.conn.set_recv_deadline(deadline)
+    }
+
     /// Puts a partly consumed buffer back at the front of the receive queue, to be
     /// returned by the next `recv`/`read`.
     pub fn unrecv(&self, buf: RxBuf) {
@@ -148,28 +174,6 @@ impl TcpStream {
     /// Sets `TCP_NODELAY` (disables Nagle's algorithm).
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
         socket::with_sock(self.conn.fd()?, |s| s.set_nodelay(on))
-    }
-
-    /// Sets (or clears, with `None`) the receive deadline: once it has passed, a
-    /// pending or later [`recv`](Self::recv) / [`read`](Self::read) fails with
-    /// `ErrorKind::TimedOut` (once; the connection stays open and the caller
-    /// decides — answer and close, or set a new deadline). Checked coarsely, about
-    /// every 100 ms; setting it allocates nothing and makes no system call, so it
-    /// may be renewed per request (compute it from [`crate::time::coarse_now`]).
-    ///
-    /// ```
-    /// # paste_rt::runtime::Builder::new().backend("epoll").build().unwrap().block_on(async {
-    /// use std::time::Duration;
-    /// let listener = paste_rt::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    /// let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    /// let (stream, _) = listener.accept().await.unwrap();
-    /// stream.set_recv_deadline(Some(paste_rt::time::coarse_now() + Duration::from_millis(50)));
-    /// let err = stream.recv().await.unwrap_err(); // the client never writes
-    /// assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
-    /// # });
-    /// ```
-    pub fn set_recv_deadline(&self, deadline: Option<std::time::Instant>) {
-        self.conn.set_recv_deadline(deadline)
     }
 
     /// Bytes queued on this connection and not yet taken by the kernel.

@@ -148,6 +148,12 @@ impl UnixStream {
         self.conn.poll_recv(cx)
     }
 
+    /// Sets or clears a coarse receive deadline, as
+    /// [`TcpStream::set_recv_deadline`](crate::net::TcpStream::set_recv_deadline).
+    pub fn set_recv_deadline(&self, deadline: Option<std::time::Instant>) {
+        self.conn.set_recv_deadline(deadline)
+    }
+
     /// Puts a partly consumed buffer back at the front of the receive queue.
     pub fn unrecv(&self, buf: RxBuf) {
         self.conn.unrecv(buf)

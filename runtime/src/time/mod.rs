@@ -8,6 +8,7 @@ mod timers;
 
 pub(crate) use timers::Timers;
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -19,6 +20,27 @@ pub use std::time::Instant;
 use crate::context;
 use crate::runtime::Inner;
 use timers::TimerKey;
+
+thread_local! {
+    /// The clock of the tick the thread's runtime is in (`None` outside
+    /// `block_on`): a constant-initialised `Cell`, so reading it is one TLS load.
+    static TICK_NOW: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// The instant the current runtime read at the start of this tick (right after
+/// its wait): cheap — no clock read — and at most one tick old. Use it to compute
+/// per-request deadlines such as
+/// [`TcpStream::set_recv_deadline`](crate::net::TcpStream::set_recv_deadline)'s.
+/// Outside a runtime it reads the clock.
+#[inline]
+pub fn coarse_now() -> Instant {
+    TICK_NOW.with(Cell::get).unwrap_or_else(Instant::now)
+}
+
+/// Sets the tick's clock ([`coarse_now`]); returns the previous value.
+pub(crate) fn set_tick_now(now: Option<Instant>) -> Option<Instant> {
+    TICK_NOW.with(|c| c.replace(now))
+}
 
 /// Completes at `deadline`.
 ///
@@ -32,14 +54,6 @@ use timers::TimerKey;
 /// ```
 pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep { deadline, key: None, runtime: None }
-}
-
-/// The instant the current runtime read at the start of its current tick: a clock
-/// read that costs nothing (use it for deadlines on the per-request path, such as
-/// [`TcpStream::set_recv_deadline`](crate::net::TcpStream::set_recv_deadline)). It
-/// lags real time by at most one tick. Outside a runtime it is `Instant::now()`.
-pub fn coarse_now() -> Instant {
-    context::with_current(|i| i.now.get()).unwrap_or_else(Instant::now)
 }
 
 /// Completes after `duration`.

@@ -75,6 +75,12 @@ pub(crate) enum Event {
         /// The closed fd.
         fd: RawFd,
     },
+    /// `fd`'s socket has send space (seen after the sync's txsync) and the ring driver
+    /// wanted to know ([`RingDriver::tx_wants_space`]).
+    Writable {
+        /// The socket.
+        fd: RawFd,
+    },
 }
 
 /// The port provider: who plays (or talks to) the kernel side.
@@ -281,8 +287,9 @@ impl PasteBackend {
                     return;
                 }
                 let r = provider!(&mut self.provider, p => p.register(fd, &self.stats));
-                if let Err(errno) = r {
-                    self.fail(fd, errno, out);
+                match r {
+                    Ok(()) => self.set_send_budget(fd),
+                    Err(errno) => self.fail(fd, errno, out),
                 }
             }
             Op::Connect { token, fd, addr } => {
@@ -351,6 +358,14 @@ impl PasteBackend {
                 c.tx_failed = Some(errno);
             }
             out.push(Completion::SendError { token, errno });
+        }
+    }
+
+    /// A registered socket's send buffer becomes its send budget in the ring driver,
+    /// so its slots go on the ring only while the socket can take them.
+    fn set_send_budget(&mut self, fd: RawFd) {
+        if let Some(bytes) = provider!(&self.provider, p => p.send_budget(fd)) {
+            let _ = self.driver.tx_set_budget(fd, bytes);
         }
     }
 
@@ -427,7 +442,9 @@ impl PasteBackend {
             Event::Connected { fd, errno } => {
                 if let Some(token) = token_of(&self.conns, fd) {
                     out.push(Completion::Connected { token, errno });
-                    if errno != 0 {
+                    if errno == 0 {
+                        self.set_send_budget(fd);
+                    } else {
                         if let Some(c) = self.conn_mut(fd) {
                             c.rx_done = true;
                             c.tx_failed = Some(errno);
@@ -445,6 +462,7 @@ impl PasteBackend {
                     }
                 }
             }
+            Event::Writable { fd } => self.driver.tx_writable(fd),
             Event::Closed { fd } => {
                 if let Some(slot) = usize::try_from(fd).ok().and_then(|i| self.conns.get_mut(i)) {
                     if slot.as_ref().is_some_and(|c| !c.open) {

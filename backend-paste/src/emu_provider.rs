@@ -428,6 +428,11 @@ impl EmuProvider {
         Ok(())
     }
 
+    /// The emulated socket's send buffer: the ring driver's send budget for `fd`.
+    pub(crate) fn send_budget(&self, fd: RawFd) -> Option<u32> {
+        self.kernel.sndbuf(fd)
+    }
+
     pub(crate) fn connect(&mut self, fd: RawFd, addr: SocketAddr, _stats: &Stats, events: &mut Vec<Event>) {
         let Some(s) = self.new_sock(fd, Role::Stream) else {
             events.push(Event::Connected { fd, errno: libc::EBADF });
@@ -548,7 +553,8 @@ impl EmuProvider {
             (a, b) => a.or(b),
         };
         let mut wait = Wait::from_timeout(timeout);
-        if self.sq.pending() > 0 || self.kernel.rx_waiting() || self.handover_ready() {
+        let writable_now = self.report_writable(driver, events);
+        if self.sq.pending() > 0 || self.kernel.rx_waiting() || self.handover_ready() || writable_now {
             wait = Wait::No;
         }
         stats.syscall();
@@ -559,11 +565,26 @@ impl EmuProvider {
         self.sq.refill_ring(&mut self.ring);
         entered?;
 
-        // 4. Completions, then received data handed to the emulated kernel, rxsync.
+        // 4. Completions, then received data handed to the emulated kernel, rxsync;
+        //    sockets that got send space back and that the driver waits for.
         self.reap(stats, events);
         self.run_handover(events);
         self.kernel.rxsync();
+        self.report_writable(driver, events);
         Ok(())
+    }
+
+    /// `POLLOUT` of the emulation: the sockets the ring driver wants send space for
+    /// that have it are reported writable. Returns whether any was.
+    fn report_writable(&self, driver: &RingDriver, events: &mut Vec<Event>) -> bool {
+        let mut any = false;
+        for fd in driver.tx_space_waiters() {
+            if self.kernel.writable(fd) {
+                events.push(Event::Writable { fd });
+                any = true;
+            }
+        }
+        any
     }
 
     fn handover_ready(&self) -> bool {

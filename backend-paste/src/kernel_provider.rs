@@ -4,8 +4,17 @@
 //! Owns the [`KernelPort`], a wake-up eventfd, and one `KSock` per fd handed over.
 //! A sync is **one `poll()`** over the port fd (`POLLIN`: txsync + rxsync), the
 //! eventfd, the listening sockets, connecting sockets (`POLLOUT`) and every registered
-//! socket with no events requested, so that only `POLLERR`/`POLLHUP` report it: a peer
-//! RST produces no slot (paste-abi §10), so this is how resets are seen. A socket
+//! socket, so that `POLLERR`/`POLLHUP` report it: a peer RST produces no slot
+//! (paste-abi §10), so this is how resets are seen. A registered socket's `POLLOUT`
+//! is asked for only while the ring driver wants send space for it
+//! ([`RingDriver::tx_wants_space`]: out of send credit with data queued, or holding
+//! slots the kernel did not take); the port fd comes first in the set, so the
+//! socket's answer describes it after this poll's txsync, and a writable one is
+//! reported ([`Event::Writable`]). Each socket's send buffer (`SO_SNDBUF`) is read
+//! once, at registration ([`KernelProvider::send_budget`]). So a congested
+//! connection never puts a slot on the shared TX ring that its socket would refuse
+//! (which would stall every other connection's slots behind it, §10.1 point 5), and
+//! the data path makes no system call besides the poll. A socket
 //! found reset is reported (`Event::RecvError`) and closed abortively at once, before
 //! the next sync, so that its TX slots cannot stall the ring for everyone (§10.2); its
 //! fd number stays taken (a `/dev/null` placeholder) until the application's `Close`.
@@ -60,7 +69,8 @@ pub enum PollRole {
     Listener,
     /// A socket whose connect is in progress (`POLLOUT`).
     Connecting,
-    /// A registered socket, watched for errors and hang-ups only.
+    /// A registered socket, watched for errors and hang-ups (and for `POLLOUT` while
+    /// the ring driver wants send space for it).
     Watched,
 }
 
@@ -89,12 +99,14 @@ pub enum SockState {
     Dead,
 }
 
-/// Builds the poll set of one sync: port and wake-up first, then each socket that
-/// has something to watch. `roles[i]` says what `fds[i]` is.
+/// Builds the poll set of one sync: port and wake-up first (so the sockets' state is
+/// read after the port's txsync), then each socket that has something to watch; the
+/// `bool` of a socket asks for `POLLOUT` on a registered one (send space wanted).
+/// `roles[i]` says what `fds[i]` is.
 pub fn build_poll_set(
     port: RawFd,
     wake: RawFd,
-    socks: impl IntoIterator<Item = (RawFd, SockState)>,
+    socks: impl IntoIterator<Item = (RawFd, SockState, bool)>,
     fds: &mut Vec<libc::pollfd>,
     roles: &mut Vec<PollRole>,
 ) {
@@ -106,11 +118,14 @@ pub fn build_poll_set(
     };
     add(port, libc::POLLIN, PollRole::Port);
     add(wake, libc::POLLIN, PollRole::Wake);
-    for (fd, state) in socks {
+    for (fd, state, wants_space) in socks {
         match state {
             SockState::Listener { starved: false } => add(fd, libc::POLLIN, PollRole::Listener),
             SockState::Connecting => add(fd, libc::POLLOUT, PollRole::Connecting),
-            SockState::Registered { hup: false } | SockState::Closing { shut: true } => add(fd, 0, PollRole::Watched),
+            SockState::Registered { hup: false } => {
+                add(fd, if wants_space { libc::POLLOUT } else { 0 }, PollRole::Watched)
+            }
+            SockState::Closing { shut: true } => add(fd, 0, PollRole::Watched),
             _ => {}
         }
     }
@@ -168,12 +183,33 @@ struct KSock {
     deadline: Option<Instant>,
     /// Closing: the peer's EOF slot arrived.
     peer_done: bool,
+    /// Registered: the socket's send buffer, read at registration.
+    send_buffer: Option<u32>,
 }
 
 impl KSock {
     fn new(state: SockState) -> KSock {
-        KSock { state, accept_error_reported: false, retry_at: None, deadline: None, peer_done: false }
+        KSock {
+            state,
+            accept_error_reported: false,
+            retry_at: None,
+            deadline: None,
+            peer_done: false,
+            send_buffer: None,
+        }
     }
+}
+
+/// Reads `SO_SNDBUF`: the socket's send buffer as the kernel accounts it.
+pub fn send_buffer_size(fd: RawFd) -> io::Result<u32> {
+    let mut v: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: v and len are valid for writes of the sizes given.
+    let r = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, (&mut v as *mut i32).cast(), &mut len) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(v.max(0) as u32)
 }
 
 /// The other threads' side of the wake-up eventfd.
@@ -298,14 +334,27 @@ impl KernelProvider {
         self.set(fd, KSock::new(SockState::Listener { starved: false }));
     }
 
-    /// `PST_FD_REG` (with `SO_LINGER {1, 0}`): two system calls.
+    /// `PST_FD_REG` (with `SO_LINGER {1, 0}`), and the socket's send buffer read for
+    /// its send budget ([`send_budget`](Self::send_budget)): three system calls, once
+    /// per connection.
     pub(crate) fn register(&mut self, fd: RawFd, stats: &Stats) -> Result<(), i32> {
         let Some(port) = &mut self.port else { return Err(libc::EBADF) };
         stats.syscall();
         stats.syscall();
         port.register_socket(fd).map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL))?;
-        self.set(fd, KSock::new(SockState::Registered { hup: false }));
+        stats.syscall();
+        // Without it the fd's slots are not held back (as before budgets existed).
+        let send_buffer = send_buffer_size(fd).ok();
+        let mut s = KSock::new(SockState::Registered { hup: false });
+        s.send_buffer = send_buffer;
+        self.set(fd, s);
         Ok(())
+    }
+
+    /// The send buffer of registered `fd`, read at its registration: the ring
+    /// driver's send budget for it ([`RingDriver::tx_set_budget`]).
+    pub(crate) fn send_budget(&self, fd: RawFd) -> Option<u32> {
+        usize::try_from(fd).ok().and_then(|i| self.socks.get(i)).and_then(Option::as_ref).and_then(|s| s.send_buffer)
     }
 
     pub(crate) fn connect(&mut self, fd: RawFd, addr: SocketAddr, stats: &Stats, events: &mut Vec<Event>) {
@@ -417,7 +466,11 @@ impl KernelProvider {
                 _ => {}
             }
         }
-        let socks = self.socks.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (i as RawFd, s.state)));
+        let socks = self
+            .socks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|s| (i as RawFd, s.state, driver.tx_wants_space(i as RawFd))));
         build_poll_set(port_fd, self.waker.fd.as_raw_fd(), socks, &mut self.pollfds, &mut self.roles);
 
         let timeout = match (timeout, cap) {
@@ -468,7 +521,13 @@ impl KernelProvider {
                     }
                 }
                 PollRole::Watched => {
-                    stats.syscall();
+                    if p.revents & libc::POLLOUT != 0 {
+                        events.push(Event::Writable { fd: p.fd });
+                    }
+                    if p.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+                        // classify reads SO_ERROR.
+                        stats.syscall();
+                    }
                     let fault = classify(p.fd, p.revents);
                     self.on_fault(p.fd, fault, stats, events);
                 }
@@ -595,14 +654,15 @@ mod tests {
     #[test]
     fn poll_set_watches_what_each_state_needs() {
         let socks = [
-            (10, SockState::Listener { starved: false }),
-            (11, SockState::Listener { starved: true }),
-            (12, SockState::Connecting),
-            (13, SockState::Registered { hup: false }),
-            (14, SockState::Registered { hup: true }),
-            (15, SockState::Closing { shut: false }),
-            (16, SockState::Closing { shut: true }),
-            (17, SockState::Dead),
+            (10, SockState::Listener { starved: false }, false),
+            (11, SockState::Listener { starved: true }, false),
+            (12, SockState::Connecting, false),
+            (13, SockState::Registered { hup: false }, false),
+            (14, SockState::Registered { hup: true }, true),
+            (15, SockState::Closing { shut: false }, false),
+            (16, SockState::Closing { shut: true }, true),
+            (17, SockState::Dead, true),
+            (18, SockState::Registered { hup: false }, true),
         ];
         let (mut fds, mut roles) = (Vec::new(), Vec::new());
         build_poll_set(3, 4, socks, &mut fds, &mut roles);
@@ -616,6 +676,7 @@ mod tests {
                 (12, libc::POLLOUT, PollRole::Connecting),
                 (13, 0, PollRole::Watched),
                 (16, 0, PollRole::Watched),
+                (18, libc::POLLOUT, PollRole::Watched),
             ]
         );
     }

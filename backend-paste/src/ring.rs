@@ -8,6 +8,22 @@
 //! accounting of TX slots until the kernel has taken them, and the extra-buffer list
 //! (imported into the [`BufPool`] at start, relinked before unregistering).
 //!
+//! Send space: PASTE's txsync stops at the first TX slot whose socket cannot take it
+//! (`sendpage` gets `EAGAIN` with a full send buffer) and every later slot — other
+//! connections' data — waits behind it. So a connection's slots go on the ring only
+//! while its socket has room, as far as the driver can prove it: each fd with a
+//! budget ([`RingDriver::tx_set_budget`], its `SO_SNDBUF` read once at registration)
+//! holds a *credit*, a lower bound of its socket's free send space in the kernel's
+//! accounting (payload plus [`DriverConfig::tx_slot_overhead`] per slot). A fill
+//! places a slot only while the credit is positive (the kernel takes one while the
+//! queued amount is below the send buffer) and charges it. A congested connection's
+//! data waits in its queue here, never on the shared ring. The credit comes back when
+//! the provider sees the socket writable ([`RingDriver::tx_writable`]: `POLLOUT`
+//! means at least a third of the send buffer is free); the provider asks for that
+//! only for the fds [`RingDriver::tx_wants_space`] names — out of credit with data
+//! queued, or holding slots the kernel did not take at the last sync. An fd without
+//! a budget is never held back.
+//!
 //! It must never sync, make a system call, write bytes `[0, G)` of a buffer that sits
 //! in a ring (G = the generic offset, the kernel's `nmcb`), change a slot's
 //! generic-offset bits, or keep a pointer into a TX buffer across a sync (the kernel
@@ -38,6 +54,10 @@ use crate::sys::slot;
 pub const DEFAULT_MSS: u32 = 1448;
 /// Default bound on one fd's TX slots handed to the kernel and not yet taken back.
 pub const DEFAULT_MAX_INFLIGHT_PER_FD: u32 = 64;
+/// Default charge of one TX slot against its socket's send budget, on top of the
+/// payload: a fresh skb's `truesize` (about 1 280 bytes on x86_64 Linux 5.x; every
+/// slot may start a new skb), rounded up for kernels with larger headers.
+pub const DEFAULT_TX_SLOT_OVERHEAD: u32 = 2048;
 
 /// Tuning of the ring driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,11 +70,19 @@ pub struct DriverConfig {
     /// Data offset written into TX slots (66 = Ethernet + IPv4 + TCP with timestamps;
     /// the kernel adjusts it when the real header differs).
     pub tx_doff: u16,
+    /// Bytes each TX slot is charged against its socket's send budget on top of its
+    /// payload (the kernel's per-skb overhead; see the module docs).
+    pub tx_slot_overhead: u32,
 }
 
 impl Default for DriverConfig {
     fn default() -> Self {
-        DriverConfig { mss: DEFAULT_MSS, max_inflight_per_fd: DEFAULT_MAX_INFLIGHT_PER_FD, tx_doff: pst::TX_DOFF }
+        DriverConfig {
+            mss: DEFAULT_MSS,
+            max_inflight_per_fd: DEFAULT_MAX_INFLIGHT_PER_FD,
+            tx_doff: pst::TX_DOFF,
+            tx_slot_overhead: DEFAULT_TX_SLOT_OVERHEAD,
+        }
     }
 }
 
@@ -118,6 +146,9 @@ pub struct TxFill {
     pub bytes: u64,
     /// Slots found holding an invalid buffer index (the ring was left as is there).
     pub bad_slots: u32,
+    /// Fds with data queued that got no slot for lack of send space (congested, or
+    /// waiting for the socket to be seen writable again).
+    pub blocked: u32,
 }
 
 /// What [`RingDriver::export_extra`] gave back.
@@ -157,6 +188,16 @@ struct FdTx {
     /// are not reported to the new one.
     gen: u32,
     active: bool,
+    /// The socket's send buffer (`SO_SNDBUF` at registration); `None`: no bound.
+    budget: Option<u32>,
+    /// Lower bound of the socket's free send space (see the module docs).
+    credit: i64,
+    /// Charge of this fd's slots in the ring not yet taken by the kernel.
+    untaken_charge: u64,
+    /// Listed in `space_waiters` (out of credit with data queued).
+    waiting: bool,
+    /// Listed in `stuck` (slots left untaken by the last sync).
+    stuck: bool,
 }
 
 /// The app-side ring driver over one mapped port (see the module docs).
@@ -174,6 +215,10 @@ pub struct RingDriver {
     scratch: Vec<(u32, u32)>,
     /// Fds with unreported sent bytes.
     sent_fds: Vec<i32>,
+    /// Fds out of send credit with data queued (see [`RingDriver::tx_wants_space`]).
+    space_waiters: Vec<i32>,
+    /// Fds whose slots the kernel left in the ring at the last sync.
+    stuck: Vec<i32>,
     cfg: DriverConfig,
 }
 
@@ -312,6 +357,8 @@ impl RingDriver {
             active: VecDeque::new(),
             scratch: Vec::new(),
             sent_fds: Vec::new(),
+            space_waiters: Vec::new(),
+            stuck: Vec::new(),
             cfg,
         })
     }
@@ -420,14 +467,7 @@ impl RingDriver {
     /// Queues `data` for `fd`, after what was queued before. Nothing touches the ring
     /// until [`tx_fill`](Self::tx_fill).
     pub fn tx_queue(&mut self, fd: i32, data: SendData) -> Result<(), RingError> {
-        if !(0..=pst::MAX_FD).contains(&fd) {
-            return Err(RingError::FdOutOfRange(fd));
-        }
-        let i = fd as usize;
-        if i >= self.fds.len() {
-            self.fds.resize_with(i + 1, FdTx::default);
-        }
-        let f = &mut self.fds[i];
+        let f = self.fd_entry(fd)?;
         f.queued_bytes += data.len() as u64;
         f.queue.push_back(data);
         if !f.active {
@@ -454,7 +494,8 @@ impl RingDriver {
     /// Forgets everything queued for `fd` (a dead or closed connection) and stops
     /// reporting its slots already in the ring. Returns the bytes dropped from the
     /// queue. Slots already handed over stay in the ring: close the socket before the
-    /// next sync so the kernel skips them (paste-abi §10, failure mode 2).
+    /// next sync so the kernel skips them. The fd's send budget goes too: a new
+    /// connection on the same number sets its own.
     pub fn tx_drop_fd(&mut self, fd: i32) -> u64 {
         let Some(f) = usize::try_from(fd).ok().and_then(|i| self.fds.get_mut(i)) else { return 0 };
         let dropped = f.queued_bytes;
@@ -464,11 +505,74 @@ impl RingDriver {
         f.inflight = 0;
         f.unreported = 0;
         f.gen = f.gen.wrapping_add(1);
+        f.budget = None;
+        f.credit = 0;
+        f.untaken_charge = 0;
+        f.waiting = false;
+        if f.stuck {
+            f.stuck = false;
+            self.stuck.retain(|&x| x != fd);
+        }
         if f.active {
             f.active = false;
             self.active.retain(|&x| x != fd);
         }
         dropped
+    }
+
+    /// Sets `fd`'s send budget: its socket's send buffer (`SO_SNDBUF`, read once when
+    /// the socket was registered, while its send queue is empty). From now on the
+    /// fd's slots go on the ring only while its credit lasts (see the module docs);
+    /// the full buffer is the first credit.
+    pub fn tx_set_budget(&mut self, fd: i32, send_buffer: u32) -> Result<(), RingError> {
+        let f = self.fd_entry(fd)?;
+        f.budget = Some(send_buffer);
+        f.credit = i64::from(send_buffer) - f.untaken_charge as i64;
+        Ok(())
+    }
+
+    /// The provider saw `fd`'s socket writable after the sync's txsync (`POLLOUT`: at
+    /// least a third of its send buffer is free): the credit becomes at least that,
+    /// less what is still waiting in the ring.
+    pub fn tx_writable(&mut self, fd: i32) {
+        self.collect_completions();
+        let Some(f) = usize::try_from(fd).ok().and_then(|i| self.fds.get_mut(i)) else { return };
+        let Some(budget) = f.budget else { return };
+        let bound = i64::from(budget / 3) - f.untaken_charge as i64;
+        f.credit = f.credit.max(bound);
+        if f.credit > 0 {
+            f.waiting = false;
+        }
+    }
+
+    /// Whether the provider should watch `fd`'s socket for writability (`POLLOUT`) at
+    /// the next sync: it is out of send credit with data queued, or the kernel left
+    /// some of its slots in the ring at the last sync.
+    pub fn tx_wants_space(&self, fd: i32) -> bool {
+        self.fd(fd).is_some_and(|f| f.waiting || f.stuck)
+    }
+
+    /// Every fd [`tx_wants_space`](Self::tx_wants_space) names (each at most once).
+    pub fn tx_space_waiters(&self) -> impl Iterator<Item = i32> + '_ {
+        let waiting = self.space_waiters.iter().copied().filter(|&fd| self.fd(fd).is_some_and(|f| f.waiting));
+        let stuck = self.stuck.iter().copied().filter(|&fd| self.fd(fd).is_some_and(|f| f.stuck && !f.waiting));
+        waiting.chain(stuck)
+    }
+
+    /// `fd`'s send credit (see the module docs); `None` when it has no budget.
+    pub fn tx_credit(&self, fd: i32) -> Option<i64> {
+        self.fd(fd).and_then(|f| f.budget.map(|_| f.credit))
+    }
+
+    fn fd_entry(&mut self, fd: i32) -> Result<&mut FdTx, RingError> {
+        if !(0..=pst::MAX_FD).contains(&fd) {
+            return Err(RingError::FdOutOfRange(fd));
+        }
+        let i = fd as usize;
+        if i >= self.fds.len() {
+            self.fds.resize_with(i + 1, FdTx::default);
+        }
+        Ok(&mut self.fds[i])
     }
 
     /// Calls `f` with the pool index of every queued [`SendData::Pool`] buffer (for
@@ -484,7 +588,9 @@ impl RingDriver {
     }
 
     /// Places queued data into free TX slots, fd by fd in round-robin order, each fd
-    /// bounded by [`DriverConfig::max_inflight_per_fd`] and pinned to TX ring `fd mod
+    /// bounded by [`DriverConfig::max_inflight_per_fd`] and by its send credit (an fd
+    /// out of credit keeps its data queued and is listed for
+    /// [`tx_wants_space`](Self::tx_wants_space)), and pinned to TX ring `fd mod
     /// rings` (so one fd's slots stay in order). Each slot carries at most one MSS at
     /// `G + doff`, `len = doff + n`, with fd and doff set and the generic offset kept.
     /// A pool [`TxBuf`](paste_rt_core::TxBuf) that fits one slot is swapped in (zero
@@ -494,6 +600,8 @@ impl RingDriver {
         // Slots the kernel took back are free again: record who they carried first.
         self.collect_completions();
         let mut out = TxFill::default();
+        let fds = &self.fds;
+        self.space_waiters.retain(|&fd| fds.get(fd as usize).is_some_and(|f| f.waiting));
         let ntx = self.tx.len();
         let mut heads = std::mem::take(&mut self.scratch);
         heads.clear();
@@ -511,6 +619,14 @@ impl RingDriver {
             loop {
                 let f = &self.fds[fd as usize];
                 if f.queue.is_empty() || f.inflight >= self.cfg.max_inflight_per_fd || head == tail {
+                    break;
+                }
+                if f.budget.is_some() && f.credit <= 0 {
+                    out.blocked += 1;
+                    if !f.waiting {
+                        self.fds[fd as usize].waiting = true;
+                        self.space_waiters.push(fd);
+                    }
                     break;
                 }
                 let f = &mut self.fds[fd as usize];
@@ -560,7 +676,32 @@ impl RingDriver {
                 }
             }
         }
+        self.note_stuck();
         n
+    }
+
+    /// After a sync: the fd of the first slot the kernel left in each ring (the
+    /// kernel stopped there: its socket refused the slot, and every later slot waits
+    /// behind it) is listed in `stuck`, every other fd unlisted.
+    fn note_stuck(&mut self) {
+        for fd in self.stuck.drain(..) {
+            if let Some(f) = self.fds.get_mut(fd as usize) {
+                f.stuck = false;
+            }
+        }
+        for t in &self.tx {
+            let n = t.ring.num_slots();
+            if t.ring.head() >= n || t.pending_start == t.ring.head() {
+                continue;
+            }
+            let sh = t.shadow[t.pending_start as usize];
+            if let Some(f) = usize::try_from(sh.fd).ok().and_then(|k| self.fds.get_mut(k)) {
+                if f.gen == sh.gen && sh.bytes > 0 && !f.stuck {
+                    f.stuck = true;
+                    self.stuck.push(sh.fd);
+                }
+            }
+        }
     }
 
     /// Moves the slots the kernel took back out of the shadow records (before they can
@@ -580,6 +721,8 @@ impl RingDriver {
                 if let Some(f) = usize::try_from(sh.fd).ok().and_then(|i| self.fds.get_mut(i)) {
                     if f.gen == sh.gen && f.inflight > 0 && sh.bytes > 0 {
                         f.inflight -= 1;
+                        f.untaken_charge =
+                            f.untaken_charge.saturating_sub(u64::from(sh.bytes) + u64::from(self.cfg.tx_slot_overhead));
                         if f.unreported == 0 {
                             self.sent_fds.push(sh.fd);
                         }
@@ -726,6 +869,11 @@ fn place_one(
     t.shadow[i as usize] = TxShadow { fd, gen: f.gen, bytes: n as u32 };
     f.inflight += 1;
     f.queued_bytes -= n as u64;
+    let charge = n as u64 + u64::from(cfg.tx_slot_overhead);
+    f.untaken_charge += charge;
+    if f.budget.is_some() {
+        f.credit -= charge as i64;
+    }
     Placed::Slot { bytes: n as u32, zero_copy }
 }
 

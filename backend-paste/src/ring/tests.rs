@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::*;
-use crate::emu_kernel::{EmuKernel, KernelHold, SocketState, TxStall};
+use crate::emu_kernel::{EmuKernel, KernelHold, SendJob, SocketState, TxStall};
 use crate::port_mem::EmuPortConfig;
 use crate::sys::abi::slotflags;
 
@@ -377,6 +377,143 @@ fn unregistered_tx_slots_are_skipped_and_later_slots_still_go_out() {
     assert!(held.iter().all(|&h| h == KernelHold::Free));
 }
 
+/// Completes the kernel's send jobs of the fds in `reading` (their peers read),
+/// onto the wire; the jobs of other fds stay in flight (their peers do not read).
+fn drain_readers(k: &mut EmuKernel, wire: &mut BTreeMap<i32, Vec<u8>>, held: &mut Vec<SendJob>, reading: &[i32]) {
+    while let Some(job) = k.next_send() {
+        held.push(job);
+    }
+    let mut keep = Vec::new();
+    for job in held.drain(..) {
+        if reading.contains(&job.fd) {
+            wire.entry(job.fd).or_default().extend_from_slice(k.send_payload(&job).unwrap());
+            k.send_done(job.buf).unwrap();
+        } else {
+            keep.push(job);
+        }
+    }
+    *held = keep;
+}
+
+/// What a provider does after a sync: the fds the driver wants send space for whose
+/// socket has it are reported writable.
+fn report_writable(k: &EmuKernel, d: &mut RingDriver) -> Vec<i32> {
+    let fds: Vec<i32> = d.tx_space_waiters().filter(|&fd| k.writable(fd)).collect();
+    for &fd in &fds {
+        d.tx_writable(fd);
+    }
+    fds
+}
+
+#[test]
+fn a_full_socket_stalls_the_emulated_txsync_as_the_kernel_does() {
+    // No budget: the driver does not hold the fd back, and the emulated kernel stops
+    // at the first slot its socket cannot take, with every later slot behind it.
+    let (mut k, mut d) = setup(&small(64, 48, 96), DriverConfig::default());
+    let (slow, other) = (5, 6);
+    for fd in [slow, other] {
+        k.register_fd(fd, SocketState::Connected).unwrap();
+    }
+    assert!(k.set_sndbuf(slow, 4096));
+    d.tx_queue(slow, SendData::Owned(vec![1; 6 * 1448])).unwrap();
+    d.tx_fill();
+    d.tx_queue(other, SendData::Static(b"other")).unwrap();
+    d.tx_fill();
+    let rep = k.txsync();
+    assert_eq!(rep.tx_stall, Some(TxStall::SendError { fd: slow, errno: libc::EAGAIN }));
+    assert_eq!(rep.tx_taken, 2, "two slots fit: 2 x (1448 + 1280) > 4096 only after the second");
+    assert!(!k.writable(slow));
+    let (mut wire, mut held) = (BTreeMap::new(), Vec::new());
+    drain_readers(&mut k, &mut wire, &mut held, &[other]);
+    assert!(!wire.contains_key(&other), "the other connection waits behind the full socket");
+    d.tx_reclaim(|_, _| {});
+    assert!(d.tx_wants_space(slow), "a fd whose slots the kernel left in the ring wants space");
+    assert!(!d.tx_wants_space(other), "the other fd waits too, but only the slow fd's socket must drain");
+}
+
+#[test]
+fn a_congested_connection_keeps_its_data_off_the_ring_and_never_stalls_the_others() {
+    let (mut k, mut d) = setup(&small(64, 48, 96), DriverConfig::default());
+    let (slow, fast) = (5, 6);
+    for fd in [slow, fast] {
+        k.register_fd(fd, SocketState::Connected).unwrap();
+        assert!(k.set_sndbuf(fd, 16 * 1024));
+        d.tx_set_budget(fd, k.sndbuf(fd).unwrap()).unwrap();
+    }
+    let big: Vec<u8> = (0..200_000u64).map(|i| stream_byte(slow, i)).collect();
+    d.tx_queue(slow, SendData::Owned(big.clone())).unwrap();
+    let (mut wire, mut held) = (BTreeMap::new(), Vec::new());
+    let mut expect_fast = Vec::new();
+    for round in 0..50u32 {
+        let msg = format!("response {round}\n").into_bytes();
+        d.tx_queue(fast, SendData::Owned(msg.clone())).unwrap();
+        expect_fast.extend_from_slice(&msg);
+        // Two ticks at most: one more when the fast fd's own credit ran out and its
+        // (writable) socket gives it back after the sync.
+        for _ in 0..2 {
+            let fill = d.tx_fill();
+            assert_eq!(fill.bad_slots, 0);
+            let rep = k.txsync();
+            assert_eq!(rep.tx_stall, None, "round {round}: txsync stopped at a slot");
+            // The slow peer never reads: its sends stay in flight and its socket full.
+            drain_readers(&mut k, &mut wire, &mut held, &[fast]);
+            d.tx_reclaim(|_, _| {});
+            report_writable(&k, &mut d);
+        }
+        assert_eq!(wire.get(&fast).map_or(0, Vec::len), expect_fast.len(), "round {round}: the fast fd waited");
+        assert_eq!(d.tx_inflight(slow), 0, "nothing of the slow fd is left in the ring");
+    }
+    assert_eq!(wire[&fast], expect_fast);
+    let on_wire_slow = held.iter().map(|j| j.len as usize).sum::<usize>();
+    assert!(on_wire_slow < 16 * 1024, "the socket took no more than its buffer: {on_wire_slow}");
+    assert_eq!(d.tx_queued(slow) as usize, big.len() - on_wire_slow, "the rest waits in the driver's queue");
+    assert!(d.tx_wants_space(slow));
+    assert_eq!(d.tx_space_waiters().collect::<Vec<_>>(), vec![slow]);
+
+    // The slow peer reads again: its socket drains, POLLOUT, credit, and the rest of
+    // its data goes out in order.
+    for _ in 0..400 {
+        drain_readers(&mut k, &mut wire, &mut held, &[fast, slow]);
+        d.tx_reclaim(|_, _| {});
+        report_writable(&k, &mut d);
+        d.tx_fill();
+        assert_eq!(k.txsync().tx_stall, None);
+        if wire.get(&slow).map_or(0, Vec::len) == big.len() {
+            break;
+        }
+    }
+    assert_eq!(wire[&slow], big, "every byte of the slow fd, in order");
+    assert!(!d.tx_wants_space(slow));
+    check_conservation(&k, &d, &[]).unwrap();
+}
+
+#[test]
+fn send_credit_follows_budget_charges_and_pollout() {
+    let dcfg = DriverConfig { tx_slot_overhead: 1000, ..DriverConfig::default() };
+    let (mut k, mut d) = setup(&small(64, 48, 96), dcfg);
+    k.register_fd(7, SocketState::Connected).unwrap();
+    assert_eq!(d.tx_credit(7), None, "no budget: never held back");
+    d.tx_set_budget(7, 9000).unwrap();
+    assert_eq!(d.tx_credit(7), Some(9000));
+    d.tx_queue(7, SendData::Owned(vec![7; 10 * 1448])).unwrap();
+    let fill = d.tx_fill();
+    // 2448 per full slot: 9000 -> 6552 -> 4104 -> 1656 -> -792, then blocked.
+    assert_eq!((fill.slots, fill.blocked), (4, 1));
+    assert_eq!(d.tx_credit(7), Some(-792));
+    assert!(d.tx_wants_space(7));
+    // POLLOUT with the slots still in the ring: a third of the budget less them.
+    d.tx_writable(7);
+    assert_eq!(d.tx_credit(7), Some(-792), "3000 - 4 x 2448 is below the credit");
+    k.txsync();
+    d.tx_writable(7);
+    assert_eq!(d.tx_credit(7), Some(3000), "taken slots no longer count against the bound");
+    assert!(!d.tx_wants_space(7));
+    assert_eq!(d.tx_fill().slots, 2);
+    assert_eq!(d.tx_drop_fd(7), 4 * 1448);
+    assert_eq!(d.tx_credit(7), None, "a new connection on the number sets its own budget");
+    assert!(matches!(d.tx_set_budget(70_000, 1), Err(RingError::FdOutOfRange(70_000))));
+}
+
 #[derive(Clone, Debug)]
 enum Step {
     Arrive { fd: usize, len: usize },
@@ -389,6 +526,7 @@ enum Step {
     TxSync,
     Drain { n: usize },
     Reclaim,
+    Writable,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -403,6 +541,7 @@ fn step() -> impl Strategy<Value = Step> {
         3 => Just(Step::TxSync),
         2 => (0..6usize).prop_map(|n| Step::Drain { n }),
         2 => Just(Step::Reclaim),
+        2 => Just(Step::Writable),
     ]
 }
 
@@ -449,8 +588,16 @@ impl Harness {
         Ok(())
     }
 
-    fn txsync(&mut self) {
-        self.k.txsync();
+    fn txsync(&mut self) -> Result<(), TestCaseError> {
+        let rep = self.k.txsync();
+        // Every fd has a budget: the driver must never hand the kernel a slot its
+        // socket cannot take.
+        prop_assert!(
+            !matches!(rep.tx_stall, Some(TxStall::SendError { errno: libc::EAGAIN, .. })),
+            "txsync stalled at a full socket: {:?}",
+            rep.tx_stall
+        );
+        Ok(())
     }
 
     fn reclaim(&mut self) {
@@ -511,7 +658,10 @@ impl Harness {
                 let f = self.d.tx_fill();
                 prop_assert_eq!(f.bad_slots, 0);
             }
-            Step::TxSync => self.txsync(),
+            Step::TxSync => self.txsync()?,
+            Step::Writable => {
+                report_writable(&self.k, &mut self.d);
+            }
             Step::Drain { n } => drain_sends(&mut self.k, &mut self.m.tx_wire, n),
             Step::Reclaim => self.reclaim(),
         }
@@ -538,9 +688,10 @@ impl Harness {
         self.app.clear();
         for _ in 0..200 {
             self.d.tx_fill();
-            self.txsync();
+            self.txsync()?;
             drain_sends(&mut self.k, &mut self.m.tx_wire, usize::MAX);
             self.reclaim();
+            report_writable(&self.k, &mut self.d);
             self.k.rxsync();
             self.walk(u32::MAX, false)?;
             self.check()?;
@@ -549,7 +700,7 @@ impl Harness {
     }
 }
 
-fn run(steps: &[Step], rings: u16, slots: u32, extra: u32, kernel: u32) -> Result<(), TestCaseError> {
+fn run(steps: &[Step], rings: u16, slots: u32, extra: u32, kernel: u32, sndbuf: u32) -> Result<(), TestCaseError> {
     let cfg = EmuPortConfig {
         tx_rings: rings,
         rx_rings: rings,
@@ -559,10 +710,12 @@ fn run(steps: &[Step], rings: u16, slots: u32, extra: u32, kernel: u32) -> Resul
         ..EmuPortConfig::default()
     };
     let dcfg = DriverConfig { max_inflight_per_fd: 3, ..DriverConfig::default() };
-    let (mut k, d) = setup(&cfg, dcfg);
+    let (mut k, mut d) = setup(&cfg, dcfg);
     let fds = [3, 4, 7, 10];
     for fd in fds {
         k.register_fd(fd, SocketState::Connected).unwrap();
+        k.set_sndbuf(fd, sndbuf);
+        d.tx_set_budget(fd, sndbuf).unwrap();
     }
     // The kernel's headroom [0, G) must never be written while a buffer circulates
     // (bytes 0..4 excepted: the extra-list link).
@@ -604,8 +757,9 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     /// Payload bytes and per-fd order survive any interleaving of arrivals, syncs,
-    /// walks, kept buffers, sends and drains, and every buffer has exactly one owner
-    /// after every step.
+    /// walks, kept buffers, sends, drains and writability reports, every buffer has
+    /// exactly one owner after every step, and txsync never meets a slot whose socket
+    /// is full (each fd's slots stay within its send budget).
     #[test]
     fn ring_protocol_preserves_data_and_buffers(
         steps in proptest::collection::vec(step(), 1..120),
@@ -613,7 +767,8 @@ proptest! {
         slots in prop_oneof![Just(4u32), Just(8), Just(16)],
         extra in 1u32..12,
         kernel in 2u32..24,
+        sndbuf in prop_oneof![Just(4608u32), Just(8192), Just(87_040)],
     ) {
-        run(&steps, rings, slots, extra, kernel)?;
+        run(&steps, rings, slots, extra, kernel, sndbuf)?;
     }
 }

@@ -24,6 +24,20 @@
 //! queued, or holding slots the kernel did not take at the last sync. An fd without
 //! a budget is never held back.
 //!
+//! Kept buffers across restarts (a persistent pool, [`RingDriver::new_persistent`]):
+//! at REGISTER the kernel treats every buffer of an extmem file as free and hands them
+//! out in a fixed order — the port's rings, its own spare pools, the application's
+//! extra buffers, then the NIC's rings at attach. Only the rings and the extra list
+//! are the application's to reclaim; a kept buffer anywhere else would be overwritten
+//! by the NIC or the kernel. So the driver of a persistent pool lends the application
+//! only *home* buffers — the extra buffers and the ring slots' buffers it found at
+//! start, which a later REGISTER of the same file and settings gives back to the same
+//! places — copying a received payload that arrived in any other buffer, and it never
+//! lets another buffer into its pool (a zero-copy send into a slot holding a foreign
+//! buffer is copied instead). At the next start, the kept indices are taken out of the
+//! imported extra list, and a kept buffer found in a ring slot is swapped out before
+//! any sync can receive into it.
+//!
 //! It must never sync, make a system call, write bytes `[0, G)` of a buffer that sits
 //! in a ring (G = the generic offset, the kernel's `nmcb`), change a slot's
 //! generic-offset bits, or keep a pointer into a TX buffer across a sync (the kernel
@@ -98,6 +112,30 @@ pub enum RingError {
     /// The fd is outside what PASTE's per-fd table accepts.
     #[error("fd {0} cannot be used with PASTE (valid range 0..=65534)")]
     FdOutOfRange(i32),
+    /// Buffers a previous run kept are not in this port's rings or extra list after
+    /// REGISTER: the kernel holds them (its own pools, the NIC's rings) and would
+    /// overwrite them.
+    #[error(
+        "{count} kept buffer(s) (first: index {first}) are not in the port's rings or extra-buffer list after \
+         REGISTER: the kernel holds them and would overwrite them. The kept buffers were laid out by a run with \
+         other port settings (rings, slots, extra buffers, NIC, dev.netmap.paste_extra); start with the same \
+         settings as the run that kept them"
+    )]
+    KeptOutOfReach {
+        /// How many.
+        count: usize,
+        /// The first one.
+        first: u32,
+    },
+}
+
+/// What [`RingDriver::new_persistent`] did with the kept buffers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeptReport {
+    /// Taken out of the imported extra-buffer list.
+    pub from_extra_list: u32,
+    /// Swapped out of ring slots (an extra buffer took their place).
+    pub from_ring_slots: u32,
 }
 
 /// One RX slot, as the walk hands it to the caller.
@@ -133,6 +171,9 @@ pub struct RxWalk {
     /// The walk stopped because the pool had no free buffer to swap in; the remaining
     /// slots stay in the ring for the next walk.
     pub pool_exhausted: bool,
+    /// Data slots copied into a pool buffer instead of lent (persistent pool, payload
+    /// in a buffer that is not home; see the module docs).
+    pub copied: u32,
 }
 
 /// What one TX fill did.
@@ -219,6 +260,9 @@ pub struct RingDriver {
     space_waiters: Vec<i32>,
     /// Fds whose slots the kernel left in the ring at the last sync.
     stuck: Vec<i32>,
+    /// Persistent pool: by index, whether a buffer is home (see the module docs);
+    /// empty otherwise.
+    home: Vec<bool>,
     cfg: DriverConfig,
 }
 
@@ -246,6 +290,38 @@ impl RingDriver {
     /// `guard` lives, and nobody but the kernel side may touch the rings while the
     /// driver exists.
     pub unsafe fn new(region: PortRegion, cfg: DriverConfig, guard: Box<dyn Any>) -> Result<RingDriver, RingError> {
+        // SAFETY: the caller's contract is this function's.
+        unsafe { RingDriver::attach(region, cfg, guard, None) }.map(|(d, _)| d)
+    }
+
+    /// [`new`](Self::new) for a persistent pool (an extmem file whose buffers outlive
+    /// the process): `kept` — buffers a previous run kept and still references — are
+    /// taken out of the extra list or swapped out of the ring slots the kernel put them
+    /// in, and start out kept in the pool; from then on only home buffers are lent
+    /// (see the module docs). Fails with [`RingError::KeptOutOfReach`] when the kernel
+    /// holds some of them.
+    ///
+    /// # Safety
+    /// As for [`new`](Self::new); in addition no sync may have run on the port yet (a
+    /// ring slot's kept buffer must be swapped out before anything is received into it).
+    pub unsafe fn new_persistent(
+        region: PortRegion,
+        cfg: DriverConfig,
+        guard: Box<dyn Any>,
+        kept: &[u32],
+    ) -> Result<(RingDriver, KeptReport), RingError> {
+        // SAFETY: the caller's contract is this function's.
+        unsafe { RingDriver::attach(region, cfg, guard, Some(kept)) }
+    }
+
+    /// # Safety
+    /// As for [`new_persistent`](Self::new_persistent).
+    unsafe fn attach(
+        region: PortRegion,
+        cfg: DriverConfig,
+        guard: Box<dyn Any>,
+        kept: Option<&[u32]>,
+    ) -> Result<(RingDriver, KeptReport), RingError> {
         let if_fits = region.nifp_offset.checked_add(size_of::<NetmapIf>()).is_some_and(|e| e <= region.len);
         if !if_fits {
             return Err(LayoutError(format!(
@@ -342,10 +418,20 @@ impl RingDriver {
         }
         // SAFETY: nifp is inside the region; the list now belongs to the pool.
         unsafe { addr::write_if_u32(nifp, offset_of!(NetmapIf, ni_bufs_head), 0) };
+        let (home, kept, report) = match kept {
+            None => (Vec::new(), Vec::new(), KeptReport::default()),
+            Some(kept) => {
+                let rings: Vec<RingPtr> = tx.iter().map(|t| t.ring).chain(rx.iter().copied()).collect();
+                reclaim_kept(&rings, &mut extras, index_limit, kept)?
+            }
+        };
         // SAFETY: buffers below index_limit lie inside the region, which the caller keeps
         // alive as long as `guard`; the extra buffers are ours alone.
         let pool = unsafe { BufPool::external(buf_base, buf_size, index_limit, extras, headroom, guard) };
-        Ok(RingDriver {
+        for &k in &kept {
+            pool.adopt_kept(k);
+        }
+        let driver = RingDriver {
             nifp,
             pool,
             generic_offset,
@@ -359,8 +445,20 @@ impl RingDriver {
             sent_fds: Vec::new(),
             space_waiters: Vec::new(),
             stuck: Vec::new(),
+            home,
             cfg,
-        })
+        };
+        Ok((driver, report))
+    }
+
+    /// Whether the pool is persistent ([`new_persistent`](Self::new_persistent)).
+    pub fn is_persistent(&self) -> bool {
+        !self.home.is_empty()
+    }
+
+    /// Whether `index` may be lent or enter the pool (always, unless persistent).
+    fn is_home(&self, index: u32) -> bool {
+        self.home.is_empty() || self.home.get(index as usize).copied().unwrap_or(false)
     }
 
     /// The pool over the port's buffers (owning the extra buffers and everything lent).
@@ -436,7 +534,23 @@ impl RingDriver {
                         break 'rings;
                     };
                     let old = s.buf_idx;
-                    if !self.pool.adopt_lent(old) {
+                    if !self.is_home(old) {
+                        // A persistent pool lends home buffers only: copy the payload
+                        // into the fresh one (same offset) and leave the slot as it is.
+                        // SAFETY: `fresh` is lent to us and not in any ring; `old` is
+                        // the slot's buffer, owned by us until head moves past it; both
+                        // lie in the region, and g + len <= buf_size (checked above).
+                        let buf = unsafe {
+                            let src = self.pool.buf_ptr(old).add((g + doff) as usize);
+                            let dst = self.pool.buf_ptr(fresh).add((g + doff) as usize);
+                            std::ptr::copy_nonoverlapping(src, dst, (len - doff) as usize);
+                            self.pool.lend_rx(fresh, g + doff, len - doff)
+                        };
+                        w.data += 1;
+                        w.copied += 1;
+                        w.bytes += (len - doff) as u64;
+                        on_event(RxEvent::Data { fd, buf });
+                    } else if !self.pool.adopt_lent(old) {
                         // The ring holds a buffer the pool already owns: not a kernel
                         // buffer. Leave it there and skip the slot.
                         // SAFETY: `fresh` was allocated just above and is unused.
@@ -630,7 +744,18 @@ impl RingDriver {
                     break;
                 }
                 let f = &mut self.fds[fd as usize];
-                match place_one(&self.pool, &self.cfg, self.buf_size, self.index_limit, &mut self.tx[r], head, fd, f) {
+                let home = &self.home;
+                match place_one(
+                    &self.pool,
+                    &self.cfg,
+                    self.buf_size,
+                    self.index_limit,
+                    home,
+                    &mut self.tx[r],
+                    head,
+                    fd,
+                    f,
+                ) {
                     Placed::Slot { bytes, zero_copy } => {
                         out.slots += 1;
                         out.bytes += bytes as u64;
@@ -786,6 +911,7 @@ fn place_one(
     cfg: &DriverConfig,
     buf_size: u32,
     index_limit: u32,
+    home: &[bool],
     t: &mut TxRing,
     i: u32,
     fd: i32,
@@ -815,6 +941,8 @@ fn place_one(
                 // The TxBuf carries no pool handle we can compare: same index, same
                 // address means same memory, hence this pool.
                 && b.as_ptr() == pool.buf_ptr(b.index()).wrapping_add(pool.tx_headroom() as usize)
+                // A persistent pool takes no foreign buffer in exchange (module docs).
+                && (home.is_empty() || home.get(s.buf_idx as usize).copied().unwrap_or(false))
         }
         _ => false,
     };
@@ -875,6 +1003,73 @@ fn place_one(
         f.credit -= charge as i64;
     }
     Placed::Slot { bytes: n as u32, zero_copy }
+}
+
+/// The persistent-pool start (see the module docs): marks the home buffers (extra
+/// list and ring slots), takes `kept` out of `extras`, swaps each kept buffer found in
+/// a ring slot for an extra buffer (`NS_BUF_CHANGED`). Returns the home map, the kept
+/// indices to adopt, and what was done.
+fn reclaim_kept(
+    rings: &[RingPtr],
+    extras: &mut Vec<u32>,
+    index_limit: u32,
+    kept: &[u32],
+) -> Result<(Vec<bool>, Vec<u32>, KeptReport), RingError> {
+    let mut home = vec![false; index_limit as usize];
+    let mut in_extras = vec![false; index_limit as usize];
+    for &i in extras.iter() {
+        home[i as usize] = true;
+        in_extras[i as usize] = true;
+    }
+    // Where each ring buffer sits, to swap kept ones out.
+    let mut slot_of: Vec<Option<(usize, u32)>> = vec![None; index_limit as usize];
+    for (r, ring) in rings.iter().enumerate() {
+        for i in 0..ring.num_slots() {
+            let b = ring.slot(i).buf_idx;
+            if (FIRST_DATA_BUF..index_limit).contains(&b) {
+                home[b as usize] = true;
+                slot_of[b as usize] = Some((r, i));
+            }
+        }
+    }
+    let mut wanted = vec![false; index_limit as usize];
+    let mut unreachable = Vec::new();
+    let mut adopt = Vec::new();
+    for &k in kept {
+        if !(FIRST_DATA_BUF..index_limit).contains(&k) || !home[k as usize] {
+            unreachable.push(k);
+        } else if !wanted[k as usize] {
+            wanted[k as usize] = true;
+            adopt.push(k);
+        }
+    }
+    if let Some(&first) = unreachable.first() {
+        return Err(RingError::KeptOutOfReach { count: unreachable.len(), first });
+    }
+    let mut report = KeptReport::default();
+    extras.retain(|&i| {
+        let keep = !wanted[i as usize];
+        report.from_extra_list += u32::from(!keep);
+        keep
+    });
+    for &k in &adopt {
+        if in_extras[k as usize] {
+            continue;
+        }
+        let Some((r, i)) = slot_of[k as usize] else { continue };
+        let Some(spare) = extras.pop() else {
+            return Err(RingError::Config(format!(
+                "kept buffer {k} sits in a ring slot and no extra buffer is left to take its place: ask for more extra buffers"
+            )));
+        };
+        let ring = rings[r];
+        let mut s = ring.slot(i);
+        s.buf_idx = spare;
+        s.flags |= slotflags::BUF_CHANGED;
+        ring.set_slot(i, s);
+        report.from_ring_slots += 1;
+    }
+    Ok((home, adopt, report))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use super::*;
 use crate::emu_kernel::{EmuKernel, KernelHold, SendJob, SocketState, TxStall};
 use crate::port_mem::EmuPortConfig;
 use crate::sys::abi::slotflags;
+use paste_rt_core::KeptBuf;
 
 fn setup(cfg: &EmuPortConfig, dcfg: DriverConfig) -> (EmuKernel, RingDriver) {
     let k = EmuKernel::new(cfg).unwrap();
@@ -771,4 +772,107 @@ proptest! {
     ) {
         run(&steps, rings, slots, extra, kernel, sndbuf)?;
     }
+}
+
+fn setup_persistent(cfg: &EmuPortConfig, kept: &[u32]) -> Result<(EmuKernel, RingDriver, KeptReport), RingError> {
+    let k = EmuKernel::new(cfg).unwrap();
+    // SAFETY: as in `setup`; no sync has run on the port yet.
+    let (d, rep) =
+        unsafe { RingDriver::new_persistent(k.region(), DriverConfig::default(), Box::new(k.memory().clone()), kept) }?;
+    Ok((k, d, rep))
+}
+
+/// Writes `tag` at offset 200 of buffer `i`, where a previous run's payload would be.
+fn tag(k: &EmuKernel, i: u32, tag: &[u8]) {
+    // SAFETY: i is a buffer of the live mapping; 200 + tag.len() < buf_size.
+    unsafe { std::ptr::copy_nonoverlapping(tag.as_ptr(), k.memory().buf_ptr(i).unwrap().add(200), tag.len()) };
+}
+
+#[test]
+fn a_persistent_start_reclaims_kept_buffers_from_the_extra_list_and_the_ring_slots() {
+    // Layout of small(8, 10, 20): ring slots hold 2..18 (TX ring 2..10, RX ring
+    // 10..18), the extra list 18..28, the kernel's spares 28..48.
+    let cfg = small(8, 10, 20);
+    let k0 = EmuKernel::new(&cfg).unwrap();
+    assert_eq!(k0.memory().ring_buffers(), (2..18).collect::<Vec<u32>>());
+    assert_eq!(k0.memory().extra_buffers(), (18..28).collect::<Vec<u32>>());
+    drop(k0);
+    let kept = [3, 11, 20];
+    let (mut k, mut d, rep) = setup_persistent(&cfg, &kept).unwrap();
+    for &i in &kept {
+        tag(&k, i, format!("kept {i}").as_bytes());
+    }
+    assert_eq!(rep, KeptReport { from_extra_list: 1, from_ring_slots: 2 });
+    assert!(d.is_persistent());
+    assert_eq!(d.pool().kept_count(), 3);
+    assert_eq!(d.pool().capacity(), 10, "kept buffers count against the pool");
+    for &i in &kept {
+        assert!(!d.pool().is_free(i));
+        let buf = KeptBuf { index: i, offset: 200, len: format!("kept {i}").len() as u32 };
+        assert_eq!(d.pool().kept_slice(&buf).unwrap(), format!("kept {i}").as_bytes());
+    }
+    let mut in_rings = Vec::new();
+    k.for_each_ring_buffer(|i| in_rings.push(i));
+    assert!(kept.iter().all(|i| !in_rings.contains(i)), "no kept buffer is left in a ring slot");
+    let region = k.region();
+    // SAFETY: the emulated port's memory is alive (held by `k`).
+    let tx = unsafe { RingPtr::new(&region, addr::txring(region.base.cast(), 0)) }.unwrap();
+    assert_ne!(tx.slot(1).flags & slotflags::BUF_CHANGED, 0, "the swapped slot says so");
+
+    // Received payload in a buffer that is not home (the emulated kernel's spare) is
+    // copied into a home one; the kept buffers stay untouched.
+    k.register_fd(5, SocketState::Connected).unwrap();
+    arrive(&mut k, 5, b"after restart", 1448);
+    k.rxsync();
+    let mut got = Vec::new();
+    let walk = d.rx_walk(u32::MAX, |e| {
+        if let RxEvent::Data { buf, .. } = e {
+            got.push(buf)
+        }
+    });
+    assert_eq!((walk.data, walk.copied), (1, 1));
+    assert_eq!(&got[0][..], b"after restart");
+    assert!((18..28).contains(&got[0].index()), "lent buffer {} is home", got[0].index());
+    drop(got);
+
+    // A zero-copy send into a slot whose buffer came back from the kernel (not home)
+    // is copied: no foreign buffer enters the pool.
+    // Send until the TX ring's head slot holds a buffer the kernel gave back that is
+    // not home (one of its spares).
+    let foreign_head = |tx: &RingPtr| !(2..28).contains(&tx.slot(tx.head()).buf_idx);
+    for _ in 0..20 {
+        if foreign_head(&tx) {
+            break;
+        }
+        d.tx_queue(5, SendData::Static(b"x")).unwrap();
+        d.tx_fill();
+        k.txsync();
+        d.tx_reclaim(|_, _| {});
+    }
+    assert!(foreign_head(&tx));
+    let mut tb = d.pool().tx_buf().unwrap();
+    tb.put(b"zero copy?");
+    let idx = tb.index();
+    d.tx_queue(5, SendData::Pool(tb)).unwrap();
+    let fill = d.tx_fill();
+    assert_eq!((fill.slots, fill.zero_copy), (1, 0));
+    assert!(d.pool().is_free(idx), "copied, and the TxBuf's buffer went back to the pool");
+    let mut free = 0;
+    for i in 0..64 {
+        if d.pool().is_free(i) {
+            assert!((2..28).contains(&i), "foreign buffer {i} in the pool");
+            free += 1;
+        }
+    }
+    assert_eq!(free, 7);
+}
+
+#[test]
+fn a_kept_buffer_the_kernel_holds_refuses_the_start() {
+    // 30 is among the emulated kernel's spares: out of the application's reach.
+    let e = setup_persistent(&small(8, 10, 20), &[19, 30, 31]).unwrap_err();
+    assert_eq!(e, RingError::KeptOutOfReach { count: 2, first: 30 });
+    let text = e.to_string();
+    assert!(text.contains("same settings"), "{text}");
+    assert!(matches!(setup_persistent(&small(8, 10, 20), &[0]), Err(RingError::KeptOutOfReach { .. })));
 }

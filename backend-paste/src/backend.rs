@@ -186,8 +186,9 @@ impl PasteBackend {
     /// `paste`: kernel PASTE through `/dev/netmap`, configured from the environment
     /// (`PASTE_RT_PASTE_IF` names the NIC; see [`KernelConfig`]). On a machine without
     /// it, the error names what is missing and what is needed. The pool is the
-    /// port's extra buffers (`pool.count` of them are asked for); file-backed memory
-    /// is the extmem file of `PASTE_RT_PASTE_EXTMEM`.
+    /// port's extra buffers (`pool.count` of them are asked for); a file-backed pool
+    /// is the port's extmem file (persistent: its kept buffers survive a restart), and
+    /// is refused where extmem is switched off (see [`KernelConfig::with_pool`]).
     pub fn kernel(pool: PoolConfig) -> Result<PasteBackend, StartError> {
         let cfg = kernel_config(|k| std::env::var(k).ok(), &pool)?;
         PasteBackend::kernel_with(&cfg)
@@ -560,11 +561,7 @@ fn kernel_config(get: impl Fn(&str) -> Option<String>, pool: &PoolConfig) -> Res
             errno: Some(libc::ENOENT),
         });
     }
-    let mut cfg = KernelConfig::from_lookup(&get)?;
-    if get(ENV_EXTRA_BUFS).is_none() {
-        cfg.extra_bufs = pool.count;
-    }
-    Ok(cfg)
+    KernelConfig::from_lookup(&get)?.with_pool(pool, get(ENV_EXTRA_BUFS).is_some())
 }
 
 /// Buffers on the kernel side of an emulated port (see

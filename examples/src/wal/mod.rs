@@ -50,8 +50,8 @@ impl WalConfig {
     }
 }
 
-/// Recovers the log in `config.dir`, starts a runtime from `builder` over a
-/// file-backed pool, binds `addr`, calls `on_ready` with the bound address and what
+/// Recovers the log in `config.dir`, starts a runtime from `builder` (over a
+/// file-backed pool in zero-copy mode), binds `addr`, calls `on_ready` with the bound address and what
 /// was recovered, and serves until the process ends.
 pub fn run(
     config: &WalConfig,
@@ -62,11 +62,16 @@ pub fn run(
     let recovery = Recovery::open(&config.dir, config.capacity, config.mode)?;
     let kept = recovery.kept_indices();
     let buffers = config.capacity.saturating_add(8192);
-    let rt = builder
-        .buffers(buffers)
-        .pool_file(config.dir.join("pool"), kept)
-        .build()
-        .map_err(|e| io::Error::other(e.to_string()))?;
+    // Only zero copy keeps bodies in the pool: copy mode needs no persistent pool (and
+    // so also runs where one cannot be honoured, e.g. PASTE without extmem).
+    let zero_copy = config.mode == Mode::ZeroCopy;
+    let builder = builder.buffers(buffers);
+    let builder = if zero_copy { builder.pool_file(config.dir.join("pool"), kept) } else { builder };
+    let rt = builder.build().map_err(|e| {
+        let hint =
+            if zero_copy { " (zero-copy mode keeps bodies in a persistent pool file; --copy does not)" } else { "" };
+        io::Error::other(format!("{e}{hint}"))
+    })?;
     let method = config.flush.unwrap_or_else(FlushMethod::detect);
     rt.block_on(async {
         let pool = paste_rt::runtime::pool();

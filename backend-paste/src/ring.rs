@@ -22,7 +22,10 @@
 //! means at least a third of the send buffer is free); the provider asks for that
 //! only for the fds [`RingDriver::tx_wants_space`] names — out of credit with data
 //! queued, or holding slots the kernel did not take at the last sync. An fd without
-//! a budget is never held back.
+//! a budget is never held back. The pool is shared too (every connection's receive
+//! needs a free buffer): when fewer than an eighth of its buffers are free, the pool
+//! buffers queued on congested fds are copied out to the heap and given back, so a
+//! connection that stops reading cannot starve the others' receives either.
 //!
 //! Kept buffers across restarts (a persistent pool, [`RingDriver::new_persistent`]):
 //! at REGISTER the kernel treats every buffer of an extmem file as free and hands them
@@ -190,6 +193,9 @@ pub struct TxFill {
     /// Fds with data queued that got no slot for lack of send space (congested, or
     /// waiting for the socket to be seen writable again).
     pub blocked: u32,
+    /// Queued pool buffers of congested fds copied to the heap and given back to
+    /// the pool (it was running dry).
+    pub pool_relieved: u32,
 }
 
 /// What [`RingDriver::export_extra`] gave back.
@@ -783,7 +789,31 @@ impl RingDriver {
             }
         }
         self.scratch = heads;
+        out.pool_relieved = self.relieve_pool();
         out
+    }
+
+    /// When the pool runs low (fewer than an eighth of its buffers free), copies the
+    /// pool buffers queued on congested fds (out of send credit) to the heap and gives
+    /// them back (see the module docs). A partly placed front entry stays. Returns the
+    /// buffers given back.
+    fn relieve_pool(&mut self) -> u32 {
+        if self.space_waiters.is_empty() || self.pool.free_count() >= (self.pool.capacity() / 8).max(1) {
+            return 0;
+        }
+        let mut relieved = 0;
+        for &fd in &self.space_waiters {
+            let Some(f) = self.fds.get_mut(fd as usize).filter(|f| f.waiting) else { continue };
+            let skip = usize::from(f.front_off > 0);
+            for d in f.queue.iter_mut().skip(skip) {
+                if matches!(d, SendData::Pool(_)) {
+                    // The TxBuf is dropped here: back to the pool.
+                    *d = SendData::Owned(d.as_slice().to_vec());
+                    relieved += 1;
+                }
+            }
+        }
+        relieved
     }
 
     /// After a sync: accounts the TX slots the kernel took back (`[pending, tail + 1)`;

@@ -489,6 +489,48 @@ fn a_congested_connection_keeps_its_data_off_the_ring_and_never_stalls_the_other
 }
 
 #[test]
+fn a_congested_fd_cannot_starve_the_pool_with_queued_sends() {
+    let (mut k, mut d) = setup(&small(64, 40, 96), DriverConfig::default());
+    let (slow, other) = (5, 6);
+    for fd in [slow, other] {
+        k.register_fd(fd, SocketState::Connected).unwrap();
+        assert!(k.set_sndbuf(fd, 2048));
+        d.tx_set_budget(fd, 2048).unwrap();
+    }
+    // The slow fd queues most of the pool, in pool buffers.
+    let mut expect = Vec::new();
+    for i in 0..38u8 {
+        let mut b = d.pool().tx_buf().unwrap();
+        b.put(&[i; 1000]);
+        expect.extend_from_slice(&[i; 1000]);
+        d.tx_queue(slow, SendData::Pool(b)).unwrap();
+    }
+    assert_eq!(d.pool().free_count(), 2);
+    let fill = d.tx_fill();
+    assert!(fill.blocked > 0, "the slow fd ran out of send credit");
+    assert!(fill.pool_relieved > 30, "{fill:?}");
+    assert!(d.pool().free_count() >= 32, "the pool got its buffers back: {}", d.pool().free_count());
+    assert_eq!(d.tx_queued(slow) as usize + d.tx_inflight(slow) as usize * 1000, expect.len());
+    // Receives go on; the slow fd's bytes still go out in order once it drains.
+    k.register_fd(7, SocketState::Connected).unwrap();
+    arrive(&mut k, 7, b"still receiving", 1448);
+    k.rxsync();
+    let mut got = Vec::new();
+    assert_eq!(d.rx_walk(u32::MAX, |e| got.push(e)).data, 1);
+    drop(got);
+    let mut wire = BTreeMap::new();
+    for _ in 0..200 {
+        k.txsync();
+        drain_sends(&mut k, &mut wire, usize::MAX);
+        d.tx_reclaim(|_, _| {});
+        report_writable(&k, &mut d);
+        d.tx_fill();
+    }
+    assert_eq!(wire[&slow], expect);
+    check_conservation(&k, &d, &[]).unwrap();
+}
+
+#[test]
 fn send_credit_follows_budget_charges_and_pollout() {
     let dcfg = DriverConfig { tx_slot_overhead: 1000, ..DriverConfig::default() };
     let (mut k, mut d) = setup(&small(64, 48, 96), dcfg);

@@ -120,6 +120,11 @@ enum Check {
     /// On a paste runtime (PASTE_RT_BACKEND=paste), a UDP socket is refused with its
     /// message.
     UdpRefused,
+    /// A TCP connect succeeds within a second (the server is reachable).
+    Probe {
+        #[arg(long)]
+        addr: SocketAddr,
+    },
 }
 
 /// The server and its response body length.
@@ -154,6 +159,9 @@ fn main() -> ExitCode {
         Check::WalPost { addr, count, first } => wal_post(addr, count, first),
         Check::WalCheck { addr, count, first } => wal_check(addr, count, first),
         Check::UdpRefused => udp_refused(),
+        Check::Probe { addr } => TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+            .map(|_| format!("{addr} accepts connections"))
+            .map_err(|err| format!("connect {addr}: {err}")),
     };
     match result {
         Ok(msg) => {

@@ -25,7 +25,7 @@ fail() { echo "CHECK|$GROUP|$1|FAIL|$2"; FAILED=1; context; }
 # check NAME CMD...: runs CMD (which bounds its own time: `client` does, others are
 # wrapped in `timeout`), passes with its last output line.
 check() {
-    name=$1; shift
+    local name=$1 out rc last; shift
     out=$("$@" 2>&1); rc=$?
     last=$(printf '%s\n' "$out" | grep -v '^$' | tail -1)
     if [ $rc = 0 ]; then
@@ -38,12 +38,12 @@ check() {
 }
 
 # client SECONDS ARGS...: live_client in the client namespace.
-client() { limit=$1; shift; cli timeout "$limit" ./live_client "$@"; }
+client() { local limit=$1; shift; cli timeout "$limit" ./live_client "$@"; }
 
 # start NAME OUTFILE CMD...: starts a server on paste in the background and waits (30 s
 # at most) for its "listening" line. Sets SERVER_PID and SERVER_OUT.
 start() {
-    name=$1; SERVER_OUT=$2; shift 2
+    local name=$1 i; SERVER_OUT=$2; shift 2
     rm -f "$SERVER_OUT" "$SERVER_OUT.err"
     PASTE_RT_BACKEND=paste "$@" > "$SERVER_OUT" 2> "$SERVER_OUT.err" &
     SERVER_PID=$!
@@ -61,20 +61,21 @@ start() {
 }
 
 # link_up PORT: the e1000 link goes down and up when netmap mode is entered; waits
-# (20 s at most) until a client connects.
+# (20 s at most) until a client connects, else records a failure.
 link_up() {
-    port=$1; i=0
+    local port=$1 i=0
     while [ $i -lt 40 ]; do
         cli timeout 3 ./live_client probe --addr $SERVER:"$port" >/dev/null 2>&1 && return 0
         i=$((i + 1)); sleep 0.5
     done
+    fail "link-up-$port" "no client could connect to $SERVER:$port within 20 s"
     return 1
 }
 
 # stop NAME SIGNAL: stops the server with SIGNAL and checks that it exits 0 within
 # 20 s (a kill -9 is only waited for).
 stop() {
-    name=$1; sig=$2
+    local name=$1 sig=$2 wd rc
     [ -z "$SERVER_PID" ] && { fail "$name" "no server running"; return; }
     kill -s "$sig" $SERVER_PID
     ( sleep 20; kill -9 $SERVER_PID 2>/dev/null ) & wd=$!
@@ -92,7 +93,7 @@ stop() {
 
 # load NAME CONNS: paste-bench load, 2 s, must report 0 errors.
 load() {
-    name=$1; conns=$2
+    local name=$1 conns=$2 out rc last
     out=$(cli timeout 60 ./paste-bench load --addr $SERVER:60000 --conns "$conns" --duration 2 --warmup 0.5 2>&1)
     rc=$?
     last=$(printf '%s\n' "$out" | tail -1)

@@ -396,7 +396,13 @@ impl KernelPort {
                 (Some(libc::EINVAL) | Some(libc::ENXIO) | Some(libc::EOPNOTSUPP), _) => format!(
                     "REGISTER {}: {e} (netmap is present but has no PASTE support{}); {REQUIREMENTS}",
                     pst::APP_PORT,
-                    if ext_path.is_some() { ", or no extmem support" } else { "" }
+                    match &cfg.extmem {
+                        Some(x) if x.persistent => {
+                            ", or no extmem support, which a file-backed pool (Builder::pool_file) on paste needs"
+                        }
+                        Some(_) => ", or no extmem support",
+                        None => "",
+                    }
                 ),
                 (Some(libc::ENOTTY), _) => format!(
                     "REGISTER {}: {e} ({} is not a netmap control device); {REQUIREMENTS}",

@@ -19,11 +19,11 @@ use clap::{Parser, Subcommand};
 #[command(version)]
 struct Args {
     #[command(subcommand)]
-    check: Check,
+    command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-enum Check {
+enum Command {
     /// COUNT keep-alive GETs on one connection, each response checked byte for byte.
     Get {
         #[command(flatten)]
@@ -145,21 +145,21 @@ type Outcome = Result<String, String>;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let result = match args.check {
-        Check::Get { t, count } => get(&t, count),
-        Check::Pipeline { t, count } => pipeline(&t, count),
-        Check::Split { t } => split(&t),
-        Check::Post { t, size, count } => post(&t, size, count),
-        Check::Fin { t } => fin(&t),
-        Check::Rst { t } => rst(&t),
-        Check::Cycles { t, count, rst } => cycles(&t, count, rst),
-        Check::SlowReader { t, count } => slow_reader(&t, count),
-        Check::Congestion { t, pipeline, rounds, limit_ms } => congestion(&t, pipeline, rounds, limit_ms),
-        Check::Echo { addr, size } => echo(addr, size),
-        Check::WalPost { addr, count, first } => wal_post(addr, count, first),
-        Check::WalCheck { addr, count, first } => wal_check(addr, count, first),
-        Check::UdpRefused => udp_refused(),
-        Check::Probe { addr } => TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+    let result = match args.command {
+        Command::Get { t, count } => get(&t, count),
+        Command::Pipeline { t, count } => pipeline(&t, count),
+        Command::Split { t } => split(&t),
+        Command::Post { t, size, count } => post(&t, size, count),
+        Command::Fin { t } => fin(&t),
+        Command::Rst { t } => rst(&t),
+        Command::Cycles { t, count, rst } => cycles(&t, count, rst),
+        Command::SlowReader { t, count } => slow_reader(&t, count),
+        Command::Congestion { t, pipeline, rounds, limit_ms } => congestion(&t, pipeline, rounds, limit_ms),
+        Command::Echo { addr, size } => echo(addr, size),
+        Command::WalPost { addr, count, first } => wal_post(addr, count, first),
+        Command::WalCheck { addr, count, first } => wal_check(addr, count, first),
+        Command::UdpRefused => udp_refused(),
+        Command::Probe { addr } => TcpStream::connect_timeout(&addr, Duration::from_secs(1))
             .map(|_| format!("{addr} accepts connections"))
             .map_err(|err| format!("connect {addr}: {err}")),
     };

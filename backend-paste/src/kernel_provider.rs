@@ -10,8 +10,9 @@
 //! ([`RingDriver::tx_wants_space`]: out of send credit with data queued, or holding
 //! slots the kernel did not take); the port fd comes first in the set, so the
 //! socket's answer describes it after this poll's txsync, and a writable one is
-//! reported ([`Event::Writable`]). Each socket's send buffer (`SO_SNDBUF`) is read
-//! once, at registration ([`KernelProvider::send_budget`]). So a congested
+//! reported to the backend, which hands it to the ring driver
+//! ([`RingDriver::tx_writable`]). Each socket's send buffer (`SO_SNDBUF`) is read
+//! once, at registration: the driver's send budget for it. So a congested
 //! connection never puts a slot on the shared TX ring that its socket would refuse
 //! (which would stall every other connection's slots behind it, §10.1 point 5), and
 //! the data path makes no system call besides the poll. A socket
@@ -241,6 +242,8 @@ pub(crate) struct KernelProvider {
     pollfds: Vec<libc::pollfd>,
     roles: Vec<PollRole>,
     fd_freed: bool,
+    /// What the ring driver did with a persistent pool's kept buffers at start.
+    kept: crate::ring::KeptReport,
 }
 
 fn start_error(reason: String, errno: Option<i32>) -> StartError {
@@ -256,7 +259,7 @@ impl KernelProvider {
     /// builds the ring driver over it.
     pub(crate) fn open(cfg: &KernelConfig) -> Result<(KernelProvider, RingDriver), StartError> {
         let port = KernelPort::open(cfg)?;
-        let driver = port.ring_driver(DriverConfig::default())?;
+        let (driver, kept) = port.ring_driver_with_report(DriverConfig::default())?;
         // SAFETY: plain syscall; the result is checked.
         let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if efd < 0 {
@@ -277,6 +280,7 @@ impl KernelProvider {
                 pollfds: Vec::new(),
                 roles: Vec::new(),
                 fd_freed: false,
+                kept,
             },
             driver,
         ))
@@ -284,7 +288,15 @@ impl KernelProvider {
 
     pub(crate) fn describe(&self) -> String {
         let port = self.port.as_ref().map_or_else(String::new, |p| p.describe());
-        format!("{port}; one poll() per sync over the port, listeners and registered sockets")
+        let kept = if self.kept == crate::ring::KeptReport::default() {
+            String::new()
+        } else {
+            format!(
+                "; kept buffers reclaimed: {} from the extra list, {} from ring slots",
+                self.kept.from_extra_list, self.kept.from_ring_slots
+            )
+        };
+        format!("{port}{kept}; one poll() per sync over the port, listeners and registered sockets")
     }
 
     pub(crate) fn remote_waker(&self) -> Arc<dyn RemoteWake> {
@@ -699,6 +711,16 @@ mod tests {
         assert!(rev & libc::POLLERR != 0 && rev & libc::POLLHUP != 0, "revents {rev:#x}");
         assert_eq!(classify(s.as_raw_fd(), rev), SocketFault::Error(libc::ECONNRESET));
         assert_eq!(take_socket_error(s.as_raw_fd()), 0, "SO_ERROR reads once");
+    }
+
+    #[test]
+    fn the_send_buffer_is_read_from_the_socket() {
+        let (_c, s) = pair();
+        let n = send_buffer_size(s.as_raw_fd()).unwrap();
+        assert!(n >= 4096, "SO_SNDBUF {n}");
+        socket2::SockRef::from(&s).set_send_buffer_size(65536).unwrap();
+        assert_eq!(send_buffer_size(s.as_raw_fd()).unwrap(), 2 * 65536, "the kernel doubles what is set");
+        assert!(send_buffer_size(-1).is_err());
     }
 
     #[test]

@@ -45,12 +45,17 @@ if start wal-extmem-start /tmp/wal.out ./wal --dir /tmp/w-zc --backend paste && 
     check wal-extmem-post-110 client 110 wal-post --addr $W --count 110
     stop  wal-extmem-kill-9 KILL
 fi
-if start wal-extmem-restart /tmp/wal.out ./wal --dir /tmp/w-zc --backend paste; then
+# (auto: the runtime prints the backend's report, which says where the kept buffers
+# were found; auto picks paste first.)
+if start wal-extmem-restart /tmp/wal.out env PASTE_RT_BACKEND=auto ./wal --dir /tmp/w-zc --backend auto; then
     line=$(grep listening /tmp/wal.out)
     case $line in
-        *"recovered 110 records (dropped 0)"*) pass wal-extmem-recovered-110 "$line" ;;
+        *"backend paste"*"recovered 110 records (dropped 0)"*) pass wal-extmem-recovered-110 "$line" ;;
         *) fail wal-extmem-recovered-110 "$line" ;;
     esac
+    report=$(grep -o 'kept buffers reclaimed: [^;]*' /tmp/wal.out.err)
+    [ -n "$report" ] && pass wal-extmem-kept-reclaimed "$report" ||
+        fail wal-extmem-kept-reclaimed "no reclaim report: $(cat /tmp/wal.out.err)"
     link_up 60000
     check wal-extmem-get-110 client 110 wal-check --addr $W --count 110
     # Traffic through every ring and NIC buffer, then the kept records again.

@@ -76,10 +76,13 @@ pub(crate) enum Event {
         fd: RawFd,
     },
     /// `fd`'s socket has send space (seen after the sync's txsync) and the ring driver
-    /// wanted to know ([`RingDriver::tx_wants_space`]).
+    /// wanted to know ([`RingDriver::tx_wants_space`], [`RingDriver::tx_low_credit`]).
     Writable {
         /// The socket.
         fd: RawFd,
+        /// The exact free send space, when the provider knows it (emulated port);
+        /// `None`: `POLLOUT` (at least a third of the send buffer).
+        free: Option<u64>,
     },
 }
 
@@ -463,7 +466,8 @@ impl PasteBackend {
                     }
                 }
             }
-            Event::Writable { fd } => self.driver.tx_writable(fd),
+            Event::Writable { fd, free: None } => self.driver.tx_writable(fd),
+            Event::Writable { fd, free: Some(free) } => self.driver.tx_send_space(fd, free),
             Event::Closed { fd } => {
                 if let Some(slot) = usize::try_from(fd).ok().and_then(|i| self.conns.get_mut(i)) {
                     if slot.as_ref().is_some_and(|c| !c.open) {

@@ -366,6 +366,11 @@ impl EmuKernel {
         self.fds.get(fd as usize).map(|e| e.wmem)
     }
 
+    /// `fd`'s free send space: its send buffer less what it holds queued.
+    pub fn send_space(&self, fd: i32) -> Option<u64> {
+        self.fds.get(fd as usize).map(|e| u64::from(e.sndbuf).saturating_sub(e.wmem))
+    }
+
     /// The kernel's `POLLOUT` rule for a TCP socket: the free send space is at least
     /// half of what is queued (so at least a third of the buffer is free).
     pub fn writable(&self, fd: i32) -> bool {

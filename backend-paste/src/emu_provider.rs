@@ -574,14 +574,20 @@ impl EmuProvider {
         Ok(())
     }
 
-    /// `POLLOUT` of the emulation: the sockets the ring driver wants send space for
-    /// that have it are reported writable. Returns whether any was.
+    /// `POLLOUT` of the emulation, exact: the sockets the ring driver waits for send
+    /// space on, and those running low on credit, get their free space reported.
+    /// Returns whether a waiting one has space (it can send: do not wait).
     fn report_writable(&self, driver: &RingDriver, events: &mut Vec<Event>) -> bool {
         let mut any = false;
         for fd in driver.tx_space_waiters() {
-            if self.kernel.writable(fd) {
-                events.push(Event::Writable { fd });
+            if let Some(free) = self.kernel.send_space(fd).filter(|&f| f > 0) {
+                events.push(Event::Writable { fd, free: Some(free) });
                 any = true;
+            }
+        }
+        for fd in driver.tx_low_credit() {
+            if let Some(free) = self.kernel.send_space(fd).filter(|&f| f > 0) {
+                events.push(Event::Writable { fd, free: Some(free) });
             }
         }
         any

@@ -534,7 +534,7 @@ impl KernelProvider {
                 }
                 PollRole::Watched => {
                     if p.revents & libc::POLLOUT != 0 {
-                        events.push(Event::Writable { fd: p.fd });
+                        events.push(Event::Writable { fd: p.fd, free: None });
                     }
                     if p.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
                         // classify reads SO_ERROR.

@@ -245,6 +245,8 @@ struct FdTx {
     waiting: bool,
     /// Listed in `stuck` (slots left untaken by the last sync).
     stuck: bool,
+    /// Listed in `low_credit` (credit below half the budget).
+    low: bool,
 }
 
 /// The app-side ring driver over one mapped port (see the module docs).
@@ -266,6 +268,8 @@ pub struct RingDriver {
     space_waiters: Vec<i32>,
     /// Fds whose slots the kernel left in the ring at the last sync.
     stuck: Vec<i32>,
+    /// Fds whose credit fell below half their budget (see [`RingDriver::tx_low_credit`]).
+    low_credit: Vec<i32>,
     /// Persistent pool: by index, whether a buffer is home (see the module docs);
     /// empty otherwise.
     home: Vec<bool>,
@@ -451,6 +455,7 @@ impl RingDriver {
             sent_fds: Vec::new(),
             space_waiters: Vec::new(),
             stuck: Vec::new(),
+            low_credit: Vec::new(),
             home,
             cfg,
         };
@@ -629,6 +634,7 @@ impl RingDriver {
         f.credit = 0;
         f.untaken_charge = 0;
         f.waiting = false;
+        f.low = false;
         if f.stuck {
             f.stuck = false;
             self.stuck.retain(|&x| x != fd);
@@ -663,6 +669,32 @@ impl RingDriver {
         if f.credit > 0 {
             f.waiting = false;
         }
+    }
+
+    /// The provider knows `fd`'s socket's free send space exactly (`free` bytes in
+    /// the kernel's accounting, after the sync's txsync): the credit becomes that,
+    /// less what is still waiting in the ring. (An emulated port knows it; the kernel
+    /// only says [`tx_writable`](Self::tx_writable).)
+    pub fn tx_send_space(&mut self, fd: i32, free: u64) {
+        self.collect_completions();
+        let Some(f) = usize::try_from(fd).ok().and_then(|i| self.fds.get_mut(i)) else { return };
+        let Some(budget) = f.budget else { return };
+        f.credit = free.min(i64::MAX as u64) as i64 - f.untaken_charge as i64;
+        if f.credit > 0 {
+            f.waiting = false;
+        }
+        if f.credit >= i64::from(budget / 2) {
+            f.low = false;
+        }
+    }
+
+    /// The fds whose credit fell below half their budget while sending (each at most
+    /// once). A provider that can read a socket's free send space without a system
+    /// call tops their credit up with [`tx_send_space`](Self::tx_send_space) after each sync, so
+    /// that a busy connection never runs dry; a kernel provider does not (it would
+    /// need a system call, or a `POLLOUT` that returns at once).
+    pub fn tx_low_credit(&self) -> impl Iterator<Item = i32> + '_ {
+        self.low_credit.iter().copied().filter(|&fd| self.fd(fd).is_some_and(|f| f.low))
     }
 
     /// Whether the provider should watch `fd`'s socket for writability (`POLLOUT`) at
@@ -722,6 +754,7 @@ impl RingDriver {
         let mut out = TxFill::default();
         let fds = &self.fds;
         self.space_waiters.retain(|&fd| fds.get(fd as usize).is_some_and(|f| f.waiting));
+        self.low_credit.retain(|&fd| fds.get(fd as usize).is_some_and(|f| f.low));
         let ntx = self.tx.len();
         let mut heads = std::mem::take(&mut self.scratch);
         heads.clear();
@@ -777,6 +810,12 @@ impl RingDriver {
             }
             heads[r].0 = head;
             let f = &mut self.fds[fd as usize];
+            if let Some(budget) = f.budget {
+                if !f.low && f.credit < i64::from(budget / 2) {
+                    f.low = true;
+                    self.low_credit.push(fd);
+                }
+            }
             if f.queue.is_empty() {
                 f.active = false;
             } else {

@@ -552,6 +552,15 @@ fn send_credit_follows_budget_charges_and_pollout() {
     assert_eq!(d.tx_credit(7), Some(3000), "taken slots no longer count against the bound");
     assert!(!d.tx_wants_space(7));
     assert_eq!(d.tx_fill().slots, 2);
+    assert_eq!(d.tx_low_credit().collect::<Vec<_>>(), vec![7], "below half the budget");
+    // An exact report (an emulated port knows the free space): the credit is that,
+    // less what still waits in the ring.
+    d.tx_send_space(7, 8000);
+    assert_eq!(d.tx_credit(7), Some(8000 - 2 * 2448));
+    k.txsync();
+    d.tx_send_space(7, 8000);
+    assert_eq!(d.tx_credit(7), Some(8000));
+    assert_eq!(d.tx_low_credit().count(), 0, "topped up above half the budget");
     assert_eq!(d.tx_drop_fd(7), 4 * 1448);
     assert_eq!(d.tx_credit(7), None, "a new connection on the number sets its own budget");
     assert!(matches!(d.tx_set_budget(70_000, 1), Err(RingError::FdOutOfRange(70_000))));

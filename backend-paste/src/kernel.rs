@@ -97,6 +97,8 @@ pub struct KernelConfig {
     pub extmem: Option<ExtmemConfig>,
     /// Extmem may be used (`PASTE_RT_PASTE_EXTMEM` is not `off`).
     pub extmem_allowed: bool,
+    /// Port memory a new extmem file gets at least (`PASTE_RT_PASTE_EXTMEM_MB`).
+    pub extmem_size: u64,
     /// Buffers a previous run kept in the (persistent) extmem file.
     pub kept: Vec<u32>,
     /// The control device.
@@ -151,7 +153,17 @@ impl KernelConfig {
             persistent: false,
         });
         let device = get(ENV_DEVICE).filter(|s| !s.is_empty()).unwrap_or_else(|| "/dev/netmap".into()).into();
-        Ok(KernelConfig { ifname, rings, slots, extra_bufs, extmem, extmem_allowed, kept: Vec::new(), device })
+        Ok(KernelConfig {
+            ifname,
+            rings,
+            slots,
+            extra_bufs,
+            extmem,
+            extmem_allowed,
+            extmem_size: mb << 20,
+            kept: Vec::new(),
+            device,
+        })
     }
 
     /// Applies the runtime's pool: its count is the extra buffers asked for (unless
@@ -197,8 +209,7 @@ impl KernelConfig {
                         Some(libc::EINVAL),
                     ));
                 }
-                let size = self.extmem.as_ref().map_or(256 << 20, |x| x.size);
-                self.extmem = Some(ExtmemConfig { path: path.clone(), size, persistent: true });
+                self.extmem = Some(ExtmemConfig { path: path.clone(), size: self.extmem_size, persistent: true });
                 self.kept = pool.kept.clone();
             }
         }
@@ -735,6 +746,11 @@ mod tests {
         .with_pool(&file, false)
         .unwrap();
         assert_eq!(same.extmem.map(|x| (x.size, x.persistent)), Some((32 << 20, true)));
+        let sized = KernelConfig::from_lookup(lookup(&[(ENV_IF, "eth1"), (ENV_EXTMEM_MB, "48")]))
+            .unwrap()
+            .with_pool(&file, false)
+            .unwrap();
+        assert_eq!(sized.extmem.map(|x| x.size), Some(48 << 20), "the size applies to a pool file too");
     }
 
     #[test]

@@ -39,7 +39,8 @@ fi
 
 # Zero copy with extmem: the pool file is the extmem file; kept buffers survive kill -9
 # and REGISTER, and later traffic does not overwrite them.
-if start wal-extmem-start /tmp/wal.out ./wal --dir /tmp/w-zc --backend paste && link_up 60000; then
+if start wal-extmem-start /tmp/wal.out env PASTE_RT_PASTE_EXTMEM_MB=64 ./wal --dir /tmp/w-zc --backend paste &&
+    link_up 60000; then
     grep -q ZeroCopy /tmp/wal.out && pass wal-extmem-zero-copy-mode "$(grep listening /tmp/wal.out)" ||
         fail wal-extmem-zero-copy-mode "$(cat /tmp/wal.out)"
     check wal-extmem-post-110 client 110 wal-post --addr $W --count 110
@@ -47,7 +48,8 @@ if start wal-extmem-start /tmp/wal.out ./wal --dir /tmp/w-zc --backend paste && 
 fi
 # (auto: the runtime prints the backend's report, which says where the kept buffers
 # were found; auto picks paste first.)
-if start wal-extmem-restart /tmp/wal.out env PASTE_RT_BACKEND=auto ./wal --dir /tmp/w-zc --backend auto; then
+if start wal-extmem-restart /tmp/wal.out env PASTE_RT_BACKEND=auto PASTE_RT_PASTE_EXTMEM_MB=64 ./wal --dir /tmp/w-zc \
+    --backend auto; then
     line=$(grep listening /tmp/wal.out)
     case $line in
         *"backend paste"*"recovered 110 records (dropped 0)"*) pass wal-extmem-recovered-110 "$line" ;;

@@ -141,6 +141,8 @@ pub struct PasteBackend {
     events: Vec<Event>,
     /// Completions decided while applying ops (e.g. a send on a failed connection).
     deferred: Vec<Completion>,
+    /// Scratch list of the provider's end-of-stream reports (reused).
+    fins: Vec<RawFd>,
 }
 
 impl std::fmt::Debug for PasteBackend {
@@ -215,6 +217,7 @@ impl PasteBackend {
             shutdowns: Vec::new(),
             events: Vec::with_capacity(256),
             deferred: Vec::new(),
+            fins: Vec::new(),
         }
     }
 
@@ -540,6 +543,22 @@ impl PasteBackend {
         for fd in peer_closed {
             provider!(&mut self.provider, p => p.peer_closed(fd));
         }
+        // 6. End of stream the provider saw on a socket rather than in the ring (a FIN
+        //    riding on data gets no EOF slot on kernel PASTE), after the walk.
+        let mut fins = std::mem::take(&mut self.fins);
+        provider!(&mut self.provider, p => p.peer_fins(&self.driver, &mut fins));
+        for fd in fins.drain(..) {
+            let c = usize::try_from(fd).ok().and_then(|i| self.conns.get_mut(i)).and_then(Option::as_mut);
+            match c {
+                Some(c) if c.open && c.role == Role::Stream && !c.rx_done => {
+                    c.rx_done = true;
+                    out.push(Completion::Eof(c.token));
+                }
+                Some(c) if c.closing => provider!(&mut self.provider, p => p.peer_closed(fd)),
+                _ => {}
+            }
+        }
+        self.fins = fins;
         if walk.data > 0 {
             Stats::add(&self.stats.rx_buffers, walk.data as u64);
             Stats::add(&self.stats.rx_bytes, walk.bytes);

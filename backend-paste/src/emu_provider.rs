@@ -520,6 +520,10 @@ impl EmuProvider {
     /// An EOF slot of a closing fd: nothing to do (the close waits for sends only).
     pub(crate) fn peer_closed(&mut self, _fd: RawFd) {}
 
+    /// End of stream seen outside the ring: never here (the emulated kernel always
+    /// puts an EOF slot in the ring).
+    pub(crate) fn peer_fins(&mut self, _driver: &RingDriver, _out: &mut Vec<RawFd>) {}
+
     // ---- the sync ----
 
     /// One sync (see the module docs): txsync, socket work, one enter, completions,

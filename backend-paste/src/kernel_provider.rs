@@ -15,7 +15,15 @@
 //! once, at registration: the driver's send budget for it. So a congested
 //! connection never puts a slot on the shared TX ring that its socket would refuse
 //! (which would stall every other connection's slots behind it, §10.1 point 5), and
-//! the data path makes no system call besides the poll. A socket
+//! the data path makes no system call besides the poll.
+//!
+//! End of stream: kernel PASTE turns a FIN that arrives alone into a zero-payload
+//! slot, but a FIN riding on the last data segment (a client that writes and shuts
+//! down at once) produces no slot at all — seen on the live kernel, where such a
+//! connection then sat in CLOSE_WAIT forever. So registered sockets are also asked
+//! for `POLLRDHUP` until it is seen, and the backend reports end of stream for such a
+//! socket once everything received before the FIN
+//! has been walked, if no EOF slot came first. A socket
 //! found reset is reported (`Event::RecvError`) and closed abortively at once, before
 //! the next sync, so that its TX slots cannot stall the ring for everyone (§10.2); its
 //! fd number stays taken (a `/dev/null` placeholder) until the application's `Close`.
@@ -86,10 +94,13 @@ pub enum SockState {
     /// Connect in progress.
     Connecting,
     /// Registered; `hup` once a hang-up without error was seen (not polled again,
-    /// or `poll` would return at once forever).
+    /// or `poll` would return at once forever); `fin` once the peer's FIN was seen
+    /// (`POLLRDHUP`, not asked for again).
     Registered {
         /// A hang-up was seen.
         hup: bool,
+        /// The peer's FIN was seen.
+        fin: bool,
     },
     /// Closing, waiting for the peer.
     Closing {
@@ -101,9 +112,10 @@ pub enum SockState {
 }
 
 /// Builds the poll set of one sync: port and wake-up first (so the sockets' state is
-/// read after the port's txsync), then each socket that has something to watch; the
-/// `bool` of a socket asks for `POLLOUT` on a registered one (send space wanted).
-/// `roles[i]` says what `fds[i]` is.
+/// read after the port's txsync and rxsync), then each socket that has something to
+/// watch; the `bool` of a socket asks for `POLLOUT` on a registered one (send space
+/// wanted). Registered sockets whose peer's FIN was not seen yet, and closing ones,
+/// are asked for `POLLRDHUP`. `roles[i]` says what `fds[i]` is.
 pub fn build_poll_set(
     port: RawFd,
     wake: RawFd,
@@ -123,10 +135,12 @@ pub fn build_poll_set(
         match state {
             SockState::Listener { starved: false } => add(fd, libc::POLLIN, PollRole::Listener),
             SockState::Connecting => add(fd, libc::POLLOUT, PollRole::Connecting),
-            SockState::Registered { hup: false } => {
-                add(fd, if wants_space { libc::POLLOUT } else { 0 }, PollRole::Watched)
+            SockState::Registered { hup: false, fin } => {
+                let space = if wants_space { libc::POLLOUT } else { 0 };
+                let peer_fin = if fin { 0 } else { libc::POLLRDHUP };
+                add(fd, space | peer_fin, PollRole::Watched)
             }
-            SockState::Closing { shut: true } => add(fd, 0, PollRole::Watched),
+            SockState::Closing { shut: true } => add(fd, libc::POLLRDHUP, PollRole::Watched),
             _ => {}
         }
     }
@@ -242,6 +256,11 @@ pub(crate) struct KernelProvider {
     pollfds: Vec<libc::pollfd>,
     roles: Vec<PollRole>,
     fd_freed: bool,
+    /// Registered fds whose peer's FIN was seen and not yet reported
+    /// ([`peer_fins`](Self::peer_fins)).
+    fins: Vec<RawFd>,
+    /// The RX ring was full after the last sync's rxsync.
+    rx_full_at_sync: bool,
     /// What the ring driver did with a persistent pool's kept buffers at start.
     kept: crate::ring::KeptReport,
 }
@@ -280,6 +299,8 @@ impl KernelProvider {
                 pollfds: Vec::new(),
                 roles: Vec::new(),
                 fd_freed: false,
+                fins: Vec::new(),
+                rx_full_at_sync: false,
                 kept,
             },
             driver,
@@ -357,7 +378,7 @@ impl KernelProvider {
         stats.syscall();
         // Without it the fd's slots are not held back (as before budgets existed).
         let send_buffer = send_buffer_size(fd).ok();
-        let mut s = KSock::new(SockState::Registered { hup: false });
+        let mut s = KSock::new(SockState::Registered { hup: false, fin: false });
         s.send_buffer = send_buffer;
         self.set(fd, s);
         Ok(())
@@ -536,6 +557,9 @@ impl KernelProvider {
                     if p.revents & libc::POLLOUT != 0 {
                         events.push(Event::Writable { fd: p.fd, free: None });
                     }
+                    if p.revents & libc::POLLRDHUP != 0 {
+                        self.on_peer_fin(p.fd);
+                    }
                     if p.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
                         // classify reads SO_ERROR.
                         stats.syscall();
@@ -546,14 +570,53 @@ impl KernelProvider {
             }
         }
         self.advance_closes(driver, stats, events);
+        // Whether rxsync left received data in the kernel (the RX ring was full).
+        self.rx_full_at_sync = driver.rx_ready() >= driver.rx_capacity();
         Ok(())
+    }
+
+    /// The peer's FIN, seen on the socket (see the module docs): a closing socket's
+    /// peer is done; a registered one's end of stream is due once its data is walked.
+    fn on_peer_fin(&mut self, fd: RawFd) {
+        let Some(s) = self.sock(fd) else { return };
+        match s.state {
+            SockState::Registered { hup, fin: false } => {
+                s.state = SockState::Registered { hup, fin: true };
+                self.fins.push(fd);
+            }
+            SockState::Closing { .. } => s.peer_done = true,
+            _ => {}
+        }
+    }
+
+    /// After the backend's RX walk: the fds whose peer's FIN was seen on the socket,
+    /// now that every byte received before it has been walked (the ring was neither
+    /// full at the sync nor left with slots), go to `out` — each once. Kernel PASTE
+    /// puts a zero-payload EOF slot in the ring for a FIN that comes alone, but none
+    /// for a FIN that rides on the last data segment (seen on the live kernel); the
+    /// backend reports end of stream for whichever comes first.
+    pub(crate) fn peer_fins(&mut self, driver: &RingDriver, out: &mut Vec<RawFd>) {
+        if self.fins.is_empty() || self.rx_full_at_sync || driver.rx_ready() > 0 {
+            return;
+        }
+        for fd in std::mem::take(&mut self.fins) {
+            if matches!(self.sock(fd).map(|s| s.state), Some(SockState::Registered { fin: true, .. })) {
+                out.push(fd);
+            }
+        }
     }
 
     fn on_fault(&mut self, fd: RawFd, fault: SocketFault, stats: &Stats, events: &mut Vec<Event>) {
         let Some(s) = self.sock(fd) else { return };
         match (fault, s.state) {
             (SocketFault::None, _) => {}
-            (SocketFault::HangUp, SockState::Registered { .. }) => s.state = SockState::Registered { hup: true },
+            (SocketFault::HangUp, SockState::Registered { fin, .. }) => {
+                // Both directions are done: the peer's FIN came too.
+                s.state = SockState::Registered { hup: true, fin: true };
+                if !fin {
+                    self.fins.push(fd);
+                }
+            }
             (SocketFault::Error(errno), SockState::Registered { .. }) => {
                 s.state = SockState::Dead;
                 // Closed before the next sync so its slots cannot stall the ring.
@@ -669,12 +732,13 @@ mod tests {
             (10, SockState::Listener { starved: false }, false),
             (11, SockState::Listener { starved: true }, false),
             (12, SockState::Connecting, false),
-            (13, SockState::Registered { hup: false }, false),
-            (14, SockState::Registered { hup: true }, true),
+            (13, SockState::Registered { hup: false, fin: false }, false),
+            (14, SockState::Registered { hup: true, fin: true }, true),
             (15, SockState::Closing { shut: false }, false),
             (16, SockState::Closing { shut: true }, true),
             (17, SockState::Dead, true),
-            (18, SockState::Registered { hup: false }, true),
+            (18, SockState::Registered { hup: false, fin: false }, true),
+            (19, SockState::Registered { hup: false, fin: true }, false),
         ];
         let (mut fds, mut roles) = (Vec::new(), Vec::new());
         build_poll_set(3, 4, socks, &mut fds, &mut roles);
@@ -686,9 +750,10 @@ mod tests {
                 (4, libc::POLLIN, PollRole::Wake),
                 (10, libc::POLLIN, PollRole::Listener),
                 (12, libc::POLLOUT, PollRole::Connecting),
-                (13, 0, PollRole::Watched),
-                (16, 0, PollRole::Watched),
-                (18, libc::POLLOUT, PollRole::Watched),
+                (13, libc::POLLRDHUP, PollRole::Watched),
+                (16, libc::POLLRDHUP, PollRole::Watched),
+                (18, libc::POLLOUT | libc::POLLRDHUP, PollRole::Watched),
+                (19, 0, PollRole::Watched),
             ]
         );
     }

@@ -506,6 +506,11 @@ impl RingDriver {
         })
     }
 
+    /// RX slots the kernel can fill at most (each ring keeps one slot empty).
+    pub fn rx_capacity(&self) -> u32 {
+        self.rx.iter().map(|r| r.num_slots().saturating_sub(1)).sum()
+    }
+
     /// RX slots waiting to be walked.
     pub fn rx_ready(&self) -> u32 {
         self.rx.iter().map(|r| slot::ring_space(r.head(), r.tail(), r.num_slots())).sum()

@@ -12,6 +12,7 @@ if start server-start /tmp/phttpd.out ./phttpd --port 60000 --mode batch && link
     check post-100k-x3         client 80 post --addr $A --size 102400 --count 3
     load  load-10-conns 10
     check client-fin           client 50 fin --addr $A
+    check client-fin-with-data client 50 fin-same-segment --addr $A
     check client-rst           client 50 rst --addr $A
     check cycles-300           client 110 cycles --addr $A --count 300
     check slow-reader          client 140 slow-reader --addr $A --count 200

@@ -14,6 +14,7 @@ if start server-start /tmp/phttpd.out ./phttpd --port 60000 --mode tasks && link
     load  load-10-conns 10
     load  load-100-conns 100
     check client-fin           client 50 fin --addr $A
+    check client-fin-with-data client 50 fin-same-segment --addr $A
     check client-rst           client 50 rst --addr $A
     check cycles-1000          client 230 cycles --addr $A --count 1000
     check cycles-300-rst       client 110 cycles --addr $A --count 300 --rst

@@ -57,6 +57,12 @@ enum Command {
         #[command(flatten)]
         t: Target,
     },
+    /// A GET and the client's FIN in one TCP segment (corked): the response arrives,
+    /// then the server's FIN.
+    FinSameSegment {
+        #[command(flatten)]
+        t: Target,
+    },
     /// A client that resets (half a request, then RST); the server keeps serving.
     Rst {
         #[command(flatten)]
@@ -151,6 +157,7 @@ fn main() -> ExitCode {
         Command::Split { t } => split(&t),
         Command::Post { t, size, count } => post(&t, size, count),
         Command::Fin { t } => fin(&t),
+        Command::FinSameSegment { t } => fin_same_segment(&t),
         Command::Rst { t } => rst(&t),
         Command::Cycles { t, count, rst } => cycles(&t, count, rst),
         Command::SlowReader { t, count } => slow_reader(&t, count),
@@ -331,6 +338,24 @@ fn fin(t: &Target) -> Outcome {
         Ok(0) => Ok("response after the client's FIN, then the server's FIN".into()),
         Ok(n) => Err(format!("{n} unexpected bytes after the response")),
         Err(err) => Err(format!("waiting for the server's FIN: {err}")),
+    }
+}
+
+fn fin_same_segment(t: &Target) -> Outcome {
+    let mut s = connect(t.addr)?;
+    s.set_nodelay(false).map_err(e("nodelay off"))?;
+    let sock = socket2::SockRef::from(&s);
+    sock.set_cork(true).map_err(e("TCP_CORK on"))?;
+    s.write_all(&get_request(t.addr)).map_err(e("request"))?;
+    // With the request corked, the FIN joins its segment.
+    s.shutdown(Shutdown::Write).map_err(e("shutdown"))?;
+    socket2::SockRef::from(&s).set_cork(false).map_err(e("TCP_CORK off"))?;
+    expect_response(&mut s, &expected_ok(t.body_len), "response to a request carrying the FIN")?;
+    let mut rest = [0u8; 64];
+    match s.read(&mut rest) {
+        Ok(0) => Ok("request and FIN in one segment: response, then the server's FIN".into()),
+        Ok(n) => Err(format!("{n} unexpected bytes after the response")),
+        Err(err) => Err(format!("waiting for the server's FIN after a request that carried the client's: {err}")),
     }
 }
 

@@ -79,6 +79,15 @@ pub(crate) enum Event {
         /// The closed fd.
         fd: RawFd,
     },
+    /// `fd`'s socket has send space (seen after the sync's txsync) and the ring driver
+    /// wanted to know ([`RingDriver::tx_wants_space`], [`RingDriver::tx_low_credit`]).
+    Writable {
+        /// The socket.
+        fd: RawFd,
+        /// The exact free send space, when the provider knows it (emulated port);
+        /// `None`: `POLLOUT` (at least a third of the send buffer).
+        free: Option<u64>,
+    },
 }
 
 /// The port provider: who plays (or talks to) the kernel side.
@@ -143,6 +152,8 @@ pub struct PasteBackend {
     /// Tokens with a shutdown waiting for their data to be taken.
     shutdowns: Vec<Token>,
     events: Vec<Event>,
+    /// Scratch list of the provider's end-of-stream reports (reused).
+    fins: Vec<RawFd>,
 }
 
 impl std::fmt::Debug for PasteBackend {
@@ -190,13 +201,16 @@ impl PasteBackend {
 
     /// `paste`: kernel PASTE through `/dev/netmap` as `cfg` says (the runtime builds
     /// it from `Builder::paste_config` and the operator's `PASTE_RT_PASTE_*`
-    /// overrides; this crate reads no environment). The configuration is checked
-    /// first: on a machine without kernel PASTE, or with no NIC named, the error says
-    /// what is missing and what is needed. `cfg.extra_bufs` pool buffers are asked
-    /// for; a file-backed pool is `cfg.extmem`.
-    pub fn kernel(cfg: &KernelConfig) -> Result<PasteBackend, StartError> {
+    /// overrides; this crate reads no environment), over the runtime's `pool`. The
+    /// configuration is checked first: on a machine without kernel PASTE, or with no
+    /// NIC named, the error says what is missing and what is needed. A file-backed
+    /// pool is the port's extmem file (persistent: its kept buffers survive a
+    /// restart), and is refused where extmem is switched off
+    /// ([`KernelConfig::with_pool`]).
+    pub fn kernel(cfg: &KernelConfig, pool: &PoolConfig) -> Result<PasteBackend, StartError> {
         check_kernel_config(cfg)?;
-        PasteBackend::kernel_with(cfg)
+        let cfg = cfg.clone().with_pool(pool, true)?;
+        PasteBackend::kernel_with(&cfg)
     }
 
     /// `paste` with an explicit configuration.
@@ -217,6 +231,7 @@ impl PasteBackend {
             tx_ready: Vec::with_capacity(256),
             shutdowns: Vec::new(),
             events: Vec::with_capacity(256),
+            fins: Vec::new(),
         }
     }
 
@@ -310,8 +325,18 @@ impl PasteBackend {
             return;
         }
         let r = provider!(&mut self.provider, p => p.register(fd, &self.stats));
-        if let Err(errno) = r {
-            self.fail(io, t, errno);
+        match r {
+            Ok(()) => self.set_send_budget(fd),
+            Err(errno) => self.fail(io, t, errno),
+        }
+    }
+
+    /// A registered socket's send buffer becomes its send budget in the ring driver,
+    /// so its slots go on the ring only while the socket can take them (a congested
+    /// connection must not stall the shared TX ring).
+    fn set_send_budget(&mut self, fd: RawFd) {
+        if let Some(bytes) = provider!(&self.provider, p => p.send_budget(fd)) {
+            let _ = self.driver.tx_set_budget(fd, bytes);
         }
     }
 
@@ -458,7 +483,9 @@ impl PasteBackend {
             }
             Event::Connected { fd, errno } => {
                 if let Some(t) = self.token_of(fd) {
-                    if errno != 0 {
+                    if errno == 0 {
+                        self.set_send_budget(fd);
+                    } else {
                         if let Some(m) = self.mapping(t) {
                             m.rx_done = true;
                         }
@@ -479,6 +506,8 @@ impl PasteBackend {
                     self.follow(io, t, step);
                 }
             }
+            Event::Writable { fd, free: None } => self.driver.tx_writable(fd),
+            Event::Writable { fd, free: Some(free) } => self.driver.tx_send_space(fd, free),
             Event::Closed { fd } => {
                 let Some(slot) = usize::try_from(fd).ok().and_then(|i| self.fds.get_mut(i)) else { return };
                 let t = std::mem::replace(slot, NO_TOKEN);
@@ -572,6 +601,22 @@ impl PasteBackend {
         for fd in pause {
             provider!(&mut self.provider, p => p.pause(fd));
         }
+
+        // 6. End of stream the provider saw on a socket rather than in the ring (a FIN
+        //    riding on data gets no EOF slot on kernel PASTE), after the walk.
+        let mut fins = std::mem::take(&mut self.fins);
+        provider!(&mut self.provider, p => p.peer_fins(&self.driver, &mut fins));
+        for fd in fins.drain(..) {
+            let Some(&t) = usize::try_from(fd).ok().and_then(|i| self.fds.get(i)) else { continue };
+            let Some(m) = self.tokens.get_mut(t as usize).and_then(Option::as_mut) else { continue };
+            if m.closing {
+                provider!(&mut self.provider, p => p.peer_closed(fd));
+            } else if !m.rx_done && !m.listener {
+                m.rx_done = true;
+                io.eof(Token(t));
+            }
+        }
+        self.fins = fins;
         if walk.data > 0 {
             Stats::add(&self.stats.rx_buffers, walk.data as u64);
             Stats::add(&self.stats.rx_bytes, walk.bytes);
@@ -717,7 +762,7 @@ mod tests {
     #[test]
     fn kernel_start_error_names_the_missing_pieces() {
         let cfg = KernelConfig { device: "/nonexistent/netmap".into(), ..KernelConfig::default() };
-        let e = PasteBackend::kernel(&cfg).unwrap_err();
+        let e = PasteBackend::kernel(&cfg, &PoolConfig::default()).unwrap_err();
         assert_eq!((e.backend, e.errno), (BackendKind::Paste, Some(libc::ENOENT)));
         let text = e.to_string();
         for needle in [
@@ -733,15 +778,15 @@ mod tests {
         }
         // A device that exists but no interface named: that is what is missing then.
         let cfg = KernelConfig { device: "/dev/null".into(), ..KernelConfig::default() };
-        let e = PasteBackend::kernel(&cfg).unwrap_err();
+        let e = PasteBackend::kernel(&cfg, &PoolConfig::default()).unwrap_err();
         assert!(e.reason.contains("no NIC named"), "{e}");
         // Out-of-range rings or slots are refused before anything is opened.
         let cfg =
             KernelConfig { device: "/dev/null".into(), ifname: "eth1".into(), slots: 4096, ..KernelConfig::default() };
-        assert!(PasteBackend::kernel(&cfg).unwrap_err().reason.contains("1..=2048 slots"));
+        assert!(PasteBackend::kernel(&cfg, &PoolConfig::default()).unwrap_err().reason.contains("1..=2048 slots"));
         // And opening it fails at REGISTER, naming the device.
         let cfg = KernelConfig { device: "/dev/null".into(), ifname: "eth1".into(), ..KernelConfig::default() };
-        let e = PasteBackend::kernel(&cfg).unwrap_err();
+        let e = PasteBackend::kernel(&cfg, &PoolConfig::default()).unwrap_err();
         assert!(e.reason.contains("not a netmap control device"), "{e}");
     }
 

@@ -9,6 +9,13 @@
 //! `hwcur` to `head`, each sent buffer replaced by a *different* spare buffer with
 //! `len` 0, fd/doff cleared and the generic offset kept, and `tail` catches up.
 //!
+//! Each registered socket has a send buffer ([`EmuKernel::sndbuf`], [`EMU_SNDBUF`]
+//! unless set): the payload of every TX slot taken, plus [`EMU_SKB_OVERHEAD`], counts
+//! against it until the provider reports the send done, and txsync stops at a slot
+//! whose socket is full — `EAGAIN`, without advancing, every later slot waiting behind
+//! it — exactly as the kernel's `sendpage` with `MSG_DONTWAIT` does (docs/paste-abi.md §10.1
+//! point 5). [`EmuKernel::writable`] is the kernel's `POLLOUT` rule for such a socket.
+//!
 //! It makes no system call and touches no socket: a provider (the io_uring emulation)
 //! receives into [`EmuKernel::rx_buffer`] buffers, hands them over with
 //! [`EmuKernel::rx_complete`], drains [`EmuKernel::next_send`] jobs and returns their
@@ -30,6 +37,12 @@ use crate::sys::slot;
 
 /// Largest fd the kernel's PST_FD_REG accepts (`NM_PST_FD_MAX`).
 pub const KERNEL_FD_MAX: i32 = 65535;
+/// Send buffer of a registered socket unless set: what Linux 5.10 gives a fresh TCP
+/// connection on a 1500-byte MTU (`tcp_sndbuf_expand`: 2 × 10 segments × 4 352).
+pub const EMU_SNDBUF: u32 = 87_040;
+/// What one taken TX slot adds to its socket's queued amount beyond the payload: a
+/// fresh skb's `truesize` on x86_64 Linux 5.x.
+pub const EMU_SKB_OVERHEAD: u32 = 1280;
 
 /// What a socket looks like to PST_FD_REG's checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,12 +194,26 @@ enum Pending {
     Eof,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct FdEntry {
     pending: VecDeque<Pending>,
     /// In `ready`.
     queued: bool,
     send_error: Option<i32>,
+    /// The socket's send buffer.
+    sndbuf: u32,
+    /// Queued in the socket: taken slots' payload plus overhead, until their send is done.
+    wmem: u64,
+    /// Tells this registration's charges from a previous socket's on the same fd.
+    gen: u32,
+}
+
+/// A taken TX slot's charge against its socket, held with its buffer.
+#[derive(Clone, Copy, Debug)]
+struct Charge {
+    fd: i32,
+    gen: u32,
+    bytes: u32,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -223,6 +250,9 @@ pub struct EmuKernel {
     fds: DenseMap<FdEntry>,
     ready: VecDeque<i32>,
     sends: VecDeque<SendJob>,
+    /// By buffer index: the charge of a buffer taken from a TX slot.
+    charges: Vec<Option<Charge>>,
+    next_gen: u32,
 }
 
 impl fmt::Debug for EmuKernel {
@@ -258,6 +288,7 @@ impl EmuKernel {
             let ring = ring_at(unsafe { addr::rxring(nifp, i) })?;
             rx.push(KRing { ring, hwcur: 0, hwtail: 0 });
         }
+        let charges = vec![None; mem.layout().buf_count as usize];
         let mut hold = vec![Hold::NotHeld; mem.layout().buf_count as usize];
         let free: Vec<u32> = mem.kernel_buffers().into_iter().rev().collect();
         for &i in &free {
@@ -276,6 +307,8 @@ impl EmuKernel {
             fds: DenseMap::new(),
             ready: VecDeque::new(),
             sends: VecDeque::new(),
+            charges,
+            next_gen: 0,
             mem,
         })
     }
@@ -304,8 +337,44 @@ impl EmuKernel {
         if self.fds.contains_key(fd as usize) {
             return err(libc::EBUSY);
         }
-        self.fds.insert(fd as usize, FdEntry::default());
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let entry = FdEntry {
+            pending: VecDeque::new(),
+            queued: false,
+            send_error: None,
+            sndbuf: EMU_SNDBUF,
+            wmem: 0,
+            gen: self.next_gen,
+        };
+        self.fds.insert(fd as usize, entry);
         Ok(())
+    }
+
+    /// Sets `fd`'s send buffer (`SO_SNDBUF`). Returns whether `fd` is registered.
+    pub fn set_sndbuf(&mut self, fd: i32, bytes: u32) -> bool {
+        self.fds.get_mut(fd as usize).map(|e| e.sndbuf = bytes).is_some()
+    }
+
+    /// `fd`'s send buffer, if registered (what `getsockopt(SO_SNDBUF)` would say).
+    pub fn sndbuf(&self, fd: i32) -> Option<u32> {
+        self.fds.get(fd as usize).map(|e| e.sndbuf)
+    }
+
+    /// What `fd`'s socket holds queued: taken slots' payload plus overhead whose send
+    /// is not done.
+    pub fn queued_in_socket(&self, fd: i32) -> Option<u64> {
+        self.fds.get(fd as usize).map(|e| e.wmem)
+    }
+
+    /// `fd`'s free send space: its send buffer less what it holds queued.
+    pub fn send_space(&self, fd: i32) -> Option<u64> {
+        self.fds.get(fd as usize).map(|e| u64::from(e.sndbuf).saturating_sub(e.wmem))
+    }
+
+    /// The kernel's `POLLOUT` rule for a TCP socket: the free send space is at least
+    /// half of what is queued (so at least a third of the buffer is free).
+    pub fn writable(&self, fd: i32) -> bool {
+        self.fds.get(fd as usize).is_some_and(|e| 3 * e.wmem <= 2 * u64::from(e.sndbuf))
     }
 
     /// The socket was closed: forget `fd`, and return its undelivered data's buffers to
@@ -441,6 +510,11 @@ impl EmuKernel {
         if self.state(buf) != Some(KernelHold::Sending) {
             return Err(HoldError { index: buf, expected: KernelHold::Sending });
         }
+        if let Some(c) = self.charges.get_mut(buf as usize).and_then(Option::take) {
+            if let Some(e) = self.fds.get_mut(c.fd as usize).filter(|e| e.gen == c.gen) {
+                e.wmem = e.wmem.saturating_sub(u64::from(c.bytes));
+            }
+        }
         self.put_free(buf);
         Ok(())
     }
@@ -560,8 +634,9 @@ impl EmuKernel {
     }
 
     /// `txsync` (docs/paste-abi.md §4.3): for each slot from `hwcur` to `head`: skip `len == 0`;
-    /// stop at `len < doff`, a generic offset below the kernel's headroom, or a socket
-    /// refusing data; drop slots of unregistered fds; otherwise queue the payload for
+    /// stop at `len < doff`, a generic offset below the kernel's headroom, a socket
+    /// refusing data, or a socket whose send buffer is full (`EAGAIN`: what it holds
+    /// is not below its `sndbuf`); drop slots of unregistered fds; otherwise queue the payload for
     /// the provider and give the slot a different spare buffer (`len` 0, fd/doff
     /// cleared, generic offset kept). Then `hwcur` = first unprocessed slot and `tail =
     /// hwcur - 1`.
@@ -603,12 +678,21 @@ impl EmuKernel {
                         rep.tx_stall = Some(TxStall::SendError { fd, errno: *errno });
                         break;
                     }
+                    Some(e) if e.wmem >= u64::from(e.sndbuf) => {
+                        rep.tx_stall = Some(TxStall::SendError { fd, errno: libc::EAGAIN });
+                        break;
+                    }
                     Some(_) => {}
                 }
                 let Some(fresh) = self.free.pop() else {
                     rep.tx_stall = Some(TxStall::NoBuffers);
                     break;
                 };
+                let charge = len - doff + EMU_SKB_OVERHEAD;
+                if let Some(e) = self.fds.get_mut(fd as usize) {
+                    e.wmem += u64::from(charge);
+                    self.charges[s.buf_idx as usize] = Some(Charge { fd, gen: e.gen, bytes: charge });
+                }
                 self.hold[fresh as usize] = Hold::NotHeld;
                 self.hold[s.buf_idx as usize] = Hold::Held(KernelHold::SendQueued);
                 self.sends.push_back(SendJob { fd, buf: s.buf_idx, off: g + doff, len: len - doff });

@@ -428,6 +428,11 @@ impl EmuProvider {
         Ok(())
     }
 
+    /// The emulated socket's send buffer: the ring driver's send budget for `fd`.
+    pub(crate) fn send_budget(&self, fd: RawFd) -> Option<u32> {
+        self.kernel.sndbuf(fd)
+    }
+
     pub(crate) fn connect(&mut self, fd: RawFd, addr: SocketAddr, _stats: &Stats, events: &mut Vec<Event>) {
         let Some(s) = self.new_sock(fd, Role::Stream) else {
             events.push(Event::Connected { fd, errno: libc::EBADF });
@@ -515,6 +520,10 @@ impl EmuProvider {
     /// An EOF slot of a closing fd: nothing to do (the close waits for sends only).
     pub(crate) fn peer_closed(&mut self, _fd: RawFd) {}
 
+    /// End of stream seen outside the ring: never here (the emulated kernel always
+    /// puts an EOF slot in the ring).
+    pub(crate) fn peer_fins(&mut self, _driver: &RingDriver, _out: &mut Vec<RawFd>) {}
+
     // ---- the sync ----
 
     /// One sync (see the module docs): txsync, socket work, one enter, completions,
@@ -548,7 +557,8 @@ impl EmuProvider {
             (a, b) => a.or(b),
         };
         let mut wait = Wait::from_timeout(timeout);
-        if self.sq.pending() > 0 || self.kernel.rx_waiting() || self.handover_ready() {
+        let writable_now = self.report_writable(driver, events);
+        if self.sq.pending() > 0 || self.kernel.rx_waiting() || self.handover_ready() || writable_now {
             wait = Wait::No;
         }
         stats.syscall();
@@ -559,11 +569,32 @@ impl EmuProvider {
         self.sq.refill_ring(&mut self.ring);
         entered?;
 
-        // 4. Completions, then received data handed to the emulated kernel, rxsync.
+        // 4. Completions, then received data handed to the emulated kernel, rxsync;
+        //    sockets that got send space back and that the driver waits for.
         self.reap(stats, events);
         self.run_handover(events);
         self.kernel.rxsync();
+        self.report_writable(driver, events);
         Ok(())
+    }
+
+    /// `POLLOUT` of the emulation, exact: the sockets the ring driver waits for send
+    /// space on, and those running low on credit, get their free space reported.
+    /// Returns whether a waiting one has space (it can send: do not wait).
+    fn report_writable(&self, driver: &RingDriver, events: &mut Vec<Event>) -> bool {
+        let mut any = false;
+        for fd in driver.tx_space_waiters() {
+            if let Some(free) = self.kernel.send_space(fd).filter(|&f| f > 0) {
+                events.push(Event::Writable { fd, free: Some(free) });
+                any = true;
+            }
+        }
+        for fd in driver.tx_low_credit() {
+            if let Some(free) = self.kernel.send_space(fd).filter(|&f| f > 0) {
+                events.push(Event::Writable { fd, free: Some(free) });
+            }
+        }
+        any
     }
 
     fn handover_ready(&self) -> bool {

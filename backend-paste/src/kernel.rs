@@ -9,10 +9,21 @@
 //!
 //! When the machine lacks kernel PASTE, [`KernelPort::open`] fails with a
 //! [`StartError`] naming what is missing and what is needed.
+//!
+//! Memory: netmap's own (private to the kernel, mapped with `mmap`), or an extmem file
+//! ([`extmem`]): `PASTE_RT_PASTE_EXTMEM=<file>`, or the runtime's file-backed pool
+//! (`Builder::pool_file`), which on `paste` *is* the extmem file — that is the only
+//! way received data can outlive the process, so a file-backed pool is refused when
+//! extmem is switched off (`PASTE_RT_PASTE_EXTMEM=off`) rather than acknowledged and
+//! lost. Before REGISTER the NIC is checked ([`nic`]): its geometry sizes an extmem
+//! file, and an emulated netmap adapter (an unpatched driver, which registers fine
+//! and never answers ARP) is refused.
+
+pub mod extmem;
+pub mod nic;
 
 use std::collections::BTreeSet;
 use std::ffi::CString;
-use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -20,10 +31,10 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Mutex;
 
-use paste_rt_core::{BackendKind, StartError};
+use paste_rt_core::{BackendKind, PoolConfig, PoolMemory, StartError};
 
-use crate::ring::{DriverConfig, ExportReport, RingDriver};
-use crate::sys::abi::{mode, pst, NmreqPoolsInfo};
+use crate::ring::{DriverConfig, ExportReport, KeptReport, RingDriver};
+use crate::sys::abi::{mode, pst};
 use crate::sys::addr::PortRegion;
 use crate::sys::ioctl;
 use crate::sys::request::{self, ExtmemParams, FdRegRequest, RegisterParams};
@@ -34,13 +45,29 @@ pub const REQUIREMENTS: &str = "kernel PASTE needs the netmap module built with 
 (PASTE uses kernel_sendpage and other APIs removed by 6.5), and a NIC with a native netmap driver \
 and TX checksum offload enabled, named in PASTE_RT_PASTE_IF";
 
+/// The value of `PASTE_RT_PASTE_EXTMEM` that switches extmem off (the runtime reads
+/// the variable; see `KernelConfig::extmem_allowed`).
+pub const EXTMEM_OFF: &str = "off";
+/// The operator's variable naming the extmem file (quoted in errors).
+const ENV_EXTMEM: &str = "PASTE_RT_PASTE_EXTMEM";
+/// The operator's variable naming the NIC (quoted in errors).
+const ENV_IF: &str = "PASTE_RT_PASTE_IF";
+/// The kernel's spare buffers per TX ring (`dev.netmap.paste_extra`), read to size an
+/// extmem file.
+const PASTE_EXTRA_PARAM: &str = "/sys/module/netmap/parameters/paste_extra";
+/// Its default.
+const PASTE_EXTRA_DEFAULT: u32 = 2048;
+
 /// An extmem (user-memory, optionally persistent) pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExtmemConfig {
-    /// The file mapped `MAP_SHARED` as the port's whole memory.
+    /// The file mapped `MAP_SHARED`: paste-rt's header page, then the port's memory.
     pub path: PathBuf,
-    /// Bytes, used when the file is smaller (it is grown to this size).
+    /// Bytes of port memory a new file gets at least.
     pub size: u64,
+    /// The runtime's pool file: the application keeps buffers in it across restarts
+    /// (the ring driver starts persistent, see [`RingDriver::new_persistent`]).
+    pub persistent: bool,
 }
 
 /// How to open the kernel port.
@@ -56,6 +83,12 @@ pub struct KernelConfig {
     pub extra_bufs: u32,
     /// Extmem pool, if any.
     pub extmem: Option<ExtmemConfig>,
+    /// Extmem may be used (`PASTE_RT_PASTE_EXTMEM` is not `off`).
+    pub extmem_allowed: bool,
+    /// Port memory a new extmem file gets at least (`PASTE_RT_PASTE_EXTMEM_MB`).
+    pub extmem_size: u64,
+    /// Buffers a previous run kept in the (persistent) extmem file.
+    pub kept: Vec<u32>,
     /// The control device.
     pub device: PathBuf,
 }
@@ -70,8 +103,63 @@ impl Default for KernelConfig {
             slots: pst::DEFAULT_SLOTS,
             extra_bufs: 4096,
             extmem: None,
+            extmem_allowed: true,
+            extmem_size: 256 << 20,
+            kept: Vec::new(),
             device: "/dev/netmap".into(),
         }
+    }
+}
+
+impl KernelConfig {
+    /// Applies the runtime's pool: its count is the extra buffers asked for (unless
+    /// `PASTE_RT_PASTE_EXTRA_BUFS` said otherwise), and a file-backed pool becomes the
+    /// port's extmem file, persistent, with its kept buffers. A file-backed pool is
+    /// refused when extmem is off or another extmem file is named: the runtime would
+    /// otherwise acknowledge data it cannot recover.
+    pub fn with_pool(mut self, pool: &PoolConfig, extra_bufs_from_env: bool) -> Result<KernelConfig, StartError> {
+        if !extra_bufs_from_env {
+            self.extra_bufs = pool.count;
+        }
+        match &pool.memory {
+            PoolMemory::Anonymous => {
+                if !pool.kept.is_empty() {
+                    return Err(start_error(
+                        format!("{} kept buffers were given for a pool that is not file-backed", pool.kept.len()),
+                        Some(libc::EINVAL),
+                    ));
+                }
+            }
+            PoolMemory::File(path) => {
+                if !self.extmem_allowed {
+                    return Err(start_error(
+                        format!(
+                            "a file-backed pool ({}) asks for received data that survives a restart; on paste the \
+                             pool file is the port's extmem memory, and {ENV_EXTMEM}={EXTMEM_OFF} switches extmem \
+                             off, so persistence cannot be honoured here and paste-rt refuses rather than \
+                             acknowledge data it could not recover. Allow extmem (unset {ENV_EXTMEM}; netmap built \
+                             with --enable-extmem), or do not ask for a persistent pool",
+                            path.display()
+                        ),
+                        Some(libc::EOPNOTSUPP),
+                    ));
+                }
+                if let Some(x) = self.extmem.as_ref().filter(|x| &x.path != path) {
+                    return Err(start_error(
+                        format!(
+                            "{ENV_EXTMEM}={} names another extmem file than the pool file {}: on paste the pool \
+                             file is the extmem file; unset {ENV_EXTMEM} or name the same file",
+                            x.path.display(),
+                            path.display()
+                        ),
+                        Some(libc::EINVAL),
+                    ));
+                }
+                self.extmem = Some(ExtmemConfig { path: path.clone(), size: self.extmem_size, persistent: true });
+                self.kept = pool.kept.clone();
+            }
+        }
+        Ok(self)
     }
 }
 
@@ -81,7 +169,7 @@ fn start_error(reason: String, errno: Option<i32>) -> StartError {
 
 /// A shared mapping, unmapped when the last holder (port or pool) drops it.
 #[derive(Debug)]
-struct Mapping {
+pub(crate) struct Mapping {
     ptr: *mut u8,
     len: usize,
 }
@@ -164,6 +252,32 @@ pub struct KernelPort {
     ifname: String,
     fd_reg: Box<FdRegRequest>,
     registered: BTreeSet<RawFd>,
+    /// The extmem file, if any.
+    extmem: Option<ExtmemState>,
+    /// Kept buffers to reclaim when the ring driver attaches (persistent pool).
+    kept: Vec<u32>,
+}
+
+/// The extmem file of an open port.
+#[derive(Debug, Clone)]
+struct ExtmemState {
+    path: PathBuf,
+    /// A persistent pool (the runtime's pool file).
+    persistent: bool,
+    /// Created (or laid out) by this start.
+    fresh: bool,
+    hugetlbfs: bool,
+}
+
+/// Why the allocator ran out, with extmem: page contiguity (see [`extmem`]).
+fn extmem_enomem_hint(file: &std::path::Path) -> String {
+    format!(
+        "with extmem, netmap discards every pool object that crosses into a page not physically next to the \
+         previous one (page contiguity / hugepages): extmem file {} left too few ring objects or buffers. Put the \
+         file on hugetlbfs (hugepages: echo N > /proc/sys/vm/nr_hugepages; mount -t hugetlbfs none DIR) or try \
+         a new file; see dmesg (\"no more ... objects\")",
+        file.display()
+    )
 }
 
 impl KernelPort {
@@ -189,22 +303,42 @@ impl KernelPort {
         // SAFETY: open just returned this fd; nobody else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
 
-        // Extmem: the port's memory is our own file mapping.
+        // The NIC: its geometry (to size an extmem file), and refuse an emulated adapter.
+        let nic_geometry = nic::port_info(fd.as_raw_fd(), &cfg.ifname).ok();
+        if let nic::DriverMode::Emulated { evidence } = nic::driver_mode(&cfg.ifname) {
+            return Err(start_error(
+                format!("{ENV_IF}={}: {}", cfg.ifname, nic::emulated_refusal(&cfg.ifname, &evidence)),
+                Some(libc::ENODEV),
+            ));
+        }
+
+        // Extmem: the port's memory is our own file mapping, after its header page.
         let mut ext_map = None;
         let mut ext = None;
+        let mut ext_state = None;
         if let Some(x) = &cfg.extmem {
-            let ctx = |e: io::Error| start_error(format!("extmem file {}: {e}", x.path.display()), e.raw_os_error());
-            let file =
-                OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&x.path).map_err(ctx)?;
-            let len = file.metadata().map_err(ctx)?.len();
-            if len < x.size {
-                file.set_len(x.size).map_err(ctx)?;
-            }
-            let len = len.max(x.size) as usize;
-            let m = Mapping::map(file.as_raw_fd(), len).map_err(ctx)?;
-            ext = Some(ExtmemParams { usrptr: m.ptr, info: extmem_pools(len) });
-            ext_map = Some(m);
+            let needs = extmem::PortNeeds {
+                rings: cfg.rings,
+                slots: cfg.slots,
+                extra_bufs: cfg.extra_bufs,
+                nic: nic_geometry,
+                paste_extra: std::fs::read_to_string(PASTE_EXTRA_PARAM)
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(PASTE_EXTRA_DEFAULT),
+            };
+            let opened = extmem::open(x, &needs)?;
+            ext_state = Some(ExtmemState {
+                path: x.path.clone(),
+                persistent: x.persistent,
+                fresh: opened.fresh,
+                hugetlbfs: opened.hugetlbfs,
+            });
+            let memsize = opened.memsize() as u64;
+            ext = Some(ExtmemParams { usrptr: opened.usrptr(), info: opened.layout.pools_info(memsize) });
+            ext_map = Some(opened.map);
         }
+        let ext_path = cfg.extmem.as_ref().map(|x| x.path.clone());
         let params = RegisterParams {
             mode: mode::ALL_NIC,
             tx_rings: cfg.rings,
@@ -219,18 +353,29 @@ impl KernelPort {
         // SAFETY: the request and its option live in `reg` (boxed) during the call.
         if let Err(e) = unsafe { ioctl::nioc_ctrl(fd.as_raw_fd(), reg.header_ptr()) } {
             let errno = e.raw_os_error();
-            let reason = match errno {
-                Some(libc::EINVAL) | Some(libc::ENXIO) | Some(libc::EOPNOTSUPP) => format!(
-                    "REGISTER {}: {e} (netmap is present but has no PASTE support); {REQUIREMENTS}",
-                    pst::APP_PORT
+            let reason = match (errno, &ext_path) {
+                (Some(libc::EINVAL) | Some(libc::ENXIO) | Some(libc::EOPNOTSUPP), _) => format!(
+                    "REGISTER {}: {e} (netmap is present but has no PASTE support{}); {REQUIREMENTS}",
+                    pst::APP_PORT,
+                    match &cfg.extmem {
+                        Some(x) if x.persistent => {
+                            ", or no extmem support, which a file-backed pool (Builder::pool_file) on paste needs"
+                        }
+                        Some(_) => ", or no extmem support",
+                        None => "",
+                    }
                 ),
-                Some(libc::ENOTTY) => format!(
+                (Some(libc::ENOTTY), _) => format!(
                     "REGISTER {}: {e} ({} is not a netmap control device); {REQUIREMENTS}",
                     pst::APP_PORT,
                     cfg.device.display()
                 ),
-                Some(libc::ENOMEM) => format!(
-                    "REGISTER {}: {e} (the netmap allocator is too small: use extmem, raise priv_buf_num/priv_ring_num, or ask for fewer extra buffers)",
+                (Some(libc::ENOMEM), Some(file)) => {
+                    format!("REGISTER {}: {e}: {}", pst::APP_PORT, extmem_enomem_hint(file))
+                }
+                (Some(libc::ENOMEM), None) => format!(
+                    "REGISTER {}: {e} (netmap's private allocator is too small: use extmem ({ENV_EXTMEM}=FILE), raise \
+                     priv_buf_num/priv_ring_num, or ask for fewer extra buffers)",
                     pst::APP_PORT
                 ),
                 _ => format!("REGISTER {}: {e}", pst::APP_PORT),
@@ -240,9 +385,14 @@ impl KernelPort {
         if let Some(opt) = reg.extmem() {
             if opt.nro_opt.nro_status != 0 {
                 let e = io::Error::from_raw_os_error(opt.nro_opt.nro_status as i32);
+                let why = if cfg.extmem.as_ref().is_some_and(|x| x.persistent) {
+                    " a file-backed pool (Builder::pool_file) on paste needs it"
+                } else {
+                    ""
+                };
                 return Err(start_error(
                     format!(
-                        "REGISTER {} with extmem: option refused: {e} (netmap built without --enable-extmem?)",
+                        "REGISTER {} with extmem: option refused: {e} (netmap built without --enable-extmem?{why})",
                         pst::APP_PORT
                     ),
                     Some(opt.nro_opt.nro_status as i32),
@@ -250,33 +400,42 @@ impl KernelPort {
             }
         }
         let body = *reg.body();
-        let map = match ext_map {
-            Some(m) => m,
-            None => Mapping::map(fd.as_raw_fd(), body.nr_memsize as usize).map_err(|e| {
-                start_error(format!("mmap of the {}-byte port memory: {e}", body.nr_memsize), e.raw_os_error())
-            })?,
+        let (map, netmap_offset) = match ext_map {
+            Some(m) => (m, extmem::HEADER_LEN),
+            None => (
+                Mapping::map(fd.as_raw_fd(), body.nr_memsize as usize).map_err(|e| {
+                    start_error(format!("mmap of the {}-byte port memory: {e}", body.nr_memsize), e.raw_os_error())
+                })?,
+                0,
+            ),
         };
-        if body.nr_offset as usize >= map.len {
+        let netmap_len = map.len - netmap_offset;
+        if body.nr_offset as usize >= netmap_len {
             return Err(start_error(
-                format!("REGISTER returned netmap_if offset {} past the {}-byte region", body.nr_offset, map.len),
+                format!("REGISTER returned netmap_if offset {} past the {netmap_len}-byte region", body.nr_offset),
                 None,
             ));
         }
-        let region = PortRegion { base: map.ptr, len: map.len, nifp_offset: body.nr_offset as usize };
+        let region = PortRegion {
+            base: map.ptr.wrapping_add(netmap_offset),
+            len: netmap_len,
+            nifp_offset: body.nr_offset as usize,
+        };
 
         let mut attach = request::pst_attach(&cfg.ifname, body.nr_mem_id)
             .map_err(|e| start_error(format!("building PST_ATTACH: {e}"), None))?;
         // SAFETY: the request lives in `attach` during the call.
         if let Err(e) = unsafe { ioctl::nioc_ctrl(fd.as_raw_fd(), attach.header_ptr()) } {
             let errno = e.raw_os_error();
-            let hint = match errno {
-                Some(libc::EBUSY) => "a previous PASTE port is still alive (its sockets are still registered; \
+            let hint = match (errno, &ext_path) {
+                (Some(libc::EBUSY), _) => "a previous PASTE port is still alive (its sockets are still registered; \
                     wait for netmap-pst-kwait to give up, or reload the netmap module)"
                     .to_string(),
-                Some(libc::EINVAL) => format!("the NIC's allocator differs from the pst port's, or {} has TX checksum offload disabled", cfg.ifname),
-                Some(libc::ENOMEM) => "the allocator cannot hold the NIC's rings and PASTE's kernel buffers: use extmem or raise priv_ring_num/priv_buf_num".into(),
-                Some(libc::ENOTSUP) => "the datapath already has a NIC attached".into(),
-                Some(libc::ENXIO) | Some(libc::ENODEV) => format!("no such NIC {}, or it has no native netmap driver", cfg.ifname),
+                (Some(libc::EINVAL), _) => format!("the NIC's allocator differs from the pst port's, or {} has TX checksum offload disabled", cfg.ifname),
+                (Some(libc::ENOMEM), Some(file)) => extmem_enomem_hint(file),
+                (Some(libc::ENOMEM), None) => format!("the allocator cannot hold the NIC's rings and PASTE's kernel buffers: use extmem ({ENV_EXTMEM}=FILE) or raise priv_ring_num/priv_buf_num"),
+                (Some(libc::ENOTSUP), _) => "the datapath already has a NIC attached, or the NIC has TX checksum offload disabled".into(),
+                (Some(libc::ENXIO) | Some(libc::ENODEV), _) => format!("no such NIC {}, or it has no native netmap driver", cfg.ifname),
                 _ => "see dmesg".into(),
             };
             return Err(start_error(format!("PST_ATTACH pst:{}: {e}: {hint}", cfg.ifname), errno));
@@ -293,17 +452,32 @@ impl KernelPort {
             ifname: cfg.ifname.clone(),
             fd_reg,
             registered: BTreeSet::new(),
+            extmem: ext_state,
+            kept: cfg.kept.clone(),
         })
     }
 
-    /// Builds the ring driver over this port's memory. The driver's pool keeps the
-    /// mapping alive.
+    /// Builds the ring driver over this port's memory (persistent over a pool file,
+    /// reclaiming the kept buffers). The driver's pool keeps the mapping alive. Call it
+    /// once, before the first sync.
     pub fn ring_driver(&self, cfg: DriverConfig) -> Result<RingDriver, StartError> {
-        // SAFETY: the region is this port's live mapping, kept alive by the Rc clone
-        // handed over as the pool's guard; only the kernel touches the rings besides
-        // the driver.
-        unsafe { RingDriver::new(self.region, cfg, Box::new(self.map.clone())) }
-            .map_err(|e| start_error(format!("attaching the ring driver: {e}"), None))
+        self.ring_driver_with_report(cfg).map(|(d, _)| d)
+    }
+
+    /// [`ring_driver`](Self::ring_driver), with what was done with the kept buffers.
+    pub fn ring_driver_with_report(&self, cfg: DriverConfig) -> Result<(RingDriver, KeptReport), StartError> {
+        let guard = Box::new(self.map.clone());
+        let persistent = self.extmem.as_ref().is_some_and(|x| x.persistent);
+        let result = if persistent {
+            // SAFETY: as below; and no sync has run on the port yet (open does none).
+            unsafe { RingDriver::new_persistent(self.region, cfg, guard, &self.kept) }
+        } else {
+            // SAFETY: the region is this port's live mapping, kept alive by the Rc clone
+            // handed over as the pool's guard; only the kernel touches the rings besides
+            // the driver.
+            unsafe { RingDriver::new(self.region, cfg, guard) }.map(|d| (d, KeptReport::default()))
+        };
+        result.map_err(|e| start_error(format!("attaching the ring driver: {e}"), None))
     }
 
     /// The port fd (poll it for `POLLIN`).
@@ -328,8 +502,18 @@ impl KernelPort {
 
     /// One line for `Backend::describe`.
     pub fn describe(&self) -> String {
+        let memory = match &self.extmem {
+            None => "netmap's kernel memory".to_string(),
+            Some(x) => format!(
+                "{}extmem file {} ({}{})",
+                if x.persistent { "persistent pool, " } else { "" },
+                x.path.display(),
+                if x.fresh { "new" } else { "reopened" },
+                if x.hugetlbfs { ", hugetlbfs" } else { "" }
+            ),
+        };
         format!(
-            "kernel PASTE: pst:0 on {} (mem id {}, {} bytes mapped, {} extra buffers)",
+            "kernel PASTE: pst:0 on {} (mem id {}, {} bytes of {memory}, {} extra buffers)",
             self.ifname, self.mem_id, self.region.len, self.extra_bufs
         )
     }
@@ -435,32 +619,60 @@ impl Drop for KernelPort {
     }
 }
 
-/// Pool sizes for an extmem file of `len` bytes, as phttpd's nmlib sizes them for one
-/// thread: 4 interface objects, 12 rings of 256 + 16 × 2048 bytes, the rest 2048-byte
-/// buffers (a multiple of 10).
-fn extmem_pools(len: usize) -> NmreqPoolsInfo {
-    let (if_num, if_size) = (4u32, 1024u32);
-    let (ring_num, ring_size) = (12u32, 256 + 16 * pst::MAX_SLOTS);
-    let used = if_num as usize * if_size as usize + ring_num as usize * ring_size as usize;
-    let bufs = (len.saturating_sub(used) / 2048 / 10 * 10) as u32;
-    NmreqPoolsInfo {
-        nr_memsize: len as u64,
-        nr_if_pool_objtotal: if_num,
-        nr_if_pool_objsize: if_size,
-        nr_ring_pool_objtotal: ring_num,
-        nr_ring_pool_objsize: ring_size,
-        nr_buf_pool_objtotal: bufs,
-        nr_buf_pool_objsize: 2048,
-        ..NmreqPoolsInfo::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn eth0() -> KernelConfig {
         KernelConfig { ifname: "eth0".into(), ..KernelConfig::default() }
+    }
+
+    #[test]
+    fn a_pool_file_is_the_extmem_file_and_is_refused_without_extmem() {
+        let base = KernelConfig { ifname: "eth1".into(), ..KernelConfig::default() };
+        let file = PoolConfig {
+            count: 300,
+            memory: PoolMemory::File("/tmp/wal/pool".into()),
+            kept: vec![7, 9],
+            ..PoolConfig::default()
+        };
+        let c = base.clone().with_pool(&file, false).unwrap();
+        assert_eq!(c.extra_bufs, 300);
+        assert_eq!(c.extmem, Some(ExtmemConfig { path: "/tmp/wal/pool".into(), size: 256 << 20, persistent: true }));
+        assert_eq!(c.kept, vec![7, 9]);
+        assert_eq!(base.clone().with_pool(&file, true).unwrap().extra_bufs, 4096, "the operator's count wins");
+
+        // Extmem switched off: persistence cannot be honoured, so the start is refused.
+        let off = KernelConfig { extmem_allowed: false, ..base.clone() };
+        let e = off.clone().with_pool(&file, false).unwrap_err();
+        assert_eq!(e.errno, Some(libc::EOPNOTSUPP));
+        for needle in ["/tmp/wal/pool", "extmem", "PASTE_RT_PASTE_EXTMEM=off", "refuses", "--enable-extmem"] {
+            assert!(e.reason.contains(needle), "{needle:?} missing from: {e}");
+        }
+        // An anonymous pool is fine without extmem; kept buffers without a file are not.
+        assert!(off.clone().with_pool(&PoolConfig::default(), false).is_ok());
+        let e = off.with_pool(&PoolConfig { kept: vec![3], ..PoolConfig::default() }, false).unwrap_err();
+        assert!(e.reason.contains("not file-backed"), "{e}");
+
+        // Another extmem file named by the operator conflicts with the pool file.
+        let extmem = |path: &str, size: u64| Some(ExtmemConfig { path: path.into(), size, persistent: false });
+        let other = KernelConfig { extmem: extmem("/tmp/other", 256 << 20), ..base.clone() };
+        let e = other.with_pool(&file, false).unwrap_err();
+        assert!(e.reason.contains("/tmp/other") && e.reason.contains("same file"), "{e}");
+        let same = KernelConfig { extmem: extmem("/tmp/wal/pool", 32 << 20), extmem_size: 32 << 20, ..base.clone() }
+            .with_pool(&file, false)
+            .unwrap();
+        assert_eq!(same.extmem.map(|x| (x.size, x.persistent)), Some((32 << 20, true)));
+        let sized = KernelConfig { extmem_size: 48 << 20, ..base }.with_pool(&file, false).unwrap();
+        assert_eq!(sized.extmem.map(|x| x.size), Some(48 << 20), "the size applies to a pool file too");
+    }
+
+    #[test]
+    fn an_extmem_enomem_names_page_contiguity_and_hugepages() {
+        let text = extmem_enomem_hint(std::path::Path::new("/tmp/x"));
+        for needle in ["page contiguity / hugepages", "hugetlbfs", "/tmp/x", "new file"] {
+            assert!(text.contains(needle), "{needle:?} missing from: {text}");
+        }
     }
 
     #[test]
@@ -495,14 +707,5 @@ mod tests {
         assert_eq!(e.errno, Some(libc::ENOTTY));
         let text = e.to_string();
         assert!(text.contains("REGISTER pst:0") && text.contains("not a netmap control device"), "{text}");
-    }
-
-    #[test]
-    fn extmem_pool_sizes_fit_the_file() {
-        let p = extmem_pools(64 << 20);
-        let used = 4 * 1024 + 12 * (256 + 16 * 2048) + p.nr_buf_pool_objtotal as usize * 2048;
-        assert!(used <= 64 << 20);
-        assert_eq!(p.nr_buf_pool_objtotal % 10, 0);
-        assert!(p.nr_buf_pool_objtotal > 30_000);
     }
 }

@@ -4,8 +4,26 @@
 //! Owns the [`KernelPort`], a wake-up eventfd, and one `KSock` per fd handed over.
 //! A sync is **one `poll()`** over the port fd (`POLLIN`: txsync + rxsync), the
 //! eventfd, the listening sockets, connecting sockets (`POLLOUT`) and every registered
-//! socket with no events requested, so that only `POLLERR`/`POLLHUP` report it: a peer
-//! RST produces no slot (docs/paste-abi.md §10), so this is how resets are seen. A socket
+//! socket, so that `POLLERR`/`POLLHUP` report it: a peer RST produces no slot
+//! (docs/paste-abi.md §10), so this is how resets are seen. A registered socket's `POLLOUT`
+//! is asked for only while the ring driver wants send space for it
+//! ([`RingDriver::tx_wants_space`]: out of send credit with data queued, or holding
+//! slots the kernel did not take); the port fd comes first in the set, so the
+//! socket's answer describes it after this poll's txsync, and a writable one is
+//! reported to the backend, which hands it to the ring driver
+//! ([`RingDriver::tx_writable`]). Each socket's send buffer (`SO_SNDBUF`) is read
+//! once, at registration: the driver's send budget for it. So a congested
+//! connection never puts a slot on the shared TX ring that its socket would refuse
+//! (which would stall every other connection's slots behind it, §10.1 point 5), and
+//! the data path makes no system call besides the poll.
+//!
+//! End of stream: kernel PASTE turns a FIN that arrives alone into a zero-payload
+//! slot, but a FIN riding on the last data segment (a client that writes and shuts
+//! down at once) produces no slot at all — seen on the live kernel, where such a
+//! connection then sat in CLOSE_WAIT forever. So registered sockets are also asked
+//! for `POLLRDHUP` until it is seen, and the backend reports end of stream for such a
+//! socket once everything received before the FIN
+//! has been walked, if no EOF slot came first. A socket
 //! found reset is reported (`Event::RecvError`) and closed abortively at once, before
 //! the next sync, so that its TX slots cannot stall the ring for everyone (§10.2); its
 //! fd number stays taken (a `/dev/null` placeholder) until the application's `Close`.
@@ -60,7 +78,8 @@ pub enum PollRole {
     Listener,
     /// A socket whose connect is in progress (`POLLOUT`).
     Connecting,
-    /// A registered socket, watched for errors and hang-ups only.
+    /// A registered socket, watched for errors and hang-ups (and for `POLLOUT` while
+    /// the ring driver wants send space for it).
     Watched,
 }
 
@@ -75,10 +94,13 @@ pub enum SockState {
     /// Connect in progress.
     Connecting,
     /// Registered; `hup` once a hang-up without error was seen (not polled again,
-    /// or `poll` would return at once forever).
+    /// or `poll` would return at once forever); `fin` once the peer's FIN was seen
+    /// (`POLLRDHUP`, not asked for again).
     Registered {
         /// A hang-up was seen.
         hup: bool,
+        /// The peer's FIN was seen.
+        fin: bool,
     },
     /// Closing, waiting for the peer.
     Closing {
@@ -89,12 +111,15 @@ pub enum SockState {
     Dead,
 }
 
-/// Builds the poll set of one sync: port and wake-up first, then each socket that
-/// has something to watch. `roles[i]` says what `fds[i]` is.
+/// Builds the poll set of one sync: port and wake-up first (so the sockets' state is
+/// read after the port's txsync and rxsync), then each socket that has something to
+/// watch; the `bool` of a socket asks for `POLLOUT` on a registered one (send space
+/// wanted). Registered sockets whose peer's FIN was not seen yet, and closing ones,
+/// are asked for `POLLRDHUP`. `roles[i]` says what `fds[i]` is.
 pub fn build_poll_set(
     port: RawFd,
     wake: RawFd,
-    socks: impl IntoIterator<Item = (RawFd, SockState)>,
+    socks: impl IntoIterator<Item = (RawFd, SockState, bool)>,
     fds: &mut Vec<libc::pollfd>,
     roles: &mut Vec<PollRole>,
 ) {
@@ -106,11 +131,16 @@ pub fn build_poll_set(
     };
     add(port, libc::POLLIN, PollRole::Port);
     add(wake, libc::POLLIN, PollRole::Wake);
-    for (fd, state) in socks {
+    for (fd, state, wants_space) in socks {
         match state {
             SockState::Listener { starved: false } => add(fd, libc::POLLIN, PollRole::Listener),
             SockState::Connecting => add(fd, libc::POLLOUT, PollRole::Connecting),
-            SockState::Registered { hup: false } | SockState::Closing { shut: true } => add(fd, 0, PollRole::Watched),
+            SockState::Registered { hup: false, fin } => {
+                let space = if wants_space { libc::POLLOUT } else { 0 };
+                let peer_fin = if fin { 0 } else { libc::POLLRDHUP };
+                add(fd, space | peer_fin, PollRole::Watched)
+            }
+            SockState::Closing { shut: true } => add(fd, libc::POLLRDHUP, PollRole::Watched),
             _ => {}
         }
     }
@@ -168,12 +198,33 @@ struct KSock {
     deadline: Option<Instant>,
     /// Closing: the peer's EOF slot arrived.
     peer_done: bool,
+    /// Registered: the socket's send buffer, read at registration.
+    send_buffer: Option<u32>,
 }
 
 impl KSock {
     fn new(state: SockState) -> KSock {
-        KSock { state, accept_error_reported: false, retry_at: None, deadline: None, peer_done: false }
+        KSock {
+            state,
+            accept_error_reported: false,
+            retry_at: None,
+            deadline: None,
+            peer_done: false,
+            send_buffer: None,
+        }
     }
+}
+
+/// Reads `SO_SNDBUF`: the socket's send buffer as the kernel accounts it.
+pub fn send_buffer_size(fd: RawFd) -> io::Result<u32> {
+    let mut v: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: v and len are valid for writes of the sizes given.
+    let r = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, (&mut v as *mut i32).cast(), &mut len) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(v.max(0) as u32)
 }
 
 /// The other threads' side of the wake-up eventfd.
@@ -205,6 +256,13 @@ pub(crate) struct KernelProvider {
     pollfds: Vec<libc::pollfd>,
     roles: Vec<PollRole>,
     fd_freed: bool,
+    /// Registered fds whose peer's FIN was seen and not yet reported
+    /// ([`peer_fins`](Self::peer_fins)).
+    fins: Vec<RawFd>,
+    /// The RX ring was full after the last sync's rxsync.
+    rx_full_at_sync: bool,
+    /// What the ring driver did with a persistent pool's kept buffers at start.
+    kept: crate::ring::KeptReport,
 }
 
 fn start_error(reason: String, errno: Option<i32>) -> StartError {
@@ -220,7 +278,7 @@ impl KernelProvider {
     /// builds the ring driver over it.
     pub(crate) fn open(cfg: &KernelConfig) -> Result<(KernelProvider, RingDriver), StartError> {
         let port = KernelPort::open(cfg)?;
-        let driver = port.ring_driver(DriverConfig::default())?;
+        let (driver, kept) = port.ring_driver_with_report(DriverConfig::default())?;
         // SAFETY: plain syscall; the result is checked.
         let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if efd < 0 {
@@ -241,6 +299,9 @@ impl KernelProvider {
                 pollfds: Vec::new(),
                 roles: Vec::new(),
                 fd_freed: false,
+                fins: Vec::new(),
+                rx_full_at_sync: false,
+                kept,
             },
             driver,
         ))
@@ -248,7 +309,15 @@ impl KernelProvider {
 
     pub(crate) fn describe(&self) -> String {
         let port = self.port.as_ref().map_or_else(String::new, |p| p.describe());
-        format!("{port}; one poll() per sync over the port, listeners and registered sockets")
+        let kept = if self.kept == crate::ring::KeptReport::default() {
+            String::new()
+        } else {
+            format!(
+                "; kept buffers reclaimed: {} from the extra list, {} from ring slots",
+                self.kept.from_extra_list, self.kept.from_ring_slots
+            )
+        };
+        format!("{port}{kept}; one poll() per sync over the port, listeners and registered sockets")
     }
 
     pub(crate) fn remote_waker(&self) -> Arc<dyn RemoteWake> {
@@ -298,14 +367,27 @@ impl KernelProvider {
         self.set(fd, KSock::new(SockState::Listener { starved: false }));
     }
 
-    /// `PST_FD_REG` (with `SO_LINGER {1, 0}`): two system calls.
+    /// `PST_FD_REG` (with `SO_LINGER {1, 0}`), and the socket's send buffer read for
+    /// its send budget ([`send_budget`](Self::send_budget)): three system calls, once
+    /// per connection.
     pub(crate) fn register(&mut self, fd: RawFd, stats: &Stats) -> Result<(), i32> {
         let Some(port) = &mut self.port else { return Err(libc::EBADF) };
         stats.syscall();
         stats.syscall();
         port.register_socket(fd).map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL))?;
-        self.set(fd, KSock::new(SockState::Registered { hup: false }));
+        stats.syscall();
+        // Without it the fd's slots are not held back (as before budgets existed).
+        let send_buffer = send_buffer_size(fd).ok();
+        let mut s = KSock::new(SockState::Registered { hup: false, fin: false });
+        s.send_buffer = send_buffer;
+        self.set(fd, s);
         Ok(())
+    }
+
+    /// The send buffer of registered `fd`, read at its registration: the ring
+    /// driver's send budget for it ([`RingDriver::tx_set_budget`]).
+    pub(crate) fn send_budget(&self, fd: RawFd) -> Option<u32> {
+        usize::try_from(fd).ok().and_then(|i| self.socks.get(i)).and_then(Option::as_ref).and_then(|s| s.send_buffer)
     }
 
     pub(crate) fn connect(&mut self, fd: RawFd, addr: SocketAddr, stats: &Stats, events: &mut Vec<Event>) {
@@ -417,7 +499,11 @@ impl KernelProvider {
                 _ => {}
             }
         }
-        let socks = self.socks.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (i as RawFd, s.state)));
+        let socks = self
+            .socks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|s| (i as RawFd, s.state, driver.tx_wants_space(i as RawFd))));
         build_poll_set(port_fd, self.waker.fd.as_raw_fd(), socks, &mut self.pollfds, &mut self.roles);
 
         let timeout = match (timeout, cap) {
@@ -468,21 +554,69 @@ impl KernelProvider {
                     }
                 }
                 PollRole::Watched => {
-                    stats.syscall();
+                    if p.revents & libc::POLLOUT != 0 {
+                        events.push(Event::Writable { fd: p.fd, free: None });
+                    }
+                    if p.revents & libc::POLLRDHUP != 0 {
+                        self.on_peer_fin(p.fd);
+                    }
+                    if p.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+                        // classify reads SO_ERROR.
+                        stats.syscall();
+                    }
                     let fault = classify(p.fd, p.revents);
                     self.on_fault(p.fd, fault, stats, events);
                 }
             }
         }
         self.advance_closes(driver, stats, events);
+        // Whether rxsync left received data in the kernel (the RX ring was full).
+        self.rx_full_at_sync = driver.rx_ready() >= driver.rx_capacity();
         Ok(())
+    }
+
+    /// The peer's FIN, seen on the socket (see the module docs): a closing socket's
+    /// peer is done; a registered one's end of stream is due once its data is walked.
+    fn on_peer_fin(&mut self, fd: RawFd) {
+        let Some(s) = self.sock(fd) else { return };
+        match s.state {
+            SockState::Registered { hup, fin: false } => {
+                s.state = SockState::Registered { hup, fin: true };
+                self.fins.push(fd);
+            }
+            SockState::Closing { .. } => s.peer_done = true,
+            _ => {}
+        }
+    }
+
+    /// After the backend's RX walk: the fds whose peer's FIN was seen on the socket,
+    /// now that every byte received before it has been walked (the ring was neither
+    /// full at the sync nor left with slots), go to `out` — each once. Kernel PASTE
+    /// puts a zero-payload EOF slot in the ring for a FIN that comes alone, but none
+    /// for a FIN that rides on the last data segment (seen on the live kernel); the
+    /// backend reports end of stream for whichever comes first.
+    pub(crate) fn peer_fins(&mut self, driver: &RingDriver, out: &mut Vec<RawFd>) {
+        if self.fins.is_empty() || self.rx_full_at_sync || driver.rx_ready() > 0 {
+            return;
+        }
+        for fd in std::mem::take(&mut self.fins) {
+            if matches!(self.sock(fd).map(|s| s.state), Some(SockState::Registered { fin: true, .. })) {
+                out.push(fd);
+            }
+        }
     }
 
     fn on_fault(&mut self, fd: RawFd, fault: SocketFault, stats: &Stats, events: &mut Vec<Event>) {
         let Some(s) = self.sock(fd) else { return };
         match (fault, s.state) {
             (SocketFault::None, _) => {}
-            (SocketFault::HangUp, SockState::Registered { .. }) => s.state = SockState::Registered { hup: true },
+            (SocketFault::HangUp, SockState::Registered { fin, .. }) => {
+                // Both directions are done: the peer's FIN came too.
+                s.state = SockState::Registered { hup: true, fin: true };
+                if !fin {
+                    self.fins.push(fd);
+                }
+            }
             (SocketFault::Error(errno), SockState::Registered { .. }) => {
                 s.state = SockState::Dead;
                 // Closed before the next sync so its slots cannot stall the ring.
@@ -595,14 +729,16 @@ mod tests {
     #[test]
     fn poll_set_watches_what_each_state_needs() {
         let socks = [
-            (10, SockState::Listener { starved: false }),
-            (11, SockState::Listener { starved: true }),
-            (12, SockState::Connecting),
-            (13, SockState::Registered { hup: false }),
-            (14, SockState::Registered { hup: true }),
-            (15, SockState::Closing { shut: false }),
-            (16, SockState::Closing { shut: true }),
-            (17, SockState::Dead),
+            (10, SockState::Listener { starved: false }, false),
+            (11, SockState::Listener { starved: true }, false),
+            (12, SockState::Connecting, false),
+            (13, SockState::Registered { hup: false, fin: false }, false),
+            (14, SockState::Registered { hup: true, fin: true }, true),
+            (15, SockState::Closing { shut: false }, false),
+            (16, SockState::Closing { shut: true }, true),
+            (17, SockState::Dead, true),
+            (18, SockState::Registered { hup: false, fin: false }, true),
+            (19, SockState::Registered { hup: false, fin: true }, false),
         ];
         let (mut fds, mut roles) = (Vec::new(), Vec::new());
         build_poll_set(3, 4, socks, &mut fds, &mut roles);
@@ -614,8 +750,10 @@ mod tests {
                 (4, libc::POLLIN, PollRole::Wake),
                 (10, libc::POLLIN, PollRole::Listener),
                 (12, libc::POLLOUT, PollRole::Connecting),
-                (13, 0, PollRole::Watched),
-                (16, 0, PollRole::Watched),
+                (13, libc::POLLRDHUP, PollRole::Watched),
+                (16, libc::POLLRDHUP, PollRole::Watched),
+                (18, libc::POLLOUT | libc::POLLRDHUP, PollRole::Watched),
+                (19, 0, PollRole::Watched),
             ]
         );
     }
@@ -638,6 +776,16 @@ mod tests {
         assert!(rev & libc::POLLERR != 0 && rev & libc::POLLHUP != 0, "revents {rev:#x}");
         assert_eq!(classify(s.as_raw_fd(), rev), SocketFault::Error(libc::ECONNRESET));
         assert_eq!(take_socket_error(s.as_raw_fd()), 0, "SO_ERROR reads once");
+    }
+
+    #[test]
+    fn the_send_buffer_is_read_from_the_socket() {
+        let (_c, s) = pair();
+        let n = send_buffer_size(s.as_raw_fd()).unwrap();
+        assert!(n >= 4096, "SO_SNDBUF {n}");
+        socket2::SockRef::from(&s).set_send_buffer_size(65536).unwrap();
+        assert_eq!(send_buffer_size(s.as_raw_fd()).unwrap(), 2 * 65536, "the kernel doubles what is set");
+        assert!(send_buffer_size(-1).is_err());
     }
 
     #[test]

@@ -8,6 +8,39 @@
 //! accounting of TX slots until the kernel has taken them, and the extra-buffer list
 //! (imported into the [`BufPool`] at start, relinked before unregistering).
 //!
+//! Send space: PASTE's txsync stops at the first TX slot whose socket cannot take it
+//! (`sendpage` gets `EAGAIN` with a full send buffer) and every later slot — other
+//! connections' data — waits behind it. So a connection's slots go on the ring only
+//! while its socket has room, as far as the driver can prove it: each fd with a
+//! budget ([`RingDriver::tx_set_budget`], its `SO_SNDBUF` read once at registration)
+//! holds a *credit*, a lower bound of its socket's free send space in the kernel's
+//! accounting (payload plus [`DriverConfig::tx_slot_overhead`] per slot). A fill
+//! places a slot only while the credit is positive (the kernel takes one while the
+//! queued amount is below the send buffer) and charges it. A congested connection's
+//! data waits in its queue here, never on the shared ring. The credit comes back when
+//! the provider sees the socket writable ([`RingDriver::tx_writable`]: `POLLOUT`
+//! means at least a third of the send buffer is free); the provider asks for that
+//! only for the fds [`RingDriver::tx_wants_space`] names — out of credit with data
+//! queued, or holding slots the kernel did not take at the last sync. An fd without
+//! a budget is never held back. The pool is shared too (every connection's receive
+//! needs a free buffer): when fewer than an eighth of its buffers are free, the pool
+//! buffers queued on congested fds are copied out to the heap and given back, so a
+//! connection that stops reading cannot starve the others' receives either.
+//!
+//! Kept buffers across restarts (a persistent pool, [`RingDriver::new_persistent`]):
+//! at REGISTER the kernel treats every buffer of an extmem file as free and hands them
+//! out in a fixed order — the port's rings, its own spare pools, the application's
+//! extra buffers, then the NIC's rings at attach. Only the rings and the extra list
+//! are the application's to reclaim; a kept buffer anywhere else would be overwritten
+//! by the NIC or the kernel. So the driver of a persistent pool lends the application
+//! only *home* buffers — the extra buffers and the ring slots' buffers it found at
+//! start, which a later REGISTER of the same file and settings gives back to the same
+//! places — copying a received payload that arrived in any other buffer, and it never
+//! lets another buffer into its pool (a zero-copy send into a slot holding a foreign
+//! buffer is copied instead). At the next start, the kept indices are taken out of the
+//! imported extra list, and a kept buffer found in a ring slot is swapped out before
+//! any sync can receive into it.
+//!
 //! It must never sync, make a system call, write bytes `[0, G)` of a buffer that sits
 //! in a ring (G = the generic offset, the kernel's `nmcb`), change a slot's
 //! generic-offset bits, or keep a pointer into a TX buffer across a sync (the kernel
@@ -38,6 +71,10 @@ use crate::sys::slot;
 pub const DEFAULT_MSS: u32 = 1448;
 /// Default bound on one fd's TX slots handed to the kernel and not yet taken back.
 pub const DEFAULT_MAX_INFLIGHT_PER_FD: u32 = 64;
+/// Default charge of one TX slot against its socket's send budget, on top of the
+/// payload: a fresh skb's `truesize` (about 1 280 bytes on x86_64 Linux 5.x; every
+/// slot may start a new skb), rounded up for kernels with larger headers.
+pub const DEFAULT_TX_SLOT_OVERHEAD: u32 = 2048;
 
 /// Tuning of the ring driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,11 +87,19 @@ pub struct DriverConfig {
     /// Data offset written into TX slots (66 = Ethernet + IPv4 + TCP with timestamps;
     /// the kernel adjusts it when the real header differs).
     pub tx_doff: u16,
+    /// Bytes each TX slot is charged against its socket's send budget on top of its
+    /// payload (the kernel's per-skb overhead; see the module docs).
+    pub tx_slot_overhead: u32,
 }
 
 impl Default for DriverConfig {
     fn default() -> Self {
-        DriverConfig { mss: DEFAULT_MSS, max_inflight_per_fd: DEFAULT_MAX_INFLIGHT_PER_FD, tx_doff: pst::TX_DOFF }
+        DriverConfig {
+            mss: DEFAULT_MSS,
+            max_inflight_per_fd: DEFAULT_MAX_INFLIGHT_PER_FD,
+            tx_doff: pst::TX_DOFF,
+            tx_slot_overhead: DEFAULT_TX_SLOT_OVERHEAD,
+        }
     }
 }
 
@@ -70,6 +115,30 @@ pub enum RingError {
     /// The fd is outside what PASTE's per-fd table accepts.
     #[error("fd {0} cannot be used with PASTE (valid range 0..=65534)")]
     FdOutOfRange(i32),
+    /// Buffers a previous run kept are not in this port's rings or extra list after
+    /// REGISTER: the kernel holds them (its own pools, the NIC's rings) and would
+    /// overwrite them.
+    #[error(
+        "{count} kept buffer(s) (first: index {first}) are not in the port's rings or extra-buffer list after \
+         REGISTER: the kernel holds them and would overwrite them. The kept buffers were laid out by a run with \
+         other port settings (rings, slots, extra buffers, NIC, dev.netmap.paste_extra); start with the same \
+         settings as the run that kept them"
+    )]
+    KeptOutOfReach {
+        /// How many.
+        count: usize,
+        /// The first one.
+        first: u32,
+    },
+}
+
+/// What [`RingDriver::new_persistent`] did with the kept buffers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeptReport {
+    /// Taken out of the imported extra-buffer list.
+    pub from_extra_list: u32,
+    /// Swapped out of ring slots (an extra buffer took their place).
+    pub from_ring_slots: u32,
 }
 
 /// One RX slot, as the walk hands it to the caller.
@@ -105,6 +174,9 @@ pub struct RxWalk {
     /// The walk stopped because the pool had no free buffer to swap in; the remaining
     /// slots stay in the ring for the next walk.
     pub pool_exhausted: bool,
+    /// Data slots copied into a pool buffer instead of lent (persistent pool, payload
+    /// in a buffer that is not home; see the module docs).
+    pub copied: u32,
 }
 
 /// What one TX fill did.
@@ -118,6 +190,12 @@ pub struct TxFill {
     pub bytes: u64,
     /// Slots found holding an invalid buffer index (the ring was left as is there).
     pub bad_slots: u32,
+    /// Fds with data queued that got no slot for lack of send space (congested, or
+    /// waiting for the socket to be seen writable again).
+    pub blocked: u32,
+    /// Queued pool buffers of congested fds copied to the heap and given back to
+    /// the pool (it was running dry).
+    pub pool_relieved: u32,
 }
 
 /// What [`RingDriver::export_extra`] gave back.
@@ -157,6 +235,18 @@ struct FdTx {
     /// are not reported to the new one.
     gen: u32,
     active: bool,
+    /// The socket's send buffer (`SO_SNDBUF` at registration); `None`: no bound.
+    budget: Option<u32>,
+    /// Lower bound of the socket's free send space (see the module docs).
+    credit: i64,
+    /// Charge of this fd's slots in the ring not yet taken by the kernel.
+    untaken_charge: u64,
+    /// Listed in `space_waiters` (out of credit with data queued).
+    waiting: bool,
+    /// Listed in `stuck` (slots left untaken by the last sync).
+    stuck: bool,
+    /// Listed in `low_credit` (credit below half the budget).
+    low: bool,
 }
 
 /// The app-side ring driver over one mapped port (see the module docs).
@@ -174,6 +264,15 @@ pub struct RingDriver {
     scratch: Vec<(u32, u32)>,
     /// Fds with unreported sent bytes.
     sent_fds: Vec<i32>,
+    /// Fds out of send credit with data queued (see [`RingDriver::tx_wants_space`]).
+    space_waiters: Vec<i32>,
+    /// Fds whose slots the kernel left in the ring at the last sync.
+    stuck: Vec<i32>,
+    /// Fds whose credit fell below half their budget (see [`RingDriver::tx_low_credit`]).
+    low_credit: Vec<i32>,
+    /// Persistent pool: by index, whether a buffer is home (see the module docs);
+    /// empty otherwise.
+    home: Vec<bool>,
     cfg: DriverConfig,
 }
 
@@ -201,6 +300,38 @@ impl RingDriver {
     /// `guard` lives, and nobody but the kernel side may touch the rings while the
     /// driver exists.
     pub unsafe fn new(region: PortRegion, cfg: DriverConfig, guard: Box<dyn Any>) -> Result<RingDriver, RingError> {
+        // SAFETY: the caller's contract is this function's.
+        unsafe { RingDriver::attach(region, cfg, guard, None) }.map(|(d, _)| d)
+    }
+
+    /// [`new`](Self::new) for a persistent pool (an extmem file whose buffers outlive
+    /// the process): `kept` — buffers a previous run kept and still references — are
+    /// taken out of the extra list or swapped out of the ring slots the kernel put them
+    /// in, and start out kept in the pool; from then on only home buffers are lent
+    /// (see the module docs). Fails with [`RingError::KeptOutOfReach`] when the kernel
+    /// holds some of them.
+    ///
+    /// # Safety
+    /// As for [`new`](Self::new); in addition no sync may have run on the port yet (a
+    /// ring slot's kept buffer must be swapped out before anything is received into it).
+    pub unsafe fn new_persistent(
+        region: PortRegion,
+        cfg: DriverConfig,
+        guard: Box<dyn Any>,
+        kept: &[u32],
+    ) -> Result<(RingDriver, KeptReport), RingError> {
+        // SAFETY: the caller's contract is this function's.
+        unsafe { RingDriver::attach(region, cfg, guard, Some(kept)) }
+    }
+
+    /// # Safety
+    /// As for [`new_persistent`](Self::new_persistent).
+    unsafe fn attach(
+        region: PortRegion,
+        cfg: DriverConfig,
+        guard: Box<dyn Any>,
+        kept: Option<&[u32]>,
+    ) -> Result<(RingDriver, KeptReport), RingError> {
         let if_fits = region.nifp_offset.checked_add(size_of::<NetmapIf>()).is_some_and(|e| e <= region.len);
         if !if_fits {
             return Err(LayoutError(format!(
@@ -297,10 +428,20 @@ impl RingDriver {
         }
         // SAFETY: nifp is inside the region; the list now belongs to the pool.
         unsafe { addr::write_if_u32(nifp, offset_of!(NetmapIf, ni_bufs_head), 0) };
+        let (home, kept, report) = match kept {
+            None => (Vec::new(), Vec::new(), KeptReport::default()),
+            Some(kept) => {
+                let rings: Vec<RingPtr> = tx.iter().map(|t| t.ring).chain(rx.iter().copied()).collect();
+                reclaim_kept(&rings, &mut extras, index_limit, kept)?
+            }
+        };
         // SAFETY: buffers below index_limit lie inside the region, which the caller keeps
         // alive as long as `guard`; the extra buffers are ours alone.
         let pool = unsafe { BufPool::external(buf_base, buf_size, index_limit, extras, headroom, guard) };
-        Ok(RingDriver {
+        for &k in &kept {
+            pool.adopt_kept(k);
+        }
+        let driver = RingDriver {
             nifp,
             pool,
             generic_offset,
@@ -312,8 +453,23 @@ impl RingDriver {
             active: VecDeque::new(),
             scratch: Vec::new(),
             sent_fds: Vec::new(),
+            space_waiters: Vec::new(),
+            stuck: Vec::new(),
+            low_credit: Vec::new(),
+            home,
             cfg,
-        })
+        };
+        Ok((driver, report))
+    }
+
+    /// Whether the pool is persistent ([`new_persistent`](Self::new_persistent)).
+    pub fn is_persistent(&self) -> bool {
+        !self.home.is_empty()
+    }
+
+    /// Whether `index` may be lent or enter the pool (always, unless persistent).
+    fn is_home(&self, index: u32) -> bool {
+        self.home.is_empty() || self.home.get(index as usize).copied().unwrap_or(false)
     }
 
     /// The pool over the port's buffers (owning the extra buffers and everything lent).
@@ -348,6 +504,11 @@ impl RingDriver {
             let n = t.ring.num_slots();
             t.ring.head() < n && slot::ring_next(t.ring.tail(), n) == t.ring.head()
         })
+    }
+
+    /// RX slots the kernel can fill at most (each ring keeps one slot empty).
+    pub fn rx_capacity(&self) -> u32 {
+        self.rx.iter().map(|r| r.num_slots().saturating_sub(1)).sum()
     }
 
     /// RX slots waiting to be walked.
@@ -389,7 +550,23 @@ impl RingDriver {
                         break 'rings;
                     };
                     let old = s.buf_idx;
-                    if !self.pool.adopt_lent(old) {
+                    if !self.is_home(old) {
+                        // A persistent pool lends home buffers only: copy the payload
+                        // into the fresh one (same offset) and leave the slot as it is.
+                        // SAFETY: `fresh` is lent to us and not in any ring; `old` is
+                        // the slot's buffer, owned by us until head moves past it; both
+                        // lie in the region, and g + len <= buf_size (checked above).
+                        let buf = unsafe {
+                            let src = self.pool.buf_ptr(old).add((g + doff) as usize);
+                            let dst = self.pool.buf_ptr(fresh).add((g + doff) as usize);
+                            std::ptr::copy_nonoverlapping(src, dst, (len - doff) as usize);
+                            self.pool.lend_rx(fresh, g + doff, len - doff)
+                        };
+                        w.data += 1;
+                        w.copied += 1;
+                        w.bytes += (len - doff) as u64;
+                        on_event(RxEvent::Data { fd, buf });
+                    } else if !self.pool.adopt_lent(old) {
                         // The ring holds a buffer the pool already owns: not a kernel
                         // buffer. Leave it there and skip the slot.
                         // SAFETY: `fresh` was allocated just above and is unused.
@@ -420,14 +597,7 @@ impl RingDriver {
     /// Queues `data` for `fd`, after what was queued before. Nothing touches the ring
     /// until [`tx_fill`](Self::tx_fill).
     pub fn tx_queue(&mut self, fd: i32, data: SendData) -> Result<(), RingError> {
-        if !(0..=pst::MAX_FD).contains(&fd) {
-            return Err(RingError::FdOutOfRange(fd));
-        }
-        let i = fd as usize;
-        if i >= self.fds.len() {
-            self.fds.resize_with(i + 1, FdTx::default);
-        }
-        let f = &mut self.fds[i];
+        let f = self.fd_entry(fd)?;
         f.queued_bytes += data.len() as u64;
         f.queue.push_back(data);
         if !f.active {
@@ -454,7 +624,8 @@ impl RingDriver {
     /// Forgets everything queued for `fd` (a dead or closed connection) and stops
     /// reporting its slots already in the ring. Returns the bytes dropped from the
     /// queue. Slots already handed over stay in the ring: close the socket before the
-    /// next sync so the kernel skips them (docs/paste-abi.md §10.2).
+    /// next sync so the kernel skips them. The fd's send budget goes too: a new
+    /// connection on the same number sets its own.
     pub fn tx_drop_fd(&mut self, fd: i32) -> u64 {
         let Some(f) = usize::try_from(fd).ok().and_then(|i| self.fds.get_mut(i)) else { return 0 };
         let dropped = f.queued_bytes;
@@ -464,11 +635,101 @@ impl RingDriver {
         f.inflight = 0;
         f.unreported = 0;
         f.gen = f.gen.wrapping_add(1);
+        f.budget = None;
+        f.credit = 0;
+        f.untaken_charge = 0;
+        f.waiting = false;
+        f.low = false;
+        if f.stuck {
+            f.stuck = false;
+            self.stuck.retain(|&x| x != fd);
+        }
         if f.active {
             f.active = false;
             self.active.retain(|&x| x != fd);
         }
         dropped
+    }
+
+    /// Sets `fd`'s send budget: its socket's send buffer (`SO_SNDBUF`, read once when
+    /// the socket was registered, while its send queue is empty). From now on the
+    /// fd's slots go on the ring only while its credit lasts (see the module docs);
+    /// the full buffer is the first credit.
+    pub fn tx_set_budget(&mut self, fd: i32, send_buffer: u32) -> Result<(), RingError> {
+        let f = self.fd_entry(fd)?;
+        f.budget = Some(send_buffer);
+        f.credit = i64::from(send_buffer) - f.untaken_charge as i64;
+        Ok(())
+    }
+
+    /// The provider saw `fd`'s socket writable after the sync's txsync (`POLLOUT`: at
+    /// least a third of its send buffer is free): the credit becomes at least that,
+    /// less what is still waiting in the ring.
+    pub fn tx_writable(&mut self, fd: i32) {
+        self.collect_completions();
+        let Some(f) = usize::try_from(fd).ok().and_then(|i| self.fds.get_mut(i)) else { return };
+        let Some(budget) = f.budget else { return };
+        let bound = i64::from(budget / 3) - f.untaken_charge as i64;
+        f.credit = f.credit.max(bound);
+        if f.credit > 0 {
+            f.waiting = false;
+        }
+    }
+
+    /// The provider knows `fd`'s socket's free send space exactly (`free` bytes in
+    /// the kernel's accounting, after the sync's txsync): the credit becomes that,
+    /// less what is still waiting in the ring. (An emulated port knows it; the kernel
+    /// only says [`tx_writable`](Self::tx_writable).)
+    pub fn tx_send_space(&mut self, fd: i32, free: u64) {
+        self.collect_completions();
+        let Some(f) = usize::try_from(fd).ok().and_then(|i| self.fds.get_mut(i)) else { return };
+        let Some(budget) = f.budget else { return };
+        f.credit = free.min(i64::MAX as u64) as i64 - f.untaken_charge as i64;
+        if f.credit > 0 {
+            f.waiting = false;
+        }
+        if f.credit >= i64::from(budget / 2) {
+            f.low = false;
+        }
+    }
+
+    /// The fds whose credit fell below half their budget while sending (each at most
+    /// once). A provider that can read a socket's free send space without a system
+    /// call tops their credit up with [`tx_send_space`](Self::tx_send_space) after each sync, so
+    /// that a busy connection never runs dry; a kernel provider does not (it would
+    /// need a system call, or a `POLLOUT` that returns at once).
+    pub fn tx_low_credit(&self) -> impl Iterator<Item = i32> + '_ {
+        self.low_credit.iter().copied().filter(|&fd| self.fd(fd).is_some_and(|f| f.low))
+    }
+
+    /// Whether the provider should watch `fd`'s socket for writability (`POLLOUT`) at
+    /// the next sync: it is out of send credit with data queued, or the kernel left
+    /// some of its slots in the ring at the last sync.
+    pub fn tx_wants_space(&self, fd: i32) -> bool {
+        self.fd(fd).is_some_and(|f| f.waiting || f.stuck)
+    }
+
+    /// Every fd [`tx_wants_space`](Self::tx_wants_space) names (each at most once).
+    pub fn tx_space_waiters(&self) -> impl Iterator<Item = i32> + '_ {
+        let waiting = self.space_waiters.iter().copied().filter(|&fd| self.fd(fd).is_some_and(|f| f.waiting));
+        let stuck = self.stuck.iter().copied().filter(|&fd| self.fd(fd).is_some_and(|f| f.stuck && !f.waiting));
+        waiting.chain(stuck)
+    }
+
+    /// `fd`'s send credit (see the module docs); `None` when it has no budget.
+    pub fn tx_credit(&self, fd: i32) -> Option<i64> {
+        self.fd(fd).and_then(|f| f.budget.map(|_| f.credit))
+    }
+
+    fn fd_entry(&mut self, fd: i32) -> Result<&mut FdTx, RingError> {
+        if !(0..=pst::MAX_FD).contains(&fd) {
+            return Err(RingError::FdOutOfRange(fd));
+        }
+        let i = fd as usize;
+        if i >= self.fds.len() {
+            self.fds.resize_with(i + 1, FdTx::default);
+        }
+        Ok(&mut self.fds[i])
     }
 
     /// Calls `f` with the pool index of every queued [`SendData::Pool`] buffer (for
@@ -484,7 +745,9 @@ impl RingDriver {
     }
 
     /// Places queued data into free TX slots, fd by fd in round-robin order, each fd
-    /// bounded by [`DriverConfig::max_inflight_per_fd`] and pinned to TX ring `fd mod
+    /// bounded by [`DriverConfig::max_inflight_per_fd`] and by its send credit (an fd
+    /// out of credit keeps its data queued and is listed for
+    /// [`tx_wants_space`](Self::tx_wants_space)), and pinned to TX ring `fd mod
     /// rings` (so one fd's slots stay in order). Each slot carries at most one MSS at
     /// `G + doff`, `len = doff + n`, with fd and doff set and the generic offset kept.
     /// A pool [`TxBuf`](paste_rt_core::TxBuf) that fits one slot is swapped in (zero
@@ -494,6 +757,9 @@ impl RingDriver {
         // Slots the kernel took back are free again: record who they carried first.
         self.collect_completions();
         let mut out = TxFill::default();
+        let fds = &self.fds;
+        self.space_waiters.retain(|&fd| fds.get(fd as usize).is_some_and(|f| f.waiting));
+        self.low_credit.retain(|&fd| fds.get(fd as usize).is_some_and(|f| f.low));
         let ntx = self.tx.len();
         let mut heads = std::mem::take(&mut self.scratch);
         heads.clear();
@@ -513,8 +779,27 @@ impl RingDriver {
                 if f.queue.is_empty() || f.inflight >= self.cfg.max_inflight_per_fd || head == tail {
                     break;
                 }
+                if f.budget.is_some() && f.credit <= 0 {
+                    out.blocked += 1;
+                    if !f.waiting {
+                        self.fds[fd as usize].waiting = true;
+                        self.space_waiters.push(fd);
+                    }
+                    break;
+                }
                 let f = &mut self.fds[fd as usize];
-                match place_one(&self.pool, &self.cfg, self.buf_size, self.index_limit, &mut self.tx[r], head, fd, f) {
+                let home = &self.home;
+                match place_one(
+                    &self.pool,
+                    &self.cfg,
+                    self.buf_size,
+                    self.index_limit,
+                    home,
+                    &mut self.tx[r],
+                    head,
+                    fd,
+                    f,
+                ) {
                     Placed::Slot { bytes, zero_copy } => {
                         out.slots += 1;
                         out.bytes += bytes as u64;
@@ -530,6 +815,12 @@ impl RingDriver {
             }
             heads[r].0 = head;
             let f = &mut self.fds[fd as usize];
+            if let Some(budget) = f.budget {
+                if !f.low && f.credit < i64::from(budget / 2) {
+                    f.low = true;
+                    self.low_credit.push(fd);
+                }
+            }
             if f.queue.is_empty() {
                 f.active = false;
             } else {
@@ -542,7 +833,31 @@ impl RingDriver {
             }
         }
         self.scratch = heads;
+        out.pool_relieved = self.relieve_pool();
         out
+    }
+
+    /// When the pool runs low (fewer than an eighth of its buffers free), copies the
+    /// pool buffers queued on congested fds (out of send credit) to the heap and gives
+    /// them back (see the module docs). A partly placed front entry stays. Returns the
+    /// buffers given back.
+    fn relieve_pool(&mut self) -> u32 {
+        if self.space_waiters.is_empty() || self.pool.free_count() >= (self.pool.capacity() / 8).max(1) {
+            return 0;
+        }
+        let mut relieved = 0;
+        for &fd in &self.space_waiters {
+            let Some(f) = self.fds.get_mut(fd as usize).filter(|f| f.waiting) else { continue };
+            let skip = usize::from(f.front_off > 0);
+            for d in f.queue.iter_mut().skip(skip) {
+                if matches!(d, SendData::Pool(_)) {
+                    // The TxBuf is dropped here: back to the pool.
+                    *d = SendData::Owned(d.as_slice().to_vec());
+                    relieved += 1;
+                }
+            }
+        }
+        relieved
     }
 
     /// After a sync: accounts the TX slots the kernel took back (`[pending, tail + 1)`;
@@ -560,7 +875,32 @@ impl RingDriver {
                 }
             }
         }
+        self.note_stuck();
         n
+    }
+
+    /// After a sync: the fd of the first slot the kernel left in each ring (the
+    /// kernel stopped there: its socket refused the slot, and every later slot waits
+    /// behind it) is listed in `stuck`, every other fd unlisted.
+    fn note_stuck(&mut self) {
+        for fd in self.stuck.drain(..) {
+            if let Some(f) = self.fds.get_mut(fd as usize) {
+                f.stuck = false;
+            }
+        }
+        for t in &self.tx {
+            let n = t.ring.num_slots();
+            if t.ring.head() >= n || t.pending_start == t.ring.head() {
+                continue;
+            }
+            let sh = t.shadow[t.pending_start as usize];
+            if let Some(f) = usize::try_from(sh.fd).ok().and_then(|k| self.fds.get_mut(k)) {
+                if f.gen == sh.gen && sh.bytes > 0 && !f.stuck {
+                    f.stuck = true;
+                    self.stuck.push(sh.fd);
+                }
+            }
+        }
     }
 
     /// Moves the slots the kernel took back out of the shadow records (before they can
@@ -580,6 +920,8 @@ impl RingDriver {
                 if let Some(f) = usize::try_from(sh.fd).ok().and_then(|i| self.fds.get_mut(i)) {
                     if f.gen == sh.gen && f.inflight > 0 && sh.bytes > 0 {
                         f.inflight -= 1;
+                        f.untaken_charge =
+                            f.untaken_charge.saturating_sub(u64::from(sh.bytes) + u64::from(self.cfg.tx_slot_overhead));
                         if f.unreported == 0 {
                             self.sent_fds.push(sh.fd);
                         }
@@ -643,6 +985,7 @@ fn place_one(
     cfg: &DriverConfig,
     buf_size: u32,
     index_limit: u32,
+    home: &[bool],
     t: &mut TxRing,
     i: u32,
     fd: i32,
@@ -672,6 +1015,8 @@ fn place_one(
                 // The TxBuf carries no pool handle we can compare: same index, same
                 // address means same memory, hence this pool.
                 && b.as_ptr() == pool.buf_ptr(b.index()).wrapping_add(pool.tx_headroom() as usize)
+                // A persistent pool takes no foreign buffer in exchange (module docs).
+                && (home.is_empty() || home.get(s.buf_idx as usize).copied().unwrap_or(false))
         }
         _ => false,
     };
@@ -726,7 +1071,79 @@ fn place_one(
     t.shadow[i as usize] = TxShadow { fd, gen: f.gen, bytes: n as u32 };
     f.inflight += 1;
     f.queued_bytes -= n as u64;
+    let charge = n as u64 + u64::from(cfg.tx_slot_overhead);
+    f.untaken_charge += charge;
+    if f.budget.is_some() {
+        f.credit -= charge as i64;
+    }
     Placed::Slot { bytes: n as u32, zero_copy }
+}
+
+/// The persistent-pool start (see the module docs): marks the home buffers (extra
+/// list and ring slots), takes `kept` out of `extras`, swaps each kept buffer found in
+/// a ring slot for an extra buffer (`NS_BUF_CHANGED`). Returns the home map, the kept
+/// indices to adopt, and what was done.
+fn reclaim_kept(
+    rings: &[RingPtr],
+    extras: &mut Vec<u32>,
+    index_limit: u32,
+    kept: &[u32],
+) -> Result<(Vec<bool>, Vec<u32>, KeptReport), RingError> {
+    let mut home = vec![false; index_limit as usize];
+    let mut in_extras = vec![false; index_limit as usize];
+    for &i in extras.iter() {
+        home[i as usize] = true;
+        in_extras[i as usize] = true;
+    }
+    // Where each ring buffer sits, to swap kept ones out.
+    let mut slot_of: Vec<Option<(usize, u32)>> = vec![None; index_limit as usize];
+    for (r, ring) in rings.iter().enumerate() {
+        for i in 0..ring.num_slots() {
+            let b = ring.slot(i).buf_idx;
+            if (FIRST_DATA_BUF..index_limit).contains(&b) {
+                home[b as usize] = true;
+                slot_of[b as usize] = Some((r, i));
+            }
+        }
+    }
+    let mut wanted = vec![false; index_limit as usize];
+    let mut unreachable = Vec::new();
+    let mut adopt = Vec::new();
+    for &k in kept {
+        if !(FIRST_DATA_BUF..index_limit).contains(&k) || !home[k as usize] {
+            unreachable.push(k);
+        } else if !wanted[k as usize] {
+            wanted[k as usize] = true;
+            adopt.push(k);
+        }
+    }
+    if let Some(&first) = unreachable.first() {
+        return Err(RingError::KeptOutOfReach { count: unreachable.len(), first });
+    }
+    let mut report = KeptReport::default();
+    extras.retain(|&i| {
+        let keep = !wanted[i as usize];
+        report.from_extra_list += u32::from(!keep);
+        keep
+    });
+    for &k in &adopt {
+        if in_extras[k as usize] {
+            continue;
+        }
+        let Some((r, i)) = slot_of[k as usize] else { continue };
+        let Some(spare) = extras.pop() else {
+            return Err(RingError::Config(format!(
+                "kept buffer {k} sits in a ring slot and no extra buffer is left to take its place: ask for more extra buffers"
+            )));
+        };
+        let ring = rings[r];
+        let mut s = ring.slot(i);
+        s.buf_idx = spare;
+        s.flags |= slotflags::BUF_CHANGED;
+        ring.set_slot(i, s);
+        report.from_ring_slots += 1;
+    }
+    Ok((home, adopt, report))
 }
 
 #[cfg(test)]

@@ -202,6 +202,7 @@ impl Builder {
             uring: UringConfig { pool: pool.clone(), ..self.uring.clone() },
             paste: overrides::kernel_config(get, self.paste.as_ref(), pool)?,
             paste_emu,
+            pool: pool.clone(),
         })
     }
 

@@ -88,9 +88,20 @@ pub(crate) fn kernel_config(
         cfg.extra_bufs = extra;
     }
     let size_mb: Option<u64> = number(get, PASTE_EXTMEM_MB, "a size in MiB")?;
-    if let Some(path) = get(PASTE_EXTMEM) {
-        let size = cfg.extmem.as_ref().map_or(DEFAULT_EXTMEM_MB << 20, |e| e.size);
-        cfg.extmem = Some(ExtmemConfig { path: PathBuf::from(path), size });
+    if let Some(mb) = size_mb {
+        cfg.extmem_size = mb << 20;
+    }
+    match get(PASTE_EXTMEM) {
+        // `off`: never extmem (a file-backed pool is then refused on paste).
+        Some(v) if v == paste_rt_paste::kernel::EXTMEM_OFF => {
+            cfg.extmem_allowed = false;
+            cfg.extmem = None;
+        }
+        Some(path) => {
+            let size = cfg.extmem.as_ref().map_or(DEFAULT_EXTMEM_MB << 20, |e| e.size);
+            cfg.extmem = Some(ExtmemConfig { path: PathBuf::from(path), size, persistent: false });
+        }
+        None => {}
     }
     if let (Some(mb), Some(extmem)) = (size_mb, cfg.extmem.as_mut()) {
         extmem.size = mb << 20;
@@ -155,7 +166,7 @@ mod tests {
             ifname: "eth1".into(),
             rings: 2,
             slots: 512,
-            extmem: Some(ExtmemConfig { path: "/pm/a".into(), size: 8 << 20 }),
+            extmem: Some(ExtmemConfig { path: "/pm/a".into(), size: 8 << 20, persistent: false }),
             ..KernelConfig::default()
         };
         let pool = PoolConfig { count: 777, ..PoolConfig::default() };
@@ -172,13 +183,13 @@ mod tests {
         ]);
         let cfg = kernel_config(&operator, Some(&program), &pool).unwrap();
         assert_eq!((cfg.ifname.as_str(), cfg.rings, cfg.slots, cfg.extra_bufs), ("eth7", 2, 256, 99));
-        assert_eq!(cfg.extmem, Some(ExtmemConfig { path: "/pm/a".into(), size: 64 << 20 }));
+        assert_eq!(cfg.extmem, Some(ExtmemConfig { path: "/pm/a".into(), size: 64 << 20, persistent: false }));
         assert_eq!(cfg.device, PathBuf::from("/dev/other"));
 
         // Nothing from the program: the defaults, then the operator's.
         let cfg = kernel_config(&env(&[(PASTE_EXTMEM, "/pm/b")]), None, &pool).unwrap();
         assert_eq!(cfg.ifname, "");
-        assert_eq!(cfg.extmem, Some(ExtmemConfig { path: "/pm/b".into(), size: 256 << 20 }));
+        assert_eq!(cfg.extmem, Some(ExtmemConfig { path: "/pm/b".into(), size: 256 << 20, persistent: false }));
     }
 
     #[test]

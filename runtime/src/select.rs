@@ -83,6 +83,9 @@ pub(crate) struct BackendSettings {
     pub(crate) uring: UringConfig,
     pub(crate) paste: KernelConfig,
     pub(crate) paste_emu: EmuSettings,
+    /// The pool every backend gets (kernel PASTE applies it to its configuration when
+    /// it starts: a file-backed pool is its extmem file).
+    pub(crate) pool: paste_rt_core::PoolConfig,
 }
 
 /// The compiled-in backends, dispatched with a `match` (no boxing per op).
@@ -154,7 +157,9 @@ fn start_one(kind: BackendKind, settings: &BackendSettings) -> Result<AnyBackend
     match kind {
         BackendKind::Epoll => EpollBackend::new(settings.epoll.clone()).map(AnyBackend::Epoll),
         BackendKind::Uring => UringBackend::new(&settings.uring).map(|b| AnyBackend::Uring(Box::new(b))),
-        BackendKind::Paste => PasteBackend::kernel(&settings.paste).map(|b| AnyBackend::Paste(Box::new(b))),
+        BackendKind::Paste => {
+            PasteBackend::kernel(&settings.paste, &settings.pool).map(|b| AnyBackend::Paste(Box::new(b)))
+        }
         BackendKind::PasteEmu => {
             PasteBackend::emulated_with(settings.paste_emu.clone()).map(|b| AnyBackend::Paste(Box::new(b)))
         }
@@ -238,7 +243,8 @@ mod tests {
             epoll: EpollConfig { pool: pool.clone(), ..EpollConfig::default() },
             uring: UringConfig { pool: pool.clone(), ..UringConfig::default() },
             paste: KernelConfig { device: "/nonexistent/netmap".into(), ..KernelConfig::default() },
-            paste_emu: EmuSettings::new(pool),
+            paste_emu: EmuSettings::new(pool.clone()),
+            pool,
         }
     }
 

@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::*;
-use crate::emu_kernel::{EmuKernel, KernelHold, SocketState, TxStall};
+use crate::emu_kernel::{EmuKernel, KernelHold, SendJob, SocketState, TxStall};
 use crate::port_mem::EmuPortConfig;
 use crate::sys::abi::slotflags;
+use paste_rt_core::KeptBuf;
 
 fn setup(cfg: &EmuPortConfig, dcfg: DriverConfig) -> (EmuKernel, RingDriver) {
     let k = EmuKernel::new(cfg).unwrap();
@@ -377,6 +378,194 @@ fn unregistered_tx_slots_are_skipped_and_later_slots_still_go_out() {
     assert!(held.iter().all(|&h| h == KernelHold::Free));
 }
 
+/// Completes the kernel's send jobs of the fds in `reading` (their peers read),
+/// onto the wire; the jobs of other fds stay in flight (their peers do not read).
+fn drain_readers(k: &mut EmuKernel, wire: &mut BTreeMap<i32, Vec<u8>>, held: &mut Vec<SendJob>, reading: &[i32]) {
+    while let Some(job) = k.next_send() {
+        held.push(job);
+    }
+    let mut keep = Vec::new();
+    for job in held.drain(..) {
+        if reading.contains(&job.fd) {
+            wire.entry(job.fd).or_default().extend_from_slice(k.send_payload(&job).unwrap());
+            k.send_done(job.buf).unwrap();
+        } else {
+            keep.push(job);
+        }
+    }
+    *held = keep;
+}
+
+/// What a provider does after a sync: the fds the driver wants send space for whose
+/// socket has it are reported writable.
+fn report_writable(k: &EmuKernel, d: &mut RingDriver) -> Vec<i32> {
+    let fds: Vec<i32> = d.tx_space_waiters().filter(|&fd| k.writable(fd)).collect();
+    for &fd in &fds {
+        d.tx_writable(fd);
+    }
+    fds
+}
+
+#[test]
+fn a_full_socket_stalls_the_emulated_txsync_as_the_kernel_does() {
+    // No budget: the driver does not hold the fd back, and the emulated kernel stops
+    // at the first slot its socket cannot take, with every later slot behind it.
+    let (mut k, mut d) = setup(&small(64, 48, 96), DriverConfig::default());
+    let (slow, other) = (5, 6);
+    for fd in [slow, other] {
+        k.register_fd(fd, SocketState::Connected).unwrap();
+    }
+    assert!(k.set_sndbuf(slow, 4096));
+    d.tx_queue(slow, SendData::Owned(vec![1; 6 * 1448])).unwrap();
+    d.tx_fill();
+    d.tx_queue(other, SendData::Static(b"other")).unwrap();
+    d.tx_fill();
+    let rep = k.txsync();
+    assert_eq!(rep.tx_stall, Some(TxStall::SendError { fd: slow, errno: libc::EAGAIN }));
+    assert_eq!(rep.tx_taken, 2, "two slots fit: 2 x (1448 + 1280) > 4096 only after the second");
+    assert!(!k.writable(slow));
+    let (mut wire, mut held) = (BTreeMap::new(), Vec::new());
+    drain_readers(&mut k, &mut wire, &mut held, &[other]);
+    assert!(!wire.contains_key(&other), "the other connection waits behind the full socket");
+    d.tx_reclaim(|_, _| {});
+    assert!(d.tx_wants_space(slow), "a fd whose slots the kernel left in the ring wants space");
+    assert!(!d.tx_wants_space(other), "the other fd waits too, but only the slow fd's socket must drain");
+}
+
+#[test]
+fn a_congested_connection_keeps_its_data_off_the_ring_and_never_stalls_the_others() {
+    let (mut k, mut d) = setup(&small(64, 48, 96), DriverConfig::default());
+    let (slow, fast) = (5, 6);
+    for fd in [slow, fast] {
+        k.register_fd(fd, SocketState::Connected).unwrap();
+        assert!(k.set_sndbuf(fd, 16 * 1024));
+        d.tx_set_budget(fd, k.sndbuf(fd).unwrap()).unwrap();
+    }
+    let big: Vec<u8> = (0..200_000u64).map(|i| stream_byte(slow, i)).collect();
+    d.tx_queue(slow, SendData::Owned(big.clone())).unwrap();
+    let (mut wire, mut held) = (BTreeMap::new(), Vec::new());
+    let mut expect_fast = Vec::new();
+    for round in 0..50u32 {
+        let msg = format!("response {round}\n").into_bytes();
+        d.tx_queue(fast, SendData::Owned(msg.clone())).unwrap();
+        expect_fast.extend_from_slice(&msg);
+        // Two ticks at most: one more when the fast fd's own credit ran out and its
+        // (writable) socket gives it back after the sync.
+        for _ in 0..2 {
+            let fill = d.tx_fill();
+            assert_eq!(fill.bad_slots, 0);
+            let rep = k.txsync();
+            assert_eq!(rep.tx_stall, None, "round {round}: txsync stopped at a slot");
+            // The slow peer never reads: its sends stay in flight and its socket full.
+            drain_readers(&mut k, &mut wire, &mut held, &[fast]);
+            d.tx_reclaim(|_, _| {});
+            report_writable(&k, &mut d);
+        }
+        assert_eq!(wire.get(&fast).map_or(0, Vec::len), expect_fast.len(), "round {round}: the fast fd waited");
+        assert_eq!(d.tx_inflight(slow), 0, "nothing of the slow fd is left in the ring");
+    }
+    assert_eq!(wire[&fast], expect_fast);
+    let on_wire_slow = held.iter().map(|j| j.len as usize).sum::<usize>();
+    assert!(on_wire_slow < 16 * 1024, "the socket took no more than its buffer: {on_wire_slow}");
+    assert_eq!(d.tx_queued(slow) as usize, big.len() - on_wire_slow, "the rest waits in the driver's queue");
+    assert!(d.tx_wants_space(slow));
+    assert_eq!(d.tx_space_waiters().collect::<Vec<_>>(), vec![slow]);
+
+    // The slow peer reads again: its socket drains, POLLOUT, credit, and the rest of
+    // its data goes out in order.
+    for _ in 0..400 {
+        drain_readers(&mut k, &mut wire, &mut held, &[fast, slow]);
+        d.tx_reclaim(|_, _| {});
+        report_writable(&k, &mut d);
+        d.tx_fill();
+        assert_eq!(k.txsync().tx_stall, None);
+        if wire.get(&slow).map_or(0, Vec::len) == big.len() {
+            break;
+        }
+    }
+    assert_eq!(wire[&slow], big, "every byte of the slow fd, in order");
+    assert!(!d.tx_wants_space(slow));
+    check_conservation(&k, &d, &[]).unwrap();
+}
+
+#[test]
+fn a_congested_fd_cannot_starve_the_pool_with_queued_sends() {
+    let (mut k, mut d) = setup(&small(64, 40, 96), DriverConfig::default());
+    let (slow, other) = (5, 6);
+    for fd in [slow, other] {
+        k.register_fd(fd, SocketState::Connected).unwrap();
+        assert!(k.set_sndbuf(fd, 2048));
+        d.tx_set_budget(fd, 2048).unwrap();
+    }
+    // The slow fd queues most of the pool, in pool buffers.
+    let mut expect = Vec::new();
+    for i in 0..38u8 {
+        let mut b = d.pool().tx_buf().unwrap();
+        b.put(&[i; 1000]);
+        expect.extend_from_slice(&[i; 1000]);
+        d.tx_queue(slow, SendData::Pool(b)).unwrap();
+    }
+    assert_eq!(d.pool().free_count(), 2);
+    let fill = d.tx_fill();
+    assert!(fill.blocked > 0, "the slow fd ran out of send credit");
+    assert!(fill.pool_relieved > 30, "{fill:?}");
+    assert!(d.pool().free_count() >= 32, "the pool got its buffers back: {}", d.pool().free_count());
+    assert_eq!(d.tx_queued(slow) as usize + d.tx_inflight(slow) as usize * 1000, expect.len());
+    // Receives go on; the slow fd's bytes still go out in order once it drains.
+    k.register_fd(7, SocketState::Connected).unwrap();
+    arrive(&mut k, 7, b"still receiving", 1448);
+    k.rxsync();
+    let mut got = Vec::new();
+    assert_eq!(d.rx_walk(u32::MAX, |e| got.push(e)).data, 1);
+    drop(got);
+    let mut wire = BTreeMap::new();
+    for _ in 0..200 {
+        k.txsync();
+        drain_sends(&mut k, &mut wire, usize::MAX);
+        d.tx_reclaim(|_, _| {});
+        report_writable(&k, &mut d);
+        d.tx_fill();
+    }
+    assert_eq!(wire[&slow], expect);
+    check_conservation(&k, &d, &[]).unwrap();
+}
+
+#[test]
+fn send_credit_follows_budget_charges_and_pollout() {
+    let dcfg = DriverConfig { tx_slot_overhead: 1000, ..DriverConfig::default() };
+    let (mut k, mut d) = setup(&small(64, 48, 96), dcfg);
+    k.register_fd(7, SocketState::Connected).unwrap();
+    assert_eq!(d.tx_credit(7), None, "no budget: never held back");
+    d.tx_set_budget(7, 9000).unwrap();
+    assert_eq!(d.tx_credit(7), Some(9000));
+    d.tx_queue(7, SendData::Owned(vec![7; 10 * 1448])).unwrap();
+    let fill = d.tx_fill();
+    // 2448 per full slot: 9000 -> 6552 -> 4104 -> 1656 -> -792, then blocked.
+    assert_eq!((fill.slots, fill.blocked), (4, 1));
+    assert_eq!(d.tx_credit(7), Some(-792));
+    assert!(d.tx_wants_space(7));
+    // POLLOUT with the slots still in the ring: a third of the budget less them.
+    d.tx_writable(7);
+    assert_eq!(d.tx_credit(7), Some(-792), "3000 - 4 x 2448 is below the credit");
+    k.txsync();
+    d.tx_writable(7);
+    assert_eq!(d.tx_credit(7), Some(3000), "taken slots no longer count against the bound");
+    assert!(!d.tx_wants_space(7));
+    assert_eq!(d.tx_fill().slots, 2);
+    assert_eq!(d.tx_low_credit().collect::<Vec<_>>(), vec![7], "below half the budget");
+    // An exact report (an emulated port knows the free space): the credit is that,
+    // less what still waits in the ring.
+    d.tx_send_space(7, 8000);
+    assert_eq!(d.tx_credit(7), Some(8000 - 2 * 2448));
+    k.txsync();
+    d.tx_send_space(7, 8000);
+    assert_eq!(d.tx_credit(7), Some(8000));
+    assert_eq!(d.tx_low_credit().count(), 0, "topped up above half the budget");
+    assert_eq!(d.tx_drop_fd(7), 4 * 1448);
+    assert_eq!(d.tx_credit(7), None, "a new connection on the number sets its own budget");
+    assert!(matches!(d.tx_set_budget(70_000, 1), Err(RingError::FdOutOfRange(70_000))));
+}
+
 #[derive(Clone, Debug)]
 enum Step {
     Arrive { fd: usize, len: usize },
@@ -389,6 +578,7 @@ enum Step {
     TxSync,
     Drain { n: usize },
     Reclaim,
+    Writable,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -403,6 +593,7 @@ fn step() -> impl Strategy<Value = Step> {
         3 => Just(Step::TxSync),
         2 => (0..6usize).prop_map(|n| Step::Drain { n }),
         2 => Just(Step::Reclaim),
+        2 => Just(Step::Writable),
     ]
 }
 
@@ -449,8 +640,16 @@ impl Harness {
         Ok(())
     }
 
-    fn txsync(&mut self) {
-        self.k.txsync();
+    fn txsync(&mut self) -> Result<(), TestCaseError> {
+        let rep = self.k.txsync();
+        // Every fd has a budget: the driver must never hand the kernel a slot its
+        // socket cannot take.
+        prop_assert!(
+            !matches!(rep.tx_stall, Some(TxStall::SendError { errno: libc::EAGAIN, .. })),
+            "txsync stalled at a full socket: {:?}",
+            rep.tx_stall
+        );
+        Ok(())
     }
 
     fn reclaim(&mut self) {
@@ -511,7 +710,10 @@ impl Harness {
                 let f = self.d.tx_fill();
                 prop_assert_eq!(f.bad_slots, 0);
             }
-            Step::TxSync => self.txsync(),
+            Step::TxSync => self.txsync()?,
+            Step::Writable => {
+                report_writable(&self.k, &mut self.d);
+            }
             Step::Drain { n } => drain_sends(&mut self.k, &mut self.m.tx_wire, n),
             Step::Reclaim => self.reclaim(),
         }
@@ -538,9 +740,10 @@ impl Harness {
         self.app.clear();
         for _ in 0..200 {
             self.d.tx_fill();
-            self.txsync();
+            self.txsync()?;
             drain_sends(&mut self.k, &mut self.m.tx_wire, usize::MAX);
             self.reclaim();
+            report_writable(&self.k, &mut self.d);
             self.k.rxsync();
             self.walk(u32::MAX, false)?;
             self.check()?;
@@ -549,7 +752,7 @@ impl Harness {
     }
 }
 
-fn run(steps: &[Step], rings: u16, slots: u32, extra: u32, kernel: u32) -> Result<(), TestCaseError> {
+fn run(steps: &[Step], rings: u16, slots: u32, extra: u32, kernel: u32, sndbuf: u32) -> Result<(), TestCaseError> {
     let cfg = EmuPortConfig {
         tx_rings: rings,
         rx_rings: rings,
@@ -559,10 +762,12 @@ fn run(steps: &[Step], rings: u16, slots: u32, extra: u32, kernel: u32) -> Resul
         ..EmuPortConfig::default()
     };
     let dcfg = DriverConfig { max_inflight_per_fd: 3, ..DriverConfig::default() };
-    let (mut k, d) = setup(&cfg, dcfg);
+    let (mut k, mut d) = setup(&cfg, dcfg);
     let fds = [3, 4, 7, 10];
     for fd in fds {
         k.register_fd(fd, SocketState::Connected).unwrap();
+        k.set_sndbuf(fd, sndbuf);
+        d.tx_set_budget(fd, sndbuf).unwrap();
     }
     // The kernel's headroom [0, G) must never be written while a buffer circulates
     // (bytes 0..4 excepted: the extra-list link).
@@ -604,8 +809,9 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     /// Payload bytes and per-fd order survive any interleaving of arrivals, syncs,
-    /// walks, kept buffers, sends and drains, and every buffer has exactly one owner
-    /// after every step.
+    /// walks, kept buffers, sends, drains and writability reports, every buffer has
+    /// exactly one owner after every step, and txsync never meets a slot whose socket
+    /// is full (each fd's slots stay within its send budget).
     #[test]
     fn ring_protocol_preserves_data_and_buffers(
         steps in proptest::collection::vec(step(), 1..120),
@@ -613,7 +819,111 @@ proptest! {
         slots in prop_oneof![Just(4u32), Just(8), Just(16)],
         extra in 1u32..12,
         kernel in 2u32..24,
+        sndbuf in prop_oneof![Just(4608u32), Just(8192), Just(87_040)],
     ) {
-        run(&steps, rings, slots, extra, kernel)?;
+        run(&steps, rings, slots, extra, kernel, sndbuf)?;
     }
+}
+
+fn setup_persistent(cfg: &EmuPortConfig, kept: &[u32]) -> Result<(EmuKernel, RingDriver, KeptReport), RingError> {
+    let k = EmuKernel::new(cfg).unwrap();
+    // SAFETY: as in `setup`; no sync has run on the port yet.
+    let (d, rep) =
+        unsafe { RingDriver::new_persistent(k.region(), DriverConfig::default(), Box::new(k.memory().clone()), kept) }?;
+    Ok((k, d, rep))
+}
+
+/// Writes `tag` at offset 200 of buffer `i`, where a previous run's payload would be.
+fn tag(k: &EmuKernel, i: u32, tag: &[u8]) {
+    // SAFETY: i is a buffer of the live mapping; 200 + tag.len() < buf_size.
+    unsafe { std::ptr::copy_nonoverlapping(tag.as_ptr(), k.memory().buf_ptr(i).unwrap().add(200), tag.len()) };
+}
+
+#[test]
+fn a_persistent_start_reclaims_kept_buffers_from_the_extra_list_and_the_ring_slots() {
+    // Layout of small(8, 10, 20): ring slots hold 2..18 (TX ring 2..10, RX ring
+    // 10..18), the extra list 18..28, the kernel's spares 28..48.
+    let cfg = small(8, 10, 20);
+    let k0 = EmuKernel::new(&cfg).unwrap();
+    assert_eq!(k0.memory().ring_buffers(), (2..18).collect::<Vec<u32>>());
+    assert_eq!(k0.memory().extra_buffers(), (18..28).collect::<Vec<u32>>());
+    drop(k0);
+    let kept = [3, 11, 20];
+    let (mut k, mut d, rep) = setup_persistent(&cfg, &kept).unwrap();
+    for &i in &kept {
+        tag(&k, i, format!("kept {i}").as_bytes());
+    }
+    assert_eq!(rep, KeptReport { from_extra_list: 1, from_ring_slots: 2 });
+    assert!(d.is_persistent());
+    assert_eq!(d.pool().kept_count(), 3);
+    assert_eq!(d.pool().capacity(), 10, "kept buffers count against the pool");
+    for &i in &kept {
+        assert!(!d.pool().is_free(i));
+        let buf = KeptBuf { index: i, offset: 200, len: format!("kept {i}").len() as u32 };
+        assert_eq!(d.pool().kept_slice(&buf).unwrap(), format!("kept {i}").as_bytes());
+    }
+    let mut in_rings = Vec::new();
+    k.for_each_ring_buffer(|i| in_rings.push(i));
+    assert!(kept.iter().all(|i| !in_rings.contains(i)), "no kept buffer is left in a ring slot");
+    let region = k.region();
+    // SAFETY: the emulated port's memory is alive (held by `k`).
+    let tx = unsafe { RingPtr::new(&region, addr::txring(region.base.cast(), 0)) }.unwrap();
+    assert_ne!(tx.slot(1).flags & slotflags::BUF_CHANGED, 0, "the swapped slot says so");
+
+    // Received payload in a buffer that is not home (the emulated kernel's spare) is
+    // copied into a home one; the kept buffers stay untouched.
+    k.register_fd(5, SocketState::Connected).unwrap();
+    arrive(&mut k, 5, b"after restart", 1448);
+    k.rxsync();
+    let mut got = Vec::new();
+    let walk = d.rx_walk(u32::MAX, |e| {
+        if let RxEvent::Data { buf, .. } = e {
+            got.push(buf)
+        }
+    });
+    assert_eq!((walk.data, walk.copied), (1, 1));
+    assert_eq!(&got[0][..], b"after restart");
+    assert!((18..28).contains(&got[0].index()), "lent buffer {} is home", got[0].index());
+    drop(got);
+
+    // A zero-copy send into a slot whose buffer came back from the kernel (not home)
+    // is copied: no foreign buffer enters the pool.
+    // Send until the TX ring's head slot holds a buffer the kernel gave back that is
+    // not home (one of its spares).
+    let foreign_head = |tx: &RingPtr| !(2..28).contains(&tx.slot(tx.head()).buf_idx);
+    for _ in 0..20 {
+        if foreign_head(&tx) {
+            break;
+        }
+        d.tx_queue(5, SendData::Static(b"x")).unwrap();
+        d.tx_fill();
+        k.txsync();
+        d.tx_reclaim(|_, _| {});
+    }
+    assert!(foreign_head(&tx));
+    let mut tb = d.pool().tx_buf().unwrap();
+    tb.put(b"zero copy?");
+    let idx = tb.index();
+    d.tx_queue(5, SendData::Pool(tb)).unwrap();
+    let fill = d.tx_fill();
+    assert_eq!((fill.slots, fill.zero_copy), (1, 0));
+    assert!(d.pool().is_free(idx), "copied, and the TxBuf's buffer went back to the pool");
+    let mut free = 0;
+    for i in 0..64 {
+        if d.pool().is_free(i) {
+            assert!((2..28).contains(&i), "foreign buffer {i} in the pool");
+            free += 1;
+        }
+    }
+    assert_eq!(free, 7);
+}
+
+#[test]
+fn a_kept_buffer_the_kernel_holds_refuses_the_start() {
+    // 30 is among the emulated kernel's spares: out of the application's reach.
+    let e = setup_persistent(&small(8, 10, 20), &[19, 30, 31]).unwrap_err();
+    assert_eq!(e, RingError::KeptOutOfReach { count: 2, first: 30 });
+    let text = e.to_string();
+    assert!(text.contains("same settings"), "{text}");
+    assert!(matches!(setup_persistent(&small(8, 10, 20), &[0]), Err(RingError::KeptOutOfReach { .. })));
 }

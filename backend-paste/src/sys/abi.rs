@@ -242,6 +242,31 @@ pub struct NmreqValeAttach {
     pub pad1: u32,
 }
 
+/// `struct nmreq_port_info_get`: the body of PORT_INFO_GET (a port's geometry,
+/// without registering it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NmreqPortInfoGet {
+    /// Out: shared memory size.
+    pub nr_memsize: u64,
+    /// Out: slots per TX ring.
+    pub nr_tx_slots: u32,
+    /// Out: slots per RX ring.
+    pub nr_rx_slots: u32,
+    /// Out: TX rings.
+    pub nr_tx_rings: u16,
+    /// Out: RX rings.
+    pub nr_rx_rings: u16,
+    /// Out: host TX rings.
+    pub nr_host_tx_rings: u16,
+    /// Out: host RX rings.
+    pub nr_host_rx_rings: u16,
+    /// In/out: allocator id.
+    pub nr_mem_id: u16,
+    /// Padding, zero.
+    pub pad: [u16; 3],
+}
+
 /// `struct nmreq_vale_detach`: the body of PST_DETACH.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -428,6 +453,10 @@ assert_layout!(NmreqRegister, 56, {
 });
 assert_layout!(NmreqValeAttach, 64, { reg: 0, port_index: 56, pad1: 60 });
 assert_layout!(NmreqValeDetach, 8, { port_index: 0, pad1: 4 });
+assert_layout!(NmreqPortInfoGet, 32, {
+    nr_memsize: 0, nr_tx_slots: 8, nr_rx_slots: 12, nr_tx_rings: 16, nr_rx_rings: 18, nr_host_tx_rings: 20,
+    nr_host_rx_rings: 22, nr_mem_id: 24, pad: 26,
+});
 assert_layout!(NmreqPstFdReg, 8, { fd: 0, pad1: 4 });
 assert_layout!(NmreqOption, 24, { nro_next: 0, nro_reqtype: 8, nro_status: 12, nro_size: 16 });
 assert_layout!(NmreqPoolsInfo, 64, {

@@ -1,5 +1,6 @@
 //! Builders for the `NIOCCTRL` requests the PASTE backend issues: REGISTER (with an
-//! optional `OPT_EXTMEM` option), PST_ATTACH, PST_FD_REG and PST_DETACH.
+//! optional `OPT_EXTMEM` option), PORT_INFO_GET, PST_ATTACH, PST_FD_REG and
+//! PST_DETACH.
 //!
 //! Each builder returns an owned, heap-pinned request (header + body + options in one
 //! `Box`) whose `nr_body`/`nr_options` pointers already point into that box, so the
@@ -8,8 +9,8 @@
 //! the pointers dangling). It must never issue the ioctl itself.
 
 use super::abi::{
-    mode, opttype, pst, reqtype, NmreqHeader, NmreqOptExtmem, NmreqPoolsInfo, NmreqPstFdReg, NmreqRegister,
-    NmreqValeAttach, NmreqValeDetach, NETMAP_API, NETMAP_REQ_IFNAMSIZ,
+    mode, opttype, pst, reqtype, NmreqHeader, NmreqOptExtmem, NmreqPoolsInfo, NmreqPortInfoGet, NmreqPstFdReg,
+    NmreqRegister, NmreqValeAttach, NmreqValeDetach, NETMAP_API, NETMAP_REQ_IFNAMSIZ,
 };
 
 /// Why a request could not be built.
@@ -149,6 +150,39 @@ pub fn register(
         req.extmem.nro_info = x.info;
         req.hdr.nr_options = addr(&req.extmem);
     }
+    Ok(req)
+}
+
+/// A PORT_INFO_GET request (body `nmreq_port_info_get`).
+#[repr(C)]
+#[derive(Debug)]
+pub struct PortInfoRequest {
+    hdr: NmreqHeader,
+    body: NmreqPortInfoGet,
+}
+
+impl PortInfoRequest {
+    /// The header to pass to `NIOCCTRL`.
+    pub fn header_ptr(&mut self) -> *mut NmreqHeader {
+        &mut self.hdr
+    }
+
+    /// The header.
+    pub fn header(&self) -> &NmreqHeader {
+        &self.hdr
+    }
+
+    /// The body; after a successful ioctl it holds the port's geometry.
+    pub fn body(&self) -> &NmreqPortInfoGet {
+        &self.body
+    }
+}
+
+/// Builds PORT_INFO_GET for `name` (a NIC such as `eth1`, or a port name).
+pub fn port_info(name: &str) -> Result<Box<PortInfoRequest>, RequestError> {
+    let hdr = header(name, reqtype::PORT_INFO_GET)?;
+    let mut req = Box::new(PortInfoRequest { hdr, body: NmreqPortInfoGet::default() });
+    req.hdr.nr_body = addr(&req.body);
     Ok(req)
 }
 
@@ -379,6 +413,14 @@ mod tests {
         assert_eq!(bytes_of(req.body()), &[0xFE, 0xFF, 0, 0, 0, 0, 0, 0]);
         assert_eq!(req.set_fd(65535), Err(RequestError::FdOutOfRange(65535)));
         assert_eq!(req.body().fd, 65534, "a refused fd leaves the request unchanged");
+    }
+
+    #[test]
+    fn port_info_bytes() {
+        let r = port_info("eth1").unwrap();
+        check_header(bytes_of(r.header()), reqtype::PORT_INFO_GET, "eth1");
+        assert_eq!(r.header().nr_body, &*r as *const PortInfoRequest as u64 + 88);
+        assert!(bytes_of(r.body()).iter().all(|&b| b == 0));
     }
 
     #[test]

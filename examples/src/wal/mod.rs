@@ -78,14 +78,17 @@ impl WalConfig {
     }
 }
 
-/// Recovers the log in `config.dir`, starts a runtime from `builder` over a
-/// file-backed pool, binds `addr`, calls `on_ready` with the bound address and what
-/// was recovered, and serves until graceful shutdown (Ctrl-C, SIGTERM).
+/// Recovers the log in `config.dir`, starts a runtime from `builder` (over a
+/// file-backed pool in zero-copy mode), binds `addr`, calls `on_ready` with the bound
+/// address and what was recovered, and serves until graceful shutdown (Ctrl-C,
+/// SIGTERM).
 ///
 /// A zero-copy log with records is first checked against the layout of the backend
 /// that will run (a short-lived probe runtime over `DIR/pool.probe`); the runtime
 /// then starts on that same backend, over the log's pool file when the layouts
-/// agree, else over a new one the log is migrated into.
+/// agree, else over a new one the log is migrated into. Copy mode keeps no body in
+/// the pool, so it needs no persistent pool (and also runs where one cannot be
+/// honoured, such as kernel PASTE without extmem).
 ///
 /// # Errors
 /// The directory, log or pool file cannot be used (the error names the path), the
@@ -99,7 +102,12 @@ pub fn run(
     let dir = &config.dir;
     let mut recovery = Recovery::open(dir, config.capacity, config.mode)?;
     let builder = builder.buffers(config.capacity.saturating_add(8192));
-    let start_error = |e: paste_rt::BuildError| io::Error::other(e.to_string());
+    let zero_copy = config.mode == Mode::ZeroCopy;
+    let start_error = |e: paste_rt::BuildError| {
+        let hint =
+            if zero_copy { " (zero-copy mode keeps bodies in a persistent pool file; --copy does not)" } else { "" };
+        io::Error::other(format!("{e}{hint}"))
+    };
     let method = config.flush.unwrap_or_else(FlushMethod::detect);
     let (rt, migrate_to) = match recovery.claim().clone() {
         HeaderClaim::Claim(claim) if config.mode == Mode::ZeroCopy => {
@@ -134,7 +142,10 @@ pub fn run(
                 None,
             )
         }
-        _ => (builder.pool_file(recovery.pool_file(), recovery.kept_indices()).build().map_err(start_error)?, None),
+        _ if zero_copy => {
+            (builder.pool_file(recovery.pool_file(), recovery.kept_indices()).build().map_err(start_error)?, None)
+        }
+        _ => (builder.build().map_err(start_error)?, None),
     };
     rt.block_on(async {
         let pool = paste_rt::runtime::pool();

@@ -526,7 +526,7 @@ fn udp_refused() -> Outcome {
         Ok(()) => Err("a UDP socket was bound on a paste runtime".into()),
         Err(err)
             if err.kind() == io::ErrorKind::Unsupported
-                && err.to_string().contains("UDP is not supported by PASTE") =>
+                && err.to_string().contains("UDP is not supported by the paste backend") =>
         {
             Ok(format!("UDP refused on paste: {err}"))
         }

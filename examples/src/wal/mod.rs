@@ -109,6 +109,10 @@ pub fn run(
         io::Error::other(format!("{e}{hint}"))
     };
     let method = config.flush.unwrap_or_else(FlushMethod::detect);
+    // A probed start pins the backend the probe chose; the start-up line `auto` prints
+    // (with the backend's report) is then printed here, once.
+    let auto = builder.effective_choice().is_ok_and(|c| c == BackendChoice::Auto);
+    let probed = zero_copy && !matches!(recovery.claim(), HeaderClaim::None);
     let (rt, migrate_to) = match recovery.claim().clone() {
         HeaderClaim::Claim(claim) if config.mode == Mode::ZeroCopy => {
             let (kind, layout) = probe(&builder, dir)?;
@@ -147,6 +151,9 @@ pub fn run(
         }
         _ => (builder.build().map_err(start_error)?, None),
     };
+    if probed && auto {
+        eprintln!("paste-rt: {}", rt.selection());
+    }
     rt.block_on(async {
         let pool = paste_rt::runtime::pool();
         if let Some(generation) = migrate_to {
@@ -170,7 +177,10 @@ pub fn run(
 /// it chooses and how that backend lays its pool out; removes the file.
 fn probe(builder: &Builder, dir: &std::path::Path) -> io::Result<(BackendKind, Layout)> {
     let path = probe_path(dir);
-    let rt = builder.clone().pool_file(&path, Vec::new()).build().map_err(|e| io::Error::other(e.to_string()))?;
+    // Quiet: the runtime that serves prints the start-up line (with the backend's
+    // report, e.g. where kernel PASTE found the kept buffers).
+    let rt =
+        builder.clone().quiet().pool_file(&path, Vec::new()).build().map_err(|e| io::Error::other(e.to_string()))?;
     let kind = rt.backend();
     let layout = rt.block_on(async { Layout::of(&paste_rt::runtime::pool(), &path) });
     drop(rt);
@@ -179,7 +189,7 @@ fn probe(builder: &Builder, dir: &std::path::Path) -> io::Result<(BackendKind, L
 }
 
 /// `builder` on `kind` only (the backend the probe chose; the environment was
-/// applied then).
+/// applied then). It prints the start-up line the probe kept quiet.
 fn pinned(builder: Builder, kind: BackendKind) -> Builder {
-    builder.ignore_env().backend_choice(BackendChoice::Only(kind)).quiet()
+    builder.ignore_env().backend_choice(BackendChoice::Only(kind))
 }

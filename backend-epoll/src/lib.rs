@@ -354,20 +354,22 @@ impl EpollBackend {
                 SendStep::Idle | SendStep::Wait => return,
                 SendStep::Close => return self.close_now(io, t),
             }
-            let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
-            let mut n = 0;
-            let mut want = 0;
-            io.get(t).send_queue().gather(MAX_IOV, |b| {
-                iov[n] = libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() };
-                want += b.len();
-                n += 1;
-            });
             Stats::add(&stats.submissions, 1);
-            let r = if n == 1 {
-                // SAFETY: iov[0] points into the record's queued data, alive for the call.
-                sys::send(stats, fd, unsafe { std::slice::from_raw_parts(iov[0].iov_base.cast(), iov[0].iov_len) })
-            } else {
-                sys::sendv(stats, fd, &iov[..n])
+            let queue = io.get(t).send_queue();
+            let (r, want) = match queue.front() {
+                // The common case, one item: a plain send, no iovec array.
+                Some(front) if queue.len() == 1 => (sys::send(stats, fd, front), front.len()),
+                _ => {
+                    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
+                    let mut n = 0;
+                    let mut want = 0;
+                    queue.gather(MAX_IOV, |b| {
+                        iov[n] = libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() };
+                        want += b.len();
+                        n += 1;
+                    });
+                    (sys::sendv(stats, fd, &iov[..n]), want)
+                }
             };
             match r {
                 Ok(w) => {

@@ -4,7 +4,8 @@
 //! list of what the backend asked of the kernel. Nothing here keeps state.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use paste_rt_core::Stats;
 
@@ -84,8 +85,13 @@ pub fn eventfd_signal(fd: RawFd) {
 /// `ptr` must be valid for writes of `len` bytes.
 pub unsafe fn read(stats: &Stats, fd: RawFd, ptr: *mut u8, len: usize) -> io::Result<usize> {
     stats.syscall();
-    // SAFETY: the caller guarantees `ptr..ptr+len` is writable.
-    check_size(unsafe { libc::read(fd, ptr.cast(), len) })
+    // SAFETY: the caller guarantees `ptr..ptr+len` is writable (and not read or
+    // written by anyone else during the call); `fd` is open for the call.
+    let (fd, buf) =
+        unsafe { (BorrowedFd::borrow_raw(fd), std::slice::from_raw_parts_mut(ptr.cast::<MaybeUninit<u8>>(), len)) };
+    // rustix makes the system call directly: no libc cancellation-point wrapper on
+    // the per-request path.
+    rustix::io::read(fd, buf).map(|(filled, _)| filled.len()).map_err(io::Error::from)
 }
 
 /// `sendmsg(2)` of gathered buffers with `MSG_NOSIGNAL` (a write to a reset
@@ -104,8 +110,9 @@ pub fn sendv(stats: &Stats, fd: RawFd, iov: &[libc::iovec]) -> io::Result<usize>
 /// `send(2)` with `MSG_NOSIGNAL`, for a single buffer.
 pub fn send(stats: &Stats, fd: RawFd, data: &[u8]) -> io::Result<usize> {
     stats.syscall();
-    // SAFETY: `data` is a valid slice for the duration of the call.
-    check_size(unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) })
+    // SAFETY: `fd` is open for the call (the caller owns it).
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    rustix::net::send(fd, data, rustix::net::SendFlags::NOSIGNAL).map_err(io::Error::from)
 }
 
 /// `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`.

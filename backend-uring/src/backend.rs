@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use paste_rt_core::{
-    Backend, BackendKind, BufPool, Capabilities, IoTable, PoolConfig, RemoteWake, StartError, Stats, Token,
+    Backend, BackendKind, BufPool, Capabilities, IoTable, PoolConfig, RemoteWake, SendStep, StartError, Stats, Token,
 };
 use paste_rt_uring_engine::pool_ring::PoolRing;
 use paste_rt_uring_engine::probe::{self, RingConfig, UringProbe};
@@ -264,6 +264,14 @@ impl Backend for UringBackend {
         let step = io.send_step(token);
         let (engine, mut sink, stats) = self.parts(io);
         engine.drive_send(token.0, step, &mut sink, stats);
+    }
+
+    #[inline]
+    fn send_queued_data(&mut self, io: &mut IoTable, token: Token) {
+        // A stream (queue_send refuses anything else) whose send path was idle: the
+        // SQE goes straight from its queue.
+        let (engine, mut sink, stats) = self.parts(io);
+        engine.drive_send(token.0, SendStep::Data, &mut sink, stats);
     }
 
     fn close(&mut self, io: &mut IoTable, token: Token) {

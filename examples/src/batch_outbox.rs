@@ -53,6 +53,15 @@ impl BatchOutbox {
         }
     }
 
+    /// Appends bytes that live for ever (a canned response) for the current connection:
+    /// queued as they are, with no copy on io_uring and epoll, after whatever was put
+    /// before them.
+    pub fn put_static(&mut self, batch: &mut Batch<'_>, bytes: &'static [u8]) {
+        let Some(conn) = self.conn else { return };
+        self.queue(batch);
+        let _ = batch.send(conn, SendData::Static(bytes));
+    }
+
     /// Queues what was written and forgets the connection.
     pub fn finish(&mut self, batch: &mut Batch<'_>) {
         self.queue(batch);

@@ -60,27 +60,29 @@ pub async fn recv_batch(
     timer: &mut ConnTimer,
     mut on_buf: impl FnMut(RxBuf) -> ControlFlow<()>,
 ) -> Received {
-    let mut taken = 0;
     poll_fn(|cx| loop {
-        if taken == MAX_BATCH {
-            return Poll::Ready(Received::Data);
-        }
-        match stream.poll_recv(cx) {
-            Poll::Ready(Ok(Some(buf))) => {
-                taken += 1;
-                if on_buf(buf).is_break() {
-                    return Poll::Ready(Received::Stopped);
-                }
+        let mut taken = 0;
+        let mut stopped = false;
+        let step = stream.poll_recv_each(cx, |buf| {
+            taken += 1;
+            if on_buf(buf).is_break() {
+                stopped = true;
+                return ControlFlow::Break(());
             }
-            Poll::Ready(Ok(None)) if taken == 0 => return Poll::Ready(Received::Eof),
-            Poll::Ready(Err(e)) if taken == 0 && e.kind() == io::ErrorKind::TimedOut => {
-                return Poll::Ready(Received::TimedOut)
+            if taken == MAX_BATCH {
+                return ControlFlow::Break(());
             }
-            Poll::Ready(Err(e)) if taken == 0 => return Poll::Ready(Received::Failed(e)),
-            Poll::Ready(_) => return Poll::Ready(Received::Data),
+            ControlFlow::Continue(())
+        });
+        match step {
+            _ if stopped => return Poll::Ready(Received::Stopped),
+            Poll::Ready(Ok(0)) => return Poll::Ready(Received::Eof),
+            Poll::Ready(Ok(_)) => return Poll::Ready(Received::Data),
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::TimedOut => return Poll::Ready(Received::TimedOut),
+            Poll::Ready(Err(e)) => return Poll::Ready(Received::Failed(e)),
             // Graceful shutdown (the runtime wakes receivers when it is requested):
             // an idle connection closes here, a busy one gets the grace.
-            Poll::Pending if taken == 0 => {
+            Poll::Pending => {
                 if paste_rt::runtime::is_shutting_down() {
                     if timer.phase() == Phase::Idle {
                         return Poll::Ready(Received::Shutdown);
@@ -91,7 +93,6 @@ pub async fn recv_batch(
                 }
                 return Poll::Pending;
             }
-            Poll::Pending => return Poll::Ready(Received::Data),
         }
     })
     .await

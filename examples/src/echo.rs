@@ -11,7 +11,6 @@
 //! allocation. Waits only for backpressure; on the peer's FIN it
 //! sends what is left, then FIN. It never interprets the bytes.
 
-use std::future::poll_fn;
 use std::io;
 use std::ops::ControlFlow;
 
@@ -56,7 +55,7 @@ async fn echo_connection(stream: TcpStream) {
             Received::Failed(_) | Received::TimedOut => return,
             Received::Shutdown => return close_gracefully(&stream).await,
         }
-        if poll_fn(|cx| stream.poll_send_ready(cx)).await.is_err() {
+        if out.wait_for_room().await.is_err() {
             return;
         }
     }

@@ -21,7 +21,6 @@
 //! allocates its copy.
 
 use std::cell::RefCell;
-use std::future::poll_fn;
 use std::io;
 use std::ops::ControlFlow;
 use std::rc::Rc;
@@ -103,7 +102,7 @@ async fn serve_connection(stream: TcpStream, config: Rc<Config>, store: Rc<RefCe
         }
         let phase = if parser.is_idle() { Phase::Idle } else { Phase::Head };
         apply(&stream, timer.update(phase, paste_rt::time::coarse_now()));
-        if poll_fn(|cx| stream.poll_send_ready(cx)).await.is_err() {
+        if out.wait_for_room().await.is_err() {
             return;
         }
     }

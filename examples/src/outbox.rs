@@ -34,12 +34,14 @@ pub struct Outbox<'s> {
     current: Option<TxBuf>,
     /// The first error queueing reported; later bytes are dropped.
     error: Option<io::Error>,
+    /// A queued reply found the connection's backlog over the runtime's limit.
+    full: bool,
 }
 
 impl<'s> Outbox<'s> {
     /// An empty outbox sending on `stream`.
     pub fn new(stream: &'s TcpStream) -> Self {
-        Outbox { stream, current: None, error: None }
+        Outbox { stream, current: None, error: None, full: false }
     }
 
     /// Appends `bytes` to the replies, queueing every buffer that fills up.
@@ -66,6 +68,16 @@ impl<'s> Outbox<'s> {
         }
     }
 
+    /// Appends bytes that live for ever (a canned response): queued as they are, with
+    /// no copy on io_uring and epoll, after whatever was put before them.
+    #[inline]
+    pub fn put_static(&mut self, bytes: &'static [u8]) {
+        if let Some(tx) = self.current.take() {
+            self.queue(SendData::Pool(tx));
+        }
+        self.queue(SendData::Static(bytes));
+    }
+
     /// Queues the partly filled buffer, if any. Returns the first error queueing met
     /// (the connection's send failed earlier; the bytes since are lost).
     pub fn flush(&mut self) -> io::Result<()> {
@@ -78,10 +90,21 @@ impl<'s> Outbox<'s> {
         }
     }
 
+    /// Waits for send room when a queued reply found the connection's backlog over
+    /// the runtime's limit (a peer that does not read); returns at once otherwise,
+    /// without a look at the connection.
+    pub async fn wait_for_room(&mut self) -> io::Result<()> {
+        if std::mem::take(&mut self.full) {
+            std::future::poll_fn(|cx| self.stream.poll_send_ready(cx)).await?;
+        }
+        Ok(())
+    }
+
     fn queue(&mut self, data: SendData) {
         if self.error.is_none() {
-            if let Err(e) = self.stream.queue_send(data) {
-                self.error = Some(e);
+            match self.stream.queue_send_with_room(data) {
+                Ok(room) => self.full |= !room,
+                Err(e) => self.error = Some(e),
             }
         }
     }

@@ -14,15 +14,13 @@
 //! idle limit is closed ([`Timeouts`]).
 //!
 //! The data path allocates nothing per request: received bytes are parsed in the
-//! pool buffer they arrived in, and responses are copied from templates built once
-//! into pool buffers ([`Outbox`]), many pipelined responses per buffer, queued
+//! pool buffer they arrived in, and responses are built once and queued as static
+//! bytes ([`Outbox::put_static`]) — no copy on io_uring and epoll — queued
 //! without waiting and sent together at the next tick. It never blocks a task on a
 //! send except for backpressure.
 
-use std::future::poll_fn;
 use std::io;
 use std::ops::ControlFlow;
-use std::rc::Rc;
 
 use paste_rt::batch::{self, Batch, BatchEvent, ConnId};
 use paste_rt::net::{TcpListener, TcpStream};
@@ -90,7 +88,7 @@ pub async fn serve(listener: TcpListener, config: Config) -> io::Result<()> {
 /// # Errors
 /// The listener's error.
 pub async fn serve_with(listener: TcpListener, config: Config, timeouts: Timeouts) -> io::Result<()> {
-    let responses = Rc::new(Responses::new(config.body_len));
+    let responses = Responses::new(config.body_len);
     match config.mode {
         Mode::Tasks => serve_tasks(listener, responses, timeouts).await,
         Mode::Batch => serve_batch(listener, responses, timeouts).await,
@@ -98,10 +96,10 @@ pub async fn serve_with(listener: TcpListener, config: Config, timeouts: Timeout
 }
 
 /// [`Mode::Tasks`]: one task per connection.
-async fn serve_tasks(listener: TcpListener, responses: Rc<Responses>, timeouts: Timeouts) -> io::Result<()> {
+async fn serve_tasks(listener: TcpListener, responses: &'static Responses, timeouts: Timeouts) -> io::Result<()> {
     accept_each(&listener, |stream| {
         // Detached: the task ends with its connection.
-        drop(paste_rt::spawn(serve_connection(stream, responses.clone(), timeouts)));
+        drop(paste_rt::spawn(serve_connection(stream, responses, timeouts)));
     })
     .await
 }
@@ -109,7 +107,7 @@ async fn serve_tasks(listener: TcpListener, responses: Rc<Responses>, timeouts: 
 /// [`Mode::Batch`]: PASTE's own model — one handler per tick over every connection
 /// that received something (`paste_rt::batch`), no task per connection; each
 /// connection's state is a [`Session`] in a table indexed by its `ConnId`.
-async fn serve_batch(listener: TcpListener, responses: Rc<Responses>, timeouts: Timeouts) -> io::Result<()> {
+async fn serve_batch(listener: TcpListener, responses: &'static Responses, timeouts: Timeouts) -> io::Result<()> {
     let mut sessions: Vec<Option<(Session, ConnTimer)>> = Vec::new();
     let mut out = BatchOutbox::new();
     batch::serve(listener, move |batch| {
@@ -131,7 +129,7 @@ async fn serve_batch(listener: TcpListener, responses: Rc<Responses>, timeouts: 
                         continue;
                     };
                     out.start(batch, conn);
-                    if session.on_chunk(&buf, &responses, |bytes| out.put(batch, bytes)) == Next::Close {
+                    if session.on_chunk(&buf, responses, |bytes| out.put_static(batch, bytes)) == Next::Close {
                         out.finish(batch);
                         batch.close(conn);
                         sessions[conn.index()] = None;
@@ -187,17 +185,18 @@ fn set_deadline(batch: &mut Batch<'_>, conn: ConnId, change: DeadlineChange) {
 
 /// One connection in [`Mode::Tasks`]: take every buffer received by now, answer
 /// each complete request into the outbox, queue it, wait only for backpressure.
-async fn serve_connection(stream: TcpStream, responses: Rc<Responses>, timeouts: Timeouts) {
+async fn serve_connection(stream: TcpStream, responses: &'static Responses, timeouts: Timeouts) {
     let mut session = Session::new();
     let mut out = Outbox::new(&stream);
     let mut timer = start_timer(&stream, timeouts, Phase::Head);
     loop {
-        let received =
-            recv_batch(&stream, &mut timer, |buf| match session.on_chunk(&buf, &responses, |bytes| out.put(bytes)) {
+        let received = recv_batch(&stream, &mut timer, |buf| {
+            match session.on_chunk(&buf, responses, |bytes| out.put_static(bytes)) {
                 Next::Continue => ControlFlow::Continue(()),
                 Next::Close => ControlFlow::Break(()),
-            })
-            .await;
+            }
+        })
+        .await;
         if out.flush().is_err() {
             return;
         }
@@ -218,23 +217,33 @@ async fn serve_connection(stream: TcpStream, responses: Rc<Responses>, timeouts:
             Received::Eof | Received::Failed(_) => return,
         }
         apply(&stream, timer.update(session.phase(), coarse_now()));
-        if poll_fn(|cx| stream.poll_send_ready(cx)).await.is_err() {
+        if out.wait_for_room().await.is_err() {
             return;
         }
     }
 }
 
-/// The responses of one server, built once.
+/// The responses of one server, built once per body length and kept for the
+/// process's life: every response phttpd sends is `&'static`, so it is queued as
+/// [`SendData::Static`](paste_rt::SendData::Static) and sent without a copy (on
+/// io_uring and epoll; PASTE copies it into its TX slots).
 #[derive(Debug)]
 struct Responses {
     /// phttpd's `200 OK` (`Connection: keep-alive`).
-    keep_alive: ResponseTemplate,
+    keep_alive: &'static [u8],
     /// The same with `Connection: close`, for requests that close.
-    close: Box<[u8]>,
+    close: &'static [u8],
 }
 
 impl Responses {
-    fn new(body_len: usize) -> Responses {
+    /// The responses for `body_len`, built the first time this length is asked for
+    /// (one small allocation per distinct length for the process's life).
+    fn new(body_len: usize) -> &'static Responses {
+        static BUILT: std::sync::Mutex<Vec<(usize, &'static Responses)>> = std::sync::Mutex::new(Vec::new());
+        let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&(_, r)) = built.iter().find(|(len, _)| *len == body_len) {
+            return r;
+        }
         let mut close = format!(
             "HTTP/1.1 200 OK\r\nConnection: close\r\nServer: Apache/2.2.800\r\nContent-Length: {body_len}\r\n\r\n"
         )
@@ -242,14 +251,17 @@ impl Responses {
         let header_len = close.len();
         close.resize(header_len + body_len, 0);
         fill_body(&mut close[header_len..], 0);
-        Responses { keep_alive: ResponseTemplate::new(body_len), close: close.into_boxed_slice() }
+        let keep_alive: &'static [u8] = Vec::leak(ResponseTemplate::new(body_len).as_bytes().to_vec());
+        let r: &'static Responses = Box::leak(Box::new(Responses { keep_alive, close: Vec::leak(close) }));
+        built.push((body_len, r));
+        r
     }
 
-    fn ok(&self, keep_alive: bool) -> &[u8] {
+    fn ok(&self, keep_alive: bool) -> &'static [u8] {
         if keep_alive {
-            self.keep_alive.as_bytes()
+            self.keep_alive
         } else {
-            &self.close
+            self.close
         }
     }
 }
@@ -296,7 +308,7 @@ impl Session {
     }
 
     /// Parses `chunk`, emitting the full response of every request it completes.
-    fn on_chunk(&mut self, chunk: &[u8], responses: &Responses, mut emit: impl FnMut(&[u8])) -> Next {
+    fn on_chunk(&mut self, chunk: &[u8], responses: &Responses, mut emit: impl FnMut(&'static [u8])) -> Next {
         let mut pos = 0;
         while let Some(event) = self.parser.next_event(chunk, &mut pos) {
             match event {
@@ -349,9 +361,9 @@ mod tests {
         let responses = Responses::new(64);
         let stream: Vec<u8> = WRK_GET_LOCAL.repeat(3);
         let chunks: Vec<&[u8]> = stream.chunks(7).collect();
-        let (out, next) = run(&mut Session::new(), &responses, &chunks);
+        let (out, next) = run(&mut Session::new(), responses, &chunks);
         assert_eq!(next, Next::Continue);
-        assert_eq!(out, responses.keep_alive.as_bytes().repeat(3));
+        assert_eq!(out, responses.keep_alive.repeat(3));
         assert_eq!(out.len(), 3 * 151);
     }
 
@@ -359,12 +371,12 @@ mod tests {
     fn close_variants() {
         let responses = Responses::new(10);
         assert_eq!(responses.close.len(), ok_response_len(10) - "keep-alive".len() + "close".len());
-        let (out, next) = run(&mut Session::new(), &responses, &[b"GET / HTTP/1.0\r\n\r\nGET / HTTP/1.1\r\n\r\n"]);
-        assert_eq!((out.as_slice(), next), (&*responses.close, Next::Close));
-        let (out, next) = run(&mut Session::new(), &responses, &[b"DELETE / HTTP/1.1\r\n\r\n"]);
+        let (out, next) = run(&mut Session::new(), responses, &[b"GET / HTTP/1.0\r\n\r\nGET / HTTP/1.1\r\n\r\n"]);
+        assert_eq!((out.as_slice(), next), (responses.close, Next::Close));
+        let (out, next) = run(&mut Session::new(), responses, &[b"DELETE / HTTP/1.1\r\n\r\n"]);
         assert_eq!((out.as_slice(), next), (METHOD_NOT_ALLOWED, Next::Continue));
-        let (out, next) = run(&mut Session::new(), &responses, &[b"GET / HTTP/1.1\r\n\r\nBAD\r\n\r\n"]);
-        let mut expected = responses.keep_alive.as_bytes().to_vec();
+        let (out, next) = run(&mut Session::new(), responses, &[b"GET / HTTP/1.1\r\n\r\nBAD\r\n\r\n"]);
+        let mut expected = responses.keep_alive.to_vec();
         expected.extend_from_slice(BAD_REQUEST);
         assert_eq!((out, next), (expected, Next::Close));
     }

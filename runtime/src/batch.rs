@@ -132,7 +132,7 @@ impl Batch<'_> {
     /// Queues `data` for `conn`; it leaves at the next poll with everything else
     /// queued in this tick.
     pub fn send(&mut self, conn: ConnId, data: SendData) -> io::Result<()> {
-        self.driver.queue_send(conn.0, data)
+        self.driver.queue_send(conn.0, data).map(|_room| ())
     }
 
     /// A pool buffer to fill and [`send`](Self::send).

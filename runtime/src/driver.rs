@@ -18,7 +18,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use paste_rt_core::{
-    BufPool, Capabilities, CloseStep, IoTable, Received, RemoteWake, RxBuf, SendData, Shutdown, StatsSnapshot, Token,
+    BufPool, Capabilities, CloseStep, IoTable, Received, RemoteWake, RxBuf, RxQueue, SendData, Shutdown, StatsSnapshot,
+    Token,
 };
 
 use crate::select::AnyBackend;
@@ -106,14 +107,31 @@ impl Driver {
         }
     }
 
+    /// Takes every buffer received on `token` at once (resuming a paused receive),
+    /// `None` at EOF, or its error; registers `cx` when nothing is there. The
+    /// queue comes with whether receiving was resumed (callers ignore it).
+    #[inline]
+    pub(crate) fn poll_take_rx(
+        &mut self,
+        token: Token,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<Option<(RxQueue, bool)>>> {
+        let taken = self.io.poll_take_rx(token, cx);
+        if let Poll::Ready(Ok(Some((_, true)))) = &taken {
+            self.backend.resume_recv(&mut self.io, token);
+        }
+        taken
+    }
+
     /// Queues `data` on `token`; tells the backend when it is not engaged yet (on
     /// io_uring that writes the SQE now).
     #[inline]
-    pub(crate) fn queue_send(&mut self, token: Token, data: SendData) -> io::Result<()> {
-        if self.io.queue_send(token, data)? {
-            self.backend.send(&mut self.io, token);
+    pub(crate) fn queue_send(&mut self, token: Token, data: SendData) -> io::Result<bool> {
+        let (engage, room) = self.io.queue_send_room(token, data)?;
+        if engage {
+            self.backend.send_queued_data(&mut self.io, token);
         }
-        Ok(())
+        Ok(room)
     }
 
     /// Queues a shutdown of `how` after what is queued on `token`.

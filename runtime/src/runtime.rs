@@ -113,6 +113,8 @@ pub(crate) struct Inner {
     registry: Registry,
     pub(crate) shared: Arc<Shared>,
     pub(crate) driver: RefCell<Driver>,
+    /// The backend's pool (an owner handle, reachable without borrowing the driver).
+    pub(crate) pool: paste_rt_core::BufPool,
     pub(crate) timers: RefCell<Timers>,
     pub(crate) selection: Selection,
     /// Number of sibling runtimes started together (thread-per-core).
@@ -275,6 +277,7 @@ impl Runtime {
                 queue: RunQueue::new(),
                 registry: Registry::new(),
                 shared,
+                pool: driver.pool().clone(),
                 driver: RefCell::new(driver),
                 timers: RefCell::new(Timers::default()),
                 selection,

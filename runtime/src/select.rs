@@ -140,6 +140,10 @@ impl AnyBackend {
     pub(crate) fn send(&mut self, io: &mut IoTable, token: Token) {
         each!(self, b => b.send(io, token))
     }
+    #[inline]
+    pub(crate) fn send_queued_data(&mut self, io: &mut IoTable, token: Token) {
+        each!(self, b => b.send_queued_data(io, token))
+    }
     pub(crate) fn close(&mut self, io: &mut IoTable, token: Token) {
         each!(self, b => b.close(io, token))
     }

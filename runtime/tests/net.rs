@@ -283,3 +283,85 @@ async fn dropped_accept_and_recv_futures_leak_nothing() {
     paste_rt::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(paste_rt::stats().pool_in_use, baseline, "every buffer came back");
 }
+
+/// `poll_recv_each` hands out every queued buffer in one step; buffers left when
+/// the handler breaks stay first in line, in order; `Ok(0)` means EOF.
+#[paste_rt::test_each_backend]
+async fn recv_each_drains_in_order_and_keeps_what_it_did_not_hand_out() {
+    use std::future::poll_fn;
+    use std::ops::ControlFlow;
+    const LEN: usize = 24 * 1024;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let data = pattern(LEN);
+    let sent = data.clone();
+    let writer = off_thread(move || {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.write_all(&sent).unwrap();
+        // Stay open until the server has seen everything (EOF comes after).
+        std::thread::sleep(Duration::from_millis(300));
+    });
+    let (s, _) = listener.accept().await.unwrap();
+    // Let every byte arrive, so several buffers wait at once.
+    paste_rt::time::sleep(Duration::from_millis(150)).await;
+    let mut got = Vec::new();
+    let first = poll_fn(|cx| {
+        s.poll_recv_each(cx, |b| {
+            got.extend_from_slice(&b);
+            ControlFlow::Break(())
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(first, 1, "a break after the first buffer hands out one");
+    let mut calls = 0;
+    loop {
+        let n = poll_fn(|cx| {
+            s.poll_recv_each(cx, |b| {
+                got.extend_from_slice(&b);
+                ControlFlow::Continue(())
+            })
+        })
+        .await
+        .unwrap();
+        calls += 1;
+        if n == 0 {
+            break;
+        }
+    }
+    assert!(got == data, "bytes differ or out of order ({} of {LEN})", got.len());
+    assert!(calls < LEN / 2048, "the rest came in batches, not a call per buffer ({calls} calls)");
+    writer.await;
+}
+
+/// `queue_send_with_room` says when the backlog passes the limit (a peer that does
+/// not read), so a handler can skip the readiness wait otherwise.
+#[paste_rt::test_each_backend]
+async fn queue_send_with_room_reports_a_full_backlog() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
+    let peer = off_thread(move || {
+        let c = std::net::TcpStream::connect(addr).unwrap();
+        socket2::SockRef::from(&c).set_recv_buffer_size(4096).unwrap();
+        let _ = hold_rx.recv_timeout(Duration::from_secs(10)); // never reads
+        drop(c);
+    });
+    let (s, _) = listener.accept().await.unwrap();
+    let chunk: &'static [u8] = Box::leak(vec![7u8; 64 * 1024].into_boxed_slice());
+    assert!(s.queue_send_with_room(paste_rt::SendData::Static(chunk)).unwrap(), "room after 64 KiB");
+    let mut queued = 64 * 1024;
+    let mut full = false;
+    while queued < 8 << 20 {
+        queued += chunk.len();
+        if !s.queue_send_with_room(paste_rt::SendData::Static(chunk)).unwrap() {
+            full = true;
+            break;
+        }
+        paste_rt::yield_now().await;
+    }
+    assert!(full, "no backpressure reported after {queued} bytes");
+    hold_tx.send(()).unwrap();
+    drop(s);
+    peer.await;
+}

@@ -144,6 +144,16 @@ pub trait Backend {
     /// its send path: take it from the record's send queue.
     fn send(&mut self, io: &mut IoTable, token: Token);
 
+    /// The fast form of [`send`](Self::send) for the common case: `token` is a
+    /// connected-or-connecting stream whose idle send path just had data queued, so
+    /// the next step is [`SendStep::Data`](crate::SendStep::Data) and no other record
+    /// state needs a look. Backends that can act on that (io_uring writes the SQE
+    /// straight from the queue) override it.
+    #[inline]
+    fn send_queued_data(&mut self, io: &mut IoTable, token: Token) {
+        self.send(io, token);
+    }
+
     /// The record of `token` is closed (its handle is gone and nothing is left to
     /// send, or the runtime shuts down): cancel what is in flight, close the fd, and
     /// [`IoTable::release`] the token once the kernel can no longer name it.

@@ -122,6 +122,36 @@ impl RxQueue {
         self.bytes += len as u64;
     }
 
+    /// Takes every waiting buffer at once (O(1)): the queue is empty afterwards.
+    #[inline]
+    pub fn take(&mut self) -> RxQueue {
+        std::mem::take(self)
+    }
+
+    /// Puts `front` (buffers taken earlier, still in order) back before what this
+    /// queue holds now. O(1) when `front` is not empty.
+    pub fn prepend(&mut self, pool: &BufPool, mut front: RxQueue) {
+        if front.head == NO_INDEX {
+            return;
+        }
+        if self.head != NO_INDEX {
+            // SAFETY: an owner handle keeps the state alive; front's tail is linked in.
+            let p = unsafe { pool.inner_ptr().as_ref() };
+            let mut t = p.meta[front.tail as usize].get();
+            t.next = self.head;
+            p.meta[front.tail as usize].set(t);
+        } else {
+            self.tail = front.tail;
+        }
+        self.head = front.head;
+        self.len += front.len;
+        self.bytes += front.bytes;
+        front.head = NO_INDEX;
+        front.tail = NO_INDEX;
+        front.len = 0;
+        front.bytes = 0;
+    }
+
     /// Returns every waiting buffer to the pool.
     pub fn clear(&mut self, pool: &BufPool) {
         while self.pop(pool).is_some() {}

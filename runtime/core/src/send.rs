@@ -99,29 +99,58 @@ impl Shutdown {
 }
 
 /// One connection's pending sends, oldest first; see the module docs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SendQueue {
     first: Option<SendData>,
     rest: VecDeque<SendData>,
-    /// Bytes of `first` the kernel already took.
-    first_sent: u32,
+    /// The unsent bytes of `first` (null and 0 when there is none): a cache of its
+    /// slice, so the per-request looks (gather, advance) need no match on the
+    /// variant and no pool address computation. Every [`SendData`] keeps its bytes
+    /// outside the value (heap, pool memory or static), so they stay where this
+    /// points while `first` is moved.
+    front_ptr: *const u8,
+    front_len: usize,
     /// Bytes queued and not yet taken.
     bytes: u64,
     /// Shut down this half once everything queued has been taken.
     shutdown: Option<Shutdown>,
 }
 
+impl Default for SendQueue {
+    fn default() -> SendQueue {
+        SendQueue::new()
+    }
+}
+
 impl SendQueue {
     /// An empty queue (allocates nothing).
     pub const fn new() -> SendQueue {
-        SendQueue { first: None, rest: VecDeque::new(), first_sent: 0, bytes: 0, shutdown: None }
+        SendQueue {
+            first: None,
+            rest: VecDeque::new(),
+            front_ptr: std::ptr::null(),
+            front_len: 0,
+            bytes: 0,
+            shutdown: None,
+        }
     }
 
     /// Appends `data` (not empty).
     #[inline]
     pub fn push(&mut self, data: SendData) {
-        self.bytes += data.len() as u64;
+        let len = data.len();
+        self.push_len(data, len);
+    }
+
+    /// Appends `data` (not empty), whose length the caller already knows.
+    #[inline]
+    pub fn push_len(&mut self, data: SendData, len: usize) {
+        debug_assert_eq!(len, data.len());
+        debug_assert!(len > 0, "empty sends are not queued");
+        self.bytes += len as u64;
         if self.first.is_none() {
+            self.front_ptr = data.as_slice().as_ptr();
+            self.front_len = len;
             self.first = Some(data);
         } else {
             self.rest.push_back(data);
@@ -149,11 +178,16 @@ impl SendQueue {
     /// The unsent bytes of the oldest item.
     #[inline]
     pub fn front(&self) -> Option<&[u8]> {
-        self.first.as_ref().map(|d| &d.as_slice()[self.first_sent as usize..])
+        self.first.as_ref()?;
+        // SAFETY: front_ptr/front_len describe the unsent tail of `first`'s bytes,
+        // which live outside the SendData (see the field's docs) and stay valid while
+        // `first` is held, i.e. for as long as `&self` is borrowed.
+        Some(unsafe { std::slice::from_raw_parts(self.front_ptr, self.front_len) })
     }
 
     /// Calls `f` with the unsent bytes of the oldest `max` items, oldest first;
     /// returns how many items that was.
+    #[inline]
     pub fn gather(&self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
         let Some(front) = self.front() else { return 0 };
         if max == 0 {
@@ -170,41 +204,63 @@ impl SendQueue {
 
     /// The kernel took `n` more bytes: drops every item fully sent. Returns whether
     /// data is still waiting.
-    pub fn advance(&mut self, mut n: u64) -> bool {
+    #[inline]
+    pub fn advance(&mut self, n: u64) -> bool {
         self.bytes = self.bytes.saturating_sub(n);
-        while n > 0 {
-            let Some(first) = &self.first else { break };
-            let left = (first.len() - self.first_sent as usize) as u64;
-            if n < left {
-                self.first_sent += n as u32;
+        let mut n = n as usize;
+        while n > 0 && self.first.is_some() {
+            if n < self.front_len {
+                // SAFETY: n < front_len: the pointer stays inside `first`'s bytes.
+                self.front_ptr = unsafe { self.front_ptr.add(n) };
+                self.front_len -= n;
                 return true;
             }
-            n -= left;
-            self.first_sent = 0;
-            self.first = self.rest.pop_front();
+            n -= self.front_len;
+            let next = self.rest.pop_front();
+            self.set_first(next);
         }
         self.first.is_some()
+    }
+
+    /// Makes `data` the oldest item, none of its bytes sent (the old one is dropped).
+    #[inline]
+    fn set_first(&mut self, data: Option<SendData>) {
+        (self.front_ptr, self.front_len) = match &data {
+            Some(d) => (d.as_slice().as_ptr(), d.len()),
+            None => (std::ptr::null(), 0),
+        };
+        self.first = data;
+    }
+
+    /// How many bytes of the oldest item were already sent.
+    fn first_sent(&self) -> u32 {
+        self.first.as_ref().map_or(0, |d| (d.len() - self.front_len) as u32)
     }
 
     /// Takes the oldest item whole (a datagram-style queue, or PASTE copying items
     /// into port buffers), with how many of its bytes were already sent.
     pub fn pop(&mut self) -> Option<(SendData, u32)> {
+        let sent = self.first_sent();
+        let unsent = self.front_len;
         let first = self.first.take()?;
-        let sent = std::mem::take(&mut self.first_sent);
-        self.bytes = self.bytes.saturating_sub((first.len() - sent as usize) as u64);
-        self.first = self.rest.pop_front();
+        let next = self.rest.pop_front();
+        self.set_first(next);
+        self.bytes = self.bytes.saturating_sub(unsent as u64);
         Some((first, sent))
     }
 
     /// Puts an item back at the front, `sent` of its bytes already taken (the
     /// opposite of [`pop`](Self::pop)).
     pub fn push_front(&mut self, data: SendData, sent: u32) {
-        self.bytes += (data.len() - sent as usize) as u64;
+        let unsent = &data.as_slice()[sent as usize..];
+        let (ptr, len) = (unsent.as_ptr(), unsent.len());
+        self.bytes += len as u64;
         if let Some(old) = self.first.replace(data) {
+            debug_assert_eq!(old.len(), self.front_len, "only an unsent item moves back");
             self.rest.push_front(old);
         }
-        debug_assert_eq!(self.first_sent, 0);
-        self.first_sent = sent;
+        self.front_ptr = ptr;
+        self.front_len = len;
     }
 
     /// Queues a shutdown after what is queued now (merged with one already queued).
@@ -228,9 +284,8 @@ impl SendQueue {
 
     /// Drops everything queued (the connection failed or is gone).
     pub fn clear(&mut self) {
-        self.first = None;
+        self.set_first(None);
         self.rest.clear();
-        self.first_sent = 0;
         self.bytes = 0;
         self.shutdown = None;
     }

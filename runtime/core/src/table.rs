@@ -24,6 +24,7 @@ use std::time::Instant;
 
 use crate::buf::RxBuf;
 use crate::pool::BufPool;
+use crate::queue::RxQueue;
 use crate::record::{
     flag, register, Datagram, DgramIo, IoRecord, ListenerIo, RecordExt, RecordKind, Token, DGRAM_TX_HIGH_WATER,
     NO_GROUP, RX_PAUSE_AT, RX_RESUME_AT, TX_HIGH_WATER,
@@ -123,6 +124,31 @@ pub struct IoTable {
     /// Waiters woken so far (a backend that completes work before its wait checks
     /// it, so it does not block while a task it just woke is ready to run).
     wakes: u64,
+}
+
+/// The next step on a stream's send path (see [`IoTable::send_step`]); counts a
+/// wake of its sender into `wakes`.
+#[inline]
+fn next_send_step(r: &mut IoRecord, wakes: &mut u64) -> SendStep {
+    if r.tx_errno == 0 {
+        if !r.tx.is_empty() {
+            return SendStep::Data;
+        }
+        if r.tx_taken > 0 {
+            return SendStep::Wait;
+        }
+        if let Some(how) = r.tx.take_shutdown() {
+            return SendStep::Shutdown(how);
+        }
+    }
+    r.flags &= !flag::SEND_ENGAGED;
+    *wakes += r.wake_tx() as u64;
+    if r.flags & flag::LINGER != 0 {
+        r.flags = (r.flags & !flag::LINGER) | flag::CLOSED;
+        SendStep::Close
+    } else {
+        SendStep::Idle
+    }
 }
 
 fn not_connected() -> io::Error {
@@ -365,25 +391,7 @@ impl IoTable {
         if r.kind != RecordKind::Stream {
             return SendStep::Idle;
         }
-        if !r.tx.is_empty() && r.tx_errno == 0 {
-            return SendStep::Data;
-        }
-        if r.tx_taken > 0 && r.tx_errno == 0 {
-            return SendStep::Wait;
-        }
-        if r.tx_errno == 0 {
-            if let Some(how) = r.tx.take_shutdown() {
-                return SendStep::Shutdown(how);
-            }
-        }
-        r.flags &= !flag::SEND_ENGAGED;
-        self.wakes += r.wake_tx() as u64;
-        if r.flags & flag::LINGER != 0 {
-            r.flags = (r.flags & !flag::LINGER) | flag::CLOSED;
-            SendStep::Close
-        } else {
-            SendStep::Idle
-        }
+        next_send_step(r, &mut self.wakes)
     }
 
     /// The kernel took `bytes` more of `token`'s queued bytes. Wakes a sender waiting
@@ -391,11 +399,14 @@ impl IoTable {
     #[inline]
     pub fn sent(&mut self, token: Token, bytes: u64) -> SendStep {
         let Some(r) = self.records.get_mut(token.index()) else { return SendStep::Idle };
+        if r.kind != RecordKind::Stream {
+            return SendStep::Idle;
+        }
         r.tx.advance(bytes);
         if r.tx.bytes() <= TX_HIGH_WATER {
             self.wakes += r.wake_tx() as u64;
         }
-        self.send_step(token)
+        next_send_step(r, &mut self.wakes)
     }
 
     /// Takes the oldest queued item out of `token`'s queue for a backend that keeps it
@@ -603,6 +614,46 @@ impl IoTable {
         Poll::Pending
     }
 
+    /// Takes every buffer received on `token` at once (one lookup for a whole batch;
+    /// pop them with [`RxQueue::pop`] and give back what is left with
+    /// [`put_back_rx`](Self::put_back_rx)), with whether receiving may resume; or
+    /// `None` at EOF, or the error or timeout; registers `cx` when nothing is there.
+    #[inline]
+    pub fn poll_take_rx(&mut self, token: Token, cx: &mut Context<'_>) -> Poll<io::Result<Option<(RxQueue, bool)>>> {
+        let r = match self.records.get_mut(token.index()) {
+            Some(r) if r.kind == RecordKind::Stream && !self.shut => r,
+            _ => return Poll::Ready(Err(not_connected())),
+        };
+        if !r.rx.is_empty() {
+            let resume = r.flags & flag::PAUSED != 0;
+            r.flags &= !flag::PAUSED;
+            return Poll::Ready(Ok(Some((r.rx.take(), resume))));
+        }
+        if r.rx_errno != 0 {
+            return Poll::Ready(Err(io::Error::from_raw_os_error(r.rx_errno)));
+        }
+        if r.flags & flag::EOF != 0 {
+            return Poll::Ready(Ok(None));
+        }
+        if r.flags & flag::TIMED_OUT != 0 {
+            return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+        }
+        r.want_rx(cx.waker());
+        Poll::Pending
+    }
+
+    /// Gives back buffers taken with [`poll_take_rx`](Self::poll_take_rx) and not
+    /// used, before anything that arrived since.
+    pub fn put_back_rx(&mut self, token: Token, rest: RxQueue) {
+        match self.records.get_mut(token.index()) {
+            Some(r) if r.kind == RecordKind::Stream => r.rx.prepend(&self.pool, rest),
+            _ => {
+                let mut rest = rest;
+                rest.clear(&self.pool);
+            }
+        }
+    }
+
     /// Puts a partly used buffer back at the front of `token`'s queue.
     pub fn unrecv(&mut self, token: Token, buf: RxBuf) {
         if let Ok(r) = self.stream(token) {
@@ -612,19 +663,28 @@ impl IoTable {
         }
     }
 
-    /// Queues `data` on `token`. Returns `true` when the backend must be told
-    /// (its `send`), i.e. it was not engaged yet.
+    /// Queues `data` on `token`. Returns `true` when the backend must be told (its
+    /// send path was idle).
     #[inline]
     pub fn queue_send(&mut self, token: Token, data: SendData) -> io::Result<bool> {
+        self.queue_send_room(token, data).map(|(engage, _)| engage)
+    }
+
+    /// [`queue_send`](Self::queue_send), also saying whether `token` still has room
+    /// (at most [`TX_HIGH_WATER`] bytes queued): `(engage, room)`.
+    #[inline]
+    pub fn queue_send_room(&mut self, token: Token, data: SendData) -> io::Result<(bool, bool)> {
         let r = self.stream(token)?;
         if r.tx_errno != 0 {
             return Err(io::Error::from_raw_os_error(r.tx_errno));
         }
-        if data.is_empty() {
-            return Ok(false);
+        let len = data.len();
+        if len == 0 {
+            return Ok((false, r.tx_pending() <= TX_HIGH_WATER));
         }
-        r.tx.push(data);
-        Ok(r.engage())
+        r.tx.push_len(data, len);
+        let engage = r.engage();
+        Ok((engage, r.tx_pending() <= TX_HIGH_WATER))
     }
 
     /// Queues a write shutdown after what is queued. Returns `true` when the backend

@@ -12,6 +12,7 @@
 
 use std::future::poll_fn;
 use std::io;
+use std::ops::ControlFlow;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -62,6 +63,37 @@ impl Connection {
         self.rt.driver.borrow_mut().set_recv_deadline(self.token, deadline, now);
     }
 
+    /// Hands every buffer received so far to `on_buf`, in order, with one look at the
+    /// connection (buffers `on_buf` did not take, after it broke, stay first in line).
+    /// Ready with how many it handed out — 0 at EOF — or the error; pending (waker
+    /// registered) when nothing is there.
+    #[inline]
+    pub(crate) fn poll_recv_each(
+        &self,
+        cx: &mut Context<'_>,
+        mut on_buf: impl FnMut(RxBuf) -> ControlFlow<()>,
+    ) -> Poll<io::Result<usize>> {
+        let mut queue = match self.rt.driver.borrow_mut().poll_take_rx(self.token, cx) {
+            Poll::Ready(Ok(Some((q, _)))) => q,
+            Poll::Ready(Ok(None)) => return Poll::Ready(Ok(0)),
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        };
+        // The driver is not borrowed while `on_buf` runs (it may send, or take a
+        // TxBuf).
+        let mut n = 0;
+        while let Some(buf) = queue.pop(&self.rt.pool) {
+            n += 1;
+            if on_buf(buf).is_break() {
+                break;
+            }
+        }
+        if !queue.is_empty() {
+            self.rt.driver.borrow_mut().io.put_back_rx(self.token, queue);
+        }
+        Poll::Ready(Ok(n))
+    }
+
     pub(crate) fn unrecv(&self, buf: RxBuf) {
         self.rt.driver.borrow_mut().io.unrecv(self.token, buf);
     }
@@ -75,8 +107,9 @@ impl Connection {
         poll_fn(|cx| self.poll_send_ready(cx)).await
     }
 
+    /// Queues `data`; whether the connection still has send room.
     #[inline]
-    pub(crate) fn queue_send(&self, data: SendData) -> io::Result<()> {
+    pub(crate) fn queue_send(&self, data: SendData) -> io::Result<bool> {
         self.rt.driver.borrow_mut().queue_send(self.token, data)
     }
 

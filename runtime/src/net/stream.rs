@@ -84,6 +84,43 @@ impl TcpStream {
         self.conn.set_recv_deadline(deadline)
     }
 
+    /// Hands every buffer received so far to `on_buf`, in order, in one step: the
+    /// batch form of [`poll_recv`](Self::poll_recv), with one look at the connection
+    /// however many buffers wait and no second, waker-registering poll. When `on_buf`
+    /// returns `Break`, the buffers it did not get stay first in line. Ready with how
+    /// many buffers it handed out, `0` meaning the peer closed (EOF); pending when
+    /// nothing is there (the waker is registered).
+    ///
+    /// ```
+    /// # paste_rt::runtime::Builder::new().backend("epoll").build().unwrap().block_on(async {
+    /// use std::future::poll_fn;
+    /// use std::io::Write;
+    /// use std::ops::ControlFlow;
+    /// let listener = paste_rt::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    /// let (stream, _) = listener.accept().await.unwrap();
+    /// client.write_all(b"hello").unwrap();
+    /// let mut got = Vec::new();
+    /// while got.len() < 5 {
+    ///     poll_fn(|cx| stream.poll_recv_each(cx, |buf| {
+    ///         got.extend_from_slice(&buf);
+    ///         ControlFlow::Continue(())
+    ///     }))
+    ///     .await
+    ///     .unwrap();
+    /// }
+    /// assert_eq!(got, b"hello");
+    /// # });
+    /// ```
+    #[inline]
+    pub fn poll_recv_each(
+        &self,
+        cx: &mut Context<'_>,
+        on_buf: impl FnMut(RxBuf) -> std::ops::ControlFlow<()>,
+    ) -> Poll<io::Result<usize>> {
+        self.conn.poll_recv_each(cx, on_buf)
+    }
+
     /// Puts a partly consumed buffer back at the front of the receive queue, to be
     /// returned by the next `recv`/`read`.
     pub fn unrecv(&self, buf: RxBuf) {
@@ -110,6 +147,16 @@ impl TcpStream {
     /// Queues data for sending without waiting, however much is queued already.
     /// For handlers that bound their own output (one response per request).
     pub fn queue_send(&self, data: SendData) -> io::Result<()> {
+        self.conn.queue_send(data).map(|_room| ())
+    }
+
+    /// [`queue_send`](Self::queue_send) that also says whether the connection
+    /// still has room: `false` once more than 256 KiB are queued, when the caller
+    /// should await [`poll_send_ready`](Self::poll_send_ready) before queuing more.
+    /// Lets a handler that answers a batch of requests skip that wait (a poll and
+    /// a look at the connection) in the common case, in the same step as the send.
+    #[inline]
+    pub fn queue_send_with_room(&self, data: SendData) -> io::Result<bool> {
         self.conn.queue_send(data)
     }
 

@@ -178,7 +178,7 @@ impl UnixStream {
 
     /// Queues data for sending without waiting, however much is queued already.
     pub fn queue_send(&self, data: SendData) -> io::Result<()> {
-        self.conn.queue_send(data)
+        self.conn.queue_send(data).map(|_room| ())
     }
 
     /// Ready when at most 256 KiB are queued (or an error is pending).

@@ -501,11 +501,17 @@ impl BufPool {
     /// recycle ring or the free list, as [`release`](Self::release) does). The runtime
     /// calls it once per tick, before its backend polls; when nothing came back it
     /// costs one relaxed atomic load. Returns how many buffers came back.
+    #[inline]
     pub fn reclaim_returned(&self) -> u32 {
-        let p = self.p();
-        if !p.shared.has_returns() {
+        if !self.p().shared.has_returns() {
             return 0;
         }
+        self.reclaim_returned_now()
+    }
+
+    #[cold]
+    fn reclaim_returned_now(&self) -> u32 {
+        let p = self.p();
         let mut n = 0;
         p.shared.take_returns(|idx| {
             p.bytes_lent.set(p.bytes_lent.get() - 1);

@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;

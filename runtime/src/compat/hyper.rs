@@ -59,6 +59,7 @@
 //! # }
 //! ```
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -190,15 +191,52 @@ impl Timer for HyperTimer {
 /// It holds only its deadline and, once polled, the id of the runtime whose timer
 /// queue it waits in and its entry's key (plain numbers): a runtime `Sleep` holds its
 /// runtime and cannot be `Send`. Polling, resetting and dropping it on that
-/// runtime's thread costs a timer-queue operation and no allocation; elsewhere the
-/// entry is left to fire unheeded (hyper never moves a sleep under paste-rt, whose
-/// connections never leave their thread).
+/// runtime's thread allocates nothing; elsewhere its entry is left to fire unheeded
+/// (hyper never moves a sleep under paste-rt, whose connections never leave their
+/// thread).
+///
+/// hyper's HTTP/1 server makes a sleep for every request head (its header-read
+/// timeout) and drops it as soon as the head has arrived, so a dropped sleep leaves
+/// its timer entry armed (waking nobody) for the next sleep on the thread whose
+/// deadline is not earlier: that one takes the entry over instead of inserting a new
+/// one, and if the entry fires before its own deadline it simply arms again. Per
+/// request that is a waker update, not an insert, a removal and a stale heap entry.
 #[derive(Debug)]
 #[must_use = "futures do nothing unless awaited"]
 pub struct HyperSleep {
     deadline: Instant,
-    /// The runtime and its timer entry, once polled.
-    parked: Option<(u64, TimerKey)>,
+    /// Its armed timer entry, once polled.
+    parked: Option<Parked>,
+}
+
+/// An armed entry of a runtime's timer queue.
+#[derive(Clone, Copy, Debug)]
+struct Parked {
+    runtime: u64,
+    key: TimerKey,
+    /// When the entry fires (at or before the deadline of the sleep holding it).
+    fires: Instant,
+}
+
+/// Most armed entries dropped sleeps leave for later ones, per thread.
+const SPARE_MAX: usize = 256;
+
+thread_local! {
+    /// Entries of dropped sleeps, still armed (see [`HyperSleep`]).
+    static SPARE: RefCell<Vec<Parked>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A spare entry of `runtime` firing no later than `deadline` (the most recent
+/// such: hyper's deadlines grow, so it is the last one).
+fn take_spare(runtime: u64, deadline: Instant) -> Option<Parked> {
+    SPARE
+        .try_with(|spare| {
+            let mut spare = spare.borrow_mut();
+            let i = spare.iter().rposition(|p| p.runtime == runtime && p.fires <= deadline)?;
+            Some(spare.swap_remove(i))
+        })
+        .ok()
+        .flatten()
 }
 
 impl HyperSleep {
@@ -212,23 +250,43 @@ impl HyperSleep {
         self.deadline
     }
 
-    /// Moves the deadline (the next poll parks it again).
+    /// Moves the deadline. A later one keeps the armed entry (when it fires first,
+    /// the sleep arms again); an earlier one gives it up.
     pub fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
         self.deadline = deadline;
-        self.unpark();
+        if self.parked.is_some_and(|p| deadline < p.fires) {
+            self.unpark();
+        }
     }
 
-    /// Removes its timer entry (from the current runtime, if it is the one).
+    /// Gives its entry up: left armed for a later sleep (or removed when it fired,
+    /// or when enough are spare), if it is the current runtime's.
     fn unpark(&mut self) {
-        if let Some((runtime, key)) = self.parked.take() {
-            if crate::context::is_current(runtime) {
-                crate::context::with_current(|rt| {
-                    if let Ok(mut timers) = rt.timers.try_borrow_mut() {
-                        timers.remove(key);
-                    }
-                });
-            }
+        let Some(p) = self.parked.take() else { return };
+        if !crate::context::is_current(p.runtime) {
+            return;
         }
+        crate::context::with_current(|rt| {
+            let Ok(mut timers) = rt.timers.try_borrow_mut() else { return };
+            // A waker that wakes nobody: the task may be gone by the time it fires.
+            if timers.poll(p.key, std::task::Waker::noop()) {
+                timers.remove(p.key);
+                return;
+            }
+            let kept = SPARE
+                .try_with(|spare| {
+                    let mut spare = spare.borrow_mut();
+                    if spare.len() >= SPARE_MAX {
+                        // Entries of runtimes gone from this thread are never taken.
+                        spare.retain(|s| crate::context::is_current(s.runtime));
+                    }
+                    (spare.len() < SPARE_MAX).then(|| spare.push(p)).is_some()
+                })
+                .unwrap_or(false);
+            if !kept {
+                timers.remove(p.key);
+            }
+        });
     }
 }
 
@@ -237,25 +295,34 @@ impl Future for HyperSleep {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        let polled = crate::context::with_current(|rt| {
+        let due = crate::context::with_current(|rt| {
             let mut timers = rt.timers.borrow_mut();
-            match this.parked {
-                Some((runtime, key)) if runtime == rt.id => timers.poll(key, cx.waker()),
-                // Not parked here yet (or parked on another runtime, whose entry is
-                // left to fire unheeded): the tick's clock is enough to see it is due.
-                _ if crate::time::coarse_now() >= this.deadline => true,
-                _ => {
-                    this.parked = Some((rt.id, timers.insert(this.deadline, cx.waker().clone())));
-                    false
+            if !this.parked.is_some_and(|p| p.runtime == rt.id) {
+                // Not armed here yet (an entry on another runtime is left to fire
+                // unheeded). The tick's clock is enough to see it is due.
+                this.parked = None;
+                if crate::time::coarse_now() >= this.deadline {
+                    return true;
                 }
+                this.parked = take_spare(rt.id, this.deadline);
             }
+            if let Some(p) = this.parked {
+                if !timers.poll(p.key, cx.waker()) {
+                    return false; // armed, waker up to date
+                }
+                timers.remove(p.key);
+                this.parked = None;
+                if this.deadline <= p.fires || crate::time::coarse_now() >= this.deadline {
+                    return true;
+                }
+                // It fired before this sleep's deadline (taken over, or reset later).
+            }
+            let key = timers.insert(this.deadline, cx.waker().clone());
+            this.parked = Some(Parked { runtime: rt.id, key, fires: this.deadline });
+            false
         });
-        match polled {
-            Some(true) => {
-                // Fired: the entry is gone from the queue's point of view; drop ours.
-                self.unpark();
-                Poll::Ready(())
-            }
+        match due {
+            Some(true) => Poll::Ready(()),
             Some(false) => Poll::Pending,
             None => panic!("a HyperSleep must be polled on a paste-rt runtime thread (HyperTimer's sleeps are)"),
         }

@@ -297,7 +297,7 @@ impl Future for HyperSleep {
         let this = &mut *self;
         let due = crate::context::with_current(|rt| {
             let mut timers = rt.timers.borrow_mut();
-            if !this.parked.is_some_and(|p| p.runtime == rt.id) {
+            if this.parked.is_none_or(|p| p.runtime != rt.id) {
                 // Not armed here yet (an entry on another runtime is left to fire
                 // unheeded). The tick's clock is enough to see it is due.
                 this.parked = None;

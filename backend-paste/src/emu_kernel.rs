@@ -28,7 +28,7 @@ use crate::dense_map::DenseMap;
 use std::fmt;
 use std::io;
 use std::os::fd::RawFd;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::port_mem::{EmuPortConfig, PortMemory};
 use crate::sys::abi::{pst, slotflags, FIRST_DATA_BUF};
@@ -236,7 +236,7 @@ impl KRing {
 
 /// The emulated kernel (see the module docs).
 pub struct EmuKernel {
-    mem: Rc<PortMemory>,
+    mem: Arc<PortMemory>,
     region: PortRegion,
     tx: Vec<KRing>,
     rx: Vec<KRing>,
@@ -268,7 +268,7 @@ impl fmt::Debug for EmuKernel {
 impl EmuKernel {
     /// Builds the port memory and the kernel state over it, as REGISTER would.
     pub fn new(cfg: &EmuPortConfig) -> io::Result<EmuKernel> {
-        let mem = Rc::new(PortMemory::new(cfg)?);
+        let mem = Arc::new(PortMemory::new(cfg)?);
         let region = mem.region();
         let nifp = mem.region().base.cast();
         let ring_at = |ring| {
@@ -314,7 +314,7 @@ impl EmuKernel {
     }
 
     /// The port memory (clone it into the ring driver's pool guard).
-    pub fn memory(&self) -> &Rc<PortMemory> {
+    pub fn memory(&self) -> &Arc<PortMemory> {
         &self.mem
     }
 

@@ -236,7 +236,7 @@ impl EmuProvider {
         // Payload may fill a whole buffer after the headers: one slot per TxBuf.
         let mss = pool.buf_size - port.generic_offset as u32 - pst::TX_DOFF as u32;
         let dcfg = DriverConfig { mss, ..DriverConfig::default() };
-        // SAFETY: the region is the emulated kernel's port memory, kept alive by the Rc
+        // SAFETY: the region is the emulated kernel's port memory, kept alive by the Arc
         // clone handed over as the pool's guard; only the emulated kernel (this
         // provider) touches the rings besides the driver.
         let driver = unsafe { RingDriver::new(kernel.region(), dcfg, Box::new(kernel.memory().clone())) }

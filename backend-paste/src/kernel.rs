@@ -28,7 +28,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::Mutex;
 
 use paste_rt_core::{BackendKind, PoolConfig, PoolMemory, StartError};
@@ -189,10 +189,18 @@ impl Mapping {
     }
 }
 
+// SAFETY: a plain address range; the mapping itself is shared memory any thread may
+// read and write under the callers' own contracts, and munmap may run on any thread.
+// Needed since a pool's memory guard may drop on whichever thread drops the last
+// `Bytes` lent from it.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; `&Mapping` gives access to nothing but the address and length.
+unsafe impl Sync for Mapping {}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: ptr/len came from a successful mmap and nobody uses them after the
-        // last Rc holder (port and pool) is gone.
+        // last Arc holder (port, pool, or a `Bytes` lent from the pool) is gone.
         unsafe { libc::munmap(self.ptr.cast(), self.len) };
     }
 }
@@ -245,7 +253,7 @@ pub fn set_linger_zero(fd: RawFd) -> io::Result<()> {
 #[derive(Debug)]
 pub struct KernelPort {
     fd: OwnedFd,
-    map: Rc<Mapping>,
+    map: Arc<Mapping>,
     region: PortRegion,
     mem_id: u16,
     extra_bufs: u32,
@@ -445,7 +453,7 @@ impl KernelPort {
         sigpipe_ignore();
         Ok(KernelPort {
             fd,
-            map: Rc::new(map),
+            map: Arc::new(map),
             region,
             mem_id: body.nr_mem_id,
             extra_bufs: body.nr_extra_bufs,
@@ -472,7 +480,7 @@ impl KernelPort {
             // SAFETY: as below; and no sync has run on the port yet (open does none).
             unsafe { RingDriver::new_persistent(self.region, cfg, guard, &self.kept) }
         } else {
-            // SAFETY: the region is this port's live mapping, kept alive by the Rc clone
+            // SAFETY: the region is this port's live mapping, kept alive by the Arc clone
             // handed over as the pool's guard; only the kernel touches the rings besides
             // the driver.
             unsafe { RingDriver::new(self.region, cfg, guard) }.map(|d| (d, KeptReport::default()))

@@ -88,6 +88,14 @@ pub struct PortMemory {
     _map: memmap2::MmapMut,
 }
 
+// SAFETY: the raw `base` points into `_map`, which is Send + Sync; `&PortMemory`
+// hands out only addresses and layout, and every write through them is an unsafe
+// operation under its caller's contract. Needed since a pool's memory guard may drop
+// on whichever thread drops the last `Bytes` lent from it.
+unsafe impl Send for PortMemory {}
+// SAFETY: as above.
+unsafe impl Sync for PortMemory {}
+
 impl std::fmt::Debug for PortMemory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PortMemory").field("layout", &self.layout).field("file", &self.cfg.file).finish()

@@ -299,7 +299,11 @@ impl RingDriver {
     /// `region` must be a live, writable mapping of a netmap port for as long as
     /// `guard` lives, and nobody but the kernel side may touch the rings while the
     /// driver exists.
-    pub unsafe fn new(region: PortRegion, cfg: DriverConfig, guard: Box<dyn Any>) -> Result<RingDriver, RingError> {
+    pub unsafe fn new(
+        region: PortRegion,
+        cfg: DriverConfig,
+        guard: Box<dyn Any + Send + Sync>,
+    ) -> Result<RingDriver, RingError> {
         // SAFETY: the caller's contract is this function's.
         unsafe { RingDriver::attach(region, cfg, guard, None) }.map(|(d, _)| d)
     }
@@ -317,7 +321,7 @@ impl RingDriver {
     pub unsafe fn new_persistent(
         region: PortRegion,
         cfg: DriverConfig,
-        guard: Box<dyn Any>,
+        guard: Box<dyn Any + Send + Sync>,
         kept: &[u32],
     ) -> Result<(RingDriver, KeptReport), RingError> {
         // SAFETY: the caller's contract is this function's.
@@ -329,7 +333,7 @@ impl RingDriver {
     unsafe fn attach(
         region: PortRegion,
         cfg: DriverConfig,
-        guard: Box<dyn Any>,
+        guard: Box<dyn Any + Send + Sync>,
         kept: Option<&[u32]>,
     ) -> Result<(RingDriver, KeptReport), RingError> {
         let if_fits = region.nifp_offset.checked_add(size_of::<NetmapIf>()).is_some_and(|e| e <= region.len);
@@ -1050,6 +1054,9 @@ fn place_one(
         s.flags |= slotflags::BUF_CHANGED;
         n = len as usize;
     } else {
+        // Owned, static and `Bytes` data (a `Bytes` made from a pool buffer too: its
+        // buffer cannot go into the slot while other clones may read it) and a pool
+        // buffer that does not fit one slot: copied once, counted.
         let data = &front.as_slice()[f.front_off..];
         n = data.len().min(room);
         // SAFETY: the slot's buffer index is in range (checked above), so the buffer lies
@@ -1059,6 +1066,7 @@ fn place_one(
             let dst = pool.buf_ptr(s.buf_idx).add((g + doff) as usize);
             std::ptr::copy_nonoverlapping(data.as_ptr(), dst, n);
         }
+        SendData::count_copy(n);
         f.front_off += n;
         if f.front_off == total {
             f.queue.pop_front();

@@ -31,7 +31,7 @@ use crate::http::BODY_PATTERN;
 
 /// The connection builder: HTTP/1.1 or h2c (detected from the first bytes), with
 /// the runtime's timer for hyper's timeouts.
-fn builder() -> auto::Builder<LocalExec> {
+pub fn builder() -> auto::Builder<LocalExec> {
     let mut builder = auto::Builder::new(LocalExec);
     builder.http1().timer(HyperTimer).keep_alive(true);
     builder.http2().timer(HyperTimer);

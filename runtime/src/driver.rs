@@ -33,6 +33,9 @@ pub(crate) struct Driver {
 impl Driver {
     pub(crate) fn new(backend: AnyBackend) -> Driver {
         let io = IoTable::new(backend.pool().clone());
+        // (bytes, issue 13) A `Bytes` lent from the pool and dropped on another thread
+        // interrupts the wait, so a receive paused for lack of buffers resumes.
+        io.pool().set_return_wake(backend.remote_waker());
         Driver { io, backend }
     }
 
@@ -40,6 +43,9 @@ impl Driver {
     /// records and wake their tasks inside it.
     #[inline]
     pub(crate) fn poll(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        // (bytes, issue 13) Buffers that `Bytes` dropped on other threads returned: one
+        // relaxed load when there are none.
+        self.io.pool().reclaim_returned();
         self.backend.poll(&mut self.io, timeout)
     }
 

@@ -33,8 +33,11 @@
 //! errors are [`BuildError`]s), [`config`] (each backend's settings), [`overrides`]
 //! (the `PASTE_RT_*` environment variables), [`net`],
 //! [`time`], [`spawn`] and [`Handle`] for other threads, [`spawn_blocking`],
-//! [`signal`], and [`compat`] (hyper, behind the `hyper` feature). The backend
-//! contract lives in [`paste_rt_core`], re-exported as [`core`].
+//! [`signal`], and [`compat`] (hyper, behind the `hyper` feature, and a codec path
+//! that frames the received buffers in place). The backend contract lives in
+//! [`paste_rt_core`], re-exported as [`core`]. Buffers meet the `bytes` crate there:
+//! [`RxBuf::into_bytes`] (zero copy), `RxBuf: bytes::Buf`, `TxBuf: bytes::BufMut`,
+//! and [`net::TcpStream::send_bytes`].
 
 pub mod batch;
 pub mod blocking;

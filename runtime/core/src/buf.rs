@@ -9,12 +9,21 @@
 //! for why the pointer stays valid). [`RxBuf::keep`] takes a buffer out of circulation as a [`KeptBuf`], a
 //! plain `(index, offset, len)` reference that survives a restart when the pool is
 //! file-backed.
+//!
+//! The bridge to the `bytes` crate: [`RxBuf::into_bytes`] (and `From<RxBuf> for
+//! Bytes`) lends the buffer on as a [`Bytes`] without copying, `RxBuf` implements
+//! [`bytes::Buf`] and `TxBuf` implements [`bytes::BufMut`], so parsers and encoders
+//! written against those traits work on pool buffers in place.
 
 use std::fmt;
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
+use bytes::buf::UninitSlice;
+use bytes::{Buf, BufMut, Bytes};
+
+use crate::lent_bytes::LentBytes;
 use crate::pool::{BufPool, PoolInner};
 
 /// Received bytes in a pool buffer, lent to the application.
@@ -114,6 +123,114 @@ impl RxBuf {
     /// Whether this buffer belongs to `pool`.
     pub fn is_from(&self, pool: &BufPool) -> bool {
         pool.inner_ptr() == self.pool
+    }
+
+    /// Lends the buffer on as a [`Bytes`], without copying: the bytes stay in the
+    /// pool buffer, which returns to its pool when the last clone or slice of the
+    /// `Bytes` drops. Slicing and cloning the `Bytes` copy nothing either.
+    ///
+    /// Cost: one small allocation (the shared owner record `Bytes::from_owner`
+    /// makes) and one atomic reference count increment; an empty buffer becomes
+    /// `Bytes::new()` and goes back at once. The receiving path of `RxBuf`s and
+    /// `TxBuf`s pays nothing for this; only a `Bytes` does.
+    ///
+    /// A `Bytes` is `Send + Sync` and may drop on any thread:
+    /// * on the pool's own thread, its buffer comes back at once, as when an `RxBuf`
+    ///   drops;
+    /// * on another thread, the buffer goes onto the pool's lock-free return list
+    ///   and the runtime takes it back at its next tick (the first return onto an
+    ///   empty list interrupts the runtime's wait);
+    /// * after the pool's runtime has gone, the buffer is never reused: the pool's
+    ///   memory is freed when the last such `Bytes` drops.
+    ///
+    /// Until it comes back, the buffer counts as lent ([`BufPool::in_use`],
+    /// [`BufPool::lent_as_bytes`]): held `Bytes` drain the pool like held `RxBuf`s,
+    /// and a dry pool pauses receiving until buffers return — nothing is lost.
+    ///
+    /// ```
+    /// # use paste_rt_core::{BufPool, PoolConfig};
+    /// # let pool = BufPool::new(&PoolConfig::default(), 0).unwrap();
+    /// # let mut tx = pool.tx_buf().unwrap();
+    /// # tx.extend_from_slice(b"GET /index.html HTTP/1.1\r\n");
+    /// # let (index, len) = tx.into_raw();
+    /// // SAFETY: (stands in for a backend) the index was just allocated, handed over once.
+    /// let rx = unsafe { pool.lend_rx(index, 0, len) };
+    /// let at = rx.as_ptr();
+    /// let line = rx.into_bytes();
+    /// let path = line.slice(4..15); // zero copy: same memory
+    /// assert_eq!((&path[..], path.as_ptr()), (&b"/index.html"[..], at.wrapping_add(4)));
+    /// assert_eq!(pool.lent_as_bytes(), 1);
+    /// let elsewhere = std::thread::spawn(move || path.len()); // Send + 'static
+    /// drop(line);
+    /// assert_eq!(elsewhere.join().unwrap(), 11);
+    /// pool.reclaim_returned(); // what the runtime does at every tick
+    /// assert_eq!((pool.lent_as_bytes(), pool.in_use()), (0, 0));
+    /// ```
+    pub fn into_bytes(self) -> Bytes {
+        if self.is_empty() {
+            return Bytes::new();
+        }
+        let me = ManuallyDrop::new(self);
+        let shared = me.inner().lend_as_bytes();
+        let bytes: &[u8] = &me;
+        // SAFETY: the buffer is lent to this handle, which gives it up here (`me` is
+        // never dropped) and was counted as lent as Bytes above; the range is the
+        // handle's own, inside the buffer.
+        let owner = unsafe { LentBytes::new(shared, me.index, bytes.as_ptr(), bytes.len()) };
+        Bytes::from_owner(owner)
+    }
+}
+
+impl From<RxBuf> for Bytes {
+    /// [`RxBuf::into_bytes`]: zero copy.
+    ///
+    /// ```
+    /// # use paste_rt_core::{BufPool, PoolConfig};
+    /// # let pool = BufPool::new(&PoolConfig::default(), 0).unwrap();
+    /// # let mut tx = pool.tx_buf().unwrap();
+    /// # tx.extend_from_slice(b"hello");
+    /// # let (index, len) = tx.into_raw();
+    /// # // SAFETY: the index was just allocated and is handed over once.
+    /// # let rx = unsafe { pool.lend_rx(index, 0, len) };
+    /// let body: bytes::Bytes = rx.into();
+    /// assert_eq!(body, "hello");
+    /// ```
+    fn from(buf: RxBuf) -> Bytes {
+        buf.into_bytes()
+    }
+}
+
+/// Received bytes as a [`bytes::Buf`], read in place (one chunk: the buffer).
+/// `advance` past the end stops at the end, as [`RxBuf::advance`] does;
+/// `copy_to_bytes` copies (use [`RxBuf::into_bytes`] to keep the whole buffer
+/// without a copy).
+///
+/// ```
+/// use bytes::Buf;
+/// # use paste_rt_core::{BufPool, PoolConfig};
+/// # let pool = BufPool::new(&PoolConfig::default(), 0).unwrap();
+/// # let mut tx = pool.tx_buf().unwrap();
+/// # tx.extend_from_slice(&[0, 0, 0, 5, b'h', b'e', b'l', b'l', b'o']);
+/// # let (index, len) = tx.into_raw();
+/// # // SAFETY: the index was just allocated and is handed over once.
+/// let mut rx = unsafe { pool.lend_rx(index, 0, len) };
+/// let n = rx.get_u32() as usize; // a length-prefixed frame, parsed in place
+/// assert_eq!((n, rx.chunk()), (5, &b"hello"[..]));
+/// ```
+impl Buf for RxBuf {
+    #[inline]
+    fn remaining(&self) -> usize {
+        self.len()
+    }
+
+    #[inline]
+    fn chunk(&self) -> &[u8] {
+        self
+    }
+
+    #[inline]
+    fn advance(&mut self, cnt: usize) {
+        RxBuf::advance(self, cnt);
     }
 }
 
@@ -287,6 +404,44 @@ impl Drop for TxBuf {
     fn drop(&mut self) {
         self.inner().release(self.index);
         release_tail(self.pool);
+    }
+}
+
+/// A pool buffer as a [`bytes::BufMut`]: encoders write into it in place, up to its
+/// capacity (`remaining_mut` is what is left; writing more panics, as with any
+/// fixed-size `BufMut`). The inherent [`TxBuf::put`] (copy what fits of a slice)
+/// takes precedence over `BufMut::put` in method syntax; call `BufMut::put_slice`
+/// or `BufMut::put` by path for the trait's.
+///
+/// ```
+/// use bytes::BufMut;
+/// # use paste_rt_core::{BufPool, PoolConfig};
+/// # let pool = BufPool::new(&PoolConfig::default(), 0).unwrap();
+/// let mut tx = pool.tx_buf().unwrap();
+/// tx.put_u32(5);
+/// tx.put_slice(b"hello");
+/// assert_eq!(&tx[..], &[0, 0, 0, 5, b'h', b'e', b'l', b'l', b'o']);
+/// assert_eq!(tx.remaining_mut(), tx.capacity() - 9);
+/// ```
+// SAFETY: `chunk_mut` is the buffer's unwritten part, which this handle owns
+// exclusively; `advance_mut` only moves `len` within the capacity (checked), over
+// bytes the caller initialised (BufMut's contract).
+unsafe impl BufMut for TxBuf {
+    #[inline]
+    fn remaining_mut(&self) -> usize {
+        self.remaining()
+    }
+
+    #[inline]
+    unsafe fn advance_mut(&mut self, cnt: usize) {
+        let len = self.len().checked_add(cnt).filter(|&l| l <= self.capacity());
+        let len = len.unwrap_or_else(|| panic!("TxBuf: advance_mut({cnt}) past the end ({} free)", self.remaining()));
+        self.len = len as u32;
+    }
+
+    #[inline]
+    fn chunk_mut(&mut self) -> &mut UninitSlice {
+        UninitSlice::new(self.spare_mut())
     }
 }
 

@@ -8,7 +8,10 @@
 //!   optional *recycle ring* (io_uring's provided-buffer ring layout) that released
 //!   buffers go straight back to, buffer id = pool index;
 //! * [`RxBuf`] / [`TxBuf`]: handles to pool buffers lent to the application; dropping
-//!   one returns its buffer, with no reference count and no system call;
+//!   one returns its buffer, with no reference count and no system call. The bridge to
+//!   the `bytes` crate: [`RxBuf::into_bytes`] lends a buffer on as a `bytes::Bytes`
+//!   (zero copy, droppable on any thread, returned through the pool's lock-free return
+//!   list), `RxBuf: bytes::Buf`, `TxBuf: bytes::BufMut`, and [`SendData::Bytes`];
 //! * [`IoRecord`] and [`IoTable`]: one record per connection, listener or datagram
 //!   socket, found by its [`Token`] (the index the kernel hands back). A backend
 //!   reaping a completion applies it to the record in place — append the buffer,
@@ -45,6 +48,7 @@ mod backend;
 mod buf;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+mod lent_bytes;
 mod pool;
 mod queue;
 mod record;

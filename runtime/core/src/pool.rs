@@ -22,6 +22,17 @@
 //! happens last — so a buffer the application keeps after its runtime shut down stays
 //! valid, and returning it frees the pool.
 //!
+//! A buffer lent as a [`bytes::Bytes`] ([`RxBuf::into_bytes`]) may outlive even that:
+//! the pool's memory is held by its thread-safe part (`PoolShared`, see the
+//! `lent_bytes` module), which a `Bytes` keeps through an `Arc`. Such a buffer counts
+//! as lent ([`BufPool::in_use`], [`BufPool::lent_as_bytes`]) until it comes back —
+//! directly when the `Bytes` drops on the pool's thread, else through the return list
+//! that [`BufPool::reclaim_returned`] takes back at the runtime's tick — but it does
+//! not keep the pool *state* alive: once every owner is gone and nothing else is lent,
+//! the state is freed, and a `Bytes` dropped later only releases the memory with the
+//! last one. Lending and returning `RxBuf`s and `TxBuf`s never touches the shared
+//! part.
+//!
 //! ## The recycle ring
 //!
 //! With a ring attached ([`BufPool::attach_recycle_ring`]), a released buffer goes
@@ -42,8 +53,11 @@ use std::io;
 use std::path::PathBuf;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
 
+use crate::backend::RemoteWake;
 use crate::buf::{KeptBuf, RxBuf, TxBuf};
+use crate::lent_bytes::PoolShared;
 
 /// Default buffer size, as netmap's (2048 bytes).
 pub const DEFAULT_BUF_SIZE: u32 = 2048;
@@ -170,8 +184,12 @@ pub(crate) struct PoolInner {
     /// `BufPool` handles alive.
     owners: Cell<u32>,
     recycle: RecycleRing,
-    /// Keeps the memory alive (a mapping, or the external owner's guard).
-    _memory: Box<dyn Any>,
+    /// Buffers lent as `Bytes` and not returned yet (they count in `in_use`, but do
+    /// not keep this state alive).
+    bytes_lent: Cell<u32>,
+    /// The thread-safe part: keeps the memory alive (a mapping, or the external
+    /// owner's guard) and holds the return list of buffers lent as `Bytes`.
+    shared: Arc<PoolShared>,
 }
 
 /// A pool of fixed-size, index-addressed buffers, shared by one runtime thread and
@@ -269,14 +287,16 @@ impl BufPool {
     /// # Safety
     /// `base .. base + index_limit * buf_size` must be valid, writable memory for the
     /// pool's whole life, and no one else may touch the buffers in `free` while the
-    /// pool owns them.
+    /// pool owns them. The memory must stay valid as long as `guard` lives, on any
+    /// thread: a buffer lent as [`bytes::Bytes`] may be the last thing holding it, and
+    /// drops it wherever that `Bytes` drops (hence `Send + Sync`).
     pub unsafe fn external(
         base: *mut u8,
         buf_size: u32,
         index_limit: u32,
         free: impl IntoIterator<Item = u32>,
         tx_headroom: u32,
-        guard: Box<dyn Any>,
+        guard: Box<dyn Any + Send + Sync>,
     ) -> BufPool {
         let pool = PoolInner::with_capacity(base, buf_size, tx_headroom, index_limit, guard);
         for i in free {
@@ -294,7 +314,10 @@ impl BufPool {
 
     fn from_inner(inner: PoolInner) -> BufPool {
         inner.owners.set(1);
-        BufPool { inner: NonNull::from(Box::leak(Box::new(inner))) }
+        let inner = NonNull::from(Box::leak(Box::new(inner)));
+        // SAFETY: just leaked above, live.
+        unsafe { inner.as_ref() }.shared.set_inner(inner);
+        BufPool { inner }
     }
 
     #[inline]
@@ -459,6 +482,53 @@ impl BufPool {
         self.inner == other.inner
     }
 
+    /// Whether `index` is lent out (to the application, a backend, or as `Bytes`).
+    pub fn is_lent(&self, index: u32) -> bool {
+        (index as usize) < self.p().meta.len() && self.p().state(index) == BufState::Lent
+    }
+
+    // ---- buffers lent as `Bytes` (the `lent_bytes` module) ----
+
+    /// Buffers lent as [`bytes::Bytes`] ([`RxBuf::into_bytes`]) and not back yet:
+    /// still held, or dropped on another thread and waiting for
+    /// [`reclaim_returned`](Self::reclaim_returned). They are part of
+    /// [`in_use`](Self::in_use).
+    pub fn lent_as_bytes(&self) -> u32 {
+        self.p().bytes_lent.get()
+    }
+
+    /// Takes back the buffers that `Bytes` dropped on other threads returned (to the
+    /// recycle ring or the free list, as [`release`](Self::release) does). The runtime
+    /// calls it once per tick, before its backend polls; when nothing came back it
+    /// costs one relaxed atomic load. Returns how many buffers came back.
+    #[inline]
+    pub fn reclaim_returned(&self) -> u32 {
+        if !self.p().shared.has_returns() {
+            return 0;
+        }
+        self.reclaim_returned_now()
+    }
+
+    #[cold]
+    fn reclaim_returned_now(&self) -> u32 {
+        let p = self.p();
+        let mut n = 0;
+        p.shared.take_returns(|idx| {
+            p.bytes_lent.set(p.bytes_lent.get() - 1);
+            p.release(idx);
+            n += 1;
+        });
+        n
+    }
+
+    /// Sets what interrupts the owner's wait when a `Bytes` dropped on another thread
+    /// returns a buffer to an empty return list (the runtime passes its backend's
+    /// remote waker, so a receive paused for lack of buffers resumes at once).
+    /// Returns `false`, keeping the first, if one was set before.
+    pub fn set_return_wake(&self, wake: Arc<dyn RemoteWake>) -> bool {
+        self.p().shared.set_wake(wake)
+    }
+
     // ---- the recycle ring ----
 
     /// Attaches a recycle ring of `entries` descriptors at `descs` (see the module
@@ -621,7 +691,13 @@ impl BufPool {
 }
 
 impl PoolInner {
-    fn with_capacity(base: *mut u8, buf_size: u32, tx_headroom: u32, limit: u32, memory: Box<dyn Any>) -> PoolInner {
+    fn with_capacity(
+        base: *mut u8,
+        buf_size: u32,
+        tx_headroom: u32,
+        limit: u32,
+        memory: Box<dyn Any + Send + Sync>,
+    ) -> PoolInner {
         let meta = Meta { state: BufState::Foreign, next: NO_INDEX, off: 0, len: 0 };
         PoolInner {
             base,
@@ -634,24 +710,52 @@ impl PoolInner {
             meta: (0..limit).map(|_| Cell::new(meta)).collect(),
             owners: Cell::new(0),
             recycle: RecycleRing::detached(),
-            _memory: memory,
+            bytes_lent: Cell::new(0),
+            shared: Arc::new(PoolShared::new(memory)),
         }
     }
 
-    /// Frees the pool state once no owner handle and no lent buffer is left.
+    /// Frees the pool state once no owner handle and no lent buffer is left, buffers
+    /// lent as `Bytes` aside (they keep only the memory, through the shared part).
     ///
     /// # Safety
     /// `inner` must be live; after this returns `true` it is dangling.
     pub(crate) unsafe fn free_if_unused(inner: NonNull<PoolInner>) -> bool {
         // SAFETY: live by the caller's contract.
         let p = unsafe { inner.as_ref() };
-        if p.owners.get() != 0 || p.in_use() != 0 {
+        if p.owners.get() != 0 || p.in_use() != p.bytes_lent.get() {
             return false;
         }
+        // A `Bytes` dropped from now on no longer reaches the state.
+        p.shared.clear_inner();
         // SAFETY: allocated by Box::leak in from_inner; no owner handle and no buffer
-        // handle is left (every RxBuf/TxBuf is a lent buffer), so nobody can reach it.
+        // handle is left (every RxBuf/TxBuf is a lent buffer; a `Bytes` reaches the
+        // state only through the pointer cleared above), so nobody can reach it.
         drop(unsafe { Box::from_raw(inner.as_ptr()) });
         true
+    }
+
+    /// A buffer lent to the caller is now lent as `Bytes`: counts it, and returns the
+    /// shared part its owner holds.
+    pub(crate) fn lend_as_bytes(&self) -> Arc<PoolShared> {
+        self.shared.ensure_links(self.meta.len());
+        self.bytes_lent.set(self.bytes_lent.get() + 1);
+        self.shared.clone()
+    }
+
+    /// A `Bytes` dropped on the pool's thread while the state lives: returns `idx`.
+    ///
+    /// # Safety
+    /// `inner` must be live and `idx` lent as `Bytes` by it, returned once.
+    pub(crate) unsafe fn return_lent_bytes(inner: NonNull<PoolInner>, idx: u32) {
+        // SAFETY: live by the caller's contract.
+        let p = unsafe { inner.as_ref() };
+        p.bytes_lent.set(p.bytes_lent.get() - 1);
+        p.release(idx);
+        if p.has_no_owner() {
+            // SAFETY: live (above); nothing uses `inner` after this call.
+            unsafe { PoolInner::free_if_unused(inner) };
+        }
     }
 
     fn adopt_free(&self, idx: u32) {

@@ -8,7 +8,10 @@
 //! [`SendQueue::advance`]; the queue drops each item (returning pool buffers) once it
 //! is fully sent. It never makes a system call and never copies.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
+
+use bytes::Bytes;
 
 use crate::buf::TxBuf;
 
@@ -23,6 +26,20 @@ pub enum SendData {
     /// Bytes that live forever (a canned response): sent without a copy on epoll and
     /// io_uring.
     Static(&'static [u8]),
+    /// A [`bytes::Bytes`] (hyper bodies, codec frames, a `Bytes` made from a received
+    /// buffer): kept alive in the queue until the kernel has taken it and sent in
+    /// place on epoll and io_uring (no copy; several queued items go out in one
+    /// gathered send). PASTE transmits only from its port buffers, so there it is
+    /// copied once into TX slots — even a `Bytes` made from a pool buffer, whose
+    /// buffer cannot be handed to the kernel (other clones may still read it, and
+    /// `bytes` offers no way to take a buffer back from a `Bytes`).
+    Bytes(Bytes),
+}
+
+thread_local! {
+    /// Bytes of queued sends that backends on this thread copied into their own
+    /// buffers before the kernel took them (see [`SendData::count_copy`]).
+    static COPIED: Cell<u64> = const { Cell::new(0) };
 }
 
 impl SendData {
@@ -45,7 +62,36 @@ impl SendData {
             SendData::Pool(b) => b,
             SendData::Owned(v) => v,
             SendData::Static(s) => s,
+            SendData::Bytes(b) => b,
         }
+    }
+
+    /// A backend copied `n` bytes of a queued send into its own buffers (PASTE, into
+    /// TX slots): counted per thread, for tests and diagnostics (epoll and io_uring
+    /// never copy, so their count stays 0).
+    #[inline]
+    pub fn count_copy(n: usize) {
+        COPIED.with(|c| c.set(c.get() + n as u64));
+    }
+
+    /// Bytes of queued sends copied by backends on this thread so far (see
+    /// [`count_copy`](Self::count_copy)); subtract two readings for a window.
+    pub fn copied_on_this_thread() -> u64 {
+        COPIED.with(Cell::get)
+    }
+}
+
+impl From<Bytes> for SendData {
+    /// Sends a `Bytes` in place; see [`SendData::Bytes`].
+    ///
+    /// ```
+    /// # use paste_rt_core::SendData;
+    /// let body = bytes::Bytes::from_static(b"hello");
+    /// let data = SendData::from(body.clone());
+    /// assert_eq!(data.as_slice().as_ptr(), body.as_ptr()); // the same memory: no copy
+    /// ```
+    fn from(bytes: Bytes) -> SendData {
+        SendData::Bytes(bytes)
     }
 }
 

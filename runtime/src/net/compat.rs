@@ -3,12 +3,39 @@
 //! paste-rt unchanged. All of them forward to the shared [`Connection`].
 //!
 //! Reads drain the lent receive buffers into the caller's buffer (a copy — use
-//! `recv` for zero copy). Writes copy into pool buffers and queue them: they leave
-//! at the next tick, batched with everything else, so `poll_write` returns as soon
-//! as the bytes are queued. `poll_flush` waits until the kernel has taken every
-//! queued byte; `poll_shutdown` half-closes after them. **A write error surfaces
-//! on the next call or on flush**, not on the write that queued the bytes — as with
-//! any buffered writer.
+//! `recv` for zero copy, and `RxBuf::into_bytes` for a `Bytes` without one). Writes
+//! copy into pool buffers and queue them: they leave at the next tick, batched with
+//! everything else, so `poll_write` returns as soon as the bytes are queued (and
+//! waits only while more than 256 KiB are queued: backpressure). **A write error
+//! surfaces on the next call or on flush**, not on the write that queued the bytes —
+//! as with any buffered writer.
+//!
+//! ## What `poll_flush` guarantees
+//!
+//! `poll_flush` is ready once everything written is in the connection's send queue
+//! and no send has failed. The queue is the transport here: it is owned by the
+//! runtime, which hands it to the kernel at its next poll with no further call, in
+//! order, before anything written later. `poll_flush` does not wait for the kernel
+//! to take the bytes — with deferred sends that would cost every flush a tick (one
+//! more task wake-up per message: a request–response protocol flushing after each
+//! response, such as hyper or a `Framed` codec, loses 10–15 % of its throughput to
+//! it) — only for backpressure, like `poll_write`. Concretely:
+//!
+//! * the bytes leave without another call for as long as the runtime runs, even if
+//!   the stream is dropped right after the flush: a dropped stream lingers until
+//!   its queue is sent, then closes;
+//! * a send that fails after the flush returned is reported by the next
+//!   `poll_write`, `poll_flush` or `poll_shutdown` (the error is sticky);
+//! * `poll_shutdown` (futures: `poll_close`) is the strong barrier: it queues the FIN
+//!   after everything written and is ready only once the kernel has taken all of it,
+//!   FIN included;
+//! * what a flush does not cover: dropping the *runtime* abandons what is still
+//!   queued. To know the kernel has every byte — before the runtime is dropped, say
+//!   — shut the stream down, or await the inherent `TcpStream::flush` /
+//!   `UnixStream::flush`, which waits for exactly that.
+//!
+//! The same text, shorter, is on each `poll_flush` below (what users see on the
+//! types' pages), and in docs/migrating-from-tokio.md.
 
 use std::io;
 use std::pin::Pin;
@@ -53,11 +80,22 @@ macro_rules! io_traits {
                     let stream: &Connection = $wexpr;
                     stream.poll_write(cx, data)
                 }
+                /// Ready once everything written is in the connection's send queue and
+                /// no send has failed: the runtime hands the queue to the kernel at its
+                /// next poll, in order, with no further call (a dropped stream still
+                /// sends it before closing). It does not wait for the kernel to take the
+                /// bytes — that would cost every flush a tick — only for backpressure
+                /// (more than 256 KiB queued). A send failing later is reported by the
+                /// next write, flush or shutdown. Dropping the runtime abandons what is
+                /// still queued: to know the kernel has every byte, shut the stream down
+                /// or await its inherent `flush`.
                 fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                     let $ws = &*self;
                     let stream: &Connection = $wexpr;
-                    stream.poll_flush(cx)
+                    stream.poll_send_ready(cx)
                 }
+                /// Queues the FIN after everything written; ready once the kernel has
+                /// taken all of it, FIN included (the barrier `poll_flush` is not).
                 fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                     let $ws = &*self;
                     let stream: &Connection = $wexpr;
@@ -71,11 +109,22 @@ macro_rules! io_traits {
                     let stream: &Connection = $wexpr;
                     stream.poll_write(cx, data)
                 }
+                /// Ready once everything written is in the connection's send queue and
+                /// no send has failed: the runtime hands the queue to the kernel at its
+                /// next poll, in order, with no further call (a dropped stream still
+                /// sends it before closing). It does not wait for the kernel to take the
+                /// bytes — that would cost every flush a tick — only for backpressure
+                /// (more than 256 KiB queued). A send failing later is reported by the
+                /// next write, flush or shutdown. Dropping the runtime abandons what is
+                /// still queued: to know the kernel has every byte, shut the stream down
+                /// or await its inherent `flush`.
                 fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                     let $ws = &*self;
                     let stream: &Connection = $wexpr;
-                    stream.poll_flush(cx)
+                    stream.poll_send_ready(cx)
                 }
+                /// Queues the FIN after everything written; ready once the kernel has
+                /// taken all of it, FIN included (the barrier `poll_flush` is not).
                 fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                     let $ws = &*self;
                     let stream: &Connection = $wexpr;

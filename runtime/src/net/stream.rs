@@ -232,6 +232,34 @@ impl TcpStream {
     pub fn token(&self) -> Token {
         self.conn.token()
     }
+
+    // ---- `bytes` (issue 13) ----
+
+    /// Queues a [`Bytes`](bytes::Bytes) for sending, without copying on epoll and
+    /// io_uring: the `Bytes` stays in the connection's send queue until the kernel
+    /// has taken its last byte (io_uring: its completion; epoll: the `write` that
+    /// took it), then drops. Several queued in one tick leave in one gathered send
+    /// where the backend gathers (io_uring). PASTE sends only from its port
+    /// buffers, so on `paste` and `paste-emu` it is copied once into TX slots (a
+    /// `Bytes` made with [`RxBuf::into_bytes`] too: see
+    /// [`SendData::Bytes`](paste_rt_core::SendData::Bytes)). Waits, like
+    /// [`send`](Self::send), only for backpressure.
+    ///
+    /// ```
+    /// # paste_rt::runtime::Builder::new().backend("epoll").build().unwrap().block_on(async {
+    /// use paste_rt::net::{TcpListener, TcpStream};
+    /// let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+    /// let (server, _) = listener.accept().await.unwrap();
+    /// static BODY: bytes::Bytes = bytes::Bytes::from_static(b"hello");
+    /// server.send_bytes(BODY.clone()).await.unwrap(); // no copy, no allocation
+    /// let got = client.recv().await.unwrap().unwrap().into_bytes(); // no copy either
+    /// assert_eq!(got, "hello");
+    /// # });
+    /// ```
+    pub async fn send_bytes(&self, bytes: bytes::Bytes) -> io::Result<()> {
+        self.conn.send_data(SendData::Bytes(bytes)).await
+    }
 }
 
 /// The write side's shutdown state, for the `AsyncWrite` adapters.

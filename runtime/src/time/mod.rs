@@ -6,7 +6,7 @@
 
 mod timers;
 
-pub(crate) use timers::Timers;
+pub(crate) use timers::{TimerKey, Timers};
 
 use std::cell::Cell;
 use std::future::Future;
@@ -19,7 +19,6 @@ pub use std::time::Instant;
 
 use crate::context;
 use crate::runtime::Inner;
-use timers::TimerKey;
 
 thread_local! {
     /// The clock of the tick the thread's runtime is in (`None` outside

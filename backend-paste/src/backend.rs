@@ -431,7 +431,7 @@ impl PasteBackend {
             let data =
                 if sent > 0 { paste_rt_core::SendData::Owned(data.as_slice()[sent as usize..].to_vec()) } else { data };
             match self.driver.tx_send(fd, data) {
-                Ok(placed) => Stats::add(&self.stats.submissions, placed.slots as u64),
+                Ok(placed) => Stats::add(&self.stats.submissions, u64::from(placed)),
                 Err(e) => {
                     // Only an fd PASTE cannot carry (> 65534) gets here.
                     let errno = match e {
@@ -532,10 +532,16 @@ impl PasteBackend {
         // 1. What the runtime asked: registrations, closes; queued sends into the
         //    ring's per-fd queues.
         let wakes = io.wakes();
-        self.apply_pending(io);
-        self.take_sends(io);
+        if !self.pending.is_empty() {
+            self.apply_pending(io);
+        }
+        if !self.tx_ready.is_empty() {
+            self.take_sends(io);
+        }
         // Shutdowns with nothing left before them go to the provider before its sync.
-        self.run_shutdowns(io);
+        if !self.shutdowns.is_empty() {
+            self.run_shutdowns(io);
+        }
 
         // 2. Queued sends into TX slots (zero-copy swaps of TxBufs), head = cur.
         let filled = self.driver.tx_fill();
@@ -575,7 +581,9 @@ impl PasteBackend {
         for (t, step) in steps {
             self.follow(io, t, step);
         }
-        self.run_shutdowns(io);
+        if !self.shutdowns.is_empty() {
+            self.run_shutdowns(io);
+        }
 
         // 5. RX slots: payload lent zero copy into its record, EOF slots.
         let fds = &self.fds;

@@ -891,7 +891,7 @@ impl EmuKernel {
     /// Writes `p` for `fd` into RX slot `i` of `ring` (a slot the kernel owns): a data
     /// buffer is swapped in (`NS_BUF_CHANGED`; the slot's old buffer becomes a spare),
     /// an EOF is a zero-payload slot.
-    #[inline]
+    #[inline(always)]
     fn fill_rx_slot(&mut self, ring: RingPtr, i: u32, fd: i32, p: Pending) {
         let mut s = ring.slot(i);
         s.ptr = slot::set_fd(slot::set_doff(s.ptr, self.doff as u16), fd);

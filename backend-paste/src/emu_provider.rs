@@ -471,8 +471,7 @@ impl EmuProvider {
         // 3. The engine's tick: the one io_uring_enter, completions applied in place.
         //    Do not wait when a socket the driver waits for has space, or a backlog
         //    can move now.
-        let writable_now = self.report_writable(driver, events);
-        let busy = writable_now || self.kernel.rx_waiting();
+        let busy = self.writable_waiter(driver) || self.kernel.rx_waiting();
         let timeout = if busy { Some(Duration::ZERO) } else { timeout };
         let (waits, wakeups) = (self.uring_stats.waits.get(), self.uring_stats.remote_wakeups.get());
         stats.syscall();
@@ -523,23 +522,20 @@ impl EmuProvider {
         }
     }
 
+    /// Whether a socket the ring driver waits for send space on has some now (it can
+    /// send: the sync must not wait).
+    fn writable_waiter(&self, driver: &RingDriver) -> bool {
+        driver.tx_space_waiters().any(|fd| self.kernel.send_space(fd).is_some_and(|f| f > 0))
+    }
+
     /// `POLLOUT` of the emulation, exact: the sockets the ring driver waits for send
     /// space on, and those running low on credit, get their free space reported.
-    /// Returns whether a waiting one has space (it can send: do not wait).
-    fn report_writable(&self, driver: &RingDriver, events: &mut Vec<Event>) -> bool {
-        let mut any = false;
-        for fd in driver.tx_space_waiters() {
-            if let Some(free) = self.kernel.send_space(fd).filter(|&f| f > 0) {
-                events.push(Event::Writable { fd, free: Some(free) });
-                any = true;
-            }
-        }
-        for fd in driver.tx_low_credit() {
+    fn report_writable(&self, driver: &RingDriver, events: &mut Vec<Event>) {
+        for fd in driver.tx_space_waiters().chain(driver.tx_low_credit()) {
             if let Some(free) = self.kernel.send_space(fd).filter(|&f| f > 0) {
                 events.push(Event::Writable { fd, free: Some(free) });
             }
         }
-        any
     }
 
     /// Closes the streams whose sends are done, once no TX slot waits in a ring and

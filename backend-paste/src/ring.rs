@@ -806,28 +806,23 @@ impl RingDriver {
     /// for ring space (none has data queued from before), places it in TX slots at
     /// once (`head = cur` advanced), under the same bounds as
     /// [`tx_fill`](Self::tx_fill): what does not fit stays queued for the next fill.
-    /// Returns what was placed.
-    pub fn tx_send(&mut self, fd: i32, data: SendData) -> Result<TxFill, RingError> {
-        let mut out = TxFill::default();
+    /// Returns the slots filled.
+    pub fn tx_send(&mut self, fd: i32, data: SendData) -> Result<u32, RingError> {
         // The common case: one pool buffer, one slot, nothing queued anywhere.
         let data = match data {
             SendData::Pool(b) if self.active.is_empty() => match self.place_direct(fd, b) {
-                Ok(bytes) => {
-                    out.slots = 1;
-                    out.zero_copy = 1;
-                    out.bytes = u64::from(bytes);
-                    return Ok(out);
-                }
+                Ok(()) => return Ok(1),
                 Err(b) => SendData::Pool(b),
             },
             d => d,
         };
+        let mut out = TxFill::default();
         let ntx = self.tx.len();
         let f = self.fd_entry(fd)?;
         f.queued_bytes += data.len() as u64;
         f.queue.push_back(data);
         if f.active {
-            return Ok(out);
+            return Ok(0);
         }
         let r = if ntx == 1 { 0 } else { fd as usize % ntx };
         let t = &self.tx[r];
@@ -849,21 +844,21 @@ impl RingDriver {
             f.active = true;
             self.active.push_back(fd);
         }
-        Ok(out)
+        Ok(out.slots)
     }
 
     /// Swaps pool buffer `b` into `fd`'s ring's next free slot (zero copy) when `fd` has
     /// nothing queued, room in flight and send credit, the ring has a free slot and
     /// `b` fits it as [`tx_fill`](Self::tx_fill) would swap it; hands `b` back
-    /// otherwise. Returns the payload bytes placed.
+    /// otherwise.
     #[inline]
-    fn place_direct(&mut self, fd: i32, b: TxBuf) -> Result<u32, TxBuf> {
+    fn place_direct(&mut self, fd: i32, b: TxBuf) -> Result<(), TxBuf> {
         let ntx = self.tx.len();
         let r = if ntx == 1 { 0 } else { fd as usize % ntx };
-        let t = &self.tx[r];
+        let Some(t) = self.tx.get(r) else { return Err(b) };
         let ring = t.ring;
         let (n, head, tail) = (ring.num_slots(), ring.head(), ring.tail());
-        if head >= n || tail >= n || head == tail {
+        if head == tail || head >= n || tail >= n {
             return Err(b);
         }
         if tail != t.seen_tail {
@@ -871,28 +866,24 @@ impl RingDriver {
             // they are refilled.
             self.collect_completions();
         }
-        let max_inflight = self.cfg.max_inflight_per_fd;
-        let Some(f) = usize::try_from(fd).ok().and_then(|i| self.fds.get_mut(i)) else { return Err(b) };
-        if f.active || f.inflight >= max_inflight || (f.budget.is_some() && f.credit <= 0) {
+        let Some(f) = self.fds.get_mut(fd as usize) else { return Err(b) };
+        if f.active || f.inflight >= self.cfg.max_inflight_per_fd || (f.budget.is_some() && f.credit <= 0) {
             return Err(b);
         }
         let mut s = ring.slot(head);
-        let doff = self.cfg.tx_doff as u32;
-        let g = slot::generic_offset(s.ptr, ring.offset_mask()) as u32;
         let old = s.buf_idx;
         let pool = &self.pool;
-        let headroom = pool.tx_headroom();
-        let room = self.cfg.mss.min(self.buf_size.saturating_sub(g + doff)).min(u16::MAX as u32 - doff);
-        let fits = (FIRST_DATA_BUF..self.index_limit).contains(&old)
-            && headroom == g + doff
-            && b.len() as u32 <= room
-            && b.index() < pool.index_limit()
-            // The TxBuf carries no pool handle we can compare: same index, same
-            // address means same memory, hence this pool.
-            && b.as_ptr() == pool.buf_ptr(b.index()).wrapping_add(headroom as usize)
+        let doff = self.cfg.tx_doff as u32;
+        // A pool buffer carries its payload at `tx_headroom` = G + doff; it fits a slot
+        // whose generic offset is G when it holds at most one MSS.
+        let fits = b.is_from(pool)
+            && !b.is_empty()
+            && b.len() as u32 <= self.cfg.mss.min(u16::MAX as u32 - doff)
+            && slot::generic_offset(s.ptr, ring.offset_mask()) as u32 + doff == pool.tx_headroom()
+            && (FIRST_DATA_BUF..self.index_limit).contains(&old)
             // A persistent pool takes no foreign buffer in exchange (module docs).
             && (self.home.is_empty() || self.home.get(old as usize).copied().unwrap_or(false));
-        if !fits || b.is_empty() || !pool.adopt_lent(old) {
+        if !fits || !pool.adopt_lent(old) {
             return Err(b);
         }
         let (idx, len) = b.into_raw();
@@ -920,7 +911,7 @@ impl RingDriver {
             }
         }
         ring.set_head_cur(slot::ring_next(head, n));
-        Ok(len)
+        Ok(())
     }
 
     /// Fills `fd`'s queued data into ring `r`'s free slots from `head` (up to `tail`),
@@ -1143,10 +1134,7 @@ fn place_one(
             f.front_off == 0
                 && b.len() <= room
                 && pool.tx_headroom() == g + doff
-                && b.index() < pool.index_limit()
-                // The TxBuf carries no pool handle we can compare: same index, same
-                // address means same memory, hence this pool.
-                && b.as_ptr() == pool.buf_ptr(b.index()).wrapping_add(pool.tx_headroom() as usize)
+                && b.is_from(pool)
                 // A persistent pool takes no foreign buffer in exchange (module docs).
                 && (home.is_empty() || home.get(s.buf_idx as usize).copied().unwrap_or(false))
         }

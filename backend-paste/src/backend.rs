@@ -403,32 +403,36 @@ impl PasteBackend {
         }
     }
 
-    /// Moves what the listed records queued into the ring's per-fd queues (the ring
-    /// keeps each until the kernel took it).
+    /// Moves what the listed records queued into the ring (see
+    /// [`take_send_of`](Self::take_send_of)).
     fn take_sends(&mut self, io: &mut IoTable) {
         let mut list = std::mem::take(&mut self.tx_ready);
         for t in list.drain(..) {
             let Some(m) = self.mapping(t) else { continue };
             m.tx_listed = false;
-            if m.closing {
-                continue;
+            if !m.closing {
+                let fd = m.fd;
+                self.take_send_of(io, t, fd);
             }
-            let fd = m.fd;
-            loop {
-                match io.send_step(t) {
-                    SendStep::Data => {}
-                    step => {
-                        self.follow(io, t, step);
-                        break;
-                    }
-                }
-                let Some((data, sent)) = io.take_send(t) else { break };
-                let data = if sent > 0 {
-                    paste_rt_core::SendData::Owned(data.as_slice()[sent as usize..].to_vec())
-                } else {
-                    data
-                };
-                if let Err(e) = self.driver.tx_queue(fd, data) {
+        }
+        if self.tx_ready.is_empty() {
+            self.tx_ready = list;
+        }
+    }
+
+    /// Moves what `t` queued into the ring: straight into TX slots when nothing waits
+    /// before it, else into the ring driver's per-fd queue (the ring keeps each until
+    /// the kernel took it); then applies the send step when nothing was taken.
+    #[inline]
+    fn take_send_of(&mut self, io: &mut IoTable, t: Token, fd: RawFd) {
+        let mut took = false;
+        while let Some((data, sent)) = io.take_send(t) {
+            took = true;
+            let data =
+                if sent > 0 { paste_rt_core::SendData::Owned(data.as_slice()[sent as usize..].to_vec()) } else { data };
+            match self.driver.tx_send(fd, data) {
+                Ok(placed) => Stats::add(&self.stats.submissions, u64::from(placed)),
+                Err(e) => {
                     // Only an fd PASTE cannot carry (> 65534) gets here.
                     let errno = match e {
                         crate::ring::RingError::FdOutOfRange(_) => libc::EBADF,
@@ -436,12 +440,14 @@ impl PasteBackend {
                     };
                     let step = io.tx_failed(t, errno);
                     self.follow(io, t, step);
-                    break;
+                    return;
                 }
             }
         }
-        if self.tx_ready.is_empty() {
-            self.tx_ready = list;
+        // After a take the step is `Wait` (the taken bytes are not confirmed yet).
+        if !took {
+            let step = io.send_step(t);
+            self.follow(io, t, step);
         }
     }
 
@@ -526,10 +532,16 @@ impl PasteBackend {
         // 1. What the runtime asked: registrations, closes; queued sends into the
         //    ring's per-fd queues.
         let wakes = io.wakes();
-        self.apply_pending(io);
-        self.take_sends(io);
+        if !self.pending.is_empty() {
+            self.apply_pending(io);
+        }
+        if !self.tx_ready.is_empty() {
+            self.take_sends(io);
+        }
         // Shutdowns with nothing left before them go to the provider before its sync.
-        self.run_shutdowns(io);
+        if !self.shutdowns.is_empty() {
+            self.run_shutdowns(io);
+        }
 
         // 2. Queued sends into TX slots (zero-copy swaps of TxBufs), head = cur.
         let filled = self.driver.tx_fill();
@@ -569,7 +581,9 @@ impl PasteBackend {
         for (t, step) in steps {
             self.follow(io, t, step);
         }
-        self.run_shutdowns(io);
+        if !self.shutdowns.is_empty() {
+            self.run_shutdowns(io);
+        }
 
         // 5. RX slots: payload lent zero copy into its record, EOF slots.
         let fds = &self.fds;
@@ -723,10 +737,17 @@ impl Backend for PasteBackend {
         provider!(&mut self.provider, p => p.resume(fd));
     }
 
+    /// Moves the record's sends into the ring at once (the ring is the application's
+    /// between syncs); a socket not registered yet is listed for the next tick.
     #[inline]
-    fn send(&mut self, _io: &mut IoTable, token: Token) {
+    fn send(&mut self, io: &mut IoTable, token: Token) {
         match self.mapping(token) {
-            Some(_) => self.list_tx(token),
+            Some(m) if !m.closing && !m.tx_listed => {
+                let fd = m.fd;
+                self.take_send_of(io, token, fd);
+            }
+            Some(m) if m.closing => {}
+            Some(_) => {}
             // Registered at the next tick: listed then.
             None => self.tx_ready.push(token),
         }

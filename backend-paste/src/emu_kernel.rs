@@ -16,11 +16,22 @@
 //! it — exactly as the kernel's `sendpage` with `MSG_DONTWAIT` does (docs/paste-abi.md §10.1
 //! point 5). [`EmuKernel::writable`] is the kernel's `POLLOUT` rule for such a socket.
 //!
+//! Received data lands in the RX ring as it arrives, the way the real kernel's
+//! poststack step fills it: [`EmuKernel::rx_arrived`] writes the slot at once when
+//! that keeps every fd's slots of the current batch (one sync, from [`EmuKernel::rxsync`]
+//! to [`EmuKernel::rx_publish`]) together and the ring has room, and otherwise files
+//! the buffer in the fd's backlog, which the next rxsync drains first — the kernel's
+//! per-fd table, where data waits while the ring is full. A taken TX slot's payload
+//! joins its socket's send queue, which the provider reads in place
+//! ([`EmuKernel::sends_gather`]) and retires as the socket takes it
+//! ([`EmuKernel::sends_done`]).
+//!
 //! It makes no system call and touches no socket: a provider (the io_uring emulation)
-//! receives into [`EmuKernel::rx_buffer`] buffers, hands them over with
-//! [`EmuKernel::rx_complete`], drains [`EmuKernel::next_send`] jobs and returns their
-//! buffers with [`EmuKernel::send_done`]. Every buffer index is, at any time, either in
-//! a ring slot, the application's, or held here in exactly one [`KernelHold`] state.
+//! receives into [`EmuKernel::rx_buffer`] buffers and hands them over with
+//! [`EmuKernel::rx_arrived`] (or [`EmuKernel::rx_complete`], always through the
+//! backlog), and sends what [`EmuKernel::take_tx_ready`] names. Every buffer index is,
+//! at any time, either in a ring slot, the application's, or held here in exactly one
+//! [`KernelHold`] state.
 
 use std::collections::VecDeque;
 
@@ -37,6 +48,9 @@ use crate::sys::slot;
 
 /// Largest fd the kernel's PST_FD_REG accepts (`NM_PST_FD_MAX`).
 pub const KERNEL_FD_MAX: i32 = 65535;
+/// Most slots one fd gets directly in one RX batch (one sync); the rest waits in its
+/// backlog for the next one, so a busy connection cannot fill the ring by itself.
+pub const RX_BATCH_PER_FD: u32 = 32;
 /// Send buffer of a registered socket unless set: what Linux 5.10 gives a fresh TCP
 /// connection on a 1500-byte MTU (`tcp_sndbuf_expand`: 2 × 10 segments × 4 352).
 pub const EMU_SNDBUF: u32 = 87_040;
@@ -121,9 +135,11 @@ pub enum KernelHold {
     Receiving,
     /// Received data waiting for an RX slot.
     Pending,
-    /// Taken from a TX slot, waiting for the provider to pick it up.
+    /// Taken from a TX slot: in its socket's send queue (read in place by the
+    /// provider) until the socket took it.
     SendQueued,
-    /// Picked up by the provider, socket send in flight.
+    /// Taken out of the send queue by [`EmuKernel::next_send`], one job at a time,
+    /// until [`EmuKernel::send_done`].
     Sending,
 }
 
@@ -134,6 +150,8 @@ enum Hold {
 }
 
 /// A TX slot's payload taken by txsync, for the provider to write to the socket.
+///
+/// (The payload is in port memory; its buffer is held until the send is done.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SendJob {
     /// The socket.
@@ -144,6 +162,9 @@ pub struct SendJob {
     pub off: u32,
     /// Payload bytes.
     pub len: u32,
+    /// What the payload counts against its socket's send buffer until the send is
+    /// done (payload at take time plus [`EMU_SKB_OVERHEAD`]).
+    pub charge: u32,
 }
 
 /// Where and why txsync stopped before `head`.
@@ -194,8 +215,25 @@ enum Pending {
     Eof,
 }
 
+/// What became of a received buffer handed to [`EmuKernel::rx_arrived`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// Written into an RX slot (visible after [`EmuKernel::rx_publish`]).
+    Placed,
+    /// Filed in the fd's backlog (the ring is full, the fd already has a budget's
+    /// worth of slots in this batch, or writing it now would split the fd's slots);
+    /// `backlog` entries wait now.
+    Backlogged {
+        /// Entries in the fd's backlog, this one included.
+        backlog: usize,
+    },
+    /// The fd is not registered: the buffer went back to the spares.
+    Unregistered,
+}
+
 #[derive(Debug)]
 struct FdEntry {
+    /// Received data (and a FIN) waiting for RX slots, oldest first.
     pending: VecDeque<Pending>,
     /// In `ready`.
     queued: bool,
@@ -206,6 +244,16 @@ struct FdEntry {
     wmem: u64,
     /// Tells this registration's charges from a previous socket's on the same fd.
     gen: u32,
+    /// Taken TX payloads whose send is not done, oldest first: the socket's send queue.
+    sends: VecDeque<SendJob>,
+    /// In `tx_ready`.
+    tx_listed: bool,
+    /// The socket failed for sending: its TX slots are skipped, as an unregistered
+    /// fd's are.
+    tx_dead: bool,
+    /// The RX batch this fd last got a slot in, and how many it got in it.
+    batch: u32,
+    batch_slots: u32,
 }
 
 /// A taken TX slot's charge against its socket, held with its buffer.
@@ -221,6 +269,8 @@ struct KRing {
     ring: RingPtr,
     hwcur: u32,
     hwtail: u32,
+    /// RX: the fd of the last slot written in the current batch (-1: none yet).
+    last_fd: i32,
 }
 
 impl KRing {
@@ -248,11 +298,16 @@ pub struct EmuKernel {
     /// Spares `rx_buffer` never lends, kept for TX swaps.
     tx_reserve: usize,
     fds: DenseMap<FdEntry>,
+    /// Fds with a backlog, oldest first.
     ready: VecDeque<i32>,
-    sends: VecDeque<SendJob>,
-    /// By buffer index: the charge of a buffer taken from a TX slot.
+    /// Fds whose send queue got payloads since [`EmuKernel::take_tx_ready`] last ran.
+    tx_ready: Vec<i32>,
+    /// By buffer index: the charge of a job taken out of its send queue with
+    /// [`EmuKernel::next_send`], until [`EmuKernel::send_done`].
     charges: Vec<Option<Charge>>,
     next_gen: u32,
+    /// The current RX batch (bumped by each rxsync).
+    rx_epoch: u32,
 }
 
 impl fmt::Debug for EmuKernel {
@@ -260,7 +315,7 @@ impl fmt::Debug for EmuKernel {
         f.debug_struct("EmuKernel")
             .field("free", &self.free.len())
             .field("fds", &self.fds.len())
-            .field("sends", &self.sends.len())
+            .field("tx_ready", &self.tx_ready.len())
             .finish()
     }
 }
@@ -280,13 +335,13 @@ impl EmuKernel {
         for i in 0..ntx {
             // SAFETY: the netmap_if was laid out with these ring entries.
             let ring = ring_at(unsafe { addr::txring(nifp, i) })?;
-            tx.push(KRing { ring, hwcur: 0, hwtail: ring.num_slots() - 1 });
+            tx.push(KRing { ring, hwcur: 0, hwtail: ring.num_slots() - 1, last_fd: -1 });
         }
         let mut rx = Vec::with_capacity(nrx);
         for i in 0..nrx {
             // SAFETY: as above.
             let ring = ring_at(unsafe { addr::rxring(nifp, i) })?;
-            rx.push(KRing { ring, hwcur: 0, hwtail: 0 });
+            rx.push(KRing { ring, hwcur: 0, hwtail: 0, last_fd: -1 });
         }
         let charges = vec![None; mem.layout().buf_count as usize];
         let mut hold = vec![Hold::NotHeld; mem.layout().buf_count as usize];
@@ -306,9 +361,10 @@ impl EmuKernel {
             free,
             fds: DenseMap::new(),
             ready: VecDeque::new(),
-            sends: VecDeque::new(),
+            tx_ready: Vec::new(),
             charges,
             next_gen: 0,
+            rx_epoch: 1,
             mem,
         })
     }
@@ -345,6 +401,11 @@ impl EmuKernel {
             sndbuf: EMU_SNDBUF,
             wmem: 0,
             gen: self.next_gen,
+            sends: VecDeque::new(),
+            tx_listed: false,
+            tx_dead: false,
+            batch: 0,
+            batch_slots: 0,
         };
         self.fds.insert(fd as usize, entry);
         Ok(())
@@ -377,8 +438,9 @@ impl EmuKernel {
         self.fds.get(fd as usize).is_some_and(|e| 3 * e.wmem <= 2 * u64::from(e.sndbuf))
     }
 
-    /// The socket was closed: forget `fd`, and return its undelivered data's buffers to
-    /// the spares. Returns whether it was registered.
+    /// The socket was closed: forget `fd`, and return its undelivered data's buffers and
+    /// its send queue's to the spares. Returns whether it was registered. (A provider
+    /// unregisters a socket only once no send of it is in flight.)
     pub fn unregister_fd(&mut self, fd: i32) -> bool {
         let Some(e) = self.fds.remove(fd as usize) else { return false };
         if e.queued {
@@ -388,6 +450,9 @@ impl EmuKernel {
             if let Pending::Data { buf, .. } = p {
                 self.put_free(buf);
             }
+        }
+        for job in e.sends {
+            self.put_free(job.buf);
         }
         true
     }
@@ -445,12 +510,11 @@ impl EmuKernel {
         Some(unsafe { std::slice::from_raw_parts_mut(p, n) })
     }
 
-    /// `n` bytes arrived for `fd` in buffer `idx`: they wait for an RX slot. If `fd` is
-    /// not registered the buffer goes back to the spares and `Ok(false)` is returned.
+    /// `n` bytes arrived for `fd` in buffer `idx`: they wait in the fd's backlog for an
+    /// RX slot (the next [`rxsync`](Self::rxsync)). If `fd` is not registered the buffer
+    /// goes back to the spares and `Ok(false)` is returned.
     pub fn rx_complete(&mut self, fd: i32, idx: u32, n: usize) -> Result<bool, HoldError> {
-        if self.state(idx) != Some(KernelHold::Receiving) || n == 0 || n > self.rx_capacity() {
-            return Err(HoldError { index: idx, expected: KernelHold::Receiving });
-        }
+        self.check_received(idx, n)?;
         let Some(e) = self.fds.get_mut(fd as usize) else {
             self.put_free(idx);
             return Ok(false);
@@ -464,6 +528,110 @@ impl EmuKernel {
         Ok(true)
     }
 
+    /// `n` bytes arrived for `fd` in buffer `idx` (lent by [`rx_buffer`](Self::rx_buffer)),
+    /// during a sync: written into the fd's RX ring at once when the fd has no backlog,
+    /// got fewer than [`RX_BATCH_PER_FD`] slots in this batch, the ring has room, and
+    /// its slots of this batch (if any) are the last ones written — so each fd's slots
+    /// of a batch stay together; otherwise filed in its backlog (see [`Arrival`]).
+    #[inline]
+    pub fn rx_arrived(&mut self, fd: i32, idx: u32, n: usize) -> Result<Arrival, HoldError> {
+        self.check_received(idx, n)?;
+        let Some(e) = self.fds.get_mut(fd as usize) else {
+            self.put_free(idx);
+            return Ok(Arrival::Unregistered);
+        };
+        let p = Pending::Data { buf: idx, len: self.doff + n as u32 };
+        let r = if self.rx.len() == 1 { 0 } else { fd as usize % self.rx.len() };
+        let k = &mut self.rx[r];
+        let n_slots = k.ring.num_slots();
+        let fresh = e.batch != self.rx_epoch;
+        let direct = e.pending.is_empty()
+            && (fresh || (k.last_fd == fd && e.batch_slots < RX_BATCH_PER_FD))
+            && slot::ring_next(k.hwtail, n_slots) != k.hwcur;
+        if !direct {
+            e.pending.push_back(p);
+            let backlog = e.pending.len();
+            self.hold[idx as usize] = Hold::Held(KernelHold::Pending);
+            if !e.queued {
+                e.queued = true;
+                self.ready.push_back(fd);
+            }
+            return Ok(Arrival::Backlogged { backlog });
+        }
+        if fresh {
+            e.batch = self.rx_epoch;
+            e.batch_slots = 0;
+        }
+        e.batch_slots += 1;
+        k.last_fd = fd;
+        let (ring, tail) = (k.ring, k.hwtail);
+        k.hwtail = slot::ring_next(tail, n_slots);
+        self.fill_rx_slot(ring, tail, fd, p);
+        Ok(Arrival::Placed)
+    }
+
+    /// The peer sent FIN on `fd`, during a sync: a zero-payload slot behind its data,
+    /// written at once under the same rule as [`rx_arrived`](Self::rx_arrived), else
+    /// filed in its backlog. Returns whether `fd` is registered.
+    pub fn rx_eof_arrived(&mut self, fd: i32) -> bool {
+        let Some(e) = self.fds.get_mut(fd as usize) else { return false };
+        let r = fd as usize % self.rx.len();
+        let k = &mut self.rx[r];
+        let n_slots = k.ring.num_slots();
+        let fresh = e.batch != self.rx_epoch;
+        let direct =
+            e.pending.is_empty() && (fresh || k.last_fd == fd) && slot::ring_next(k.hwtail, n_slots) != k.hwcur;
+        if !direct {
+            e.pending.push_back(Pending::Eof);
+            if !e.queued {
+                e.queued = true;
+                self.ready.push_back(fd);
+            }
+            return true;
+        }
+        if fresh {
+            e.batch = self.rx_epoch;
+            e.batch_slots = 0;
+        }
+        e.batch_slots += 1;
+        k.last_fd = fd;
+        let (ring, tail) = (k.ring, k.hwtail);
+        k.hwtail = slot::ring_next(tail, n_slots);
+        self.fill_rx_slot(ring, tail, fd, Pending::Eof);
+        true
+    }
+
+    /// Ends the current RX batch's writes: publishes every RX ring's `tail`.
+    #[inline]
+    pub fn rx_publish(&self) {
+        for k in &self.rx {
+            k.ring.set_tail(k.hwtail);
+        }
+    }
+
+    /// Entries (data and FIN) in `fd`'s backlog.
+    pub fn rx_backlog(&self, fd: i32) -> usize {
+        self.fds.get(fd as usize).map_or(0, |e| e.pending.len())
+    }
+
+    /// Drops `fd`'s backlog (the application is closing it): its buffers become spares.
+    pub fn rx_discard(&mut self, fd: i32) {
+        let Some(e) = self.fds.get_mut(fd as usize) else { return };
+        let pending = std::mem::take(&mut e.pending);
+        for p in pending {
+            if let Pending::Data { buf, .. } = p {
+                self.put_free(buf);
+            }
+        }
+    }
+
+    fn check_received(&self, idx: u32, n: usize) -> Result<(), HoldError> {
+        if self.state(idx) != Some(KernelHold::Receiving) || n == 0 || n > self.rx_capacity() {
+            return Err(HoldError { index: idx, expected: KernelHold::Receiving });
+        }
+        Ok(())
+    }
+
     /// Gives back a receive buffer that was not used (the receive failed or was cancelled).
     pub fn rx_abandon(&mut self, idx: u32) -> Result<(), HoldError> {
         if self.state(idx) != Some(KernelHold::Receiving) {
@@ -473,9 +641,9 @@ impl EmuKernel {
         Ok(())
     }
 
-    /// The peer sent FIN on `fd`: one zero-payload slot follows its data. (A RST adds
-    /// nothing to the ring: the provider reports it through the socket.) Returns
-    /// whether `fd` is registered.
+    /// The peer sent FIN on `fd`: one zero-payload slot follows its data, through its
+    /// backlog. (A RST adds nothing to the ring: the provider reports it through the
+    /// socket.) Returns whether `fd` is registered.
     pub fn rx_eof(&mut self, fd: i32) -> bool {
         let Some(e) = self.fds.get_mut(fd as usize) else { return false };
         e.pending.push_back(Pending::Eof);
@@ -486,12 +654,103 @@ impl EmuKernel {
         true
     }
 
-    /// Takes the next TX payload for the provider to send; its buffer stays held
+    /// The next fd whose send queue got payloads from a txsync since it was last named
+    /// here (each fd once per naming; the provider starts its send).
+    #[inline]
+    pub fn take_tx_ready(&mut self) -> Option<i32> {
+        while let Some(fd) = self.tx_ready.pop() {
+            if let Some(e) = self.fds.get_mut(fd as usize) {
+                e.tx_listed = false;
+                if !e.sends.is_empty() {
+                    return Some(fd);
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether `fd`'s send queue holds payloads.
+    #[inline]
+    pub fn has_sends(&self, fd: i32) -> bool {
+        self.fds.get(fd as usize).is_some_and(|e| !e.sends.is_empty())
+    }
+
+    /// Calls `f` with the payloads of `fd`'s send queue, oldest first, up to `max`, in
+    /// place (port memory, held until [`sends_done`](Self::sends_done) retires them);
+    /// returns how many.
+    #[inline]
+    pub fn sends_gather(&self, fd: i32, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+        let Some(e) = self.fds.get(fd as usize) else { return 0 };
+        let mut n = 0;
+        for job in e.sends.iter().take(max) {
+            let Some(p) = self.mem.buf_ptr(job.buf) else { break };
+            // SAFETY: the buffer is held in this send queue (nobody writes it until it is
+            // retired) and `off + len <= buf_size` (checked by txsync when it was taken).
+            f(unsafe { std::slice::from_raw_parts(p.add(job.off as usize), job.len as usize) });
+            n += 1;
+        }
+        n
+    }
+
+    /// The socket took `bytes` from the front of `fd`'s send queue: fully sent payloads
+    /// leave it (their buffers become spares, their charge leaves the socket), a
+    /// partly sent one keeps its rest. Returns whether payloads remain.
+    #[inline]
+    pub fn sends_done(&mut self, fd: i32, bytes: u64) -> bool {
+        let Some(e) = self.fds.get_mut(fd as usize) else { return false };
+        let mut left = bytes;
+        while let Some(job) = e.sends.front_mut() {
+            if left < job.len as u64 {
+                if left > 0 {
+                    job.off += left as u32;
+                    job.len -= left as u32;
+                }
+                break;
+            }
+            left -= job.len as u64;
+            let (buf, charge) = (job.buf, job.charge);
+            e.sends.pop_front();
+            e.wmem = e.wmem.saturating_sub(u64::from(charge));
+            self.hold[buf as usize] = Hold::Held(KernelHold::Free);
+            self.free.push(buf);
+        }
+        !e.sends.is_empty()
+    }
+
+    /// Sending on `fd` failed for good: its send queue is dropped (buffers to the
+    /// spares) and its later TX slots are skipped. (No send of it may be in flight.)
+    pub fn sends_fail(&mut self, fd: i32) {
+        let Some(e) = self.fds.get_mut(fd as usize) else { return };
+        e.tx_dead = true;
+        e.wmem = 0;
+        let sends = std::mem::take(&mut e.sends);
+        for job in sends {
+            self.put_free(job.buf);
+        }
+    }
+
+    /// Takes the next payload of a send queue, one job at a time (the other way to
+    /// drain sends, for a provider that copies them out); its buffer stays held
     /// ([`KernelHold::Sending`]) until [`send_done`](Self::send_done).
     pub fn next_send(&mut self) -> Option<SendJob> {
-        let job = self.sends.pop_front()?;
-        self.hold[job.buf as usize] = Hold::Held(KernelHold::Sending);
-        Some(job)
+        loop {
+            let &fd = self.tx_ready.last()?;
+            let entry = self.fds.get_mut(fd as usize);
+            let gen = entry.as_ref().map_or(0, |e| e.gen);
+            match entry.and_then(|e| e.sends.pop_front()) {
+                Some(job) => {
+                    self.hold[job.buf as usize] = Hold::Held(KernelHold::Sending);
+                    self.charges[job.buf as usize] = Some(Charge { fd, gen, bytes: job.charge });
+                    return Some(job);
+                }
+                None => {
+                    self.tx_ready.pop();
+                    if let Some(e) = self.fds.get_mut(fd as usize) {
+                        e.tx_listed = false;
+                    }
+                }
+            }
+        }
     }
 
     /// The payload of a job picked up with [`next_send`](Self::next_send).
@@ -505,7 +764,8 @@ impl EmuKernel {
         Some(unsafe { std::slice::from_raw_parts(p.add(job.off as usize), job.len as usize) })
     }
 
-    /// The socket work for `buf` is over (sent, or failed): the buffer is a spare again.
+    /// The socket work for a job of [`next_send`](Self::next_send) is over (sent, or
+    /// failed): the buffer is a spare again.
     pub fn send_done(&mut self, buf: u32) -> Result<(), HoldError> {
         if self.state(buf) != Some(KernelHold::Sending) {
             return Err(HoldError { index: buf, expected: KernelHold::Sending });
@@ -519,9 +779,10 @@ impl EmuKernel {
         Ok(())
     }
 
-    /// Whether received data waits for RX slots (the ring was full at the last rxsync).
+    /// Whether received data waits in a backlog and an RX ring has room for it now
+    /// (the next rxsync would move some).
     pub fn rx_waiting(&self) -> bool {
-        !self.ready.is_empty()
+        !self.ready.is_empty() && self.rx.iter().any(|k| slot::ring_next(k.hwtail, k.ring.num_slots()) != k.ring.head())
     }
 
     /// Spare buffers.
@@ -564,23 +825,25 @@ impl EmuKernel {
     }
 
     /// `rxsync` (docs/paste-abi.md §4.2): takes back the slots the application released
-    /// (`hwcur = head`, `NS_BUF_CHANGED` cleared), fills free slots from the per-fd
-    /// queues — all of one fd's waiting slots together, the slot's old buffer becoming a
-    /// spare — and publishes the new `tail`.
+    /// (`hwcur = head`, `NS_BUF_CHANGED` cleared), starts a new batch, fills free slots
+    /// from the backlogs — all of one fd's waiting slots together, the slot's old
+    /// buffer becoming a spare — and publishes the new `tail`. Data that arrives
+    /// during the same sync joins this batch ([`rx_arrived`](Self::rx_arrived)) and is
+    /// published by [`rx_publish`](Self::rx_publish).
     pub fn rxsync(&mut self) -> SyncReport {
         let mut rep = SyncReport::default();
+        self.rx_epoch = self.rx_epoch.wrapping_add(1).max(1);
         for r in 0..self.rx.len() {
             let k = self.rx[r];
             let n = k.ring.num_slots();
+            self.rx[r].last_fd = -1;
             let Some(head) = k.app_head() else {
                 rep.bad_heads += 1;
                 continue;
             };
             let mut i = k.hwcur;
             while i != head {
-                let mut s = k.ring.slot(i);
-                s.flags &= !slotflags::BUF_CHANGED;
-                k.ring.set_slot(i, s);
+                k.ring.clear_flags(i, slotflags::BUF_CHANGED);
                 i = slot::ring_next(i, n);
             }
             self.rx[r].hwcur = head;
@@ -592,33 +855,27 @@ impl EmuKernel {
             let k = self.rx[r];
             let n = k.ring.num_slots();
             let mut tail = k.hwtail;
-            let Some(e) = self.fds.get_mut(fd as usize) else { continue };
+            let Some(mut e) = self.fds.get_mut(fd as usize) else { continue };
+            let mut written = 0;
             // The kernel may fill up to one slot before hwcur.
             while slot::ring_next(tail, n) != k.hwcur {
                 let Some(p) = e.pending.pop_front() else { break };
-                let mut s = k.ring.slot(tail);
-                s.ptr = slot::set_fd(slot::set_doff(s.ptr, self.doff as u16), fd);
                 match p {
-                    Pending::Data { buf, len } => {
-                        let old = s.buf_idx;
-                        s.buf_idx = buf;
-                        s.len = len as u16;
-                        s.flags = slotflags::BUF_CHANGED;
-                        self.hold[buf as usize] = Hold::NotHeld;
-                        if (FIRST_DATA_BUF..self.hold.len() as u32).contains(&old) {
-                            self.hold[old as usize] = Hold::Held(KernelHold::Free);
-                            self.free.push(old);
-                        }
-                        rep.rx_data += 1;
-                    }
-                    Pending::Eof => {
-                        s.len = self.doff as u16;
-                        s.flags = 0;
-                        rep.rx_eofs += 1;
-                    }
+                    Pending::Data { .. } => rep.rx_data += 1,
+                    Pending::Eof => rep.rx_eofs += 1,
                 }
-                k.ring.set_slot(tail, s);
+                self.fill_rx_slot(k.ring, tail, fd, p);
                 tail = slot::ring_next(tail, n);
+                written += 1;
+                e = self.fds.get_mut(fd as usize).expect("looked up above");
+            }
+            if written > 0 {
+                if e.batch != self.rx_epoch {
+                    e.batch = self.rx_epoch;
+                    e.batch_slots = 0;
+                }
+                e.batch_slots += written;
+                self.rx[r].last_fd = fd;
             }
             self.rx[r].hwtail = tail;
             if e.pending.is_empty() {
@@ -627,17 +884,44 @@ impl EmuKernel {
                 self.ready.push_back(fd);
             }
         }
-        for k in &self.rx {
-            k.ring.set_tail(k.hwtail);
-        }
+        self.rx_publish();
         rep
+    }
+
+    /// Writes `p` for `fd` into RX slot `i` of `ring` (a slot the kernel owns): a data
+    /// buffer is swapped in (`NS_BUF_CHANGED`; the slot's old buffer becomes a spare),
+    /// an EOF is a zero-payload slot.
+    #[inline(always)]
+    fn fill_rx_slot(&mut self, ring: RingPtr, i: u32, fd: i32, p: Pending) {
+        let mut s = ring.slot(i);
+        s.ptr = slot::set_fd(slot::set_doff(s.ptr, self.doff as u16), fd);
+        match p {
+            Pending::Data { buf, len } => {
+                let old = s.buf_idx;
+                s.buf_idx = buf;
+                s.len = len as u16;
+                s.flags = slotflags::BUF_CHANGED;
+                self.hold[buf as usize] = Hold::NotHeld;
+                if (FIRST_DATA_BUF..self.hold.len() as u32).contains(&old) {
+                    self.hold[old as usize] = Hold::Held(KernelHold::Free);
+                    self.free.push(old);
+                }
+            }
+            Pending::Eof => {
+                s.len = self.doff as u16;
+                s.flags = 0;
+            }
+        }
+        ring.set_slot(i, s);
     }
 
     /// `txsync` (docs/paste-abi.md §4.3): for each slot from `hwcur` to `head`: skip `len == 0`;
     /// stop at `len < doff`, a generic offset below the kernel's headroom, a socket
     /// refusing data, or a socket whose send buffer is full (`EAGAIN`: what it holds
-    /// is not below its `sndbuf`); drop slots of unregistered fds; otherwise queue the payload for
-    /// the provider and give the slot a different spare buffer (`len` 0, fd/doff
+    /// is not below its `sndbuf`); drop slots of unregistered fds (and of sockets whose
+    /// sending failed); otherwise queue the payload on its socket's send queue (the fd
+    /// is named by [`take_tx_ready`](Self::take_tx_ready)) and give the slot a
+    /// different spare buffer (`len` 0, fd/doff
     /// cleared, generic offset kept). Then `hwcur` = first unprocessed slot and `tail =
     /// hwcur - 1`.
     pub fn txsync(&mut self) -> SyncReport {
@@ -665,37 +949,35 @@ impl EmuKernel {
                     break;
                 }
                 let fd = slot::get_fd(s.ptr);
-                match self.fds.get(fd as usize) {
-                    None => {
-                        s.len = 0;
-                        s.ptr = slot::reset_fd_doff(s.ptr);
-                        k.ring.set_slot(i, s);
-                        rep.tx_unregistered += 1;
-                        i = slot::ring_next(i, n);
-                        continue;
-                    }
-                    Some(FdEntry { send_error: Some(errno), .. }) => {
-                        rep.tx_stall = Some(TxStall::SendError { fd, errno: *errno });
-                        break;
-                    }
-                    Some(e) if e.wmem >= u64::from(e.sndbuf) => {
-                        rep.tx_stall = Some(TxStall::SendError { fd, errno: libc::EAGAIN });
-                        break;
-                    }
-                    Some(_) => {}
+                let Some(e) = self.fds.get_mut(fd as usize).filter(|e| !e.tx_dead) else {
+                    s.len = 0;
+                    s.ptr = slot::reset_fd_doff(s.ptr);
+                    k.ring.set_slot(i, s);
+                    rep.tx_unregistered += 1;
+                    i = slot::ring_next(i, n);
+                    continue;
+                };
+                if let Some(errno) = e.send_error {
+                    rep.tx_stall = Some(TxStall::SendError { fd, errno });
+                    break;
+                }
+                if e.wmem >= u64::from(e.sndbuf) {
+                    rep.tx_stall = Some(TxStall::SendError { fd, errno: libc::EAGAIN });
+                    break;
                 }
                 let Some(fresh) = self.free.pop() else {
                     rep.tx_stall = Some(TxStall::NoBuffers);
                     break;
                 };
                 let charge = len - doff + EMU_SKB_OVERHEAD;
-                if let Some(e) = self.fds.get_mut(fd as usize) {
-                    e.wmem += u64::from(charge);
-                    self.charges[s.buf_idx as usize] = Some(Charge { fd, gen: e.gen, bytes: charge });
+                e.wmem += u64::from(charge);
+                e.sends.push_back(SendJob { fd, buf: s.buf_idx, off: g + doff, len: len - doff, charge });
+                if !e.tx_listed {
+                    e.tx_listed = true;
+                    self.tx_ready.push(fd);
                 }
                 self.hold[fresh as usize] = Hold::NotHeld;
                 self.hold[s.buf_idx as usize] = Hold::Held(KernelHold::SendQueued);
-                self.sends.push_back(SendJob { fd, buf: s.buf_idx, off: g + doff, len: len - doff });
                 s.buf_idx = fresh;
                 s.len = 0;
                 s.ptr = slot::reset_fd_doff(s.ptr);

@@ -1,19 +1,32 @@
-//! The emulated provider (`paste-emu`): io_uring does the socket work of the emulated
-//! PASTE kernel.
+//! The emulated provider (`paste-emu`): the io_uring engine does the socket work of
+//! the emulated PASTE kernel.
 //!
-//! Owns the io_uring ring, the [`EmuKernel`] (and through it the port memory), a
-//! provided buffer ring over the kernel's spare buffers (`addr_offset` = G + 66, so
-//! received payload lands exactly where a kernel RX slot puts it), and one [`Sock`]
-//! per fd: multishot accept on listeners, multishot recv on registered sockets into
-//! port buffers, `SENDMSG` straight from the buffers txsync took out of TX slots (one
-//! in flight per socket, so bytes stay in order), shutdowns, connects, closes.
+//! Owns the [`SocketEngine`] (the ring, one engine slot per socket — slot id = fd, as
+//! PASTE names sockets), a provided buffer ring over the emulated kernel's spare
+//! buffers (`addr_offset` = G + 66, so received payload lands exactly where a kernel
+//! RX slot puts it), the [`EmuKernel`] (and through it the port memory), and a few
+//! flags per fd. It drives the engine through [`EmuSink`], its [`Sink`]: a received
+//! buffer goes straight into the RX ring ([`EmuKernel::rx_arrived`]; the fd's
+//! backlog only when the ring is full or the fd's slots of this batch would split),
+//! and a send gathers the socket's send queue in place
+//! ([`EmuKernel::sends_gather`]).
 //!
-//! One sync ([`EmuProvider::sync`]) is: txsync (TX slots become send jobs), the
-//! socket work turned into SQEs, **exactly one `io_uring_enter`** (submit + wait, the
-//! timeout in `EXT_ARG`), the completions (received buffers go to a per-socket
-//! backlog, sent buffers back to the spares), the backlogs handed to the emulated
-//! kernel (at most [`RX_HANDOVER_BUDGET`] buffers per socket and sync, none while
-//! paused: the emulation's stand-in for data waiting in a socket), then rxsync.
+//! One sync ([`EmuProvider::sync`]) is: txsync (every socket that got TX payloads has
+//! its send turned into an SQE at once), closes that nothing holds back any more,
+//! rxsync (the backlogs first), then the engine's tick — **exactly one
+//! `io_uring_enter`** (submit + wait), every completion applied in place (received
+//! buffers into RX slots, sent payloads retired from their send queue) — and the RX
+//! tails published.
+//!
+//! Backpressure: a socket whose backlog reaches [`SOCKET_BACKLOG_CAP`] stops
+//! receiving (the engine's pause) until it drains to half; a socket the application
+//! paused keeps what still arrives to itself (the emulation's stand-in for data
+//! waiting in a socket) and hands it over, in order, on resume.
+//!
+//! Drop order: the engine's shutdown cancels everything and waits (bounded) for the
+//! kernel to let go; the ring is closed (the engine is the first field) before the
+//! buffer ring and the port memory go; and if anything is still in flight after the
+//! wait, the buffer ring and the port memory are leaked, never freed under it.
 //!
 //! It must never make another system call during a sync (fds are closed with
 //! `IORING_OP_CLOSE`; only registering an fd the backend did not accept itself probes
@@ -22,182 +35,100 @@
 //! ring slot or a send of it may still be in flight (a later connection could reuse
 //! the number).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use io_uring::types::{CancelBuilder, Fd};
-use io_uring::{cqueue, opcode, squeue, IoUring};
-use paste_rt_core::{BackendKind, RemoteWake, Shutdown, StartError, Stats};
+use paste_rt_core::{BackendKind, Delivery, RemoteWake, SendStep, Shutdown, StartError, Stats};
 use paste_rt_uring_engine::buf_ring::BufRing;
-use paste_rt_uring_engine::probe::{self, RingConfig, UringProbe};
-use paste_rt_uring_engine::submit::{self, SubmitQueue, Wait};
-use paste_rt_uring_engine::user_data::{OpKind, GEN_MASK};
-use paste_rt_uring_engine::waker::RingWaker;
+use paste_rt_uring_engine::probe::{self, RingConfig};
+use paste_rt_uring_engine::user_data::OpKind;
+use paste_rt_uring_engine::{EngineConfig, Sink, SocketEngine};
 
 use crate::backend::{EmuBufferCount, EmuSettings, Event};
-use crate::emu_kernel::{probe_socket, EmuKernel, KernelHold, SendJob, SocketState};
+use crate::emu_kernel::{probe_socket, Arrival, EmuKernel, KernelHold, SocketState};
 use crate::port_mem::EmuPortConfig;
 use crate::ring::{DriverConfig, RingDriver};
 use crate::sys::abi::pst;
 
 /// Buffer group id of the receive buffer ring.
 const BGID: u16 = 0;
-/// Most received buffers handed from one socket to the emulated kernel per sync.
-pub const RX_HANDOVER_BUDGET: u32 = 32;
-/// A socket's receive stops when this many received buffers wait in its backlog
-/// (resumes at half): the emulation's socket receive buffer.
+/// A socket stops receiving when this many entries wait in its backlog (it resumes
+/// at half): the emulation's socket receive buffer.
 pub const SOCKET_BACKLOG_CAP: usize = 64;
-/// A socket refuses TX slots (txsync stalls at its slot, as the kernel's `sendpage`
-/// does with a full send buffer) while this many bytes wait to be sent on it.
-pub const SOCKET_SEND_CAP: u64 = 256 * 1024;
-/// Most send jobs gathered into one `SENDMSG`.
+/// Most send-queue payloads gathered into one `SENDMSG`.
 const SEND_BATCH: usize = 16;
 /// How long a listener waits after `EMFILE` and the like, unless an fd is freed first.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
-/// `user_data` of an SQE for socket `fd` (see `paste_rt_uring_engine::user_data`).
-fn user_data(fd: RawFd, kind: OpKind, gen: u32) -> u64 {
-    paste_rt_uring_engine::user_data::encode(fd as u32, kind, gen)
-}
-
-/// The socket, op and generation of a completion's `user_data`.
-fn decode(ud: u64) -> (RawFd, Option<OpKind>, u32) {
-    let (fd, kind, gen) = paste_rt_uring_engine::user_data::decode(ud);
-    (fd as RawFd, kind, gen)
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
-    Listener,
-    Stream,
-}
-
-/// One fd's socket work. Boxed: in-flight SQEs point at `iov`, `msg` and `addr`.
-struct Sock {
-    gen: u32,
-    role: Role,
-    fd: RawFd,
-
-    accept_armed: bool,
-    accept_retry_at: Option<Instant>,
-    accept_error_reported: bool,
-
-    connecting: bool,
-    registered: bool,
-    rx_armed: bool,
-    rx_cancelling: bool,
-    paused: bool,
-    /// The receive stopped with `ENOBUFS`; listed in `starved`.
-    starved: bool,
-    /// EOF or an error came from the socket: no more receives.
-    rx_done: bool,
-    /// Received buffers (index, bytes) not yet handed to the emulated kernel.
-    backlog: VecDeque<(u32, u32)>,
-    eof_pending: bool,
-    error_pending: Option<i32>,
-    /// Listed in `handover`.
-    handover_listed: bool,
-
-    jobs: VecDeque<SendJob>,
-    job_bytes: u64,
-    /// Jobs at the front of `jobs` that the in-flight `SENDMSG` carries.
-    send_n: usize,
-    /// Listed in `tx_ready`.
-    tx_listed: bool,
-    shutdown_q: Option<Shutdown>,
-    shutdown_inflight: bool,
-    tx_failed: bool,
-    congested: bool,
-
+/// What the provider knows of one fd besides the engine's slot and the emulated
+/// kernel's registration.
+#[derive(Debug, Default)]
+struct SockState {
+    /// The engine slot of this fd is in use (opened, not yet released).
+    busy: bool,
+    /// Accepted here and not yet registered by the backend.
+    accepted: bool,
+    /// The application paused receiving.
+    app_paused: bool,
+    /// Receiving stopped because the backlog is full.
+    backlog_paused: bool,
+    /// The backend is closing it: what arrives is dropped.
     closing: bool,
-    iov: [libc::iovec; SEND_BATCH],
-    msg: libc::msghdr,
-    addr: libc::sockaddr_storage,
-}
-
-impl Sock {
-    fn new(gen: u32, role: Role, fd: RawFd) -> Box<Sock> {
-        Box::new(Sock {
-            gen,
-            role,
-            fd,
-            accept_armed: false,
-            accept_retry_at: None,
-            accept_error_reported: false,
-            connecting: false,
-            registered: false,
-            rx_armed: false,
-            rx_cancelling: false,
-            paused: false,
-            starved: false,
-            rx_done: false,
-            backlog: VecDeque::new(),
-            eof_pending: false,
-            error_pending: None,
-            handover_listed: false,
-            jobs: VecDeque::new(),
-            job_bytes: 0,
-            send_n: 0,
-            tx_listed: false,
-            shutdown_q: None,
-            shutdown_inflight: false,
-            tx_failed: false,
-            congested: false,
-            closing: false,
-            iov: [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; SEND_BATCH],
-            // SAFETY: msghdr and sockaddr_storage are plain C structs; all-zero is a
-            // valid (empty) value for both.
-            msg: unsafe { std::mem::zeroed() },
-            // SAFETY: as above.
-            addr: unsafe { std::mem::zeroed() },
-        })
-    }
-
-    fn ud(&self, kind: OpKind) -> u64 {
-        user_data(self.fd, kind, self.gen)
-    }
+    /// Its engine slot was retired: the fd is closed once the slot is released.
+    retiring: bool,
+    /// Listed in `watch`.
+    watched: bool,
+    /// A shutdown waiting for the send queue to drain.
+    shutdown_q: Option<Shutdown>,
+    /// A shutdown SQE is in flight.
+    shutdown_inflight: bool,
+    /// A receive error to report once the data before it is handed over.
+    error_pending: Option<i32>,
+    /// What arrived while the application had receiving paused, in order (`None`:
+    /// the FIN), handed to the kernel on resume.
+    held: VecDeque<Option<(u32, u32)>>,
 }
 
 /// The emulated provider (see the module docs).
+///
+/// Field order is drop order: the engine (and with it the ring) goes first.
 pub(crate) struct EmuProvider {
-    // Dropped first: the ring may point into the port memory the kernel holds.
-    ring: IoUring,
-    probe: UringProbe,
+    engine: SocketEngine,
     bufs: BufRing,
     buf_target: u32,
     kernel: EmuKernel,
-    sq: SubmitQueue,
-    waker: RingWaker,
-    waker_armed: bool,
-    /// By fd.
-    #[allow(clippy::vec_box)]
-    socks: Vec<Option<Box<Sock>>>,
-    /// By fd: the generation of its latest entry (kept when the entry goes).
-    gens: Vec<u32>,
-    /// Fds accepted here and not yet registered (known to be connected sockets).
-    accepted: HashSet<RawFd>,
-    starved: VecDeque<(RawFd, u32)>,
-    accept_waiting: Vec<(RawFd, u32)>,
-    handover: Vec<RawFd>,
-    tx_ready: Vec<RawFd>,
+    socks: Vec<SockState>,
+    /// Streams the backend closed, closed for real once nothing of them can be in a
+    /// ring or in flight.
     closing: Vec<RawFd>,
-    fd_freed: bool,
+    /// Fds with a paused backlog or a held error to look at after each rxsync.
+    watch: Vec<RawFd>,
+    /// Fds whose retired slot was released: closed through the ring next.
+    to_close: Vec<RawFd>,
     /// The last txsync stopped before `head` (some TX slot is still in a ring).
     tx_stalled: bool,
     use_bundle: bool,
-    cqes: Vec<(u64, i32, u32)>,
-    ignore_inflight: u64,
-    dropping: bool,
-    /// Scratch list of the buffers one receive completion filled (reused).
-    recv_scratch: Vec<(u32, u32)>,
+    /// The emulated socket work's own counters (SQEs, CQEs): the backend's
+    /// [`Stats`] count the port's slots, as on kernel PASTE.
+    uring_stats: Stats,
 }
 
 fn start_error(reason: String, errno: Option<i32>) -> StartError {
     StartError { backend: BackendKind::PasteEmu, reason, errno }
+}
+
+/// The state of `fd`, made on first use.
+#[inline]
+fn sock_mut(socks: &mut Vec<SockState>, fd: RawFd) -> &mut SockState {
+    let i = fd as usize;
+    if socks.len() <= i {
+        socks.resize_with(i + 1, SockState::default);
+    }
+    &mut socks[i]
 }
 
 impl EmuProvider {
@@ -261,35 +192,36 @@ impl EmuProvider {
             layout.buf_count,
         )
         .map_err(|e| StartError::os(kind, "register the receive buffer ring (IORING_REGISTER_PBUF_RING)", &e))?;
-        let waker = RingWaker::new().map_err(|e| StartError::os(kind, "eventfd for remote wake-ups", &e))?;
         let use_bundle = probe.recv_bundle;
+        let recv_limit = if probe.recv_limit {
+            (SOCKET_BACKLOG_CAP as u64 / 2 * kernel.rx_capacity() as u64).min(u32::MAX as u64) as u32
+        } else {
+            0
+        };
+        let config = EngineConfig {
+            bgid: BGID,
+            bundle: use_bundle,
+            recv_limit,
+            send_batch: SEND_BATCH,
+            accept_retry: ACCEPT_RETRY,
+        };
+        let engine = SocketEngine::new(ring, probe, config)
+            .map_err(|e| StartError::os(kind, "eventfd for remote wake-ups", &e))?;
         let mut p = EmuProvider {
-            ring,
-            probe,
+            engine,
             bufs,
             buf_target,
             kernel,
-            sq: SubmitQueue::with_capacity(256),
-            waker,
-            waker_armed: false,
             socks: Vec::new(),
-            gens: Vec::new(),
-            accepted: HashSet::new(),
-            starved: VecDeque::new(),
-            accept_waiting: Vec::new(),
-            handover: Vec::new(),
-            tx_ready: Vec::new(),
             closing: Vec::new(),
-            fd_freed: false,
+            watch: Vec::new(),
+            to_close: Vec::new(),
             tx_stalled: false,
             use_bundle,
-            recv_scratch: Vec::with_capacity(64),
-            cqes: Vec::new(),
-            ignore_inflight: 0,
-            dropping: false,
+            uring_stats: Stats::default(),
         };
-        p.arm_waker();
-        p.refill();
+        let mut events = Vec::new();
+        p.parts(&mut events).1.refill();
         Ok((p, driver))
     }
 
@@ -301,12 +233,12 @@ impl EmuProvider {
             self.kernel.memory().config().kernel_bufs,
             self.buf_target,
             if self.use_bundle { " with bundles" } else { "" },
-            self.probe.describe()
+            self.engine.probe().describe()
         )
     }
 
     pub(crate) fn remote_waker(&self) -> Arc<dyn RemoteWake> {
-        self.waker.handle()
+        self.engine.remote_waker()
     }
 
     pub(crate) fn buffer_count(&self) -> EmuBufferCount {
@@ -317,114 +249,93 @@ impl EmuProvider {
             KernelHold::Pending => c.pending += 1,
             KernelHold::SendQueued | KernelHold::Sending => c.sending += 1,
         });
+        for s in &self.socks {
+            c.pending += s.held.iter().flatten().count() as u32;
+            c.receiving -= s.held.iter().flatten().count() as u32;
+        }
         c
     }
 
-    // ---- socks ----
-
-    fn sock(&mut self, fd: RawFd) -> Option<&mut Sock> {
-        sock_of(&mut self.socks, fd)
-    }
-
-    fn new_sock(&mut self, fd: RawFd, role: Role) -> Option<&mut Sock> {
-        let i = usize::try_from(fd).ok()?;
-        if self.socks.len() <= i {
-            self.socks.resize_with(i + 1, || None);
-            self.gens.resize(i + 1, 0);
-        }
-        self.gens[i] = self.gens[i].wrapping_add(1) & GEN_MASK;
-        self.socks[i] = Some(Sock::new(self.gens[i], role, fd));
-        self.socks[i].as_deref_mut()
-    }
-
-    fn push(&mut self, entry: squeue::Entry) {
-        // SAFETY: every SQE built here points only at memory that outlives its op:
-        // port buffers held by the emulated kernel in Sending state until the CQE, the
-        // iovecs/msghdr/sockaddr of a boxed Sock that is not dropped while its send or
-        // connect is in flight (closes wait for sends; connects are cancelled and the
-        // kernel copies the address at submission), and the waker's boxed buffer.
-        unsafe { self.sq.push(&mut self.ring, entry) }
-    }
-
-    fn push_ignored(&mut self, entry: squeue::Entry) {
-        self.ignore_inflight += 1;
-        self.push(entry.user_data(user_data(0, OpKind::Ignore, 0)));
-    }
-
-    fn arm_waker(&mut self) {
-        let entry = self.waker.read_sqe(user_data(0, OpKind::Wake, 0));
-        self.waker_armed = true;
-        self.push(entry);
-    }
-
-    fn arm_accept(&mut self, fd: RawFd) {
-        let Some(s) = self.sock(fd) else { return };
-        if s.closing || s.accept_armed || s.accept_retry_at.is_some() {
-            return;
-        }
-        s.accept_armed = true;
-        let entry = opcode::AcceptMulti::new(Fd(fd))
-            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
-            .build()
-            .user_data(s.ud(OpKind::Accept));
-        self.push(entry);
-    }
-
-    fn arm_recv(&mut self, fd: RawFd) {
-        let bundle = self.use_bundle;
-        let Some(s) = self.sock(fd) else { return };
-        if !s.registered
-            || s.closing
-            || s.rx_armed
-            || s.paused
-            || s.starved
-            || s.rx_done
-            || s.backlog.len() > SOCKET_BACKLOG_CAP / 2
-        {
-            return;
-        }
-        s.rx_armed = true;
-        let entry = if bundle {
-            opcode::RecvMultiBundle::new(Fd(fd), BGID).build()
-        } else {
-            opcode::RecvMulti::new(Fd(fd), BGID).build()
+    /// Splits the provider into the engine, the sink over the rest, and the engine's
+    /// counters.
+    #[inline]
+    fn parts<'a>(&'a mut self, events: &'a mut Vec<Event>) -> (&'a mut SocketEngine, EmuSink<'a>, &'a Stats) {
+        let sink = EmuSink {
+            kernel: &mut self.kernel,
+            bufs: &mut self.bufs,
+            buf_target: self.buf_target,
+            socks: &mut self.socks,
+            watch: &mut self.watch,
+            to_close: &mut self.to_close,
+            events,
         };
-        let entry = entry.user_data(s.ud(OpKind::Recv));
-        self.push(entry);
+        (&mut self.engine, sink, &self.uring_stats)
     }
 
-    fn cancel_recv(&mut self, fd: RawFd) {
-        let Some(s) = self.sock(fd) else { return };
-        if s.rx_armed && !s.rx_cancelling {
-            s.rx_cancelling = true;
-            let target = s.ud(OpKind::Recv);
-            self.push_ignored(opcode::AsyncCancel::new(target).build());
+    /// Opens an engine slot for `fd`; `false` if the fd's previous slot is still busy
+    /// (its last completions not reaped yet).
+    fn claim(&mut self, fd: RawFd) -> bool {
+        if fd < 0 {
+            return false;
+        }
+        let s = sock_mut(&mut self.socks, fd);
+        if s.busy {
+            return false;
+        }
+        *s = SockState { busy: true, ..SockState::default() };
+        true
+    }
+
+    /// Closes `fd` through the ring (no system call): an fd the engine serves is
+    /// retired first (every op cancelled) and closed once its slot is released, so
+    /// its number cannot come back in a new socket while completions of the old one
+    /// may still arrive.
+    fn close_fd(&mut self, fd: RawFd, events: &mut Vec<Event>) {
+        if fd < 0 {
+            return;
+        }
+        if self.engine.is_open(fd as u32) {
+            sock_mut(&mut self.socks, fd).retiring = true;
+            let (engine, mut sink, stats) = self.parts(events);
+            engine.retire(fd as u32, &mut sink, stats);
+            self.flush_closes();
+        } else {
+            self.engine.close_fd(fd, &self.uring_stats);
+        }
+    }
+
+    /// Closes the fds whose retired slot was released.
+    fn flush_closes(&mut self) {
+        for fd in self.to_close.drain(..) {
+            self.engine.close_fd(fd, &self.uring_stats);
         }
     }
 
     // ---- what the backend asks ----
 
     pub(crate) fn listen(&mut self, fd: RawFd, _stats: &Stats) {
-        if self.new_sock(fd, Role::Listener).is_some() {
-            self.arm_accept(fd);
+        if self.claim(fd) {
+            self.engine.listen(fd as u32, fd, &self.uring_stats);
         }
     }
 
-    /// PST_FD_REG, emulated: the socket's state is known for fds accepted here,
-    /// probed otherwise (counted as system calls).
+    /// PST_FD_REG, emulated: the socket's state is known for fds accepted here (their
+    /// engine slot already receives), probed otherwise (counted as system calls).
     pub(crate) fn register(&mut self, fd: RawFd, stats: &Stats) -> Result<(), i32> {
-        let state = if self.accepted.remove(&fd) {
-            SocketState::Connected
-        } else {
-            for _ in 0..3 {
-                stats.syscall();
-            }
-            probe_socket(fd)
-        };
-        self.kernel.register_fd(fd, state).map_err(|e| e.errno)?;
-        let Some(s) = self.new_sock(fd, Role::Stream) else { return Err(libc::EBADF) };
-        s.registered = true;
-        self.arm_recv(fd);
+        let accepted = self.socks.get(fd as usize).is_some_and(|s| s.accepted);
+        if accepted {
+            self.socks[fd as usize].accepted = false;
+            return self.kernel.register_fd(fd, SocketState::Connected).map_err(|e| e.errno);
+        }
+        for _ in 0..3 {
+            stats.syscall();
+        }
+        self.kernel.register_fd(fd, probe_socket(fd)).map_err(|e| e.errno)?;
+        if !self.claim(fd) {
+            self.kernel.unregister_fd(fd);
+            return Err(libc::EBUSY);
+        }
+        self.engine.register(fd as u32, fd, &self.uring_stats);
         Ok(())
     }
 
@@ -434,87 +345,93 @@ impl EmuProvider {
     }
 
     pub(crate) fn connect(&mut self, fd: RawFd, addr: SocketAddr, _stats: &Stats, events: &mut Vec<Event>) {
-        let Some(s) = self.new_sock(fd, Role::Stream) else {
+        if !self.claim(fd) {
             events.push(Event::Connected { fd, errno: libc::EBADF });
             return;
-        };
-        s.connecting = true;
-        let len = paste_rt_core::sockaddr::write(&addr, &mut s.addr);
-        let entry = opcode::Connect::new(Fd(fd), (&s.addr as *const libc::sockaddr_storage).cast(), len)
-            .build()
-            .user_data(s.ud(OpKind::Connect));
-        self.push(entry);
+        }
+        self.engine.connect(fd as u32, fd, addr, &self.uring_stats);
     }
 
     pub(crate) fn pause(&mut self, fd: RawFd) {
-        if let Some(s) = self.sock(fd) {
-            s.paused = true;
-        }
-        self.cancel_recv(fd);
+        let Some(s) = self.socks.get_mut(fd as usize) else { return };
+        s.app_paused = true;
+        self.engine.pause(fd as u32, &self.uring_stats);
     }
 
     pub(crate) fn resume(&mut self, fd: RawFd) {
-        let Some(s) = self.sock(fd) else { return };
-        s.paused = false;
-        if !s.handover_listed && (!s.backlog.is_empty() || s.eof_pending || s.error_pending.is_some()) {
-            s.handover_listed = true;
-            self.handover.push(fd);
+        let Some(s) = self.socks.get_mut(fd as usize) else { return };
+        if !s.app_paused {
+            return;
         }
-        self.arm_recv(fd);
+        s.app_paused = false;
+        while let Some(h) = s.held.pop_front() {
+            match h {
+                // Ok(false): no longer registered, the buffer went back to the spares;
+                // Err cannot happen for a buffer received into.
+                Some((buf, n)) => drop(self.kernel.rx_complete(fd, buf, n as usize)),
+                None => drop(self.kernel.rx_eof(fd)),
+            }
+        }
+        if s.error_pending.is_some() && !s.watched {
+            s.watched = true;
+            self.watch.push(fd);
+        }
+        if !s.backlog_paused {
+            self.engine.resume(fd as u32, &self.uring_stats);
+        }
     }
 
-    /// Queued behind the socket's send jobs.
+    /// Queued behind the socket's send queue.
     pub(crate) fn shutdown(&mut self, fd: RawFd, how: Shutdown, _stats: &Stats) {
-        let Some(s) = self.sock(fd) else { return };
-        s.shutdown_q = Some(match (s.shutdown_q, how) {
-            (None, h) => h,
-            (Some(a), b) if a == b => a,
-            _ => Shutdown::Both,
-        });
-        if !s.tx_listed {
-            s.tx_listed = true;
-            self.tx_ready.push(fd);
+        let Some(s) = self.socks.get_mut(fd as usize) else { return };
+        let how = s.shutdown_q.map_or(how, |q| q.merge(how));
+        if s.shutdown_inflight || self.kernel.has_sends(fd) {
+            s.shutdown_q = Some(how);
+            return;
         }
+        s.shutdown_q = None;
+        s.shutdown_inflight = true;
+        let mut events = Vec::new();
+        let (engine, mut sink, stats) = self.parts(&mut events);
+        engine.drive_send(fd as u32, SendStep::Shutdown(how), &mut sink, stats);
     }
 
     pub(crate) fn close_listener(&mut self, fd: RawFd, _stats: &Stats, events: &mut Vec<Event>) {
-        let armed = self.sock(fd).is_some_and(|s| s.accept_armed);
-        if armed {
-            self.push_ignored(opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(fd)).all()).build());
-        }
-        self.push_ignored(opcode::Close::new(Fd(fd)).build());
-        if let Some(slot) = self.socks.get_mut(fd as usize) {
-            *slot = None;
-        }
-        self.fd_freed = true;
+        self.close_fd(fd, events);
         events.push(Event::Closed { fd });
     }
 
-    /// Graceful: the fd is closed once its send jobs are done and no slot of it can be
+    /// Graceful: the fd is closed once its send queue is done and no slot of it can be
     /// in a ring ([`finish_closes`](Self::finish_closes)).
     pub(crate) fn close_stream(&mut self, fd: RawFd, _stats: &Stats, events: &mut Vec<Event>) {
-        let Some(s) = self.sock(fd) else {
-            // Never registered (registration refused): nothing of it is in flight.
-            self.accepted.remove(&fd);
-            self.push_ignored(opcode::Close::new(Fd(fd)).build());
-            self.fd_freed = true;
+        let s = sock_mut(&mut self.socks, fd);
+        if !s.busy || s.accepted {
+            // Never registered (refused), or accepted and never taken: nothing of it
+            // is in a ring.
+            s.accepted = false;
+            self.kernel.unregister_fd(fd);
+            self.close_fd(fd, events);
             events.push(Event::Closed { fd });
             return;
-        };
+        }
         s.closing = true;
         s.shutdown_q = None;
-        let backlog: Vec<(u32, u32)> = s.backlog.drain(..).collect();
-        for (buf, _) in backlog {
+        s.error_pending = None;
+        let held: Vec<u32> = s.held.drain(..).flatten().map(|(b, _)| b).collect();
+        for buf in held {
             let _ = self.kernel.rx_abandon(buf);
         }
-        self.cancel_recv(fd);
+        self.kernel.rx_discard(fd);
+        self.engine.pause(fd as u32, &self.uring_stats);
         self.closing.push(fd);
     }
 
     pub(crate) fn close_stray(&mut self, fd: RawFd, _stats: &Stats) {
-        self.accepted.remove(&fd);
-        self.push_ignored(opcode::Close::new(Fd(fd)).build());
-        self.fd_freed = true;
+        if let Some(s) = self.socks.get_mut(fd as usize) {
+            s.accepted = false;
+        }
+        let mut events = Vec::new();
+        self.close_fd(fd, &mut events);
     }
 
     /// An EOF slot of a closing fd: nothing to do (the close waits for sends only).
@@ -526,8 +443,10 @@ impl EmuProvider {
 
     // ---- the sync ----
 
-    /// One sync (see the module docs): txsync, socket work, one enter, completions,
-    /// handover, rxsync.
+    /// One sync (see the module docs): txsync with the sends it starts, closes,
+    /// rxsync, the engine's tick (one enter, completions in place), RX tails
+    /// published; then the sockets that got send space back and that the driver
+    /// waits for.
     pub(crate) fn sync(
         &mut self,
         driver: &RingDriver,
@@ -535,225 +454,88 @@ impl EmuProvider {
         stats: &Stats,
         events: &mut Vec<Event>,
     ) -> io::Result<()> {
-        // 1. txsync: TX slots become send jobs on their sockets.
+        // 1. txsync: TX slots join their sockets' send queues; each socket that got
+        //    some starts sending (an SQE gathering its queue in place).
         let rep = self.kernel.txsync();
         self.tx_stalled = rep.tx_stall.is_some();
-        while let Some(job) = self.kernel.next_send() {
-            self.route_job(job);
+        let (engine, mut sink, ustats) = self.parts(events);
+        while let Some(fd) = sink.kernel.take_tx_ready() {
+            engine.drive_send(fd as u32, SendStep::Data, &mut sink, ustats);
         }
 
-        // 2. Closes that nothing holds back any more, sends and shutdowns to SQEs,
-        //    receive buffers back into the buffer ring, starved receives and backed-off
-        //    listeners re-armed.
+        // 2. Closes that nothing holds back any more; rxsync (backlogs first).
         self.finish_closes(driver.rx_ready(), events);
-        self.start_sends();
-        self.refill();
-        self.rearm_starved();
-        let retry_in = self.rearm_listeners();
-
-        // 3. The one io_uring_enter.
-        let timeout = match (timeout, retry_in) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let mut wait = Wait::from_timeout(timeout);
-        let writable_now = self.report_writable(driver, events);
-        if self.sq.pending() > 0 || self.kernel.rx_waiting() || self.handover_ready() || writable_now {
-            wait = Wait::No;
-        }
-        stats.syscall();
-        if wait.may_block() {
-            Stats::add(&stats.waits, 1);
-        }
-        let entered = submit::enter(&mut self.ring, wait);
-        self.sq.refill_ring(&mut self.ring);
-        entered?;
-
-        // 4. Completions, then received data handed to the emulated kernel, rxsync;
-        //    sockets that got send space back and that the driver waits for.
-        self.reap(stats, events);
-        self.run_handover(events);
         self.kernel.rxsync();
+        self.check_watch(events);
+
+        // 3. The engine's tick: the one io_uring_enter, completions applied in place.
+        //    Do not wait when a socket the driver waits for has space, or a backlog
+        //    can move now.
+        let busy = self.writable_waiter(driver) || self.kernel.rx_waiting();
+        let timeout = if busy { Some(Duration::ZERO) } else { timeout };
+        let (waits, wakeups) = (self.uring_stats.waits.get(), self.uring_stats.remote_wakeups.get());
+        stats.syscall();
+        let (engine, mut sink, ustats) = self.parts(events);
+        let ticked = engine.tick(timeout, &mut sink, ustats);
+        self.kernel.rx_publish();
+        if !self.to_close.is_empty() {
+            self.flush_closes();
+        }
+        Stats::add(&stats.waits, self.uring_stats.waits.get() - waits);
+        Stats::add(&stats.remote_wakeups, self.uring_stats.remote_wakeups.get() - wakeups);
+        ticked?;
+
+        // 4. Sockets that got send space back and that the driver waits for.
         self.report_writable(driver, events);
         Ok(())
     }
 
+    /// After rxsync: sockets whose backlog drained below half receive again; a held
+    /// receive error is reported once the data before it is handed over.
+    fn check_watch(&mut self, events: &mut Vec<Event>) {
+        if self.watch.is_empty() {
+            return;
+        }
+        let mut i = 0;
+        while i < self.watch.len() {
+            let fd = self.watch[i];
+            let backlog = self.kernel.rx_backlog(fd);
+            let s = sock_mut(&mut self.socks, fd);
+            if s.backlog_paused && backlog <= SOCKET_BACKLOG_CAP / 2 {
+                s.backlog_paused = false;
+                if !s.app_paused && !s.closing {
+                    self.engine.resume(fd as u32, &self.uring_stats);
+                }
+            }
+            let s = sock_mut(&mut self.socks, fd);
+            if backlog == 0 && s.held.is_empty() && !s.app_paused {
+                if let Some(errno) = s.error_pending.take() {
+                    events.push(Event::RecvError { fd, errno });
+                }
+            }
+            if s.backlog_paused || s.error_pending.is_some() {
+                i += 1;
+            } else {
+                s.watched = false;
+                self.watch.swap_remove(i);
+            }
+        }
+    }
+
+    /// Whether a socket the ring driver waits for send space on has some now (it can
+    /// send: the sync must not wait).
+    fn writable_waiter(&self, driver: &RingDriver) -> bool {
+        driver.tx_space_waiters().any(|fd| self.kernel.send_space(fd).is_some_and(|f| f > 0))
+    }
+
     /// `POLLOUT` of the emulation, exact: the sockets the ring driver waits for send
     /// space on, and those running low on credit, get their free space reported.
-    /// Returns whether a waiting one has space (it can send: do not wait).
-    fn report_writable(&self, driver: &RingDriver, events: &mut Vec<Event>) -> bool {
-        let mut any = false;
-        for fd in driver.tx_space_waiters() {
-            if let Some(free) = self.kernel.send_space(fd).filter(|&f| f > 0) {
-                events.push(Event::Writable { fd, free: Some(free) });
-                any = true;
-            }
-        }
-        for fd in driver.tx_low_credit() {
+    fn report_writable(&self, driver: &RingDriver, events: &mut Vec<Event>) {
+        for fd in driver.tx_space_waiters().chain(driver.tx_low_credit()) {
             if let Some(free) = self.kernel.send_space(fd).filter(|&f| f > 0) {
                 events.push(Event::Writable { fd, free: Some(free) });
             }
         }
-        any
-    }
-
-    fn handover_ready(&self) -> bool {
-        self.handover.iter().any(|&fd| {
-            self.socks
-                .get(fd as usize)
-                .and_then(|s| s.as_deref())
-                .is_some_and(|s| !s.paused && (!s.backlog.is_empty() || s.eof_pending || s.error_pending.is_some()))
-        })
-    }
-
-    fn route_job(&mut self, job: SendJob) {
-        let fd = job.fd;
-        let Some(s) = self.sock(fd) else {
-            let _ = self.kernel.send_done(job.buf);
-            return;
-        };
-        if s.tx_failed {
-            let _ = self.kernel.send_done(job.buf);
-            return;
-        }
-        s.job_bytes += job.len as u64;
-        s.jobs.push_back(job);
-        let congest = s.job_bytes > SOCKET_SEND_CAP && !s.congested;
-        if congest {
-            s.congested = true;
-        }
-        if !s.tx_listed {
-            s.tx_listed = true;
-            self.tx_ready.push(fd);
-        }
-        if congest {
-            self.kernel.set_send_error(fd, Some(libc::EAGAIN));
-        }
-    }
-
-    fn start_sends(&mut self) {
-        let list = std::mem::take(&mut self.tx_ready);
-        for &fd in &list {
-            let Some(s) = self.sock(fd) else { continue };
-            s.tx_listed = false;
-            self.start_send(fd);
-        }
-        let mut list = list;
-        list.clear();
-        if self.tx_ready.is_empty() {
-            self.tx_ready = list;
-        }
-    }
-
-    /// The front of a socket's jobs as one SEND/SENDMSG, or its queued shutdown once
-    /// the jobs are done. One in flight per socket keeps the byte order.
-    fn start_send(&mut self, fd: RawFd) {
-        let Some(s) = usize::try_from(fd).ok().and_then(|i| self.socks.get_mut(i)).and_then(|s| s.as_deref_mut())
-        else {
-            return;
-        };
-        if s.send_n > 0 || s.shutdown_inflight || s.connecting {
-            return;
-        }
-        let entry = if s.jobs.is_empty() {
-            let Some(how) = s.shutdown_q.take() else { return };
-            let how = match how {
-                Shutdown::Write => libc::SHUT_WR,
-                Shutdown::Read => libc::SHUT_RD,
-                Shutdown::Both => libc::SHUT_RDWR,
-            };
-            s.shutdown_inflight = true;
-            opcode::Shutdown::new(Fd(fd), how).build().user_data(s.ud(OpKind::Shutdown))
-        } else {
-            let mut n = 0;
-            for job in s.jobs.iter().take(SEND_BATCH) {
-                let Some(payload) = self.kernel.send_payload(job) else { break };
-                s.iov[n] = libc::iovec { iov_base: payload.as_ptr() as *mut libc::c_void, iov_len: payload.len() };
-                n += 1;
-            }
-            if n == 0 {
-                return;
-            }
-            s.send_n = n;
-            let flags = libc::MSG_NOSIGNAL | libc::MSG_WAITALL;
-            let entry = if n == 1 {
-                opcode::Send::new(Fd(fd), s.iov[0].iov_base as *const u8, s.iov[0].iov_len as u32).flags(flags).build()
-            } else {
-                s.msg.msg_iov = s.iov.as_mut_ptr();
-                s.msg.msg_iovlen = n as _;
-                opcode::SendMsg::new(Fd(fd), &s.msg).flags(flags as u32).build()
-            };
-            entry.user_data(s.ud(OpKind::Send))
-        };
-        self.push(entry);
-    }
-
-    /// Tops the receive buffer ring up with the emulated kernel's spares.
-    fn refill(&mut self) {
-        let mut added = false;
-        while self.bufs.len() < self.buf_target {
-            let Some(idx) = self.kernel.rx_buffer() else { break };
-            let Some(base) = self.kernel.memory().buf_ptr(idx) else { break };
-            // SAFETY: the buffer is held by the emulated kernel as Receiving: nobody
-            // reads or writes it until its recv completion (then it is handed over or
-            // abandoned) or the ring is drained after unregistration.
-            let pushed = unsafe { self.bufs.push(idx as u16, base) };
-            if !pushed {
-                let _ = self.kernel.rx_abandon(idx);
-                break;
-            }
-            added = true;
-        }
-        if added {
-            self.bufs.publish();
-        }
-    }
-
-    fn rearm_starved(&mut self) {
-        let mut budget = self.bufs.len();
-        while budget > 0 {
-            let Some((fd, gen)) = self.starved.pop_front() else { break };
-            let Some(s) = self.sock(fd) else { continue };
-            if s.gen != gen || !s.starved {
-                continue;
-            }
-            s.starved = false;
-            self.arm_recv(fd);
-            budget -= 1;
-        }
-    }
-
-    fn rearm_listeners(&mut self) -> Option<Duration> {
-        let freed = std::mem::take(&mut self.fd_freed);
-        if self.accept_waiting.is_empty() {
-            return None;
-        }
-        let now = Instant::now();
-        let mut next: Option<Duration> = None;
-        let mut i = 0;
-        while i < self.accept_waiting.len() {
-            let (fd, gen) = self.accept_waiting[i];
-            let at = match self.sock(fd) {
-                Some(s) if s.gen == gen && !s.closing => s.accept_retry_at,
-                _ => None,
-            };
-            let Some(at) = at else {
-                self.accept_waiting.swap_remove(i);
-                continue;
-            };
-            if freed || now >= at {
-                if let Some(s) = self.sock(fd) {
-                    s.accept_retry_at = None;
-                }
-                self.accept_waiting.swap_remove(i);
-                self.arm_accept(fd);
-            } else {
-                let left = at - now;
-                next = Some(next.map_or(left, |n| n.min(left)));
-                i += 1;
-            }
-        }
-        next
     }
 
     /// Closes the streams whose sends are done, once no TX slot waits in a ring and
@@ -766,370 +548,256 @@ impl EmuProvider {
         let mut i = 0;
         while i < self.closing.len() {
             let fd = self.closing[i];
-            let (done, busy) = match self.sock(fd) {
-                Some(s) => (s.jobs.is_empty() && s.send_n == 0 && !s.shutdown_inflight, s.rx_armed || s.connecting),
-                None => (true, false),
-            };
-            if !done {
+            let inflight = self.socks.get(fd as usize).is_some_and(|s| s.shutdown_inflight);
+            if inflight || self.kernel.has_sends(fd) {
                 i += 1;
                 continue;
             }
             self.closing.swap_remove(i);
             self.kernel.unregister_fd(fd);
-            if busy {
-                self.push_ignored(opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(fd)).all()).build());
-            }
-            self.push_ignored(opcode::Close::new(Fd(fd)).build());
-            if let Some(slot) = self.socks.get_mut(fd as usize) {
-                *slot = None;
-            }
-            self.fd_freed = true;
+            self.close_fd(fd, events);
             events.push(Event::Closed { fd });
         }
     }
 
-    /// Received buffers of unpaused sockets go to the emulated kernel (a budget per
-    /// socket), then their EOF or error.
-    fn run_handover(&mut self, events: &mut Vec<Event>) {
-        let mut list = std::mem::take(&mut self.handover);
-        let mut keep = 0;
-        for k in 0..list.len() {
-            let fd = list[k];
-            let Some(s) = usize::try_from(fd).ok().and_then(|i| self.socks.get_mut(i)).and_then(|s| s.as_deref_mut())
-            else {
-                continue;
-            };
-            if s.paused || s.closing {
-                s.handover_listed = false;
-                continue;
-            }
-            let mut budget = RX_HANDOVER_BUDGET;
-            while budget > 0 {
-                let Some((buf, n)) = s.backlog.pop_front() else { break };
-                // Ok(false): the fd is no longer registered and the buffer went back to
-                // the spares; Err cannot happen for a buffer taken from our ring.
-                let _ = self.kernel.rx_complete(fd, buf, n as usize);
-                budget -= 1;
-            }
-            if s.backlog.is_empty() {
-                if s.eof_pending {
-                    s.eof_pending = false;
-                    self.kernel.rx_eof(fd);
-                }
-                if let Some(errno) = s.error_pending.take() {
-                    events.push(Event::RecvError { fd, errno });
-                }
-                s.handover_listed = false;
-                // The backlog drained: the socket may receive again.
-                let fd = s.fd;
-                self.arm_recv(fd);
-            } else {
-                list[keep] = fd;
-                keep += 1;
-                if s.backlog.len() <= SOCKET_BACKLOG_CAP / 2 {
-                    self.arm_recv(fd);
-                }
-            }
-        }
-        list.truncate(keep);
-        list.append(&mut self.handover);
-        self.handover = list;
-    }
-
-    fn reap(&mut self, stats: &Stats, events: &mut Vec<Event>) {
-        self.cqes.clear();
-        self.cqes.extend(self.ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
-        for k in 0..self.cqes.len() {
-            let (ud, res, flags) = self.cqes[k];
-            let (fd, kind, gen) = decode(ud);
-            match kind {
-                Some(OpKind::Wake) => {
-                    self.waker_armed = false;
-                    if self.waker.on_read(res) {
-                        Stats::add(&stats.remote_wakeups, 1);
-                    }
-                    if !self.dropping && res != -libc::ECANCELED {
-                        self.arm_waker();
-                    }
-                }
-                Some(OpKind::Ignore) => self.ignore_inflight = self.ignore_inflight.saturating_sub(1),
-                Some(OpKind::Recv) => self.on_recv(fd, gen, res, flags, events),
-                Some(OpKind::Accept) => self.on_accept(fd, gen, res, flags, events),
-                Some(OpKind::Send) => self.on_send(fd, gen, res, events),
-                Some(OpKind::Shutdown) => {
-                    if let Some(s) = self.sock(fd).filter(|s| s.gen == gen) {
-                        s.shutdown_inflight = false;
-                        if !s.tx_listed && (!s.jobs.is_empty() || s.shutdown_q.is_some()) {
-                            s.tx_listed = true;
-                            self.tx_ready.push(fd);
-                        }
-                    }
-                }
-                Some(OpKind::Connect) => self.on_connect(fd, gen, res, events),
-                // Datagram ops are never submitted here (PASTE is TCP only).
-                Some(OpKind::RecvFrom | OpKind::SendTo) | None => {}
-            }
-        }
-    }
-
-    fn on_accept(&mut self, fd: RawFd, gen: u32, res: i32, flags: u32, events: &mut Vec<Event>) {
-        let live = self.sock(fd).is_some_and(|s| s.gen == gen && s.role == Role::Listener && !s.closing);
-        if !live {
-            if res >= 0 {
-                self.close_stray(res, &Stats::default());
-            }
-            return;
-        }
-        let Some(s) = self.sock(fd) else { return };
-        if !cqueue::more(flags) {
-            s.accept_armed = false;
-        }
-        if res >= 0 {
-            s.accept_error_reported = false;
-            self.accepted.insert(res);
-            events.push(Event::Accepted { listener: fd, fd: res });
-        } else {
-            match -res {
-                libc::ECANCELED | libc::ECONNABORTED | libc::EINTR | libc::EAGAIN | libc::EPROTO => {}
-                errno => {
-                    if !s.accept_error_reported {
-                        s.accept_error_reported = true;
-                        events.push(Event::AcceptError { listener: fd, errno });
-                    }
-                    s.accept_retry_at = Some(Instant::now() + ACCEPT_RETRY);
-                    let g = s.gen;
-                    self.accept_waiting.push((fd, g));
-                }
-            }
-        }
-        self.arm_accept(fd);
-    }
-
-    fn on_recv(&mut self, fd: RawFd, gen: u32, res: i32, flags: u32, events: &mut Vec<Event>) {
-        // A reused scratch list: no allocation per receive.
-        let mut got = std::mem::take(&mut self.recv_scratch);
-        got.clear();
-        self.on_recv_into(fd, gen, res, flags, events, &mut got);
-        self.recv_scratch = got;
-    }
-
-    fn on_recv_into(
-        &mut self,
-        fd: RawFd,
-        gen: u32,
-        res: i32,
-        flags: u32,
-        events: &mut Vec<Event>,
-        got: &mut Vec<(u32, u32)>,
-    ) {
-        let live = self.sock(fd).is_some_and(|s| s.gen == gen && s.role == Role::Stream);
-        // Buffers the kernel filled are consumed whoever they were for.
-        if let Some(bid) = cqueue::buffer_select(flags) {
-            let bytes = res.max(0) as u32;
-            self.bufs.consume(bid, bytes, |b, len| got.push((b as u32, len)));
-        }
-        let keep = live && self.sock(fd).is_some_and(|s| !s.closing && !s.rx_done);
-        let Some(s) = sock_of(&mut self.socks, fd).filter(|_| live) else {
-            for &(b, _) in got.iter() {
-                let _ = self.kernel.rx_abandon(b);
-            }
-            return;
-        };
-        if !cqueue::more(flags) {
-            s.rx_armed = false;
-            s.rx_cancelling = false;
-        }
-        for &(b, len) in got.iter() {
-            if keep && len > 0 {
-                s.backlog.push_back((b, len));
-            } else {
-                let _ = self.kernel.rx_abandon(b);
-            }
-        }
-        let Some(s) = self.sock(fd) else { return };
-        let mut stop = false;
-        if res == 0 && !s.rx_done && !s.closing {
-            s.rx_done = true;
-            s.eof_pending = true;
-        } else if res < 0 {
-            match -res {
-                libc::ECANCELED => {}
-                libc::ENOBUFS => {
-                    if !s.starved {
-                        s.starved = true;
-                        let g = s.gen;
-                        self.starved.push_back((fd, g));
-                    }
-                }
-                errno => {
-                    if !s.rx_done && !s.closing {
-                        s.rx_done = true;
-                        s.error_pending = Some(errno);
-                    }
-                }
-            }
-        }
-        let Some(s) = sock_of(&mut self.socks, fd) else { return };
-        if !s.handover_listed && (!s.backlog.is_empty() || s.eof_pending || s.error_pending.is_some()) {
-            s.handover_listed = true;
-            self.handover.push(fd);
-        }
-        if s.backlog.len() >= SOCKET_BACKLOG_CAP {
-            stop = true;
-        }
-        if stop {
-            self.cancel_recv(fd);
-        } else {
-            self.arm_recv(fd);
-        }
-        let _ = events;
-    }
-
-    fn on_send(&mut self, fd: RawFd, gen: u32, res: i32, events: &mut Vec<Event>) {
-        let Some(s) = usize::try_from(fd).ok().and_then(|i| self.socks.get_mut(i)).and_then(|s| s.as_deref_mut())
-        else {
-            return;
-        };
-        if s.gen != gen {
-            return;
-        }
-        let n = std::mem::take(&mut s.send_n);
-        let mut left = res.max(0) as u64;
-        let mut done = 0;
-        for _ in 0..n {
-            let Some(job) = s.jobs.front_mut() else { break };
-            if left >= job.len as u64 {
-                left -= job.len as u64;
-                s.job_bytes -= job.len as u64;
-                let buf = job.buf;
-                s.jobs.pop_front();
-                let _ = self.kernel.send_done(buf);
-                done += 1;
-            } else {
-                // A short send: the rest of this job goes again.
-                job.off += left as u32;
-                job.len -= left as u32;
-                s.job_bytes -= left;
-                break;
-            }
-        }
-        let failed = res < 0 || (res == 0 && done < n);
-        if failed && !s.closing {
-            let errno = if res < 0 { -res } else { libc::EPIPE };
-            s.tx_failed = true;
-            events.push(Event::SendError { fd, errno });
-        }
-        if failed {
-            s.tx_failed = true;
-            s.job_bytes = 0;
-            s.shutdown_q = None;
-            let jobs: Vec<SendJob> = s.jobs.drain(..).collect();
-            for job in jobs {
-                let _ = self.kernel.send_done(job.buf);
-            }
-        }
-        let Some(s) = self.sock(fd) else { return };
-        let uncongest = s.congested && s.job_bytes <= SOCKET_SEND_CAP / 2;
-        if uncongest {
-            s.congested = false;
-        }
-        if !s.tx_listed && (!s.jobs.is_empty() || s.shutdown_q.is_some()) {
-            s.tx_listed = true;
-            self.tx_ready.push(fd);
-        }
-        if uncongest || failed {
-            self.kernel.set_send_error(fd, None);
-        }
-    }
-
-    fn on_connect(&mut self, fd: RawFd, gen: u32, res: i32, events: &mut Vec<Event>) {
-        let Some(s) = self.sock(fd).filter(|s| s.gen == gen) else { return };
-        s.connecting = false;
-        if s.closing {
-            return;
-        }
-        let errno = if res < 0 { -res } else { 0 };
-        if errno != 0 {
-            s.rx_done = true;
-            events.push(Event::Connected { fd, errno });
-            return;
-        }
-        match self.kernel.register_fd(fd, SocketState::Connected) {
-            Ok(()) => {
-                events.push(Event::Connected { fd, errno: 0 });
-                if let Some(s) = self.sock(fd) {
-                    s.registered = true;
-                }
-                self.arm_recv(fd);
-                if let Some(s) = self.sock(fd) {
-                    if !s.tx_listed && (!s.jobs.is_empty() || s.shutdown_q.is_some()) {
-                        s.tx_listed = true;
-                        self.tx_ready.push(fd);
-                    }
-                }
-            }
-            Err(e) => {
-                events.push(Event::Connected { fd, errno: 0 });
-                events.push(Event::RecvError { fd, errno: e.errno });
-            }
-        }
-    }
-
-    /// Drop: cancels every op, waits (bounded) for the kernel to let go, returns the
-    /// buffer ring's buffers, closes every fd still owned and relinks the driver's free
-    /// buffers onto the extra list. System calls are fine here: no tick runs.
+    /// Drop: cancels every op, waits (bounded) for the kernel to let go, closes every
+    /// fd still owned, returns the buffer ring's buffers and relinks the driver's free
+    /// buffers onto the extra list. What is still in flight after the wait is leaked:
+    /// the buffer ring stays registered (its mapping is never unmapped) and the port
+    /// memory is never unmapped. System calls are fine here: no tick runs.
     pub(crate) fn release(&mut self, driver: &mut RingDriver, fds: &[RawFd]) {
-        self.dropping = true;
-        let _ = submit::enter(&mut self.ring, Wait::No);
-        self.sq.refill_ring(&mut self.ring);
-        let _ = self.ring.submitter().register_sync_cancel(None, CancelBuilder::any().all());
-        let mut scratch = Vec::new();
-        let stats = Stats::default();
-        for _ in 0..50 {
-            if submit::enter(&mut self.ring, Wait::For(Duration::from_millis(2))).is_err() {
-                break;
-            }
-            let before = self.cqes.len();
-            self.reap(&stats, &mut scratch);
-            scratch.clear();
-            if self.cqes.is_empty() && before == 0 && self.sq.pending() == 0 {
-                break;
+        // Fds the backend owns that the engine does not (refused registrations).
+        for &fd in fds {
+            if fd >= 0 && !self.socks.get(fd as usize).is_some_and(|s| s.busy) {
+                // SAFETY: the backend owns this fd and hands it over for closing once.
+                unsafe { libc::close(fd) };
             }
         }
-        let mut owned: HashSet<RawFd> = fds.iter().copied().collect();
-        for s in self.socks.iter().flatten() {
-            owned.insert(s.fd);
+        let mut events = Vec::new();
+        let (engine, mut sink, stats) = self.parts(&mut events);
+        let idle = engine.shutdown(&mut sink, stats);
+        // Retired slots' fds: released during the wait, or still busy after it.
+        self.flush_closes();
+        for (fd, s) in self.socks.iter().enumerate() {
+            if s.busy && s.retiring {
+                // SAFETY: the provider owns this fd (its slot was retired, so the
+                // engine no longer does) and closes it once.
+                unsafe { libc::close(fd as RawFd) };
+            }
         }
-        owned.extend(self.accepted.drain());
-        for fd in owned {
-            // SAFETY: the backend owns these fds (handed over by Listen/Register/
-            // Connect or accepted here) and closes each once, after cancelling its ops.
-            unsafe { libc::close(fd) };
-        }
-        if self.bufs.unregister(&self.ring.submitter()).is_ok() {
+        if idle && self.bufs.unregister(&self.engine.ring().submitter()).is_ok() {
             let kernel = &mut self.kernel;
             self.bufs.drain(|bid| {
                 let _ = kernel.rx_abandon(bid as u32);
             });
+        } else if !idle {
+            // The kernel may still write received data into port memory or read a
+            // send's payload from it.
+            std::mem::forget(self.kernel.memory().clone());
         }
         driver.export_extra();
     }
 }
 
-/// The entry of `fd` (a free function, so that other fields stay borrowable).
-fn sock_of(socks: &mut [Option<Box<Sock>>], fd: RawFd) -> Option<&mut Sock> {
-    usize::try_from(fd).ok().and_then(|i| socks.get_mut(i)).and_then(|s| s.as_deref_mut())
+/// The engine's [`Sink`] over the emulated kernel; see the module docs. Slot id = fd.
+struct EmuSink<'a> {
+    kernel: &'a mut EmuKernel,
+    bufs: &'a mut BufRing,
+    buf_target: u32,
+    socks: &'a mut Vec<SockState>,
+    watch: &'a mut Vec<RawFd>,
+    to_close: &'a mut Vec<RawFd>,
+    events: &'a mut Vec<Event>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl EmuSink<'_> {
+    /// Tops the receive buffer ring up with the emulated kernel's spares.
+    fn refill(&mut self) {
+        let mut added = false;
+        while self.bufs.len() < self.buf_target {
+            let Some(idx) = self.kernel.rx_buffer() else { break };
+            let Some(base) = self.kernel.memory().buf_ptr(idx) else { break };
+            // SAFETY: the buffer is held by the emulated kernel as Receiving: nobody
+            // reads or writes it until its receive completion (then it is handed over
+            // or abandoned) or the ring is drained after unregistration.
+            let pushed = unsafe { self.bufs.push(idx as u16, base) };
+            if !pushed {
+                let _ = self.kernel.rx_abandon(idx);
+                break;
+            }
+            added = true;
+        }
+        if added {
+            self.bufs.publish();
+        }
+    }
 
-    #[test]
-    fn user_data_round_trips() {
-        let ud = user_data(70_000, OpKind::Send, 0xAB_CDEF);
-        assert_eq!(decode(ud), (70_000, Some(OpKind::Send), 0xAB_CDEF));
-        assert_eq!(decode(user_data(5, OpKind::Recv, GEN_MASK + 3)), (5, Some(OpKind::Recv), 2));
-        assert_eq!(decode(0).1, None);
+    fn watch(&mut self, fd: RawFd) {
+        let s = sock_mut(self.socks, fd);
+        if !s.watched {
+            s.watched = true;
+            self.watch.push(fd);
+        }
+    }
+
+    /// What comes after the send queue drained: a waiting shutdown, or nothing.
+    fn after_sends(&mut self, fd: RawFd) -> SendStep {
+        let s = sock_mut(self.socks, fd);
+        match s.shutdown_q.take() {
+            Some(how) if !s.closing => {
+                s.shutdown_inflight = true;
+                SendStep::Shutdown(how)
+            }
+            _ => SendStep::Idle,
+        }
+    }
+}
+
+impl Sink for EmuSink<'_> {
+    fn accepted(&mut self, listener: u32, fd: RawFd) -> Option<u32> {
+        let s = sock_mut(self.socks, fd);
+        if s.busy {
+            // The number's previous socket still has completions to come: refuse
+            // (a clean close) rather than mix the two up.
+            return None;
+        }
+        *s = SockState { busy: true, accepted: true, ..SockState::default() };
+        self.events.push(Event::Accepted { listener: listener as RawFd, fd });
+        Some(fd as u32)
+    }
+
+    fn accept_failed(&mut self, listener: u32, errno: i32) {
+        self.events.push(Event::AcceptError { listener: listener as RawFd, errno });
+    }
+
+    #[inline]
+    fn received(&mut self, slot: u32, bid: u16, bytes: u32) -> Delivery {
+        let fd = slot as RawFd;
+        let kernel = &mut *self.kernel;
+        let s = sock_mut(self.socks, fd);
+        let mut backlog = 0;
+        self.bufs.consume(bid, bytes, |b, len| {
+            let b = u32::from(b);
+            if len == 0 || s.closing {
+                let _ = kernel.rx_abandon(b);
+            } else if s.app_paused {
+                s.held.push_back(Some((b, len)));
+            } else {
+                // Err cannot happen for a buffer taken from our ring.
+                if let Ok(Arrival::Backlogged { backlog: n }) = kernel.rx_arrived(fd, b, len as usize) {
+                    backlog = n;
+                }
+            }
+        });
+        if backlog >= SOCKET_BACKLOG_CAP && !s.backlog_paused {
+            s.backlog_paused = true;
+            self.watch(fd);
+            return Delivery::Pause;
+        }
+        Delivery::Queued
+    }
+
+    fn eof(&mut self, slot: u32) {
+        let fd = slot as RawFd;
+        let s = sock_mut(self.socks, fd);
+        if s.closing {
+            return;
+        }
+        if s.app_paused {
+            s.held.push_back(None);
+        } else {
+            self.kernel.rx_eof_arrived(fd);
+        }
+    }
+
+    fn rx_failed(&mut self, slot: u32, errno: i32) -> SendStep {
+        let fd = slot as RawFd;
+        let s = sock_mut(self.socks, fd);
+        if s.closing {
+            return SendStep::Idle;
+        }
+        if s.app_paused || !s.held.is_empty() || self.kernel.rx_backlog(fd) > 0 {
+            // After the data before it.
+            s.error_pending = Some(errno);
+            self.watch(fd);
+        } else {
+            self.events.push(Event::RecvError { fd, errno });
+        }
+        SendStep::Idle
+    }
+
+    #[inline]
+    fn gather_send(&mut self, slot: u32, max: usize, f: impl FnMut(&[u8])) -> usize {
+        self.kernel.sends_gather(slot as RawFd, max, f)
+    }
+
+    #[inline]
+    fn sent(&mut self, slot: u32, bytes: u32) -> SendStep {
+        if self.kernel.sends_done(slot as RawFd, u64::from(bytes)) {
+            SendStep::Data
+        } else if self.socks.get(slot as usize).is_some_and(|s| s.shutdown_q.is_some()) {
+            self.after_sends(slot as RawFd)
+        } else {
+            SendStep::Idle
+        }
+    }
+
+    fn tx_failed(&mut self, slot: u32, errno: i32) -> SendStep {
+        let fd = slot as RawFd;
+        self.kernel.sends_fail(fd);
+        let s = sock_mut(self.socks, fd);
+        s.shutdown_q = None;
+        if !s.closing {
+            self.events.push(Event::SendError { fd, errno });
+        }
+        SendStep::Idle
+    }
+
+    fn shutdown_done(&mut self, slot: u32, _errno: i32) -> SendStep {
+        let fd = slot as RawFd;
+        sock_mut(self.socks, fd).shutdown_inflight = false;
+        if self.kernel.has_sends(fd) {
+            SendStep::Data
+        } else {
+            self.after_sends(fd)
+        }
+    }
+
+    fn connected(&mut self, slot: u32, errno: i32) -> SendStep {
+        let fd = slot as RawFd;
+        if errno != 0 {
+            self.events.push(Event::Connected { fd, errno });
+            return SendStep::Idle;
+        }
+        self.events.push(Event::Connected { fd, errno: 0 });
+        if let Err(e) = self.kernel.register_fd(fd, SocketState::Connected) {
+            self.events.push(Event::RecvError { fd, errno: e.errno });
+        }
+        SendStep::Idle
+    }
+
+    fn released(&mut self, slot: u32) {
+        let s = sock_mut(self.socks, slot as RawFd);
+        for (buf, _) in s.held.drain(..).flatten() {
+            let _ = self.kernel.rx_abandon(buf);
+        }
+        if s.retiring {
+            self.to_close.push(slot as RawFd);
+        }
+        *s = SockState::default();
+    }
+
+    fn rx_buffers(&self) -> u32 {
+        self.bufs.len()
+    }
+
+    #[inline]
+    fn before_enter(&mut self) -> bool {
+        self.refill();
+        false
+    }
+
+    fn other(&mut self, _engine: &mut SocketEngine, _id: u32, _gen: u32, _kind: OpKind, _res: i32, _flags: u32) {
+        // Datagram ops are never submitted here (PASTE is TCP only).
     }
 }

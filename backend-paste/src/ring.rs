@@ -61,7 +61,7 @@ use std::any::Any;
 use std::collections::VecDeque;
 use std::mem::offset_of;
 
-use paste_rt_core::{BufPool, RxBuf, SendData};
+use paste_rt_core::{BufPool, RxBuf, SendData, TxBuf};
 
 use crate::sys::abi::{pst, slotflags, NetmapIf, FIRST_DATA_BUF};
 use crate::sys::addr::{self, LayoutError, PortRegion, RingPtr};
@@ -218,6 +218,8 @@ struct TxRing {
     ring: RingPtr,
     /// First slot handed to the kernel and not yet seen taken back.
     pending_start: u32,
+    /// The kernel's `tail` when completions were last collected.
+    seen_tail: u32,
     /// Per slot: who filled it, so taken slots can be reported per fd.
     shadow: Box<[TxShadow]>,
 }
@@ -368,7 +370,7 @@ impl RingDriver {
                 // SAFETY: the region contract is the caller's; RingPtr::new checks bounds.
                 let ring = unsafe { RingPtr::new(&region, addr::txring(nifp, i))? };
                 let shadow = vec![TxShadow::default(); ring.num_slots() as usize].into_boxed_slice();
-                tx.push(TxRing { ring, pending_start: 0, shadow });
+                tx.push(TxRing { ring, pending_start: 0, seen_tail: u32::MAX, shadow });
             }
         }
         for i in 0..nrx {
@@ -758,12 +760,20 @@ impl RingDriver {
     /// copy; the slot's old buffer goes to the pool); other data is copied into the
     /// slot's buffer. Advances `head = cur` on every ring it filled.
     pub fn tx_fill(&mut self) -> TxFill {
-        // Slots the kernel took back are free again: record who they carried first.
-        self.collect_completions();
         let mut out = TxFill::default();
         let fds = &self.fds;
-        self.space_waiters.retain(|&fd| fds.get(fd as usize).is_some_and(|f| f.waiting));
-        self.low_credit.retain(|&fd| fds.get(fd as usize).is_some_and(|f| f.low));
+        if !self.space_waiters.is_empty() {
+            self.space_waiters.retain(|&fd| fds.get(fd as usize).is_some_and(|f| f.waiting));
+        }
+        if !self.low_credit.is_empty() {
+            self.low_credit.retain(|&fd| fds.get(fd as usize).is_some_and(|f| f.low));
+        }
+        if self.active.is_empty() {
+            // Nothing queued (so no fd waits for space either): nothing to place.
+            return out;
+        }
+        // Slots the kernel took back are free again: record who they carried first.
+        self.collect_completions();
         let ntx = self.tx.len();
         let mut heads = std::mem::take(&mut self.scratch);
         heads.clear();
@@ -778,55 +788,10 @@ impl RingDriver {
                 self.active.push_back(fd);
                 continue;
             }
-            loop {
-                let f = &self.fds[fd as usize];
-                if f.queue.is_empty() || f.inflight >= self.cfg.max_inflight_per_fd || head == tail {
-                    break;
-                }
-                if f.budget.is_some() && f.credit <= 0 {
-                    out.blocked += 1;
-                    if !f.waiting {
-                        self.fds[fd as usize].waiting = true;
-                        self.space_waiters.push(fd);
-                    }
-                    break;
-                }
-                let f = &mut self.fds[fd as usize];
-                let home = &self.home;
-                match place_one(
-                    &self.pool,
-                    &self.cfg,
-                    self.buf_size,
-                    self.index_limit,
-                    home,
-                    &mut self.tx[r],
-                    head,
-                    fd,
-                    f,
-                ) {
-                    Placed::Slot { bytes, zero_copy } => {
-                        out.slots += 1;
-                        out.bytes += bytes as u64;
-                        out.zero_copy += zero_copy as u32;
-                        head = slot::ring_next(head, n);
-                    }
-                    Placed::Skipped => {}
-                    Placed::BadSlot => {
-                        out.bad_slots += 1;
-                        break;
-                    }
-                }
-            }
+            self.fill_fd(fd, r, &mut head, tail, &mut out);
             heads[r].0 = head;
-            let f = &mut self.fds[fd as usize];
-            if let Some(budget) = f.budget {
-                if !f.low && f.credit < i64::from(budget / 2) {
-                    f.low = true;
-                    self.low_credit.push(fd);
-                }
-            }
-            if f.queue.is_empty() {
-                f.active = false;
+            if self.fds[fd as usize].queue.is_empty() {
+                self.fds[fd as usize].active = false;
             } else {
                 self.active.push_back(fd);
             }
@@ -839,6 +804,163 @@ impl RingDriver {
         self.scratch = heads;
         out.pool_relieved = self.relieve_pool();
         out
+    }
+
+    /// Queues `data` for `fd` like [`tx_queue`](Self::tx_queue) and, when no fd waits
+    /// for ring space (none has data queued from before), places it in TX slots at
+    /// once (`head = cur` advanced), under the same bounds as
+    /// [`tx_fill`](Self::tx_fill): what does not fit stays queued for the next fill.
+    /// Returns the slots filled.
+    pub fn tx_send(&mut self, fd: i32, data: SendData) -> Result<u32, RingError> {
+        // The common case: one pool buffer, one slot, nothing queued anywhere.
+        let data = match data {
+            SendData::Pool(b) if self.active.is_empty() => match self.place_direct(fd, b) {
+                Ok(()) => return Ok(1),
+                Err(b) => SendData::Pool(b),
+            },
+            d => d,
+        };
+        let mut out = TxFill::default();
+        let ntx = self.tx.len();
+        let f = self.fd_entry(fd)?;
+        f.queued_bytes += data.len() as u64;
+        f.queue.push_back(data);
+        if f.active {
+            return Ok(0);
+        }
+        let r = if ntx == 1 { 0 } else { fd as usize % ntx };
+        let t = &self.tx[r];
+        let (n, mut head, tail) = (t.ring.num_slots(), t.ring.head(), t.ring.tail());
+        if self.active.is_empty() && head < n && tail < n {
+            if tail != t.seen_tail {
+                // A sync since the last look: record who the taken slots carried
+                // before they are refilled.
+                self.collect_completions();
+            }
+            self.fill_fd(fd, r, &mut head, tail, &mut out);
+            let t = &self.tx[r];
+            if head != t.ring.head() {
+                t.ring.set_head_cur(head);
+            }
+        }
+        let f = &mut self.fds[fd as usize];
+        if !f.queue.is_empty() {
+            f.active = true;
+            self.active.push_back(fd);
+        }
+        Ok(out.slots)
+    }
+
+    /// Swaps pool buffer `b` into `fd`'s ring's next free slot (zero copy) when `fd` has
+    /// nothing queued, room in flight and send credit, the ring has a free slot and
+    /// `b` fits it as [`tx_fill`](Self::tx_fill) would swap it; hands `b` back
+    /// otherwise.
+    #[inline]
+    fn place_direct(&mut self, fd: i32, b: TxBuf) -> Result<(), TxBuf> {
+        let ntx = self.tx.len();
+        let r = if ntx == 1 { 0 } else { fd as usize % ntx };
+        let Some(t) = self.tx.get(r) else { return Err(b) };
+        let ring = t.ring;
+        let (n, head, tail) = (ring.num_slots(), ring.head(), ring.tail());
+        if head == tail || head >= n || tail >= n {
+            return Err(b);
+        }
+        if tail != t.seen_tail {
+            // A sync since the last look: record who the taken slots carried before
+            // they are refilled.
+            self.collect_completions();
+        }
+        let Some(f) = self.fds.get_mut(fd as usize) else { return Err(b) };
+        if f.active || f.inflight >= self.cfg.max_inflight_per_fd || (f.budget.is_some() && f.credit <= 0) {
+            return Err(b);
+        }
+        let mut s = ring.slot(head);
+        let old = s.buf_idx;
+        let pool = &self.pool;
+        let doff = self.cfg.tx_doff as u32;
+        // A pool buffer carries its payload at `tx_headroom` = G + doff; it fits a slot
+        // whose generic offset is G when it holds at most one MSS.
+        let fits = b.is_from(pool)
+            && !b.is_empty()
+            && b.len() as u32 <= self.cfg.mss.min(u16::MAX as u32 - doff)
+            && slot::generic_offset(s.ptr, ring.offset_mask()) as u32 + doff == pool.tx_headroom()
+            && (FIRST_DATA_BUF..self.index_limit).contains(&old)
+            // A persistent pool takes no foreign buffer in exchange (module docs).
+            && (self.home.is_empty() || self.home.get(old as usize).copied().unwrap_or(false));
+        if !fits || !pool.adopt_lent(old) {
+            return Err(b);
+        }
+        let (idx, len) = b.into_raw();
+        // SAFETY: `old` was adopted as lent just above and is not used again by us (it
+        // goes to the free list); `idx` is lent (taken from the TxBuf) and goes into the
+        // ring, so it leaves the pool.
+        unsafe {
+            pool.release(old);
+            pool.disown(idx);
+        }
+        s.buf_idx = idx;
+        s.flags |= slotflags::BUF_CHANGED;
+        s.len = (doff + len) as u16;
+        s.ptr = slot::set_fd(slot::set_doff(s.ptr, self.cfg.tx_doff), fd);
+        ring.set_slot(head, s);
+        self.tx[r].shadow[head as usize] = TxShadow { fd, gen: f.gen, bytes: len };
+        f.inflight += 1;
+        let charge = u64::from(len) + u64::from(self.cfg.tx_slot_overhead);
+        f.untaken_charge += charge;
+        if let Some(budget) = f.budget {
+            f.credit -= charge as i64;
+            if !f.low && f.credit < i64::from(budget / 2) {
+                f.low = true;
+                self.low_credit.push(fd);
+            }
+        }
+        ring.set_head_cur(slot::ring_next(head, n));
+        Ok(())
+    }
+
+    /// Fills `fd`'s queued data into ring `r`'s free slots from `head` (up to `tail`),
+    /// within its in-flight bound and its send credit; advances `head` (the ring's own
+    /// `head` is the caller's to publish).
+    #[inline]
+    fn fill_fd(&mut self, fd: i32, r: usize, head: &mut u32, tail: u32, out: &mut TxFill) {
+        let n = self.tx[r].ring.num_slots();
+        loop {
+            let f = &self.fds[fd as usize];
+            if f.queue.is_empty() || f.inflight >= self.cfg.max_inflight_per_fd || *head == tail {
+                break;
+            }
+            if f.budget.is_some() && f.credit <= 0 {
+                out.blocked += 1;
+                if !f.waiting {
+                    self.fds[fd as usize].waiting = true;
+                    self.space_waiters.push(fd);
+                }
+                break;
+            }
+            let f = &mut self.fds[fd as usize];
+            let home = &self.home;
+            match place_one(&self.pool, &self.cfg, self.buf_size, self.index_limit, home, &mut self.tx[r], *head, fd, f)
+            {
+                Placed::Slot { bytes, zero_copy } => {
+                    out.slots += 1;
+                    out.bytes += bytes as u64;
+                    out.zero_copy += zero_copy as u32;
+                    *head = slot::ring_next(*head, n);
+                }
+                Placed::Skipped => {}
+                Placed::BadSlot => {
+                    out.bad_slots += 1;
+                    break;
+                }
+            }
+        }
+        let f = &mut self.fds[fd as usize];
+        if let Some(budget) = f.budget {
+            if !f.low && f.credit < i64::from(budget / 2) {
+                f.low = true;
+                self.low_credit.push(fd);
+            }
+        }
     }
 
     /// When the pool runs low (fewer than an eighth of its buffers free), copies the
@@ -917,6 +1039,7 @@ impl RingDriver {
             if head >= n || tail >= n {
                 continue;
             }
+            t.seen_tail = tail;
             let pending = slot::ring_distance(t.pending_start, head, n);
             let done = slot::ring_distance(t.pending_start, slot::ring_next(tail, n), n).min(pending);
             for _ in 0..done {
@@ -1015,10 +1138,7 @@ fn place_one(
             f.front_off == 0
                 && b.len() <= room
                 && pool.tx_headroom() == g + doff
-                && b.index() < pool.index_limit()
-                // The TxBuf carries no pool handle we can compare: same index, same
-                // address means same memory, hence this pool.
-                && b.as_ptr() == pool.buf_ptr(b.index()).wrapping_add(pool.tx_headroom() as usize)
+                && b.is_from(pool)
                 // A persistent pool takes no foreign buffer in exchange (module docs).
                 && (home.is_empty() || home.get(s.buf_idx as usize).copied().unwrap_or(false))
         }

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::*;
-use crate::emu_kernel::{EmuKernel, KernelHold, SendJob, SocketState, TxStall};
+use crate::emu_kernel::{
+    Arrival, EmuKernel, KernelHold, SendJob, SocketState, TxStall, EMU_SKB_OVERHEAD, EMU_SNDBUF, RX_BATCH_PER_FD,
+};
 use crate::port_mem::EmuPortConfig;
 use crate::sys::abi::slotflags;
 use paste_rt_core::KeptBuf;
@@ -378,6 +380,168 @@ fn unregistered_tx_slots_are_skipped_and_later_slots_still_go_out() {
     assert!(held.iter().all(|&h| h == KernelHold::Free));
 }
 
+/// Hands `data` for `fd` to the emulated kernel as received during a sync (one
+/// buffer); returns what became of it.
+fn arrive_now(k: &mut EmuKernel, fd: i32, data: &[u8]) -> Arrival {
+    let idx = k.rx_buffer().expect("a spare buffer");
+    k.rx_payload_mut(idx).unwrap()[..data.len()].copy_from_slice(data);
+    k.rx_arrived(fd, idx, data.len()).unwrap()
+}
+
+/// Walks the RX ring: (fd, payload or "<eof>") per slot.
+fn walk_all(d: &mut RingDriver) -> Vec<(i32, Vec<u8>)> {
+    let mut seen = Vec::new();
+    d.rx_walk(u32::MAX, |e| match e {
+        RxEvent::Data { fd, buf } => seen.push((fd, buf.to_vec())),
+        RxEvent::Eof { fd } => seen.push((fd, b"<eof>".to_vec())),
+    });
+    seen
+}
+
+#[test]
+fn received_data_lands_in_the_ring_at_once_and_each_fds_slots_stay_together() {
+    let (mut k, mut d) = setup(&small(16, 10, 40), DriverConfig::default());
+    for fd in [5, 7] {
+        k.register_fd(fd, SocketState::Connected).unwrap();
+    }
+    k.rxsync();
+    assert_eq!(arrive_now(&mut k, 5, b"a1"), Arrival::Placed);
+    assert_eq!(arrive_now(&mut k, 5, b"a2"), Arrival::Placed, "fd 5's slots are the last ones: it may go on");
+    assert_eq!(arrive_now(&mut k, 7, b"b1"), Arrival::Placed);
+    assert_eq!(
+        arrive_now(&mut k, 5, b"a3"),
+        Arrival::Backlogged { backlog: 1 },
+        "fd 5 already has slots in this batch, and fd 7's come after them"
+    );
+    assert!(k.rx_eof_arrived(7));
+    assert!(walk_all(&mut d).is_empty(), "nothing is visible before the tail is published");
+    k.rx_publish();
+    let seen = walk_all(&mut d);
+    let expect: Vec<(i32, Vec<u8>)> =
+        vec![(5, b"a1".to_vec()), (5, b"a2".to_vec()), (7, b"b1".to_vec()), (7, b"<eof>".to_vec())];
+    assert_eq!(seen, expect);
+    assert_eq!(k.rx_backlog(5), 1);
+    // The next batch starts with the backlog; new data of the fd goes behind it.
+    k.rxsync();
+    assert_eq!(k.rx_backlog(5), 0);
+    assert_eq!(arrive_now(&mut k, 5, b"a4"), Arrival::Placed);
+    k.rx_publish();
+    assert_eq!(walk_all(&mut d), vec![(5, b"a3".to_vec()), (5, b"a4".to_vec())]);
+    check_conservation(&k, &d, &[]).unwrap();
+}
+
+#[test]
+fn a_full_rx_ring_backlogs_received_data_until_the_application_makes_room() {
+    let (mut k, mut d) = setup(&small(4, 10, 40), DriverConfig::default());
+    k.register_fd(5, SocketState::Connected).unwrap();
+    k.rxsync();
+    for i in 0..3u8 {
+        assert_eq!(arrive_now(&mut k, 5, &[i]), Arrival::Placed, "slot {i}");
+    }
+    assert_eq!(arrive_now(&mut k, 5, &[3]), Arrival::Backlogged { backlog: 1 }, "a 4-slot ring holds 3");
+    assert!(k.rx_eof_arrived(5));
+    assert_eq!(k.rx_backlog(5), 2, "the FIN waits behind the data");
+    assert!(!k.rx_waiting(), "nothing can move before the application releases slots");
+    k.rx_publish();
+    assert_eq!(walk_all(&mut d).len(), 3);
+    assert!(k.rx_waiting());
+    k.rxsync();
+    assert_eq!(walk_all(&mut d), vec![(5, vec![3]), (5, b"<eof>".to_vec())]);
+    // An unregistered fd's buffer goes back to the spares at once.
+    let spares = k.free_count();
+    assert_eq!(arrive_now(&mut k, 9, b"x"), Arrival::Unregistered);
+    assert_eq!(k.free_count(), spares);
+    check_conservation(&k, &d, &[]).unwrap();
+}
+
+#[test]
+fn one_fd_gets_at_most_a_batch_budget_of_slots_directly() {
+    let (mut k, mut d) = setup(&small(128, 10, 200), DriverConfig::default());
+    k.register_fd(5, SocketState::Connected).unwrap();
+    k.rxsync();
+    for i in 0..RX_BATCH_PER_FD {
+        assert_eq!(arrive_now(&mut k, 5, &[i as u8]), Arrival::Placed);
+    }
+    assert_eq!(arrive_now(&mut k, 5, b"more"), Arrival::Backlogged { backlog: 1 });
+    k.rx_publish();
+    assert_eq!(walk_all(&mut d).len(), RX_BATCH_PER_FD as usize);
+    k.rxsync();
+    assert_eq!(walk_all(&mut d), vec![(5, b"more".to_vec())]);
+}
+
+#[test]
+fn send_queues_are_read_in_place_and_retired_as_the_socket_takes_them() {
+    let (mut k, mut d) = setup(&small(16, 10, 40), DriverConfig::default());
+    for fd in [4, 6] {
+        k.register_fd(fd, SocketState::Connected).unwrap();
+    }
+    d.tx_queue(4, SendData::Static(b"first")).unwrap();
+    d.tx_queue(6, SendData::Static(b"other")).unwrap();
+    d.tx_queue(4, SendData::Static(b"second")).unwrap();
+    d.tx_fill();
+    assert_eq!(k.txsync().tx_taken, 3);
+    let mut ready = Vec::new();
+    while let Some(fd) = k.take_tx_ready() {
+        ready.push(fd);
+    }
+    ready.sort();
+    assert_eq!(ready, vec![4, 6], "each fd with payloads named once");
+    assert_eq!(k.take_tx_ready(), None);
+    let mut parts = Vec::new();
+    assert_eq!(k.sends_gather(4, 16, |p| parts.push(p.to_vec())), 2);
+    assert_eq!(parts, vec![b"first".to_vec(), b"second".to_vec()]);
+    let queued = k.queued_in_socket(4).unwrap();
+    assert_eq!(queued, 11 + 2 * u64::from(EMU_SKB_OVERHEAD));
+    // A short send: the rest of the first payload goes again, in place.
+    assert!(k.sends_done(4, 3));
+    let mut parts = Vec::new();
+    k.sends_gather(4, 1, |p| parts.push(p.to_vec()));
+    assert_eq!(parts, vec![b"st".to_vec()]);
+    assert_eq!(k.queued_in_socket(4), Some(queued), "charged until the payload is fully sent");
+    assert!(k.sends_done(4, 2));
+    assert_eq!(k.queued_in_socket(4), Some(6 + u64::from(EMU_SKB_OVERHEAD)));
+    assert!(!k.sends_done(4, 6), "the queue is empty");
+    assert_eq!(k.queued_in_socket(4), Some(0));
+    // A socket whose sending failed drops its queue, and its later slots are skipped.
+    k.sends_fail(6);
+    assert!(!k.has_sends(6));
+    d.tx_reclaim(|_, _| {});
+    d.tx_queue(6, SendData::Static(b"late")).unwrap();
+    d.tx_fill();
+    let rep = k.txsync();
+    assert_eq!((rep.tx_taken, rep.tx_unregistered), (0, 1));
+    check_conservation(&k, &d, &[]).unwrap();
+}
+
+#[test]
+fn a_send_with_nothing_queued_goes_straight_into_a_slot() {
+    let (mut k, mut d) = setup(&small(8, 8, 16), DriverConfig::default());
+    k.register_fd(4, SocketState::Connected).unwrap();
+    d.tx_set_budget(4, EMU_SNDBUF).unwrap();
+    let mut b = d.pool().tx_buf().unwrap();
+    b.put(b"zero copy");
+    let idx = b.index();
+    assert_eq!(d.tx_send(4, SendData::Pool(b)).unwrap(), 1, "placed at once");
+    assert_eq!((d.tx_queued(4), d.tx_inflight(4)), (0, 1));
+    let ring = d.tx[0].ring;
+    assert_eq!((ring.head(), ring.cur()), (1, 1));
+    assert_eq!(ring.slot(0).buf_idx, idx, "the pool buffer itself is in the slot");
+    // Owned bytes are copied into a slot the same way; behind data already queued a
+    // send waits its turn.
+    assert_eq!(d.tx_send(4, SendData::Owned(b"copied".to_vec())).unwrap(), 1);
+    d.tx_queue(4, SendData::Static(b"queued")).unwrap();
+    assert_eq!(d.tx_send(4, SendData::Static(b"behind")).unwrap(), 0);
+    assert_eq!(d.tx_fill().slots, 2);
+    k.txsync();
+    let mut wire = BTreeMap::new();
+    drain_sends(&mut k, &mut wire, usize::MAX);
+    assert_eq!(wire[&4], b"zero copycopiedqueuedbehind");
+    let mut reported = 0;
+    d.tx_reclaim(|_, n| reported += n);
+    assert_eq!(reported, 27);
+    check_conservation(&k, &d, &[]).unwrap();
+}
+
 /// Completes the kernel's send jobs of the fds in `reading` (their peers read),
 /// onto the wire; the jobs of other fds stay in flight (their peers do not read).
 fn drain_readers(k: &mut EmuKernel, wire: &mut BTreeMap<i32, Vec<u8>>, held: &mut Vec<SendJob>, reading: &[i32]) {
@@ -568,30 +732,59 @@ fn send_credit_follows_budget_charges_and_pollout() {
 
 #[derive(Clone, Debug)]
 enum Step {
-    Arrive { fd: usize, len: usize },
-    Eof { fd: usize },
+    /// Data arrives: through the backlog (`direct` false) or during a sync
+    /// (`rx_arrived`: into the ring at once when the rules allow).
+    Arrive {
+        fd: usize,
+        len: usize,
+        direct: bool,
+    },
+    Eof {
+        fd: usize,
+        direct: bool,
+    },
     RxSync,
-    Walk { budget: u32, keep: bool },
-    Release { n: usize },
-    Queue { fd: usize, len: usize, pool: bool },
+    /// The end of a sync: the tails of what arrived during it are published.
+    Publish,
+    Walk {
+        budget: u32,
+        keep: bool,
+    },
+    Release {
+        n: usize,
+    },
+    /// A send: queued (`tx_queue`) or placed at once when nothing waits (`tx_send`).
+    Queue {
+        fd: usize,
+        len: usize,
+        pool: bool,
+        direct: bool,
+    },
     Fill,
     TxSync,
-    Drain { n: usize },
+    /// Sends taken by the provider: job by job (`next_send`), or a socket's whole
+    /// queue read in place and retired in two parts (`sends_gather`, `sends_done`).
+    Drain {
+        n: usize,
+        in_place: bool,
+    },
     Reclaim,
     Writable,
 }
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        3 => (0..4usize, 1..4000usize).prop_map(|(fd, len)| Step::Arrive { fd, len }),
-        1 => (0..4usize).prop_map(|fd| Step::Eof { fd }),
+        3 => (0..4usize, 1..4000usize, any::<bool>()).prop_map(|(fd, len, direct)| Step::Arrive { fd, len, direct }),
+        1 => (0..4usize, any::<bool>()).prop_map(|(fd, direct)| Step::Eof { fd, direct }),
         3 => Just(Step::RxSync),
+        2 => Just(Step::Publish),
         3 => (1..20u32, any::<bool>()).prop_map(|(budget, keep)| Step::Walk { budget, keep }),
         2 => (0..8usize).prop_map(|n| Step::Release { n }),
-        3 => (0..4usize, 0..5000usize, any::<bool>()).prop_map(|(fd, len, pool)| Step::Queue { fd, len, pool }),
+        3 => (0..4usize, 0..5000usize, any::<bool>(), any::<bool>())
+            .prop_map(|(fd, len, pool, direct)| Step::Queue { fd, len, pool, direct }),
         3 => Just(Step::Fill),
         3 => Just(Step::TxSync),
-        2 => (0..6usize).prop_map(|n| Step::Drain { n }),
+        2 => (0..6usize, any::<bool>()).prop_map(|(n, in_place)| Step::Drain { n, in_place }),
         2 => Just(Step::Reclaim),
         2 => Just(Step::Writable),
     ]
@@ -615,9 +808,45 @@ struct Harness {
     app: Vec<RxBuf>,
     m: Model,
     fds: [i32; 4],
+    /// Per RX ring: where the current batch (since the last rxsync) starts.
+    batch_start: Vec<u32>,
 }
 
 impl Harness {
+    /// The end of a batch (before an rxsync): publishes what arrived during it and
+    /// checks that each fd's slots of the batch are contiguous.
+    fn end_batch(&mut self) -> Result<(), TestCaseError> {
+        self.k.rx_publish();
+        for (r, ring) in self.d.rx.iter().enumerate() {
+            let (n, tail) = (ring.num_slots(), ring.tail());
+            let mut runs: Vec<i32> = Vec::new();
+            let mut i = self.batch_start[r];
+            while i != tail {
+                let fd = slot::get_fd(ring.slot(i).ptr);
+                if runs.last() != Some(&fd) {
+                    prop_assert!(!runs.contains(&fd), "fd {}'s slots of one batch are split: {:?}", fd, runs);
+                    runs.push(fd);
+                }
+                i = slot::ring_next(i, n);
+            }
+            self.batch_start[r] = tail;
+        }
+        Ok(())
+    }
+
+    /// Every send queue read in place: a socket's payloads gathered, then retired in
+    /// two parts (the first a short send), their bytes onto the wire.
+    fn drain_in_place(&mut self) {
+        while let Some(fd) = self.k.take_tx_ready() {
+            let mut bytes = Vec::new();
+            self.k.sends_gather(fd, usize::MAX, |p| bytes.extend_from_slice(p));
+            let half = bytes.len() as u64 / 2;
+            self.k.sends_done(fd, half);
+            assert!(!self.k.sends_done(fd, bytes.len() as u64 - half), "all of fd {fd}'s queue was sent");
+            self.m.tx_wire.entry(fd).or_default().extend_from_slice(&bytes);
+        }
+    }
+
     fn walk(&mut self, budget: u32, keep: bool) -> Result<(), TestCaseError> {
         let mut events = Vec::new();
         self.d.rx_walk(budget, |e| events.push(e));
@@ -659,7 +888,7 @@ impl Harness {
 
     fn apply(&mut self, s: &Step) -> Result<(), TestCaseError> {
         match *s {
-            Step::Arrive { fd, len } => {
+            Step::Arrive { fd, len, direct } => {
                 let fd = self.fds[fd];
                 if self.m.eof_sent.contains_key(&fd) {
                     return Ok(());
@@ -667,26 +896,40 @@ impl Harness {
                 let exp = self.m.rx_expected.entry(fd).or_default();
                 let start = exp.len() as u64;
                 let data: Vec<u8> = (start..start + len as u64).map(|i| stream_byte(fd, i)).collect();
-                let n = arrive(&mut self.k, fd, &data, 1448);
+                let n = if direct {
+                    let mut done = 0;
+                    for part in data.chunks(1448) {
+                        let Some(idx) = self.k.rx_buffer() else { break };
+                        self.k.rx_payload_mut(idx).unwrap()[..part.len()].copy_from_slice(part);
+                        prop_assert_ne!(self.k.rx_arrived(fd, idx, part.len()).unwrap(), Arrival::Unregistered);
+                        done += part.len();
+                    }
+                    done
+                } else {
+                    arrive(&mut self.k, fd, &data, 1448)
+                };
                 self.m.rx_expected.get_mut(&fd).unwrap().extend_from_slice(&data[..n]);
             }
-            Step::Eof { fd } => {
+            Step::Eof { fd, direct } => {
                 let fd = self.fds[fd];
                 if !self.m.eof_sent.contains_key(&fd) {
-                    prop_assert!(self.k.rx_eof(fd));
+                    let registered = if direct { self.k.rx_eof_arrived(fd) } else { self.k.rx_eof(fd) };
+                    prop_assert!(registered);
                     let n = self.m.rx_expected.get(&fd).map_or(0, |v| v.len());
                     self.m.eof_sent.insert(fd, n);
                 }
             }
             Step::RxSync => {
+                self.end_batch()?;
                 self.k.rxsync();
             }
+            Step::Publish => self.k.rx_publish(),
             Step::Walk { budget, keep } => self.walk(budget, keep)?,
             Step::Release { n } => {
                 let n = n.min(self.app.len());
                 self.app.drain(..n);
             }
-            Step::Queue { fd, len, pool } => {
+            Step::Queue { fd, len, pool, direct } => {
                 let fd = self.fds[fd];
                 let exp = self.m.tx_expected.entry(fd).or_default();
                 let start = exp.len() as u64;
@@ -703,7 +946,11 @@ impl Harness {
                 } else {
                     SendData::Owned(data.clone())
                 };
-                self.d.tx_queue(fd, send).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                if direct {
+                    self.d.tx_send(fd, send).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                } else {
+                    self.d.tx_queue(fd, send).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                }
                 self.m.tx_expected.get_mut(&fd).unwrap().extend_from_slice(&data);
             }
             Step::Fill => {
@@ -714,7 +961,8 @@ impl Harness {
             Step::Writable => {
                 report_writable(&self.k, &mut self.d);
             }
-            Step::Drain { n } => drain_sends(&mut self.k, &mut self.m.tx_wire, n),
+            Step::Drain { n, in_place: false } => drain_sends(&mut self.k, &mut self.m.tx_wire, n),
+            Step::Drain { in_place: true, .. } => self.drain_in_place(),
             Step::Reclaim => self.reclaim(),
         }
         Ok(())
@@ -744,6 +992,7 @@ impl Harness {
             drain_sends(&mut self.k, &mut self.m.tx_wire, usize::MAX);
             self.reclaim();
             report_writable(&self.k, &mut self.d);
+            self.end_batch()?;
             self.k.rxsync();
             self.walk(u32::MAX, false)?;
             self.check()?;
@@ -780,7 +1029,8 @@ fn run(steps: &[Step], rings: u16, slots: u32, extra: u32, kernel: u32, sndbuf: 
     for i in 2..count {
         headroom(&k, i).fill(0xA5);
     }
-    let mut h = Harness { k, d, app: Vec::new(), m: Model::default(), fds };
+    let batch_start = d.rx.iter().map(|r| r.tail()).collect();
+    let mut h = Harness { k, d, app: Vec::new(), m: Model::default(), fds, batch_start };
     for s in steps {
         h.apply(s)?;
         h.check()?;

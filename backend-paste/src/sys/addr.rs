@@ -249,4 +249,17 @@ impl RingPtr {
         // SAFETY: slot_ptr checks the index; the region is writable (`new`'s contract).
         unsafe { ptr::write_volatile(self.slot_ptr(i), s) }
     }
+
+    /// Clears the `mask` bits of slot `i`'s flags, leaving the rest of the slot alone.
+    pub fn clear_flags(&self, i: u32, mask: u16) {
+        // SAFETY: slot_ptr checks the index; `flags` is a field of the slot, which lies
+        // in the writable region (`new`'s contract).
+        unsafe {
+            let f = ptr::addr_of_mut!((*self.slot_ptr(i)).flags);
+            let v = ptr::read_volatile(f);
+            if v & mask != 0 {
+                ptr::write_volatile(f, v & !mask);
+            }
+        }
+    }
 }

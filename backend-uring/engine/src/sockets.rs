@@ -520,6 +520,33 @@ impl SocketEngine {
         self.maybe_free(id, sink);
     }
 
+    /// Stops slot `id` without closing its fd: cancels every op on the fd and frees
+    /// the slot once none is in flight ([`Sink::released`], maybe at once); the owner
+    /// then closes the fd with [`close_fd`](Self::close_fd). For owners whose slot id
+    /// is the fd number (the emulated PASTE port): the number cannot be reused by a
+    /// new socket while completions of the old one may still come, so a slot is never
+    /// opened again while busy. Sends still in flight are cancelled.
+    pub fn retire(&mut self, id: u32, sink: &mut impl Sink, stats: &Stats) {
+        let Some(s) = self.slots.get_mut(id as usize) else { return };
+        if !s.has(st::OPEN) {
+            return;
+        }
+        s.state &= !st::OPEN;
+        let (fd, busy) = (s.fd, s.inflight > 0);
+        s.fd = -1;
+        if busy {
+            self.push_ignored(opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(fd)).all()).build(), stats);
+        }
+        self.maybe_free(id, sink);
+    }
+
+    /// Closes `fd`, which no open slot owns (its slot was [`retire`](Self::retire)d,
+    /// or it was never handed to the engine), through the ring (`IORING_OP_CLOSE`; a
+    /// plain `close` once the engine is shutting down).
+    pub fn close_fd(&mut self, fd: RawFd, stats: &Stats) {
+        self.close_stray(fd, stats);
+    }
+
     /// Closes an fd nobody will own (accepted for a listener that is gone).
     fn close_stray(&mut self, fd: RawFd, stats: &Stats) {
         if self.dropping {

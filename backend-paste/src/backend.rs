@@ -154,6 +154,19 @@ pub struct PasteBackend {
     events: Vec<Event>,
     /// Scratch list of the provider's end-of-stream reports (reused).
     fins: Vec<RawFd>,
+    /// Scratch lists of a tick, kept so that a tick allocates nothing once warm.
+    scratch: TickScratch,
+}
+
+/// Lists a tick fills and empties, kept between ticks (see [`PasteBackend::tick`]).
+#[derive(Debug, Default)]
+struct TickScratch {
+    /// Records whose taken bytes ask for a follow-up step.
+    steps: Vec<(Token, SendStep)>,
+    /// Fds whose EOF slot arrived after the app closed them.
+    peer_closed: Vec<RawFd>,
+    /// Fds whose record asked to pause receiving.
+    pause: Vec<RawFd>,
 }
 
 impl std::fmt::Debug for PasteBackend {
@@ -232,6 +245,7 @@ impl PasteBackend {
             shutdowns: Vec::new(),
             events: Vec::with_capacity(256),
             fins: Vec::new(),
+            scratch: TickScratch::default(),
         }
     }
 
@@ -565,7 +579,7 @@ impl PasteBackend {
         // 4. TX slots the kernel took: their bytes are sent, from the app's view.
         let stats = &self.stats;
         let fds = &self.fds;
-        let mut steps: Vec<(Token, SendStep)> = Vec::new();
+        let mut steps = std::mem::take(&mut self.scratch.steps);
         self.driver.tx_reclaim(|fd, bytes| {
             Stats::add(&stats.tx_bytes, bytes);
             Stats::add(&stats.completions, 1);
@@ -578,9 +592,10 @@ impl PasteBackend {
                 }
             }
         });
-        for (t, step) in steps {
+        for (t, step) in steps.drain(..) {
             self.follow(io, t, step);
         }
+        self.scratch.steps = steps;
         if !self.shutdowns.is_empty() {
             self.run_shutdowns(io);
         }
@@ -588,8 +603,8 @@ impl PasteBackend {
         // 5. RX slots: payload lent zero copy into its record, EOF slots.
         let fds = &self.fds;
         let tokens = &mut self.tokens;
-        let mut peer_closed = Vec::new();
-        let mut pause = Vec::new();
+        let mut peer_closed = std::mem::take(&mut self.scratch.peer_closed);
+        let mut pause = std::mem::take(&mut self.scratch.pause);
         let walk = self.driver.rx_walk(u32::MAX, |ev| match ev {
             RxEvent::Data { fd, buf } => {
                 let Some(&t) = usize::try_from(fd).ok().and_then(|i| fds.get(i)) else { return };
@@ -609,12 +624,14 @@ impl PasteBackend {
             }
         });
         Stats::add(&self.stats.completions, walk.data as u64);
-        for fd in peer_closed {
+        for fd in peer_closed.drain(..) {
             provider!(&mut self.provider, p => p.peer_closed(fd));
         }
-        for fd in pause {
+        for fd in pause.drain(..) {
             provider!(&mut self.provider, p => p.pause(fd));
         }
+        self.scratch.peer_closed = peer_closed;
+        self.scratch.pause = pause;
 
         // 6. End of stream the provider saw on a socket rather than in the ring (a FIN
         //    riding on data gets no EOF slot on kernel PASTE), after the walk.

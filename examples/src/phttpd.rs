@@ -115,6 +115,9 @@ async fn serve_batch(listener: TcpListener, responses: &'static Responses, timeo
         while let Some(event) = batch.next_event() {
             match event {
                 BatchEvent::Opened(conn) => {
+                    // As `accept_each` does in tasks mode: answers to a pipelined
+                    // burst read in two parts leave in two sends.
+                    let _ = batch.set_nodelay(conn, true);
                     if sessions.len() <= conn.index() {
                         sessions.resize_with(conn.index() + 1, || None);
                     }

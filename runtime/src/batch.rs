@@ -82,6 +82,8 @@ pub struct Batch<'a> {
     to_close: Vec<Token>,
     stop: bool,
     shutting_down: bool,
+    /// The listener's [`ListenOptions::nodelay`](crate::net::ListenOptions::nodelay).
+    nodelay: bool,
 }
 
 impl Batch<'_> {
@@ -92,6 +94,9 @@ impl Batch<'_> {
             // Data that arrived before adoption is in its queue already: listed at once.
             if self.driver.io.join_group(token, self.group) {
                 self.ready.push(token);
+            }
+            if self.nodelay {
+                let _ = self.set_nodelay(ConnId(token), true);
             }
             return Some(BatchEvent::Opened(ConnId(token)));
         }
@@ -127,6 +132,18 @@ impl Batch<'_> {
     pub fn set_recv_deadline(&mut self, conn: ConnId, deadline: Option<std::time::Instant>) {
         let now = crate::time::coarse_now();
         self.driver.set_recv_deadline(conn.0, deadline, now);
+    }
+
+    /// Sets `TCP_NODELAY` on `conn` (one system call; do it on
+    /// [`BatchEvent::Opened`]). A server answering pipelined requests in more than
+    /// one send wants it: Nagle's algorithm holds a later send until the peer's
+    /// delayed ACK. Listeners bound with [`ListenOptions::nodelay`] set it on every
+    /// connection already.
+    ///
+    /// [`ListenOptions::nodelay`]: crate::net::ListenOptions::nodelay
+    pub fn set_nodelay(&mut self, conn: ConnId, on: bool) -> io::Result<()> {
+        let fd = self.driver.io.fd(conn.0)?;
+        crate::net::socket::with_sock(fd, |s| s.set_nodelay(on))
     }
 
     /// Queues `data` for `conn`; it leaves at the next poll with everything else
@@ -183,6 +200,7 @@ where
     H: FnMut(&mut Batch<'_>),
 {
     let (rt, listener_token) = listener.parts();
+    let nodelay = listener.nodelay();
     let group = rt.driver.borrow_mut().io.add_group();
     let mut ready = Vec::with_capacity(1024);
     let mut to_close = Vec::new();
@@ -230,6 +248,7 @@ where
                 to_close: std::mem::take(&mut to_close),
                 stop: false,
                 shutting_down,
+                nodelay,
             };
             handler(&mut batch);
             let Batch { driver: mut d, ready: mut unread, pos, to_close: mut closing, stop: stopped, .. } = batch;

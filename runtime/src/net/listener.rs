@@ -94,6 +94,11 @@ impl TcpListener {
         (self.rt.clone(), self.token)
     }
 
+    /// Whether accepted connections get `TCP_NODELAY` ([`ListenOptions::nodelay`]).
+    pub(crate) fn nodelay(&self) -> bool {
+        self.nodelay
+    }
+
     /// Polls for the next accepted connection.
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<TcpStream>> {
         poll_backlog(&self.rt, self.token, cx).map_ok(|token| {

@@ -13,7 +13,7 @@
 mod compat;
 mod conn;
 mod listener;
-mod socket;
+pub(crate) mod socket;
 mod stream;
 mod udp;
 mod unix;

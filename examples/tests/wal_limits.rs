@@ -2,13 +2,14 @@
 //! once requests still arriving hold their share of the log, a further partial body
 //! is answered `503` with `Retry-After` (never `413`) and closed, while complete
 //! requests and the partial ones already admitted are still acknowledged. A partial
-//! head is answered `408` once the header limit passes.
+//! head is answered `408` once the header limit passes, and a kept-alive connection
+//! left idle is closed at the idle limit, not before.
 
 mod support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use paste_rt::net::TcpListener;
 use paste_rt::persist::{FlushMethod, Persister};
@@ -21,13 +22,17 @@ const MAX_PARTIAL: u32 = 4;
 const PARTIALS: usize = 8;
 
 /// Starts a copy-mode WAL of 64 records, at most [`MAX_PARTIAL`] of them for
-/// requests still arriving, on the current runtime.
+/// requests still arriving, on the current runtime, with a 300 ms header limit.
 async fn start(dir: &std::path::Path) -> SocketAddr {
+    start_with(dir, Timeouts { header: Some(Duration::from_millis(300)), ..Timeouts::HTTP }).await
+}
+
+/// [`start`] with the given limits.
+async fn start_with(dir: &std::path::Path, timeouts: Timeouts) -> SocketAddr {
     let recovery = Recovery::open(dir, 64, Mode::Copy).unwrap();
     let persister = Persister::new(FlushMethod::detect(), 0);
     let mut wal = recovery.attach(paste_rt::runtime::pool(), persister).unwrap();
     wal.set_max_partial(MAX_PARTIAL);
-    let timeouts = Timeouts { header: Some(Duration::from_millis(300)), ..Timeouts::HTTP };
     let mut server = WalServer::with_timeouts(wal, timeouts);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -114,6 +119,28 @@ async fn partial_bodies_beyond_their_share_get_503_and_complete_requests_still_c
         let mut c = connect(addr);
         c.write_all(b"POST /log HTTP/1.1\r\nContent-Le").unwrap();
         assert_eq!(read_to_eof(&mut c), REQUEST_TIMEOUT);
+    })
+    .await;
+}
+
+#[paste_rt::test_each_backend]
+async fn a_kept_alive_connection_left_idle_is_closed_at_the_idle_limit() {
+    const IDLE: Duration = Duration::from_millis(400);
+    let dir = tempfile::tempdir().unwrap();
+    let addr = start_with(dir.path(), Timeouts { idle: Some(IDLE), ..Timeouts::HTTP }).await;
+    off_thread(move || {
+        let ack = ResponseTemplate::new(64);
+        let mut c = connect(addr);
+        let mut post = post_head(10);
+        post.extend_from_slice(&[b'i'; 10]);
+        for _ in 0..3 {
+            round_trip(&mut c, &post, ack.as_bytes());
+        }
+        let last_request = Instant::now();
+        assert!(read_to_eof(&mut c).is_empty(), "an idle connection got bytes instead of a close");
+        // The idle deadline may lag the last request by an eighth of the limit.
+        let idle = last_request.elapsed();
+        assert!(idle >= IDLE - IDLE / 8, "closed {idle:?} after the last request, before the idle limit");
     })
     .await;
 }

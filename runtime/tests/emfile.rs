@@ -19,6 +19,8 @@ const CONNS: usize = 12;
 #[test]
 fn emfile_child() {
     let Ok(backend) = std::env::var(CHILD_ENV) else { return };
+    // The accept failures are `tracing` events too (checked by the parent).
+    tracing_subscriber::fmt().with_max_level(tracing::Level::WARN).with_ansi(false).with_writer(std::io::stdout).init();
     let rt = paste_rt::runtime::Builder::new().ignore_env().backend(&backend).build().unwrap();
     rt.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -108,6 +110,9 @@ fn run_child(backend: BackendKind) {
     assert!(field("emfile") >= 1, "the limit was never hit: {done}");
     // A spinning accept loop would run hundreds of thousands of ticks here.
     assert!(field("ticks") < 5_000, "busy loop while starved: {done}");
+    let event = |l: &&str| l.contains("WARN") && l.contains("paste_rt::io") && l.contains("accept failed");
+    let warned = rest.lines().find(event).unwrap_or_else(|| panic!("no accept-failure event in {rest:?}"));
+    assert!(warned.contains("out_of_fds=true"), "{warned}");
     eprintln!("{backend}: {done}");
 }
 

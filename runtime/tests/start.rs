@@ -38,6 +38,17 @@ fn start_child() {
                 .init();
             let rt = Builder::new().ignore_env().backend("auto").build().unwrap();
             println!("RESULT {}", rt.backend());
+            // A reset and a graceful shutdown are events too.
+            rt.block_on(async {
+                let listener = paste_rt::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+                let (stream, _) = listener.accept().await.unwrap();
+                socket2::SockRef::from(&peer).set_linger(Some(std::time::Duration::ZERO)).unwrap();
+                drop(peer);
+                assert!(stream.recv().await.is_err(), "a reset read as a clean end");
+                paste_rt::runtime::request_shutdown();
+                paste_rt::runtime::shutdown_requested().await;
+            });
         }
         other => panic!("unknown scenario {other}"),
     }
@@ -177,6 +188,10 @@ fn the_selection_is_a_tracing_event() {
         let skipped = |l: &&str| l.contains("DEBUG") && l.contains("backend skipped") && l.contains("backend=paste");
         assert!(stdout.lines().any(|l| skipped(&l)), "{stdout}");
     }
+    let reset = |l: &&str| l.contains("paste_rt::io") && l.contains("receive failed") && l.contains("reset=true");
+    assert!(stdout.lines().any(|l| reset(&l)), "no reset event in {stdout}");
+    let shutdown = |l: &&str| l.contains("paste_rt::shutdown") && l.contains("graceful shutdown requested");
+    assert!(stdout.lines().any(|l| shutdown(&l)), "no shutdown event in {stdout}");
     // With a subscriber installed, the stderr fallback stays silent.
     assert!(!stderr.contains("paste-rt: backend"), "{stderr}");
 }

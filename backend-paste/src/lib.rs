@@ -38,7 +38,7 @@ pub mod port_mem;
 pub mod ring;
 pub mod sys;
 
-pub use backend::{EmuBufferCount, EmuSettings, PasteBackend};
+pub use backend::{EmuBufferCount, EmuSettings, PasteBackend, EMU_DEFAULT_SLOTS};
 pub use emu_kernel::{
     probe_socket, EmuKernel, FdRegError, HoldError, KernelHold, SendJob, SocketState, SyncReport, TxStall,
 };

@@ -36,6 +36,7 @@
 use std::collections::VecDeque;
 
 use crate::dense_map::DenseMap;
+use crate::lazy_deque::LazyDeque;
 use std::fmt;
 use std::io;
 use std::os::fd::RawFd;
@@ -234,7 +235,7 @@ pub enum Arrival {
 #[derive(Debug)]
 struct FdEntry {
     /// Received data (and a FIN) waiting for RX slots, oldest first.
-    pending: VecDeque<Pending>,
+    pending: LazyDeque<Pending>,
     /// In `ready`.
     queued: bool,
     send_error: Option<i32>,
@@ -461,7 +462,7 @@ impl EmuKernel {
         }
         self.next_gen = self.next_gen.wrapping_add(1);
         let entry = FdEntry {
-            pending: VecDeque::new(),
+            pending: LazyDeque::new(),
             queued: false,
             send_error: None,
             sndbuf: EMU_SNDBUF,

@@ -35,7 +35,6 @@
 //! ring slot or a send of it may still be in flight (a later connection could reuse
 //! the number).
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
@@ -50,6 +49,7 @@ use paste_rt_uring_engine::{EngineConfig, Sink, SocketEngine};
 
 use crate::backend::{EmuBufferCount, EmuSettings, Event};
 use crate::emu_kernel::{probe_socket, Arrival, EmuKernel, KernelHold, SocketState};
+use crate::lazy_deque::LazyDeque;
 use crate::port_mem::EmuPortConfig;
 use crate::ring::{DriverConfig, RingDriver};
 use crate::sys::abi::pst;
@@ -96,7 +96,7 @@ struct SockState {
     error_pending: Option<i32>,
     /// What arrived while the application had receiving paused, in order (`None`:
     /// the FIN), handed to the kernel on resume.
-    held: VecDeque<Option<(u32, u32)>>,
+    held: LazyDeque<Option<(u32, u32)>>,
 }
 
 /// The emulated provider (see the module docs).
@@ -427,7 +427,7 @@ impl EmuProvider {
         s.closing = true;
         s.shutdown_q = None;
         s.error_pending = None;
-        let held: Vec<u32> = s.held.drain(..).flatten().map(|(b, _)| b).collect();
+        let held: Vec<u32> = s.held.drain().flatten().map(|(b, _)| b).collect();
         for buf in held {
             let _ = self.kernel.rx_abandon(buf);
         }
@@ -788,7 +788,7 @@ impl Sink for EmuSink<'_> {
 
     fn released(&mut self, slot: u32) {
         let s = sock_mut(self.socks, slot as RawFd);
-        for (buf, _) in s.held.drain(..).flatten() {
+        for (buf, _) in s.held.drain().flatten() {
             let _ = self.kernel.rx_abandon(buf);
         }
         if s.retiring {

@@ -32,6 +32,7 @@ mod backend;
 mod dense_map;
 pub mod emu_kernel;
 mod emu_provider;
+mod lazy_deque;
 pub mod kernel;
 pub mod kernel_provider;
 pub mod port_mem;

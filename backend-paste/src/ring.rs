@@ -63,6 +63,8 @@ use std::mem::offset_of;
 
 use paste_rt_core::{BufPool, RxBuf, SendData, TxBuf};
 
+use crate::lazy_deque::LazyDeque;
+
 use crate::sys::abi::{pst, slotflags, NetmapIf, FIRST_DATA_BUF};
 use crate::sys::addr::{self, LayoutError, PortRegion, RingPtr};
 use crate::sys::slot;
@@ -226,7 +228,7 @@ struct TxRing {
 
 #[derive(Default)]
 struct FdTx {
-    queue: VecDeque<SendData>,
+    queue: LazyDeque<SendData>,
     /// Bytes of the front entry already placed.
     front_off: usize,
     queued_bytes: u64,
@@ -742,7 +744,7 @@ impl RingDriver {
     /// accounting checks).
     pub fn for_each_queued_pool_buf(&self, mut f: impl FnMut(u32)) {
         for q in &self.fds {
-            for d in &q.queue {
+            for d in q.queue.iter() {
                 if let SendData::Pool(b) = d {
                     f(b.index());
                 }

@@ -64,7 +64,7 @@ pub const SOCKET_BACKLOG_CAP: usize = 64;
 /// a FIFO, so every buffer it holds gets written in turn: a ring sized for the
 /// busiest moment would spread idle connections' data over that many buffers (and
 /// their pages) for good.
-pub const RX_RING_START: u32 = 64;
+pub const EMU_RX_RING_START: u32 = 64;
 /// Most send-queue payloads gathered into one `SENDMSG`.
 const SEND_BATCH: usize = 16;
 /// How long a listener waits after `EMFILE` and the like, unless an fd is freed first.
@@ -191,7 +191,7 @@ impl EmuProvider {
             .map_err(|e| e.into_start_error(kind))?;
         let buf_max = (port.kernel_bufs / 4).clamp(1, 4096);
         let entries = buf_max.next_power_of_two();
-        let buf_target = RX_RING_START.min(buf_max);
+        let buf_target = EMU_RX_RING_START.min(buf_max);
         let bufs = BufRing::new(
             &ring.submitter(),
             BGID,

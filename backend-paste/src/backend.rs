@@ -175,13 +175,24 @@ impl std::fmt::Debug for PasteBackend {
     }
 }
 
+/// Slots per ring of an emulated port unless set: a quarter of the kernel's default.
+///
+/// Every buffer parked in a ring slot gets written once per trip round the ring (an
+/// RX slot's buffer is received into once the kernel swaps it out, a TX slot's is
+/// filled by the next reply placed there), so a ring of N slots keeps about N
+/// buffers' pages resident for good, however few connections are busy. 256 slots
+/// hold a sync's worth of replies for a few hundred busy connections (the rest waits
+/// in the per-fd queues and backlogs, as on a full kernel ring) at a quarter of the
+/// resident memory of 1024.
+pub const EMU_DEFAULT_SLOTS: u32 = 256;
+
 /// Settings of the emulated port, derived from the runtime's pool settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmuSettings {
     /// The pool: `count` becomes the port's extra buffers (the application's pool),
     /// `buf_size` the port's buffer size, `File` memory backs the whole port.
     pub pool: PoolConfig,
-    /// Slots per ring (default 1024).
+    /// Slots per ring (default [`EMU_DEFAULT_SLOTS`]).
     pub slots: u32,
     /// Spare buffers of the emulated kernel (default: the pool's count, at least 2048).
     pub kernel_bufs: u32,
@@ -191,7 +202,7 @@ impl EmuSettings {
     /// Defaults around `pool`.
     pub fn new(pool: PoolConfig) -> EmuSettings {
         let kernel_bufs = pool.count.max(2048);
-        EmuSettings { pool, slots: crate::sys::abi::pst::DEFAULT_SLOTS, kernel_bufs }
+        EmuSettings { pool, slots: EMU_DEFAULT_SLOTS, kernel_bufs }
     }
 }
 

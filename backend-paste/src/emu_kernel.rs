@@ -36,6 +36,7 @@
 use std::collections::VecDeque;
 
 use crate::dense_map::DenseMap;
+use crate::lazy_deque::LazyDeque;
 use std::fmt;
 use std::io;
 use std::os::fd::RawFd;
@@ -234,7 +235,7 @@ pub enum Arrival {
 #[derive(Debug)]
 struct FdEntry {
     /// Received data (and a FIN) waiting for RX slots, oldest first.
-    pending: VecDeque<Pending>,
+    pending: LazyDeque<Pending>,
     /// In `ready`.
     queued: bool,
     send_error: Option<i32>,
@@ -244,8 +245,9 @@ struct FdEntry {
     wmem: u64,
     /// Tells this registration's charges from a previous socket's on the same fd.
     gen: u32,
-    /// Taken TX payloads whose send is not done, oldest first: the socket's send queue.
-    sends: VecDeque<SendJob>,
+    /// Taken TX payloads whose send is not done, oldest first: the socket's send queue
+    /// (threaded through [`EmuKernel::queued`], so it allocates nothing).
+    sends: SendList,
     /// In `tx_ready`.
     tx_listed: bool,
     /// The socket failed for sending: its TX slots are skipped, as an unregistered
@@ -254,6 +256,67 @@ struct FdEntry {
     /// The RX batch this fd last got a slot in, and how many it got in it.
     batch: u32,
     batch_slots: u32,
+}
+
+/// Names no buffer in a [`SendList`]: buffer 0 is reserved (netmap's), never a data
+/// buffer.
+const NO_BUF: u32 = 0;
+
+/// One taken TX payload in its socket's send queue, stored by its buffer index (a
+/// buffer is in at most one send queue at a time). The all-zero value is "none", so
+/// the table starts as untouched zero pages.
+#[derive(Clone, Copy, Debug, Default)]
+struct QueuedSend {
+    /// The next buffer of the same send queue ([`NO_BUF`]: the last).
+    next: u32,
+    /// Payload offset in the buffer (`G + doff`, moved on by a partial send).
+    off: u32,
+    /// Payload bytes not yet sent.
+    len: u32,
+    /// What the payload counts against its socket's send buffer.
+    charge: u32,
+}
+
+/// A socket's send queue: a list threaded through the per-buffer [`QueuedSend`]
+/// table, oldest first. An idle socket's queue is two words and no allocation.
+#[derive(Clone, Copy, Debug, Default)]
+struct SendList {
+    head: u32,
+    tail: u32,
+}
+
+impl SendList {
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.head == NO_BUF
+    }
+
+    /// Appends buffer `buf` (its entry in `table` is overwritten).
+    #[inline]
+    fn push(&mut self, table: &mut [QueuedSend], buf: u32, off: u32, len: u32, charge: u32) {
+        table[buf as usize] = QueuedSend { next: NO_BUF, off, len, charge };
+        if self.tail == NO_BUF {
+            self.head = buf;
+        } else {
+            table[self.tail as usize].next = buf;
+        }
+        self.tail = buf;
+    }
+
+    /// Takes the oldest entry: its buffer and what was queued.
+    #[inline]
+    fn pop(&mut self, table: &[QueuedSend]) -> Option<(u32, QueuedSend)> {
+        if self.head == NO_BUF {
+            return None;
+        }
+        let buf = self.head;
+        let q = table[buf as usize];
+        self.head = q.next;
+        if self.head == NO_BUF {
+            self.tail = NO_BUF;
+        }
+        Some((buf, q))
+    }
 }
 
 /// A taken TX slot's charge against its socket, held with its buffer.
@@ -302,6 +365,8 @@ pub struct EmuKernel {
     ready: VecDeque<i32>,
     /// Fds whose send queue got payloads since [`EmuKernel::take_tx_ready`] last ran.
     tx_ready: Vec<i32>,
+    /// By buffer index: a payload in a send queue (see [`SendList`]).
+    queued: Vec<QueuedSend>,
     /// By buffer index: the charge of a job taken out of its send queue with
     /// [`EmuKernel::next_send`], until [`EmuKernel::send_done`].
     charges: Vec<Option<Charge>>,
@@ -344,6 +409,7 @@ impl EmuKernel {
             rx.push(KRing { ring, hwcur: 0, hwtail: 0, last_fd: -1 });
         }
         let charges = vec![None; mem.layout().buf_count as usize];
+        let queued = vec![QueuedSend::default(); mem.layout().buf_count as usize];
         let mut hold = vec![Hold::NotHeld; mem.layout().buf_count as usize];
         let free: Vec<u32> = mem.kernel_buffers().into_iter().rev().collect();
         for &i in &free {
@@ -362,6 +428,7 @@ impl EmuKernel {
             fds: DenseMap::new(),
             ready: VecDeque::new(),
             tx_ready: Vec::new(),
+            queued,
             charges,
             next_gen: 0,
             rx_epoch: 1,
@@ -395,13 +462,13 @@ impl EmuKernel {
         }
         self.next_gen = self.next_gen.wrapping_add(1);
         let entry = FdEntry {
-            pending: VecDeque::new(),
+            pending: LazyDeque::new(),
             queued: false,
             send_error: None,
             sndbuf: EMU_SNDBUF,
             wmem: 0,
             gen: self.next_gen,
-            sends: VecDeque::new(),
+            sends: SendList::default(),
             tx_listed: false,
             tx_dead: false,
             batch: 0,
@@ -451,8 +518,9 @@ impl EmuKernel {
                 self.put_free(buf);
             }
         }
-        for job in e.sends {
-            self.put_free(job.buf);
+        let mut sends = e.sends;
+        while let Some((buf, _)) = sends.pop(&self.queued) {
+            self.put_free(buf);
         }
         true
     }
@@ -681,13 +749,15 @@ impl EmuKernel {
     #[inline]
     pub fn sends_gather(&self, fd: i32, max: usize, mut f: impl FnMut(&[u8])) -> usize {
         let Some(e) = self.fds.get(fd as usize) else { return 0 };
-        let mut n = 0;
-        for job in e.sends.iter().take(max) {
-            let Some(p) = self.mem.buf_ptr(job.buf) else { break };
+        let (mut n, mut buf) = (0, e.sends.head);
+        while n < max && buf != NO_BUF {
+            let job = self.queued[buf as usize];
+            let Some(p) = self.mem.buf_ptr(buf) else { break };
             // SAFETY: the buffer is held in this send queue (nobody writes it until it is
             // retired) and `off + len <= buf_size` (checked by txsync when it was taken).
             f(unsafe { std::slice::from_raw_parts(p.add(job.off as usize), job.len as usize) });
             n += 1;
+            buf = job.next;
         }
         n
     }
@@ -699,7 +769,9 @@ impl EmuKernel {
     pub fn sends_done(&mut self, fd: i32, bytes: u64) -> bool {
         let Some(e) = self.fds.get_mut(fd as usize) else { return false };
         let mut left = bytes;
-        while let Some(job) = e.sends.front_mut() {
+        while !e.sends.is_empty() {
+            let buf = e.sends.head;
+            let job = &mut self.queued[buf as usize];
             if left < job.len as u64 {
                 if left > 0 {
                     job.off += left as u32;
@@ -708,8 +780,8 @@ impl EmuKernel {
                 break;
             }
             left -= job.len as u64;
-            let (buf, charge) = (job.buf, job.charge);
-            e.sends.pop_front();
+            let charge = job.charge;
+            e.sends.pop(&self.queued);
             e.wmem = e.wmem.saturating_sub(u64::from(charge));
             self.hold[buf as usize] = Hold::Held(KernelHold::Free);
             self.free.push(buf);
@@ -723,9 +795,9 @@ impl EmuKernel {
         let Some(e) = self.fds.get_mut(fd as usize) else { return };
         e.tx_dead = true;
         e.wmem = 0;
-        let sends = std::mem::take(&mut e.sends);
-        for job in sends {
-            self.put_free(job.buf);
+        let mut sends = std::mem::take(&mut e.sends);
+        while let Some((buf, _)) = sends.pop(&self.queued) {
+            self.put_free(buf);
         }
     }
 
@@ -737,8 +809,10 @@ impl EmuKernel {
             let &fd = self.tx_ready.last()?;
             let entry = self.fds.get_mut(fd as usize);
             let gen = entry.as_ref().map_or(0, |e| e.gen);
-            match entry.and_then(|e| e.sends.pop_front()) {
-                Some(job) => {
+            let queued = &self.queued;
+            match entry.and_then(|e| e.sends.pop(queued)) {
+                Some((buf, q)) => {
+                    let job = SendJob { fd, buf, off: q.off, len: q.len, charge: q.charge };
                     self.hold[job.buf as usize] = Hold::Held(KernelHold::Sending);
                     self.charges[job.buf as usize] = Some(Charge { fd, gen, bytes: job.charge });
                     return Some(job);
@@ -971,7 +1045,7 @@ impl EmuKernel {
                 };
                 let charge = len - doff + EMU_SKB_OVERHEAD;
                 e.wmem += u64::from(charge);
-                e.sends.push_back(SendJob { fd, buf: s.buf_idx, off: g + doff, len: len - doff, charge });
+                e.sends.push(&mut self.queued, s.buf_idx, g + doff, len - doff, charge);
                 if !e.tx_listed {
                     e.tx_listed = true;
                     self.tx_ready.push(fd);

@@ -35,7 +35,6 @@
 //! ring slot or a send of it may still be in flight (a later connection could reuse
 //! the number).
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
@@ -50,6 +49,7 @@ use paste_rt_uring_engine::{EngineConfig, Sink, SocketEngine};
 
 use crate::backend::{EmuBufferCount, EmuSettings, Event};
 use crate::emu_kernel::{probe_socket, Arrival, EmuKernel, KernelHold, SocketState};
+use crate::lazy_deque::LazyDeque;
 use crate::port_mem::EmuPortConfig;
 use crate::ring::{DriverConfig, RingDriver};
 use crate::sys::abi::pst;
@@ -59,6 +59,12 @@ const BGID: u16 = 0;
 /// A socket stops receiving when this many entries wait in its backlog (it resumes
 /// at half): the emulation's socket receive buffer.
 pub const SOCKET_BACKLOG_CAP: usize = 64;
+/// Buffers the receive buffer ring holds at first; it doubles (up to its size,
+/// a quarter of the kernel's spares) each time a receive finds it empty. The ring is
+/// a FIFO, so every buffer it holds gets written in turn: a ring sized for the
+/// busiest moment would spread idle connections' data over that many buffers (and
+/// their pages) for good.
+pub const EMU_RX_RING_START: u32 = 64;
 /// Most send-queue payloads gathered into one `SENDMSG`.
 const SEND_BATCH: usize = 16;
 /// How long a listener waits after `EMFILE` and the like, unless an fd is freed first.
@@ -90,7 +96,7 @@ struct SockState {
     error_pending: Option<i32>,
     /// What arrived while the application had receiving paused, in order (`None`:
     /// the FIN), handed to the kernel on resume.
-    held: VecDeque<Option<(u32, u32)>>,
+    held: LazyDeque<Option<(u32, u32)>>,
 }
 
 /// The emulated provider (see the module docs).
@@ -99,6 +105,8 @@ struct SockState {
 pub(crate) struct EmuProvider {
     engine: SocketEngine,
     bufs: BufRing,
+    /// Buffers the receive ring is kept topped up to (grows when dry, up to
+    /// `bufs.capacity()`).
     buf_target: u32,
     kernel: EmuKernel,
     socks: Vec<SockState>,
@@ -181,8 +189,9 @@ impl EmuProvider {
         let kind = BackendKind::PasteEmu;
         let (ring, probe) = probe::open_ring(&RingConfig { sq_entries: 2048, cq_entries: 8192 })
             .map_err(|e| e.into_start_error(kind))?;
-        let buf_target = (port.kernel_bufs / 4).clamp(1, 4096);
-        let entries = buf_target.next_power_of_two();
+        let buf_max = (port.kernel_bufs / 4).clamp(1, 4096);
+        let entries = buf_max.next_power_of_two();
+        let buf_target = EMU_RX_RING_START.min(buf_max);
         let bufs = BufRing::new(
             &ring.submitter(),
             BGID,
@@ -228,9 +237,10 @@ impl EmuProvider {
     pub(crate) fn describe(&self) -> String {
         format!(
             "paste-emu (PASTE port emulated in user space; figures are emulated): 1+1 rings of {} slots, \
-             {} kernel spares, recv buffer ring {}{}; io_uring {}",
+             {} kernel spares, recv buffer ring {} (starts at {}, grows when dry){}; io_uring {}",
             self.kernel.memory().config().slots,
             self.kernel.memory().config().kernel_bufs,
+            self.bufs.capacity(),
             self.buf_target,
             if self.use_bundle { " with bundles" } else { "" },
             self.engine.probe().describe()
@@ -263,7 +273,7 @@ impl EmuProvider {
         let sink = EmuSink {
             kernel: &mut self.kernel,
             bufs: &mut self.bufs,
-            buf_target: self.buf_target,
+            buf_target: &mut self.buf_target,
             socks: &mut self.socks,
             watch: &mut self.watch,
             to_close: &mut self.to_close,
@@ -417,7 +427,7 @@ impl EmuProvider {
         s.closing = true;
         s.shutdown_q = None;
         s.error_pending = None;
-        let held: Vec<u32> = s.held.drain(..).flatten().map(|(b, _)| b).collect();
+        let held: Vec<u32> = s.held.drain().flatten().map(|(b, _)| b).collect();
         for buf in held {
             let _ = self.kernel.rx_abandon(buf);
         }
@@ -603,7 +613,7 @@ impl EmuProvider {
 struct EmuSink<'a> {
     kernel: &'a mut EmuKernel,
     bufs: &'a mut BufRing,
-    buf_target: u32,
+    buf_target: &'a mut u32,
     socks: &'a mut Vec<SockState>,
     watch: &'a mut Vec<RawFd>,
     to_close: &'a mut Vec<RawFd>,
@@ -614,7 +624,7 @@ impl EmuSink<'_> {
     /// Tops the receive buffer ring up with the emulated kernel's spares.
     fn refill(&mut self) {
         let mut added = false;
-        while self.bufs.len() < self.buf_target {
+        while self.bufs.len() < *self.buf_target {
             let Some(idx) = self.kernel.rx_buffer() else { break };
             let Some(base) = self.kernel.memory().buf_ptr(idx) else { break };
             // SAFETY: the buffer is held by the emulated kernel as Receiving: nobody
@@ -778,7 +788,7 @@ impl Sink for EmuSink<'_> {
 
     fn released(&mut self, slot: u32) {
         let s = sock_mut(self.socks, slot as RawFd);
-        for (buf, _) in s.held.drain(..).flatten() {
+        for (buf, _) in s.held.drain().flatten() {
             let _ = self.kernel.rx_abandon(buf);
         }
         if s.retiring {
@@ -789,6 +799,11 @@ impl Sink for EmuSink<'_> {
 
     fn rx_buffers(&self) -> u32 {
         self.bufs.len()
+    }
+
+    fn rx_exhausted(&mut self) {
+        // The ring ran dry: let it hold more of the spares, up to its size.
+        *self.buf_target = (*self.buf_target * 2).min(self.bufs.capacity());
     }
 
     #[inline]

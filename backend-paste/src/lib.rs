@@ -34,14 +34,16 @@ pub mod emu_kernel;
 mod emu_provider;
 pub mod kernel;
 pub mod kernel_provider;
+mod lazy_deque;
 pub mod port_mem;
 pub mod ring;
 pub mod sys;
 
-pub use backend::{EmuBufferCount, EmuSettings, PasteBackend};
+pub use backend::{EmuBufferCount, EmuSettings, PasteBackend, EMU_DEFAULT_SLOTS};
 pub use emu_kernel::{
     probe_socket, EmuKernel, FdRegError, HoldError, KernelHold, SendJob, SocketState, SyncReport, TxStall,
 };
+pub use emu_provider::EMU_RX_RING_START;
 pub use kernel::{ExtmemConfig, KernelConfig, KernelPort};
 pub use port_mem::{EmuPortConfig, PortMemory};
 pub use ring::{DriverConfig, ExportReport, RingDriver, RingError, RxEvent, RxWalk, TxFill};

@@ -63,6 +63,8 @@ use std::mem::offset_of;
 
 use paste_rt_core::{BufPool, RxBuf, SendData, TxBuf};
 
+use crate::lazy_deque::LazyDeque;
+
 use crate::sys::abi::{pst, slotflags, NetmapIf, FIRST_DATA_BUF};
 use crate::sys::addr::{self, LayoutError, PortRegion, RingPtr};
 use crate::sys::slot;
@@ -226,7 +228,7 @@ struct TxRing {
 
 #[derive(Default)]
 struct FdTx {
-    queue: VecDeque<SendData>,
+    queue: LazyDeque<SendData>,
     /// Bytes of the front entry already placed.
     front_off: usize,
     queued_bytes: u64,
@@ -742,7 +744,7 @@ impl RingDriver {
     /// accounting checks).
     pub fn for_each_queued_pool_buf(&self, mut f: impl FnMut(u32)) {
         for q in &self.fds {
-            for d in &q.queue {
+            for d in q.queue.iter() {
                 if let SendData::Pool(b) = d {
                     f(b.index());
                 }
@@ -817,6 +819,13 @@ impl RingDriver {
             SendData::Pool(b) if self.active.is_empty() => match self.place_direct(fd, b) {
                 Ok(()) => return Ok(1),
                 Err(b) => SendData::Pool(b),
+            },
+            // Bytes that fit one slot (a static response): copied straight into it,
+            // never through the fd's queue, so an fd that only ever sends such replies
+            // keeps no queue allocation (idle connections cost no heap here).
+            d if self.active.is_empty() => match self.place_copy_direct(fd, d) {
+                Ok(()) => return Ok(1),
+                Err(d) => d,
             },
             d => d,
         };
@@ -900,6 +909,70 @@ impl RingDriver {
         }
         s.buf_idx = idx;
         s.flags |= slotflags::BUF_CHANGED;
+        s.len = (doff + len) as u16;
+        s.ptr = slot::set_fd(slot::set_doff(s.ptr, self.cfg.tx_doff), fd);
+        ring.set_slot(head, s);
+        self.tx[r].shadow[head as usize] = TxShadow { fd, gen: f.gen, bytes: len };
+        f.inflight += 1;
+        let charge = u64::from(len) + u64::from(self.cfg.tx_slot_overhead);
+        f.untaken_charge += charge;
+        if let Some(budget) = f.budget {
+            f.credit -= charge as i64;
+            if !f.low && f.credit < i64::from(budget / 2) {
+                f.low = true;
+                self.low_credit.push(fd);
+            }
+        }
+        ring.set_head_cur(slot::ring_next(head, n));
+        Ok(())
+    }
+
+    /// Copies `data` into `fd`'s ring's next free slot when it is not a pool buffer, is
+    /// not empty and fits one slot, and `fd` has nothing queued, room in flight and send
+    /// credit, and the ring has a free slot — what [`tx_fill`](Self::tx_fill) would do
+    /// with it, without queueing it first; hands `data` back otherwise.
+    #[inline]
+    fn place_copy_direct(&mut self, fd: i32, data: SendData) -> Result<(), SendData> {
+        if matches!(data, SendData::Pool(_)) || data.is_empty() {
+            return Err(data);
+        }
+        let ntx = self.tx.len();
+        let r = if ntx == 1 { 0 } else { fd as usize % ntx };
+        let Some(t) = self.tx.get(r) else { return Err(data) };
+        let ring = t.ring;
+        let (n, head, tail) = (ring.num_slots(), ring.head(), ring.tail());
+        if head == tail || head >= n || tail >= n {
+            return Err(data);
+        }
+        if tail != t.seen_tail {
+            // A sync since the last look: record who the taken slots carried before
+            // they are refilled.
+            self.collect_completions();
+        }
+        let Some(f) = usize::try_from(fd).ok().and_then(|i| self.fds.get_mut(i)) else { return Err(data) };
+        if f.active || f.inflight >= self.cfg.max_inflight_per_fd || (f.budget.is_some() && f.credit <= 0) {
+            return Err(data);
+        }
+        let mut s = ring.slot(head);
+        let doff = self.cfg.tx_doff as u32;
+        let g = slot::generic_offset(s.ptr, ring.offset_mask()) as u32;
+        if !(FIRST_DATA_BUF..self.index_limit).contains(&s.buf_idx) || g + doff >= self.buf_size {
+            return Err(data);
+        }
+        let room = self.cfg.mss.min(self.buf_size - g - doff).min(u16::MAX as u32 - doff) as usize;
+        let bytes = data.as_slice();
+        if bytes.len() > room {
+            return Err(data);
+        }
+        // SAFETY: the slot's buffer index is in range (checked above), so the buffer
+        // lies in the region; we write [g + doff, g + doff + len) with that end at most
+        // buf_size (len <= room), never the kernel's [0, g).
+        unsafe {
+            let dst = self.pool.buf_ptr(s.buf_idx).add((g + doff) as usize);
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len());
+        }
+        let len = bytes.len() as u32;
+        SendData::count_copy(bytes.len());
         s.len = (doff + len) as u16;
         s.ptr = slot::set_fd(slot::set_doff(s.ptr, self.cfg.tx_doff), fd);
         ring.set_slot(head, s);

@@ -199,7 +199,7 @@ pub struct SocketEngine {
     accept_waiting: Vec<(u32, u32)>,
     /// An fd was closed since the last tick (a listener out of fds may retry).
     fd_freed: bool,
-    cqes: Vec<(u64, i32, u32)>,
+    cqes: Vec<cqueue::Entry>,
     /// Cancels and closes in the kernel.
     ignore_inflight: u64,
     waker: RingWaker,
@@ -659,29 +659,39 @@ impl SocketEngine {
     }
 
     fn reap(&mut self, sink: &mut impl Sink, stats: &Stats) {
-        self.cqes.clear();
-        self.cqes.extend(self.ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
-        Stats::add(&stats.completions, self.cqes.len() as u64);
+        // Copied out in one pass (the sink may push SQEs, which needs the ring), into
+        // a buffer kept across ticks; the CQ head moves once, when `cq` drops.
+        let mut cqes = std::mem::take(&mut self.cqes);
+        cqes.clear();
+        {
+            let mut cq = self.ring.completion();
+            let n = cq.len();
+            cqes.reserve(n);
+            let got = cq.fill(&mut cqes.spare_capacity_mut()[..n]).len();
+            // SAFETY: `fill` initialised the first `got` spare entries.
+            unsafe { cqes.set_len(got) };
+        }
+        Stats::add(&stats.completions, cqes.len() as u64);
         let mut rx = false;
-        for k in 0..self.cqes.len() {
-            let (ud, res, flags) = self.cqes[k];
+        for c in &cqes {
+            let (ud, res, flags) = (c.user_data(), c.result(), c.flags());
             let (id, kind, gen) = decode(ud);
-            let Some(kind) = kind else { continue };
-            match kind {
-                OpKind::Wake => {
+            let kind = match kind {
+                Some(k @ (OpKind::Recv | OpKind::Send | OpKind::Accept | OpKind::Shutdown | OpKind::Connect)) => k,
+                Some(OpKind::Wake) => {
                     self.on_wake(res, stats);
                     continue;
                 }
-                OpKind::Ignore => {
+                Some(OpKind::Ignore) => {
                     self.ignore_inflight -= 1;
                     continue;
                 }
-                OpKind::Recv | OpKind::Send | OpKind::Accept | OpKind::Shutdown | OpKind::Connect => {}
-                other => {
+                Some(other) => {
                     sink.other(self, id, gen, other, res, flags);
                     continue;
                 }
-            }
+                None => continue,
+            };
             let Some(s) = self.slots.get(id as usize) else { continue };
             debug_assert_eq!(s.gen, gen, "completion for a reused slot");
             if s.gen != gen || s.role == Role::Free {
@@ -692,11 +702,11 @@ impl SocketEngine {
                 OpKind::Send => self.on_send(id, res, sink, stats),
                 OpKind::Accept => self.on_accept(id, res, flags, sink, stats),
                 OpKind::Shutdown => self.on_shutdown(id, res, sink, stats),
-                OpKind::Connect => self.on_connect(id, res, sink, stats),
-                _ => {}
+                _ => self.on_connect(id, res, sink, stats),
             }
             self.maybe_free(id, sink);
         }
+        self.cqes = cqes;
         if rx {
             Stats::add(&stats.rx_batches, 1);
         }
@@ -764,6 +774,10 @@ impl SocketEngine {
                 self.pause(id, stats);
             }
             delivered = true;
+        }
+        if res > 0 && !ended {
+            // The common case: data, and the receive stays armed.
+            return delivered;
         }
         let s = &mut self.slots[id as usize];
         if res == 0 {

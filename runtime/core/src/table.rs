@@ -678,11 +678,9 @@ impl IoTable {
         if r.tx_errno != 0 {
             return Err(io::Error::from_raw_os_error(r.tx_errno));
         }
-        let len = data.len();
-        if len == 0 {
+        if !r.tx.push_if_nonempty(data) {
             return Ok((false, r.tx_pending() <= TX_HIGH_WATER));
         }
-        r.tx.push_len(data, len);
         let engage = r.engage();
         Ok((engage, r.tx_pending() <= TX_HIGH_WATER))
     }

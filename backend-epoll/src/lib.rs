@@ -154,6 +154,10 @@ pub struct EpollBackend {
     to_release: Vec<Token>,
     /// An fd was closed this tick: starved listeners may accept again.
     fd_freed: bool,
+    /// Some listener may be starved (set when one is; cleared by a scan that finds
+    /// none), so the per-tick look for starved listeners skips the scan of every
+    /// socket when none is.
+    maybe_starved: bool,
 }
 
 impl EpollBackend {
@@ -180,6 +184,7 @@ impl EpollBackend {
             to_accept: Vec::new(),
             to_release: Vec::new(),
             fd_freed: false,
+            maybe_starved: false,
         })
     }
 
@@ -438,17 +443,25 @@ impl EpollBackend {
     /// Accepts from every listener that is ready (or starved and due for a retry).
     fn accept_ready(&mut self, io: &mut IoTable) {
         let freed = std::mem::take(&mut self.fd_freed);
+        if self.to_accept.is_empty() && !self.maybe_starved {
+            return;
+        }
         let mut list = std::mem::take(&mut self.to_accept);
         // Starved listeners are retried when an fd was closed or the backoff passed.
-        for (i, s) in self.socks.iter().enumerate() {
-            if s.role == Role::Listener {
-                if let Some(since) = s.starved {
-                    let t = Token(i as u32);
-                    if (freed || since.elapsed() >= ACCEPT_RETRY) && !list.contains(&t) {
-                        list.push(t);
+        if self.maybe_starved {
+            let mut any = false;
+            for (i, s) in self.socks.iter().enumerate() {
+                if s.role == Role::Listener {
+                    if let Some(since) = s.starved {
+                        any = true;
+                        let t = Token(i as u32);
+                        if (freed || since.elapsed() >= ACCEPT_RETRY) && !list.contains(&t) {
+                            list.push(t);
+                        }
                     }
                 }
             }
+            self.maybe_starved = any;
         }
         for t in list.drain(..) {
             self.accept_from(io, t);
@@ -485,6 +498,7 @@ impl EpollBackend {
                         let first = l.starved.is_none();
                         l.starved = Some(Instant::now());
                         l.accept_ready = true;
+                        self.maybe_starved = true;
                         if first {
                             io.accept_failed(t, code);
                         }
@@ -713,7 +727,7 @@ impl EpollBackend {
 
     /// The longest the wait may last given starved listeners.
     fn cap_for_retries(&self, timeout: Option<Duration>) -> Option<Duration> {
-        let starved = self.socks.iter().any(|s| s.role == Role::Listener && s.starved.is_some());
+        let starved = self.maybe_starved && self.socks.iter().any(|s| s.role == Role::Listener && s.starved.is_some());
         match (starved, timeout) {
             (false, t) => t,
             (true, None) => Some(ACCEPT_RETRY),

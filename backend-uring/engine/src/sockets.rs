@@ -43,7 +43,7 @@ use paste_rt_core::{Delivery, RemoteWake, SendStep, Shutdown, Stats};
 use crate::probe::UringProbe;
 use crate::recv;
 use crate::submit::{self, SubmitQueue, Wait};
-use crate::user_data::{decode, encode, OpKind, GEN_MASK};
+use crate::user_data::{encode, OpKind, GEN_MASK};
 use crate::waker::RingWaker;
 
 /// Most slices gathered into one `SENDMSG`.
@@ -673,35 +673,44 @@ impl SocketEngine {
         }
         Stats::add(&stats.completions, cqes.len() as u64);
         let mut rx = false;
+        const RECV: u8 = OpKind::Recv as u8;
+        const SEND: u8 = OpKind::Send as u8;
+        const ACCEPT: u8 = OpKind::Accept as u8;
+        const SHUTDOWN: u8 = OpKind::Shutdown as u8;
+        const CONNECT: u8 = OpKind::Connect as u8;
+        const WAKE: u8 = OpKind::Wake as u8;
+        const IGNORE: u8 = OpKind::Ignore as u8;
         for c in &cqes {
             let (ud, res, flags) = (c.user_data(), c.result(), c.flags());
-            let (id, kind, gen) = decode(ud);
-            let kind = match kind {
-                Some(k @ (OpKind::Recv | OpKind::Send | OpKind::Accept | OpKind::Shutdown | OpKind::Connect)) => k,
-                Some(OpKind::Wake) => {
+            // One look at the kind byte (see `user_data` for the layout).
+            let (id, kind, gen) = (ud as u32, (ud >> 32) as u8, (ud >> 40) as u32);
+            match kind {
+                RECV | SEND | ACCEPT | SHUTDOWN | CONNECT => {}
+                WAKE => {
                     self.on_wake(res, stats);
                     continue;
                 }
-                Some(OpKind::Ignore) => {
+                IGNORE => {
                     self.ignore_inflight -= 1;
                     continue;
                 }
-                Some(other) => {
-                    sink.other(self, id, gen, other, res, flags);
+                other => {
+                    if let Some(other) = OpKind::from_u8(other) {
+                        sink.other(self, id, gen, other, res, flags);
+                    }
                     continue;
                 }
-                None => continue,
-            };
+            }
             let Some(s) = self.slots.get(id as usize) else { continue };
             debug_assert_eq!(s.gen, gen, "completion for a reused slot");
             if s.gen != gen || s.role == Role::Free {
                 continue;
             }
             match kind {
-                OpKind::Recv => rx |= self.on_recv(id, res, flags, sink, stats),
-                OpKind::Send => self.on_send(id, res, sink, stats),
-                OpKind::Accept => self.on_accept(id, res, flags, sink, stats),
-                OpKind::Shutdown => self.on_shutdown(id, res, sink, stats),
+                RECV => rx |= self.on_recv(id, res, flags, sink, stats),
+                SEND => self.on_send(id, res, sink, stats),
+                ACCEPT => self.on_accept(id, res, flags, sink, stats),
+                SHUTDOWN => self.on_shutdown(id, res, sink, stats),
                 _ => self.on_connect(id, res, sink, stats),
             }
             self.maybe_free(id, sink);

@@ -292,7 +292,7 @@ impl IoTable {
     }
 
     /// A buffer arrived for `token`.
-    #[inline]
+    #[inline(always)]
     pub fn deliver(&mut self, token: Token, buf: RxBuf) -> Delivery {
         let Some(r) = self.records.get_mut(token.index()) else { return Delivery::Dropped };
         if r.kind != RecordKind::Stream || r.flags & (flag::LINGER | flag::CLOSED) != 0 {

@@ -116,7 +116,7 @@ impl Driver {
     /// Takes every buffer received on `token` at once (resuming a paused receive),
     /// `None` at EOF, or its error; registers `cx` when nothing is there. The
     /// queue comes with whether receiving was resumed (callers ignore it).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn poll_take_rx(
         &mut self,
         token: Token,

@@ -667,52 +667,46 @@ impl EpollBackend {
         }
         let t = Token(data as u32);
         let ev = events as i32;
-        let Some(s) = self.sock(t) else { return };
-        match s.role {
-            Role::Listener => {
-                s.accept_ready = true;
-                if s.starved.is_none() && !self.to_accept.contains(&t) {
-                    self.to_accept.push(t);
-                }
+        // One lookup for the common case; the socket and the lists are disjoint
+        // fields, so they are updated side by side.
+        let Some(s) = self.socks.get_mut(t.index()).filter(|s| s.role != Role::Free) else { return };
+        if s.role == Role::Listener {
+            s.accept_ready = true;
+            if s.starved.is_none() && !self.to_accept.contains(&t) {
+                self.to_accept.push(t);
             }
-            Role::Stream => {
-                if s.connecting && ev & (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) != 0 {
-                    let fd = s.fd;
-                    let err = sys::take_socket_error(&self.stats, fd);
-                    self.connected(io, t, err);
-                }
-                let Some(s) = self.sock(t) else { return };
-                if ev & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0 && !s.rx_done {
-                    s.readable = true;
-                    if ev & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0 {
-                        s.hup = true;
-                    }
-                    if !s.read_listed {
-                        s.read_listed = true;
-                        self.to_read.push(t);
-                    }
-                }
-                let Some(s) = self.sock(t) else { return };
-                if ev & libc::EPOLLOUT != 0 && s.write_blocked {
-                    s.write_blocked = false;
-                    self.list_flush(t);
-                }
+            return;
+        }
+        let s = if s.connecting && ev & (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) != 0 {
+            let fd = s.fd;
+            let err = sys::take_socket_error(&self.stats, fd);
+            self.connected(io, t, err);
+            let Some(s) = self.socks.get_mut(t.index()) else { return };
+            s
+        } else {
+            s
+        };
+        let readable = match s.role {
+            Role::Stream => libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR,
+            Role::Dgram => libc::EPOLLIN | libc::EPOLLERR,
+            Role::Listener | Role::Free => return,
+        };
+        if ev & readable != 0 && !s.rx_done {
+            s.readable = true;
+            if s.role == Role::Stream && ev & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0 {
+                s.hup = true;
             }
-            Role::Dgram => {
-                if ev & (libc::EPOLLIN | libc::EPOLLERR) != 0 && !s.rx_done {
-                    s.readable = true;
-                    if !s.read_listed {
-                        s.read_listed = true;
-                        self.to_read.push(t);
-                    }
-                }
-                let Some(s) = self.sock(t) else { return };
-                if ev & libc::EPOLLOUT != 0 && s.write_blocked {
-                    s.write_blocked = false;
-                    self.list_flush(t);
-                }
+            if !s.read_listed {
+                s.read_listed = true;
+                self.to_read.push(t);
             }
-            Role::Free => {}
+        }
+        if ev & libc::EPOLLOUT != 0 && s.write_blocked {
+            s.write_blocked = false;
+            if !s.flush_listed {
+                s.flush_listed = true;
+                self.to_flush.push(t);
+            }
         }
     }
 

@@ -274,7 +274,7 @@ impl IoTable {
 
     /// Tells whoever waits for this connection's input: its task, or its batch
     /// server (which then finds it in its ready list).
-    #[inline]
+    #[inline(always)]
     fn notify_rx(records: &mut [IoRecord], groups: &mut [Group], token: Token) -> u64 {
         let r = &mut records[token.index()];
         if r.group == NO_GROUP {

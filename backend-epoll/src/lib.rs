@@ -783,11 +783,16 @@ impl Backend for EpollBackend {
 
     #[inline]
     fn send(&mut self, io: &mut IoTable, token: Token) {
-        if self.sock(token).is_some() {
-            self.list_flush(token);
-        } else if io.get(token).kind() != RecordKind::Free {
+        // One lookup: the socket and the flush list are disjoint fields.
+        match self.socks.get_mut(token.index()).filter(|s| s.role != Role::Free) {
+            Some(s) if !s.flush_listed => {
+                s.flush_listed = true;
+                self.to_flush.push(token);
+            }
+            Some(_) => {}
             // Registered at the next tick: flushed then (the record stays engaged).
-            self.to_flush.push(token);
+            None if io.get(token).kind() != RecordKind::Free => self.to_flush.push(token),
+            None => {}
         }
     }
 

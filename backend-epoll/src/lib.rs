@@ -154,6 +154,10 @@ pub struct EpollBackend {
     to_release: Vec<Token>,
     /// An fd was closed this tick: starved listeners may accept again.
     fd_freed: bool,
+    /// Some listener may be starved (set when one is; cleared by a scan that finds
+    /// none), so the per-tick look for starved listeners skips the scan of every
+    /// socket when none is.
+    maybe_starved: bool,
 }
 
 impl EpollBackend {
@@ -180,6 +184,7 @@ impl EpollBackend {
             to_accept: Vec::new(),
             to_release: Vec::new(),
             fd_freed: false,
+            maybe_starved: false,
         })
     }
 
@@ -438,17 +443,25 @@ impl EpollBackend {
     /// Accepts from every listener that is ready (or starved and due for a retry).
     fn accept_ready(&mut self, io: &mut IoTable) {
         let freed = std::mem::take(&mut self.fd_freed);
+        if self.to_accept.is_empty() && !self.maybe_starved {
+            return;
+        }
         let mut list = std::mem::take(&mut self.to_accept);
         // Starved listeners are retried when an fd was closed or the backoff passed.
-        for (i, s) in self.socks.iter().enumerate() {
-            if s.role == Role::Listener {
-                if let Some(since) = s.starved {
-                    let t = Token(i as u32);
-                    if (freed || since.elapsed() >= ACCEPT_RETRY) && !list.contains(&t) {
-                        list.push(t);
+        if self.maybe_starved {
+            let mut any = false;
+            for (i, s) in self.socks.iter().enumerate() {
+                if s.role == Role::Listener {
+                    if let Some(since) = s.starved {
+                        any = true;
+                        let t = Token(i as u32);
+                        if (freed || since.elapsed() >= ACCEPT_RETRY) && !list.contains(&t) {
+                            list.push(t);
+                        }
                     }
                 }
             }
+            self.maybe_starved = any;
         }
         for t in list.drain(..) {
             self.accept_from(io, t);
@@ -485,6 +498,7 @@ impl EpollBackend {
                         let first = l.starved.is_none();
                         l.starved = Some(Instant::now());
                         l.accept_ready = true;
+                        self.maybe_starved = true;
                         if first {
                             io.accept_failed(t, code);
                         }
@@ -653,52 +667,46 @@ impl EpollBackend {
         }
         let t = Token(data as u32);
         let ev = events as i32;
-        let Some(s) = self.sock(t) else { return };
-        match s.role {
-            Role::Listener => {
-                s.accept_ready = true;
-                if s.starved.is_none() && !self.to_accept.contains(&t) {
-                    self.to_accept.push(t);
-                }
+        // One lookup for the common case; the socket and the lists are disjoint
+        // fields, so they are updated side by side.
+        let Some(s) = self.socks.get_mut(t.index()).filter(|s| s.role != Role::Free) else { return };
+        if s.role == Role::Listener {
+            s.accept_ready = true;
+            if s.starved.is_none() && !self.to_accept.contains(&t) {
+                self.to_accept.push(t);
             }
-            Role::Stream => {
-                if s.connecting && ev & (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) != 0 {
-                    let fd = s.fd;
-                    let err = sys::take_socket_error(&self.stats, fd);
-                    self.connected(io, t, err);
-                }
-                let Some(s) = self.sock(t) else { return };
-                if ev & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0 && !s.rx_done {
-                    s.readable = true;
-                    if ev & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0 {
-                        s.hup = true;
-                    }
-                    if !s.read_listed {
-                        s.read_listed = true;
-                        self.to_read.push(t);
-                    }
-                }
-                let Some(s) = self.sock(t) else { return };
-                if ev & libc::EPOLLOUT != 0 && s.write_blocked {
-                    s.write_blocked = false;
-                    self.list_flush(t);
-                }
+            return;
+        }
+        let s = if s.connecting && ev & (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) != 0 {
+            let fd = s.fd;
+            let err = sys::take_socket_error(&self.stats, fd);
+            self.connected(io, t, err);
+            let Some(s) = self.socks.get_mut(t.index()) else { return };
+            s
+        } else {
+            s
+        };
+        let readable = match s.role {
+            Role::Stream => libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR,
+            Role::Dgram => libc::EPOLLIN | libc::EPOLLERR,
+            Role::Listener | Role::Free => return,
+        };
+        if ev & readable != 0 && !s.rx_done {
+            s.readable = true;
+            if s.role == Role::Stream && ev & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0 {
+                s.hup = true;
             }
-            Role::Dgram => {
-                if ev & (libc::EPOLLIN | libc::EPOLLERR) != 0 && !s.rx_done {
-                    s.readable = true;
-                    if !s.read_listed {
-                        s.read_listed = true;
-                        self.to_read.push(t);
-                    }
-                }
-                let Some(s) = self.sock(t) else { return };
-                if ev & libc::EPOLLOUT != 0 && s.write_blocked {
-                    s.write_blocked = false;
-                    self.list_flush(t);
-                }
+            if !s.read_listed {
+                s.read_listed = true;
+                self.to_read.push(t);
             }
-            Role::Free => {}
+        }
+        if ev & libc::EPOLLOUT != 0 && s.write_blocked {
+            s.write_blocked = false;
+            if !s.flush_listed {
+                s.flush_listed = true;
+                self.to_flush.push(t);
+            }
         }
     }
 
@@ -713,7 +721,7 @@ impl EpollBackend {
 
     /// The longest the wait may last given starved listeners.
     fn cap_for_retries(&self, timeout: Option<Duration>) -> Option<Duration> {
-        let starved = self.socks.iter().any(|s| s.role == Role::Listener && s.starved.is_some());
+        let starved = self.maybe_starved && self.socks.iter().any(|s| s.role == Role::Listener && s.starved.is_some());
         match (starved, timeout) {
             (false, t) => t,
             (true, None) => Some(ACCEPT_RETRY),
@@ -775,11 +783,16 @@ impl Backend for EpollBackend {
 
     #[inline]
     fn send(&mut self, io: &mut IoTable, token: Token) {
-        if self.sock(token).is_some() {
-            self.list_flush(token);
-        } else if io.get(token).kind() != RecordKind::Free {
+        // One lookup: the socket and the flush list are disjoint fields.
+        match self.socks.get_mut(token.index()).filter(|s| s.role != Role::Free) {
+            Some(s) if !s.flush_listed => {
+                s.flush_listed = true;
+                self.to_flush.push(token);
+            }
+            Some(_) => {}
             // Registered at the next tick: flushed then (the record stays engaged).
-            self.to_flush.push(token);
+            None if io.get(token).kind() != RecordKind::Free => self.to_flush.push(token),
+            None => {}
         }
     }
 

@@ -75,7 +75,14 @@ impl<'s> Outbox<'s> {
         if let Some(tx) = self.current.take() {
             self.queue(SendData::Pool(tx));
         }
-        self.queue(SendData::Static(bytes));
+        // Inlined here with the variant known: the queue's look at the variant and
+        // the drop glue fold away (one canned response per request).
+        if self.error.is_none() {
+            match self.stream.queue_send_with_room(SendData::Static(bytes)) {
+                Ok(room) => self.full |= !room,
+                Err(e) => self.error = Some(e),
+            }
+        }
     }
 
     /// Queues the partly filled buffer, if any. Returns the first error queueing met

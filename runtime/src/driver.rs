@@ -103,7 +103,7 @@ impl Driver {
         match self.io.poll_recv(token, cx) {
             Poll::Ready(Ok(Received::Buf(buf, resume))) => {
                 if resume {
-                    self.backend.resume_recv(&mut self.io, token);
+                    self.resume_recv_cold(token);
                 }
                 Poll::Ready(Ok(Some(buf)))
             }
@@ -116,7 +116,7 @@ impl Driver {
     /// Takes every buffer received on `token` at once (resuming a paused receive),
     /// `None` at EOF, or its error; registers `cx` when nothing is there. The
     /// queue comes with whether receiving was resumed (callers ignore it).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn poll_take_rx(
         &mut self,
         token: Token,
@@ -124,9 +124,17 @@ impl Driver {
     ) -> Poll<io::Result<Option<(RxQueue, bool)>>> {
         let taken = self.io.poll_take_rx(token, cx);
         if let Poll::Ready(Ok(Some((_, true)))) = &taken {
-            self.backend.resume_recv(&mut self.io, token);
+            self.resume_recv_cold(token);
         }
         taken
+    }
+
+    /// [`resume_recv`](Self::resume_recv) out of the per-request path (a paused
+    /// receive is rare): keeps the backend dispatch out of its callers' code.
+    #[cold]
+    #[inline(never)]
+    fn resume_recv_cold(&mut self, token: Token) {
+        self.backend.resume_recv(&mut self.io, token);
     }
 
     /// Queues `data` on `token`; tells the backend when it is not engaged yet (on

@@ -43,7 +43,7 @@ use paste_rt_core::{Delivery, RemoteWake, SendStep, Shutdown, Stats};
 use crate::probe::UringProbe;
 use crate::recv;
 use crate::submit::{self, SubmitQueue, Wait};
-use crate::user_data::{decode, encode, OpKind, GEN_MASK};
+use crate::user_data::{encode, OpKind, GEN_MASK};
 use crate::waker::RingWaker;
 
 /// Most slices gathered into one `SENDMSG`.
@@ -199,7 +199,7 @@ pub struct SocketEngine {
     accept_waiting: Vec<(u32, u32)>,
     /// An fd was closed since the last tick (a listener out of fds may retry).
     fd_freed: bool,
-    cqes: Vec<(u64, i32, u32)>,
+    cqes: Vec<cqueue::Entry>,
     /// Cancels and closes in the kernel.
     ignore_inflight: u64,
     waker: RingWaker,
@@ -659,26 +659,45 @@ impl SocketEngine {
     }
 
     fn reap(&mut self, sink: &mut impl Sink, stats: &Stats) {
-        self.cqes.clear();
-        self.cqes.extend(self.ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
-        Stats::add(&stats.completions, self.cqes.len() as u64);
+        // Copied out in one pass (the sink may push SQEs, which needs the ring), into
+        // a buffer kept across ticks; the CQ head moves once, when `cq` drops.
+        let mut cqes = std::mem::take(&mut self.cqes);
+        cqes.clear();
+        {
+            let mut cq = self.ring.completion();
+            let n = cq.len();
+            cqes.reserve(n);
+            let got = cq.fill(&mut cqes.spare_capacity_mut()[..n]).len();
+            // SAFETY: `fill` initialised the first `got` spare entries.
+            unsafe { cqes.set_len(got) };
+        }
+        Stats::add(&stats.completions, cqes.len() as u64);
         let mut rx = false;
-        for k in 0..self.cqes.len() {
-            let (ud, res, flags) = self.cqes[k];
-            let (id, kind, gen) = decode(ud);
-            let Some(kind) = kind else { continue };
+        const RECV: u8 = OpKind::Recv as u8;
+        const SEND: u8 = OpKind::Send as u8;
+        const ACCEPT: u8 = OpKind::Accept as u8;
+        const SHUTDOWN: u8 = OpKind::Shutdown as u8;
+        const CONNECT: u8 = OpKind::Connect as u8;
+        const WAKE: u8 = OpKind::Wake as u8;
+        const IGNORE: u8 = OpKind::Ignore as u8;
+        for c in &cqes {
+            let (ud, res, flags) = (c.user_data(), c.result(), c.flags());
+            // One look at the kind byte (see `user_data` for the layout).
+            let (id, kind, gen) = (ud as u32, (ud >> 32) as u8, (ud >> 40) as u32);
             match kind {
-                OpKind::Wake => {
+                RECV | SEND | ACCEPT | SHUTDOWN | CONNECT => {}
+                WAKE => {
                     self.on_wake(res, stats);
                     continue;
                 }
-                OpKind::Ignore => {
+                IGNORE => {
                     self.ignore_inflight -= 1;
                     continue;
                 }
-                OpKind::Recv | OpKind::Send | OpKind::Accept | OpKind::Shutdown | OpKind::Connect => {}
                 other => {
-                    sink.other(self, id, gen, other, res, flags);
+                    if let Some(other) = OpKind::from_u8(other) {
+                        sink.other(self, id, gen, other, res, flags);
+                    }
                     continue;
                 }
             }
@@ -688,15 +707,15 @@ impl SocketEngine {
                 continue;
             }
             match kind {
-                OpKind::Recv => rx |= self.on_recv(id, res, flags, sink, stats),
-                OpKind::Send => self.on_send(id, res, sink, stats),
-                OpKind::Accept => self.on_accept(id, res, flags, sink, stats),
-                OpKind::Shutdown => self.on_shutdown(id, res, sink, stats),
-                OpKind::Connect => self.on_connect(id, res, sink, stats),
-                _ => {}
+                RECV => rx |= self.on_recv(id, res, flags, sink, stats),
+                SEND => self.on_send(id, res, sink, stats),
+                ACCEPT => self.on_accept(id, res, flags, sink, stats),
+                SHUTDOWN => self.on_shutdown(id, res, sink, stats),
+                _ => self.on_connect(id, res, sink, stats),
             }
             self.maybe_free(id, sink);
         }
+        self.cqes = cqes;
         if rx {
             Stats::add(&stats.rx_batches, 1);
         }
@@ -764,6 +783,10 @@ impl SocketEngine {
                 self.pause(id, stats);
             }
             delivered = true;
+        }
+        if res > 0 && !ended {
+            // The common case: data, and the receive stays armed.
+            return delivered;
         }
         let s = &mut self.slots[id as usize];
         if res == 0 {

@@ -662,6 +662,34 @@ impl BufPool {
         count
     }
 
+    /// [`recycle_take`](Self::recycle_take) for a completion that fits one buffer
+    /// (`bytes` at most the size each buffer is offered with), the common case: the
+    /// buffer `id` lent out as an [`RxBuf`] of `bytes` bytes, returned rather than
+    /// handed to a closure. `None` (taking nothing) when `id` is not in the ring or
+    /// `bytes` does not fit one buffer (then use `recycle_take`).
+    ///
+    /// # Safety
+    /// As for [`recycle_take`](Self::recycle_take).
+    #[inline]
+    pub unsafe fn recycle_take_one(&self, id: u16, bytes: u32) -> Option<RxBuf> {
+        let p = self.p();
+        let r = &p.recycle;
+        let idx = id as u32;
+        if bytes > r.buf_len.get() || idx as usize >= p.meta.len() || p.state(idx) != BufState::Ring {
+            return None;
+        }
+        r.queued.set(r.queued.get() - 1);
+        p.set_state(idx, BufState::Lent);
+        Some(RxBuf::from_parts(self.inner, idx, r.addr_offset.get(), bytes))
+    }
+
+    /// The bytes each buffer of the recycle ring is offered with (0 when none is
+    /// attached): a completion of at most this many bytes took one buffer.
+    #[inline]
+    pub fn recycle_buf_len(&self) -> u32 {
+        self.p().recycle.buf_len.get()
+    }
+
     /// Detaches the recycle ring after its consumer stopped reading it (the kernel
     /// ring was unregistered): every buffer it still held goes back to the free list.
     ///
@@ -998,6 +1026,34 @@ mod tests {
         drop(got);
         assert_eq!(p.recycle_state(), (3, 3));
         assert_eq!(desc(&mem, 3).2, first);
+        // SAFETY: the test consumer stopped.
+        unsafe { p.detach_recycle_ring() };
+        assert_eq!((p.free_count(), p.in_use()), (8, 0));
+    }
+
+    #[test]
+    fn a_one_buffer_completion_is_taken_without_a_closure_and_a_larger_one_is_refused() {
+        let p = pool(8);
+        let mut mem = ring_mem(4);
+        // SAFETY: mem is zeroed, 8-aligned, and outlives the attachment (detached below).
+        assert!(unsafe { p.attach_recycle_ring(mem.as_mut_ptr().cast(), 4, 16, 240, 3) });
+        assert_eq!(p.recycle_buf_len(), 240);
+        let (first, second) = (desc(&mem, 0).2, desc(&mem, 1).2);
+        // SAFETY: the test stands in for the kernel; a refused take takes nothing.
+        assert!(unsafe { p.recycle_take_one(first, 241) }.is_none(), "two buffers' worth");
+        assert_eq!(p.recycle_state(), (3, 3));
+        // SAFETY: the consumer took buffer `first` with 240 bytes.
+        let buf = unsafe { p.recycle_take_one(first, 240) }.expect("in the ring");
+        assert_eq!((buf.index(), buf.offset(), buf.len()), (first as u32, 16, 240));
+        assert_eq!(p.recycle_state(), (3, 2));
+        // SAFETY: a buffer already lent out is not in the ring: refused.
+        assert!(unsafe { p.recycle_take_one(first, 10) }.is_none());
+        drop(buf);
+        assert_eq!(p.recycle_state(), (3, 3));
+        // SAFETY: the consumer took buffer `second` with 0 bytes.
+        let empty = unsafe { p.recycle_take_one(second, 0) }.expect("in the ring");
+        assert!(empty.is_empty());
+        drop(empty);
         // SAFETY: the test consumer stopped.
         unsafe { p.detach_recycle_ring() };
         assert_eq!((p.free_count(), p.in_use()), (8, 0));

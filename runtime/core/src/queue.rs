@@ -60,7 +60,7 @@ impl RxQueue {
     }
 
     /// Appends a buffer.
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, buf: RxBuf) {
         let pool = buf.pool_ptr();
         let (idx, off, len) = buf.into_raw();

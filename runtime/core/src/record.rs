@@ -301,7 +301,7 @@ impl IoRecord {
 
 /// Stores `waker` in `slot` unless an equivalent one is already there (no clone,
 /// so no reference-count traffic, on the common path).
-#[inline]
+#[inline(always)]
 pub fn register(slot: &mut Option<Waker>, waker: &Waker) {
     match slot {
         Some(w) if w.will_wake(waker) => {}

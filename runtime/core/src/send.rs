@@ -203,6 +203,28 @@ impl SendQueue {
         }
     }
 
+    /// Appends `data` unless it is empty (then it is dropped); returns whether it was
+    /// queued. One look at the variant for both its length and its bytes.
+    #[inline]
+    pub fn push_if_nonempty(&mut self, data: SendData) -> bool {
+        let (ptr, len) = {
+            let s = data.as_slice();
+            (s.as_ptr(), s.len())
+        };
+        if len == 0 {
+            return false;
+        }
+        self.bytes += len as u64;
+        if self.first.is_none() {
+            self.front_ptr = ptr;
+            self.front_len = len;
+            self.first = Some(data);
+        } else {
+            self.rest.push_back(data);
+        }
+        true
+    }
+
     /// Items waiting.
     #[inline]
     pub fn len(&self) -> usize {
@@ -253,6 +275,11 @@ impl SendQueue {
     #[inline]
     pub fn advance(&mut self, n: u64) -> bool {
         self.bytes = self.bytes.saturating_sub(n);
+        if n as usize == self.front_len && self.rest.is_empty() {
+            // The common case: the one queued item went out whole.
+            self.set_first(None);
+            return false;
+        }
         let mut n = n as usize;
         while n > 0 && self.first.is_some() {
             if n < self.front_len {

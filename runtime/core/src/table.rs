@@ -274,7 +274,7 @@ impl IoTable {
 
     /// Tells whoever waits for this connection's input: its task, or its batch
     /// server (which then finds it in its ready list).
-    #[inline]
+    #[inline(always)]
     fn notify_rx(records: &mut [IoRecord], groups: &mut [Group], token: Token) -> u64 {
         let r = &mut records[token.index()];
         if r.group == NO_GROUP {
@@ -292,7 +292,7 @@ impl IoTable {
     }
 
     /// A buffer arrived for `token`.
-    #[inline]
+    #[inline(always)]
     pub fn deliver(&mut self, token: Token, buf: RxBuf) -> Delivery {
         let Some(r) = self.records.get_mut(token.index()) else { return Delivery::Dropped };
         if r.kind != RecordKind::Stream || r.flags & (flag::LINGER | flag::CLOSED) != 0 {
@@ -678,11 +678,9 @@ impl IoTable {
         if r.tx_errno != 0 {
             return Err(io::Error::from_raw_os_error(r.tx_errno));
         }
-        let len = data.len();
-        if len == 0 {
+        if !r.tx.push_if_nonempty(data) {
             return Ok((false, r.tx_pending() <= TX_HIGH_WATER));
         }
-        r.tx.push_len(data, len);
         let engage = r.engage();
         Ok((engage, r.tx_pending() <= TX_HIGH_WATER))
     }

@@ -82,6 +82,10 @@ pub struct Batch<'a> {
     to_close: Vec<Token>,
     stop: bool,
     shutting_down: bool,
+    /// Whether the listener may still have accepted connections for this batch:
+    /// its backlog is looked at until it is found empty once, not on every event
+    /// (connections are accepted inside `poll`, never during the handler).
+    accepting: bool,
     /// The listener's [`ListenOptions::nodelay`](crate::net::ListenOptions::nodelay).
     nodelay: bool,
 }
@@ -89,16 +93,10 @@ pub struct Batch<'a> {
 impl Batch<'_> {
     /// The next event of this batch; `None` when the batch is exhausted.
     pub fn next_event(&mut self) -> Option<BatchEvent> {
-        let accepted = if self.shutting_down { None } else { self.driver.io.take_accepted(self.listener) };
-        if let Some(token) = accepted {
-            // Data that arrived before adoption is in its queue already: listed at once.
-            if self.driver.io.join_group(token, self.group) {
-                self.ready.push(token);
+        if self.accepting {
+            if let Some(opened) = self.next_accepted() {
+                return Some(opened);
             }
-            if self.nodelay {
-                let _ = self.set_nodelay(ConnId(token), true);
-            }
-            return Some(BatchEvent::Opened(ConnId(token)));
         }
         while self.pos < self.ready.len() {
             let token = self.ready[self.pos];
@@ -122,6 +120,25 @@ impl Batch<'_> {
             }
         }
         None
+    }
+
+    /// The next connection the listener accepted, adopted into the group; clears
+    /// `accepting` once the backlog is empty.
+    #[cold]
+    #[inline(never)]
+    fn next_accepted(&mut self) -> Option<BatchEvent> {
+        let Some(token) = self.driver.io.take_accepted(self.listener) else {
+            self.accepting = false;
+            return None;
+        };
+        // Data that arrived before adoption is in its queue already: listed at once.
+        if self.driver.io.join_group(token, self.group) {
+            self.ready.push(token);
+        }
+        if self.nodelay {
+            let _ = self.set_nodelay(ConnId(token), true);
+        }
+        Some(BatchEvent::Opened(ConnId(token)))
     }
 
     /// Sets (`Some`) or clears (`None`) `conn`'s coarse receive deadline: once it has
@@ -248,6 +265,7 @@ where
                 to_close: std::mem::take(&mut to_close),
                 stop: false,
                 shutting_down,
+                accepting: !shutting_down,
                 nodelay,
             };
             handler(&mut batch);

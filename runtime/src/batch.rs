@@ -102,6 +102,10 @@ impl Batch<'_> {
             let token = self.ready[self.pos];
             match self.driver.io.next_member_event(token) {
                 MemberEvent::Data(buf) => return Some(BatchEvent::Data(ConnId(token), buf)),
+                MemberEvent::Last(buf) => {
+                    self.pos += 1;
+                    return Some(BatchEvent::Data(ConnId(token), buf));
+                }
                 MemberEvent::TimedOut => {
                     self.pos += 1;
                     return Some(BatchEvent::TimedOut(ConnId(token)));

@@ -231,7 +231,9 @@ where
     let mut grace = crate::time::sleep(SHUTDOWN_GRACE);
     while !stop {
         poll_fn(|cx| {
-            if !shutting_down && shutdown.as_mut().poll(cx).is_ready() {
+            // The flag is read on every poll; the shutdown future (its waker slot) is
+            // polled only before going to sleep, not once per batch of a busy server.
+            if !shutting_down && crate::runtime::is_shutting_down() {
                 // Shutdown starts: the handler runs at once to close idle connections.
                 shutting_down = true;
                 grace.reset(std::time::Instant::now() + SHUTDOWN_GRACE);
@@ -248,10 +250,15 @@ where
             }
             let accepted = d.io.listener_ready(listener_token, cx.waker()) && !shutting_down;
             if accepted || d.io.group_ready(group, cx.waker()) {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
+                return Poll::Ready(());
             }
+            drop(d);
+            if !shutting_down && shutdown.as_mut().poll(cx).is_ready() {
+                shutting_down = true;
+                grace.reset(std::time::Instant::now() + SHUTDOWN_GRACE);
+                return Poll::Ready(());
+            }
+            Poll::Pending
         })
         .await;
         if stop {

@@ -229,8 +229,11 @@ where
     let mut shutdown = std::pin::pin!(crate::runtime::shutdown_requested());
     let mut shutting_down = false;
     let mut grace = crate::time::sleep(SHUTDOWN_GRACE);
+    // Whether the listener's backlog had connections when the wait ended.
+    let mut backlog = false;
     while !stop {
         poll_fn(|cx| {
+            backlog = false;
             // The flag is read on every poll; the shutdown future (its waker slot) is
             // polled only before going to sleep, not once per batch of a busy server.
             if !shutting_down && crate::runtime::is_shutting_down() {
@@ -249,6 +252,7 @@ where
                 return Poll::Ready(());
             }
             let accepted = d.io.listener_ready(listener_token, cx.waker()) && !shutting_down;
+            backlog = accepted;
             if accepted || d.io.group_ready(group, cx.waker()) {
                 return Poll::Ready(());
             }
@@ -276,7 +280,7 @@ where
                 to_close: std::mem::take(&mut to_close),
                 stop: false,
                 shutting_down,
-                accepting: !shutting_down,
+                accepting: backlog && !shutting_down,
                 nodelay,
             };
             handler(&mut batch);

@@ -24,7 +24,20 @@ impl BatchOutbox {
 
     /// Directs the following replies to `conn` (queueing what was written for the
     /// previous connection).
+    #[inline]
     pub fn start(&mut self, batch: &mut Batch<'_>, conn: ConnId) {
+        if self.tx.is_some() {
+            // Something written for the previous connection is queued first.
+            self.start_after_written(batch, conn);
+        } else {
+            self.conn = Some(conn);
+        }
+    }
+
+    /// [`start`](Self::start) when a buffer is being filled (out of the per-request
+    /// path: canned responses go without one).
+    #[inline(never)]
+    fn start_after_written(&mut self, batch: &mut Batch<'_>, conn: ConnId) {
         if self.conn != Some(conn) {
             self.finish(batch);
             self.conn = Some(conn);
@@ -56,9 +69,12 @@ impl BatchOutbox {
     /// Appends bytes that live for ever (a canned response) for the current connection:
     /// queued as they are, with no copy on io_uring and epoll, after whatever was put
     /// before them.
+    #[inline]
     pub fn put_static(&mut self, batch: &mut Batch<'_>, bytes: &'static [u8]) {
         let Some(conn) = self.conn else { return };
-        self.queue(batch);
+        if self.tx.is_some() {
+            self.queue(batch);
+        }
         let _ = batch.send(conn, SendData::Static(bytes));
     }
 
@@ -68,6 +84,7 @@ impl BatchOutbox {
         self.conn = None;
     }
 
+    #[inline(never)]
     fn queue(&mut self, batch: &mut Batch<'_>) {
         if let (Some(tx), Some(conn)) = (self.tx.take(), self.conn) {
             let _ = batch.send(conn, SendData::Pool(tx));

@@ -82,6 +82,10 @@ pub struct Batch<'a> {
     to_close: Vec<Token>,
     stop: bool,
     shutting_down: bool,
+    /// Whether the listener may still have accepted connections for this batch:
+    /// its backlog is looked at until it is found empty once, not on every event
+    /// (connections are accepted inside `poll`, never during the handler).
+    accepting: bool,
     /// The listener's [`ListenOptions::nodelay`](crate::net::ListenOptions::nodelay).
     nodelay: bool,
 }
@@ -89,21 +93,19 @@ pub struct Batch<'a> {
 impl Batch<'_> {
     /// The next event of this batch; `None` when the batch is exhausted.
     pub fn next_event(&mut self) -> Option<BatchEvent> {
-        let accepted = if self.shutting_down { None } else { self.driver.io.take_accepted(self.listener) };
-        if let Some(token) = accepted {
-            // Data that arrived before adoption is in its queue already: listed at once.
-            if self.driver.io.join_group(token, self.group) {
-                self.ready.push(token);
+        if self.accepting {
+            if let Some(opened) = self.next_accepted() {
+                return Some(opened);
             }
-            if self.nodelay {
-                let _ = self.set_nodelay(ConnId(token), true);
-            }
-            return Some(BatchEvent::Opened(ConnId(token)));
         }
         while self.pos < self.ready.len() {
             let token = self.ready[self.pos];
             match self.driver.io.next_member_event(token) {
                 MemberEvent::Data(buf) => return Some(BatchEvent::Data(ConnId(token), buf)),
+                MemberEvent::Last(buf) => {
+                    self.pos += 1;
+                    return Some(BatchEvent::Data(ConnId(token), buf));
+                }
                 MemberEvent::TimedOut => {
                     self.pos += 1;
                     return Some(BatchEvent::TimedOut(ConnId(token)));
@@ -122,6 +124,25 @@ impl Batch<'_> {
             }
         }
         None
+    }
+
+    /// The next connection the listener accepted, adopted into the group; clears
+    /// `accepting` once the backlog is empty.
+    #[cold]
+    #[inline(never)]
+    fn next_accepted(&mut self) -> Option<BatchEvent> {
+        let Some(token) = self.driver.io.take_accepted(self.listener) else {
+            self.accepting = false;
+            return None;
+        };
+        // Data that arrived before adoption is in its queue already: listed at once.
+        if self.driver.io.join_group(token, self.group) {
+            self.ready.push(token);
+        }
+        if self.nodelay {
+            let _ = self.set_nodelay(ConnId(token), true);
+        }
+        Some(BatchEvent::Opened(ConnId(token)))
     }
 
     /// Sets (`Some`) or clears (`None`) `conn`'s coarse receive deadline: once it has
@@ -208,9 +229,14 @@ where
     let mut shutdown = std::pin::pin!(crate::runtime::shutdown_requested());
     let mut shutting_down = false;
     let mut grace = crate::time::sleep(SHUTDOWN_GRACE);
+    // Whether the listener's backlog had connections when the wait ended.
+    let mut backlog = false;
     while !stop {
         poll_fn(|cx| {
-            if !shutting_down && shutdown.as_mut().poll(cx).is_ready() {
+            backlog = false;
+            // The flag is read on every poll; the shutdown future (its waker slot) is
+            // polled only before going to sleep, not once per batch of a busy server.
+            if !shutting_down && crate::runtime::is_shutting_down() {
                 // Shutdown starts: the handler runs at once to close idle connections.
                 shutting_down = true;
                 grace.reset(std::time::Instant::now() + SHUTDOWN_GRACE);
@@ -226,11 +252,17 @@ where
                 return Poll::Ready(());
             }
             let accepted = d.io.listener_ready(listener_token, cx.waker()) && !shutting_down;
+            backlog = accepted;
             if accepted || d.io.group_ready(group, cx.waker()) {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
+                return Poll::Ready(());
             }
+            drop(d);
+            if !shutting_down && shutdown.as_mut().poll(cx).is_ready() {
+                shutting_down = true;
+                grace.reset(std::time::Instant::now() + SHUTDOWN_GRACE);
+                return Poll::Ready(());
+            }
+            Poll::Pending
         })
         .await;
         if stop {
@@ -248,6 +280,7 @@ where
                 to_close: std::mem::take(&mut to_close),
                 stop: false,
                 shutting_down,
+                accepting: backlog && !shutting_down,
                 nodelay,
             };
             handler(&mut batch);

@@ -238,7 +238,8 @@ struct FdEntry {
     pending: LazyDeque<Pending>,
     /// In `ready`.
     queued: bool,
-    send_error: Option<i32>,
+    /// (`NonZero`: one word with the option, errno 0 is no error.)
+    send_error: Option<std::num::NonZeroI32>,
     /// The socket's send buffer.
     sndbuf: u32,
     /// Queued in the socket: taken slots' payload plus overhead, until their send is done.
@@ -535,7 +536,7 @@ impl EmuKernel {
     /// set, txsync stops at the fd's first slot, as the kernel's does.
     pub fn set_send_error(&mut self, fd: i32, errno: Option<i32>) {
         if let Some(e) = self.fds.get_mut(fd as usize) {
-            e.send_error = errno;
+            e.send_error = errno.and_then(std::num::NonZeroI32::new);
         }
     }
 
@@ -1031,7 +1032,7 @@ impl EmuKernel {
                     i = slot::ring_next(i, n);
                     continue;
                 };
-                if let Some(errno) = e.send_error {
+                if let Some(errno) = e.send_error.map(std::num::NonZeroI32::get) {
                     rep.tx_stall = Some(TxStall::SendError { fd, errno });
                     break;
                 }

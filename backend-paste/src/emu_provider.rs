@@ -93,7 +93,8 @@ struct SockState {
     /// A shutdown SQE is in flight.
     shutdown_inflight: bool,
     /// A receive error to report once the data before it is handed over.
-    error_pending: Option<i32>,
+    /// (`NonZero`: one word with the option; an errno is never 0.)
+    error_pending: Option<std::num::NonZeroI32>,
     /// What arrived while the application had receiving paused, in order (`None`:
     /// the FIN), handed to the kernel on resume.
     held: LazyDeque<Option<(u32, u32)>>,
@@ -519,7 +520,7 @@ impl EmuProvider {
             }
             let s = sock_mut(&mut self.socks, fd);
             if backlog == 0 && s.held.is_empty() && !s.app_paused {
-                if let Some(errno) = s.error_pending.take() {
+                if let Some(errno) = s.error_pending.take().map(std::num::NonZeroI32::get) {
                     events.push(Event::RecvError { fd, errno });
                 }
             }
@@ -728,7 +729,7 @@ impl Sink for EmuSink<'_> {
         }
         if s.app_paused || !s.held.is_empty() || self.kernel.rx_backlog(fd) > 0 {
             // After the data before it.
-            s.error_pending = Some(errno);
+            s.error_pending = std::num::NonZeroI32::new(errno).or(std::num::NonZeroI32::new(libc::EIO));
             self.watch(fd);
         } else {
             self.events.push(Event::RecvError { fd, errno });

@@ -60,6 +60,7 @@
 use std::any::Any;
 use std::collections::VecDeque;
 use std::mem::offset_of;
+use std::num::NonZeroU32;
 
 use paste_rt_core::{BufPool, RxBuf, SendData, TxBuf};
 
@@ -240,7 +241,8 @@ struct FdTx {
     gen: u32,
     active: bool,
     /// The socket's send buffer (`SO_SNDBUF` at registration); `None`: no bound.
-    budget: Option<u32>,
+    /// (`NonZero`: one word with the option; a send buffer is never empty.)
+    budget: Option<NonZeroU32>,
     /// Lower bound of the socket's free send space (see the module docs).
     credit: i64,
     /// Charge of this fd's slots in the ring not yet taken by the kernel.
@@ -665,7 +667,7 @@ impl RingDriver {
     /// the full buffer is the first credit.
     pub fn tx_set_budget(&mut self, fd: i32, send_buffer: u32) -> Result<(), RingError> {
         let f = self.fd_entry(fd)?;
-        f.budget = Some(send_buffer);
+        f.budget = NonZeroU32::new(send_buffer.max(1));
         f.credit = i64::from(send_buffer) - f.untaken_charge as i64;
         Ok(())
     }
@@ -676,7 +678,7 @@ impl RingDriver {
     pub fn tx_writable(&mut self, fd: i32) {
         self.collect_completions();
         let Some(f) = usize::try_from(fd).ok().and_then(|i| self.fds.get_mut(i)) else { return };
-        let Some(budget) = f.budget else { return };
+        let Some(budget) = f.budget.map(NonZeroU32::get) else { return };
         let bound = i64::from(budget / 3) - f.untaken_charge as i64;
         f.credit = f.credit.max(bound);
         if f.credit > 0 {
@@ -691,7 +693,7 @@ impl RingDriver {
     pub fn tx_send_space(&mut self, fd: i32, free: u64) {
         self.collect_completions();
         let Some(f) = usize::try_from(fd).ok().and_then(|i| self.fds.get_mut(i)) else { return };
-        let Some(budget) = f.budget else { return };
+        let Some(budget) = f.budget.map(NonZeroU32::get) else { return };
         f.credit = free.min(i64::MAX as u64) as i64 - f.untaken_charge as i64;
         if f.credit > 0 {
             f.waiting = false;
@@ -916,7 +918,7 @@ impl RingDriver {
         f.inflight += 1;
         let charge = u64::from(len) + u64::from(self.cfg.tx_slot_overhead);
         f.untaken_charge += charge;
-        if let Some(budget) = f.budget {
+        if let Some(budget) = f.budget.map(NonZeroU32::get) {
             f.credit -= charge as i64;
             if !f.low && f.credit < i64::from(budget / 2) {
                 f.low = true;
@@ -980,7 +982,7 @@ impl RingDriver {
         f.inflight += 1;
         let charge = u64::from(len) + u64::from(self.cfg.tx_slot_overhead);
         f.untaken_charge += charge;
-        if let Some(budget) = f.budget {
+        if let Some(budget) = f.budget.map(NonZeroU32::get) {
             f.credit -= charge as i64;
             if !f.low && f.credit < i64::from(budget / 2) {
                 f.low = true;
@@ -1028,7 +1030,7 @@ impl RingDriver {
             }
         }
         let f = &mut self.fds[fd as usize];
-        if let Some(budget) = f.budget {
+        if let Some(budget) = f.budget.map(NonZeroU32::get) {
             if !f.low && f.credit < i64::from(budget / 2) {
                 f.low = true;
                 self.low_credit.push(fd);

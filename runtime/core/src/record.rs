@@ -25,8 +25,9 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
+use std::sync::OnceLock;
 use std::task::Waker;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::buf::RxBuf;
 use crate::queue::RxQueue;
@@ -94,6 +95,51 @@ pub(crate) mod flag {
     pub const SHUT_QUEUED: u16 = 1 << 11;
 }
 
+/// A receive deadline in one word (an `Option<Instant>` takes two, in the record of
+/// every connection): nanoseconds since a process-wide epoch, plus one; 0 is none.
+/// Instants convert exactly, so comparisons agree with `Instant`'s; an instant
+/// before the epoch (a day before the first conversion) becomes the earliest
+/// deadline, long passed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Deadline(u64);
+
+impl Deadline {
+    /// No deadline.
+    pub(crate) const NONE: Deadline = Deadline(0);
+
+    /// `instant` as a deadline (`None`: no deadline).
+    pub(crate) fn at(instant: Option<Instant>) -> Deadline {
+        static EPOCH: OnceLock<Instant> = OnceLock::new();
+        let Some(instant) = instant else { return Deadline::NONE };
+        let epoch = *EPOCH.get_or_init(|| {
+            let now = Instant::now();
+            now.checked_sub(Duration::from_secs(86_400))
+                .or_else(|| now.checked_sub(Duration::from_secs(1)))
+                .unwrap_or(now)
+        });
+        let nanos = instant.saturating_duration_since(epoch).as_nanos();
+        Deadline(u64::try_from(nanos).unwrap_or(u64::MAX - 1).min(u64::MAX - 1) + 1)
+    }
+
+    /// Whether a deadline is set.
+    #[inline]
+    pub(crate) fn is_some(self) -> bool {
+        self.0 != 0
+    }
+
+    /// Whether this deadline is set and passed by `now` (a set deadline).
+    #[inline]
+    pub(crate) fn passed_by(self, now: Deadline) -> bool {
+        self.0 != 0 && self.0 <= now.0
+    }
+
+    /// Takes the deadline, leaving none.
+    #[inline]
+    pub(crate) fn take(&mut self) -> Deadline {
+        std::mem::take(self)
+    }
+}
+
 /// No batch group.
 pub(crate) const NO_GROUP: u32 = u32::MAX;
 
@@ -155,7 +201,7 @@ pub struct IoRecord {
     /// Bytes a backend took out of the queue (PASTE: into its TX ring) and has not
     /// yet reported taken by the kernel.
     pub(crate) tx_taken: u64,
-    pub(crate) deadline: Option<Instant>,
+    pub(crate) deadline: Deadline,
     pub(crate) ext: Option<Box<RecordExt>>,
 }
 
@@ -173,7 +219,7 @@ impl IoRecord {
             tx_waker: None,
             tx: SendQueue::new(),
             tx_taken: 0,
-            deadline: None,
+            deadline: Deadline::NONE,
             ext: None,
         }
     }
@@ -306,5 +352,31 @@ pub fn register(slot: &mut Option<Waker>, waker: &Waker) {
     match slot {
         Some(w) if w.will_wake(waker) => {}
         _ => *slot = Some(waker.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_record_stays_small() {
+        // One per connection, idle ones included: 216 bytes with the send queue's
+        // second-item deque inline and the deadline an `Option<Instant>`.
+        let size = std::mem::size_of::<IoRecord>();
+        assert!(size <= 184, "IoRecord is {size} bytes (at most 184 expected)");
+    }
+
+    #[test]
+    fn deadlines_compare_as_their_instants() {
+        let now = Instant::now();
+        let later = now + Duration::from_millis(1);
+        assert!(Deadline::at(Some(now)).passed_by(Deadline::at(Some(now))));
+        assert!(Deadline::at(Some(now)).passed_by(Deadline::at(Some(later))));
+        assert!(!Deadline::at(Some(later)).passed_by(Deadline::at(Some(now))));
+        assert!(!Deadline::at(None).is_some());
+        assert!(!Deadline::NONE.passed_by(Deadline::at(Some(later))), "no deadline never passes");
+        let mut d = Deadline::at(Some(now));
+        assert!(d.take().is_some() && !d.is_some());
     }
 }

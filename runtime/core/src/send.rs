@@ -1,9 +1,10 @@
 //! What a connection sends: [`SendData`] and the per-connection [`SendQueue`].
 //!
 //! The queue keeps its first item inline, so the common connection with one pending
-//! send never touches the heap; items behind it wait in a `VecDeque` that allocates
-//! only the first time a connection has two sends pending at once (and keeps its
-//! capacity after that). A backend reads the queue's front in place — one item for a
+//! send never touches the heap; items behind it wait in a `VecDeque`, boxed (one word
+//! in the record of every idle connection rather than four) and allocated only the
+//! first time a connection has two sends pending at once (kept, with its capacity,
+//! after that). A backend reads the queue's front in place — one item for a
 //! plain send, up to N for a gathered one — and reports what the kernel took with
 //! [`SendQueue::advance`]; the queue drops each item (returning pool buffers) once it
 //! is fully sent. It never makes a system call and never copies.
@@ -144,11 +145,61 @@ impl Shutdown {
     }
 }
 
+/// The items behind the first: a `VecDeque` boxed on first use (see the module
+/// docs). It only forwards to the deque.
+// The box is the point: `Option<Box<_>>` is one word, an empty `VecDeque` four.
+#[allow(clippy::box_collection)]
+#[derive(Debug)]
+struct Rest(Option<Box<VecDeque<SendData>>>);
+
+impl Rest {
+    #[inline]
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |q| q.len())
+    }
+
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|q| q.is_empty())
+    }
+
+    #[inline]
+    fn push_back(&mut self, data: SendData) {
+        self.0.get_or_insert_with(Box::default).push_back(data);
+    }
+
+    #[inline]
+    fn push_front(&mut self, data: SendData) {
+        self.0.get_or_insert_with(Box::default).push_front(data);
+    }
+
+    #[inline]
+    fn pop_front(&mut self) -> Option<SendData> {
+        self.0.as_mut()?.pop_front()
+    }
+
+    #[inline]
+    fn iter(&self) -> impl Iterator<Item = &SendData> {
+        self.0.iter().flat_map(|q| q.iter())
+    }
+
+    fn clear(&mut self) {
+        if let Some(q) = &mut self.0 {
+            q.clear();
+        }
+    }
+
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.0.as_ref().map_or(0, |q| q.capacity())
+    }
+}
+
 /// One connection's pending sends, oldest first; see the module docs.
 #[derive(Debug)]
 pub struct SendQueue {
     first: Option<SendData>,
-    rest: VecDeque<SendData>,
+    rest: Rest,
     /// The unsent bytes of `first` (null and 0 when there is none): a cache of its
     /// slice, so the per-request looks (gather, advance) need no match on the
     /// variant and no pool address computation. Every [`SendData`] keeps its bytes
@@ -171,14 +222,7 @@ impl Default for SendQueue {
 impl SendQueue {
     /// An empty queue (allocates nothing).
     pub const fn new() -> SendQueue {
-        SendQueue {
-            first: None,
-            rest: VecDeque::new(),
-            front_ptr: std::ptr::null(),
-            front_len: 0,
-            bytes: 0,
-            shutdown: None,
-        }
+        SendQueue { first: None, rest: Rest(None), front_ptr: std::ptr::null(), front_len: 0, bytes: 0, shutdown: None }
     }
 
     /// Appends `data` (not empty).

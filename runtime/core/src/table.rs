@@ -26,8 +26,8 @@ use crate::buf::RxBuf;
 use crate::pool::BufPool;
 use crate::queue::RxQueue;
 use crate::record::{
-    flag, register, Datagram, DgramIo, IoRecord, ListenerIo, RecordExt, RecordKind, Token, DGRAM_TX_HIGH_WATER,
-    NO_GROUP, RX_PAUSE_AT, RX_RESUME_AT, TX_HIGH_WATER,
+    flag, register, Datagram, Deadline, DgramIo, IoRecord, ListenerIo, RecordExt, RecordKind, Token,
+    DGRAM_TX_HIGH_WATER, NO_GROUP, RX_PAUSE_AT, RX_RESUME_AT, TX_HIGH_WATER,
 };
 use crate::send::{SendData, Shutdown};
 
@@ -854,10 +854,10 @@ impl IoTable {
             (true, false) => self.deadlines -= 1,
             _ => {}
         }
-        r.deadline = deadline;
+        r.deadline = Deadline::at(deadline);
         r.flags &= !flag::TIMED_OUT;
         if deadline.is_some_and(|d| d <= now) {
-            r.deadline = None;
+            r.deadline = Deadline::NONE;
             r.flags |= flag::TIMED_OUT;
             self.deadlines -= 1;
             self.wakes += Self::notify_rx(&mut self.records, &mut self.groups, token);
@@ -876,10 +876,11 @@ impl IoTable {
             return 0;
         }
         let mut expired = 0;
+        let now = Deadline::at(Some(now));
         for i in 0..self.records.len() {
             let r = &mut self.records[i];
-            if r.deadline.is_some_and(|d| d <= now) && r.is_open() {
-                r.deadline = None;
+            if r.deadline.passed_by(now) && r.is_open() {
+                r.deadline = Deadline::NONE;
                 r.flags |= flag::TIMED_OUT;
                 self.deadlines -= 1;
                 expired += 1;

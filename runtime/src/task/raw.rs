@@ -26,7 +26,7 @@ use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::ptr;
-use std::sync::atomic::{fence, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
@@ -74,14 +74,19 @@ pub(crate) struct VTable {
 }
 
 /// The part of a task every piece of the runtime can use without its type.
+///
+/// It is part of every task's allocation, so it is kept small: the two state bytes
+/// and a 32-bit reference count share a word, and the owner runtime is found
+/// through `shared` rather than kept a second time.
 pub(crate) struct Header {
     state: Cell<u8>,
     sync: AtomicU8,
-    refs: AtomicUsize,
+    /// References: the registration, the join handle, wakers, queued wakes. Far
+    /// below `u32::MAX` (see [`retain`]).
+    refs: AtomicU32,
     vtable: &'static VTable,
     /// The runtime that owns the task (kept alive for late cross-thread wakes).
     shared: Arc<Shared>,
-    owner: u64,
     /// Run-queue link.
     pub(crate) next: Cell<*const Header>,
     /// Registry links.
@@ -137,16 +142,14 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    let owner = shared.id();
     let cell = Box::new(TaskCell::<F> {
         head: OutputCell {
             header: Header {
                 state: Cell::new(0),
                 sync: AtomicU8::new(if remote { sync::REMOTE } else { 0 }),
-                refs: AtomicUsize::new(2),
+                refs: AtomicU32::new(2),
                 vtable: vtable::<F>(),
                 shared,
-                owner,
                 next: Cell::new(ptr::null()),
                 prev_all: Cell::new(ptr::null()),
                 next_all: Cell::new(ptr::null()),
@@ -200,7 +203,12 @@ pub(crate) unsafe fn release(h: *const Header) {
 #[inline]
 pub(crate) unsafe fn retain(h: *const Header) {
     // SAFETY: live by the caller's contract.
-    unsafe { &*h }.refs.fetch_add(1, Ordering::Relaxed);
+    let old = unsafe { &*h }.refs.fetch_add(1, Ordering::Relaxed);
+    if old > u32::MAX / 2 {
+        // Only leaked wakers (billions of them) get here: stop before the count
+        // wraps and frees a task still referenced.
+        std::process::abort();
+    }
 }
 
 impl Header {
@@ -263,7 +271,7 @@ pub(crate) unsafe fn schedule_local(h: *const Header) {
 pub(crate) unsafe fn wake(h: *const Header) {
     // SAFETY: live by contract.
     let header = unsafe { &*h };
-    if context::is_current(header.owner) {
+    if context::is_current(header.shared.id()) {
         // SAFETY: on the owner thread, inside its runtime (is_current).
         unsafe { schedule_local(h) };
         return;
@@ -442,4 +450,17 @@ unsafe fn waker_wake_by_ref(p: *const ()) {
 unsafe fn waker_drop(p: *const ()) {
     // SAFETY: this waker owns a reference.
     unsafe { release(p.cast()) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_header_stays_within_nine_words() {
+        // Part of every task's allocation (a connection's, in a server): 88 bytes
+        // with a word-sized count and the owner's id kept twice.
+        let size = std::mem::size_of::<Header>();
+        assert!(size <= 72, "the task header is {size} bytes (at most 72 expected)");
+    }
 }

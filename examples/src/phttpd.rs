@@ -97,10 +97,9 @@ pub async fn serve_with(listener: TcpListener, config: Config, timeouts: Timeout
 
 /// [`Mode::Tasks`]: one task per connection.
 async fn serve_tasks(listener: TcpListener, responses: &'static Responses, timeouts: Timeouts) -> io::Result<()> {
-    let idle = IdleSessions::new();
     accept_each(&listener, |stream| {
         // Detached: the task ends with its connection.
-        drop(paste_rt::spawn(serve_connection(stream, responses, timeouts, idle.clone())));
+        drop(paste_rt::spawn(serve_connection(stream, responses, timeouts)));
     })
     .await
 }
@@ -193,29 +192,26 @@ fn set_deadline(batch: &mut Batch<'_>, conn: ConnId, change: DeadlineChange) {
 /// The future is stored once per connection, in its task, so it is kept small: an
 /// `async` block rather than an `async fn` (whose arguments the future would keep
 /// twice: as captured and as moved into its body), the limits read before it
-/// starts and kept only in the timer, the protocol state borrowed from the
-/// thread's idle sessions only while a request is in hand ([`IdleSessions`]), and
-/// the graceful close (its linger) boxed, allocated once when the connection ends,
-/// so that its state does not widen every connection's future.
+/// starts and kept only in the timer, and the graceful close (its linger) boxed,
+/// allocated once when the connection ends, so that its state does not widen
+/// every connection's future.
 fn serve_connection(
     stream: TcpStream,
     responses: &'static Responses,
     timeouts: Timeouts,
-    idle: IdleSessions,
 ) -> impl std::future::Future<Output = ()> {
     let mut timer = start_timer(&stream, timeouts, Phase::Head);
     async move {
-        let mut session = SessionSlot { held: None, idle };
+        let mut session = Session::new();
         let mut out = Outbox::new(&stream);
         let close_gracefully_at_end = loop {
             let received = recv_batch(&stream, &mut timer, |buf| {
-                match session.get().on_chunk(&buf, responses, |bytes| out.put_static(bytes)) {
+                match session.on_chunk(&buf, responses, |bytes| out.put_static(bytes)) {
                     Next::Continue => ControlFlow::Continue(()),
                     Next::Close => ControlFlow::Break(()),
                 }
             })
             .await;
-            session.release_if_idle();
             if out.flush().is_err() {
                 break false;
             }
@@ -241,78 +237,11 @@ fn serve_connection(
             }
         };
         drop(out);
-        drop(session);
         if close_gracefully_at_end {
             // Boxed in its own statement: the unboxed future must not outlive it.
             let close = Box::pin(close_gracefully(&stream));
             close.await;
         }
-    }
-}
-
-/// Most idle sessions a server keeps for its connections ([`IdleSessions`]).
-const IDLE_SESSIONS_KEPT: usize = 1024;
-
-/// Sessions between requests, shared by the [`Mode::Tasks`] connections of one
-/// accept loop (all on its runtime thread) and lent to them while they have a
-/// request in hand: an idle connection holds no parser state (a session is over
-/// 200 bytes, most of it the parser's buffers for split heads), and a busy one
-/// borrows and returns one per batch of received buffers without allocating (a
-/// session is allocated only when every kept one is lent).
-// Boxed: a session moves between a connection and this list as a pointer.
-#[allow(clippy::vec_box)]
-#[derive(Clone)]
-struct IdleSessions(std::rc::Rc<std::cell::RefCell<Vec<Box<Session>>>>);
-
-impl IdleSessions {
-    fn new() -> IdleSessions {
-        IdleSessions(std::rc::Rc::default())
-    }
-}
-
-/// A [`Mode::Tasks`] connection's session: lent from its server's
-/// [`IdleSessions`] while a request is in hand, `None` between requests.
-struct SessionSlot {
-    held: Option<Box<Session>>,
-    idle: IdleSessions,
-}
-
-impl SessionSlot {
-    /// The session, borrowed from the idle ones (or allocated) if none is held.
-    #[inline]
-    fn get(&mut self) -> &mut Session {
-        let idle = &self.idle;
-        self.held.get_or_insert_with(|| idle.0.borrow_mut().pop().unwrap_or_else(|| Box::new(Session::new())))
-    }
-
-    /// Gives the session back once it is between requests (it is then exactly a
-    /// new one: see [`Session::is_reusable`]).
-    #[inline]
-    fn release_if_idle(&mut self) {
-        if self.held.as_ref().is_some_and(|s| s.is_reusable()) {
-            let mut idle = self.idle.0.borrow_mut();
-            if idle.len() < IDLE_SESSIONS_KEPT {
-                if let Some(session) = self.held.take() {
-                    idle.push(session);
-                }
-            } else {
-                self.held = None;
-            }
-        }
-    }
-
-    fn is_idle(&self) -> bool {
-        self.held.as_ref().is_none_or(|s| s.is_idle())
-    }
-
-    fn phase(&self) -> Phase {
-        self.held.as_ref().map_or(Phase::Idle, |s| s.phase())
-    }
-}
-
-impl Drop for SessionSlot {
-    fn drop(&mut self) {
-        self.release_if_idle();
     }
 }
 
@@ -389,13 +318,6 @@ impl Session {
         self.parser.is_idle()
     }
 
-    /// Between requests and holding nothing of the last one: as good as a new
-    /// session (the parser clears what it fills at the next request's first byte,
-    /// and the next head sets `keep_alive`).
-    fn is_reusable(&self) -> bool {
-        self.parser.is_idle() && self.method.is_none()
-    }
-
     /// Where the connection is: between requests, in a head, or in a body.
     fn phase(&self) -> Phase {
         if self.parser.is_idle() {
@@ -457,40 +379,17 @@ mod tests {
     }
 
     /// The size of the future a function returns, without calling it.
-    fn future_size<A, B, C, D, Fut, F: Fn(A, B, C, D) -> Fut>(_: F) -> usize {
+    fn future_size<A, B, C, Fut, F: Fn(A, B, C) -> Fut>(_: F) -> usize {
         std::mem::size_of::<Fut>()
     }
 
     #[test]
     fn a_connection_future_stays_small() {
-        // Stored once per connection (in its task): the timer (104), the outbox, the
-        // stream, the receive step and a pointer to the session lent while a request
-        // is in hand. As an `async fn` with the close and the session inline it was
-        // 608 bytes.
+        // Stored once per connection (in its task): 504 bytes now — the session
+        // (216, the request parser), the timer (104), the outbox, the stream and the
+        // receive step. As an `async fn` with the close inline it was 608.
         let size = future_size(serve_connection);
-        assert!(size <= 312, "phttpd's connection future is {size} bytes (at most 312 expected)");
-    }
-
-    #[test]
-    fn a_session_back_between_requests_answers_as_a_new_one() {
-        let responses = Responses::new(64);
-        let mut session = Session::new();
-        // A POST split inside its head and its body, then a GET: idle at the end.
-        let (out, next) = run(
-            &mut session,
-            responses,
-            &[b"POST / HTTP/1.1\r\nContent-Le", b"ngth: 3\r\n\r\nab", b"cGET / HTTP/1.1\r\n\r\n"],
-        );
-        assert_eq!((out, next), (responses.keep_alive.repeat(2), Next::Continue));
-        assert!(session.is_reusable());
-        // Cut inside a head: held, not given back.
-        run(&mut session, responses, &[b"DELETE / HT"]);
-        assert!(!session.is_reusable());
-        run(&mut session, responses, &[b"TP/1.1\r\n\r\n"]);
-        assert!(session.is_reusable());
-        // The reused session answers a connection's first requests as a new one does.
-        let chunks: &[&[u8]] = &[b"DELETE / HTTP/1.1\r\n\r\n", b"GET / HTTP/1.0\r\n\r\n"];
-        assert_eq!(run(&mut session, responses, chunks), run(&mut Session::new(), responses, chunks));
+        assert!(size <= 512, "phttpd's connection future is {size} bytes (at most 512 expected)");
     }
 
     #[test]

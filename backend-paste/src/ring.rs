@@ -66,7 +66,7 @@ use paste_rt_core::{BufPool, RxBuf, SendData, TxBuf};
 
 use crate::lazy_deque::LazyDeque;
 
-use crate::sys::abi::{pst, slotflags, NetmapIf, FIRST_DATA_BUF};
+use crate::sys::abi::{pst, slotflags, NetmapIf, NetmapSlot, FIRST_DATA_BUF};
 use crate::sys::addr::{self, LayoutError, PortRegion, RingPtr};
 use crate::sys::slot;
 
@@ -862,29 +862,64 @@ impl RingDriver {
         Ok(out.slots)
     }
 
-    /// Swaps pool buffer `b` into `fd`'s ring's next free slot (zero copy) when `fd` has
-    /// nothing queued, room in flight and send credit, the ring has a free slot and
-    /// `b` fits it as [`tx_fill`](Self::tx_fill) would swap it; hands `b` back
-    /// otherwise.
+    /// The next free slot of `fd`'s ring for a send placed directly, without queueing:
+    /// `(ring, head, slots)` when `fd` has nothing queued, room in flight and send
+    /// credit and its ring has a free slot; `None` otherwise. Records the completions
+    /// of a sync since the last look first, so the slot's old owner is accounted.
     #[inline]
-    fn place_direct(&mut self, fd: i32, b: TxBuf) -> Result<(), TxBuf> {
+    fn direct_slot(&mut self, fd: i32) -> Option<(usize, u32, u32)> {
         let ntx = self.tx.len();
         let r = if ntx == 1 { 0 } else { fd as usize % ntx };
-        let Some(t) = self.tx.get(r) else { return Err(b) };
+        let t = self.tx.get(r)?;
         let ring = t.ring;
         let (n, head, tail) = (ring.num_slots(), ring.head(), ring.tail());
         if head == tail || head >= n || tail >= n {
-            return Err(b);
+            return None;
         }
         if tail != t.seen_tail {
             // A sync since the last look: record who the taken slots carried before
             // they are refilled.
             self.collect_completions();
         }
-        let Some(f) = self.fds.get_mut(fd as usize) else { return Err(b) };
+        let f = usize::try_from(fd).ok().and_then(|i| self.fds.get(i))?;
         if f.active || f.inflight >= self.cfg.max_inflight_per_fd || (f.budget.is_some() && f.credit <= 0) {
-            return Err(b);
+            return None;
         }
+        Some((r, head, n))
+    }
+
+    /// Publishes slot `s`, carrying `len` payload bytes of `fd`, at `head` of ring `r`
+    /// (found by [`direct_slot`](Self::direct_slot)), charges `fd`'s send credit for it
+    /// and advances the ring's head.
+    #[inline]
+    fn commit_direct(&mut self, fd: i32, (r, head, n): (usize, u32, u32), mut s: NetmapSlot, len: u32) {
+        let ring = self.tx[r].ring;
+        s.len = (self.cfg.tx_doff as u32 + len) as u16;
+        s.ptr = slot::set_fd(slot::set_doff(s.ptr, self.cfg.tx_doff), fd);
+        ring.set_slot(head, s);
+        let f = &mut self.fds[fd as usize];
+        self.tx[r].shadow[head as usize] = TxShadow { fd, gen: f.gen, bytes: len };
+        f.inflight += 1;
+        let charge = u64::from(len) + u64::from(self.cfg.tx_slot_overhead);
+        f.untaken_charge += charge;
+        if let Some(budget) = f.budget.map(NonZeroU32::get) {
+            f.credit -= charge as i64;
+            if !f.low && f.credit < i64::from(budget / 2) {
+                f.low = true;
+                self.low_credit.push(fd);
+            }
+        }
+        ring.set_head_cur(slot::ring_next(head, n));
+    }
+
+    /// Swaps pool buffer `b` into `fd`'s ring's next free slot (zero copy) when
+    /// [`direct_slot`](Self::direct_slot) finds one and `b` fits it as
+    /// [`tx_fill`](Self::tx_fill) would swap it; hands `b` back otherwise.
+    #[inline]
+    fn place_direct(&mut self, fd: i32, b: TxBuf) -> Result<(), TxBuf> {
+        let Some(at) = self.direct_slot(fd) else { return Err(b) };
+        let (r, head, _) = at;
+        let ring = self.tx[r].ring;
         let mut s = ring.slot(head);
         let old = s.buf_idx;
         let pool = &self.pool;
@@ -911,51 +946,23 @@ impl RingDriver {
         }
         s.buf_idx = idx;
         s.flags |= slotflags::BUF_CHANGED;
-        s.len = (doff + len) as u16;
-        s.ptr = slot::set_fd(slot::set_doff(s.ptr, self.cfg.tx_doff), fd);
-        ring.set_slot(head, s);
-        self.tx[r].shadow[head as usize] = TxShadow { fd, gen: f.gen, bytes: len };
-        f.inflight += 1;
-        let charge = u64::from(len) + u64::from(self.cfg.tx_slot_overhead);
-        f.untaken_charge += charge;
-        if let Some(budget) = f.budget.map(NonZeroU32::get) {
-            f.credit -= charge as i64;
-            if !f.low && f.credit < i64::from(budget / 2) {
-                f.low = true;
-                self.low_credit.push(fd);
-            }
-        }
-        ring.set_head_cur(slot::ring_next(head, n));
+        self.commit_direct(fd, at, s, len);
         Ok(())
     }
 
     /// Copies `data` into `fd`'s ring's next free slot when it is not a pool buffer, is
-    /// not empty and fits one slot, and `fd` has nothing queued, room in flight and send
-    /// credit, and the ring has a free slot — what [`tx_fill`](Self::tx_fill) would do
-    /// with it, without queueing it first; hands `data` back otherwise.
+    /// not empty and fits one slot, and [`direct_slot`](Self::direct_slot) finds one —
+    /// what [`tx_fill`](Self::tx_fill) would do with it, without queueing it first;
+    /// hands `data` back otherwise.
     #[inline]
     fn place_copy_direct(&mut self, fd: i32, data: SendData) -> Result<(), SendData> {
         if matches!(data, SendData::Pool(_)) || data.is_empty() {
             return Err(data);
         }
-        let ntx = self.tx.len();
-        let r = if ntx == 1 { 0 } else { fd as usize % ntx };
-        let Some(t) = self.tx.get(r) else { return Err(data) };
-        let ring = t.ring;
-        let (n, head, tail) = (ring.num_slots(), ring.head(), ring.tail());
-        if head == tail || head >= n || tail >= n {
-            return Err(data);
-        }
-        if tail != t.seen_tail {
-            // A sync since the last look: record who the taken slots carried before
-            // they are refilled.
-            self.collect_completions();
-        }
-        let Some(f) = usize::try_from(fd).ok().and_then(|i| self.fds.get_mut(i)) else { return Err(data) };
-        if f.active || f.inflight >= self.cfg.max_inflight_per_fd || (f.budget.is_some() && f.credit <= 0) {
-            return Err(data);
-        }
-        let mut s = ring.slot(head);
+        let Some(at) = self.direct_slot(fd) else { return Err(data) };
+        let (r, head, _) = at;
+        let ring = self.tx[r].ring;
+        let s = ring.slot(head);
         let doff = self.cfg.tx_doff as u32;
         let g = slot::generic_offset(s.ptr, ring.offset_mask()) as u32;
         if !(FIRST_DATA_BUF..self.index_limit).contains(&s.buf_idx) || g + doff >= self.buf_size {
@@ -973,23 +980,9 @@ impl RingDriver {
             let dst = self.pool.buf_ptr(s.buf_idx).add((g + doff) as usize);
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len());
         }
-        let len = bytes.len() as u32;
         SendData::count_copy(bytes.len());
-        s.len = (doff + len) as u16;
-        s.ptr = slot::set_fd(slot::set_doff(s.ptr, self.cfg.tx_doff), fd);
-        ring.set_slot(head, s);
-        self.tx[r].shadow[head as usize] = TxShadow { fd, gen: f.gen, bytes: len };
-        f.inflight += 1;
-        let charge = u64::from(len) + u64::from(self.cfg.tx_slot_overhead);
-        f.untaken_charge += charge;
-        if let Some(budget) = f.budget.map(NonZeroU32::get) {
-            f.credit -= charge as i64;
-            if !f.low && f.credit < i64::from(budget / 2) {
-                f.low = true;
-                self.low_credit.push(fd);
-            }
-        }
-        ring.set_head_cur(slot::ring_next(head, n));
+        let len = bytes.len() as u32;
+        self.commit_direct(fd, at, s, len);
         Ok(())
     }
 

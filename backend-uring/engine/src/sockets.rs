@@ -505,16 +505,7 @@ impl SocketEngine {
     /// in SQ order), and frees the slot once nothing is in flight. Sends still in
     /// flight complete (or are cancelled) first.
     pub fn close(&mut self, id: u32, sink: &mut impl Sink, stats: &Stats) {
-        let Some(s) = self.slots.get_mut(id as usize) else { return };
-        if !s.has(st::OPEN) {
-            return;
-        }
-        s.state &= !st::OPEN;
-        let (fd, busy) = (s.fd, s.inflight > 0);
-        s.fd = -1;
-        if busy {
-            self.push_ignored(opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(fd)).all()).build(), stats);
-        }
+        let Some(fd) = self.stop(id, stats) else { return };
         self.push_ignored(opcode::Close::new(Fd(fd)).build(), stats);
         self.fd_freed = true;
         self.maybe_free(id, sink);
@@ -527,17 +518,23 @@ impl SocketEngine {
     /// new socket while completions of the old one may still come, so a slot is never
     /// opened again while busy. Sends still in flight are cancelled.
     pub fn retire(&mut self, id: u32, sink: &mut impl Sink, stats: &Stats) {
-        let Some(s) = self.slots.get_mut(id as usize) else { return };
-        if !s.has(st::OPEN) {
-            return;
+        if self.stop(id, stats).is_some() {
+            self.maybe_free(id, sink);
         }
+    }
+
+    /// What [`close`](Self::close) and [`retire`](Self::retire) share: marks open
+    /// slot `id` closed, takes its fd from it and cancels every op in flight on the
+    /// fd. Returns the fd, or `None` when the slot was not open.
+    fn stop(&mut self, id: u32, stats: &Stats) -> Option<RawFd> {
+        let s = self.slots.get_mut(id as usize).filter(|s| s.has(st::OPEN))?;
         s.state &= !st::OPEN;
         let (fd, busy) = (s.fd, s.inflight > 0);
         s.fd = -1;
         if busy {
             self.push_ignored(opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(fd)).all()).build(), stats);
         }
-        self.maybe_free(id, sink);
+        Some(fd)
     }
 
     /// Closes `fd`, which no open slot owns (its slot was [`retire`](Self::retire)d,

@@ -3,8 +3,8 @@
 //! request — receiving, hyper's reads and writes through `HyperIo`, the flush, the
 //! timer's sleeps, the executor, the tick, the backend — allocates nothing once warm.
 //!
-//! A per-thread global allocator (this file is the only test binary with it)
-//! attributes each allocation of the server thread to the layer that made it:
+//! The tests' counting allocator (`support/counting_alloc.rs`), with per-thread
+//! layers, attributes each allocation of the server thread to the layer that made it:
 //! *hyper* (hyper's connection future: parsing, `http` types, the service), or
 //! *paste-rt* (everything else on the thread, and every call hyper makes back into
 //! paste-rt's adapters). One allocation of paste-rt's adapters is hyper's by
@@ -15,8 +15,6 @@
 
 mod support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::future::Future;
 use std::io::{Read, Write};
 use std::pin::Pin;
@@ -43,64 +41,20 @@ enum Layer {
     Test = 3,
 }
 
-thread_local! {
-    static LAYER: Cell<u8> = const { Cell::new(Layer::PasteRt as u8) };
-    static COUNTS: [Cell<u64>; 4] = const { [const { Cell::new(0) }; 4] };
-}
-
-/// Counts each allocation of the calling thread under its current layer, then
-/// forwards to `System`.
-struct LayeredAllocator;
-
-fn count_one() {
-    // `try_with`: the thread-locals may already be gone while a thread exits.
-    let _ = LAYER.try_with(|l| {
-        let layer = l.get() as usize;
-        let _ = COUNTS.try_with(|c| c[layer].set(c[layer].get() + 1));
-    });
-}
-
-// SAFETY: every method forwards to the system allocator with the caller's arguments
-// unchanged, so it upholds the same contract; counting touches no allocated memory.
-unsafe impl GlobalAlloc for LayeredAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: same layout contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: same layout contract as our caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_one();
-        // SAFETY: `ptr` was allocated by `System` (through us) with `layout`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by `System` (through us) with `layout`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 #[global_allocator]
-static GLOBAL: LayeredAllocator = LayeredAllocator;
+static GLOBAL: counting_alloc::CountingAllocator = counting_alloc::CountingAllocator;
 
 /// Runs `f` with allocations attributed to `layer`.
 fn in_layer<R>(layer: Layer, f: impl FnOnce() -> R) -> R {
-    let previous = LAYER.with(|l| l.replace(layer as u8));
-    let result = f();
-    LAYER.with(|l| l.set(previous));
-    result
+    counting_alloc::in_layer(layer as u8, f)
 }
 
 /// This thread's allocations so far, per layer.
-fn counts() -> [u64; 4] {
-    COUNTS.with(|c| [c[0].get(), c[1].get(), c[2].get(), c[3].get()])
+fn counts() -> [u64; counting_alloc::LAYERS] {
+    counting_alloc::allocations_by_layer()
 }
 
 /// The hyper connection future: its polls are hyper's.

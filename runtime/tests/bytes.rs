@@ -17,21 +17,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use paste_rt::net::{TcpListener, TcpStream};
 use paste_rt::{BackendKind, SendData};
-use support::{off_thread, pattern};
+use support::{connected, off_thread, pattern};
 
 const LIMIT: Duration = Duration::from_secs(20);
-
-/// A listener, a std client thread running `client` on its connection, and the
-/// accepted server side.
-async fn connected<T: Send + 'static>(
-    client: impl FnOnce(std::net::TcpStream) -> T + Send + 'static,
-) -> (TcpStream, impl std::future::Future<Output = T>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let client = off_thread(move || client(std::net::TcpStream::connect(addr).unwrap()));
-    let (server, _) = listener.accept().await.unwrap();
-    (server, client)
-}
 
 #[paste_rt::test_each_backend]
 async fn a_bytes_from_an_rxbuf_outlives_its_connection_and_its_buffer_comes_back_when_it_drops() {

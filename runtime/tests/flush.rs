@@ -11,22 +11,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use paste_rt::net::{TcpListener, TcpStream};
-use support::{off_thread, pattern};
+use support::{connected, pattern};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 const LIMIT: Duration = Duration::from_secs(20);
-
-/// A listener, a std client running `client` on its connection, and the server side.
-async fn connected<T: Send + 'static>(
-    client: impl FnOnce(std::net::TcpStream) -> T + Send + 'static,
-) -> (TcpStream, impl std::future::Future<Output = T>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let client = off_thread(move || client(std::net::TcpStream::connect(addr).unwrap()));
-    let (server, _) = listener.accept().await.unwrap();
-    (server, client)
-}
 
 fn read_all(mut c: std::net::TcpStream) -> Vec<u8> {
     let mut got = Vec::new();

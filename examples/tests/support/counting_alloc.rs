@@ -8,14 +8,24 @@ use std::cell::Cell;
 /// Counts every allocation of the calling thread, then forwards to `System`.
 pub struct CountingAllocator;
 
+/// How many layers a thread's allocations can be attributed to (see [`in_layer`]).
+pub const LAYERS: usize = 4;
+
 thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    /// The layer the calling thread's allocations are counted under (0 unless a test
+    /// attributes them with [`in_layer`]).
+    static LAYER: Cell<u8> = const { Cell::new(0) };
+    static ALLOCATIONS: [Cell<u64>; LAYERS] = const { [const { Cell::new(0) }; LAYERS] };
 }
 
 fn count_one() {
-    // `try_with`: the thread-local may already be gone while a thread exits.
-    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+    // `try_with`: the thread-locals may already be gone while a thread exits.
+    let _ = LAYER.try_with(|l| {
+        let layer = usize::from(l.get());
+        let _ = ALLOCATIONS.try_with(|n| n[layer].set(n[layer].get() + 1));
+    });
 }
+
 // SAFETY: every method forwards to the system allocator with the caller's arguments
 // unchanged, so it upholds the same contract; counting touches no allocated memory.
 unsafe impl GlobalAlloc for CountingAllocator {
@@ -43,7 +53,21 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 }
 
-/// Allocations made by the calling thread so far.
+/// Allocations made by the calling thread so far, in every layer.
 pub fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
+    allocations_by_layer().iter().sum()
+}
+
+/// Allocations made by the calling thread so far, per layer.
+pub fn allocations_by_layer() -> [u64; LAYERS] {
+    ALLOCATIONS.with(|n| std::array::from_fn(|i| n[i].get()))
+}
+
+/// Runs `f` with the calling thread's allocations counted under `layer` (< [`LAYERS`]).
+pub fn in_layer<R>(layer: u8, f: impl FnOnce() -> R) -> R {
+    assert!(usize::from(layer) < LAYERS, "layer {layer} out of range");
+    let previous = LAYER.with(|l| l.replace(layer));
+    let result = f();
+    LAYER.with(|l| l.set(previous));
+    result
 }

@@ -17,3 +17,15 @@ pub fn off_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 pub fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
 }
+
+/// A listener, a std client thread running `client` on its connection, and the
+/// accepted server side.
+pub async fn connected<T: Send + 'static>(
+    client: impl FnOnce(std::net::TcpStream) -> T + Send + 'static,
+) -> (paste_rt::net::TcpStream, impl Future<Output = T>) {
+    let listener = paste_rt::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = off_thread(move || client(std::net::TcpStream::connect(addr).unwrap()));
+    let (server, _) = listener.accept().await.unwrap();
+    (server, client)
+}

@@ -679,10 +679,21 @@ impl SocketEngine {
         const IGNORE: u8 = OpKind::Ignore as u8;
         for c in &cqes {
             let (ud, res, flags) = (c.user_data(), c.result(), c.flags());
-            // One look at the kind byte (see `user_data` for the layout).
+            // One look at the kind byte (see `user_data` for the layout); socket
+            // completions whose slot was reused since (another generation) or freed
+            // are stale and skipped.
             let (id, kind, gen) = (ud as u32, (ud >> 32) as u8, (ud >> 40) as u32);
             match kind {
-                RECV | SEND | ACCEPT | SHUTDOWN | CONNECT => {}
+                RECV if self.is_current(id, gen) => {
+                    if self.on_recv(id, res, flags, sink, stats) {
+                        rx = true;
+                    }
+                }
+                SEND if self.is_current(id, gen) => self.on_send(id, res, sink, stats),
+                ACCEPT if self.is_current(id, gen) => self.on_accept(id, res, flags, sink, stats),
+                SHUTDOWN if self.is_current(id, gen) => self.on_shutdown(id, res, sink, stats),
+                CONNECT if self.is_current(id, gen) => self.on_connect(id, res, sink, stats),
+                RECV | SEND | ACCEPT | SHUTDOWN | CONNECT => continue,
                 WAKE => {
                     self.on_wake(res, stats);
                     continue;
@@ -698,23 +709,24 @@ impl SocketEngine {
                     continue;
                 }
             }
-            let Some(s) = self.slots.get(id as usize) else { continue };
-            debug_assert_eq!(s.gen, gen, "completion for a reused slot");
-            if s.gen != gen || s.role == Role::Free {
-                continue;
-            }
-            match kind {
-                RECV => rx |= self.on_recv(id, res, flags, sink, stats),
-                SEND => self.on_send(id, res, sink, stats),
-                ACCEPT => self.on_accept(id, res, flags, sink, stats),
-                SHUTDOWN => self.on_shutdown(id, res, sink, stats),
-                _ => self.on_connect(id, res, sink, stats),
-            }
             self.maybe_free(id, sink);
         }
         self.cqes = cqes;
         if rx {
             Stats::add(&stats.rx_batches, 1);
+        }
+    }
+
+    /// Whether slot `id` is live and still of generation `gen` (a completion for it
+    /// is not stale).
+    #[inline(always)]
+    fn is_current(&self, id: u32, gen: u32) -> bool {
+        match self.slots.get(id as usize) {
+            Some(s) => {
+                debug_assert_eq!(s.gen, gen, "completion for a reused slot");
+                s.gen == gen && s.role != Role::Free
+            }
+            None => false,
         }
     }
 

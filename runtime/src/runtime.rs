@@ -369,15 +369,18 @@ impl Runtime {
 
 impl Inner {
     /// How long the tick may wait: until the next timer, and while receive deadlines
-    /// are set, until the next sweep.
+    /// are set, until the next sweep. Only a timer reads the clock: the sweep is
+    /// coarse, so the tick's clock (`coarse_now`, read after the last wait) serves.
     fn wait_limit(&self) -> Option<Duration> {
-        let timer = self.timers.borrow_mut().next_deadline();
         let sweep = self.driver.borrow().has_deadlines().then(|| self.next_sweep.get());
-        let until = match (timer, sweep) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }?;
-        Some(until.saturating_duration_since(Instant::now()))
+        match (self.timers.borrow_mut().next_deadline(), sweep) {
+            (Some(timer), sweep) => {
+                let until = sweep.map_or(timer, |s| s.min(timer));
+                Some(until.saturating_duration_since(Instant::now()))
+            }
+            (None, Some(sweep)) => Some(sweep.saturating_duration_since(crate::time::coarse_now())),
+            (None, None) => None,
+        }
     }
 
     /// Fails the receives whose deadline passed, at most every `DEADLINE_SWEEP`.

@@ -89,8 +89,12 @@ impl RunQueue {
     /// The LIFO slot's task, if any.
     #[inline]
     pub(crate) fn take_lifo(&self) -> Option<*const Header> {
-        let h = self.lifo.replace(ptr::null());
-        (!h.is_null()).then_some(h)
+        let h = self.lifo.get();
+        if h.is_null() {
+            return None;
+        }
+        self.lifo.set(ptr::null());
+        Some(h)
     }
 
     /// Marks `h` as the task being polled (null: none).

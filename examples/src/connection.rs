@@ -3,13 +3,14 @@
 //!
 //! Owns the policy for accept errors (which are transient — out of descriptors,
 //! out of memory, a connection aborted before it was taken — and which end the
-//! server), the batching of receives ([`recv_batch`]: every buffer that arrived by
-//! this tick, so that one outbox flush answers all of them, and the receive deadline
-//! a [`ConnTimer`] keeps), graceful shutdown (idle connections close at once, one in
-//! the middle of a request gets the shutdown grace, the process waits no longer),
+//! server), the serving loop ([`serve_batches`]: every buffer that arrived by this
+//! tick goes to the [`Protocol`], one outbox flush answers all of them, the receive
+//! deadline a [`ConnTimer`] keeps follows, and backpressure waits), graceful
+//! shutdown (idle connections close at once, one in the middle of a request gets
+//! the shutdown grace, the process waits no longer),
 //! and the graceful close (FIN after the queued replies, then discard what the peer
 //! still sends, for a bounded time, so a late request cannot turn the close into a
-//! reset that destroys the reply). It never parses or writes protocol bytes.
+//! reset that destroys the reply). It never parses protocol bytes.
 
 use std::future::poll_fn;
 use std::future::Future;
@@ -22,22 +23,32 @@ use paste_rt::net::{TcpListener, TcpStream};
 use paste_rt::time::coarse_now;
 use paste_rt::RxBuf;
 
+use crate::outbox::Outbox;
 use crate::timeouts::{ConnTimer, DeadlineChange, Phase};
 
-/// Most buffers [`recv_batch`] hands out before returning (so replies to a fast
-/// sender are flushed regularly).
+/// Most buffers [`serve_batches`] hands to the protocol before it flushes the
+/// replies (so replies to a fast sender leave regularly).
 pub const MAX_BATCH: usize = 64;
 
-/// How a [`recv_batch`] ended.
+/// A protocol spoken on one connection, driven by [`serve_batches`]: it turns
+/// received bytes into replies and says where the connection stands.
+pub trait Protocol {
+    /// Handles one received buffer, putting replies into `out`; `Break` to stop
+    /// receiving (the connection then closes after the queued replies).
+    fn on_buf(&mut self, buf: RxBuf, out: &mut Outbox<'_>) -> ControlFlow<()>;
+
+    /// Where the connection stands now (the timer's phase after a batch).
+    fn phase(&self) -> Phase;
+}
+
+/// How [`serve_batches`] ended.
 #[derive(Debug)]
 pub enum Received {
-    /// At least one buffer was handed out; there may be more.
-    Data,
-    /// The handler asked to stop (it will close the connection).
+    /// The protocol asked to stop (it will close the connection).
     Stopped,
-    /// The peer closed its side and every buffer before its FIN was handed out.
+    /// The peer closed its side and every buffer before its FIN was handled.
     Eof,
-    /// Receiving failed (a reset, for example).
+    /// Receiving or sending failed (a reset, for example).
     Failed(io::Error),
     /// Nothing was waiting and graceful shutdown was requested: close now.
     Shutdown,
@@ -46,26 +57,38 @@ pub enum Received {
     TimedOut,
 }
 
-/// Waits for received data, then hands every buffer already received (up to
-/// [`MAX_BATCH`]) to `on_buf`, in order, without waiting again. An EOF or error
-/// behind the data is reported by the next call.
+/// Serves `stream` with `protocol` until the connection ends: every buffer received
+/// by now goes to the protocol (up to [`MAX_BATCH`] at a time), then the replies
+/// are flushed, the deadline follows the protocol's phase, and it waits for more —
+/// or for send room, when a peer does not read. Every reply put is flushed before
+/// it returns.
 ///
-/// The connection is in `timer`'s phase ([`Phase::Idle`]: between requests). A
-/// graceful shutdown requested while nothing is waiting ends the wait of an idle
-/// connection with [`Received::Shutdown`]; one in the middle of a request keeps
-/// receiving until the request is complete, for at most the shutdown grace. When
-/// the deadline passes first: [`Received::TimedOut`].
-pub async fn recv_batch(
+/// A batch that takes everything received leaves the task registered for the next
+/// data ([`RecvEach::is_drained`](paste_rt::net::RecvEach::is_drained)), so a
+/// request costs one look at the connection, not two. A graceful shutdown requested
+/// while nothing is waiting ends an idle connection with [`Received::Shutdown`];
+/// one in the middle of a request keeps receiving until the request is complete,
+/// for at most the shutdown grace. When the deadline passes first:
+/// [`Received::TimedOut`].
+pub async fn serve_batches(
     stream: &TcpStream,
     timer: &mut ConnTimer,
-    mut on_buf: impl FnMut(RxBuf) -> ControlFlow<()>,
+    out: &mut Outbox<'_>,
+    protocol: &mut impl Protocol,
 ) -> Received {
     poll_fn(|cx| loop {
+        if out.is_full() {
+            match out.poll_room(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Received::Failed(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
         let mut taken = 0;
         let mut stopped = false;
         let step = stream.poll_recv_each(cx, |buf| {
             taken += 1;
-            if on_buf(buf).is_break() {
+            if protocol.on_buf(buf, out).is_break() {
                 stopped = true;
                 return ControlFlow::Break(());
             }
@@ -74,26 +97,41 @@ pub async fn recv_batch(
             }
             ControlFlow::Continue(())
         });
-        match step {
-            _ if stopped => return Poll::Ready(Received::Stopped),
-            Poll::Ready(Ok(0)) => return Poll::Ready(Received::Eof),
-            Poll::Ready(Ok(_)) => return Poll::Ready(Received::Data),
-            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::TimedOut => return Poll::Ready(Received::TimedOut),
-            Poll::Ready(Err(e)) => return Poll::Ready(Received::Failed(e)),
+        let ended = match step {
+            _ if stopped => Received::Stopped,
+            Poll::Ready(Ok(each)) if each.is_eof() => Received::Eof,
+            Poll::Ready(Ok(each)) => {
+                if let Err(e) = out.flush() {
+                    return Poll::Ready(Received::Failed(e));
+                }
+                apply(stream, timer.update(protocol.phase(), coarse_now()));
+                if each.is_drained() && !out.is_full() && !paste_rt::runtime::is_shutting_down() {
+                    // Registered for the next data already: no second look.
+                    return Poll::Pending;
+                }
+                continue;
+            }
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::TimedOut => Received::TimedOut,
+            Poll::Ready(Err(e)) => Received::Failed(e),
             // Graceful shutdown (the runtime wakes receivers when it is requested):
             // an idle connection closes here, a busy one gets the grace.
             Poll::Pending => {
-                if paste_rt::runtime::is_shutting_down() {
-                    if timer.phase() == Phase::Idle {
-                        return Poll::Ready(Received::Shutdown);
-                    }
-                    if apply(stream, timer.shutdown(coarse_now())) {
-                        continue; // a deadline already past is reported at once
-                    }
+                if !paste_rt::runtime::is_shutting_down() {
+                    return Poll::Pending;
                 }
-                return Poll::Pending;
+                if timer.phase() == Phase::Idle {
+                    Received::Shutdown
+                } else if apply(stream, timer.shutdown(coarse_now())) {
+                    continue; // a deadline already past is reported at once
+                } else {
+                    return Poll::Pending;
+                }
             }
-        }
+        };
+        return Poll::Ready(match out.flush() {
+            Ok(()) => ended,
+            Err(e) => Received::Failed(e),
+        });
     })
     .await
 }

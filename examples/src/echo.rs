@@ -15,8 +15,9 @@ use std::io;
 use std::ops::ControlFlow;
 
 use paste_rt::net::{TcpListener, TcpStream};
+use paste_rt::RxBuf;
 
-use crate::connection::{accept_each, close_gracefully, recv_batch, start_timer, Received};
+use crate::connection::{accept_each, close_gracefully, serve_batches, start_timer, Protocol, Received};
 use crate::outbox::Outbox;
 use crate::timeouts::{Phase, Timeouts};
 
@@ -37,26 +38,25 @@ async fn echo_connection(stream: TcpStream) {
     let mut out = Outbox::new(&stream);
     // Echo has no requests: always between them, so shutdown closes it at once.
     let mut timer = start_timer(&stream, Timeouts::NONE, Phase::Idle);
-    loop {
-        let received = recv_batch(&stream, &mut timer, |buf| {
-            out.put(&buf);
-            ControlFlow::Continue(())
-        })
-        .await;
-        if out.flush().is_err() {
-            return;
+    match serve_batches(&stream, &mut timer, &mut out, &mut Echo).await {
+        Received::Eof => {
+            let _ = stream.shutdown().await;
         }
-        match received {
-            Received::Data | Received::Stopped => {}
-            Received::Eof => {
-                let _ = stream.shutdown().await;
-                return;
-            }
-            Received::Failed(_) | Received::TimedOut => return,
-            Received::Shutdown => return close_gracefully(&stream).await,
-        }
-        if out.wait_for_room().await.is_err() {
-            return;
-        }
+        Received::Stopped | Received::Shutdown => close_gracefully(&stream).await,
+        Received::Failed(_) | Received::TimedOut => {}
+    }
+}
+
+/// The echo protocol: every received byte is put back.
+struct Echo;
+
+impl Protocol for Echo {
+    fn on_buf(&mut self, buf: RxBuf, out: &mut Outbox<'_>) -> ControlFlow<()> {
+        out.put(&buf);
+        ControlFlow::Continue(())
+    }
+
+    fn phase(&self) -> Phase {
+        Phase::Idle
     }
 }

@@ -27,8 +27,9 @@ use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use paste_rt::net::{TcpListener, TcpStream};
+use paste_rt::RxBuf;
 
-use crate::connection::{accept_each, apply, close_gracefully, recv_batch, start_timer, Received};
+use crate::connection::{accept_each, close_gracefully, serve_batches, start_timer, Protocol, Received};
 use crate::memcache::{CommandParser, Flow, Store};
 use crate::outbox::Outbox;
 use crate::timeouts::Phase;
@@ -66,44 +67,49 @@ pub async fn serve_with(listener: TcpListener, config: Config, timeouts: Timeout
 /// One connection: execute every command of the buffers received by now, queue
 /// the replies, wait only for backpressure.
 async fn serve_connection(stream: TcpStream, config: Rc<Config>, store: Rc<RefCell<Store>>, timeouts: Timeouts) {
-    let mut parser = CommandParser::new(&config);
+    let mut kv = KvConnection { parser: CommandParser::new(&config), store: &store };
     let mut out = Outbox::new(&stream);
     let mut timer = start_timer(&stream, timeouts, Phase::Idle);
     let _counted = Connected::new(&store);
-    loop {
-        let received = recv_batch(&stream, &mut timer, |buf| {
-            let mut store = store.borrow_mut();
-            store.set_now(unix_now());
-            store.bytes_read(buf.len());
-            let mut pos = 0;
-            while let Some(command) = parser.next_command(&buf, &mut pos) {
-                match command {
-                    Ok(command) => {
-                        if store.execute(command, &mut out) == Flow::Close {
-                            return ControlFlow::Break(());
-                        }
+    match serve_batches(&stream, &mut timer, &mut out, &mut kv).await {
+        Received::Stopped | Received::Shutdown => close_gracefully(&stream).await,
+        // A command cut short by the header limit, or an idle connection: like
+        // memcached, close without a word.
+        Received::TimedOut | Received::Eof | Received::Failed(_) => {}
+    }
+}
+
+/// The memcached text protocol on one connection, over the thread's store.
+struct KvConnection<'a> {
+    parser: CommandParser,
+    store: &'a RefCell<Store>,
+}
+
+impl Protocol for KvConnection<'_> {
+    fn on_buf(&mut self, buf: RxBuf, out: &mut Outbox<'_>) -> ControlFlow<()> {
+        let mut store = self.store.borrow_mut();
+        store.set_now(unix_now());
+        store.bytes_read(buf.len());
+        let mut pos = 0;
+        while let Some(command) = self.parser.next_command(&buf, &mut pos) {
+            match command {
+                Ok(command) => {
+                    if store.execute(command, out) == Flow::Close {
+                        return ControlFlow::Break(());
                     }
-                    // A line too long to be a command: memcached closes silently.
-                    Err(_) => return ControlFlow::Break(()),
                 }
+                // A line too long to be a command: memcached closes silently.
+                Err(_) => return ControlFlow::Break(()),
             }
-            ControlFlow::Continue(())
-        })
-        .await;
-        if out.flush().is_err() {
-            return;
         }
-        match received {
-            Received::Data => {}
-            Received::Stopped | Received::Shutdown => return close_gracefully(&stream).await,
-            // A command cut short by the header limit, or an idle connection: like
-            // memcached, close without a word.
-            Received::TimedOut | Received::Eof | Received::Failed(_) => return,
-        }
-        let phase = if parser.is_idle() { Phase::Idle } else { Phase::Head };
-        apply(&stream, timer.update(phase, paste_rt::time::coarse_now()));
-        if out.wait_for_room().await.is_err() {
-            return;
+        ControlFlow::Continue(())
+    }
+
+    fn phase(&self) -> Phase {
+        if self.parser.is_idle() {
+            Phase::Idle
+        } else {
+            Phase::Head
         }
     }
 }

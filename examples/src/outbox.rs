@@ -10,6 +10,7 @@
 //! queued as an owned copy rather than dropped).
 
 use std::io;
+use std::task::{ready, Context, Poll};
 
 use paste_rt::net::TcpStream;
 use paste_rt::{SendData, TxBuf};
@@ -97,14 +98,22 @@ impl<'s> Outbox<'s> {
         }
     }
 
-    /// Waits for send room when a queued reply found the connection's backlog over
-    /// the runtime's limit (a peer that does not read); returns at once otherwise,
-    /// without a look at the connection.
-    pub async fn wait_for_room(&mut self) -> io::Result<()> {
-        if std::mem::take(&mut self.full) {
-            std::future::poll_fn(|cx| self.stream.poll_send_ready(cx)).await?;
+    /// Whether a queued reply found the connection's backlog over the runtime's limit
+    /// (a peer that does not read): wait for room ([`poll_room`](Self::poll_room))
+    /// before answering more.
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.full
+    }
+
+    /// Ready once the backlog is back under the runtime's limit (at once when it
+    /// never went over), or with the send's error.
+    pub fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.full {
+            ready!(self.stream.poll_send_ready(cx))?;
+            self.full = false;
         }
-        Ok(())
+        Poll::Ready(Ok(()))
     }
 
     fn queue(&mut self, data: SendData) {

@@ -25,9 +25,10 @@ use std::ops::ControlFlow;
 use paste_rt::batch::{self, Batch, BatchEvent, ConnId};
 use paste_rt::net::{TcpListener, TcpStream};
 use paste_rt::time::coarse_now;
+use paste_rt::RxBuf;
 
 use crate::batch_outbox::BatchOutbox;
-use crate::connection::{accept_each, apply, close_gracefully, recv_batch, start_timer, Received};
+use crate::connection::{accept_each, close_gracefully, serve_batches, start_timer, Protocol, Received};
 use crate::http::{fill_body, Event, Method, RequestParser, ResponseTemplate, REQUEST_TIMEOUT};
 use crate::outbox::Outbox;
 pub use crate::timeouts::Timeouts;
@@ -202,39 +203,22 @@ fn serve_connection(
 ) -> impl std::future::Future<Output = ()> {
     let mut timer = start_timer(&stream, timeouts, Phase::Head);
     async move {
-        let mut session = Session::new();
+        let mut http = HttpConnection { session: Session::new(), responses };
         let mut out = Outbox::new(&stream);
-        let close_gracefully_at_end = loop {
-            let received = recv_batch(&stream, &mut timer, |buf| {
-                match session.on_chunk(&buf, responses, |bytes| out.put_static(bytes)) {
-                    Next::Continue => ControlFlow::Continue(()),
-                    Next::Close => ControlFlow::Break(()),
-                }
-            })
-            .await;
-            if out.flush().is_err() {
-                break false;
-            }
-            match received {
-                Received::Data => {}
-                Received::Stopped | Received::Shutdown => break true,
-                Received::TimedOut => {
-                    if !session.is_idle() {
-                        out.put(REQUEST_TIMEOUT);
-                        if out.flush().is_err() {
-                            break false;
-                        }
+        let close_gracefully_at_end = match serve_batches(&stream, &mut timer, &mut out, &mut http).await {
+            Received::Stopped | Received::Shutdown => true,
+            Received::TimedOut => {
+                if !http.session.is_idle() {
+                    out.put(REQUEST_TIMEOUT);
+                    if out.flush().is_err() {
+                        return;
                     }
-                    break true;
                 }
-                // EOF (a request cut short is dropped with it) or reset: dropping the
-                // stream closes it after whatever is still queued.
-                Received::Eof | Received::Failed(_) => break false,
+                true
             }
-            apply(&stream, timer.update(session.phase(), coarse_now()));
-            if out.wait_for_room().await.is_err() {
-                break false;
-            }
+            // EOF (a request cut short is dropped with it) or reset: dropping the
+            // stream closes it after whatever is still queued.
+            Received::Eof | Received::Failed(_) => false,
         };
         drop(out);
         if close_gracefully_at_end {
@@ -242,6 +226,27 @@ fn serve_connection(
             let close = Box::pin(close_gracefully(&stream));
             close.await;
         }
+    }
+}
+
+/// HTTP on one connection in [`Mode::Tasks`]: the session and the canned responses.
+struct HttpConnection {
+    session: Session,
+    responses: &'static Responses,
+}
+
+impl Protocol for HttpConnection {
+    #[inline]
+    fn on_buf(&mut self, buf: RxBuf, out: &mut Outbox<'_>) -> ControlFlow<()> {
+        match self.session.on_chunk(&buf, self.responses, |bytes| out.put_static(bytes)) {
+            Next::Continue => ControlFlow::Continue(()),
+            Next::Close => ControlFlow::Break(()),
+        }
+    }
+
+    #[inline]
+    fn phase(&self) -> Phase {
+        self.session.phase()
     }
 }
 

@@ -18,8 +18,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use paste_rt_core::{
-    BufPool, Capabilities, CloseStep, IoTable, Received, RemoteWake, RxBuf, RxQueue, SendData, Shutdown, StatsSnapshot,
-    Token,
+    BufPool, Capabilities, CloseStep, IoTable, Received, RemoteWake, RxBuf, SendData, Shutdown, StatsSnapshot, Token,
 };
 
 use crate::select::AnyBackend;
@@ -113,27 +112,11 @@ impl Driver {
         }
     }
 
-    /// Takes every buffer received on `token` at once (resuming a paused receive),
-    /// `None` at EOF, or its error; registers `cx` when nothing is there. The
-    /// queue comes with whether receiving was resumed (callers ignore it).
-    #[inline(always)]
-    pub(crate) fn poll_take_rx(
-        &mut self,
-        token: Token,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<Option<(RxQueue, bool)>>> {
-        let taken = self.io.poll_take_rx(token, cx);
-        if let Poll::Ready(Ok(Some((_, true)))) = &taken {
-            self.resume_recv_cold(token);
-        }
-        taken
-    }
-
     /// [`resume_recv`](Self::resume_recv) out of the per-request path (a paused
     /// receive is rare): keeps the backend dispatch out of its callers' code.
     #[cold]
     #[inline(never)]
-    fn resume_recv_cold(&mut self, token: Token) {
+    pub(crate) fn resume_recv_cold(&mut self, token: Token) {
         self.backend.resume_recv(&mut self.io, token);
     }
 

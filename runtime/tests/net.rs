@@ -285,7 +285,7 @@ async fn dropped_accept_and_recv_futures_leak_nothing() {
 }
 
 /// `poll_recv_each` hands out every queued buffer in one step; buffers left when
-/// the handler breaks stay first in line, in order; `Ok(0)` means EOF.
+/// the handler breaks stay first in line, in order; nothing handed out means EOF.
 #[paste_rt::test_each_backend]
 async fn recv_each_drains_in_order_and_keeps_what_it_did_not_hand_out() {
     use std::future::poll_fn;
@@ -313,10 +313,11 @@ async fn recv_each_drains_in_order_and_keeps_what_it_did_not_hand_out() {
     })
     .await
     .unwrap();
-    assert_eq!(first, 1, "a break after the first buffer hands out one");
+    assert_eq!(first.handed_out(), 1, "a break after the first buffer hands out one");
+    assert!(!first.is_drained(), "buffers were left: not drained");
     let mut calls = 0;
     loop {
-        let n = poll_fn(|cx| {
+        let each = poll_fn(|cx| {
             s.poll_recv_each(cx, |b| {
                 got.extend_from_slice(&b);
                 ControlFlow::Continue(())
@@ -325,12 +326,66 @@ async fn recv_each_drains_in_order_and_keeps_what_it_did_not_hand_out() {
         .await
         .unwrap();
         calls += 1;
-        if n == 0 {
+        if each.is_eof() {
             break;
         }
     }
     assert!(got == data, "bytes differ or out of order ({} of {LEN})", got.len());
     assert!(calls < LEN / 2048, "the rest came in batches, not a call per buffer ({calls} calls)");
+    writer.await;
+}
+
+/// A receive that hands out everything is already registered for the next data:
+/// its task may return `Pending` at once, without a second poll, and is woken when
+/// more arrives. It is not registered when an EOF waits behind the data.
+#[paste_rt::test_each_backend]
+async fn a_drained_receive_is_already_waiting_for_the_next_data() {
+    use std::future::poll_fn;
+    use std::ops::ControlFlow;
+    use std::task::Poll;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (to_client, from_server) = std::sync::mpsc::channel::<()>();
+    let writer = off_thread(move || {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.write_all(b"first").unwrap();
+        // The second write only once the server has taken the first and returned
+        // Pending without polling again.
+        from_server.recv().unwrap();
+        c.write_all(b"second").unwrap();
+        from_server.recv().unwrap();
+    });
+    let (s, _) = listener.accept().await.unwrap();
+    let mut got = Vec::new();
+    let mut polls = 0;
+    let mut asked = false;
+    let finished = paste_rt::time::timeout(
+        Duration::from_secs(5),
+        poll_fn(|cx| {
+            polls += 1;
+            match s.poll_recv_each(cx, |b| {
+                got.extend_from_slice(&b);
+                ControlFlow::Continue(())
+            }) {
+                Poll::Ready(Ok(each)) if got.len() < b"firstsecond".len() => {
+                    assert!(each.is_drained(), "an open connection's queue was handed out whole");
+                    if !asked {
+                        asked = true;
+                        to_client.send(()).unwrap();
+                    }
+                    // Done with this batch: no second poll.
+                    Poll::Pending
+                }
+                Poll::Ready(Ok(_)) => Poll::Ready(()),
+                Poll::Ready(Err(e)) => panic!("receive failed: {e}"),
+                Poll::Pending => Poll::Pending,
+            }
+        }),
+    )
+    .await;
+    assert!(finished.is_ok(), "the drained receive was not woken by new data ({polls} polls, got {got:?})");
+    assert_eq!(got, b"firstsecond");
+    to_client.send(()).unwrap();
     writer.await;
 }
 

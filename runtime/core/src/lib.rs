@@ -66,7 +66,7 @@ pub use record::{
 };
 pub use send::{SendData, SendQueue, Shutdown};
 pub use stats::{Stats, StatsSnapshot};
-pub use table::{CloseStep, Delivery, IoTable, MemberEvent, Received, SendStep};
+pub use table::{CloseStep, Delivery, IoTable, MemberEvent, Received, SendStep, TakenRx};
 
 /// Bytes at the start of a pool buffer that a backend may use for a received
 /// datagram's metadata (io_uring writes its `io_uring_recvmsg_out` header and the

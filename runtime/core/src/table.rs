@@ -85,6 +85,18 @@ pub enum Received {
     Eof,
 }
 
+/// What [`IoTable::poll_take_rx`] took: every buffer received so far.
+#[derive(Debug)]
+pub struct TakenRx {
+    /// The buffers, oldest first.
+    pub queue: RxQueue,
+    /// Receiving was paused (the queue was long) and may resume now.
+    pub resumed: bool,
+    /// The caller's waker is registered for what arrives next (no EOF, error or
+    /// timeout waits behind these buffers).
+    pub armed: bool,
+}
+
 /// A batch server's ready list: connections with news since its last batch.
 #[derive(Debug, Default)]
 struct Group {
@@ -616,18 +628,33 @@ impl IoTable {
 
     /// Takes every buffer received on `token` at once (one lookup for a whole batch;
     /// pop them with [`RxQueue::pop`] and give back what is left with
-    /// [`put_back_rx`](Self::put_back_rx)), with whether receiving may resume; or
-    /// `None` at EOF, or the error or timeout; registers `cx` when nothing is there.
-    #[inline]
-    pub fn poll_take_rx(&mut self, token: Token, cx: &mut Context<'_>) -> Poll<io::Result<Option<(RxQueue, bool)>>> {
+    /// [`put_back_rx`](Self::put_back_rx)); or `None` at EOF, or the error or
+    /// timeout; registers `cx` when nothing is there.
+    ///
+    /// Taking data also registers `cx` for what comes next, unless an EOF, error or
+    /// timeout already waits behind the data (the next call reports it):
+    /// [`TakenRx::armed`]. A caller that hands out the whole queue and is then done
+    /// may return `Pending` without calling again, since nothing is delivered while
+    /// it runs (completions are applied only between task polls) and what is
+    /// delivered later wakes it.
+    #[inline(always)]
+    pub fn poll_take_rx(&mut self, token: Token, cx: &mut Context<'_>) -> Poll<io::Result<Option<TakenRx>>> {
         let r = match self.records.get_mut(token.index()) {
             Some(r) if r.kind == RecordKind::Stream && !self.shut => r,
             _ => return Poll::Ready(Err(not_connected())),
         };
+        let ended = r.rx_errno != 0 || r.flags & (flag::EOF | flag::TIMED_OUT) != 0;
         if !r.rx.is_empty() {
-            let resume = r.flags & flag::PAUSED != 0;
+            let resumed = r.flags & flag::PAUSED != 0;
             r.flags &= !flag::PAUSED;
-            return Poll::Ready(Ok(Some((r.rx.take(), resume))));
+            if !ended {
+                r.want_rx(cx.waker());
+            }
+            return Poll::Ready(Ok(Some(TakenRx { queue: r.rx.take(), resumed, armed: !ended })));
+        }
+        if !ended {
+            r.want_rx(cx.waker());
+            return Poll::Pending;
         }
         if r.rx_errno != 0 {
             return Poll::Ready(Err(io::Error::from_raw_os_error(r.rx_errno)));
@@ -635,11 +662,8 @@ impl IoTable {
         if r.flags & flag::EOF != 0 {
             return Poll::Ready(Ok(None));
         }
-        if r.flags & flag::TIMED_OUT != 0 {
-            return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
-        }
-        r.want_rx(cx.waker());
-        Poll::Pending
+        // Sticky: every receive fails until the deadline is cleared or replaced.
+        Poll::Ready(Err(io::ErrorKind::TimedOut.into()))
     }
 
     /// Gives back buffers taken with [`poll_take_rx`](Self::poll_take_rx) and not

@@ -17,9 +17,45 @@ use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use paste_rt_core::{RxBuf, SendData, Shutdown, Token, TxBuf, TX_HIGH_WATER};
+use paste_rt_core::{RxBuf, SendData, Shutdown, TakenRx, Token, TxBuf, TX_HIGH_WATER};
 
 use crate::runtime::Inner;
+
+/// What one [`TcpStream::poll_recv_each`](crate::net::TcpStream::poll_recv_each)
+/// handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecvEach {
+    handed_out: usize,
+    drained: bool,
+}
+
+impl RecvEach {
+    /// How many buffers `on_buf` was given; `0` means the peer closed (EOF).
+    #[inline]
+    pub fn handed_out(self) -> usize {
+        self.handed_out
+    }
+
+    /// Whether the peer closed its side (EOF) and every buffer before it was taken.
+    #[inline]
+    pub fn is_eof(self) -> bool {
+        self.handed_out == 0
+    }
+
+    /// Whether every buffer received so far was handed out with the task's waker
+    /// already registered for what comes next (data, EOF, an error or the deadline).
+    ///
+    /// A caller that is done with the batch may then return `Pending` at once and
+    /// save the second, waker-registering poll: the backend delivers nothing while a
+    /// task runs, and whatever arrives or happens later wakes this task (provided it
+    /// does not receive from this stream under another waker first). `false` when
+    /// `on_buf` stopped early, or when an EOF, error or timeout waits behind the
+    /// data: the next poll reports it.
+    #[inline]
+    pub fn is_drained(self) -> bool {
+        self.drained
+    }
+}
 
 /// One stream connection served by the runtime's backend.
 #[derive(Debug)]
@@ -65,33 +101,39 @@ impl Connection {
 
     /// Hands every buffer received so far to `on_buf`, in order, with one look at the
     /// connection (buffers `on_buf` did not take, after it broke, stay first in line).
-    /// Ready with how many it handed out — 0 at EOF — or the error; pending (waker
+    /// Ready with what it handed out — nothing at EOF — or the error; pending (waker
     /// registered) when nothing is there.
     #[inline]
     pub(crate) fn poll_recv_each(
         &self,
         cx: &mut Context<'_>,
         mut on_buf: impl FnMut(RxBuf) -> ControlFlow<()>,
-    ) -> Poll<io::Result<usize>> {
-        let mut queue = match self.rt.driver.borrow_mut().poll_take_rx(self.token, cx) {
-            Poll::Ready(Ok(Some((q, _)))) => q,
-            Poll::Ready(Ok(None)) => return Poll::Ready(Ok(0)),
+    ) -> Poll<io::Result<RecvEach>> {
+        let mut driver = self.rt.driver.borrow_mut();
+        let TakenRx { mut queue, armed, resumed } = match driver.io.poll_take_rx(self.token, cx) {
+            Poll::Ready(Ok(Some(taken))) => taken,
+            Poll::Ready(Ok(None)) => return Poll::Ready(Ok(RecvEach { handed_out: 0, drained: false })),
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => return Poll::Pending,
         };
+        if resumed {
+            driver.resume_recv_cold(self.token);
+        }
         // The driver is not borrowed while `on_buf` runs (it may send, or take a
         // TxBuf).
-        let mut n = 0;
+        drop(driver);
+        let mut handed_out = 0;
         while let Some(buf) = queue.pop(&self.rt.pool) {
-            n += 1;
+            handed_out += 1;
             if on_buf(buf).is_break() {
                 break;
             }
         }
         if !queue.is_empty() {
             self.rt.driver.borrow_mut().io.put_back_rx(self.token, queue);
+            return Poll::Ready(Ok(RecvEach { handed_out, drained: false }));
         }
-        Poll::Ready(Ok(n))
+        Poll::Ready(Ok(RecvEach { handed_out, drained: armed }))
     }
 
     pub(crate) fn unrecv(&self, buf: RxBuf) {

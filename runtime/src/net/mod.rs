@@ -18,6 +18,7 @@ mod stream;
 mod udp;
 mod unix;
 
+pub use conn::RecvEach;
 pub use listener::{ListenOptions, TcpListener};
 pub use stream::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, TcpStream, WriteHalf};
 pub use udp::{DatagramTruncated, UdpSocket};

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use paste_rt_core::{RxBuf, SendData, Token, TxBuf};
 
 use crate::context;
-use crate::net::conn::Connection;
+use crate::net::conn::{Connection, RecvEach};
 use crate::net::socket;
 use crate::runtime::Inner;
 
@@ -87,8 +87,10 @@ impl TcpStream {
     /// Hands every buffer received so far to `on_buf`, in order, in one step: the
     /// batch form of [`poll_recv`](Self::poll_recv), with one look at the connection
     /// however many buffers wait and no second, waker-registering poll. When `on_buf`
-    /// returns `Break`, the buffers it did not get stay first in line. Ready with how
-    /// many buffers it handed out, `0` meaning the peer closed (EOF); pending when
+    /// returns `Break`, the buffers it did not get stay first in line. Ready with what
+    /// it handed out ([`RecvEach`]: how many buffers, none meaning the peer closed,
+    /// and whether the task is already registered for the next data, so that a caller
+    /// done with the batch can return `Pending` without polling again); pending when
     /// nothing is there (the waker is registered).
     ///
     /// ```
@@ -117,7 +119,7 @@ impl TcpStream {
         &self,
         cx: &mut Context<'_>,
         on_buf: impl FnMut(RxBuf) -> std::ops::ControlFlow<()>,
-    ) -> Poll<io::Result<usize>> {
+    ) -> Poll<io::Result<RecvEach>> {
         self.conn.poll_recv_each(cx, on_buf)
     }
 

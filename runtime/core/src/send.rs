@@ -320,8 +320,16 @@ impl SendQueue {
     pub fn advance(&mut self, n: u64) -> bool {
         self.bytes = self.bytes.saturating_sub(n);
         if n as usize == self.front_len && self.rest.is_empty() {
-            // The common case: the one queued item went out whole.
-            self.set_first(None);
+            // The common case: the one queued item went out whole. A canned response
+            // has nothing to drop: no call into the drop glue for it.
+            self.front_ptr = std::ptr::null();
+            self.front_len = 0;
+            match self.first.take() {
+                // Owns nothing: forgetting it skips the drop glue's call.
+                Some(canned @ SendData::Static(_)) => std::mem::forget(canned),
+                Some(other) => drop(other),
+                None => {}
+            }
             return false;
         }
         let mut n = n as usize;

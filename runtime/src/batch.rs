@@ -92,7 +92,26 @@ pub struct Batch<'a> {
 
 impl Batch<'_> {
     /// The next event of this batch; `None` when the batch is exhausted.
+    ///
+    /// Inlined into the handler's loop: the common event, a connection's one
+    /// received buffer, is a few loads; everything else is out of line.
+    #[inline(always)]
     pub fn next_event(&mut self) -> Option<BatchEvent> {
+        if !self.accepting {
+            if let Some(&token) = self.ready.get(self.pos) {
+                if let Some(buf) = self.driver.io.take_only_buffer(token) {
+                    self.pos += 1;
+                    return Some(BatchEvent::Data(ConnId(token), buf));
+                }
+            }
+        }
+        self.next_event_slow()
+    }
+
+    /// [`next_event`](Self::next_event) past its common case: accepted connections,
+    /// more than one buffer, ends, timeouts, members with nothing left.
+    #[inline(never)]
+    fn next_event_slow(&mut self) -> Option<BatchEvent> {
         if self.accepting {
             if let Some(opened) = self.next_accepted() {
                 return Some(opened);

@@ -31,7 +31,7 @@ use std::cell::RefMut;
 use std::future::poll_fn;
 use std::future::Future;
 use std::io;
-use std::task::Poll;
+use std::task::{Poll, Waker};
 
 use paste_rt_core::{MemberEvent, RxBuf, SendData, Token, TxBuf};
 
@@ -188,6 +188,7 @@ impl Batch<'_> {
 
     /// Queues `data` for `conn`; it leaves at the next poll with everything else
     /// queued in this tick.
+    #[inline]
     pub fn send(&mut self, conn: ConnId, data: SendData) -> io::Result<()> {
         self.driver.queue_send(conn.0, data).map(|_room| ())
     }
@@ -246,6 +247,9 @@ where
     let mut to_close = Vec::new();
     let mut stop = false;
     let mut shutdown = std::pin::pin!(crate::runtime::shutdown_requested());
+    // The waker the shutdown future holds: it is polled again only when the task's
+    // waker changed, not before every sleep (the flag is read on every poll).
+    let mut shutdown_waker: Option<Waker> = None;
     let mut shutting_down = false;
     let mut grace = crate::time::sleep(SHUTDOWN_GRACE);
     // Whether the listener's backlog had connections when the wait ended.
@@ -254,7 +258,7 @@ where
         poll_fn(|cx| {
             backlog = false;
             // The flag is read on every poll; the shutdown future (its waker slot) is
-            // polled only before going to sleep, not once per batch of a busy server.
+            // polled only before going to sleep with a new waker.
             if !shutting_down && crate::runtime::is_shutting_down() {
                 // Shutdown starts: the handler runs at once to close idle connections.
                 shutting_down = true;
@@ -276,10 +280,13 @@ where
                 return Poll::Ready(());
             }
             drop(d);
-            if !shutting_down && shutdown.as_mut().poll(cx).is_ready() {
-                shutting_down = true;
-                grace.reset(std::time::Instant::now() + SHUTDOWN_GRACE);
-                return Poll::Ready(());
+            if !shutting_down && !shutdown_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                if shutdown.as_mut().poll(cx).is_ready() {
+                    shutting_down = true;
+                    grace.reset(std::time::Instant::now() + SHUTDOWN_GRACE);
+                    return Poll::Ready(());
+                }
+                shutdown_waker = Some(cx.waker().clone());
             }
             Poll::Pending
         })

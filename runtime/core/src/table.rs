@@ -685,6 +685,18 @@ impl IoTable {
         Ok((engage, r.tx_pending() <= TX_HIGH_WATER))
     }
 
+    /// [`queue_send_room`](Self::queue_send_room) for a caller that does not ask
+    /// about room (the batch API), inlined into its loop: queues `data` on `token`
+    /// and returns whether the backend must be told (its send path was idle).
+    #[inline(always)]
+    pub fn queue_send_engage(&mut self, token: Token, data: SendData) -> io::Result<bool> {
+        let r = self.stream(token)?;
+        if r.tx_errno != 0 {
+            return Err(io::Error::from_raw_os_error(r.tx_errno));
+        }
+        Ok(r.tx.push_if_nonempty(data) && r.engage())
+    }
+
     /// Queues a write shutdown after what is queued. Returns `true` when the backend
     /// must be told.
     pub fn queue_shutdown(&mut self, token: Token, how: Shutdown) -> io::Result<bool> {

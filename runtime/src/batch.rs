@@ -188,9 +188,9 @@ impl Batch<'_> {
 
     /// Queues `data` for `conn`; it leaves at the next poll with everything else
     /// queued in this tick.
-    #[inline]
+    #[inline(always)]
     pub fn send(&mut self, conn: ConnId, data: SendData) -> io::Result<()> {
-        self.driver.queue_send(conn.0, data).map(|_room| ())
+        self.driver.queue_batch_send(conn.0, data)
     }
 
     /// A pool buffer to fill and [`send`](Self::send).

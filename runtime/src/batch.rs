@@ -95,11 +95,10 @@ pub struct Batch<'a> {
 
 impl Batch<'_> {
     /// The next event of this batch; `None` when the batch is exhausted.
-    ///
-    /// Inlined into the handler's loop: the common event, a connection's one
-    /// received buffer, is a few loads; everything else is out of line.
     #[inline(always)]
     pub fn next_event(&mut self) -> Option<BatchEvent> {
+        // Inlined into the handler's loop: the common event, a connection's one
+        // received buffer, is a few loads; everything else is out of line.
         if !self.accepting {
             if let Some(&token) = self.ready.get(self.pos) {
                 if let Some(buf) = self.driver.io.take_only_buffer(token) {
@@ -191,7 +190,7 @@ impl Batch<'_> {
 
     /// Queues `data` for `conn`; it leaves at the next poll with everything else
     /// queued in this tick.
-    #[inline(always)]
+    #[inline(always)] // into the handler's loop, down to the backend's send path
     pub fn send(&mut self, conn: ConnId, data: SendData) -> io::Result<()> {
         self.driver.queue_batch_send(conn.0, data)
     }

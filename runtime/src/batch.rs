@@ -31,12 +31,15 @@ use std::cell::RefMut;
 use std::future::poll_fn;
 use std::future::Future;
 use std::io;
-use std::task::Poll;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 
 use paste_rt_core::{MemberEvent, RxBuf, SendData, Token, TxBuf};
 
 use crate::driver::Driver;
 use crate::net::TcpListener;
+use crate::runtime::{Inner, ShutdownRequested};
 
 /// How long a shutting-down batch server waits for connections to become idle
 /// before closing what is left.
@@ -92,7 +95,25 @@ pub struct Batch<'a> {
 
 impl Batch<'_> {
     /// The next event of this batch; `None` when the batch is exhausted.
+    #[inline(always)]
     pub fn next_event(&mut self) -> Option<BatchEvent> {
+        // Inlined into the handler's loop: the common event, a connection's one
+        // received buffer, is a few loads; everything else is out of line.
+        if !self.accepting {
+            if let Some(&token) = self.ready.get(self.pos) {
+                if let Some(buf) = self.driver.io.take_only_buffer(token) {
+                    self.pos += 1;
+                    return Some(BatchEvent::Data(ConnId(token), buf));
+                }
+            }
+        }
+        self.next_event_slow()
+    }
+
+    /// [`next_event`](Self::next_event) past its common case: accepted connections,
+    /// more than one buffer, ends, timeouts, members with nothing left.
+    #[inline(never)]
+    fn next_event_slow(&mut self) -> Option<BatchEvent> {
         if self.accepting {
             if let Some(opened) = self.next_accepted() {
                 return Some(opened);
@@ -169,8 +190,9 @@ impl Batch<'_> {
 
     /// Queues `data` for `conn`; it leaves at the next poll with everything else
     /// queued in this tick.
+    #[inline(always)] // into the handler's loop, down to the backend's send path
     pub fn send(&mut self, conn: ConnId, data: SendData) -> io::Result<()> {
-        self.driver.queue_send(conn.0, data).map(|_room| ())
+        self.driver.queue_batch_send(conn.0, data)
     }
 
     /// A pool buffer to fill and [`send`](Self::send).
@@ -221,82 +243,37 @@ where
     H: FnMut(&mut Batch<'_>),
 {
     let (rt, listener_token) = listener.parts();
-    let nodelay = listener.nodelay();
     let group = rt.driver.borrow_mut().io.add_group();
-    let mut ready = Vec::with_capacity(1024);
-    let mut to_close = Vec::new();
-    let mut stop = false;
+    let mut server = Server {
+        rt,
+        listener: listener_token,
+        group,
+        nodelay: listener.nodelay(),
+        ready: Vec::with_capacity(1024),
+        to_close: Vec::new(),
+        stop: false,
+        shutting_down: false,
+        backlog: false,
+        shutdown_waker: None,
+        grace: crate::time::sleep(SHUTDOWN_GRACE),
+    };
     let mut shutdown = std::pin::pin!(crate::runtime::shutdown_requested());
-    let mut shutting_down = false;
-    let mut grace = crate::time::sleep(SHUTDOWN_GRACE);
-    // Whether the listener's backlog had connections when the wait ended.
-    let mut backlog = false;
-    while !stop {
-        poll_fn(|cx| {
-            backlog = false;
-            // The flag is read on every poll; the shutdown future (its waker slot) is
-            // polled only before going to sleep, not once per batch of a busy server.
-            if !shutting_down && crate::runtime::is_shutting_down() {
-                // Shutdown starts: the handler runs at once to close idle connections.
-                shutting_down = true;
-                grace.reset(std::time::Instant::now() + SHUTDOWN_GRACE);
-                return Poll::Ready(());
-            }
-            if shutting_down && std::pin::Pin::new(&mut grace).poll(cx).is_ready() {
-                stop = true;
-                return Poll::Ready(());
-            }
-            let mut d = rt.driver.borrow_mut();
-            if shutting_down && !d.io.group_has_members(group) {
-                stop = true; // the last closing connection has sent everything
-                return Poll::Ready(());
-            }
-            let accepted = d.io.listener_ready(listener_token, cx.waker()) && !shutting_down;
-            backlog = accepted;
-            if accepted || d.io.group_ready(group, cx.waker()) {
-                return Poll::Ready(());
-            }
-            drop(d);
-            if !shutting_down && shutdown.as_mut().poll(cx).is_ready() {
-                shutting_down = true;
-                grace.reset(std::time::Instant::now() + SHUTDOWN_GRACE);
-                return Poll::Ready(());
-            }
-            Poll::Pending
-        })
-        .await;
-        if stop {
-            break;
+    // One future for the whole loop: each wake handles what came and goes back to
+    // sleep in the same poll.
+    poll_fn(|cx| loop {
+        if server.poll_news(cx, shutdown.as_mut()).is_pending() {
+            return Poll::Pending;
         }
-        {
-            let mut d = rt.driver.borrow_mut();
-            d.io.take_ready(group, &mut ready);
-            let mut batch = Batch {
-                driver: d,
-                listener: listener_token,
-                group,
-                ready: std::mem::take(&mut ready),
-                pos: 0,
-                to_close: std::mem::take(&mut to_close),
-                stop: false,
-                shutting_down,
-                accepting: backlog && !shutting_down,
-                nodelay,
-            };
-            handler(&mut batch);
-            let Batch { driver: mut d, ready: mut unread, pos, to_close: mut closing, stop: stopped, .. } = batch;
-            // Events the handler did not take stay for the next batch.
-            d.io.requeue_ready(group, unread.drain(pos..));
-            unread.clear();
-            ready = unread;
-            for t in closing.drain(..) {
-                d.close(t);
-            }
-            to_close = closing;
-            // Closing connections count until their last bytes are sent.
-            stop = stopped || (shutting_down && !d.io.group_has_members(group));
+        if server.stop {
+            return Poll::Ready(());
         }
-    }
+        server.handle(&mut handler);
+        if server.stop {
+            return Poll::Ready(());
+        }
+    })
+    .await;
+    let Server { rt, .. } = server;
     let mut d = rt.driver.borrow_mut();
     for t in d.io.group_members(group, false) {
         d.close(t);
@@ -305,4 +282,104 @@ where
     drop(d);
     drop(listener);
     Ok(())
+}
+
+/// The loop state of [`serve`]: what one wake looks at and hands the handler.
+struct Server {
+    rt: Rc<Inner>,
+    listener: Token,
+    group: u32,
+    /// The listener's [`ListenOptions::nodelay`](crate::net::ListenOptions::nodelay).
+    nodelay: bool,
+    /// The ready list, lent to each batch (reused: no allocation per tick).
+    ready: Vec<Token>,
+    /// Connections the handler closed or saw end, lent to each batch.
+    to_close: Vec<Token>,
+    stop: bool,
+    shutting_down: bool,
+    /// Whether the listener's backlog had connections when the wait ended.
+    backlog: bool,
+    /// The waker the shutdown future holds: it is polled again only when the task's
+    /// waker changed, not before every sleep (the flag is read on every poll).
+    shutdown_waker: Option<Waker>,
+    /// Graceful shutdown's limit, armed when it starts.
+    grace: crate::time::Sleep,
+}
+
+impl Server {
+    /// Ready when there is a batch to handle, or `stop` was set; else registers
+    /// `cx` with the listener, the group and the shutdown future.
+    #[inline]
+    fn poll_news(&mut self, cx: &mut Context<'_>, shutdown: Pin<&mut ShutdownRequested>) -> Poll<()> {
+        self.backlog = false;
+        // The flag is read on every poll; the shutdown future (its waker slot) is
+        // polled only before going to sleep with a new waker.
+        if !self.shutting_down && crate::runtime::is_shutting_down() {
+            // Shutdown starts: the handler runs at once to close idle connections.
+            self.start_shutdown();
+            return Poll::Ready(());
+        }
+        if self.shutting_down && Pin::new(&mut self.grace).poll(cx).is_ready() {
+            self.stop = true;
+            return Poll::Ready(());
+        }
+        let mut d = self.rt.driver.borrow_mut();
+        if self.shutting_down && !d.io.group_has_members(self.group) {
+            self.stop = true; // the last closing connection has sent everything
+            return Poll::Ready(());
+        }
+        let accepted = d.io.listener_ready(self.listener, cx.waker()) && !self.shutting_down;
+        self.backlog = accepted;
+        if accepted || d.io.group_ready(self.group, cx.waker()) {
+            return Poll::Ready(());
+        }
+        drop(d);
+        if !self.shutting_down && !self.shutdown_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            if shutdown.poll(cx).is_ready() {
+                self.start_shutdown();
+                return Poll::Ready(());
+            }
+            self.shutdown_waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Graceful shutdown starts: no more accepts, and the grace runs from now.
+    fn start_shutdown(&mut self) {
+        self.shutting_down = true;
+        self.grace.reset(std::time::Instant::now() + SHUTDOWN_GRACE);
+    }
+
+    /// Runs `handler` over this wake's batch, then closes what it closed.
+    #[inline]
+    fn handle<H: FnMut(&mut Batch<'_>)>(&mut self, handler: &mut H) {
+        let mut d = self.rt.driver.borrow_mut();
+        d.io.take_ready(self.group, &mut self.ready);
+        let mut batch = Batch {
+            driver: d,
+            listener: self.listener,
+            group: self.group,
+            ready: std::mem::take(&mut self.ready),
+            pos: 0,
+            to_close: std::mem::take(&mut self.to_close),
+            stop: false,
+            shutting_down: self.shutting_down,
+            accepting: self.backlog && !self.shutting_down,
+            nodelay: self.nodelay,
+        };
+        handler(&mut batch);
+        let Batch { driver: mut d, ready: mut unread, pos, to_close: mut closing, stop: stopped, .. } = batch;
+        // Events the handler did not take stay for the next batch.
+        if pos < unread.len() {
+            d.io.requeue_ready(self.group, unread.drain(pos..));
+        }
+        unread.clear();
+        self.ready = unread;
+        for t in closing.drain(..) {
+            d.close(t);
+        }
+        self.to_close = closing;
+        // Closing connections count until their last bytes are sent.
+        self.stop = stopped || (self.shutting_down && !d.io.group_has_members(self.group));
+    }
 }

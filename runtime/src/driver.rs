@@ -131,6 +131,16 @@ impl Driver {
         Ok(room)
     }
 
+    /// [`queue_send`](Self::queue_send) for the batch API, which does not report
+    /// the room left: inlined into the batch handler's loop, down to the backend.
+    #[inline(always)]
+    pub(crate) fn queue_batch_send(&mut self, token: Token, data: SendData) -> io::Result<()> {
+        if self.io.queue_send_engage(token, data)? {
+            self.backend.send_queued_data(&mut self.io, token);
+        }
+        Ok(())
+    }
+
     /// Queues a shutdown of `how` after what is queued on `token`.
     pub(crate) fn queue_shutdown(&mut self, token: Token, how: Shutdown) -> io::Result<()> {
         if self.io.queue_shutdown(token, how)? {

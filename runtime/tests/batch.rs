@@ -64,3 +64,118 @@ async fn batch_server_echoes_and_reports_lifecycle() {
     assert!(handler_calls.get() > 0);
     paste_rt::yield_now().await;
 }
+
+#[paste_rt::test_each_backend]
+async fn batch_server_reports_every_buffer_before_the_end_that_follows_it() {
+    // Each client sends its bytes in several writes and shuts down its side at once,
+    // so buffers and the end often wait together: every byte comes, in order, before
+    // the one `Closed`.
+    const CLIENTS: usize = 6;
+    const WRITES: usize = 20;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let expected: Vec<u8> = (0..WRITES).flat_map(|w| format!("write {w:02};").into_bytes()).collect();
+    let sent = expected.clone();
+    let clients = off_thread(move || {
+        let ts: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                let sent = sent.clone();
+                std::thread::spawn(move || {
+                    let mut s = std::net::TcpStream::connect(addr).unwrap();
+                    for piece in sent.chunks(sent.len() / WRITES) {
+                        s.write_all(piece).unwrap();
+                    }
+                    s.shutdown(std::net::Shutdown::Write).unwrap();
+                    // The server closes once it has seen the end.
+                    let mut rest = Vec::new();
+                    s.read_to_end(&mut rest).unwrap();
+                    assert!(rest.is_empty(), "nothing was sent back");
+                })
+            })
+            .collect();
+        ts.into_iter().for_each(|t| t.join().unwrap());
+    });
+    let received: Rc<std::cell::RefCell<Vec<Option<Vec<u8>>>>> = Rc::default();
+    let ended = Rc::new(Cell::new(0));
+    let (r, e) = (received.clone(), ended.clone());
+    let server = paste_rt::spawn(batch::serve(listener, move |batch| {
+        while let Some(event) = batch.next_event() {
+            let mut got = r.borrow_mut();
+            match event {
+                BatchEvent::Opened(conn) => {
+                    if got.len() <= conn.index() {
+                        got.resize(conn.index() + 1, None);
+                    }
+                    got[conn.index()] = Some(Vec::new());
+                }
+                BatchEvent::Data(conn, buf) => {
+                    got[conn.index()].as_mut().expect("data after open, before the end").extend_from_slice(&buf);
+                }
+                BatchEvent::TimedOut(_) => panic!("no receive deadline was set"),
+                BatchEvent::Closed(conn, err) => {
+                    assert!(err.is_none(), "clean EOF expected: {err:?}");
+                    let bytes = got[conn.index()].take().expect("one end per connection");
+                    assert_eq!(bytes, expected, "every byte, in order, before the end");
+                    e.set(e.get() + 1);
+                    if e.get() == CLIENTS {
+                        batch.stop();
+                    }
+                }
+            }
+        }
+    }));
+    clients.await;
+    server.await.unwrap().unwrap();
+    assert_eq!(ended.get(), CLIENTS);
+    paste_rt::yield_now().await;
+}
+
+#[paste_rt::test_each_backend]
+async fn events_a_handler_leaves_come_in_its_next_call() {
+    // The handler takes one event per call: the rest of the batch stays queued and
+    // comes at once in the following calls, so every client is still echoed.
+    const CLIENTS: usize = 4;
+    const ROUNDS: usize = 20;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let clients = off_thread(move || {
+        let ts: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                std::thread::spawn(move || {
+                    let mut s = std::net::TcpStream::connect(addr).unwrap();
+                    // A lost event would leave the client waiting: fail instead.
+                    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+                    for r in 0..ROUNDS {
+                        let msg = format!("client {c} round {r:03}");
+                        s.write_all(msg.as_bytes()).unwrap();
+                        let mut got = vec![0u8; msg.len()];
+                        s.read_exact(&mut got).unwrap();
+                        assert_eq!(got, msg.as_bytes());
+                    }
+                })
+            })
+            .collect();
+        ts.into_iter().for_each(|t| t.join().unwrap());
+    });
+    let closed = Rc::new(Cell::new(0));
+    let c = closed.clone();
+    let server = paste_rt::spawn(batch::serve(listener, move |batch| {
+        let Some(event) = batch.next_event() else { return };
+        match event {
+            BatchEvent::Opened(_) => {}
+            BatchEvent::Data(conn, buf) => batch.send(conn, SendData::Owned(buf.to_vec())).unwrap(),
+            BatchEvent::TimedOut(_) => panic!("no receive deadline was set"),
+            BatchEvent::Closed(_, err) => {
+                assert!(err.is_none(), "clean EOF expected: {err:?}");
+                c.set(c.get() + 1);
+                if c.get() == CLIENTS {
+                    batch.stop();
+                }
+            }
+        }
+    }));
+    clients.await;
+    server.await.unwrap().unwrap();
+    assert_eq!(closed.get(), CLIENTS);
+    paste_rt::yield_now().await;
+}

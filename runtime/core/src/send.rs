@@ -249,7 +249,7 @@ impl SendQueue {
 
     /// Appends `data` unless it is empty (then it is dropped); returns whether it was
     /// queued. One look at the variant for both its length and its bytes.
-    #[inline]
+    #[inline(always)]
     pub fn push_if_nonempty(&mut self, data: SendData) -> bool {
         let (ptr, len) = {
             let s = data.as_slice();

@@ -709,6 +709,18 @@ impl IoTable {
         Ok((engage, r.tx_pending() <= TX_HIGH_WATER))
     }
 
+    /// [`queue_send_room`](Self::queue_send_room) for a caller that does not ask
+    /// about room (the batch API), inlined into its loop: queues `data` on `token`
+    /// and returns whether the backend must be told (its send path was idle).
+    #[inline(always)]
+    pub fn queue_send_engage(&mut self, token: Token, data: SendData) -> io::Result<bool> {
+        let r = self.stream(token)?;
+        if r.tx_errno != 0 {
+            return Err(io::Error::from_raw_os_error(r.tx_errno));
+        }
+        Ok(r.tx.push_if_nonempty(data) && r.engage())
+    }
+
     /// Queues a write shutdown after what is queued. Returns `true` when the backend
     /// must be told.
     pub fn queue_shutdown(&mut self, token: Token, how: Shutdown) -> io::Result<bool> {
@@ -1116,6 +1128,26 @@ impl IoTable {
             r.flags &= !flag::PAUSED;
         }
         MemberEvent::Done { resume }
+    }
+
+    /// A batch member's common news, cheaply: when `token`'s only news is one
+    /// received buffer (nothing else queued, no end, error, pause or timeout), takes
+    /// it and takes the member out of the ready state, as a
+    /// [`MemberEvent::Last`] from [`next_member_event`](Self::next_member_event)
+    /// would. `None`, changing nothing, in every other case.
+    #[inline]
+    pub fn take_only_buffer(&mut self, token: Token) -> Option<RxBuf> {
+        let r = self.records.get_mut(token.index())?;
+        let quiet = r.kind == RecordKind::Stream
+            && r.rx.len() == 1
+            && r.flags & (flag::LINGER | flag::CLOSED | flag::TIMED_OUT | flag::PAUSED | flag::EOF) == 0
+            && r.rx_errno == 0
+            && r.tx_errno == 0;
+        if !quiet {
+            return None;
+        }
+        r.flags &= !flag::IN_READY;
+        r.rx.pop(&self.pool)
     }
 
     /// Marks `token`'s end as reported (the handler closes it). Returns `false` if it

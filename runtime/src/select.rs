@@ -140,7 +140,7 @@ impl AnyBackend {
     pub(crate) fn send(&mut self, io: &mut IoTable, token: Token) {
         each!(self, b => b.send(io, token))
     }
-    #[inline]
+    #[inline(always)]
     pub(crate) fn send_queued_data(&mut self, io: &mut IoTable, token: Token) {
         each!(self, b => b.send_queued_data(io, token))
     }

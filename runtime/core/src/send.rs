@@ -241,7 +241,8 @@ impl SendQueue {
         if self.first.is_none() {
             self.front_ptr = data.as_slice().as_ptr();
             self.front_len = len;
-            self.first = Some(data);
+            // `first` is None: replaced and forgotten, so no call into the drop glue.
+            std::mem::forget(self.first.replace(data));
         } else {
             self.rest.push_back(data);
         }
@@ -262,7 +263,8 @@ impl SendQueue {
         if self.first.is_none() {
             self.front_ptr = ptr;
             self.front_len = len;
-            self.first = Some(data);
+            // `first` is None: replaced and forgotten, so no call into the drop glue.
+            std::mem::forget(self.first.replace(data));
         } else {
             self.rest.push_back(data);
         }

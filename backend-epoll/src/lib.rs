@@ -134,6 +134,18 @@ enum Pending {
     Close(Token),
 }
 
+/// Counts of one walk over a list of sockets (reads or writes), added to [`Stats`]
+/// once at its end rather than once per system call.
+#[derive(Default)]
+struct Tally {
+    /// Reads or writes made.
+    ops: u64,
+    /// Of those, the ones that moved data or reported the end.
+    done: u64,
+    /// Bytes moved.
+    bytes: u64,
+}
+
 /// The epoll backend. See the crate docs.
 pub struct EpollBackend {
     epfd: OwnedFd,
@@ -203,6 +215,9 @@ impl EpollBackend {
 
     /// Applies what the runtime asked since the last tick, in order.
     fn apply_pending(&mut self, io: &mut IoTable) {
+        if self.pending.is_empty() {
+            return;
+        }
         let mut pending = std::mem::take(&mut self.pending);
         for p in pending.drain(..) {
             match p {
@@ -320,33 +335,40 @@ impl EpollBackend {
         self.to_release.push(t);
     }
 
-    /// Writes the queued data of every socket that has some.
+    /// Writes the queued data of every socket that has some. The list is walked in
+    /// place (a socket listed meanwhile is written too) and emptied; the counters are
+    /// added once per walk.
     fn flush_writes(&mut self, io: &mut IoTable) {
-        let mut list = std::mem::take(&mut self.to_flush);
-        for t in list.drain(..) {
-            let Some(s) = self.sock(t) else { continue };
+        if self.to_flush.is_empty() {
+            return;
+        }
+        let mut tally = Tally::default();
+        let mut i = 0;
+        while let Some(&t) = self.to_flush.get(i) {
+            i += 1;
+            // One lookup: the socket's state and fd are read together.
+            let Some(s) = self.socks.get_mut(t.index()) else { continue };
             s.flush_listed = false;
             match s.role {
-                Role::Stream => self.flush_stream(io, t),
+                Role::Stream if !s.write_blocked && !s.connecting => {
+                    let fd = s.fd;
+                    self.flush_stream(io, t, fd, &mut tally);
+                }
                 Role::Dgram => self.flush_datagrams(io, t),
                 _ => {}
             }
         }
-        if self.to_flush.is_empty() {
-            self.to_flush = list;
-        }
+        self.to_flush.clear();
+        Stats::add(&self.stats.submissions, tally.ops);
+        Stats::add(&self.stats.completions, tally.done);
+        Stats::add(&self.stats.tx_bytes, tally.bytes);
     }
 
-    /// Writes what `t`'s record has queued: one `send` (or `sendmsg` of up to
-    /// `MAX_IOV` buffers) at a time until the socket is full or the queue empty; then a
-    /// queued shutdown.
-    fn flush_stream(&mut self, io: &mut IoTable, t: Token) {
+    /// Writes what `t`'s record has queued (`fd`: its writable, connected socket): one
+    /// `send` (or `sendmsg` of up to `MAX_IOV` buffers) at a time until the socket is
+    /// full or the queue empty; then a queued shutdown.
+    fn flush_stream(&mut self, io: &mut IoTable, t: Token, fd: RawFd, tally: &mut Tally) {
         let stats = &self.stats;
-        let Some(s) = self.socks.get_mut(t.index()) else { return };
-        if s.write_blocked || s.connecting || s.role != Role::Stream {
-            return;
-        }
-        let fd = s.fd;
         let mut step = io.send_step(t);
         loop {
             match step {
@@ -359,7 +381,7 @@ impl EpollBackend {
                 SendStep::Idle | SendStep::Wait => return,
                 SendStep::Close => return self.close_now(io, t),
             }
-            Stats::add(&stats.submissions, 1);
+            tally.ops += 1;
             let queue = io.get(t).send_queue();
             let (r, want) = match queue.front() {
                 // The common case, one item: a plain send, no iovec array.
@@ -378,32 +400,32 @@ impl EpollBackend {
             };
             match r {
                 Ok(w) => {
-                    Stats::add(&stats.completions, 1);
-                    Stats::add(&stats.tx_bytes, w as u64);
+                    tally.done += 1;
+                    tally.bytes += w as u64;
                     step = io.sent(t, w as u64);
                     if w < want {
                         // The socket is full: the rest waits for EPOLLOUT.
-                        if let Some(s) = self.socks.get_mut(t.index()) {
-                            s.write_blocked = true;
-                        }
+                        self.block_writes(t);
                         if step == SendStep::Close {
                             self.close_now(io, t);
                         }
                         return;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Some(s) = self.socks.get_mut(t.index()) {
-                        s.write_blocked = true;
-                    }
-                    return;
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return self.block_writes(t),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     step = io.tx_failed(t, errno(&e));
                     return self.follow(io, t, step);
                 }
             }
+        }
+    }
+
+    /// `t`'s socket is full: its writes wait for `EPOLLOUT`.
+    fn block_writes(&mut self, t: Token) {
+        if let Some(s) = self.socks.get_mut(t.index()) {
+            s.write_blocked = true;
         }
     }
 
@@ -515,50 +537,66 @@ impl EpollBackend {
         self.to_accept.push(t);
     }
 
-    /// Reads every readable, unpaused socket into pool buffers.
+    /// Reads every readable, unpaused socket into pool buffers. Returns the buffers
+    /// delivered. The list is walked and compacted in place: a socket that may hold
+    /// more stays listed; the counters are added once per walk.
     fn read_ready(&mut self, io: &mut IoTable) -> u64 {
-        let mut delivered = 0;
-        let mut list = std::mem::take(&mut self.to_read);
+        if self.to_read.is_empty() {
+            return 0;
+        }
+        let mut tally = Tally::default();
         let mut keep = 0;
-        for i in 0..list.len() {
-            let t = list[i];
-            let (more, n) = self.read_one(io, t);
-            delivered += n;
-            if more {
-                list[keep] = t;
+        let mut i = 0;
+        while let Some(&t) = self.to_read.get(i) {
+            i += 1;
+            if self.read_one(io, t, &mut tally) {
+                // keep < i: a slot already walked.
+                self.to_read[keep] = t;
                 keep += 1;
-            } else if let Some(s) = self.sock(t) {
-                s.read_listed = false;
             }
         }
-        list.truncate(keep);
-        list.append(&mut self.to_read);
-        self.to_read = list;
-        delivered
+        self.to_read.truncate(keep);
+        Stats::add(&self.stats.submissions, tally.ops);
+        Stats::add(&self.stats.completions, tally.ops);
+        Stats::add(&self.stats.rx_bytes, tally.bytes);
+        tally.done
     }
 
-    /// Returns (still readable and should stay listed, buffers delivered).
-    fn read_one(&mut self, io: &mut IoTable, t: Token) -> (bool, u64) {
-        let Some(s) = self.socks.get_mut(t.index()) else { return (false, 0) };
+    /// Reads `t` until a short read (which drained the socket: the next arrival is a
+    /// new edge), the end, a pause, a dry pool or the read budget. Returns whether it
+    /// stays listed (it may hold more); if not, its `read_listed` is cleared.
+    fn read_one(&mut self, io: &mut IoTable, t: Token, tally: &mut Tally) -> bool {
+        let Some(s) = self.socks.get_mut(t.index()) else { return false };
         if s.rx_done || s.paused || !s.readable {
-            return (false, 0);
+            s.read_listed = false;
+            return false;
         }
         if s.role == Role::Dgram {
-            return self.read_datagrams(io, t);
+            let (more, n) = self.read_datagrams(io, t);
+            tally.done += n;
+            if !more {
+                if let Some(s) = self.socks.get_mut(t.index()) {
+                    s.read_listed = false;
+                }
+            }
+            return more;
         }
         let stats = &self.stats;
         let pool = &self.pool;
         let size = pool.buf_size();
+        let budget = u64::from(self.config.read_budget);
         let mut delivered = 0;
-        while delivered < self.config.read_budget as u64 {
+        let more = loop {
+            if delivered >= budget {
+                break true;
+            }
             let Some(index) = pool.alloc() else {
                 Stats::add(&stats.pool_exhausted, 1);
-                return (true, delivered);
+                break true;
             };
-            Stats::add(&stats.submissions, 1);
+            tally.ops += 1;
             // SAFETY: `index` was just allocated, so its `size` bytes are ours.
             let r = unsafe { sys::read(stats, s.fd, pool.buf_ptr(index), size as usize) };
-            Stats::add(&stats.completions, 1);
             match r {
                 Ok(0) => {
                     // SAFETY: the buffer was allocated above and not lent.
@@ -566,10 +604,10 @@ impl EpollBackend {
                     s.rx_done = true;
                     s.readable = false;
                     io.eof(t);
-                    return (false, delivered);
+                    break false;
                 }
                 Ok(n) => {
-                    Stats::add(&stats.rx_bytes, n as u64);
+                    tally.bytes += n as u64;
                     delivered += 1;
                     // SAFETY: the buffer is ours and `n <= size` bytes were read.
                     let buf = unsafe { pool.lend_rx(index, 0, n as u32) };
@@ -579,28 +617,37 @@ impl EpollBackend {
                     if (n as u32) < size && !s.hup {
                         // A short read drained the socket; the next edge says more.
                         s.readable = false;
-                        return (false, delivered);
+                        break false;
                     }
                     if s.paused {
-                        return (false, delivered);
+                        break false;
                     }
                 }
                 Err(e) => {
                     // SAFETY: the buffer was allocated above and not lent.
                     unsafe { pool.release(index) };
                     match e.raw_os_error() {
-                        Some(libc::EAGAIN) => s.readable = false,
+                        Some(libc::EAGAIN) => {
+                            s.readable = false;
+                            break false;
+                        }
                         Some(libc::EINTR) => continue,
                         _ => {
                             s.readable = false;
+                            s.read_listed = false;
+                            tally.done += delivered;
                             self.fail_stream(io, t, errno(&e));
+                            return false;
                         }
                     }
-                    return (false, delivered);
                 }
             }
+        };
+        tally.done += delivered;
+        if !more {
+            s.read_listed = false;
         }
-        (true, delivered)
+        more
     }
 
     /// Reads up to the read budget of datagrams of a readable, unpaused socket into

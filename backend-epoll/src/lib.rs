@@ -54,8 +54,9 @@ pub struct EpollConfig {
     pub pool: PoolConfig,
     /// Most events taken per `epoll_wait`.
     pub max_events: usize,
-    /// Most buffers read from one connection per tick before moving on to the
-    /// others (fairness); the rest is read at the next tick.
+    /// Most buffers read from one connection at a time (when its readiness event is
+    /// applied, or in one walk of the list of sockets that may hold more) before
+    /// moving on to the others (fairness); the rest is read at the next walk.
     pub read_budget: u32,
     /// Most connections accepted from one listener per tick.
     pub accept_budget: u32,
@@ -371,15 +372,17 @@ impl EpollBackend {
         let stats = &self.stats;
         let mut step = io.send_step(t);
         loop {
-            match step {
-                SendStep::Data => {}
-                SendStep::Shutdown(how) => {
-                    let err = sys::shutdown(stats, fd, how.how()).err().map_or(0, |e| errno(&e));
-                    step = io.shutdown_done(t, err);
-                    continue;
+            // Data is the common step: one compare before the full match.
+            if !matches!(step, SendStep::Data) {
+                match step {
+                    SendStep::Shutdown(how) => {
+                        let err = sys::shutdown(stats, fd, how.how()).err().map_or(0, |e| errno(&e));
+                        step = io.shutdown_done(t, err);
+                        continue;
+                    }
+                    SendStep::Close => return self.close_now(io, t),
+                    SendStep::Data | SendStep::Idle | SendStep::Wait => return,
                 }
-                SendStep::Idle | SendStep::Wait => return,
-                SendStep::Close => return self.close_now(io, t),
             }
             tally.ops += 1;
             let queue = io.get(t).send_queue();
@@ -556,29 +559,41 @@ impl EpollBackend {
             }
         }
         self.to_read.truncate(keep);
-        Stats::add(&self.stats.submissions, tally.ops);
-        Stats::add(&self.stats.completions, tally.ops);
-        Stats::add(&self.stats.rx_bytes, tally.bytes);
+        self.count_reads(&tally);
         tally.done
     }
 
-    /// Reads `t` until a short read (which drained the socket: the next arrival is a
-    /// new edge), the end, a pause, a dry pool or the read budget. Returns whether it
-    /// stays listed (it may hold more); if not, its `read_listed` is cleared.
+    /// Adds the counts of reads made.
+    fn count_reads(&self, tally: &Tally) {
+        Stats::add(&self.stats.submissions, tally.ops);
+        Stats::add(&self.stats.completions, tally.ops);
+        Stats::add(&self.stats.rx_bytes, tally.bytes);
+    }
+
+    /// Reads listed socket `t` if it is readable and unpaused (see
+    /// [`read_now`](Self::read_now)). Returns whether it stays listed; if not, its
+    /// `read_listed` is cleared.
     fn read_one(&mut self, io: &mut IoTable, t: Token, tally: &mut Tally) -> bool {
         let Some(s) = self.socks.get_mut(t.index()) else { return false };
-        if s.rx_done || s.paused || !s.readable {
-            s.read_listed = false;
-            return false;
+        let more = !(s.rx_done || s.paused || !s.readable) && self.read_now(io, t, tally);
+        if !more {
+            if let Some(s) = self.socks.get_mut(t.index()) {
+                s.read_listed = false;
+            }
         }
+        more
+    }
+
+    /// Reads readable, unpaused socket `t` until a short read (which drained the
+    /// socket: the next arrival is a new edge), the end, a pause, a dry pool or the
+    /// read budget. Returns whether it may hold more (the budget ran out or the pool
+    /// is dry): the caller lists it.
+    #[inline(always)]
+    fn read_now(&mut self, io: &mut IoTable, t: Token, tally: &mut Tally) -> bool {
+        let Some(s) = self.socks.get_mut(t.index()) else { return false };
         if s.role == Role::Dgram {
             let (more, n) = self.read_datagrams(io, t);
             tally.done += n;
-            if !more {
-                if let Some(s) = self.socks.get_mut(t.index()) {
-                    s.read_listed = false;
-                }
-            }
             return more;
         }
         let stats = &self.stats;
@@ -634,7 +649,6 @@ impl EpollBackend {
                         Some(libc::EINTR) => continue,
                         _ => {
                             s.readable = false;
-                            s.read_listed = false;
                             tally.done += delivered;
                             self.fail_stream(io, t, errno(&e));
                             return false;
@@ -644,9 +658,6 @@ impl EpollBackend {
             }
         };
         tally.done += delivered;
-        if !more {
-            s.read_listed = false;
-        }
         more
     }
 
@@ -705,7 +716,11 @@ impl EpollBackend {
         (true, delivered)
     }
 
-    fn handle_event(&mut self, io: &mut IoTable, data: u64, events: u32) {
+    /// Applies one event: a readable socket is read at once (the common case: one
+    /// request, one short read) and listed only when it may hold more; a listener is
+    /// listed for accepting; a socket whose writes waited for room is listed for
+    /// writing.
+    fn handle_event(&mut self, io: &mut IoTable, data: u64, events: u32, tally: &mut Tally) {
         if data == WAKE_DATA {
             // Edge-triggered: every write to the eventfd is a new edge, so it is
             // never read (one syscall saved per wake-up).
@@ -738,21 +753,24 @@ impl EpollBackend {
             Role::Dgram => libc::EPOLLIN | libc::EPOLLERR,
             Role::Listener | Role::Free => return,
         };
-        if ev & readable != 0 && !s.rx_done {
-            s.readable = true;
-            if s.role == Role::Stream && ev & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0 {
-                s.hup = true;
-            }
-            if !s.read_listed {
-                s.read_listed = true;
-                self.to_read.push(t);
-            }
-        }
         if ev & libc::EPOLLOUT != 0 && s.write_blocked {
             s.write_blocked = false;
             if !s.flush_listed {
                 s.flush_listed = true;
                 self.to_flush.push(t);
+            }
+        }
+        if ev & readable != 0 && !s.rx_done {
+            s.readable = true;
+            if s.role == Role::Stream && ev & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0 {
+                s.hup = true;
+            }
+            // A listed socket is read by the list walk; a paused one when it resumes.
+            if !s.read_listed && !s.paused && self.read_now(io, t, tally) {
+                if let Some(s) = self.socks.get_mut(t.index()) {
+                    s.read_listed = true;
+                    self.to_read.push(t);
+                }
             }
         }
     }
@@ -878,11 +896,14 @@ impl Backend for EpollBackend {
                 return Err(e);
             }
         };
+        let mut tally = Tally::default();
         for ev in &events[..n] {
             let (data, mask) = (ev.u64, ev.events);
-            self.handle_event(io, data, mask);
+            self.handle_event(io, data, mask, &mut tally);
         }
         self.events = events;
+        self.count_reads(&tally);
+        rx += tally.done;
         self.flush_writes(io);
         self.accept_ready(io);
         rx += self.read_ready(io);

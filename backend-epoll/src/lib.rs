@@ -415,10 +415,10 @@ impl EpollBackend {
                         return;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return self.block_writes(t),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(sys::Errno::AGAIN) => return self.block_writes(t),
+                Err(sys::Errno::INTR) => {}
                 Err(e) => {
-                    step = io.tx_failed(t, errno(&e));
+                    step = io.tx_failed(t, e.raw_os_error());
                     return self.follow(io, t, step);
                 }
             }
@@ -641,16 +641,16 @@ impl EpollBackend {
                 Err(e) => {
                     // SAFETY: the buffer was allocated above and not lent.
                     unsafe { pool.release(index) };
-                    match e.raw_os_error() {
-                        Some(libc::EAGAIN) => {
+                    match e {
+                        sys::Errno::AGAIN => {
                             s.readable = false;
                             break false;
                         }
-                        Some(libc::EINTR) => continue,
+                        sys::Errno::INTR => continue,
                         _ => {
                             s.readable = false;
                             tally.done += delivered;
-                            self.fail_stream(io, t, errno(&e));
+                            self.fail_stream(io, t, e.raw_os_error());
                             return false;
                         }
                     }

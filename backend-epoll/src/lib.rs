@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use paste_rt_core::{
     max_datagram, Backend, BackendKind, BufPool, Capabilities, Delivery, IoTable, PoolConfig, RecordKind, RemoteWake,
-    SendStep, StartError, Stats, Token,
+    SendStep, Shutdown, StartError, Stats, Token,
 };
 
 /// How long a listener that hit `EMFILE`/`ENFILE` waits before trying again when no
@@ -281,6 +281,9 @@ impl EpollBackend {
         }
     }
 
+    // Off the per-request path: out of line, so the hot loops that reach it keep
+    // their registers.
+    #[inline(never)]
     fn connected(&mut self, io: &mut IoTable, t: Token, err: i32) {
         if let Some(s) = self.sock(t) {
             s.connecting = false;
@@ -310,6 +313,9 @@ impl EpollBackend {
         }
     }
 
+    // Off the per-request path: out of line, so the hot loops that reach it keep
+    // their registers.
+    #[inline(never)]
     fn fail_stream(&mut self, io: &mut IoTable, t: Token, err: i32) {
         if let Some(s) = self.sock(t) {
             if s.rx_done {
@@ -323,6 +329,9 @@ impl EpollBackend {
 
     /// Closes `t`'s socket now (inside the tick) and releases the token at the end of
     /// the tick.
+    // Off the per-request path: out of line, so the hot loops that reach it keep
+    // their registers.
+    #[inline(never)]
     fn close_now(&mut self, _io: &mut IoTable, t: Token) {
         let Some(s) = self.sock(t) else { return };
         let fd = std::mem::replace(&mut s.fd, -1);
@@ -373,15 +382,13 @@ impl EpollBackend {
         let mut step = io.send_step(t);
         loop {
             // Data is the common step: one compare before the full match.
-            if !matches!(step, SendStep::Data) {
-                match step {
-                    SendStep::Shutdown(how) => {
-                        let err = sys::shutdown(stats, fd, how.how()).err().map_or(0, |e| errno(&e));
-                        step = io.shutdown_done(t, err);
-                        continue;
-                    }
-                    SendStep::Close => return self.close_now(io, t),
-                    SendStep::Data | SendStep::Idle | SendStep::Wait => return,
+            match step {
+                SendStep::Data => {}
+                SendStep::Idle | SendStep::Wait => return,
+                SendStep::Close => return self.close_now(io, t),
+                SendStep::Shutdown(how) => {
+                    step = shut_down(stats, io, t, fd, how);
+                    continue;
                 }
             }
             tally.ops += 1;
@@ -435,6 +442,9 @@ impl EpollBackend {
     /// Sends a datagram socket's queued datagrams, one `sendto` each, until the queue
     /// is empty or the socket buffer is full (then waits for `EPOLLOUT`). A datagram
     /// the kernel refuses is reported with its errno; the rest still go.
+    // Off the per-request path: out of line, so the hot loops that reach it keep
+    // their registers.
+    #[inline(never)]
     fn flush_datagrams(&mut self, io: &mut IoTable, t: Token) {
         let stats = &self.stats;
         let Some(s) = self.socks.get_mut(t.index()) else { return };
@@ -663,6 +673,9 @@ impl EpollBackend {
 
     /// Reads up to the read budget of datagrams of a readable, unpaused socket into
     /// pool buffers, one `recvfrom` each. Returns (still readable, buffers delivered).
+    // Off the per-request path: out of line, so the hot loops that reach it keep
+    // their registers.
+    #[inline(never)]
     fn read_datagrams(&mut self, io: &mut IoTable, t: Token) -> (bool, u64) {
         let stats = &self.stats;
         let pool = &self.pool;
@@ -948,6 +961,14 @@ impl RemoteWake for EventFdWaker {
             sys::eventfd_signal(self.fd.as_raw_fd());
         }
     }
+}
+
+/// Shuts down `how` of `t`'s socket `fd` (its queue is empty) and returns the next
+/// step. Out of line: once per connection at most, never per request.
+#[inline(never)]
+fn shut_down(stats: &Stats, io: &mut IoTable, t: Token, fd: RawFd, how: Shutdown) -> SendStep {
+    let err = sys::shutdown(stats, fd, how.how()).err().map_or(0, |e| errno(&e));
+    io.shutdown_done(t, err)
 }
 
 fn errno(e: &io::Error) -> i32 {

@@ -634,8 +634,9 @@ impl EpollBackend {
                 Ok(n) => {
                     tally.bytes += n as u64;
                     delivered += 1;
-                    // SAFETY: the buffer is ours and `n <= size` bytes were read.
-                    let buf = unsafe { pool.lend_rx(index, 0, n as u32) };
+                    // SAFETY: the buffer came from `alloc` above and is handed over
+                    // here; `n <= size` bytes were read.
+                    let buf = unsafe { pool.lend_allocated_rx(index, 0, n as u32) };
                     if io.deliver(t, buf) == Delivery::Pause {
                         s.paused = true;
                     }

@@ -8,11 +8,14 @@
 //! comparison.
 //!
 //! Each connection is registered once for `IN | OUT | RDHUP`, edge-triggered, so it
-//! never needs `epoll_ctl(MOD)`. A read that returns less than a buffer drained the
-//! socket (the next arrival is a new edge), so there is no extra read to see
-//! `EAGAIN`. Received buffers land in the connection's record as they are read, and
-//! sends are written straight from the record's queue; a partial write waits for
-//! `EPOLLOUT`.
+//! never needs `epoll_ctl(MOD)`. A connection is read as its readiness event is
+//! applied; it is listed for a later read only when its read budget ran out or the
+//! pool was dry. A read that returns less than a buffer drained the socket (the
+//! next arrival is a new edge), so there is no extra read to see `EAGAIN`; after a
+//! hang-up is seen, reading goes on until the EOF or the error. Received buffers land
+//! in the connection's record as they are read, and sends are written straight from
+//! the record's queue; a partial write waits for `EPOLLOUT`. Counters are added once
+//! per walk over the ready sockets, not once per call.
 //!
 //! Datagram (UDP) sockets are read with one `recvfrom` per datagram into pool
 //! buffers (until `EAGAIN` or the read budget) and written with one `sendto` per
@@ -381,7 +384,6 @@ impl EpollBackend {
         let stats = &self.stats;
         let mut step = io.send_step(t);
         loop {
-            // Data is the common step: one compare before the full match.
             match step {
                 SendStep::Data => {}
                 SendStep::Idle | SendStep::Wait => return,

@@ -749,16 +749,10 @@ impl EpollBackend {
         // fields, so they are updated side by side.
         let Some(s) = self.socks.get_mut(t.index()).filter(|s| s.role != Role::Free) else { return };
         if s.role == Role::Listener {
-            s.accept_ready = true;
-            if s.starved.is_none() && !self.to_accept.contains(&t) {
-                self.to_accept.push(t);
-            }
-            return;
+            return self.listener_ready(t);
         }
         let s = if s.connecting && ev & (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) != 0 {
-            let fd = s.fd;
-            let err = sys::take_socket_error(&self.stats, fd);
-            self.connected(io, t, err);
+            self.connect_done(io, t);
             let Some(s) = self.socks.get_mut(t.index()) else { return };
             s
         } else {
@@ -789,6 +783,26 @@ impl EpollBackend {
                 }
             }
         }
+    }
+
+    /// Listener `t` has connections waiting: list it for accepting (unless it is
+    /// starved: then it waits for its retry). Out of line: not per request.
+    #[inline(never)]
+    fn listener_ready(&mut self, t: Token) {
+        let Some(l) = self.socks.get_mut(t.index()) else { return };
+        l.accept_ready = true;
+        if l.starved.is_none() && !self.to_accept.contains(&t) {
+            self.to_accept.push(t);
+        }
+    }
+
+    /// A connect in progress on `t` finished: its result is the socket's pending
+    /// error. Out of line: once per connection.
+    #[inline(never)]
+    fn connect_done(&mut self, io: &mut IoTable, t: Token) {
+        let Some(s) = self.socks.get_mut(t.index()) else { return };
+        let err = sys::take_socket_error(&self.stats, s.fd);
+        self.connected(io, t, err);
     }
 
     /// Whether a read is possible right now without waiting.

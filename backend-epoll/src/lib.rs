@@ -144,7 +144,7 @@ enum Pending {
 struct Tally {
     /// Reads or writes made.
     ops: u64,
-    /// Of those, the ones that moved data or reported the end.
+    /// Writes: those the kernel took bytes from. Reads: buffers delivered.
     done: u64,
     /// Bytes moved.
     bytes: u64,

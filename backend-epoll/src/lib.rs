@@ -8,11 +8,14 @@
 //! comparison.
 //!
 //! Each connection is registered once for `IN | OUT | RDHUP`, edge-triggered, so it
-//! never needs `epoll_ctl(MOD)`. A read that returns less than a buffer drained the
-//! socket (the next arrival is a new edge), so there is no extra read to see
-//! `EAGAIN`. Received buffers land in the connection's record as they are read, and
-//! sends are written straight from the record's queue; a partial write waits for
-//! `EPOLLOUT`.
+//! never needs `epoll_ctl(MOD)`. A connection is read as its readiness event is
+//! applied; it is listed for a later read only when its read budget ran out or the
+//! pool was dry. A read that returns less than a buffer drained the socket (the
+//! next arrival is a new edge), so there is no extra read to see `EAGAIN`; after a
+//! hang-up is seen, reading goes on until the EOF or the error. Received buffers land
+//! in the connection's record as they are read, and sends are written straight from
+//! the record's queue; a partial write waits for `EPOLLOUT`. Counters are added once
+//! per walk over the ready sockets, not once per call.
 //!
 //! Datagram (UDP) sockets are read with one `recvfrom` per datagram into pool
 //! buffers (until `EAGAIN` or the read budget) and written with one `sendto` per
@@ -36,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use paste_rt_core::{
     max_datagram, Backend, BackendKind, BufPool, Capabilities, Delivery, IoTable, PoolConfig, RecordKind, RemoteWake,
-    SendStep, StartError, Stats, Token,
+    SendStep, Shutdown, StartError, Stats, Token,
 };
 
 /// How long a listener that hit `EMFILE`/`ENFILE` waits before trying again when no
@@ -54,8 +57,9 @@ pub struct EpollConfig {
     pub pool: PoolConfig,
     /// Most events taken per `epoll_wait`.
     pub max_events: usize,
-    /// Most buffers read from one connection per tick before moving on to the
-    /// others (fairness); the rest is read at the next tick.
+    /// Most buffers read from one connection at a time (when its readiness event is
+    /// applied, or in one walk of the list of sockets that may hold more) before
+    /// moving on to the others (fairness); the rest is read at the next walk.
     pub read_budget: u32,
     /// Most connections accepted from one listener per tick.
     pub accept_budget: u32,
@@ -134,6 +138,18 @@ enum Pending {
     Close(Token),
 }
 
+/// Counts of one walk over a list of sockets (reads or writes), added to [`Stats`]
+/// once at its end rather than once per system call.
+#[derive(Default)]
+struct Tally {
+    /// Reads or writes made.
+    ops: u64,
+    /// Writes: those the kernel took bytes from. Reads: buffers delivered.
+    done: u64,
+    /// Bytes moved.
+    bytes: u64,
+}
+
 /// The epoll backend. See the crate docs.
 pub struct EpollBackend {
     epfd: OwnedFd,
@@ -203,6 +219,9 @@ impl EpollBackend {
 
     /// Applies what the runtime asked since the last tick, in order.
     fn apply_pending(&mut self, io: &mut IoTable) {
+        if self.pending.is_empty() {
+            return;
+        }
         let mut pending = std::mem::take(&mut self.pending);
         for p in pending.drain(..) {
             match p {
@@ -265,6 +284,9 @@ impl EpollBackend {
         }
     }
 
+    // Off the per-request path: out of line, so the hot loops that reach it keep
+    // their registers.
+    #[inline(never)]
     fn connected(&mut self, io: &mut IoTable, t: Token, err: i32) {
         if let Some(s) = self.sock(t) {
             s.connecting = false;
@@ -294,6 +316,9 @@ impl EpollBackend {
         }
     }
 
+    // Off the per-request path: out of line, so the hot loops that reach it keep
+    // their registers.
+    #[inline(never)]
     fn fail_stream(&mut self, io: &mut IoTable, t: Token, err: i32) {
         if let Some(s) = self.sock(t) {
             if s.rx_done {
@@ -307,6 +332,9 @@ impl EpollBackend {
 
     /// Closes `t`'s socket now (inside the tick) and releases the token at the end of
     /// the tick.
+    // Off the per-request path: out of line, so the hot loops that reach it keep
+    // their registers.
+    #[inline(never)]
     fn close_now(&mut self, _io: &mut IoTable, t: Token) {
         let Some(s) = self.sock(t) else { return };
         let fd = std::mem::replace(&mut s.fd, -1);
@@ -320,46 +348,52 @@ impl EpollBackend {
         self.to_release.push(t);
     }
 
-    /// Writes the queued data of every socket that has some.
+    /// Writes the queued data of every socket that has some. The list is walked in
+    /// place (a socket listed meanwhile is written too) and emptied; the counters are
+    /// added once per walk.
     fn flush_writes(&mut self, io: &mut IoTable) {
-        let mut list = std::mem::take(&mut self.to_flush);
-        for t in list.drain(..) {
-            let Some(s) = self.sock(t) else { continue };
+        if self.to_flush.is_empty() {
+            return;
+        }
+        let mut tally = Tally::default();
+        let mut i = 0;
+        while let Some(&t) = self.to_flush.get(i) {
+            i += 1;
+            // One lookup: the socket's state and fd are read together.
+            let Some(s) = self.socks.get_mut(t.index()) else { continue };
             s.flush_listed = false;
             match s.role {
-                Role::Stream => self.flush_stream(io, t),
+                Role::Stream if !s.write_blocked && !s.connecting => {
+                    let fd = s.fd;
+                    self.flush_stream(io, t, fd, &mut tally);
+                }
                 Role::Dgram => self.flush_datagrams(io, t),
                 _ => {}
             }
         }
-        if self.to_flush.is_empty() {
-            self.to_flush = list;
-        }
+        self.to_flush.clear();
+        Stats::add(&self.stats.submissions, tally.ops);
+        Stats::add(&self.stats.completions, tally.done);
+        Stats::add(&self.stats.tx_bytes, tally.bytes);
     }
 
-    /// Writes what `t`'s record has queued: one `send` (or `sendmsg` of up to
-    /// `MAX_IOV` buffers) at a time until the socket is full or the queue empty; then a
-    /// queued shutdown.
-    fn flush_stream(&mut self, io: &mut IoTable, t: Token) {
+    /// Writes what `t`'s record has queued (`fd`: its writable, connected socket): one
+    /// `send` (or `sendmsg` of up to `MAX_IOV` buffers) at a time until the socket is
+    /// full or the queue empty; then a queued shutdown.
+    fn flush_stream(&mut self, io: &mut IoTable, t: Token, fd: RawFd, tally: &mut Tally) {
         let stats = &self.stats;
-        let Some(s) = self.socks.get_mut(t.index()) else { return };
-        if s.write_blocked || s.connecting || s.role != Role::Stream {
-            return;
-        }
-        let fd = s.fd;
         let mut step = io.send_step(t);
         loop {
             match step {
                 SendStep::Data => {}
-                SendStep::Shutdown(how) => {
-                    let err = sys::shutdown(stats, fd, how.how()).err().map_or(0, |e| errno(&e));
-                    step = io.shutdown_done(t, err);
-                    continue;
-                }
                 SendStep::Idle | SendStep::Wait => return,
                 SendStep::Close => return self.close_now(io, t),
+                SendStep::Shutdown(how) => {
+                    step = shut_down(stats, io, t, fd, how);
+                    continue;
+                }
             }
-            Stats::add(&stats.submissions, 1);
+            tally.ops += 1;
             let queue = io.get(t).send_queue();
             let (r, want) = match queue.front() {
                 // The common case, one item: a plain send, no iovec array.
@@ -378,38 +412,41 @@ impl EpollBackend {
             };
             match r {
                 Ok(w) => {
-                    Stats::add(&stats.completions, 1);
-                    Stats::add(&stats.tx_bytes, w as u64);
+                    tally.done += 1;
+                    tally.bytes += w as u64;
                     step = io.sent(t, w as u64);
                     if w < want {
                         // The socket is full: the rest waits for EPOLLOUT.
-                        if let Some(s) = self.socks.get_mut(t.index()) {
-                            s.write_blocked = true;
-                        }
+                        self.block_writes(t);
                         if step == SendStep::Close {
                             self.close_now(io, t);
                         }
                         return;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Some(s) = self.socks.get_mut(t.index()) {
-                        s.write_blocked = true;
-                    }
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(sys::Errno::AGAIN) => return self.block_writes(t),
+                Err(sys::Errno::INTR) => {}
                 Err(e) => {
-                    step = io.tx_failed(t, errno(&e));
+                    step = io.tx_failed(t, e.raw_os_error());
                     return self.follow(io, t, step);
                 }
             }
         }
     }
 
+    /// `t`'s socket is full: its writes wait for `EPOLLOUT`.
+    fn block_writes(&mut self, t: Token) {
+        if let Some(s) = self.socks.get_mut(t.index()) {
+            s.write_blocked = true;
+        }
+    }
+
     /// Sends a datagram socket's queued datagrams, one `sendto` each, until the queue
     /// is empty or the socket buffer is full (then waits for `EPOLLOUT`). A datagram
     /// the kernel refuses is reported with its errno; the rest still go.
+    // Off the per-request path: out of line, so the hot loops that reach it keep
+    // their registers.
+    #[inline(never)]
     fn flush_datagrams(&mut self, io: &mut IoTable, t: Token) {
         let stats = &self.stats;
         let Some(s) = self.socks.get_mut(t.index()) else { return };
@@ -515,50 +552,78 @@ impl EpollBackend {
         self.to_accept.push(t);
     }
 
-    /// Reads every readable, unpaused socket into pool buffers.
+    /// Reads every readable, unpaused socket into pool buffers. Returns the buffers
+    /// delivered. The list is walked and compacted in place: a socket that may hold
+    /// more stays listed; the counters are added once per walk.
     fn read_ready(&mut self, io: &mut IoTable) -> u64 {
-        let mut delivered = 0;
-        let mut list = std::mem::take(&mut self.to_read);
+        if self.to_read.is_empty() {
+            return 0;
+        }
+        let mut tally = Tally::default();
         let mut keep = 0;
-        for i in 0..list.len() {
-            let t = list[i];
-            let (more, n) = self.read_one(io, t);
-            delivered += n;
-            if more {
-                list[keep] = t;
+        let mut i = 0;
+        while let Some(&t) = self.to_read.get(i) {
+            i += 1;
+            if self.read_one(io, t, &mut tally) {
+                // keep < i: a slot already walked.
+                self.to_read[keep] = t;
                 keep += 1;
-            } else if let Some(s) = self.sock(t) {
+            }
+        }
+        self.to_read.truncate(keep);
+        self.count_reads(&tally);
+        tally.done
+    }
+
+    /// Adds the counts of reads made.
+    fn count_reads(&self, tally: &Tally) {
+        Stats::add(&self.stats.submissions, tally.ops);
+        Stats::add(&self.stats.completions, tally.ops);
+        Stats::add(&self.stats.rx_bytes, tally.bytes);
+    }
+
+    /// Reads listed socket `t` if it is readable and unpaused (see
+    /// [`read_now`](Self::read_now)). Returns whether it stays listed; if not, its
+    /// `read_listed` is cleared.
+    fn read_one(&mut self, io: &mut IoTable, t: Token, tally: &mut Tally) -> bool {
+        let Some(s) = self.socks.get_mut(t.index()) else { return false };
+        let more = !(s.rx_done || s.paused || !s.readable) && self.read_now(io, t, tally);
+        if !more {
+            if let Some(s) = self.socks.get_mut(t.index()) {
                 s.read_listed = false;
             }
         }
-        list.truncate(keep);
-        list.append(&mut self.to_read);
-        self.to_read = list;
-        delivered
+        more
     }
 
-    /// Returns (still readable and should stay listed, buffers delivered).
-    fn read_one(&mut self, io: &mut IoTable, t: Token) -> (bool, u64) {
-        let Some(s) = self.socks.get_mut(t.index()) else { return (false, 0) };
-        if s.rx_done || s.paused || !s.readable {
-            return (false, 0);
-        }
+    /// Reads readable, unpaused socket `t` until a short read (which drained the
+    /// socket: the next arrival is a new edge), the end, a pause, a dry pool or the
+    /// read budget. Returns whether it may hold more (the budget ran out or the pool
+    /// is dry): the caller lists it.
+    #[inline(always)]
+    fn read_now(&mut self, io: &mut IoTable, t: Token, tally: &mut Tally) -> bool {
+        let Some(s) = self.socks.get_mut(t.index()) else { return false };
         if s.role == Role::Dgram {
-            return self.read_datagrams(io, t);
+            let (more, n) = self.read_datagrams(io, t);
+            tally.done += n;
+            return more;
         }
         let stats = &self.stats;
         let pool = &self.pool;
         let size = pool.buf_size();
+        let budget = u64::from(self.config.read_budget);
         let mut delivered = 0;
-        while delivered < self.config.read_budget as u64 {
+        let more = loop {
+            if delivered >= budget {
+                break true;
+            }
             let Some(index) = pool.alloc() else {
                 Stats::add(&stats.pool_exhausted, 1);
-                return (true, delivered);
+                break true;
             };
-            Stats::add(&stats.submissions, 1);
+            tally.ops += 1;
             // SAFETY: `index` was just allocated, so its `size` bytes are ours.
             let r = unsafe { sys::read(stats, s.fd, pool.buf_ptr(index), size as usize) };
-            Stats::add(&stats.completions, 1);
             match r {
                 Ok(0) => {
                     // SAFETY: the buffer was allocated above and not lent.
@@ -566,45 +631,54 @@ impl EpollBackend {
                     s.rx_done = true;
                     s.readable = false;
                     io.eof(t);
-                    return (false, delivered);
+                    break false;
                 }
                 Ok(n) => {
-                    Stats::add(&stats.rx_bytes, n as u64);
+                    tally.bytes += n as u64;
                     delivered += 1;
-                    // SAFETY: the buffer is ours and `n <= size` bytes were read.
-                    let buf = unsafe { pool.lend_rx(index, 0, n as u32) };
+                    // SAFETY: the buffer came from `alloc` above and is handed over
+                    // here; `n <= size` bytes were read.
+                    let buf = unsafe { pool.lend_allocated_rx(index, 0, n as u32) };
                     if io.deliver(t, buf) == Delivery::Pause {
                         s.paused = true;
                     }
                     if (n as u32) < size && !s.hup {
                         // A short read drained the socket; the next edge says more.
                         s.readable = false;
-                        return (false, delivered);
+                        break false;
                     }
                     if s.paused {
-                        return (false, delivered);
+                        break false;
                     }
                 }
                 Err(e) => {
                     // SAFETY: the buffer was allocated above and not lent.
                     unsafe { pool.release(index) };
-                    match e.raw_os_error() {
-                        Some(libc::EAGAIN) => s.readable = false,
-                        Some(libc::EINTR) => continue,
+                    match e {
+                        sys::Errno::AGAIN => {
+                            s.readable = false;
+                            break false;
+                        }
+                        sys::Errno::INTR => continue,
                         _ => {
                             s.readable = false;
-                            self.fail_stream(io, t, errno(&e));
+                            tally.done += delivered;
+                            self.fail_stream(io, t, e.raw_os_error());
+                            return false;
                         }
                     }
-                    return (false, delivered);
                 }
             }
-        }
-        (true, delivered)
+        };
+        tally.done += delivered;
+        more
     }
 
     /// Reads up to the read budget of datagrams of a readable, unpaused socket into
     /// pool buffers, one `recvfrom` each. Returns (still readable, buffers delivered).
+    // Off the per-request path: out of line, so the hot loops that reach it keep
+    // their registers.
+    #[inline(never)]
     fn read_datagrams(&mut self, io: &mut IoTable, t: Token) -> (bool, u64) {
         let stats = &self.stats;
         let pool = &self.pool;
@@ -658,7 +732,11 @@ impl EpollBackend {
         (true, delivered)
     }
 
-    fn handle_event(&mut self, io: &mut IoTable, data: u64, events: u32) {
+    /// Applies one event: a readable socket is read at once (the common case: one
+    /// request, one short read) and listed only when it may hold more; a listener is
+    /// listed for accepting; a socket whose writes waited for room is listed for
+    /// writing.
+    fn handle_event(&mut self, io: &mut IoTable, data: u64, events: u32, tally: &mut Tally) {
         if data == WAKE_DATA {
             // Edge-triggered: every write to the eventfd is a new edge, so it is
             // never read (one syscall saved per wake-up).
@@ -671,16 +749,10 @@ impl EpollBackend {
         // fields, so they are updated side by side.
         let Some(s) = self.socks.get_mut(t.index()).filter(|s| s.role != Role::Free) else { return };
         if s.role == Role::Listener {
-            s.accept_ready = true;
-            if s.starved.is_none() && !self.to_accept.contains(&t) {
-                self.to_accept.push(t);
-            }
-            return;
+            return self.listener_ready(t);
         }
         let s = if s.connecting && ev & (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) != 0 {
-            let fd = s.fd;
-            let err = sys::take_socket_error(&self.stats, fd);
-            self.connected(io, t, err);
+            self.connect_done(io, t);
             let Some(s) = self.socks.get_mut(t.index()) else { return };
             s
         } else {
@@ -691,16 +763,6 @@ impl EpollBackend {
             Role::Dgram => libc::EPOLLIN | libc::EPOLLERR,
             Role::Listener | Role::Free => return,
         };
-        if ev & readable != 0 && !s.rx_done {
-            s.readable = true;
-            if s.role == Role::Stream && ev & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0 {
-                s.hup = true;
-            }
-            if !s.read_listed {
-                s.read_listed = true;
-                self.to_read.push(t);
-            }
-        }
         if ev & libc::EPOLLOUT != 0 && s.write_blocked {
             s.write_blocked = false;
             if !s.flush_listed {
@@ -708,6 +770,39 @@ impl EpollBackend {
                 self.to_flush.push(t);
             }
         }
+        if ev & readable != 0 && !s.rx_done {
+            s.readable = true;
+            if s.role == Role::Stream && ev & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0 {
+                s.hup = true;
+            }
+            // A listed socket is read by the list walk; a paused one when it resumes.
+            if !s.read_listed && !s.paused && self.read_now(io, t, tally) {
+                if let Some(s) = self.socks.get_mut(t.index()) {
+                    s.read_listed = true;
+                    self.to_read.push(t);
+                }
+            }
+        }
+    }
+
+    /// Listener `t` has connections waiting: list it for accepting (unless it is
+    /// starved: then it waits for its retry). Out of line: not per request.
+    #[inline(never)]
+    fn listener_ready(&mut self, t: Token) {
+        let Some(l) = self.socks.get_mut(t.index()) else { return };
+        l.accept_ready = true;
+        if l.starved.is_none() && !self.to_accept.contains(&t) {
+            self.to_accept.push(t);
+        }
+    }
+
+    /// A connect in progress on `t` finished: its result is the socket's pending
+    /// error. Out of line: once per connection.
+    #[inline(never)]
+    fn connect_done(&mut self, io: &mut IoTable, t: Token) {
+        let Some(s) = self.socks.get_mut(t.index()) else { return };
+        let err = sys::take_socket_error(&self.stats, s.fd);
+        self.connected(io, t, err);
     }
 
     /// Whether a read is possible right now without waiting.
@@ -831,11 +926,14 @@ impl Backend for EpollBackend {
                 return Err(e);
             }
         };
+        let mut tally = Tally::default();
         for ev in &events[..n] {
             let (data, mask) = (ev.u64, ev.events);
-            self.handle_event(io, data, mask);
+            self.handle_event(io, data, mask, &mut tally);
         }
         self.events = events;
+        self.count_reads(&tally);
+        rx += tally.done;
         self.flush_writes(io);
         self.accept_ready(io);
         rx += self.read_ready(io);
@@ -880,6 +978,14 @@ impl RemoteWake for EventFdWaker {
             sys::eventfd_signal(self.fd.as_raw_fd());
         }
     }
+}
+
+/// Shuts down `how` of `t`'s socket `fd` (its queue is empty) and returns the next
+/// step. Out of line: once per connection at most, never per request.
+#[inline(never)]
+fn shut_down(stats: &Stats, io: &mut IoTable, t: Token, fd: RawFd, how: Shutdown) -> SendStep {
+    let err = sys::shutdown(stats, fd, how.how()).err().map_or(0, |e| errno(&e));
+    io.shutdown_done(t, err)
 }
 
 fn errno(e: &io::Error) -> i32 {

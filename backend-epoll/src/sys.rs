@@ -8,6 +8,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use paste_rt_core::Stats;
+pub use rustix::io::Errno;
 
 /// Turns a `-1` return into the thread's errno.
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -79,11 +80,13 @@ pub fn eventfd_signal(fd: RawFd) {
     let _ = unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
 }
 
-/// `read(2)` into raw memory.
+/// `read(2)` into raw memory. The error is rustix's `Errno` (a plain number: nothing
+/// to build or drop on the per-request path).
 ///
 /// # Safety
 /// `ptr` must be valid for writes of `len` bytes.
-pub unsafe fn read(stats: &Stats, fd: RawFd, ptr: *mut u8, len: usize) -> io::Result<usize> {
+#[inline]
+pub unsafe fn read(stats: &Stats, fd: RawFd, ptr: *mut u8, len: usize) -> Result<usize, Errno> {
     stats.syscall();
     // SAFETY: the caller guarantees `ptr..ptr+len` is writable (and not read or
     // written by anyone else during the call); `fd` is open for the call.
@@ -91,12 +94,12 @@ pub unsafe fn read(stats: &Stats, fd: RawFd, ptr: *mut u8, len: usize) -> io::Re
         unsafe { (BorrowedFd::borrow_raw(fd), std::slice::from_raw_parts_mut(ptr.cast::<MaybeUninit<u8>>(), len)) };
     // rustix makes the system call directly: no libc cancellation-point wrapper on
     // the per-request path.
-    rustix::io::read(fd, buf).map(|(filled, _)| filled.len()).map_err(io::Error::from)
+    rustix::io::read(fd, buf).map(|(filled, _)| filled.len())
 }
 
 /// `sendmsg(2)` of gathered buffers with `MSG_NOSIGNAL` (a write to a reset
 /// connection returns `EPIPE`; the process's SIGPIPE disposition is left alone).
-pub fn sendv(stats: &Stats, fd: RawFd, iov: &[libc::iovec]) -> io::Result<usize> {
+pub fn sendv(stats: &Stats, fd: RawFd, iov: &[libc::iovec]) -> Result<usize, Errno> {
     stats.syscall();
     // SAFETY: msghdr is plain data; all-zero is a valid (empty) value.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -105,14 +108,16 @@ pub fn sendv(stats: &Stats, fd: RawFd, iov: &[libc::iovec]) -> io::Result<usize>
     // SAFETY: every iovec points into memory owned by the send queue for the whole
     // call (the caller built them from live SendData); msg lives for the call.
     check_size(unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) })
+        .map_err(|e| Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
 /// `send(2)` with `MSG_NOSIGNAL`, for a single buffer.
-pub fn send(stats: &Stats, fd: RawFd, data: &[u8]) -> io::Result<usize> {
+#[inline]
+pub fn send(stats: &Stats, fd: RawFd, data: &[u8]) -> Result<usize, Errno> {
     stats.syscall();
     // SAFETY: `fd` is open for the call (the caller owns it).
     let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-    rustix::net::send(fd, data, rustix::net::SendFlags::NOSIGNAL).map_err(io::Error::from)
+    rustix::net::send(fd, data, rustix::net::SendFlags::NOSIGNAL)
 }
 
 /// `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`.

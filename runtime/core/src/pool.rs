@@ -357,6 +357,22 @@ impl BufPool {
         RxBuf::from_parts(self.inner, index, off, len)
     }
 
+    /// Lends a buffer the caller took with [`alloc`](Self::alloc) (already marked
+    /// lent) to the application as received data: [`lend_rx`](Self::lend_rx)
+    /// without marking it a second time (a backend that reads into its own
+    /// allocations, epoll).
+    ///
+    /// # Safety
+    /// `index` must come from `alloc` and not have been lent or released since; the
+    /// caller gives up every access to it; `off + len` must not exceed the buffer
+    /// size.
+    #[inline]
+    pub unsafe fn lend_allocated_rx(&self, index: u32, off: u32, len: u32) -> RxBuf {
+        debug_assert!(off as u64 + len as u64 <= self.p().buf_size as u64);
+        debug_assert_eq!(self.p().state(index), BufState::Lent, "buffer {index} not taken with alloc");
+        RxBuf::from_parts(self.inner, index, off, len)
+    }
+
     /// Moves a buffer that was not the pool's (a netmap ring buffer swapped out of
     /// its slot) into the pool's ownership, as lent. Returns `false` if the index is
     /// out of range or already the pool's.

@@ -210,16 +210,17 @@ impl std::fmt::Debug for PasteBackend {
     }
 }
 
-/// Slots per ring of an emulated port unless set: a quarter of the kernel's default.
+/// Slots per ring of an emulated port unless set: an eighth of the kernel's default.
 ///
 /// Every buffer parked in a ring slot gets written once per trip round the ring (an
 /// RX slot's buffer is received into once the kernel swaps it out, a TX slot's is
 /// filled by the next reply placed there), so a ring of N slots keeps about N
-/// buffers' pages resident for good, however few connections are busy. 256 slots
-/// hold a sync's worth of replies for a few hundred busy connections (the rest waits
-/// in the per-fd queues and backlogs, as on a full kernel ring) at a quarter of the
-/// resident memory of 1024.
-pub const EMU_DEFAULT_SLOTS: u32 = 256;
+/// buffers' pages resident for good, however few connections are busy: with 2 KiB
+/// buffers, two rings of 256 cost about 1 MiB, 100 bytes per connection at 10 000
+/// idle connections. 128 slots still hold a sync's worth of replies for a hundred
+/// busy connections (the rest waits in the per-fd queues and backlogs, as on a full
+/// kernel ring) at half the resident memory of 256.
+pub const EMU_DEFAULT_SLOTS: u32 = 128;
 
 /// Settings of the emulated port, derived from the runtime's pool settings.
 #[derive(Debug, Clone, PartialEq, Eq)]

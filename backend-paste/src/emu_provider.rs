@@ -164,13 +164,22 @@ fn start_error(reason: String, errno: Option<i32>) -> StartError {
     StartError { backend: BackendKind::PasteEmu, reason, errno }
 }
 
-/// The state of `fd`, made on first use.
+/// The state of `fd`, made on first use. (On the per-request path: one bounds check
+/// inline; growing the table is the cold path.)
 #[inline]
 fn sock_mut(socks: &mut Vec<SockState>, fd: RawFd) -> &mut SockState {
     let i = fd as usize;
-    if socks.len() <= i {
-        socks.resize_with(i + 1, SockState::default);
+    if i >= socks.len() {
+        return grow_socks(socks, i);
     }
+    &mut socks[i]
+}
+
+/// Grows the table to hold fd number `i`; its new state.
+#[cold]
+#[inline(never)]
+fn grow_socks(socks: &mut Vec<SockState>, i: usize) -> &mut SockState {
+    socks.resize_with(i + 1, SockState::default);
     &mut socks[i]
 }
 

@@ -77,6 +77,12 @@ pub const DEFAULT_MAX_INFLIGHT_PER_FD: u32 = 64;
 /// payload: a fresh skb's `truesize` (about 1 280 bytes on x86_64 Linux 5.x; every
 /// slot may start a new skb), rounded up for kernels with larger headers.
 pub const DEFAULT_TX_SLOT_OVERHEAD: u32 = 2048;
+/// `v` held to the `i32` range of an fd's stored credit (see `FdTx::credit`).
+#[inline]
+fn narrow_credit(v: i64) -> i32 {
+    v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+}
+
 /// Largest [`DriverConfig::tx_slot_overhead`] [`RingDriver::new`] takes: a ring's
 /// slots ([`pst::MAX_SLOTS`] at most) of at most `u16::MAX` payload bytes plus this
 /// each stay within an fd's 32-bit count of untaken charge.
@@ -232,16 +238,17 @@ struct TxRing {
 }
 
 /// One fd's entry: every fd the driver ever sent on has one, busy or idle, so it is
-/// kept at 40 bytes (size asserted in the tests): the queue is boxed on first use, and
-/// the slot-bounded counts are narrow ([`RingDriver::new`] checks the bounds).
+/// kept at 32 bytes (size asserted in the tests): the queue is boxed on first use, the
+/// bytes taken and not yet reported wait in `sent_fds`, and the slot-bounded counts
+/// are narrow ([`RingDriver::new`] checks the bounds).
 #[derive(Default)]
 struct FdTx {
     /// Data waiting for slots (one word until the fd first queues).
     queue: PendingSends,
-    /// Bytes the kernel took and `tx_reclaim` has not reported yet.
-    unreported: u64,
-    /// Lower bound of the socket's free send space (see the module docs).
-    credit: i64,
+    /// Lower bound of the socket's free send space (see the module docs), held to
+    /// the `i32` range ([`narrow_credit`]): beyond it the answer is the same (no
+    /// credit, or more than any socket buffer).
+    credit: i32,
     /// Charge of this fd's slots in the ring not yet taken by the kernel: at most a
     /// ring's slots of at most `u16::MAX + tx_slot_overhead` each, which `new` keeps
     /// within `u32`.
@@ -256,6 +263,9 @@ struct FdTx {
     /// are not reported to the new one. (A number is reused only once its slots left
     /// the ring, so wrapping around is harmless.)
     gen: u16,
+    /// 1 + this fd's entry in `sent_fds` (bytes taken, not reported yet); 0: none.
+    /// (At most one entry per fd, and fds are at most [`pst::MAX_FD`].)
+    sent_at: u16,
     active: bool,
     /// Listed in `space_waiters` (out of credit with data queued).
     waiting: bool,
@@ -278,8 +288,9 @@ pub struct RingDriver {
     active: VecDeque<i32>,
     /// Per TX ring (head, tail) during a fill; kept to avoid allocating per tick.
     scratch: Vec<(u32, u32)>,
-    /// Fds with unreported sent bytes.
-    sent_fds: Vec<i32>,
+    /// Fds with bytes the kernel took and `tx_reclaim` has not reported yet, and
+    /// those bytes (an fd's entry is `FdTx::sent_at`).
+    sent_fds: Vec<(i32, u64)>,
     /// Fds out of send credit with data queued (see [`RingDriver::tx_wants_space`]).
     space_waiters: Vec<i32>,
     /// Fds whose slots the kernel left in the ring at the last sync.
@@ -659,7 +670,10 @@ impl RingDriver {
         let Some(f) = usize::try_from(fd).ok().and_then(|i| self.fds.get_mut(i)) else { return 0 };
         let dropped = f.queue.clear();
         f.inflight = 0;
-        f.unreported = 0;
+        if f.sent_at != 0 {
+            // Forget what was taken of it; the entry stays, empty.
+            self.sent_fds[usize::from(f.sent_at) - 1].1 = 0;
+        }
         f.gen = f.gen.wrapping_add(1);
         f.budget = None;
         f.credit = 0;
@@ -684,7 +698,7 @@ impl RingDriver {
     pub fn tx_set_budget(&mut self, fd: i32, send_buffer: u32) -> Result<(), RingError> {
         let f = self.fd_entry(fd)?;
         f.budget = NonZeroU32::new(send_buffer.max(1));
-        f.credit = i64::from(send_buffer) - i64::from(f.untaken_charge);
+        f.credit = narrow_credit(i64::from(send_buffer) - i64::from(f.untaken_charge));
         Ok(())
     }
 
@@ -696,7 +710,7 @@ impl RingDriver {
         let Some(f) = usize::try_from(fd).ok().and_then(|i| self.fds.get_mut(i)) else { return };
         let Some(budget) = f.budget.map(NonZeroU32::get) else { return };
         let bound = i64::from(budget / 3) - i64::from(f.untaken_charge);
-        f.credit = f.credit.max(bound);
+        f.credit = f.credit.max(narrow_credit(bound));
         if f.credit > 0 {
             f.waiting = false;
         }
@@ -710,11 +724,11 @@ impl RingDriver {
         self.collect_completions();
         let Some(f) = usize::try_from(fd).ok().and_then(|i| self.fds.get_mut(i)) else { return };
         let Some(budget) = f.budget.map(NonZeroU32::get) else { return };
-        f.credit = free.min(i64::MAX as u64) as i64 - i64::from(f.untaken_charge);
+        f.credit = narrow_credit(free.min(i64::MAX as u64) as i64 - i64::from(f.untaken_charge));
         if f.credit > 0 {
             f.waiting = false;
         }
-        if f.credit >= i64::from(budget / 2) {
+        if i64::from(f.credit) >= i64::from(budget / 2) {
             f.low = false;
         }
     }
@@ -744,7 +758,7 @@ impl RingDriver {
 
     /// `fd`'s send credit (see the module docs); `None` when it has no budget.
     pub fn tx_credit(&self, fd: i32) -> Option<i64> {
-        self.fd(fd).and_then(|f| f.budget.map(|_| f.credit))
+        self.fd(fd).and_then(|f| f.budget.map(|_| i64::from(f.credit)))
     }
 
     fn fd_entry(&mut self, fd: i32) -> Result<&mut FdTx, RingError> {
@@ -918,8 +932,8 @@ impl RingDriver {
         let charge = len + self.cfg.tx_slot_overhead;
         f.untaken_charge += charge;
         if let Some(budget) = f.budget.map(NonZeroU32::get) {
-            f.credit -= i64::from(charge);
-            if !f.low && f.credit < i64::from(budget / 2) {
+            f.credit = narrow_credit(i64::from(f.credit) - i64::from(charge));
+            if !f.low && i64::from(f.credit) < i64::from(budget / 2) {
                 f.low = true;
                 self.low_credit.push(fd);
             }
@@ -1039,7 +1053,7 @@ impl RingDriver {
         }
         let f = &mut self.fds[fd as usize];
         if let Some(budget) = f.budget.map(NonZeroU32::get) {
-            if !f.low && f.credit < i64::from(budget / 2) {
+            if !f.low && i64::from(f.credit) < i64::from(budget / 2) {
                 f.low = true;
                 self.low_credit.push(fd);
             }
@@ -1076,9 +1090,9 @@ impl RingDriver {
     /// taken back.
     pub fn tx_reclaim(&mut self, mut on_sent: impl FnMut(i32, u64)) -> u32 {
         let n = self.collect_completions();
-        for fd in self.sent_fds.drain(..) {
+        for (fd, bytes) in self.sent_fds.drain(..) {
             if let Some(f) = self.fds.get_mut(fd as usize) {
-                let bytes = std::mem::take(&mut f.unreported);
+                f.sent_at = 0;
                 if bytes > 0 {
                     on_sent(fd, bytes);
                 }
@@ -1113,7 +1127,7 @@ impl RingDriver {
     }
 
     /// Moves the slots the kernel took back out of the shadow records (before they can
-    /// be refilled) into per-fd unreported byte counts.
+    /// be refilled) into the per-fd counts of bytes taken and not reported (`sent_fds`).
     fn collect_completions(&mut self) -> u32 {
         let mut total = 0;
         for t in &mut self.tx {
@@ -1131,10 +1145,12 @@ impl RingDriver {
                     if f.gen == sh.gen && f.inflight > 0 && sh.bytes > 0 {
                         f.inflight -= 1;
                         f.untaken_charge = f.untaken_charge.saturating_sub(sh.bytes + self.cfg.tx_slot_overhead);
-                        if f.unreported == 0 {
-                            self.sent_fds.push(sh.fd);
+                        if f.sent_at == 0 {
+                            self.sent_fds.push((sh.fd, 0));
+                            // At most one entry per fd, fds at most MAX_FD < u16::MAX.
+                            f.sent_at = self.sent_fds.len() as u16;
                         }
-                        f.unreported += sh.bytes as u64;
+                        self.sent_fds[usize::from(f.sent_at) - 1].1 += u64::from(sh.bytes);
                     }
                 }
                 t.pending_start = slot::ring_next(t.pending_start, n);
@@ -1279,7 +1295,7 @@ fn place_one(
     let charge = n as u32 + cfg.tx_slot_overhead;
     f.untaken_charge += charge;
     if f.budget.is_some() {
-        f.credit -= i64::from(charge);
+        f.credit = narrow_credit(i64::from(f.credit) - i64::from(charge));
     }
     Placed::Slot { bytes: n as u32, zero_copy }
 }

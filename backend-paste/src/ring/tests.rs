@@ -1179,10 +1179,18 @@ fn a_kept_buffer_the_kernel_holds_refuses_the_start() {
 }
 
 #[test]
-fn an_idle_fd_costs_the_driver_forty_bytes() {
+fn an_idle_fd_costs_the_driver_thirty_two_bytes() {
     // Every fd the driver ever sent on keeps an entry, so its size is memory per
-    // idle connection (it was 64 bytes before the queue was boxed on first use).
-    assert_eq!(size_of::<FdTx>(), 40);
+    // idle connection (it was 64 bytes before the queue was boxed on first use and
+    // the unreported bytes moved to `sent_fds`).
+    assert_eq!(size_of::<FdTx>(), 32);
+}
+
+#[test]
+fn a_credit_beyond_the_i32_range_is_held_at_its_end() {
+    assert_eq!(narrow_credit(-5), -5);
+    assert_eq!(narrow_credit(i64::from(i32::MAX) + 1), i32::MAX);
+    assert_eq!(narrow_credit(i64::MIN), i32::MIN);
 }
 
 #[test]

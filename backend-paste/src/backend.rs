@@ -120,19 +120,54 @@ enum Pending {
     Refuse(Token),
 }
 
-/// The backend's view of one token.
+/// The backend's view of one token: 8 bytes with its `Option` (asserted in the
+/// tests), one per token, so per connection; the yes/no facts are bits of `flags`.
 #[derive(Debug, Clone, Copy, Default)]
 struct Mapping {
     fd: RawFd,
-    listener: bool,
-    /// Listed in `tx_ready`.
-    tx_listed: bool,
-    /// EOF or an error was reported: no more receives.
-    rx_done: bool,
+    /// Bits of the `Mapping::*` flags below.
+    flags: u8,
     /// A shutdown waits for the data before it to be taken.
     shutdown: Option<Shutdown>,
+}
+
+/// Declares the [`Mapping`] flags: a bit each, a getter and a setter.
+macro_rules! mapping_flags {
+    ($($(#[$doc:meta])* $bit:ident = $value:expr, $get:ident, $set:ident;)*) => {
+        impl Mapping {
+            $(
+                $(#[$doc])*
+                const $bit: u8 = $value;
+
+                #[inline]
+                fn $get(&self) -> bool {
+                    self.flags & Self::$bit != 0
+                }
+
+                // Not every flag is set by name (`LISTENER` comes with a new mapping).
+                #[allow(dead_code)]
+                #[inline]
+                fn $set(&mut self, on: bool) {
+                    if on {
+                        self.flags |= Self::$bit;
+                    } else {
+                        self.flags &= !Self::$bit;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+mapping_flags! {
+    /// A listening socket.
+    LISTENER = 1 << 0, listener, set_listener;
+    /// Listed in `tx_ready`.
+    TX_LISTED = 1 << 1, tx_listed, set_tx_listed;
+    /// EOF or an error was reported: no more receives.
+    RX_DONE = 1 << 2, rx_done, set_rx_done;
     /// Handed to the provider's close; waiting for [`Event::Closed`].
-    closing: bool,
+    CLOSING = 1 << 3, closing, set_closing;
 }
 
 /// The PASTE backend: the ring driver over a kernel or an emulated port. Build it
@@ -175,16 +210,17 @@ impl std::fmt::Debug for PasteBackend {
     }
 }
 
-/// Slots per ring of an emulated port unless set: a quarter of the kernel's default.
+/// Slots per ring of an emulated port unless set: an eighth of the kernel's default.
 ///
 /// Every buffer parked in a ring slot gets written once per trip round the ring (an
 /// RX slot's buffer is received into once the kernel swaps it out, a TX slot's is
 /// filled by the next reply placed there), so a ring of N slots keeps about N
-/// buffers' pages resident for good, however few connections are busy. 256 slots
-/// hold a sync's worth of replies for a few hundred busy connections (the rest waits
-/// in the per-fd queues and backlogs, as on a full kernel ring) at a quarter of the
-/// resident memory of 1024.
-pub const EMU_DEFAULT_SLOTS: u32 = 256;
+/// buffers' pages resident for good, however few connections are busy: with 2 KiB
+/// buffers, two rings of 256 cost about 1 MiB, 100 bytes per connection at 10 000
+/// idle connections. 128 slots still hold a sync's worth of replies for a hundred
+/// busy connections (the rest waits in the per-fd queues and backlogs, as on a full
+/// kernel ring) at half the resident memory of 256.
+pub const EMU_DEFAULT_SLOTS: u32 = 128;
 
 /// Settings of the emulated port, derived from the runtime's pool settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -287,7 +323,7 @@ impl PasteBackend {
     fn token_of(&self, fd: RawFd) -> Option<Token> {
         let t = *self.fds.get(usize::try_from(fd).ok()?)?;
         let m = self.tokens.get(t as usize)?.as_ref()?;
-        (t != NO_TOKEN && !m.closing).then_some(Token(t))
+        (t != NO_TOKEN && !m.closing()).then_some(Token(t))
     }
 
     /// Maps `token` to `fd`. Returns `false` if the fd number is still ours (an old
@@ -304,7 +340,8 @@ impl PasteBackend {
         if self.tokens.len() <= token.index() {
             self.tokens.resize_with(token.index() + 1, || None);
         }
-        self.tokens[token.index()] = Some(Mapping { fd, listener, ..Mapping::default() });
+        self.tokens[token.index()] =
+            Some(Mapping { fd, flags: if listener { Mapping::LISTENER } else { 0 }, ..Mapping::default() });
         true
     }
 
@@ -370,10 +407,10 @@ impl PasteBackend {
     fn fail(&mut self, io: &mut IoTable, t: Token, errno: i32) {
         let Some(m) = self.mapping(t) else { return };
         let fd = m.fd;
-        if m.rx_done {
+        if m.rx_done() {
             return;
         }
-        m.rx_done = true;
+        m.set_rx_done(true);
         self.driver.tx_drop_fd(fd);
         let step = io.rx_failed(t, errno);
         self.follow(io, t, step);
@@ -399,8 +436,8 @@ impl PasteBackend {
 
     fn list_tx(&mut self, t: Token) {
         if let Some(m) = self.mapping(t) {
-            if !m.tx_listed {
-                m.tx_listed = true;
+            if !m.tx_listed() {
+                m.set_tx_listed(true);
                 self.tx_ready.push(t);
             }
         }
@@ -415,11 +452,11 @@ impl PasteBackend {
             io.release(t);
             return;
         };
-        if m.closing {
+        if m.closing() {
             return;
         }
-        m.closing = true;
-        let (fd, listener) = (m.fd, m.listener);
+        m.set_closing(true);
+        let (fd, listener) = (m.fd, m.listener());
         self.driver.tx_drop_fd(fd);
         if listener {
             provider!(&mut self.provider, p => p.close_listener(fd, &self.stats, &mut self.events));
@@ -434,8 +471,8 @@ impl PasteBackend {
         let mut list = std::mem::take(&mut self.tx_ready);
         for t in list.drain(..) {
             let Some(m) = self.mapping(t) else { continue };
-            m.tx_listed = false;
-            if !m.closing {
+            m.set_tx_listed(false);
+            if !m.closing() {
                 let fd = m.fd;
                 self.take_send_of(io, t, fd);
             }
@@ -481,7 +518,7 @@ impl PasteBackend {
         let mut i = 0;
         while i < self.shutdowns.len() {
             let t = self.shutdowns[i];
-            let Some(m) = self.tokens.get_mut(t.index()).and_then(Option::as_mut).filter(|m| !m.closing) else {
+            let Some(m) = self.tokens.get_mut(t.index()).and_then(Option::as_mut).filter(|m| !m.closing()) else {
                 self.shutdowns.swap_remove(i);
                 continue;
             };
@@ -518,7 +555,7 @@ impl PasteBackend {
                         self.set_send_budget(fd);
                     } else {
                         if let Some(m) = self.mapping(t) {
-                            m.rx_done = true;
+                            m.set_rx_done(true);
                         }
                     }
                     let step = io.connected(t, errno);
@@ -626,10 +663,10 @@ impl PasteBackend {
             RxEvent::Eof { fd } => {
                 let Some(&t) = usize::try_from(fd).ok().and_then(|i| fds.get(i)) else { return };
                 let Some(m) = tokens.get_mut(t as usize).and_then(Option::as_mut) else { return };
-                if m.closing {
+                if m.closing() {
                     peer_closed.push(fd);
-                } else if !m.rx_done && !m.listener {
-                    m.rx_done = true;
+                } else if !m.rx_done() && !m.listener() {
+                    m.set_rx_done(true);
                     io.eof(Token(t));
                 }
             }
@@ -651,10 +688,10 @@ impl PasteBackend {
         for fd in fins.drain(..) {
             let Some(&t) = usize::try_from(fd).ok().and_then(|i| self.fds.get(i)) else { continue };
             let Some(m) = self.tokens.get_mut(t as usize).and_then(Option::as_mut) else { continue };
-            if m.closing {
+            if m.closing() {
                 provider!(&mut self.provider, p => p.peer_closed(fd));
-            } else if !m.rx_done && !m.listener {
-                m.rx_done = true;
+            } else if !m.rx_done() && !m.listener() {
+                m.set_rx_done(true);
                 io.eof(Token(t));
             }
         }
@@ -770,11 +807,11 @@ impl Backend for PasteBackend {
     #[inline]
     fn send(&mut self, io: &mut IoTable, token: Token) {
         match self.mapping(token) {
-            Some(m) if !m.closing && !m.tx_listed => {
+            Some(m) if !m.closing() && !m.tx_listed() => {
                 let fd = m.fd;
                 self.take_send_of(io, token, fd);
             }
-            Some(m) if m.closing => {}
+            Some(m) if m.closing() => {}
             Some(_) => {}
             // Registered at the next tick: listed then.
             None => self.tx_ready.push(token),
@@ -807,6 +844,17 @@ impl Drop for PasteBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_costs_the_backend_eight_bytes() {
+        // One per token, so per connection (it was 12 bytes with a bool per flag).
+        assert_eq!(size_of::<Option<Mapping>>(), 8);
+        let mut m = Mapping { fd: 7, flags: Mapping::LISTENER, shutdown: None };
+        m.set_closing(true);
+        m.set_tx_listed(true);
+        m.set_tx_listed(false);
+        assert!(m.listener() && m.closing() && !m.tx_listed() && !m.rx_done());
+    }
 
     #[test]
     fn kernel_start_error_names_the_missing_pieces() {

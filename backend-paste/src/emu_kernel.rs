@@ -39,6 +39,7 @@ use crate::dense_map::DenseMap;
 use crate::lazy_deque::LazyDeque;
 use std::fmt;
 use std::io;
+use std::num::NonZeroU16;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
@@ -55,6 +56,9 @@ pub const RX_BATCH_PER_FD: u32 = 32;
 /// Send buffer of a registered socket unless set: what Linux 5.10 gives a fresh TCP
 /// connection on a 1500-byte MTU (`tcp_sndbuf_expand`: 2 × 10 segments × 4 352).
 pub const EMU_SNDBUF: u32 = 87_040;
+/// Largest send buffer a socket gets ([`EmuKernel::set_sndbuf`]): Linux's own bound
+/// (`SO_SNDBUF` is an `int`), which keeps a socket's queued bytes within 32 bits.
+pub const MAX_SNDBUF: u32 = i32::MAX as u32;
 /// What one taken TX slot adds to its socket's queued amount beyond the payload: a
 /// fresh skb's `truesize` on x86_64 Linux 5.x.
 pub const EMU_SKB_OVERHEAD: u32 = 1280;
@@ -233,17 +237,23 @@ pub enum Arrival {
 }
 
 #[derive(Debug)]
+///
+/// One per registered socket, idle or busy, so it is kept at 40 bytes (asserted in
+/// the tests): narrow counts, bounded where they are set.
 struct FdEntry {
     /// Received data (and a FIN) waiting for RX slots, oldest first.
     pending: LazyDeque<Pending>,
     /// In `ready`.
     queued: bool,
-    /// (`NonZero`: one word with the option, errno 0 is no error.)
-    send_error: Option<std::num::NonZeroI32>,
-    /// The socket's send buffer.
+    /// (`NonZero`: two bytes with the option, errno 0 is no error; an errno fits 16
+    /// bits, one that does not is stored as `EIO`.)
+    send_error: Option<NonZeroU16>,
+    /// The socket's send buffer (at most [`MAX_SNDBUF`]).
     sndbuf: u32,
-    /// Queued in the socket: taken slots' payload plus overhead, until their send is done.
-    wmem: u64,
+    /// Queued in the socket: taken slots' payload plus overhead, until their send is
+    /// done. A slot is taken only while this is below `sndbuf`, so it stays below
+    /// `MAX_SNDBUF` + one slot's charge, within 32 bits.
+    wmem: u32,
     /// Tells this registration's charges from a previous socket's on the same fd.
     gen: u32,
     /// Taken TX payloads whose send is not done, oldest first: the socket's send queue
@@ -254,9 +264,10 @@ struct FdEntry {
     /// The socket failed for sending: its TX slots are skipped, as an unregistered
     /// fd's are.
     tx_dead: bool,
-    /// The RX batch this fd last got a slot in, and how many it got in it.
+    /// The RX batch this fd last got a slot in, and how many it got in it (at most a
+    /// ring's slots, [`pst::MAX_SLOTS`]).
     batch: u32,
-    batch_slots: u32,
+    batch_slots: u16,
 }
 
 /// Names no buffer in a [`SendList`]: buffer 0 is reserved (netmap's), never a data
@@ -479,9 +490,10 @@ impl EmuKernel {
         Ok(())
     }
 
-    /// Sets `fd`'s send buffer (`SO_SNDBUF`). Returns whether `fd` is registered.
+    /// Sets `fd`'s send buffer (`SO_SNDBUF`; above [`MAX_SNDBUF`], that). Returns
+    /// whether `fd` is registered.
     pub fn set_sndbuf(&mut self, fd: i32, bytes: u32) -> bool {
-        self.fds.get_mut(fd as usize).map(|e| e.sndbuf = bytes).is_some()
+        self.fds.get_mut(fd as usize).map(|e| e.sndbuf = bytes.min(MAX_SNDBUF)).is_some()
     }
 
     /// `fd`'s send buffer, if registered (what `getsockopt(SO_SNDBUF)` would say).
@@ -492,18 +504,18 @@ impl EmuKernel {
     /// What `fd`'s socket holds queued: taken slots' payload plus overhead whose send
     /// is not done.
     pub fn queued_in_socket(&self, fd: i32) -> Option<u64> {
-        self.fds.get(fd as usize).map(|e| e.wmem)
+        self.fds.get(fd as usize).map(|e| u64::from(e.wmem))
     }
 
     /// `fd`'s free send space: its send buffer less what it holds queued.
     pub fn send_space(&self, fd: i32) -> Option<u64> {
-        self.fds.get(fd as usize).map(|e| u64::from(e.sndbuf).saturating_sub(e.wmem))
+        self.fds.get(fd as usize).map(|e| u64::from(e.sndbuf.saturating_sub(e.wmem)))
     }
 
     /// The kernel's `POLLOUT` rule for a TCP socket: the free send space is at least
     /// half of what is queued (so at least a third of the buffer is free).
     pub fn writable(&self, fd: i32) -> bool {
-        self.fds.get(fd as usize).is_some_and(|e| 3 * e.wmem <= 2 * u64::from(e.sndbuf))
+        self.fds.get(fd as usize).is_some_and(|e| 3 * u64::from(e.wmem) <= 2 * u64::from(e.sndbuf))
     }
 
     /// The socket was closed: forget `fd`, and return its undelivered data's buffers and
@@ -536,7 +548,12 @@ impl EmuKernel {
     /// set, txsync stops at the fd's first slot, as the kernel's does.
     pub fn set_send_error(&mut self, fd: i32, errno: Option<i32>) {
         if let Some(e) = self.fds.get_mut(fd as usize) {
-            e.send_error = errno.and_then(std::num::NonZeroI32::new);
+            e.send_error = errno.filter(|&e| e != 0).map(|e| {
+                u16::try_from(e)
+                    .ok()
+                    .and_then(NonZeroU16::new)
+                    .unwrap_or(NonZeroU16::new(libc::EIO as u16).expect("EIO"))
+            });
         }
     }
 
@@ -615,7 +632,7 @@ impl EmuKernel {
         let n_slots = k.ring.num_slots();
         let fresh = e.batch != self.rx_epoch;
         let direct = e.pending.is_empty()
-            && (fresh || (k.last_fd == fd && e.batch_slots < RX_BATCH_PER_FD))
+            && (fresh || (k.last_fd == fd && u32::from(e.batch_slots) < RX_BATCH_PER_FD))
             && slot::ring_next(k.hwtail, n_slots) != k.hwcur;
         if !direct {
             e.pending.push_back(p);
@@ -631,7 +648,7 @@ impl EmuKernel {
             e.batch = self.rx_epoch;
             e.batch_slots = 0;
         }
-        e.batch_slots += 1;
+        e.batch_slots = e.batch_slots.saturating_add(1);
         k.last_fd = fd;
         let (ring, tail) = (k.ring, k.hwtail);
         k.hwtail = slot::ring_next(tail, n_slots);
@@ -662,7 +679,7 @@ impl EmuKernel {
             e.batch = self.rx_epoch;
             e.batch_slots = 0;
         }
-        e.batch_slots += 1;
+        e.batch_slots = e.batch_slots.saturating_add(1);
         k.last_fd = fd;
         let (ring, tail) = (k.ring, k.hwtail);
         k.hwtail = slot::ring_next(tail, n_slots);
@@ -783,7 +800,7 @@ impl EmuKernel {
             left -= job.len as u64;
             let charge = job.charge;
             e.sends.pop(&self.queued);
-            e.wmem = e.wmem.saturating_sub(u64::from(charge));
+            e.wmem = e.wmem.saturating_sub(charge);
             self.hold[buf as usize] = Hold::Held(KernelHold::Free);
             self.free.push(buf);
         }
@@ -847,7 +864,7 @@ impl EmuKernel {
         }
         if let Some(c) = self.charges.get_mut(buf as usize).and_then(Option::take) {
             if let Some(e) = self.fds.get_mut(c.fd as usize).filter(|e| e.gen == c.gen) {
-                e.wmem = e.wmem.saturating_sub(u64::from(c.bytes));
+                e.wmem = e.wmem.saturating_sub(c.bytes);
             }
         }
         self.put_free(buf);
@@ -949,7 +966,7 @@ impl EmuKernel {
                     e.batch = self.rx_epoch;
                     e.batch_slots = 0;
                 }
-                e.batch_slots += written;
+                e.batch_slots = e.batch_slots.saturating_add(u16::try_from(written).unwrap_or(u16::MAX));
                 self.rx[r].last_fd = fd;
             }
             self.rx[r].hwtail = tail;
@@ -1032,11 +1049,11 @@ impl EmuKernel {
                     i = slot::ring_next(i, n);
                     continue;
                 };
-                if let Some(errno) = e.send_error.map(std::num::NonZeroI32::get) {
+                if let Some(errno) = e.send_error.map(|e| i32::from(e.get())) {
                     rep.tx_stall = Some(TxStall::SendError { fd, errno });
                     break;
                 }
-                if e.wmem >= u64::from(e.sndbuf) {
+                if e.wmem >= e.sndbuf {
                     rep.tx_stall = Some(TxStall::SendError { fd, errno: libc::EAGAIN });
                     break;
                 }
@@ -1045,7 +1062,7 @@ impl EmuKernel {
                     break;
                 };
                 let charge = len - doff + EMU_SKB_OVERHEAD;
-                e.wmem += u64::from(charge);
+                e.wmem = e.wmem.saturating_add(charge);
                 e.sends.push(&mut self.queued, s.buf_idx, g + doff, len - doff, charge);
                 if !e.tx_listed {
                     e.tx_listed = true;
@@ -1067,5 +1084,43 @@ impl EmuKernel {
             k.ring.set_tail(hwtail);
         }
         rep
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registered_socket_costs_the_emulated_kernel_forty_bytes() {
+        // One entry per registered socket, idle or busy: memory per idle connection
+        // (it was 48 bytes with a 64-bit send queue count and a 32-bit errno).
+        assert_eq!(size_of::<Option<FdEntry>>(), 40);
+    }
+
+    #[test]
+    fn a_send_error_keeps_its_errno_and_one_out_of_range_reads_as_eio() {
+        let mut k = EmuKernel::new(&EmuPortConfig { slots: 8, extra_bufs: 8, kernel_bufs: 8, ..Default::default() })
+            .expect("an emulated port");
+        k.register_fd(5, SocketState::Connected).expect("fd 5 registers");
+        let error_of = |k: &EmuKernel| k.fds.get(5).and_then(|e| e.send_error).map(|e| i32::from(e.get()));
+        k.set_send_error(5, Some(libc::EPIPE));
+        assert_eq!(error_of(&k), Some(libc::EPIPE));
+        k.set_send_error(5, Some(1 << 20));
+        assert_eq!(error_of(&k), Some(libc::EIO));
+        k.set_send_error(5, Some(0));
+        assert_eq!(error_of(&k), None);
+        k.set_send_error(5, None);
+        assert_eq!(error_of(&k), None);
+    }
+
+    #[test]
+    fn a_send_buffer_above_linuxs_bound_is_clamped_to_it() {
+        let mut k = EmuKernel::new(&EmuPortConfig { slots: 8, extra_bufs: 8, kernel_bufs: 8, ..Default::default() })
+            .expect("an emulated port");
+        k.register_fd(5, SocketState::Connected).expect("fd 5 registers");
+        assert!(k.set_sndbuf(5, u32::MAX));
+        assert_eq!(k.sndbuf(5), Some(MAX_SNDBUF));
+        assert_eq!(k.send_space(5), Some(u64::from(MAX_SNDBUF)));
     }
 }

@@ -64,11 +64,10 @@ use std::num::NonZeroU32;
 
 use paste_rt_core::{BufPool, RxBuf, SendData, TxBuf};
 
-use crate::lazy_deque::LazyDeque;
-
 use crate::sys::abi::{pst, slotflags, NetmapIf, NetmapSlot, FIRST_DATA_BUF};
 use crate::sys::addr::{self, LayoutError, PortRegion, RingPtr};
 use crate::sys::slot;
+use pending::PendingSends;
 
 /// Default payload bytes per TX slot: one TCP MSS on a 1500-byte MTU with timestamps.
 pub const DEFAULT_MSS: u32 = 1448;
@@ -78,6 +77,16 @@ pub const DEFAULT_MAX_INFLIGHT_PER_FD: u32 = 64;
 /// payload: a fresh skb's `truesize` (about 1 280 bytes on x86_64 Linux 5.x; every
 /// slot may start a new skb), rounded up for kernels with larger headers.
 pub const DEFAULT_TX_SLOT_OVERHEAD: u32 = 2048;
+/// `v` held to the `i32` range of an fd's stored credit (see `FdTx::credit`).
+#[inline]
+fn narrow_credit(v: i64) -> i32 {
+    v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+}
+
+/// Largest [`DriverConfig::tx_slot_overhead`] [`RingDriver::new`] takes: a ring's
+/// slots ([`pst::MAX_SLOTS`] at most) of at most `u16::MAX` payload bytes plus this
+/// each stay within an fd's 32-bit count of untaken charge.
+pub const MAX_TX_SLOT_OVERHEAD: u32 = 1 << 20;
 
 /// Tuning of the ring driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,7 +100,8 @@ pub struct DriverConfig {
     /// the kernel adjusts it when the real header differs).
     pub tx_doff: u16,
     /// Bytes each TX slot is charged against its socket's send budget on top of its
-    /// payload (the kernel's per-skb overhead; see the module docs).
+    /// payload (the kernel's per-skb overhead; see the module docs); at most
+    /// [`MAX_TX_SLOT_OVERHEAD`].
     pub tx_slot_overhead: u32,
 }
 
@@ -213,7 +223,7 @@ pub struct ExportReport {
 #[derive(Clone, Copy, Debug, Default)]
 struct TxShadow {
     fd: i32,
-    gen: u32,
+    gen: u16,
     bytes: u32,
 }
 
@@ -227,26 +237,36 @@ struct TxRing {
     shadow: Box<[TxShadow]>,
 }
 
+/// One fd's entry: every fd the driver ever sent on has one, busy or idle, so it is
+/// kept at 32 bytes (size asserted in the tests): the queue is boxed on first use, the
+/// bytes taken and not yet reported wait in `sent_fds`, and the slot-bounded counts
+/// are narrow ([`RingDriver::new`] checks the bounds).
 #[derive(Default)]
 struct FdTx {
-    queue: LazyDeque<SendData>,
-    /// Bytes of the front entry already placed.
-    front_off: usize,
-    queued_bytes: u64,
-    inflight: u32,
-    /// Bytes the kernel took and `tx_reclaim` has not reported yet.
-    unreported: u64,
-    /// Bumped by `tx_drop_fd`, so slots of a previous connection on the same fd number
-    /// are not reported to the new one.
-    gen: u32,
-    active: bool,
+    /// Data waiting for slots (one word until the fd first queues).
+    queue: PendingSends,
+    /// Lower bound of the socket's free send space (see the module docs), held to
+    /// the `i32` range ([`narrow_credit`]): beyond it the answer is the same (no
+    /// credit, or more than any socket buffer).
+    credit: i32,
+    /// Charge of this fd's slots in the ring not yet taken by the kernel: at most a
+    /// ring's slots of at most `u16::MAX + tx_slot_overhead` each, which `new` keeps
+    /// within `u32`.
+    untaken_charge: u32,
     /// The socket's send buffer (`SO_SNDBUF` at registration); `None`: no bound.
     /// (`NonZero`: one word with the option; a send buffer is never empty.)
     budget: Option<NonZeroU32>,
-    /// Lower bound of the socket's free send space (see the module docs).
-    credit: i64,
-    /// Charge of this fd's slots in the ring not yet taken by the kernel.
-    untaken_charge: u64,
+    /// This fd's slots in the ring not taken yet (fewer than a ring's slots,
+    /// [`pst::MAX_SLOTS`] at most).
+    inflight: u16,
+    /// Bumped by `tx_drop_fd`, so slots of a previous connection on the same fd number
+    /// are not reported to the new one. (A number is reused only once its slots left
+    /// the ring, so wrapping around is harmless.)
+    gen: u16,
+    /// 1 + this fd's entry in `sent_fds` (bytes taken, not reported yet); 0: none.
+    /// (At most one entry per fd, and fds are at most [`pst::MAX_FD`].)
+    sent_at: u16,
+    active: bool,
     /// Listed in `space_waiters` (out of credit with data queued).
     waiting: bool,
     /// Listed in `stuck` (slots left untaken by the last sync).
@@ -268,8 +288,9 @@ pub struct RingDriver {
     active: VecDeque<i32>,
     /// Per TX ring (head, tail) during a fill; kept to avoid allocating per tick.
     scratch: Vec<(u32, u32)>,
-    /// Fds with unreported sent bytes.
-    sent_fds: Vec<i32>,
+    /// Fds with bytes the kernel took and `tx_reclaim` has not reported yet, and
+    /// those bytes (an fd's entry is `FdTx::sent_at`).
+    sent_fds: Vec<(i32, u64)>,
     /// Fds out of send credit with data queued (see [`RingDriver::tx_wants_space`]).
     space_waiters: Vec<i32>,
     /// Fds whose slots the kernel left in the ring at the last sync.
@@ -410,10 +431,20 @@ impl RingDriver {
             if h >= n || tl >= n {
                 return Err(LayoutError(format!("TX ring head {h} / tail {tl} outside {n} slots")).into());
             }
+            // The per-fd counts of slots in the ring are narrow (`FdTx`).
+            if n > pst::MAX_SLOTS {
+                return Err(LayoutError(format!("TX ring of {n} slots (PASTE allows {})", pst::MAX_SLOTS)).into());
+            }
             t.pending_start = h;
         }
         let generic_offset = slot::generic_offset(first.slot(0).ptr, first.offset_mask()) as u32;
         let headroom = generic_offset + cfg.tx_doff as u32;
+        if cfg.tx_slot_overhead > MAX_TX_SLOT_OVERHEAD {
+            return Err(RingError::Config(format!(
+                "TX slot overhead {} above {MAX_TX_SLOT_OVERHEAD} bytes",
+                cfg.tx_slot_overhead
+            )));
+        }
         if cfg.mss == 0 || cfg.tx_doff > slot::DOFF_MAX || headroom >= buf_size || cfg.max_inflight_per_fd == 0 {
             return Err(RingError::Config(format!(
                 "mss {} / tx doff {} / in-flight bound {} do not fit {buf_size}-byte buffers with generic offset {generic_offset}",
@@ -608,7 +639,6 @@ impl RingDriver {
     /// until [`tx_fill`](Self::tx_fill).
     pub fn tx_queue(&mut self, fd: i32, data: SendData) -> Result<(), RingError> {
         let f = self.fd_entry(fd)?;
-        f.queued_bytes += data.len() as u64;
         f.queue.push_back(data);
         if !f.active {
             f.active = true;
@@ -619,12 +649,12 @@ impl RingDriver {
 
     /// Bytes queued for `fd` and not yet placed in a slot.
     pub fn tx_queued(&self, fd: i32) -> u64 {
-        self.fd(fd).map_or(0, |f| f.queued_bytes)
+        self.fd(fd).map_or(0, |f| f.queue.bytes())
     }
 
     /// `fd`'s TX slots in the ring that the kernel has not taken yet.
     pub fn tx_inflight(&self, fd: i32) -> u32 {
-        self.fd(fd).map_or(0, |f| f.inflight)
+        self.fd(fd).map_or(0, |f| u32::from(f.inflight))
     }
 
     fn fd(&self, fd: i32) -> Option<&FdTx> {
@@ -638,12 +668,12 @@ impl RingDriver {
     /// connection on the same number sets its own.
     pub fn tx_drop_fd(&mut self, fd: i32) -> u64 {
         let Some(f) = usize::try_from(fd).ok().and_then(|i| self.fds.get_mut(i)) else { return 0 };
-        let dropped = f.queued_bytes;
-        f.queue.clear();
-        f.front_off = 0;
-        f.queued_bytes = 0;
+        let dropped = f.queue.clear();
         f.inflight = 0;
-        f.unreported = 0;
+        if f.sent_at != 0 {
+            // Forget what was taken of it; the entry stays, empty.
+            self.sent_fds[usize::from(f.sent_at) - 1].1 = 0;
+        }
         f.gen = f.gen.wrapping_add(1);
         f.budget = None;
         f.credit = 0;
@@ -668,7 +698,7 @@ impl RingDriver {
     pub fn tx_set_budget(&mut self, fd: i32, send_buffer: u32) -> Result<(), RingError> {
         let f = self.fd_entry(fd)?;
         f.budget = NonZeroU32::new(send_buffer.max(1));
-        f.credit = i64::from(send_buffer) - f.untaken_charge as i64;
+        f.credit = narrow_credit(i64::from(send_buffer) - i64::from(f.untaken_charge));
         Ok(())
     }
 
@@ -679,8 +709,8 @@ impl RingDriver {
         self.collect_completions();
         let Some(f) = usize::try_from(fd).ok().and_then(|i| self.fds.get_mut(i)) else { return };
         let Some(budget) = f.budget.map(NonZeroU32::get) else { return };
-        let bound = i64::from(budget / 3) - f.untaken_charge as i64;
-        f.credit = f.credit.max(bound);
+        let bound = i64::from(budget / 3) - i64::from(f.untaken_charge);
+        f.credit = f.credit.max(narrow_credit(bound));
         if f.credit > 0 {
             f.waiting = false;
         }
@@ -694,11 +724,11 @@ impl RingDriver {
         self.collect_completions();
         let Some(f) = usize::try_from(fd).ok().and_then(|i| self.fds.get_mut(i)) else { return };
         let Some(budget) = f.budget.map(NonZeroU32::get) else { return };
-        f.credit = free.min(i64::MAX as u64) as i64 - f.untaken_charge as i64;
+        f.credit = narrow_credit(free.min(i64::MAX as u64) as i64 - i64::from(f.untaken_charge));
         if f.credit > 0 {
             f.waiting = false;
         }
-        if f.credit >= i64::from(budget / 2) {
+        if i64::from(f.credit) >= i64::from(budget / 2) {
             f.low = false;
         }
     }
@@ -728,7 +758,7 @@ impl RingDriver {
 
     /// `fd`'s send credit (see the module docs); `None` when it has no budget.
     pub fn tx_credit(&self, fd: i32) -> Option<i64> {
-        self.fd(fd).and_then(|f| f.budget.map(|_| f.credit))
+        self.fd(fd).and_then(|f| f.budget.map(|_| i64::from(f.credit)))
     }
 
     fn fd_entry(&mut self, fd: i32) -> Result<&mut FdTx, RingError> {
@@ -834,7 +864,6 @@ impl RingDriver {
         let mut out = TxFill::default();
         let ntx = self.tx.len();
         let f = self.fd_entry(fd)?;
-        f.queued_bytes += data.len() as u64;
         f.queue.push_back(data);
         if f.active {
             return Ok(0);
@@ -882,7 +911,7 @@ impl RingDriver {
             self.collect_completions();
         }
         let f = usize::try_from(fd).ok().and_then(|i| self.fds.get(i))?;
-        if f.active || f.inflight >= self.cfg.max_inflight_per_fd || (f.budget.is_some() && f.credit <= 0) {
+        if f.active || u32::from(f.inflight) >= self.cfg.max_inflight_per_fd || (f.budget.is_some() && f.credit <= 0) {
             return None;
         }
         Some((r, head, n))
@@ -900,11 +929,11 @@ impl RingDriver {
         let f = &mut self.fds[fd as usize];
         self.tx[r].shadow[head as usize] = TxShadow { fd, gen: f.gen, bytes: len };
         f.inflight += 1;
-        let charge = u64::from(len) + u64::from(self.cfg.tx_slot_overhead);
+        let charge = len + self.cfg.tx_slot_overhead;
         f.untaken_charge += charge;
         if let Some(budget) = f.budget.map(NonZeroU32::get) {
-            f.credit -= charge as i64;
-            if !f.low && f.credit < i64::from(budget / 2) {
+            f.credit = narrow_credit(i64::from(f.credit) - i64::from(charge));
+            if !f.low && i64::from(f.credit) < i64::from(budget / 2) {
                 f.low = true;
                 self.low_credit.push(fd);
             }
@@ -994,7 +1023,7 @@ impl RingDriver {
         let n = self.tx[r].ring.num_slots();
         loop {
             let f = &self.fds[fd as usize];
-            if f.queue.is_empty() || f.inflight >= self.cfg.max_inflight_per_fd || *head == tail {
+            if f.queue.is_empty() || u32::from(f.inflight) >= self.cfg.max_inflight_per_fd || *head == tail {
                 break;
             }
             if f.budget.is_some() && f.credit <= 0 {
@@ -1024,7 +1053,7 @@ impl RingDriver {
         }
         let f = &mut self.fds[fd as usize];
         if let Some(budget) = f.budget.map(NonZeroU32::get) {
-            if !f.low && f.credit < i64::from(budget / 2) {
+            if !f.low && i64::from(f.credit) < i64::from(budget / 2) {
                 f.low = true;
                 self.low_credit.push(fd);
             }
@@ -1042,7 +1071,7 @@ impl RingDriver {
         let mut relieved = 0;
         for &fd in &self.space_waiters {
             let Some(f) = self.fds.get_mut(fd as usize).filter(|f| f.waiting) else { continue };
-            let skip = usize::from(f.front_off > 0);
+            let skip = usize::from(f.queue.front_off() > 0);
             for d in f.queue.iter_mut().skip(skip) {
                 if matches!(d, SendData::Pool(_)) {
                     // The TxBuf is dropped here: back to the pool.
@@ -1061,9 +1090,9 @@ impl RingDriver {
     /// taken back.
     pub fn tx_reclaim(&mut self, mut on_sent: impl FnMut(i32, u64)) -> u32 {
         let n = self.collect_completions();
-        for fd in self.sent_fds.drain(..) {
+        for (fd, bytes) in self.sent_fds.drain(..) {
             if let Some(f) = self.fds.get_mut(fd as usize) {
-                let bytes = std::mem::take(&mut f.unreported);
+                f.sent_at = 0;
                 if bytes > 0 {
                     on_sent(fd, bytes);
                 }
@@ -1098,7 +1127,7 @@ impl RingDriver {
     }
 
     /// Moves the slots the kernel took back out of the shadow records (before they can
-    /// be refilled) into per-fd unreported byte counts.
+    /// be refilled) into the per-fd counts of bytes taken and not reported (`sent_fds`).
     fn collect_completions(&mut self) -> u32 {
         let mut total = 0;
         for t in &mut self.tx {
@@ -1115,12 +1144,13 @@ impl RingDriver {
                 if let Some(f) = usize::try_from(sh.fd).ok().and_then(|i| self.fds.get_mut(i)) {
                     if f.gen == sh.gen && f.inflight > 0 && sh.bytes > 0 {
                         f.inflight -= 1;
-                        f.untaken_charge =
-                            f.untaken_charge.saturating_sub(u64::from(sh.bytes) + u64::from(self.cfg.tx_slot_overhead));
-                        if f.unreported == 0 {
-                            self.sent_fds.push(sh.fd);
+                        f.untaken_charge = f.untaken_charge.saturating_sub(sh.bytes + self.cfg.tx_slot_overhead);
+                        if f.sent_at == 0 {
+                            self.sent_fds.push((sh.fd, 0));
+                            // At most one entry per fd, fds at most MAX_FD < u16::MAX.
+                            f.sent_at = self.sent_fds.len() as u16;
                         }
-                        f.unreported += sh.bytes as u64;
+                        self.sent_fds[usize::from(f.sent_at) - 1].1 += u64::from(sh.bytes);
                     }
                 }
                 t.pending_start = slot::ring_next(t.pending_start, n);
@@ -1195,15 +1225,14 @@ fn place_one(
     }
     let room = cfg.mss.min(buf_size - g - doff).min(u16::MAX as u32 - doff) as usize;
     let Some(front) = f.queue.front() else { return Placed::Skipped };
-    let total = front.len();
-    if total == 0 {
-        f.queue.pop_front();
-        f.front_off = 0;
+    if front.is_empty() {
+        f.queue.take_front();
         return Placed::Skipped;
     }
+    let front_off = f.queue.front_off();
     let zero_copy = match front {
         SendData::Pool(b) => {
-            f.front_off == 0
+            front_off == 0
                 && b.len() <= room
                 && pool.tx_headroom() == g + doff
                 && b.is_from(pool)
@@ -1215,19 +1244,19 @@ fn place_one(
     let n;
     if zero_copy {
         let old = s.buf_idx;
-        let b = match f.queue.pop_front() {
+        let b = match f.queue.take_front() {
             Some(SendData::Pool(b)) => b,
             other => {
-                // Cannot happen (the front was just seen to be a pool buffer); put it
-                // back rather than lose it.
+                // Cannot happen (the front was just seen to be a whole pool buffer);
+                // put it back rather than lose it.
                 if let Some(o) = other {
-                    f.queue.push_front(o);
+                    f.queue.put_front(o);
                 }
                 return Placed::BadSlot;
             }
         };
         if !pool.adopt_lent(old) {
-            f.queue.push_front(SendData::Pool(b));
+            f.queue.put_front(SendData::Pool(b));
             return Placed::BadSlot;
         }
         let (idx, len) = b.into_raw();
@@ -1245,7 +1274,7 @@ fn place_one(
         // Owned, static and `Bytes` data (a `Bytes` made from a pool buffer too: its
         // buffer cannot go into the slot while other clones may read it) and a pool
         // buffer that does not fit one slot: copied once, counted.
-        let data = &front.as_slice()[f.front_off..];
+        let data = &front.as_slice()[front_off..];
         n = data.len().min(room);
         // SAFETY: the slot's buffer index is in range (checked above), so the buffer lies
         // in the region; we write [g + doff, g + doff + n) with g + doff + n <= buf_size,
@@ -1255,22 +1284,18 @@ fn place_one(
             std::ptr::copy_nonoverlapping(data.as_ptr(), dst, n);
         }
         SendData::count_copy(n);
-        f.front_off += n;
-        if f.front_off == total {
-            f.queue.pop_front();
-            f.front_off = 0;
-        }
+        f.queue.consume_front(n);
     }
     s.len = (doff as usize + n) as u16;
     s.ptr = slot::set_fd(slot::set_doff(s.ptr, cfg.tx_doff), fd);
     ring.set_slot(i, s);
     t.shadow[i as usize] = TxShadow { fd, gen: f.gen, bytes: n as u32 };
     f.inflight += 1;
-    f.queued_bytes -= n as u64;
-    let charge = n as u64 + u64::from(cfg.tx_slot_overhead);
+    // n <= u16::MAX (a slot's length), the overhead bounded by `RingDriver::new`.
+    let charge = n as u32 + cfg.tx_slot_overhead;
     f.untaken_charge += charge;
     if f.budget.is_some() {
-        f.credit -= charge as i64;
+        f.credit = narrow_credit(i64::from(f.credit) - i64::from(charge));
     }
     Placed::Slot { bytes: n as u32, zero_copy }
 }
@@ -1341,6 +1366,8 @@ fn reclaim_kept(
     }
     Ok((home, adopt, report))
 }
+
+mod pending;
 
 #[cfg(test)]
 mod tests;

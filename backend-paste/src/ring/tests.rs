@@ -1177,3 +1177,29 @@ fn a_kept_buffer_the_kernel_holds_refuses_the_start() {
     assert!(text.contains("same settings"), "{text}");
     assert!(matches!(setup_persistent(&small(8, 10, 20), &[0]), Err(RingError::KeptOutOfReach { .. })));
 }
+
+#[test]
+fn an_idle_fd_costs_the_driver_thirty_two_bytes() {
+    // Every fd the driver ever sent on keeps an entry, so its size is memory per
+    // idle connection (it was 64 bytes before the queue was boxed on first use and
+    // the unreported bytes moved to `sent_fds`).
+    assert_eq!(size_of::<FdTx>(), 32);
+}
+
+#[test]
+fn a_credit_beyond_the_i32_range_is_held_at_its_end() {
+    assert_eq!(narrow_credit(-5), -5);
+    assert_eq!(narrow_credit(i64::from(i32::MAX) + 1), i32::MAX);
+    assert_eq!(narrow_credit(i64::MIN), i32::MIN);
+}
+
+#[test]
+fn a_tx_slot_overhead_that_could_overflow_the_untaken_charge_is_refused() {
+    let k = EmuKernel::new(&small(8, 8, 8)).unwrap();
+    let dcfg = DriverConfig { tx_slot_overhead: MAX_TX_SLOT_OVERHEAD + 1, ..DriverConfig::default() };
+    // SAFETY: as in `setup`.
+    let r = unsafe { RingDriver::new(k.region(), dcfg, Box::new(k.memory().clone())) };
+    assert!(matches!(r, Err(RingError::Config(_))), "{:?}", r.err());
+    // The bound itself fits: a full ring of the largest slots plus it stays in 32 bits.
+    assert!(u64::from(pst::MAX_SLOTS) * (u64::from(u16::MAX) + u64::from(MAX_TX_SLOT_OVERHEAD)) <= u64::from(u32::MAX));
+}

@@ -129,6 +129,9 @@ mod st {
     pub const RX_STARVED: u16 = 1 << 7;
     pub const SEND_INFLIGHT: u16 = 1 << 8;
     pub const OPEN: u16 = 1 << 9;
+    /// A listener backing off after an accept error (its retry time waits in
+    /// `accept_waiting`).
+    pub const ACCEPT_BACKOFF: u16 = 1 << 10;
 }
 
 /// The memory a gathered send or a connect points to while in flight. Boxed, so it
@@ -160,13 +163,12 @@ struct Slot {
     fd: RawFd,
     /// SQEs in the kernel that name this slot (a multishot counts once).
     inflight: u32,
-    accept_retry_at: Option<Instant>,
     send: Option<Box<SendState>>,
 }
 
 impl Slot {
     const fn new() -> Slot {
-        Slot { gen: 0, role: Role::Free, state: 0, fd: -1, inflight: 0, accept_retry_at: None, send: None }
+        Slot { gen: 0, role: Role::Free, state: 0, fd: -1, inflight: 0, send: None }
     }
 
     #[inline]
@@ -195,8 +197,10 @@ pub struct SocketEngine {
     /// Slots whose multishot receive ended (byte limit, a cancel for a pause) in the
     /// last reap: re-armed at the next tick unless paused meanwhile.
     rx_ended: Vec<(u32, u32)>,
-    /// Listeners waiting to accept again after an error.
-    accept_waiting: Vec<(u32, u32)>,
+    /// Listeners waiting to accept again after an error: slot, generation, when.
+    /// (Kept here rather than in every socket's slot: only a failing listener has a
+    /// retry time.)
+    accept_waiting: Vec<(u32, u32, Instant)>,
     /// An fd was closed since the last tick (a listener out of fds may retry).
     fd_freed: bool,
     cqes: Vec<cqueue::Entry>,
@@ -353,7 +357,6 @@ impl SocketEngine {
         s.role = role;
         s.state = st::OPEN;
         s.fd = fd;
-        s.accept_retry_at = None;
     }
 
     /// Starts accepting on listening socket `fd` in slot `id`.
@@ -390,7 +393,7 @@ impl SocketEngine {
 
     fn arm_accept(&mut self, id: u32, stats: &Stats) {
         let s = &mut self.slots[id as usize];
-        if !s.has(st::OPEN) || s.has(st::ACCEPT_ARMED) || s.accept_retry_at.is_some() {
+        if !s.has(st::OPEN) || s.has(st::ACCEPT_ARMED) || s.has(st::ACCEPT_BACKOFF) {
             return;
         }
         s.state |= st::ACCEPT_ARMED;
@@ -635,14 +638,14 @@ impl SocketEngine {
         let mut next: Option<Duration> = None;
         let mut i = 0;
         while i < self.accept_waiting.len() {
-            let (id, gen) = self.accept_waiting[i];
+            let (id, gen, at) = self.accept_waiting[i];
             let s = &mut self.slots[id as usize];
-            let Some(at) = s.accept_retry_at.filter(|_| s.gen == gen && s.has(st::OPEN)) else {
+            if s.gen != gen || !s.has(st::OPEN) || !s.has(st::ACCEPT_BACKOFF) {
                 self.accept_waiting.swap_remove(i);
                 continue;
-            };
+            }
             if self.fd_freed || now >= at {
-                s.accept_retry_at = None;
+                s.state &= !st::ACCEPT_BACKOFF;
                 self.accept_waiting.swap_remove(i);
                 self.arm_accept(id, stats);
             } else {
@@ -767,8 +770,8 @@ impl SocketEngine {
                         sink.accept_failed(id, errno);
                     }
                     let s = &mut self.slots[id as usize];
-                    s.accept_retry_at = Some(Instant::now() + self.config.accept_retry);
-                    self.accept_waiting.push((id, s.gen));
+                    s.state |= st::ACCEPT_BACKOFF;
+                    self.accept_waiting.push((id, s.gen, Instant::now() + self.config.accept_retry));
                 }
             }
         }
@@ -923,5 +926,17 @@ impl SocketEngine {
             self.waker.leak_buffer();
         }
         idle
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every connection has a slot, so a field that grows it grows idle memory at
+    /// 10 000 connections (a listener's retry time lives in `accept_waiting`).
+    #[test]
+    fn a_socket_slot_stays_within_three_words() {
+        assert!(std::mem::size_of::<Slot>() <= 24, "Slot is {} bytes", std::mem::size_of::<Slot>());
     }
 }

@@ -142,7 +142,7 @@ enum Pending {
 /// once at its end rather than once per system call.
 #[derive(Default)]
 struct Tally {
-    /// Reads or writes made.
+    /// Reads or writes made (system calls: counted together at the end of a walk).
     ops: u64,
     /// Writes: those the kernel took bytes from. Reads: buffers delivered.
     done: u64,
@@ -372,6 +372,7 @@ impl EpollBackend {
             }
         }
         self.to_flush.clear();
+        self.stats.syscalls(tally.ops);
         Stats::add(&self.stats.submissions, tally.ops);
         Stats::add(&self.stats.completions, tally.done);
         Stats::add(&self.stats.tx_bytes, tally.bytes);
@@ -397,7 +398,7 @@ impl EpollBackend {
             let queue = io.get(t).send_queue();
             let (r, want) = match queue.front() {
                 // The common case, one item: a plain send, no iovec array.
-                Some(front) if queue.len() == 1 => (sys::send(stats, fd, front), front.len()),
+                Some(front) if queue.len() == 1 => (sys::send(fd, front), front.len()),
                 _ => {
                     let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
                     let mut n = 0;
@@ -407,7 +408,7 @@ impl EpollBackend {
                         want += b.len();
                         n += 1;
                     });
-                    (sys::sendv(stats, fd, &iov[..n]), want)
+                    (sys::sendv(fd, &iov[..n]), want)
                 }
             };
             match r {
@@ -577,6 +578,7 @@ impl EpollBackend {
 
     /// Adds the counts of reads made.
     fn count_reads(&self, tally: &Tally) {
+        self.stats.syscalls(tally.ops);
         Stats::add(&self.stats.submissions, tally.ops);
         Stats::add(&self.stats.completions, tally.ops);
         Stats::add(&self.stats.rx_bytes, tally.bytes);
@@ -623,7 +625,7 @@ impl EpollBackend {
             };
             tally.ops += 1;
             // SAFETY: `index` was just allocated, so its `size` bytes are ours.
-            let r = unsafe { sys::read(stats, s.fd, pool.buf_ptr(index), size as usize) };
+            let r = unsafe { sys::read(s.fd, pool.buf_ptr(index), size as usize) };
             match r {
                 Ok(0) => {
                     // SAFETY: the buffer was allocated above and not lent.

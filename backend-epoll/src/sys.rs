@@ -81,13 +81,13 @@ pub fn eventfd_signal(fd: RawFd) {
 }
 
 /// `read(2)` into raw memory. The error is rustix's `Errno` (a plain number: nothing
-/// to build or drop on the per-request path).
+/// to build or drop on the per-request path). Not counted here: the caller's walk
+/// counts its reads together (`Stats::syscalls`).
 ///
 /// # Safety
 /// `ptr` must be valid for writes of `len` bytes.
 #[inline]
-pub unsafe fn read(stats: &Stats, fd: RawFd, ptr: *mut u8, len: usize) -> Result<usize, Errno> {
-    stats.syscall();
+pub unsafe fn read(fd: RawFd, ptr: *mut u8, len: usize) -> Result<usize, Errno> {
     // SAFETY: the caller guarantees `ptr..ptr+len` is writable (and not read or
     // written by anyone else during the call); `fd` is open for the call.
     let (fd, buf) =
@@ -99,8 +99,8 @@ pub unsafe fn read(stats: &Stats, fd: RawFd, ptr: *mut u8, len: usize) -> Result
 
 /// `sendmsg(2)` of gathered buffers with `MSG_NOSIGNAL` (a write to a reset
 /// connection returns `EPIPE`; the process's SIGPIPE disposition is left alone).
-pub fn sendv(stats: &Stats, fd: RawFd, iov: &[libc::iovec]) -> Result<usize, Errno> {
-    stats.syscall();
+/// Not counted here: the caller's walk counts its writes together.
+pub fn sendv(fd: RawFd, iov: &[libc::iovec]) -> Result<usize, Errno> {
     // SAFETY: msghdr is plain data; all-zero is a valid (empty) value.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
@@ -111,10 +111,10 @@ pub fn sendv(stats: &Stats, fd: RawFd, iov: &[libc::iovec]) -> Result<usize, Err
         .map_err(|e| Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
-/// `send(2)` with `MSG_NOSIGNAL`, for a single buffer.
+/// `send(2)` with `MSG_NOSIGNAL`, for a single buffer. Not counted here: the
+/// caller's walk counts its writes together.
 #[inline]
-pub fn send(stats: &Stats, fd: RawFd, data: &[u8]) -> Result<usize, Errno> {
-    stats.syscall();
+pub fn send(fd: RawFd, data: &[u8]) -> Result<usize, Errno> {
     // SAFETY: `fd` is open for the call (the caller owns it).
     let fd = unsafe { BorrowedFd::borrow_raw(fd) };
     rustix::net::send(fd, data, rustix::net::SendFlags::NOSIGNAL)

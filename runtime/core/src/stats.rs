@@ -50,6 +50,16 @@ impl Stats {
         counter.set(counter.get() + n);
     }
 
+    /// Counts `n` system calls made together (a backend's walk over its ready
+    /// sockets counts its reads or writes once, at the end).
+    #[inline]
+    pub fn syscalls(&self, n: u64) {
+        Self::add(&self.syscalls, n);
+        if !self.in_poll.get() {
+            Self::add(&self.syscalls_outside_poll, n);
+        }
+    }
+
     /// Counts one system call.
     #[inline]
     pub fn syscall(&self) {

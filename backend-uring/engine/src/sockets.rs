@@ -688,8 +688,14 @@ impl SocketEngine {
             let (id, kind, gen) = (ud as u32, (ud >> 32) as u8, (ud >> 40) as u32);
             match kind {
                 RECV if self.is_current(id, gen) => {
+                    // Data with the receive still armed (the common case) ends nothing:
+                    // the slot cannot have become free, no need to look.
+                    let still_armed = res > 0 && cqueue::more(flags);
                     if self.on_recv(id, res, flags, sink, stats) {
                         rx = true;
+                    }
+                    if still_armed {
+                        continue;
                     }
                 }
                 SEND if self.is_current(id, gen) => self.on_send(id, res, sink, stats),

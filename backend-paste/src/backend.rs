@@ -131,43 +131,17 @@ struct Mapping {
     shutdown: Option<Shutdown>,
 }
 
-/// Declares the [`Mapping`] flags: a bit each, a getter and a setter.
-macro_rules! mapping_flags {
-    ($($(#[$doc:meta])* $bit:ident = $value:expr, $get:ident, $set:ident;)*) => {
-        impl Mapping {
-            $(
-                $(#[$doc])*
-                const $bit: u8 = $value;
-
-                #[inline]
-                fn $get(&self) -> bool {
-                    self.flags & Self::$bit != 0
-                }
-
-                // Not every flag is set by name (`LISTENER` comes with a new mapping).
-                #[allow(dead_code)]
-                #[inline]
-                fn $set(&mut self, on: bool) {
-                    if on {
-                        self.flags |= Self::$bit;
-                    } else {
-                        self.flags &= !Self::$bit;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-mapping_flags! {
-    /// A listening socket.
-    LISTENER = 1 << 0, listener, set_listener;
-    /// Listed in `tx_ready`.
-    TX_LISTED = 1 << 1, tx_listed, set_tx_listed;
-    /// EOF or an error was reported: no more receives.
-    RX_DONE = 1 << 2, rx_done, set_rx_done;
-    /// Handed to the provider's close; waiting for [`Event::Closed`].
-    CLOSING = 1 << 3, closing, set_closing;
+flag_bits! {
+    impl Mapping.flags {
+        /// A listening socket.
+        LISTENER = 1 << 0, listener, set_listener;
+        /// Listed in `tx_ready`.
+        TX_LISTED = 1 << 1, tx_listed, set_tx_listed;
+        /// EOF or an error was reported: no more receives.
+        RX_DONE = 1 << 2, rx_done, set_rx_done;
+        /// Handed to the provider's close; waiting for [`Event::Closed`].
+        CLOSING = 1 << 3, closing, set_closing;
+    }
 }
 
 /// The PASTE backend: the ring driver over a kernel or an emulated port. Build it

@@ -87,51 +87,25 @@ struct SockState {
     held: LazyDeque<Option<(u32, u32)>>,
 }
 
-/// Declares the [`SockState`] flags: a bit each, a getter and a setter.
-macro_rules! sock_flags {
-    ($($(#[$doc:meta])* $bit:ident = $value:expr, $get:ident, $set:ident;)*) => {
-        impl SockState {
-            $(
-                $(#[$doc])*
-                const $bit: u8 = $value;
-
-                #[inline]
-                fn $get(&self) -> bool {
-                    self.flags & Self::$bit != 0
-                }
-
-                // Not every flag is set by name (`BUSY` comes with a whole new state).
-                #[allow(dead_code)]
-                #[inline]
-                fn $set(&mut self, on: bool) {
-                    if on {
-                        self.flags |= Self::$bit;
-                    } else {
-                        self.flags &= !Self::$bit;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-sock_flags! {
-    /// The engine slot of this fd is in use (opened, not yet released).
-    BUSY = 1 << 0, busy, set_busy;
-    /// Accepted here and not yet registered by the backend.
-    ACCEPTED = 1 << 1, accepted, set_accepted;
-    /// The application paused receiving.
-    APP_PAUSED = 1 << 2, app_paused, set_app_paused;
-    /// Receiving stopped because the backlog is full.
-    BACKLOG_PAUSED = 1 << 3, backlog_paused, set_backlog_paused;
-    /// The backend is closing it: what arrives is dropped.
-    CLOSING = 1 << 4, closing, set_closing;
-    /// Its engine slot was retired: the fd is closed once the slot is released.
-    RETIRING = 1 << 5, retiring, set_retiring;
-    /// Listed in `watch`.
-    WATCHED = 1 << 6, watched, set_watched;
-    /// A shutdown SQE is in flight.
-    SHUTDOWN_INFLIGHT = 1 << 7, shutdown_inflight, set_shutdown_inflight;
+flag_bits! {
+    impl SockState.flags {
+        /// The engine slot of this fd is in use (opened, not yet released).
+        BUSY = 1 << 0, busy, set_busy;
+        /// Accepted here and not yet registered by the backend.
+        ACCEPTED = 1 << 1, accepted, set_accepted;
+        /// The application paused receiving.
+        APP_PAUSED = 1 << 2, app_paused, set_app_paused;
+        /// Receiving stopped because the backlog is full.
+        BACKLOG_PAUSED = 1 << 3, backlog_paused, set_backlog_paused;
+        /// The backend is closing it: what arrives is dropped.
+        CLOSING = 1 << 4, closing, set_closing;
+        /// Its engine slot was retired: the fd is closed once the slot is released.
+        RETIRING = 1 << 5, retiring, set_retiring;
+        /// Listed in `watch`.
+        WATCHED = 1 << 6, watched, set_watched;
+        /// A shutdown SQE is in flight.
+        SHUTDOWN_INFLIGHT = 1 << 7, shutdown_inflight, set_shutdown_inflight;
+    }
 }
 
 /// The emulated provider (see the module docs).

@@ -28,6 +28,9 @@
 //! `txsync()` + socket work + `rxsync()`), `ring.tx_reclaim(..)` (bytes sent per fd) and
 //! `ring.rx_walk(..)` (received buffers and EOFs per fd).
 
+#[macro_use]
+mod flag_bits;
+
 mod backend;
 mod dense_map;
 pub mod emu_kernel;

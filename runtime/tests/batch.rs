@@ -9,7 +9,21 @@ use std::rc::Rc;
 use paste_rt::batch::{self, BatchEvent};
 use paste_rt::net::TcpListener;
 use paste_rt::SendData;
-use support::off_thread;
+use support::client_threads;
+
+/// One echo client: `rounds` messages, each read back before the next. A lost
+/// event would leave it waiting, so its reads time out instead.
+fn echo_rounds(addr: std::net::SocketAddr, client: usize, rounds: usize) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    for r in 0..rounds {
+        let msg = format!("client {client} round {r:03}");
+        s.write_all(msg.as_bytes()).unwrap();
+        let mut got = vec![0u8; msg.len()];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(got, msg.as_bytes());
+    }
+}
 
 #[paste_rt::test_each_backend]
 async fn batch_server_echoes_and_reports_lifecycle() {
@@ -17,23 +31,7 @@ async fn batch_server_echoes_and_reports_lifecycle() {
     const ROUNDS: usize = 50;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let clients = off_thread(move || {
-        let ts: Vec<_> = (0..CLIENTS)
-            .map(|c| {
-                std::thread::spawn(move || {
-                    let mut s = std::net::TcpStream::connect(addr).unwrap();
-                    for r in 0..ROUNDS {
-                        let msg = format!("client {c} round {r:03}");
-                        s.write_all(msg.as_bytes()).unwrap();
-                        let mut got = vec![0u8; msg.len()];
-                        s.read_exact(&mut got).unwrap();
-                        assert_eq!(got, msg.as_bytes());
-                    }
-                })
-            })
-            .collect();
-        ts.into_iter().for_each(|t| t.join().unwrap());
-    });
+    let clients = client_threads(CLIENTS, move |c| echo_rounds(addr, c, ROUNDS));
     let (opened, closed, handler_calls) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
     let (o, c, h) = (opened.clone(), closed.clone(), handler_calls.clone());
     let server = paste_rt::spawn(batch::serve(listener, move |batch| {
@@ -76,24 +74,16 @@ async fn batch_server_reports_every_buffer_before_the_end_that_follows_it() {
     let addr = listener.local_addr().unwrap();
     let expected: Vec<u8> = (0..WRITES).flat_map(|w| format!("write {w:02};").into_bytes()).collect();
     let sent = expected.clone();
-    let clients = off_thread(move || {
-        let ts: Vec<_> = (0..CLIENTS)
-            .map(|_| {
-                let sent = sent.clone();
-                std::thread::spawn(move || {
-                    let mut s = std::net::TcpStream::connect(addr).unwrap();
-                    for piece in sent.chunks(sent.len() / WRITES) {
-                        s.write_all(piece).unwrap();
-                    }
-                    s.shutdown(std::net::Shutdown::Write).unwrap();
-                    // The server closes once it has seen the end.
-                    let mut rest = Vec::new();
-                    s.read_to_end(&mut rest).unwrap();
-                    assert!(rest.is_empty(), "nothing was sent back");
-                })
-            })
-            .collect();
-        ts.into_iter().for_each(|t| t.join().unwrap());
+    let clients = client_threads(CLIENTS, move |_| {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        for piece in sent.chunks(sent.len() / WRITES) {
+            s.write_all(piece).unwrap();
+        }
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        // The server closes once it has seen the end.
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "nothing was sent back");
     });
     let received: Rc<std::cell::RefCell<Vec<Option<Vec<u8>>>>> = Rc::default();
     let ended = Rc::new(Cell::new(0));
@@ -138,25 +128,7 @@ async fn events_a_handler_leaves_come_in_its_next_call() {
     const ROUNDS: usize = 20;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let clients = off_thread(move || {
-        let ts: Vec<_> = (0..CLIENTS)
-            .map(|c| {
-                std::thread::spawn(move || {
-                    let mut s = std::net::TcpStream::connect(addr).unwrap();
-                    // A lost event would leave the client waiting: fail instead.
-                    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
-                    for r in 0..ROUNDS {
-                        let msg = format!("client {c} round {r:03}");
-                        s.write_all(msg.as_bytes()).unwrap();
-                        let mut got = vec![0u8; msg.len()];
-                        s.read_exact(&mut got).unwrap();
-                        assert_eq!(got, msg.as_bytes());
-                    }
-                })
-            })
-            .collect();
-        ts.into_iter().for_each(|t| t.join().unwrap());
-    });
+    let clients = client_threads(CLIENTS, move |c| echo_rounds(addr, c, ROUNDS));
     let closed = Rc::new(Cell::new(0));
     let c = closed.clone();
     let server = paste_rt::spawn(batch::serve(listener, move |batch| {

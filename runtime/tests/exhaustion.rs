@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use paste_rt::net::TcpListener;
 use paste_rt::{BackendKind, RxBuf};
-use support::{off_thread, pattern};
+use support::{client_threads, pattern};
 
 const CONNS: usize = 4;
 const LEN: usize = 256 * 1024;
@@ -58,16 +58,9 @@ fn run(kind: BackendKind) {
     rt.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let clients = off_thread(move || {
-            let ts: Vec<_> = (0..CONNS)
-                .map(|_| {
-                    std::thread::spawn(move || {
-                        let mut s = std::net::TcpStream::connect(addr).unwrap();
-                        s.write_all(&pattern(LEN)).unwrap();
-                    })
-                })
-                .collect();
-            ts.into_iter().for_each(|t| t.join().unwrap());
+        let clients = client_threads(CONNS, move |_| {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(&pattern(LEN)).unwrap();
         });
         let mut tasks = Vec::new();
         for _ in 0..CONNS {

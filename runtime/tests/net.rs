@@ -7,7 +7,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::time::Duration;
 
 use paste_rt::net::{TcpListener, TcpStream};
-use support::{off_thread, pattern};
+use support::{client_threads, off_thread, pattern};
 
 /// Pool buffers in use while idle: on io_uring the kernel's buffer ring holds some
 /// by design. Pool-usage bounds are measured above this.
@@ -177,23 +177,16 @@ async fn no_syscall_outside_poll_under_load() {
     const REQS: usize = 300;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let clients = off_thread(move || {
-        let threads: Vec<_> = (0..CONNS)
-            .map(|_| {
-                std::thread::spawn(move || {
-                    let mut s = std::net::TcpStream::connect(addr).unwrap();
-                    s.set_nodelay(true).unwrap();
-                    let mut buf = [0u8; 100];
-                    for i in 0..REQS {
-                        buf.fill(i as u8);
-                        s.write_all(&buf).unwrap();
-                        s.read_exact(&mut buf).unwrap();
-                        assert!(buf.iter().all(|&b| b == i as u8));
-                    }
-                })
-            })
-            .collect();
-        threads.into_iter().for_each(|t| t.join().unwrap());
+    let clients = client_threads(CONNS, move |_| {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut buf = [0u8; 100];
+        for i in 0..REQS {
+            buf.fill(i as u8);
+            s.write_all(&buf).unwrap();
+            s.read_exact(&mut buf).unwrap();
+            assert!(buf.iter().all(|&b| b == i as u8));
+        }
     });
     let baseline = idle_pool_baseline().await;
     let before = paste_rt::stats();

@@ -13,6 +13,21 @@ pub fn off_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     async move { rx.await.expect("helper thread panicked") }
 }
 
+/// `n` std client threads, each running `client` with its number, off the runtime
+/// thread; completes once every one has finished (a client's panic fails it).
+pub fn client_threads(n: usize, client: impl Fn(usize) + Send + Sync + 'static) -> impl Future<Output = ()> {
+    let client = std::sync::Arc::new(client);
+    off_thread(move || {
+        let threads: Vec<_> = (0..n)
+            .map(|i| {
+                let client = client.clone();
+                std::thread::spawn(move || client(i))
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+    })
+}
+
 /// A deterministic byte pattern (so reordering or loss is detectable).
 pub fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + i / 251) as u8).collect()

@@ -79,52 +79,68 @@ enum Role {
     Dgram,
 }
 
-/// The epoll side of one socket (its data is in the runtime's record).
+/// The epoll side of one socket (its data is in the runtime's record): its fd, its
+/// role and its yes/no state packed in one word, so the per-event tests of several
+/// flags are one mask test each.
 #[derive(Debug)]
 struct Sock {
-    role: Role,
     fd: RawFd,
-    /// The socket may hold unread data (edge seen, not yet drained).
-    readable: bool,
-    /// The peer's FIN or an error was seen in the event mask.
-    hup: bool,
-    /// Receiving is paused (the record's queue is long).
-    paused: bool,
-    /// No more reads: EOF or an error was reported.
-    rx_done: bool,
-    /// A write hit EAGAIN; wait for EPOLLOUT.
-    write_blocked: bool,
-    /// Listed in `to_read`.
-    read_listed: bool,
-    /// Listed in `to_flush`.
-    flush_listed: bool,
-    /// A connect is in progress.
-    connecting: bool,
-    /// Listener: more connections may be waiting (budget ran out, or edge seen).
-    accept_ready: bool,
-    /// Listener: accepting failed for lack of fds at this moment; retried after a
-    /// close or after `ACCEPT_RETRY`.
-    starved: Option<Instant>,
+    role: Role,
+    flags: u16,
 }
 
 impl Sock {
-    const FREE: Sock = Sock {
-        role: Role::Free,
-        fd: -1,
-        readable: false,
-        hup: false,
-        paused: false,
-        rx_done: false,
-        write_blocked: false,
-        read_listed: false,
-        flush_listed: false,
-        connecting: false,
-        accept_ready: false,
-        starved: None,
-    };
+    /// The socket may hold unread data (edge seen, not yet drained).
+    const READABLE: u16 = 1 << 0;
+    /// The peer's FIN or an error was seen in the event mask.
+    const HUP: u16 = 1 << 1;
+    /// Receiving is paused (the record's queue is long).
+    const PAUSED: u16 = 1 << 2;
+    /// No more reads: EOF or an error was reported.
+    const RX_DONE: u16 = 1 << 3;
+    /// A write hit EAGAIN; wait for EPOLLOUT.
+    const WRITE_BLOCKED: u16 = 1 << 4;
+    /// Listed in `to_read`.
+    const READ_LISTED: u16 = 1 << 5;
+    /// Listed in `to_flush`.
+    const FLUSH_LISTED: u16 = 1 << 6;
+    /// A connect is in progress.
+    const CONNECTING: u16 = 1 << 7;
+    /// Listener: more connections may be waiting (budget ran out, or edge seen).
+    const ACCEPT_READY: u16 = 1 << 8;
+
+    const FREE: Sock = Sock { fd: -1, role: Role::Free, flags: 0 };
 
     fn new(role: Role, fd: RawFd) -> Sock {
         Sock { role, fd, ..Sock::FREE }
+    }
+
+    /// Whether every flag of `mask` is set.
+    #[inline(always)]
+    fn has(&self, mask: u16) -> bool {
+        self.flags & mask == mask
+    }
+
+    /// Whether no flag of `mask` is set.
+    #[inline(always)]
+    fn has_none(&self, mask: u16) -> bool {
+        self.flags & mask == 0
+    }
+
+    /// Whether the socket may be read now: readable, not paused, not done.
+    #[inline(always)]
+    fn can_read(&self) -> bool {
+        self.flags & (Sock::READABLE | Sock::PAUSED | Sock::RX_DONE) == Sock::READABLE
+    }
+
+    /// Sets (`on`) or clears the flags of `mask`.
+    #[inline(always)]
+    fn set(&mut self, mask: u16, on: bool) {
+        if on {
+            self.flags |= mask;
+        } else {
+            self.flags &= !mask;
+        }
     }
 }
 
@@ -170,10 +186,9 @@ pub struct EpollBackend {
     to_release: Vec<Token>,
     /// An fd was closed this tick: starved listeners may accept again.
     fd_freed: bool,
-    /// Some listener may be starved (set when one is; cleared by a scan that finds
-    /// none), so the per-tick look for starved listeners skips the scan of every
-    /// socket when none is.
-    maybe_starved: bool,
+    /// Listeners whose accept failed for lack of fds, with the time of the last
+    /// failure: retried after a close or after `ACCEPT_RETRY`. Usually empty.
+    starved: Vec<(Token, Instant)>,
 }
 
 impl EpollBackend {
@@ -200,7 +215,7 @@ impl EpollBackend {
             to_accept: Vec::new(),
             to_release: Vec::new(),
             fd_freed: false,
-            maybe_starved: false,
+            starved: Vec::new(),
         })
     }
 
@@ -242,7 +257,7 @@ impl EpollBackend {
         if let Err(e) = sys::epoll_add(&self.stats, &self.epfd, fd, ev, t.0 as u64) {
             io.accept_failed(t, errno(&e));
         }
-        self.socks[t.index()].accept_ready = true;
+        self.socks[t.index()].set(Sock::ACCEPT_READY, true);
         self.to_accept.push(t);
     }
 
@@ -251,7 +266,7 @@ impl EpollBackend {
     fn watch_stream(&mut self, io: &mut IoTable, t: Token, connecting: bool) {
         let fd = io.get(t).fd();
         self.open(t, Role::Stream, fd);
-        self.socks[t.index()].connecting = connecting;
+        self.socks[t.index()].set(Sock::CONNECTING, connecting);
         let ev = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
         if let Err(e) = sys::epoll_add(&self.stats, &self.epfd, fd, ev as u32, t.0 as u64) {
             self.fail_stream(io, t, errno(&e));
@@ -279,7 +294,7 @@ impl EpollBackend {
         self.open(t, Role::Dgram, fd);
         let ev = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLET) as u32;
         if let Err(e) = sys::epoll_add(&self.stats, &self.epfd, fd, ev, t.0 as u64) {
-            self.socks[t.index()].rx_done = true;
+            self.socks[t.index()].set(Sock::RX_DONE, true);
             io.dgram_failed(t, errno(&e));
         }
     }
@@ -289,9 +304,9 @@ impl EpollBackend {
     #[inline(never)]
     fn connected(&mut self, io: &mut IoTable, t: Token, err: i32) {
         if let Some(s) = self.sock(t) {
-            s.connecting = false;
+            s.set(Sock::CONNECTING, false);
             if err != 0 {
-                s.rx_done = true;
+                s.set(Sock::RX_DONE, true);
             }
         }
         let step = io.connected(t, err);
@@ -309,8 +324,8 @@ impl EpollBackend {
 
     fn list_flush(&mut self, t: Token) {
         if let Some(s) = self.sock(t) {
-            if !s.flush_listed {
-                s.flush_listed = true;
+            if !s.has(Sock::FLUSH_LISTED) {
+                s.set(Sock::FLUSH_LISTED, true);
                 self.to_flush.push(t);
             }
         }
@@ -321,10 +336,10 @@ impl EpollBackend {
     #[inline(never)]
     fn fail_stream(&mut self, io: &mut IoTable, t: Token, err: i32) {
         if let Some(s) = self.sock(t) {
-            if s.rx_done {
+            if s.has(Sock::RX_DONE) {
                 return;
             }
-            s.rx_done = true;
+            s.set(Sock::RX_DONE, true);
         }
         let step = io.rx_failed(t, err);
         self.follow(io, t, step);
@@ -336,8 +351,11 @@ impl EpollBackend {
     // their registers.
     #[inline(never)]
     fn close_now(&mut self, _io: &mut IoTable, t: Token) {
-        let Some(s) = self.sock(t) else { return };
+        let Some(s) = self.socks.get_mut(t.index()).filter(|s| s.role != Role::Free) else { return };
         let fd = std::mem::replace(&mut s.fd, -1);
+        if s.role == Role::Listener {
+            self.starved.retain(|&(l, _)| l != t);
+        }
         *s = Sock::FREE;
         if fd >= 0 {
             // SAFETY: the backend owns this fd (handed over with its record) and
@@ -361,9 +379,9 @@ impl EpollBackend {
             i += 1;
             // One lookup: the socket's state and fd are read together.
             let Some(s) = self.socks.get_mut(t.index()) else { continue };
-            s.flush_listed = false;
+            s.set(Sock::FLUSH_LISTED, false);
             match s.role {
-                Role::Stream if !s.write_blocked && !s.connecting => {
+                Role::Stream if s.has_none(Sock::WRITE_BLOCKED | Sock::CONNECTING) => {
                     let fd = s.fd;
                     self.flush_stream(io, t, fd, &mut tally);
                 }
@@ -438,7 +456,7 @@ impl EpollBackend {
     /// `t`'s socket is full: its writes wait for `EPOLLOUT`.
     fn block_writes(&mut self, t: Token) {
         if let Some(s) = self.socks.get_mut(t.index()) {
-            s.write_blocked = true;
+            s.set(Sock::WRITE_BLOCKED, true);
         }
     }
 
@@ -451,7 +469,7 @@ impl EpollBackend {
     fn flush_datagrams(&mut self, io: &mut IoTable, t: Token) {
         let stats = &self.stats;
         let Some(s) = self.socks.get_mut(t.index()) else { return };
-        if s.write_blocked {
+        if s.has(Sock::WRITE_BLOCKED) {
             return;
         }
         let fd = s.fd;
@@ -465,7 +483,7 @@ impl EpollBackend {
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
                     io.unpop_datagram(t, data, addr);
-                    s.write_blocked = true;
+                    s.set(Sock::WRITE_BLOCKED, true);
                     return;
                 }
                 Err(e) => errno(&e),
@@ -481,25 +499,15 @@ impl EpollBackend {
     /// Accepts from every listener that is ready (or starved and due for a retry).
     fn accept_ready(&mut self, io: &mut IoTable) {
         let freed = std::mem::take(&mut self.fd_freed);
-        if self.to_accept.is_empty() && !self.maybe_starved {
+        if self.to_accept.is_empty() && self.starved.is_empty() {
             return;
         }
         let mut list = std::mem::take(&mut self.to_accept);
         // Starved listeners are retried when an fd was closed or the backoff passed.
-        if self.maybe_starved {
-            let mut any = false;
-            for (i, s) in self.socks.iter().enumerate() {
-                if s.role == Role::Listener {
-                    if let Some(since) = s.starved {
-                        any = true;
-                        let t = Token(i as u32);
-                        if (freed || since.elapsed() >= ACCEPT_RETRY) && !list.contains(&t) {
-                            list.push(t);
-                        }
-                    }
-                }
+        for &(t, since) in &self.starved {
+            if (freed || since.elapsed() >= ACCEPT_RETRY) && !list.contains(&t) {
+                list.push(t);
             }
-            self.maybe_starved = any;
         }
         for t in list.drain(..) {
             self.accept_from(io, t);
@@ -515,7 +523,9 @@ impl EpollBackend {
             let Some(l) = self.socks.get_mut(t.index()).filter(|s| s.role == Role::Listener) else { return };
             match sys::accept(&self.stats, l.fd) {
                 Ok(fd) => {
-                    l.starved = None;
+                    if !self.starved.is_empty() {
+                        self.starved.retain(|&(l, _)| l != t);
+                    }
                     Stats::add(&self.stats.accepts, 1);
                     match io.accepted(t, fd) {
                         Some(new) => self.watch_stream(io, new, false),
@@ -525,18 +535,26 @@ impl EpollBackend {
                 }
                 Err(e) => match e.raw_os_error() {
                     Some(libc::EAGAIN) => {
-                        l.accept_ready = false;
-                        l.starved = None;
+                        l.set(Sock::ACCEPT_READY, false);
+                        self.starved.retain(|&(l, _)| l != t);
                         return;
                     }
                     Some(libc::EINTR | libc::ECONNABORTED | libc::EPROTO) => continue,
                     Some(code) => {
                         // EMFILE, ENFILE, ENOBUFS, ENOMEM: report once per episode,
                         // then retry after a close or the backoff, never in a loop.
-                        let first = l.starved.is_none();
-                        l.starved = Some(Instant::now());
-                        l.accept_ready = true;
-                        self.maybe_starved = true;
+                        l.set(Sock::ACCEPT_READY, true);
+                        let now = Instant::now();
+                        let first = match self.starved.iter_mut().find(|(l, _)| *l == t) {
+                            Some((_, since)) => {
+                                *since = now;
+                                false
+                            }
+                            None => {
+                                self.starved.push((t, now));
+                                true
+                            }
+                        };
                         if first {
                             io.accept_failed(t, code);
                         }
@@ -548,7 +566,7 @@ impl EpollBackend {
         }
         // Budget used up: more may be waiting.
         if let Some(l) = self.sock(t) {
-            l.accept_ready = true;
+            l.set(Sock::ACCEPT_READY, true);
         }
         self.to_accept.push(t);
     }
@@ -589,10 +607,10 @@ impl EpollBackend {
     /// `read_listed` is cleared.
     fn read_one(&mut self, io: &mut IoTable, t: Token, tally: &mut Tally) -> bool {
         let Some(s) = self.socks.get_mut(t.index()) else { return false };
-        let more = !(s.rx_done || s.paused || !s.readable) && self.read_now(io, t, tally);
+        let more = s.can_read() && self.read_now(io, t, tally);
         if !more {
             if let Some(s) = self.socks.get_mut(t.index()) {
-                s.read_listed = false;
+                s.set(Sock::READ_LISTED, false);
             }
         }
         more
@@ -630,8 +648,8 @@ impl EpollBackend {
                 Ok(0) => {
                     // SAFETY: the buffer was allocated above and not lent.
                     unsafe { pool.release(index) };
-                    s.rx_done = true;
-                    s.readable = false;
+                    s.set(Sock::RX_DONE, true);
+                    s.set(Sock::READABLE, false);
                     io.eof(t);
                     break false;
                 }
@@ -642,14 +660,14 @@ impl EpollBackend {
                     // here; `n <= size` bytes were read.
                     let buf = unsafe { pool.lend_allocated_rx(index, 0, n as u32) };
                     if io.deliver(t, buf) == Delivery::Pause {
-                        s.paused = true;
+                        s.set(Sock::PAUSED, true);
                     }
-                    if (n as u32) < size && !s.hup {
+                    if (n as u32) < size && !s.has(Sock::HUP) {
                         // A short read drained the socket; the next edge says more.
-                        s.readable = false;
+                        s.set(Sock::READABLE, false);
                         break false;
                     }
-                    if s.paused {
+                    if s.has(Sock::PAUSED) {
                         break false;
                     }
                 }
@@ -658,12 +676,12 @@ impl EpollBackend {
                     unsafe { pool.release(index) };
                     match e {
                         sys::Errno::AGAIN => {
-                            s.readable = false;
+                            s.set(Sock::READABLE, false);
                             break false;
                         }
                         sys::Errno::INTR => continue,
                         _ => {
-                            s.readable = false;
+                            s.set(Sock::READABLE, false);
                             tally.done += delivered;
                             self.fail_stream(io, t, e.raw_os_error());
                             return false;
@@ -702,7 +720,7 @@ impl EpollBackend {
                     // SAFETY: the buffer is ours and `len <= cap` bytes were written.
                     let buf = unsafe { pool.lend_rx(index, 0, len) };
                     if io.deliver_datagram(t, buf, from, n as u32 > cap) == Delivery::Pause {
-                        s.paused = true;
+                        s.set(Sock::PAUSED, true);
                         return (false, delivered);
                     }
                 }
@@ -716,14 +734,14 @@ impl EpollBackend {
                     unsafe { pool.release(index) };
                     match e.raw_os_error() {
                         Some(libc::EAGAIN) => {
-                            s.readable = false;
+                            s.set(Sock::READABLE, false);
                             return (false, delivered);
                         }
                         // A pending ICMP error of an earlier send: reading consumed it.
                         Some(libc::EINTR | libc::ECONNREFUSED) => continue,
                         _ => {
-                            s.readable = false;
-                            s.rx_done = true;
+                            s.set(Sock::READABLE, false);
+                            s.set(Sock::RX_DONE, true);
                             io.dgram_failed(t, errno(&e));
                             return (false, delivered);
                         }
@@ -753,7 +771,7 @@ impl EpollBackend {
         if s.role == Role::Listener {
             return self.listener_ready(t);
         }
-        let s = if s.connecting && ev & (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) != 0 {
+        let s = if s.has(Sock::CONNECTING) && ev & (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) != 0 {
             self.connect_done(io, t);
             let Some(s) = self.socks.get_mut(t.index()) else { return };
             s
@@ -765,22 +783,22 @@ impl EpollBackend {
             Role::Dgram => libc::EPOLLIN | libc::EPOLLERR,
             Role::Listener | Role::Free => return,
         };
-        if ev & libc::EPOLLOUT != 0 && s.write_blocked {
-            s.write_blocked = false;
-            if !s.flush_listed {
-                s.flush_listed = true;
+        if ev & libc::EPOLLOUT != 0 && s.has(Sock::WRITE_BLOCKED) {
+            s.set(Sock::WRITE_BLOCKED, false);
+            if !s.has(Sock::FLUSH_LISTED) {
+                s.set(Sock::FLUSH_LISTED, true);
                 self.to_flush.push(t);
             }
         }
-        if ev & readable != 0 && !s.rx_done {
-            s.readable = true;
+        if ev & readable != 0 && !s.has(Sock::RX_DONE) {
+            s.set(Sock::READABLE, true);
             if s.role == Role::Stream && ev & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0 {
-                s.hup = true;
+                s.set(Sock::HUP, true);
             }
             // A listed socket is read by the list walk; a paused one when it resumes.
-            if !s.read_listed && !s.paused && self.read_now(io, t, tally) {
+            if s.has_none(Sock::READ_LISTED | Sock::PAUSED) && self.read_now(io, t, tally) {
                 if let Some(s) = self.socks.get_mut(t.index()) {
-                    s.read_listed = true;
+                    s.set(Sock::READ_LISTED, true);
                     self.to_read.push(t);
                 }
             }
@@ -792,8 +810,8 @@ impl EpollBackend {
     #[inline(never)]
     fn listener_ready(&mut self, t: Token) {
         let Some(l) = self.socks.get_mut(t.index()) else { return };
-        l.accept_ready = true;
-        if l.starved.is_none() && !self.to_accept.contains(&t) {
+        l.set(Sock::ACCEPT_READY, true);
+        if !self.starved.iter().any(|&(s, _)| s == t) && !self.to_accept.contains(&t) {
             self.to_accept.push(t);
         }
     }
@@ -809,17 +827,12 @@ impl EpollBackend {
 
     /// Whether a read is possible right now without waiting.
     fn can_read_now(&self) -> bool {
-        self.pool.free_count() > 0
-            && self
-                .to_read
-                .iter()
-                .any(|t| self.socks.get(t.index()).is_some_and(|s| s.readable && !s.paused && !s.rx_done))
+        self.pool.free_count() > 0 && self.to_read.iter().any(|t| self.socks.get(t.index()).is_some_and(Sock::can_read))
     }
 
     /// The longest the wait may last given starved listeners.
     fn cap_for_retries(&self, timeout: Option<Duration>) -> Option<Duration> {
-        let starved = self.maybe_starved && self.socks.iter().any(|s| s.role == Role::Listener && s.starved.is_some());
-        match (starved, timeout) {
+        match (!self.starved.is_empty(), timeout) {
             (false, t) => t,
             (true, None) => Some(ACCEPT_RETRY),
             (true, Some(t)) => Some(t.min(ACCEPT_RETRY)),
@@ -871,9 +884,9 @@ impl Backend for EpollBackend {
 
     fn resume_recv(&mut self, _io: &mut IoTable, token: Token) {
         let Some(s) = self.sock(token) else { return };
-        s.paused = false;
-        if s.readable && !s.read_listed {
-            s.read_listed = true;
+        s.set(Sock::PAUSED, false);
+        if s.has(Sock::READABLE) && !s.has(Sock::READ_LISTED) {
+            s.set(Sock::READ_LISTED, true);
             self.to_read.push(token);
         }
     }
@@ -882,8 +895,8 @@ impl Backend for EpollBackend {
     fn send(&mut self, io: &mut IoTable, token: Token) {
         // One lookup: the socket and the flush list are disjoint fields.
         match self.socks.get_mut(token.index()).filter(|s| s.role != Role::Free) {
-            Some(s) if !s.flush_listed => {
-                s.flush_listed = true;
+            Some(s) if !s.has(Sock::FLUSH_LISTED) => {
+                s.set(Sock::FLUSH_LISTED, true);
                 self.to_flush.push(token);
             }
             Some(_) => {}
@@ -992,4 +1005,29 @@ fn shut_down(stats: &Stats, io: &mut IoTable, t: Token, fd: RawFd, how: Shutdown
 
 fn errno(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_costs_the_backend_eight_bytes() {
+        // fd, role and the packed flags: kept per connection, so idle memory counts it.
+        assert_eq!(std::mem::size_of::<Sock>(), 8);
+    }
+
+    #[test]
+    fn a_socket_can_be_read_only_when_readable_and_neither_paused_nor_done() {
+        let mut s = Sock::new(Role::Stream, 3);
+        assert!(!s.can_read());
+        s.set(Sock::READABLE, true);
+        assert!(s.can_read());
+        s.set(Sock::PAUSED, true);
+        assert!(!s.can_read());
+        s.set(Sock::PAUSED, false);
+        s.set(Sock::RX_DONE, true);
+        assert!(!s.can_read());
+        assert!(s.has(Sock::READABLE | Sock::RX_DONE) && s.has_none(Sock::PAUSED | Sock::HUP));
+    }
 }

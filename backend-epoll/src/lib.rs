@@ -368,11 +368,18 @@ impl EpollBackend {
 
     /// Writes the queued data of every socket that has some. The list is walked in
     /// place (a socket listed meanwhile is written too) and emptied; the counters are
-    /// added once per walk.
+    /// added once per walk. The test for none is inlined into the tick; the walk is
+    /// not.
+    #[inline(always)]
     fn flush_writes(&mut self, io: &mut IoTable) {
-        if self.to_flush.is_empty() {
-            return;
+        if !self.to_flush.is_empty() {
+            self.flush_listed(io);
         }
+    }
+
+    /// Walks the flush list (see [`flush_writes`](Self::flush_writes)).
+    #[inline(never)]
+    fn flush_listed(&mut self, io: &mut IoTable) {
         let mut tally = Tally::default();
         let mut i = 0;
         while let Some(&t) = self.to_flush.get(i) {
@@ -497,11 +504,19 @@ impl EpollBackend {
     }
 
     /// Accepts from every listener that is ready (or starved and due for a retry).
+    /// The test for none is inlined into the tick; the walk is not.
+    #[inline(always)]
     fn accept_ready(&mut self, io: &mut IoTable) {
         let freed = std::mem::take(&mut self.fd_freed);
-        if self.to_accept.is_empty() && self.starved.is_empty() {
-            return;
+        if !(self.to_accept.is_empty() && self.starved.is_empty()) {
+            self.accept_listed(io, freed);
         }
+    }
+
+    /// Accepts from the listed listeners and the starved ones due for a retry
+    /// (`freed`: an fd was closed since the last look).
+    #[inline(never)]
+    fn accept_listed(&mut self, io: &mut IoTable, freed: bool) {
         let mut list = std::mem::take(&mut self.to_accept);
         // Starved listeners are retried when an fd was closed or the backoff passed.
         for &(t, since) in &self.starved {
@@ -573,11 +588,19 @@ impl EpollBackend {
 
     /// Reads every readable, unpaused socket into pool buffers. Returns the buffers
     /// delivered. The list is walked and compacted in place: a socket that may hold
-    /// more stays listed; the counters are added once per walk.
+    /// more stays listed; the counters are added once per walk. The test for none is
+    /// inlined into the tick; the walk is not.
+    #[inline(always)]
     fn read_ready(&mut self, io: &mut IoTable) -> u64 {
         if self.to_read.is_empty() {
             return 0;
         }
+        self.read_listed(io)
+    }
+
+    /// Walks the read list (see [`read_ready`](Self::read_ready)).
+    #[inline(never)]
+    fn read_listed(&mut self, io: &mut IoTable) -> u64 {
         let mut tally = Tally::default();
         let mut keep = 0;
         let mut i = 0;

@@ -575,9 +575,19 @@ impl SocketEngine {
     pub fn tick(&mut self, timeout: Option<Duration>, sink: &mut impl Sink, stats: &Stats) -> io::Result<()> {
         // 1. Re-arm: receives that ended in the last reap (unless paused since),
         //    receives that ran dry (as buffers allow), listeners that backed off.
-        self.rearm_ended(stats);
-        self.rearm_starved(sink.rx_buffers(), stats);
-        let retry_in = self.rearm_listeners(stats);
+        //    (Each is one look when it has nothing to do, the common tick.)
+        if !self.rx_ended.is_empty() {
+            self.rearm_ended(stats);
+        }
+        if !self.rx_starved.is_empty() {
+            self.rearm_starved(sink.rx_buffers(), stats);
+        }
+        let retry_in = if self.accept_waiting.is_empty() {
+            self.fd_freed = false;
+            None
+        } else {
+            self.rearm_listeners(stats)
+        };
         let woke = sink.before_enter();
 
         // 2. The one io_uring_enter.
@@ -602,6 +612,7 @@ impl SocketEngine {
         Ok(())
     }
 
+    #[inline(never)]
     fn rearm_ended(&mut self, stats: &Stats) {
         for k in 0..self.rx_ended.len() {
             let (id, gen) = self.rx_ended[k];
@@ -614,6 +625,7 @@ impl SocketEngine {
 
     /// Re-arms receives that stopped for lack of buffers, at most one per buffer the
     /// ring holds now (each takes at least one), oldest first.
+    #[inline(never)]
     fn rearm_starved(&mut self, mut budget: u32, stats: &Stats) {
         while budget > 0 {
             let Some((id, gen)) = self.rx_starved.pop_front() else { break };
@@ -629,11 +641,8 @@ impl SocketEngine {
 
     /// Re-arms listeners whose retry time came, or all of them if an fd was freed.
     /// Returns how long until the next one is due.
+    #[inline(never)]
     fn rearm_listeners(&mut self, stats: &Stats) -> Option<Duration> {
-        if self.accept_waiting.is_empty() {
-            self.fd_freed = false;
-            return None;
-        }
         let now = Instant::now();
         let mut next: Option<Duration> = None;
         let mut i = 0;

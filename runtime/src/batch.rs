@@ -80,9 +80,11 @@ pub struct Batch<'a> {
     driver: RefMut<'a, Driver>,
     listener: Token,
     group: u32,
-    ready: Vec<Token>,
+    /// The server's ready list, lent (no move of the vector in and out per tick).
+    ready: &'a mut Vec<Token>,
     pos: usize,
-    to_close: Vec<Token>,
+    /// The server's list of connections to close after the batch, lent likewise.
+    to_close: &'a mut Vec<Token>,
     stop: bool,
     shutting_down: bool,
     /// Whether the listener may still have accepted connections for this batch:
@@ -361,26 +363,24 @@ impl Server {
             driver: d,
             listener: self.listener,
             group: self.group,
-            ready: std::mem::take(&mut self.ready),
+            ready: &mut self.ready,
             pos: 0,
-            to_close: std::mem::take(&mut self.to_close),
+            to_close: &mut self.to_close,
             stop: false,
             shutting_down: self.shutting_down,
             accepting: self.backlog && !self.shutting_down,
             nodelay: self.nodelay,
         };
         handler(&mut batch);
-        let Batch { driver: mut d, ready: mut unread, pos, to_close: mut closing, stop: stopped, .. } = batch;
+        let Batch { driver: mut d, ready, pos, to_close, stop: stopped, .. } = batch;
         // Events the handler did not take stay for the next batch.
-        if pos < unread.len() {
-            d.io.requeue_ready(self.group, unread.drain(pos..));
+        if pos < ready.len() {
+            d.io.requeue_ready(self.group, ready.drain(pos..));
         }
-        unread.clear();
-        self.ready = unread;
-        for t in closing.drain(..) {
+        ready.clear();
+        for t in to_close.drain(..) {
             d.close(t);
         }
-        self.to_close = closing;
         // Closing connections count until their last bytes are sent.
         self.stop = stopped || (self.shutting_down && !d.io.group_has_members(self.group));
     }

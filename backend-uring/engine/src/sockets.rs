@@ -134,6 +134,19 @@ mod st {
     pub const ACCEPT_BACKOFF: u16 = 1 << 10;
 }
 
+/// The [`OpKind`]s as the byte `reap` reads from `user_data`.
+mod kind {
+    use crate::user_data::OpKind;
+
+    pub const ACCEPT: u8 = OpKind::Accept as u8;
+    pub const RECV: u8 = OpKind::Recv as u8;
+    pub const SEND: u8 = OpKind::Send as u8;
+    pub const SHUTDOWN: u8 = OpKind::Shutdown as u8;
+    pub const CONNECT: u8 = OpKind::Connect as u8;
+    pub const WAKE: u8 = OpKind::Wake as u8;
+    pub const IGNORE: u8 = OpKind::Ignore as u8;
+}
+
 /// The memory a gathered send or a connect points to while in flight. Boxed, so it
 /// never moves; made on first use.
 struct SendState {
@@ -682,50 +695,34 @@ impl SocketEngine {
         }
         Stats::add(&stats.completions, cqes.len() as u64);
         let mut rx = false;
-        const RECV: u8 = OpKind::Recv as u8;
-        const SEND: u8 = OpKind::Send as u8;
-        const ACCEPT: u8 = OpKind::Accept as u8;
-        const SHUTDOWN: u8 = OpKind::Shutdown as u8;
-        const CONNECT: u8 = OpKind::Connect as u8;
-        const WAKE: u8 = OpKind::Wake as u8;
-        const IGNORE: u8 = OpKind::Ignore as u8;
         for c in &cqes {
             let (ud, res, flags) = (c.user_data(), c.result(), c.flags());
             // One look at the kind byte (see `user_data` for the layout); socket
             // completions whose slot was reused since (another generation) or freed
-            // are stale and skipped.
+            // are stale and skipped. The two kinds of every request are one compare
+            // each (a match on the kind is a jump table, dearer); the rest is out of
+            // line.
             let (id, kind, gen) = (ud as u32, (ud >> 32) as u8, (ud >> 40) as u32);
-            match kind {
-                RECV if self.is_current(id, gen) => {
-                    // Data with the receive still armed (the common case) ends nothing:
-                    // the slot cannot have become free, no need to look.
-                    let still_armed = res > 0 && cqueue::more(flags);
-                    if self.on_recv(id, res, flags, sink, stats) {
-                        rx = true;
-                    }
-                    if still_armed {
-                        continue;
-                    }
-                }
-                SEND if self.is_current(id, gen) => self.on_send(id, res, sink, stats),
-                ACCEPT if self.is_current(id, gen) => self.on_accept(id, res, flags, sink, stats),
-                SHUTDOWN if self.is_current(id, gen) => self.on_shutdown(id, res, sink, stats),
-                CONNECT if self.is_current(id, gen) => self.on_connect(id, res, sink, stats),
-                RECV | SEND | ACCEPT | SHUTDOWN | CONNECT => continue,
-                WAKE => {
-                    self.on_wake(res, stats);
+            if kind == kind::RECV {
+                if !self.is_current(id, gen) {
                     continue;
                 }
-                IGNORE => {
-                    self.ignore_inflight -= 1;
+                // Data with the receive still armed (the common case) ends nothing:
+                // the slot cannot have become free, no need to look.
+                let still_armed = res > 0 && cqueue::more(flags);
+                if self.on_recv(id, res, flags, sink, stats) {
+                    rx = true;
+                }
+                if still_armed {
                     continue;
                 }
-                other => {
-                    if let Some(other) = OpKind::from_u8(other) {
-                        sink.other(self, id, gen, other, res, flags);
-                    }
+            } else if kind == kind::SEND {
+                if !self.is_current(id, gen) {
                     continue;
                 }
+                self.on_send(id, res, sink, stats);
+            } else if !self.on_other_kind(id, kind, gen, res, flags, sink, stats) {
+                continue;
             }
             self.maybe_free(id, sink);
         }
@@ -733,6 +730,44 @@ impl SocketEngine {
         if rx {
             Stats::add(&stats.rx_batches, 1);
         }
+    }
+
+    /// Applies a completion of any kind but a stream's receive or send (those are
+    /// [`reap`](Self::reap)'s own). Returns whether it was a current op of slot `id`,
+    /// which may be free now.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)] // the completion's fields, as `reap` split them
+    fn on_other_kind(
+        &mut self,
+        id: u32,
+        kind: u8,
+        gen: u32,
+        res: i32,
+        flags: u32,
+        sink: &mut impl Sink,
+        stats: &Stats,
+    ) -> bool {
+        match kind {
+            kind::ACCEPT if self.is_current(id, gen) => self.on_accept(id, res, flags, sink, stats),
+            kind::SHUTDOWN if self.is_current(id, gen) => self.on_shutdown(id, res, sink, stats),
+            kind::CONNECT if self.is_current(id, gen) => self.on_connect(id, res, sink, stats),
+            kind::ACCEPT | kind::SHUTDOWN | kind::CONNECT => return false,
+            kind::WAKE => {
+                self.on_wake(res, stats);
+                return false;
+            }
+            kind::IGNORE => {
+                self.ignore_inflight -= 1;
+                return false;
+            }
+            other => {
+                if let Some(other) = OpKind::from_u8(other) {
+                    sink.other(self, id, gen, other, res, flags);
+                }
+                return false;
+            }
+        }
+        true
     }
 
     /// Whether slot `id` is live and still of generation `gen` (a completion for it

@@ -258,22 +258,27 @@ where
         stop: false,
         shutting_down: false,
         backlog: false,
+        listener_idle: false,
         shutdown_waker: None,
         grace: crate::time::sleep(SHUTDOWN_GRACE),
     };
     let mut shutdown = std::pin::pin!(crate::runtime::shutdown_requested());
     // One future for the whole loop: each wake handles what came and goes back to
     // sleep in the same poll.
-    poll_fn(|cx| loop {
-        if server.poll_news(cx, shutdown.as_mut()).is_pending() {
-            return Poll::Pending;
-        }
-        if server.stop {
-            return Poll::Ready(());
-        }
-        server.handle(&mut handler);
-        if server.stop {
-            return Poll::Ready(());
+    poll_fn(|cx| {
+        // A new poll: accepts may have landed, and the waker may be another.
+        server.listener_idle = false;
+        loop {
+            if server.poll_news(cx, shutdown.as_mut()).is_pending() {
+                return Poll::Pending;
+            }
+            if server.stop {
+                return Poll::Ready(());
+            }
+            server.handle(&mut handler);
+            if server.stop {
+                return Poll::Ready(());
+            }
         }
     })
     .await;
@@ -303,6 +308,11 @@ struct Server {
     shutting_down: bool,
     /// Whether the listener's backlog had connections when the wait ended.
     backlog: bool,
+    /// In this poll of the serve future, the listener was looked at (its waker
+    /// registered) and its backlog found empty: nothing can be accepted before the
+    /// next poll (accepts land only while the backend polls), so the look for more
+    /// after a batch skips it.
+    listener_idle: bool,
     /// The waker the shutdown future holds: it is polled again only when the task's
     /// waker changed, not before every sleep (the flag is read on every poll).
     shutdown_waker: Option<Waker>,
@@ -332,7 +342,13 @@ impl Server {
             self.stop = true; // the last closing connection has sent everything
             return Poll::Ready(());
         }
-        let accepted = d.io.listener_ready(self.listener, cx.waker()) && !self.shutting_down;
+        let accepted = !self.listener_idle
+            && {
+                let ready = d.io.listener_ready(self.listener, cx.waker());
+                self.listener_idle = !ready;
+                ready
+            }
+            && !self.shutting_down;
         self.backlog = accepted;
         if accepted || d.io.group_ready(self.group, cx.waker()) {
             return Poll::Ready(());

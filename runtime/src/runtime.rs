@@ -391,6 +391,7 @@ impl Inner {
     /// How long the tick may wait: until the next timer, and while receive deadlines
     /// are set, until the next sweep. Only a timer reads the clock: the sweep is
     /// coarse, so the tick's clock (`coarse_now`, read after the last wait) serves.
+    #[inline(always)] // once a tick, into block_on
     fn wait_limit(&self) -> Option<Duration> {
         let sweep = self.driver.borrow().has_deadlines().then(|| self.next_sweep.get());
         match (self.timers.borrow_mut().next_deadline(), sweep) {

@@ -707,13 +707,10 @@ impl SocketEngine {
                 if !self.is_current(id, gen) {
                     continue;
                 }
+                rx |= cqueue::buffer_select(flags).is_some();
                 // Data with the receive still armed (the common case) ends nothing:
                 // the slot cannot have become free, no need to look.
-                let still_armed = res > 0 && cqueue::more(flags);
-                if self.on_recv(id, res, flags, sink, stats) {
-                    rx = true;
-                }
-                if still_armed {
+                if !self.on_recv(id, res, flags, sink, stats) {
                     continue;
                 }
             } else if kind == kind::SEND {
@@ -828,28 +825,35 @@ impl SocketEngine {
         self.arm_accept(id, stats);
     }
 
-    /// Returns whether buffers were delivered.
+    /// Applies a receive completion. Returns whether it ended the receive or brought
+    /// no data (an end, an error, a cancel): then the slot may be free now.
     #[inline]
     fn on_recv(&mut self, id: u32, res: i32, flags: u32, sink: &mut impl Sink, stats: &Stats) -> bool {
-        let s = &mut self.slots[id as usize];
         let ended = !cqueue::more(flags);
         if ended {
+            let s = &mut self.slots[id as usize];
             s.state &= !(st::RX_ARMED | st::RX_CANCELLING);
             s.inflight -= 1;
         }
-        let mut delivered = false;
         if let Some(bid) = cqueue::buffer_select(flags) {
             let bytes = res.max(0) as u32;
             Stats::add(&stats.rx_bytes, bytes as u64);
             if sink.received(id, bid, bytes) == Delivery::Pause {
                 self.pause(id, stats);
             }
-            delivered = true;
         }
         if res > 0 && !ended {
             // The common case: data, and the receive stays armed.
-            return delivered;
+            return false;
         }
+        self.on_recv_end(id, res, ended, sink, stats);
+        true
+    }
+
+    /// The rest of [`on_recv`](Self::on_recv) for a receive that ended or brought no
+    /// data: the peer's end, a failure, a dry ring, or a re-arm to schedule.
+    #[inline(never)]
+    fn on_recv_end(&mut self, id: u32, res: i32, ended: bool, sink: &mut impl Sink, stats: &Stats) {
         let s = &mut self.slots[id as usize];
         if res == 0 {
             s.state |= st::RX_DONE;
@@ -881,7 +885,6 @@ impl SocketEngine {
             // Not re-armed now: the owner first sees these buffers and may pause.
             self.rx_ended.push((id, s.gen));
         }
-        delivered
     }
 
     #[inline]

@@ -892,13 +892,13 @@ impl SocketEngine {
         let s = &mut self.slots[id as usize];
         s.inflight -= 1;
         s.state &= !st::SEND_INFLIGHT;
-        let step = if res == -libc::EAGAIN || res == -libc::EINTR {
+        let step = if res > 0 {
+            Stats::add(&stats.tx_bytes, res as u64);
+            sink.sent(id, res as u32)
+        } else if res == -libc::EAGAIN || res == -libc::EINTR {
             // Nothing was sent: io_uring can end a send with EAGAIN when it handed it
             // to a worker that found the socket buffer full. The queue is untouched.
             SendStep::Data
-        } else if res > 0 {
-            Stats::add(&stats.tx_bytes, res as u64);
-            sink.sent(id, res as u32)
         } else {
             // A stream socket never takes 0 of n > 0 bytes unless it is broken.
             sink.tx_failed(id, if res == 0 { libc::EPIPE } else { -res })

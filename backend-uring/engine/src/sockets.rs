@@ -43,7 +43,7 @@ use paste_rt_core::{Delivery, RemoteWake, SendStep, Shutdown, Stats};
 use crate::probe::UringProbe;
 use crate::recv;
 use crate::submit::{self, SubmitQueue, Wait};
-use crate::user_data::{encode, OpKind, GEN_MASK};
+use crate::user_data::{decode, encode, OpKind, GEN_MASK};
 use crate::waker::RingWaker;
 
 /// Most slices gathered into one `SENDMSG`.
@@ -134,17 +134,12 @@ mod st {
     pub const ACCEPT_BACKOFF: u16 = 1 << 10;
 }
 
-/// The [`OpKind`]s as the byte `reap` reads from `user_data`.
+/// The kinds of every request as the byte `reap` reads from `user_data`.
 mod kind {
     use crate::user_data::OpKind;
 
-    pub const ACCEPT: u8 = OpKind::Accept as u8;
     pub const RECV: u8 = OpKind::Recv as u8;
     pub const SEND: u8 = OpKind::Send as u8;
-    pub const SHUTDOWN: u8 = OpKind::Shutdown as u8;
-    pub const CONNECT: u8 = OpKind::Connect as u8;
-    pub const WAKE: u8 = OpKind::Wake as u8;
-    pub const IGNORE: u8 = OpKind::Ignore as u8;
 }
 
 /// The memory a gathered send or a connect points to while in flight. Boxed, so it
@@ -718,7 +713,7 @@ impl SocketEngine {
                     continue;
                 }
                 self.on_send(id, res, sink, stats);
-            } else if !self.on_other_kind(id, kind, gen, res, flags, sink, stats) {
+            } else if !self.on_other_kind(c, sink, stats) {
                 continue;
             }
             self.maybe_free(id, sink);
@@ -730,39 +725,30 @@ impl SocketEngine {
     }
 
     /// Applies a completion of any kind but a stream's receive or send (those are
-    /// [`reap`](Self::reap)'s own). Returns whether it was a current op of slot `id`,
-    /// which may be free now.
+    /// [`reap`](Self::reap)'s own). Returns whether it was a current op of a socket
+    /// slot, which may be free now.
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)] // the completion's fields, as `reap` split them
-    fn on_other_kind(
-        &mut self,
-        id: u32,
-        kind: u8,
-        gen: u32,
-        res: i32,
-        flags: u32,
-        sink: &mut impl Sink,
-        stats: &Stats,
-    ) -> bool {
+    fn on_other_kind(&mut self, c: &cqueue::Entry, sink: &mut impl Sink, stats: &Stats) -> bool {
+        let (id, kind, gen) = decode(c.user_data());
+        let (res, flags) = (c.result(), c.flags());
         match kind {
-            kind::ACCEPT if self.is_current(id, gen) => self.on_accept(id, res, flags, sink, stats),
-            kind::SHUTDOWN if self.is_current(id, gen) => self.on_shutdown(id, res, sink, stats),
-            kind::CONNECT if self.is_current(id, gen) => self.on_connect(id, res, sink, stats),
-            kind::ACCEPT | kind::SHUTDOWN | kind::CONNECT => return false,
-            kind::WAKE => {
+            Some(OpKind::Accept) if self.is_current(id, gen) => self.on_accept(id, res, flags, sink, stats),
+            Some(OpKind::Shutdown) if self.is_current(id, gen) => self.on_shutdown(id, res, sink, stats),
+            Some(OpKind::Connect) if self.is_current(id, gen) => self.on_connect(id, res, sink, stats),
+            Some(OpKind::Wake) => {
                 self.on_wake(res, stats);
                 return false;
             }
-            kind::IGNORE => {
+            Some(OpKind::Ignore) => {
                 self.ignore_inflight -= 1;
                 return false;
             }
-            other => {
-                if let Some(other) = OpKind::from_u8(other) {
-                    sink.other(self, id, gen, other, res, flags);
-                }
+            Some(other @ (OpKind::RecvFrom | OpKind::SendTo)) => {
+                sink.other(self, id, gen, other, res, flags);
                 return false;
             }
+            // Stale (a slot closed or reused since), or not ours.
+            _ => return false,
         }
         true
     }

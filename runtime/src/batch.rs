@@ -80,9 +80,11 @@ pub struct Batch<'a> {
     driver: RefMut<'a, Driver>,
     listener: Token,
     group: u32,
-    ready: Vec<Token>,
+    /// The server's ready list, lent (no move of the vector in and out per tick).
+    ready: &'a mut Vec<Token>,
     pos: usize,
-    to_close: Vec<Token>,
+    /// The server's list of connections to close after the batch, lent likewise.
+    to_close: &'a mut Vec<Token>,
     stop: bool,
     shutting_down: bool,
     /// Whether the listener may still have accepted connections for this batch:
@@ -100,11 +102,13 @@ impl Batch<'_> {
         // Inlined into the handler's loop: the common event, a connection's one
         // received buffer, is a few loads; everything else is out of line.
         if !self.accepting {
-            if let Some(&token) = self.ready.get(self.pos) {
-                if let Some(buf) = self.driver.io.take_only_buffer(token) {
-                    self.pos += 1;
-                    return Some(BatchEvent::Data(ConnId(token), buf));
-                }
+            let Some(&token) = self.ready.get(self.pos) else {
+                // Exhausted (the loop's last call): nothing out of line to look at.
+                return None;
+            };
+            if let Some(buf) = self.driver.io.take_only_buffer(token) {
+                self.pos += 1;
+                return Some(BatchEvent::Data(ConnId(token), buf));
             }
         }
         self.next_event_slow()
@@ -254,22 +258,27 @@ where
         stop: false,
         shutting_down: false,
         backlog: false,
+        listener_idle: false,
         shutdown_waker: None,
         grace: crate::time::sleep(SHUTDOWN_GRACE),
     };
     let mut shutdown = std::pin::pin!(crate::runtime::shutdown_requested());
     // One future for the whole loop: each wake handles what came and goes back to
     // sleep in the same poll.
-    poll_fn(|cx| loop {
-        if server.poll_news(cx, shutdown.as_mut()).is_pending() {
-            return Poll::Pending;
-        }
-        if server.stop {
-            return Poll::Ready(());
-        }
-        server.handle(&mut handler);
-        if server.stop {
-            return Poll::Ready(());
+    poll_fn(|cx| {
+        // A new poll: accepts may have landed, and the waker may be another.
+        server.listener_idle = false;
+        loop {
+            if server.poll_news(cx, shutdown.as_mut()).is_pending() {
+                return Poll::Pending;
+            }
+            if server.stop {
+                return Poll::Ready(());
+            }
+            server.handle(&mut handler);
+            if server.stop {
+                return Poll::Ready(());
+            }
         }
     })
     .await;
@@ -299,6 +308,11 @@ struct Server {
     shutting_down: bool,
     /// Whether the listener's backlog had connections when the wait ended.
     backlog: bool,
+    /// In this poll of the serve future, the listener was looked at (its waker
+    /// registered) and its backlog found empty: nothing can be accepted before the
+    /// next poll (accepts land only while the backend polls), so the look for more
+    /// after a batch skips it.
+    listener_idle: bool,
     /// The waker the shutdown future holds: it is polled again only when the task's
     /// waker changed, not before every sleep (the flag is read on every poll).
     shutdown_waker: Option<Waker>,
@@ -309,7 +323,7 @@ struct Server {
 impl Server {
     /// Ready when there is a batch to handle, or `stop` was set; else registers
     /// `cx` with the listener, the group and the shutdown future.
-    #[inline]
+    #[inline(always)] // twice a tick (the wake, and the look for more after the batch)
     fn poll_news(&mut self, cx: &mut Context<'_>, shutdown: Pin<&mut ShutdownRequested>) -> Poll<()> {
         self.backlog = false;
         // The flag is read on every poll; the shutdown future (its waker slot) is
@@ -328,7 +342,13 @@ impl Server {
             self.stop = true; // the last closing connection has sent everything
             return Poll::Ready(());
         }
-        let accepted = d.io.listener_ready(self.listener, cx.waker()) && !self.shutting_down;
+        let accepted = !self.listener_idle
+            && {
+                let ready = d.io.listener_ready(self.listener, cx.waker());
+                self.listener_idle = !ready;
+                ready
+            }
+            && !self.shutting_down;
         self.backlog = accepted;
         if accepted || d.io.group_ready(self.group, cx.waker()) {
             return Poll::Ready(());
@@ -359,26 +379,24 @@ impl Server {
             driver: d,
             listener: self.listener,
             group: self.group,
-            ready: std::mem::take(&mut self.ready),
+            ready: &mut self.ready,
             pos: 0,
-            to_close: std::mem::take(&mut self.to_close),
+            to_close: &mut self.to_close,
             stop: false,
             shutting_down: self.shutting_down,
             accepting: self.backlog && !self.shutting_down,
             nodelay: self.nodelay,
         };
         handler(&mut batch);
-        let Batch { driver: mut d, ready: mut unread, pos, to_close: mut closing, stop: stopped, .. } = batch;
+        let Batch { driver: mut d, ready, pos, to_close, stop: stopped, .. } = batch;
         // Events the handler did not take stay for the next batch.
-        if pos < unread.len() {
-            d.io.requeue_ready(self.group, unread.drain(pos..));
+        if pos < ready.len() {
+            d.io.requeue_ready(self.group, ready.drain(pos..));
         }
-        unread.clear();
-        self.ready = unread;
-        for t in closing.drain(..) {
+        ready.clear();
+        for t in to_close.drain(..) {
             d.close(t);
         }
-        self.to_close = closing;
         // Closing connections count until their last bytes are sent.
         self.stop = stopped || (self.shutting_down && !d.io.group_has_members(self.group));
     }

@@ -158,7 +158,16 @@ impl Inner {
 
     /// Step 1: runs up to `TASK_BUDGET` ready tasks, the LIFO slot first (at most
     /// `MAX_LIFO_POLLS` in a row). Returns whether any remain.
+    #[inline]
     fn run_tasks(&self) -> bool {
+        // A tick with nothing queued (a batch server's, whose one future is polled
+        // on its own) costs one look.
+        !self.queue.is_empty() && self.run_queued_tasks()
+    }
+
+    /// [`run_tasks`](Self::run_tasks) once something is queued.
+    #[inline(never)]
+    fn run_queued_tasks(&self) -> bool {
         let q = &self.queue;
         let mut lifo_streak = 0;
         for _ in 0..TASK_BUDGET {
@@ -212,7 +221,18 @@ impl Inner {
     }
 
     /// Moves what other threads handed over into the run queue.
+    #[inline]
     fn take_injected(&self) {
+        // One load when nothing was handed over (the common tick); the swap only when
+        // something was.
+        if self.shared.has_injected.load(Ordering::Acquire) {
+            self.take_injected_now();
+        }
+    }
+
+    /// [`take_injected`](Self::take_injected) once the flag is seen set.
+    #[inline(never)]
+    fn take_injected_now(&self) {
         if !self.shared.has_injected.swap(false, Ordering::AcqRel) {
             return;
         }
@@ -371,6 +391,7 @@ impl Inner {
     /// How long the tick may wait: until the next timer, and while receive deadlines
     /// are set, until the next sweep. Only a timer reads the clock: the sweep is
     /// coarse, so the tick's clock (`coarse_now`, read after the last wait) serves.
+    #[inline(always)] // once a tick, into block_on
     fn wait_limit(&self) -> Option<Duration> {
         let sweep = self.driver.borrow().has_deadlines().then(|| self.next_sweep.get());
         match (self.timers.borrow_mut().next_deadline(), sweep) {
@@ -384,10 +405,16 @@ impl Inner {
     }
 
     /// Fails the receives whose deadline passed, at most every `DEADLINE_SWEEP`.
+    #[inline]
     fn sweep_deadlines(&self, now: Instant) {
-        if now < self.next_sweep.get() {
-            return;
+        if now >= self.next_sweep.get() {
+            self.sweep_deadlines_now(now);
         }
+    }
+
+    /// [`sweep_deadlines`](Self::sweep_deadlines) once a sweep is due.
+    #[inline(never)]
+    fn sweep_deadlines_now(&self, now: Instant) {
         self.next_sweep.set(now + DEADLINE_SWEEP);
         if let Ok(mut d) = self.driver.try_borrow_mut() {
             d.expire(now);

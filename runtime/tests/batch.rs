@@ -151,3 +151,54 @@ async fn events_a_handler_leaves_come_in_its_next_call() {
     assert_eq!(closed.get(), CLIENTS);
     paste_rt::yield_now().await;
 }
+
+#[paste_rt::test_each_backend]
+async fn a_connection_that_arrives_while_others_are_served_is_accepted() {
+    // Client c connects only once clients 0..c have been echoed once and go on
+    // echoing: every accept lands while the server is in the middle of batches of
+    // data, never in a quiet moment.
+    const CLIENTS: usize = 5;
+    const ROUNDS: usize = 40;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let started = std::sync::Arc::new((std::sync::Mutex::new(0usize), std::sync::Condvar::new()));
+    let clients = client_threads(CLIENTS, move |c| {
+        let (count, cv) = &*started;
+        drop(cv.wait_while(count.lock().unwrap(), |n| *n < c).unwrap());
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+        for r in 0..ROUNDS {
+            let msg = format!("client {c} round {r:03}");
+            s.write_all(msg.as_bytes()).unwrap();
+            let mut got = vec![0u8; msg.len()];
+            s.read_exact(&mut got).expect("echoed (a connection never accepted times out here)");
+            assert_eq!(got, msg.as_bytes());
+            if r == 0 {
+                *count.lock().unwrap() += 1;
+                cv.notify_all();
+            }
+        }
+    });
+    let (opened, closed) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
+    let (o, c) = (opened.clone(), closed.clone());
+    let server = paste_rt::spawn(batch::serve(listener, move |batch| {
+        while let Some(event) = batch.next_event() {
+            match event {
+                BatchEvent::Opened(_) => o.set(o.get() + 1),
+                BatchEvent::Data(conn, buf) => batch.send(conn, SendData::Owned(buf.to_vec())).unwrap(),
+                BatchEvent::TimedOut(_) => panic!("no receive deadline was set"),
+                BatchEvent::Closed(_, err) => {
+                    assert!(err.is_none(), "clean EOF expected: {err:?}");
+                    c.set(c.get() + 1);
+                    if c.get() == CLIENTS {
+                        batch.stop();
+                    }
+                }
+            }
+        }
+    }));
+    clients.await;
+    server.await.unwrap().unwrap();
+    assert_eq!((opened.get(), closed.get()), (CLIENTS, CLIENTS));
+    paste_rt::yield_now().await;
+}

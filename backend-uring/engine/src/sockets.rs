@@ -43,7 +43,7 @@ use paste_rt_core::{Delivery, RemoteWake, SendStep, Shutdown, Stats};
 use crate::probe::UringProbe;
 use crate::recv;
 use crate::submit::{self, SubmitQueue, Wait};
-use crate::user_data::{encode, OpKind, GEN_MASK};
+use crate::user_data::{decode, encode, OpKind, GEN_MASK};
 use crate::waker::RingWaker;
 
 /// Most slices gathered into one `SENDMSG`.
@@ -132,6 +132,14 @@ mod st {
     /// A listener backing off after an accept error (its retry time waits in
     /// `accept_waiting`).
     pub const ACCEPT_BACKOFF: u16 = 1 << 10;
+}
+
+/// The kinds of every request as the byte `reap` reads from `user_data`.
+mod kind {
+    use crate::user_data::OpKind;
+
+    pub const RECV: u8 = OpKind::Recv as u8;
+    pub const SEND: u8 = OpKind::Send as u8;
 }
 
 /// The memory a gathered send or a connect points to while in flight. Boxed, so it
@@ -575,9 +583,19 @@ impl SocketEngine {
     pub fn tick(&mut self, timeout: Option<Duration>, sink: &mut impl Sink, stats: &Stats) -> io::Result<()> {
         // 1. Re-arm: receives that ended in the last reap (unless paused since),
         //    receives that ran dry (as buffers allow), listeners that backed off.
-        self.rearm_ended(stats);
-        self.rearm_starved(sink.rx_buffers(), stats);
-        let retry_in = self.rearm_listeners(stats);
+        //    (Each is one look when it has nothing to do, the common tick.)
+        if !self.rx_ended.is_empty() {
+            self.rearm_ended(stats);
+        }
+        if !self.rx_starved.is_empty() {
+            self.rearm_starved(sink.rx_buffers(), stats);
+        }
+        let retry_in = if self.accept_waiting.is_empty() {
+            self.fd_freed = false;
+            None
+        } else {
+            self.rearm_listeners(stats)
+        };
         let woke = sink.before_enter();
 
         // 2. The one io_uring_enter.
@@ -602,6 +620,7 @@ impl SocketEngine {
         Ok(())
     }
 
+    #[inline(never)]
     fn rearm_ended(&mut self, stats: &Stats) {
         for k in 0..self.rx_ended.len() {
             let (id, gen) = self.rx_ended[k];
@@ -614,6 +633,7 @@ impl SocketEngine {
 
     /// Re-arms receives that stopped for lack of buffers, at most one per buffer the
     /// ring holds now (each takes at least one), oldest first.
+    #[inline(never)]
     fn rearm_starved(&mut self, mut budget: u32, stats: &Stats) {
         while budget > 0 {
             let Some((id, gen)) = self.rx_starved.pop_front() else { break };
@@ -629,11 +649,8 @@ impl SocketEngine {
 
     /// Re-arms listeners whose retry time came, or all of them if an fd was freed.
     /// Returns how long until the next one is due.
+    #[inline(never)]
     fn rearm_listeners(&mut self, stats: &Stats) -> Option<Duration> {
-        if self.accept_waiting.is_empty() {
-            self.fd_freed = false;
-            return None;
-        }
         let now = Instant::now();
         let mut next: Option<Duration> = None;
         let mut i = 0;
@@ -673,50 +690,31 @@ impl SocketEngine {
         }
         Stats::add(&stats.completions, cqes.len() as u64);
         let mut rx = false;
-        const RECV: u8 = OpKind::Recv as u8;
-        const SEND: u8 = OpKind::Send as u8;
-        const ACCEPT: u8 = OpKind::Accept as u8;
-        const SHUTDOWN: u8 = OpKind::Shutdown as u8;
-        const CONNECT: u8 = OpKind::Connect as u8;
-        const WAKE: u8 = OpKind::Wake as u8;
-        const IGNORE: u8 = OpKind::Ignore as u8;
         for c in &cqes {
             let (ud, res, flags) = (c.user_data(), c.result(), c.flags());
             // One look at the kind byte (see `user_data` for the layout); socket
             // completions whose slot was reused since (another generation) or freed
-            // are stale and skipped.
+            // are stale and skipped. The two kinds of every request are one compare
+            // each (a match on the kind is a jump table, dearer); the rest is out of
+            // line.
             let (id, kind, gen) = (ud as u32, (ud >> 32) as u8, (ud >> 40) as u32);
-            match kind {
-                RECV if self.is_current(id, gen) => {
-                    // Data with the receive still armed (the common case) ends nothing:
-                    // the slot cannot have become free, no need to look.
-                    let still_armed = res > 0 && cqueue::more(flags);
-                    if self.on_recv(id, res, flags, sink, stats) {
-                        rx = true;
-                    }
-                    if still_armed {
-                        continue;
-                    }
-                }
-                SEND if self.is_current(id, gen) => self.on_send(id, res, sink, stats),
-                ACCEPT if self.is_current(id, gen) => self.on_accept(id, res, flags, sink, stats),
-                SHUTDOWN if self.is_current(id, gen) => self.on_shutdown(id, res, sink, stats),
-                CONNECT if self.is_current(id, gen) => self.on_connect(id, res, sink, stats),
-                RECV | SEND | ACCEPT | SHUTDOWN | CONNECT => continue,
-                WAKE => {
-                    self.on_wake(res, stats);
+            if kind == kind::RECV {
+                if !self.is_current(id, gen) {
                     continue;
                 }
-                IGNORE => {
-                    self.ignore_inflight -= 1;
+                rx |= cqueue::buffer_select(flags).is_some();
+                // Data with the receive still armed (the common case) ends nothing:
+                // the slot cannot have become free, no need to look.
+                if !self.on_recv(id, res, flags, sink, stats) {
                     continue;
                 }
-                other => {
-                    if let Some(other) = OpKind::from_u8(other) {
-                        sink.other(self, id, gen, other, res, flags);
-                    }
+            } else if kind == kind::SEND {
+                if !self.is_current(id, gen) {
                     continue;
                 }
+                self.on_send(id, res, sink, stats);
+            } else if !self.on_other_kind(c, sink, stats) {
+                continue;
             }
             self.maybe_free(id, sink);
         }
@@ -724,6 +722,35 @@ impl SocketEngine {
         if rx {
             Stats::add(&stats.rx_batches, 1);
         }
+    }
+
+    /// Applies a completion of any kind but a stream's receive or send (those are
+    /// [`reap`](Self::reap)'s own). Returns whether it was a current op of a socket
+    /// slot, which may be free now.
+    #[inline(never)]
+    fn on_other_kind(&mut self, c: &cqueue::Entry, sink: &mut impl Sink, stats: &Stats) -> bool {
+        let (id, kind, gen) = decode(c.user_data());
+        let (res, flags) = (c.result(), c.flags());
+        match kind {
+            Some(OpKind::Accept) if self.is_current(id, gen) => self.on_accept(id, res, flags, sink, stats),
+            Some(OpKind::Shutdown) if self.is_current(id, gen) => self.on_shutdown(id, res, sink, stats),
+            Some(OpKind::Connect) if self.is_current(id, gen) => self.on_connect(id, res, sink, stats),
+            Some(OpKind::Wake) => {
+                self.on_wake(res, stats);
+                return false;
+            }
+            Some(OpKind::Ignore) => {
+                self.ignore_inflight -= 1;
+                return false;
+            }
+            Some(other @ (OpKind::RecvFrom | OpKind::SendTo)) => {
+                sink.other(self, id, gen, other, res, flags);
+                return false;
+            }
+            // Stale (a slot closed or reused since), or not ours.
+            _ => return false,
+        }
+        true
     }
 
     /// Whether slot `id` is live and still of generation `gen` (a completion for it
@@ -784,28 +811,35 @@ impl SocketEngine {
         self.arm_accept(id, stats);
     }
 
-    /// Returns whether buffers were delivered.
+    /// Applies a receive completion. Returns whether it ended the receive or brought
+    /// no data (an end, an error, a cancel): then the slot may be free now.
     #[inline]
     fn on_recv(&mut self, id: u32, res: i32, flags: u32, sink: &mut impl Sink, stats: &Stats) -> bool {
-        let s = &mut self.slots[id as usize];
         let ended = !cqueue::more(flags);
         if ended {
+            let s = &mut self.slots[id as usize];
             s.state &= !(st::RX_ARMED | st::RX_CANCELLING);
             s.inflight -= 1;
         }
-        let mut delivered = false;
         if let Some(bid) = cqueue::buffer_select(flags) {
             let bytes = res.max(0) as u32;
             Stats::add(&stats.rx_bytes, bytes as u64);
             if sink.received(id, bid, bytes) == Delivery::Pause {
                 self.pause(id, stats);
             }
-            delivered = true;
         }
         if res > 0 && !ended {
             // The common case: data, and the receive stays armed.
-            return delivered;
+            return false;
         }
+        self.on_recv_end(id, res, ended, sink, stats);
+        true
+    }
+
+    /// The rest of [`on_recv`](Self::on_recv) for a receive that ended or brought no
+    /// data: the peer's end, a failure, a dry ring, or a re-arm to schedule.
+    #[inline(never)]
+    fn on_recv_end(&mut self, id: u32, res: i32, ended: bool, sink: &mut impl Sink, stats: &Stats) {
         let s = &mut self.slots[id as usize];
         if res == 0 {
             s.state |= st::RX_DONE;
@@ -837,7 +871,6 @@ impl SocketEngine {
             // Not re-armed now: the owner first sees these buffers and may pause.
             self.rx_ended.push((id, s.gen));
         }
-        delivered
     }
 
     #[inline]
@@ -845,13 +878,13 @@ impl SocketEngine {
         let s = &mut self.slots[id as usize];
         s.inflight -= 1;
         s.state &= !st::SEND_INFLIGHT;
-        let step = if res == -libc::EAGAIN || res == -libc::EINTR {
+        let step = if res > 0 {
+            Stats::add(&stats.tx_bytes, res as u64);
+            sink.sent(id, res as u32)
+        } else if res == -libc::EAGAIN || res == -libc::EINTR {
             // Nothing was sent: io_uring can end a send with EAGAIN when it handed it
             // to a worker that found the socket buffer full. The queue is untouched.
             SendStep::Data
-        } else if res > 0 {
-            Stats::add(&stats.tx_bytes, res as u64);
-            sink.sent(id, res as u32)
         } else {
             // A stream socket never takes 0 of n > 0 bytes unless it is broken.
             sink.tx_failed(id, if res == 0 { libc::EPIPE } else { -res })

@@ -111,6 +111,7 @@ impl Wait {
 /// This calls `Submitter::enter` rather than `submit_with_args` because the latter
 /// leaves out `GETEVENTS` when not waiting, which under `DEFER_TASKRUN` would reap
 /// nothing.
+#[inline(always)] // once a tick, into the engine's tick
 pub fn enter(ring: &mut IoUring, wait: Wait) -> io::Result<usize> {
     let to_submit = ring.submission().len() as u32;
     let (min_complete, ts) = match wait {

@@ -46,7 +46,7 @@
 //! the kernel belong to whoever attaches it.
 
 use std::any::Any;
-use std::cell::{Cell, UnsafeCell};
+use std::cell::Cell;
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io;
@@ -145,9 +145,6 @@ struct RecycleRing {
     /// Where data starts inside each buffer offered, and how many bytes are offered.
     addr_offset: Cell<u32>,
     buf_len: Cell<u32>,
-    /// Ring position (masked) -> index pushed there. Only touched on the owning
-    /// thread, never borrowed across calls.
-    slot_index: UnsafeCell<Box<[u16]>>,
 }
 
 impl RecycleRing {
@@ -160,13 +157,25 @@ impl RecycleRing {
             target: Cell::new(0),
             addr_offset: Cell::new(0),
             buf_len: Cell::new(0),
-            slot_index: UnsafeCell::new(Box::new([])),
         }
     }
 
     #[inline]
     fn wants(&self) -> bool {
         self.queued.get() < self.target.get()
+    }
+
+    /// The index pushed at ring position `pos` (masked): the buffer id of its
+    /// descriptor, which only the pool writes (the consumer only reads a descriptor's
+    /// id), so the ring itself maps positions to indices.
+    #[inline]
+    fn index_at(&self, pos: u32) -> u32 {
+        debug_assert!(!self.descs.get().is_null() && pos <= self.mask.get());
+        // SAFETY: a ring is attached (callers hold positions of buffers it was given)
+        // and pos <= mask, so the descriptor lies inside the ring memory, which stays
+        // valid until detach_recycle_ring; bytes 12..14 are its buffer id, written by
+        // ring_push and never by the consumer.
+        unsafe { self.descs.get().add(pos as usize * RECYCLE_DESC_SIZE + 12).cast::<u16>().read() as u32 }
     }
 }
 
@@ -585,9 +594,6 @@ impl BufPool {
         r.target.set(target.min(entries));
         r.addr_offset.set(addr_offset);
         r.buf_len.set(buf_len);
-        // SAFETY: the pool is used from one thread only (it is !Send) and no
-        // reference into slot_index outlives a method call, so none is live here.
-        unsafe { *r.slot_index.get() = vec![0u16; entries as usize].into_boxed_slice() };
         self.recycle_fill();
         true
     }
@@ -666,9 +672,7 @@ impl BufPool {
         let mask = r.mask.get();
         let mut left = bytes;
         for i in 0..count {
-            // SAFETY: single-threaded, and no reference into slot_index outlives this
-            // statement (f may release buffers, which writes slot_index).
-            let bid = unsafe { (&*r.slot_index.get())[((start + i) & mask) as usize] } as u32;
+            let bid = r.index_at((start + i) & mask);
             let len = left.min(buf_len);
             left -= len;
             r.queued.set(r.queued.get() - 1);
@@ -718,19 +722,17 @@ impl BufPool {
             return;
         }
         let (tail, queued, mask) = (r.tail.get() as u32, r.queued.get(), r.mask.get());
-        // SAFETY: single-threaded; no reference into slot_index is live.
-        let slots = std::mem::take(unsafe { &mut *r.slot_index.get() });
-        r.descs.set(std::ptr::null_mut());
+        // Target 0 first: what is released below goes to the free list.
         r.target.set(0);
         r.queued.set(0);
         for i in 0..queued {
-            let pos = tail.wrapping_sub(queued).wrapping_add(i) & mask;
-            let idx = slots[pos as usize] as u32;
+            let idx = r.index_at(tail.wrapping_sub(queued).wrapping_add(i) & mask);
             if p.state(idx) == BufState::Ring {
                 p.set_state(idx, BufState::Lent);
                 p.release(idx);
             }
         }
+        r.descs.set(std::ptr::null_mut());
     }
 }
 
@@ -885,8 +887,6 @@ impl PoolInner {
             d.cast::<u64>().write(addr);
             d.add(8).cast::<u32>().write(r.buf_len.get());
             d.add(12).cast::<u16>().write(idx as u16);
-            // slot_index: single-threaded, no other reference into it is live.
-            (&mut *r.slot_index.get())[pos as usize] = idx as u16;
             let shared_tail = &*descs.add(14).cast::<AtomicU16>();
             shared_tail.store(tail.wrapping_add(1), Ordering::Release);
         }

@@ -103,6 +103,23 @@ impl RxQueue {
         Some(RxBuf::from_parts(inner, idx, m.off, m.len))
     }
 
+    /// Takes the one buffer of a queue that holds exactly one (the caller checked
+    /// [`len`](Self::len)), leaving it empty: [`pop`](Self::pop) without the looks
+    /// at the link. `pool` must be the pool the buffer belongs to.
+    #[inline]
+    pub fn pop_only(&mut self, pool: &BufPool) -> RxBuf {
+        assert_eq!(self.len, 1, "pop_only on a queue of another length");
+        let idx = self.head;
+        let inner = pool.inner_ptr();
+        // SAFETY: an owner handle keeps the state alive.
+        let m = unsafe { inner.as_ref() }.meta[idx as usize].get();
+        self.head = NO_INDEX;
+        self.tail = NO_INDEX;
+        self.len = 0;
+        self.bytes = 0;
+        RxBuf::from_parts(inner, idx, m.off, m.len)
+    }
+
     /// Puts a buffer back at the front (the application took it and used part).
     pub fn push_front(&mut self, buf: RxBuf) {
         let pool = buf.pool_ptr();
@@ -170,6 +187,24 @@ mod tests {
     use crate::PoolConfig;
     use proptest::prelude::*;
     use std::collections::VecDeque;
+
+    #[test]
+    fn the_only_buffer_of_a_queue_of_one_comes_out_whole_and_leaves_it_empty() {
+        let pool = BufPool::new(&PoolConfig { count: 4, buf_size: 128, ..PoolConfig::default() }, 0).unwrap();
+        let mut q = RxQueue::new();
+        let i = pool.alloc().unwrap();
+        // SAFETY: i was just allocated and is handed over once.
+        let mut b = unsafe { pool.lend_rx(i, 0, 100) };
+        b.advance(7);
+        q.push(b);
+        let b = q.pop_only(&pool);
+        assert_eq!((b.index(), b.offset(), b.len()), (i, 7, 93));
+        assert!(q.is_empty() && q.bytes() == 0 && q.pop(&pool).is_none());
+        // The emptied queue links again from scratch.
+        q.push(b);
+        assert_eq!(q.pop(&pool).map(|b| b.len()), Some(93));
+        assert_eq!(pool.in_use(), 0);
+    }
 
     proptest! {
         /// The intrusive queue behaves like a VecDeque model and loses no buffer.

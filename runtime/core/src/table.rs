@@ -1147,7 +1147,7 @@ impl IoTable {
             return None;
         }
         r.flags &= !flag::IN_READY;
-        r.rx.pop(&self.pool)
+        Some(r.rx.pop_only(&self.pool))
     }
 
     /// Marks `token`'s end as reported (the handler closes it). Returns `false` if it

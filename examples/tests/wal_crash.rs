@@ -85,10 +85,12 @@ fn crash_and_recover(backend: &str, copy: bool) {
     let count = Arc::new(AtomicUsize::new(0));
     let clients: Vec<_> = (0..4)
         .map(|c| {
-            let (acked, sent, count, port) = (acked.clone(), sent.clone(), count.clone(), server.port);
+            let (acked, sent, count) = (acked.clone(), sent.clone(), count.clone());
+            // Connected here, before any client sends: a thread that starts late on
+            // a loaded machine must not find the server already killed.
+            let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
             std::thread::spawn(move || {
-                let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
                 for n in 0.. {
                     let body = body_for(c, n);
                     sent.lock().unwrap().push(body.clone());

@@ -183,7 +183,14 @@ impl BufRing {
         if first_bid as usize >= self.bid_slot.len() || self.queued == 0 {
             return 0;
         }
-        let count = bytes.div_ceil(self.buf_len).max(1).min(self.queued);
+        if bytes <= self.buf_len {
+            // One buffer (no bundle, or a bundle that filled only its first): no
+            // division, no walk over the ring positions.
+            self.queued -= 1;
+            f(first_bid, bytes);
+            return 1;
+        }
+        let count = bytes.div_ceil(self.buf_len).min(self.queued);
         let start = self.bid_slot[first_bid as usize];
         let mut left = bytes;
         for i in 0..count {
@@ -358,6 +365,27 @@ mod tests {
         // The lent RxBufs were dropped by the closure: back on the free list.
         assert_eq!(pool.in_use(), 3);
         assert_eq!(ring.refill().added, 3);
+        ring.unregister(&uring.submitter()).unwrap();
+        assert_eq!(pool.in_use(), 0);
+    }
+
+    #[test]
+    fn a_completion_within_one_buffer_takes_that_buffer_only() {
+        let uring = IoUring::new(8).unwrap();
+        let pool = BufPool::new(&PoolConfig { buf_size: 64, count: 16, ..PoolConfig::default() }, 0).unwrap();
+        let mut ring = PoolBufRing::new(&uring.submitter(), &pool, 3, 4, 0).unwrap();
+        assert_eq!(ring.refill().added, 4);
+        let mut got = vec![];
+        // Exactly one buffer's worth, then less than one: one buffer each, in order.
+        assert_eq!(ring.take(0, 64, |b| got.push((b.index(), b.len()))), 1);
+        assert_eq!(ring.take(1, 5, |b| got.push((b.index(), b.len()))), 1);
+        assert_eq!(got, vec![(0, 64), (1, 5)]);
+        assert_eq!(ring.ring().len(), 2);
+        // A bundle after them still maps to the buffers pushed next.
+        got.clear();
+        assert_eq!(ring.take(2, 70, |b| got.push((b.index(), b.len()))), 2);
+        assert_eq!(got, vec![(2, 64), (3, 6)]);
+        assert!(ring.ring().is_empty());
         ring.unregister(&uring.submitter()).unwrap();
         assert_eq!(pool.in_use(), 0);
     }

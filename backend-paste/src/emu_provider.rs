@@ -492,7 +492,9 @@ impl EmuProvider {
         }
 
         // 2. Closes that nothing holds back any more; rxsync (backlogs first).
-        self.finish_closes(driver.rx_ready(), events);
+        if !self.closing.is_empty() {
+            self.finish_closes(driver.rx_ready(), events);
+        }
         self.kernel.rxsync();
         self.check_watch(events);
 
@@ -553,12 +555,16 @@ impl EmuProvider {
     /// Whether a socket the ring driver waits for send space on has some now (it can
     /// send: the sync must not wait).
     fn writable_waiter(&self, driver: &RingDriver) -> bool {
-        driver.tx_space_waiters().any(|fd| self.kernel.send_space(fd).is_some_and(|f| f > 0))
+        driver.tx_any_space_waiter()
+            && driver.tx_space_waiters().any(|fd| self.kernel.send_space(fd).is_some_and(|f| f > 0))
     }
 
     /// `POLLOUT` of the emulation, exact: the sockets the ring driver waits for send
     /// space on, and those running low on credit, get their free space reported.
     fn report_writable(&self, driver: &RingDriver, events: &mut Vec<Event>) {
+        if !driver.tx_any_space_waiter() && !driver.tx_any_low_credit() {
+            return;
+        }
         for fd in driver.tx_space_waiters().chain(driver.tx_low_credit()) {
             if let Some(free) = self.kernel.send_space(fd).filter(|&f| f > 0) {
                 events.push(Event::Writable { fd, free: Some(free) });

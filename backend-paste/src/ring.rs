@@ -742,6 +742,20 @@ impl RingDriver {
         self.low_credit.iter().copied().filter(|&fd| self.fd(fd).is_some_and(|f| f.low))
     }
 
+    /// Whether [`tx_low_credit`](Self::tx_low_credit) may name an fd (a cheap check
+    /// before walking it).
+    #[inline]
+    pub fn tx_any_low_credit(&self) -> bool {
+        !self.low_credit.is_empty()
+    }
+
+    /// Whether [`tx_space_waiters`](Self::tx_space_waiters) may name an fd (a cheap
+    /// check before walking it).
+    #[inline]
+    pub fn tx_any_space_waiter(&self) -> bool {
+        !self.space_waiters.is_empty() || !self.stuck.is_empty()
+    }
+
     /// Whether the provider should watch `fd`'s socket for writability (`POLLOUT`) at
     /// the next sync: it is out of send credit with data queued, or the kernel left
     /// some of its slots in the ring at the last sync.
@@ -846,20 +860,25 @@ impl RingDriver {
     /// [`tx_fill`](Self::tx_fill): what does not fit stays queued for the next fill.
     /// Returns the slots filled.
     pub fn tx_send(&mut self, fd: i32, data: SendData) -> Result<u32, RingError> {
-        // The common case: one pool buffer, one slot, nothing queued anywhere.
-        let data = match data {
-            SendData::Pool(b) if self.active.is_empty() => match self.place_direct(fd, b) {
+        // The common case: nothing queued anywhere, and the fd's ring has a free slot
+        // it may use now.
+        let at = if self.active.is_empty() { self.direct_slot(fd) } else { None };
+        let data = match (data, at) {
+            // One pool buffer, one slot: swapped in.
+            (SendData::Pool(b), Some(at)) => match self.place_direct(fd, at, b) {
                 Ok(()) => return Ok(1),
                 Err(b) => SendData::Pool(b),
             },
             // Bytes that fit one slot (a static response): copied straight into it,
             // never through the fd's queue, so an fd that only ever sends such replies
             // keeps no queue allocation (idle connections cost no heap here).
-            d if self.active.is_empty() => match self.place_copy_direct(fd, d) {
-                Ok(()) => return Ok(1),
-                Err(d) => d,
-            },
-            d => d,
+            (d, Some(at)) => {
+                if self.place_copy_direct(fd, at, &d) {
+                    return Ok(1);
+                }
+                d
+            }
+            (d, None) => d,
         };
         let mut out = TxFill::default();
         let ntx = self.tx.len();
@@ -920,7 +939,7 @@ impl RingDriver {
     /// Publishes slot `s`, carrying `len` payload bytes of `fd`, at `head` of ring `r`
     /// (found by [`direct_slot`](Self::direct_slot)), charges `fd`'s send credit for it
     /// and advances the ring's head.
-    #[inline]
+    #[inline(always)]
     fn commit_direct(&mut self, fd: i32, (r, head, n): (usize, u32, u32), mut s: NetmapSlot, len: u32) {
         let ring = self.tx[r].ring;
         s.len = (self.cfg.tx_doff as u32 + len) as u16;
@@ -941,12 +960,11 @@ impl RingDriver {
         ring.set_head_cur(slot::ring_next(head, n));
     }
 
-    /// Swaps pool buffer `b` into `fd`'s ring's next free slot (zero copy) when
-    /// [`direct_slot`](Self::direct_slot) finds one and `b` fits it as
+    /// Swaps pool buffer `b` into `fd`'s ring's next free slot `at` (found by
+    /// [`direct_slot`](Self::direct_slot)) (zero copy) when `b` fits it as
     /// [`tx_fill`](Self::tx_fill) would swap it; hands `b` back otherwise.
     #[inline]
-    fn place_direct(&mut self, fd: i32, b: TxBuf) -> Result<(), TxBuf> {
-        let Some(at) = self.direct_slot(fd) else { return Err(b) };
+    fn place_direct(&mut self, fd: i32, at: (usize, u32, u32), b: TxBuf) -> Result<(), TxBuf> {
         let (r, head, _) = at;
         let ring = self.tx[r].ring;
         let mut s = ring.slot(head);
@@ -979,28 +997,30 @@ impl RingDriver {
         Ok(())
     }
 
-    /// Copies `data` into `fd`'s ring's next free slot when it is not a pool buffer, is
-    /// not empty and fits one slot, and [`direct_slot`](Self::direct_slot) finds one —
-    /// what [`tx_fill`](Self::tx_fill) would do with it, without queueing it first;
-    /// hands `data` back otherwise.
+    /// Copies `data` into `fd`'s ring's next free slot `at` (found by
+    /// [`direct_slot`](Self::direct_slot)) when it is not a pool buffer, is not empty
+    /// and fits one slot — what [`tx_fill`](Self::tx_fill) would do with it, without
+    /// queueing it first. Returns whether it did (the caller then drops `data`).
     #[inline]
-    fn place_copy_direct(&mut self, fd: i32, data: SendData) -> Result<(), SendData> {
-        if matches!(data, SendData::Pool(_)) || data.is_empty() {
-            return Err(data);
+    fn place_copy_direct(&mut self, fd: i32, at: (usize, u32, u32), data: &SendData) -> bool {
+        let bytes = match data {
+            SendData::Pool(_) => return false,
+            d => d.as_slice(),
+        };
+        if bytes.is_empty() {
+            return false;
         }
-        let Some(at) = self.direct_slot(fd) else { return Err(data) };
         let (r, head, _) = at;
         let ring = self.tx[r].ring;
         let s = ring.slot(head);
         let doff = self.cfg.tx_doff as u32;
         let g = slot::generic_offset(s.ptr, ring.offset_mask()) as u32;
         if !(FIRST_DATA_BUF..self.index_limit).contains(&s.buf_idx) || g + doff >= self.buf_size {
-            return Err(data);
+            return false;
         }
         let room = self.cfg.mss.min(self.buf_size - g - doff).min(u16::MAX as u32 - doff) as usize;
-        let bytes = data.as_slice();
         if bytes.len() > room {
-            return Err(data);
+            return false;
         }
         // SAFETY: the slot's buffer index is in range (checked above), so the buffer
         // lies in the region; we write [g + doff, g + doff + len) with that end at most
@@ -1012,7 +1032,7 @@ impl RingDriver {
         SendData::count_copy(bytes.len());
         let len = bytes.len() as u32;
         self.commit_direct(fd, at, s, len);
-        Ok(())
+        true
     }
 
     /// Fills `fd`'s queued data into ring `r`'s free slots from `head` (up to `tail`),

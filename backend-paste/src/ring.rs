@@ -919,8 +919,7 @@ impl RingDriver {
         let ntx = self.tx.len();
         let r = if ntx == 1 { 0 } else { fd as usize % ntx };
         let t = self.tx.get(r)?;
-        let ring = t.ring;
-        let (n, head, tail) = (ring.num_slots(), ring.head(), ring.tail());
+        let (n, head, tail) = (t.ring.num_slots(), t.ring.head(), t.ring.tail());
         if head == tail || head >= n || tail >= n {
             return None;
         }
@@ -941,12 +940,12 @@ impl RingDriver {
     /// and advances the ring's head.
     #[inline(always)]
     fn commit_direct(&mut self, fd: i32, (r, head, n): (usize, u32, u32), mut s: NetmapSlot, len: u32) {
-        let ring = self.tx[r].ring;
+        let t = &mut self.tx[r];
         s.len = (self.cfg.tx_doff as u32 + len) as u16;
         s.ptr = slot::set_fd(slot::set_doff(s.ptr, self.cfg.tx_doff), fd);
-        ring.set_slot(head, s);
+        t.ring.set_slot(head, s);
         let f = &mut self.fds[fd as usize];
-        self.tx[r].shadow[head as usize] = TxShadow { fd, gen: f.gen, bytes: len };
+        t.shadow[head as usize] = TxShadow { fd, gen: f.gen, bytes: len };
         f.inflight += 1;
         let charge = len + self.cfg.tx_slot_overhead;
         f.untaken_charge += charge;
@@ -957,7 +956,7 @@ impl RingDriver {
                 self.low_credit.push(fd);
             }
         }
-        ring.set_head_cur(slot::ring_next(head, n));
+        t.ring.set_head_cur(slot::ring_next(head, n));
     }
 
     /// Swaps pool buffer `b` into `fd`'s ring's next free slot `at` (found by
@@ -966,7 +965,7 @@ impl RingDriver {
     #[inline]
     fn place_direct(&mut self, fd: i32, at: (usize, u32, u32), b: TxBuf) -> Result<(), TxBuf> {
         let (r, head, _) = at;
-        let ring = self.tx[r].ring;
+        let ring = &self.tx[r].ring;
         let mut s = ring.slot(head);
         let old = s.buf_idx;
         let pool = &self.pool;
@@ -1011,7 +1010,7 @@ impl RingDriver {
             return false;
         }
         let (r, head, _) = at;
-        let ring = self.tx[r].ring;
+        let ring = &self.tx[r].ring;
         let s = ring.slot(head);
         let doff = self.cfg.tx_doff as u32;
         let g = slot::generic_offset(s.ptr, ring.offset_mask()) as u32;

@@ -464,8 +464,12 @@ impl PasteBackend {
         let mut took = false;
         while let Some((data, sent)) = io.take_send(t) {
             took = true;
-            let data = if sent > 0 { unsent_rest(&data, sent) } else { data };
-            match self.driver.tx_send(fd, data) {
+            let placed = if sent > 0 {
+                self.driver.tx_send(fd, unsent_rest(&data, sent))
+            } else {
+                self.driver.tx_send(fd, data)
+            };
+            match placed {
                 Ok(placed) => Stats::add(&self.stats.submissions, u64::from(placed)),
                 Err(e) => {
                     // Only an fd PASTE cannot carry (> 65534) gets here.

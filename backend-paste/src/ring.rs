@@ -859,27 +859,35 @@ impl RingDriver {
     /// once (`head = cur` advanced), under the same bounds as
     /// [`tx_fill`](Self::tx_fill): what does not fit stays queued for the next fill.
     /// Returns the slots filled.
+    #[inline]
     pub fn tx_send(&mut self, fd: i32, data: SendData) -> Result<u32, RingError> {
-        // The common case: nothing queued anywhere, and the fd's ring has a free slot
-        // it may use now.
-        let at = if self.active.is_empty() { self.direct_slot(fd) } else { None };
-        let data = match (data, at) {
+        // The common case (inlined into the caller): nothing queued anywhere, and the
+        // fd's ring has a free slot it may use now.
+        let Some(at) = (if self.active.is_empty() { self.direct_slot(fd) } else { None }) else {
+            return self.tx_send_queued(fd, data);
+        };
+        match data {
             // One pool buffer, one slot: swapped in.
-            (SendData::Pool(b), Some(at)) => match self.place_direct(fd, at, b) {
-                Ok(()) => return Ok(1),
-                Err(b) => SendData::Pool(b),
+            SendData::Pool(b) => match self.place_direct(fd, at, b) {
+                Ok(()) => Ok(1),
+                Err(b) => self.tx_send_queued(fd, SendData::Pool(b)),
             },
             // Bytes that fit one slot (a static response): copied straight into it,
             // never through the fd's queue, so an fd that only ever sends such replies
             // keeps no queue allocation (idle connections cost no heap here).
-            (d, Some(at)) => {
+            d => {
                 if self.place_copy_direct(fd, at, &d) {
                     return Ok(1);
                 }
-                d
+                self.tx_send_queued(fd, d)
             }
-            (d, None) => d,
-        };
+        }
+    }
+
+    /// [`tx_send`](Self::tx_send) for data that did not go into a slot directly: it
+    /// joins the fd's queue, and fills what it can when nothing waits before it.
+    #[inline(never)]
+    fn tx_send_queued(&mut self, fd: i32, data: SendData) -> Result<u32, RingError> {
         let mut out = TxFill::default();
         let ntx = self.tx.len();
         let f = self.fd_entry(fd)?;

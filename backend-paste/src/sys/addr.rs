@@ -164,11 +164,13 @@ impl RingPtr {
     }
 
     /// `num_slots`.
+    #[inline]
     pub fn num_slots(&self) -> u32 {
         self.num_slots
     }
 
     /// `nr_buf_size`.
+    #[inline]
     pub fn buf_size(&self) -> u32 {
         self.buf_size
     }
@@ -179,6 +181,7 @@ impl RingPtr {
     }
 
     /// `offset_mask`.
+    #[inline]
     pub fn offset_mask(&self) -> u64 {
         self.offset_mask
     }
@@ -189,10 +192,12 @@ impl RingPtr {
     }
 
     /// `NETMAP_BUF(ring, idx)`.
+    #[inline]
     pub fn buf(&self, idx: u32) -> *mut u8 {
         netmap_buf(self.ring, self.buf_ofs, self.buf_size, idx)
     }
 
+    #[inline]
     fn field_u32(&self, off: usize) -> *mut u32 {
         // SAFETY: `off` is a field offset inside the header, which lies in the region
         // (checked in `new`).
@@ -200,24 +205,28 @@ impl RingPtr {
     }
 
     /// `head`.
+    #[inline]
     pub fn head(&self) -> u32 {
         // SAFETY: field inside the checked header.
         unsafe { ptr::read_volatile(self.field_u32(offset_of!(NetmapRing, head))) }
     }
 
     /// `cur`.
+    #[inline]
     pub fn cur(&self) -> u32 {
         // SAFETY: field inside the checked header.
         unsafe { ptr::read_volatile(self.field_u32(offset_of!(NetmapRing, cur))) }
     }
 
     /// `tail`.
+    #[inline]
     pub fn tail(&self) -> u32 {
         // SAFETY: field inside the checked header.
         unsafe { ptr::read_volatile(self.field_u32(offset_of!(NetmapRing, tail))) }
     }
 
     /// Sets `head` and `cur` together (application side).
+    #[inline]
     pub fn set_head_cur(&self, v: u32) {
         // SAFETY: fields inside the checked header.
         unsafe {
@@ -227,11 +236,13 @@ impl RingPtr {
     }
 
     /// Sets `tail` (kernel side only: the emulated kernel).
+    #[inline]
     pub fn set_tail(&self, v: u32) {
         // SAFETY: field inside the checked header.
         unsafe { ptr::write_volatile(self.field_u32(offset_of!(NetmapRing, tail)), v) }
     }
 
+    #[inline]
     fn slot_ptr(&self, i: u32) -> *mut NetmapSlot {
         assert!(i < self.num_slots, "slot {i} out of a {}-slot ring", self.num_slots);
         // SAFETY: i < num_slots and the slot array lies in the region (checked in `new`).
@@ -239,18 +250,21 @@ impl RingPtr {
     }
 
     /// Reads slot `i` (`i < num_slots`; callers reduce indices modulo `num_slots`).
+    #[inline]
     pub fn slot(&self, i: u32) -> NetmapSlot {
         // SAFETY: slot_ptr checks the index; the slot is plain old data.
         unsafe { ptr::read_volatile(self.slot_ptr(i)) }
     }
 
     /// Writes slot `i`.
+    #[inline]
     pub fn set_slot(&self, i: u32, s: NetmapSlot) {
         // SAFETY: slot_ptr checks the index; the region is writable (`new`'s contract).
         unsafe { ptr::write_volatile(self.slot_ptr(i), s) }
     }
 
     /// Clears the `mask` bits of slot `i`'s flags, leaving the rest of the slot alone.
+    #[inline]
     pub fn clear_flags(&self, i: u32, mask: u16) {
         // SAFETY: slot_ptr checks the index; `flags` is a field of the slot, which lies
         // in the writable region (`new`'s contract).

@@ -570,6 +570,20 @@ impl PasteBackend {
         }
     }
 
+    /// End of stream the provider saw outside the ring (see [`PasteBackend::tick`]).
+    fn apply_fins(&mut self, io: &mut IoTable) {
+        for fd in self.fins.drain(..) {
+            let Some(&t) = usize::try_from(fd).ok().and_then(|i| self.fds.get(i)) else { continue };
+            let Some(m) = self.tokens.get_mut(t as usize).and_then(Option::as_mut) else { continue };
+            if m.closing() {
+                provider!(&mut self.provider, p => p.peer_closed(fd));
+            } else if !m.rx_done() && !m.listener() {
+                m.set_rx_done(true);
+                io.eof(Token(t));
+            }
+        }
+    }
+
     /// One tick's I/O, top to bottom (see the module docs).
     fn tick(&mut self, io: &mut IoTable, timeout: Option<Duration>) -> io::Result<()> {
         // 1. What the runtime asked: registrations, closes; queued sends into the
@@ -660,25 +674,22 @@ impl PasteBackend {
             }
         });
         Stats::add(&self.stats.completions, walk.data as u64);
-        for fd in self.scratch.peer_closed.drain(..) {
-            provider!(&mut self.provider, p => p.peer_closed(fd));
+        if !self.scratch.peer_closed.is_empty() {
+            for fd in self.scratch.peer_closed.drain(..) {
+                provider!(&mut self.provider, p => p.peer_closed(fd));
+            }
         }
-        for fd in self.scratch.pause.drain(..) {
-            provider!(&mut self.provider, p => p.pause(fd));
+        if !self.scratch.pause.is_empty() {
+            for fd in self.scratch.pause.drain(..) {
+                provider!(&mut self.provider, p => p.pause(fd));
+            }
         }
 
         // 6. End of stream the provider saw on a socket rather than in the ring (a FIN
         //    riding on data gets no EOF slot on kernel PASTE), after the walk.
         provider!(&mut self.provider, p => p.peer_fins(&self.driver, &mut self.fins));
-        for fd in self.fins.drain(..) {
-            let Some(&t) = usize::try_from(fd).ok().and_then(|i| self.fds.get(i)) else { continue };
-            let Some(m) = self.tokens.get_mut(t as usize).and_then(Option::as_mut) else { continue };
-            if m.closing() {
-                provider!(&mut self.provider, p => p.peer_closed(fd));
-            } else if !m.rx_done() && !m.listener() {
-                m.set_rx_done(true);
-                io.eof(Token(t));
-            }
+        if !self.fins.is_empty() {
+            self.apply_fins(io);
         }
         if walk.data > 0 {
             Stats::add(&self.stats.rx_buffers, walk.data as u64);

@@ -1117,11 +1117,13 @@ impl RingDriver {
     /// taken back.
     pub fn tx_reclaim(&mut self, mut on_sent: impl FnMut(i32, u64)) -> u32 {
         let n = self.collect_completions();
-        for (fd, bytes) in self.sent_fds.drain(..) {
-            if let Some(f) = self.fds.get_mut(fd as usize) {
-                f.sent_at = 0;
-                if bytes > 0 {
-                    on_sent(fd, bytes);
+        if !self.sent_fds.is_empty() {
+            for (fd, bytes) in self.sent_fds.drain(..) {
+                if let Some(f) = self.fds.get_mut(fd as usize) {
+                    f.sent_at = 0;
+                    if bytes > 0 {
+                        on_sent(fd, bytes);
+                    }
                 }
             }
         }
@@ -1133,9 +1135,11 @@ impl RingDriver {
     /// kernel stopped there: its socket refused the slot, and every later slot waits
     /// behind it) is listed in `stuck`, every other fd unlisted.
     fn note_stuck(&mut self) {
-        for fd in self.stuck.drain(..) {
-            if let Some(f) = self.fds.get_mut(fd as usize) {
-                f.stuck = false;
+        if !self.stuck.is_empty() {
+            for fd in self.stuck.drain(..) {
+                if let Some(f) = self.fds.get_mut(fd as usize) {
+                    f.stuck = false;
+                }
             }
         }
         for t in &self.tx {

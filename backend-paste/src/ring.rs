@@ -1164,7 +1164,10 @@ impl RingDriver {
         for t in &mut self.tx {
             let n = t.ring.num_slots();
             let (head, tail) = (t.ring.head(), t.ring.tail());
-            if head >= n || tail >= n {
+            // Nothing taken since the last look (the kernel's tail did not move: between
+            // two looks it takes fewer slots than the ring holds, so a moved tail never
+            // comes back to the same value): nothing to collect.
+            if head >= n || tail >= n || tail == t.seen_tail {
                 continue;
             }
             t.seen_tail = tail;

@@ -579,11 +579,13 @@ impl RingDriver {
                 let len = s.len as u32;
                 let valid =
                     doff <= len && g + len <= self.buf_size && (FIRST_DATA_BUF..self.index_limit).contains(&s.buf_idx);
-                if !valid {
+                // (One call of `on_event` below, so the caller's handler is inlined.)
+                let ev = if !valid {
                     w.bad_slots += 1;
+                    None
                 } else if len == doff {
                     w.eofs += 1;
-                    on_event(RxEvent::Eof { fd });
+                    Some(RxEvent::Eof { fd })
                 } else {
                     let Some(fresh) = self.pool.alloc() else {
                         w.pool_exhausted = true;
@@ -606,13 +608,14 @@ impl RingDriver {
                         w.data += 1;
                         w.copied += 1;
                         w.bytes += (len - doff) as u64;
-                        on_event(RxEvent::Data { fd, buf });
+                        Some(RxEvent::Data { fd, buf })
                     } else if !self.pool.adopt_lent(old) {
                         // The ring holds a buffer the pool already owns: not a kernel
                         // buffer. Leave it there and skip the slot.
                         // SAFETY: `fresh` was allocated just above and is unused.
                         unsafe { self.pool.release(fresh) };
                         w.bad_slots += 1;
+                        None
                     } else {
                         // SAFETY: `fresh` is lent to us (alloc above) and goes into the ring.
                         unsafe { self.pool.disown(fresh) };
@@ -624,8 +627,11 @@ impl RingDriver {
                         // SAFETY: `old` was just swapped out of the ring and adopted as
                         // lent; g + len <= buf_size (checked above).
                         let buf = unsafe { self.pool.lend_rx(old, g + doff, len - doff) };
-                        on_event(RxEvent::Data { fd, buf });
+                        Some(RxEvent::Data { fd, buf })
                     }
+                };
+                if let Some(ev) = ev {
+                    on_event(ev);
                 }
                 w.slots += 1;
                 i = slot::ring_next(i, n);

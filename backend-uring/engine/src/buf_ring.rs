@@ -203,6 +203,20 @@ impl BufRing {
         count
     }
 
+    /// Reports that one completion consumed exactly buffer `bid` (its bytes fit one
+    /// buffer: `bytes <= buf_len`, so no bundle went past it), as
+    /// [`consume`](Self::consume) would with its callback called once for `bid`.
+    /// Returns `false`, doing nothing, when `bid` is out of range or the ring holds
+    /// no buffer.
+    #[inline]
+    pub fn consume_one(&mut self, bid: u16) -> bool {
+        if bid as usize >= self.bid_slot.len() || self.queued == 0 {
+            return false;
+        }
+        self.queued -= 1;
+        true
+    }
+
     /// Unregisters the group: the kernel takes no more buffers from it. Returns the
     /// error of the unregistration, if any (the ring is then treated as unregistered
     /// only when the ring fd itself goes away).
@@ -388,6 +402,28 @@ mod tests {
         assert!(ring.ring().is_empty());
         ring.unregister(&uring.submitter()).unwrap();
         assert_eq!(pool.in_use(), 0);
+    }
+
+    #[test]
+    fn consume_one_takes_a_single_buffer_as_consume_would() {
+        let uring = IoUring::new(8).unwrap();
+        let mut mem = vec![0u8; 4 * 64];
+        let mut ring = BufRing::new(&uring.submitter(), 5, 4, 64, 0, 4).unwrap();
+        for bid in 0..3u16 {
+            // SAFETY: each 64-byte chunk of `mem` is used by this ring only, and `mem`
+            // outlives it (declared first, dropped last; the ring is unregistered).
+            assert!(unsafe { ring.push(bid, mem.as_mut_ptr().add(bid as usize * 64)) });
+        }
+        ring.publish();
+        assert!(ring.consume_one(0));
+        assert_eq!(ring.len(), 2);
+        assert!(!ring.consume_one(9), "a buffer id out of range is refused");
+        // The buffers after it are still found by a bundle.
+        let mut got = vec![];
+        assert_eq!(ring.consume(1, 100, |b, n| got.push((b, n))), 2);
+        assert_eq!(got, vec![(1, 64), (2, 36)]);
+        assert!(!ring.consume_one(0), "an empty ring has nothing to consume");
+        ring.unregister(&uring.submitter()).unwrap();
     }
 
     #[test]

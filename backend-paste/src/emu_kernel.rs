@@ -623,7 +623,7 @@ impl EmuKernel {
     /// got fewer than [`RX_BATCH_PER_FD`] slots in this batch, the ring has room, and
     /// its slots of this batch (if any) are the last ones written — so each fd's slots
     /// of a batch stay together; otherwise filed in its backlog (see [`Arrival`]).
-    #[inline]
+    #[inline(always)]
     pub fn rx_arrived(&mut self, fd: i32, idx: u32, n: usize) -> Result<Arrival, HoldError> {
         self.check_received(idx, n)?;
         let Some(e) = self.fds.get_mut(fd as usize) else {

@@ -687,6 +687,25 @@ impl EmuSink<'_> {
     }
 }
 
+/// One received buffer `b` (`len` bytes) of `fd`, whose provider state is `s`, to
+/// the emulated kernel: straight into the RX ring or the backlog (`backlog` becomes
+/// its length then), held while the application paused receiving, or back to the
+/// spares when there is nothing in it or the fd is closing.
+#[inline(always)]
+fn hand_over(kernel: &mut EmuKernel, s: &mut SockState, fd: RawFd, b: u16, len: u32, backlog: &mut usize) {
+    let b = u32::from(b);
+    if len == 0 || s.closing() {
+        let _ = kernel.rx_abandon(b);
+    } else if s.app_paused() {
+        s.held.push_back(Some((b, len)));
+    } else {
+        // Err cannot happen for a buffer taken from our ring.
+        if let Ok(Arrival::Backlogged { backlog: n }) = kernel.rx_arrived(fd, b, len as usize) {
+            *backlog = n;
+        }
+    }
+}
+
 impl Sink for EmuSink<'_> {
     fn accepted(&mut self, listener: u32, fd: RawFd) -> Option<u32> {
         let s = sock_mut(self.socks, fd);
@@ -710,19 +729,13 @@ impl Sink for EmuSink<'_> {
         let kernel = &mut *self.kernel;
         let s = sock_mut(self.socks, fd);
         let mut backlog = 0;
-        self.bufs.consume(bid, bytes, |b, len| {
-            let b = u32::from(b);
-            if len == 0 || s.closing() {
-                let _ = kernel.rx_abandon(b);
-            } else if s.app_paused() {
-                s.held.push_back(Some((b, len)));
-            } else {
-                // Err cannot happen for a buffer taken from our ring.
-                if let Ok(Arrival::Backlogged { backlog: n }) = kernel.rx_arrived(fd, b, len as usize) {
-                    backlog = n;
-                }
-            }
-        });
+        // The common completion fills one buffer: handled here, without a call per
+        // buffer (a bundle goes through `consume`).
+        if bytes <= self.bufs.buf_len() && self.bufs.consume_one(bid) {
+            hand_over(kernel, s, fd, bid, bytes, &mut backlog);
+        } else {
+            self.bufs.consume(bid, bytes, |b, len| hand_over(kernel, s, fd, b, len, &mut backlog));
+        }
         if backlog >= SOCKET_BACKLOG_CAP && !s.backlog_paused() {
             s.set_backlog_paused(true);
             self.watch(fd);

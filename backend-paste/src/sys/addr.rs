@@ -120,6 +120,13 @@ pub struct RingPtr {
     offset_mask: u64,
 }
 
+/// The panic of a slot index past the ring (a bug of the caller), out of line.
+#[cold]
+#[inline(never)]
+fn slot_out_of_range(i: u32, num_slots: u32) -> ! {
+    panic!("slot {i} out of a {num_slots}-slot ring")
+}
+
 impl RingPtr {
     /// Builds a view of the ring at `ring`, checking that the ring header and its slot
     /// array lie inside `region`.
@@ -242,22 +249,24 @@ impl RingPtr {
         unsafe { ptr::write_volatile(self.field_u32(offset_of!(NetmapRing, tail)), v) }
     }
 
-    #[inline]
+    #[inline(always)]
     fn slot_ptr(&self, i: u32) -> *mut NetmapSlot {
-        assert!(i < self.num_slots, "slot {i} out of a {}-slot ring", self.num_slots);
+        if i >= self.num_slots {
+            slot_out_of_range(i, self.num_slots);
+        }
         // SAFETY: i < num_slots and the slot array lies in the region (checked in `new`).
         unsafe { self.ring.cast::<u8>().add(size_of::<NetmapRing>() + i as usize * size_of::<NetmapSlot>()).cast() }
     }
 
     /// Reads slot `i` (`i < num_slots`; callers reduce indices modulo `num_slots`).
-    #[inline]
+    #[inline(always)]
     pub fn slot(&self, i: u32) -> NetmapSlot {
         // SAFETY: slot_ptr checks the index; the slot is plain old data.
         unsafe { ptr::read_volatile(self.slot_ptr(i)) }
     }
 
     /// Writes slot `i`.
-    #[inline]
+    #[inline(always)]
     pub fn set_slot(&self, i: u32, s: NetmapSlot) {
         // SAFETY: slot_ptr checks the index; the region is writable (`new`'s contract).
         unsafe { ptr::write_volatile(self.slot_ptr(i), s) }

@@ -1123,16 +1123,17 @@ impl RingDriver {
     /// taken back.
     pub fn tx_reclaim(&mut self, mut on_sent: impl FnMut(i32, u64)) -> u32 {
         let n = self.collect_completions();
-        if !self.sent_fds.is_empty() {
-            for (fd, bytes) in self.sent_fds.drain(..) {
-                if let Some(f) = self.fds.get_mut(fd as usize) {
-                    f.sent_at = 0;
-                    if bytes > 0 {
-                        on_sent(fd, bytes);
-                    }
+        // (Indexed, then cleared: cheaper than a drain for the usual few entries.)
+        for k in 0..self.sent_fds.len() {
+            let (fd, bytes) = self.sent_fds[k];
+            if let Some(f) = self.fds.get_mut(fd as usize) {
+                f.sent_at = 0;
+                if bytes > 0 {
+                    on_sent(fd, bytes);
                 }
             }
         }
+        self.sent_fds.clear();
         self.note_stuck();
         n
     }

@@ -3,10 +3,13 @@
 //!
 //! Owns the translation from (region, offsets, indices) to pointers, with every
 //! offset checked against the region bounds when a view is built. The ring fields the
-//! other side writes (`head`/`cur`/`tail`, slots) are read and written through raw
-//! pointers with volatile accesses and never through Rust references, since the kernel
-//! (or the emulated kernel) changes them between calls. It must never keep a pointer
-//! into a *buffer* across a sync: buffer indices change under it.
+//! other side writes are read and written through raw pointers and never through Rust
+//! references, since the kernel (or the emulated kernel) changes them between calls:
+//! `head`/`cur`/`tail`, which hand slots over, with volatile accesses; a slot with
+//! plain ones — only the side that owns it (netmap's head/tail rule) touches it, and
+//! it changes hands only through those fields and a sync (a system call, or a call
+//! into the emulated kernel), which no access is moved across. It must never keep a
+//! pointer into a *buffer* across a sync: buffer indices change under it.
 
 use std::mem::offset_of;
 use std::ptr;
@@ -261,15 +264,18 @@ impl RingPtr {
     /// Reads slot `i` (`i < num_slots`; callers reduce indices modulo `num_slots`).
     #[inline(always)]
     pub fn slot(&self, i: u32) -> NetmapSlot {
-        // SAFETY: slot_ptr checks the index; the slot is plain old data.
-        unsafe { ptr::read_volatile(self.slot_ptr(i)) }
+        // SAFETY: slot_ptr checks the index; the slot is plain old data, and the caller
+        // owns it (head/tail), so the other side does not write it meanwhile.
+        unsafe { ptr::read(self.slot_ptr(i)) }
     }
 
     /// Writes slot `i`.
     #[inline(always)]
     pub fn set_slot(&self, i: u32, s: NetmapSlot) {
-        // SAFETY: slot_ptr checks the index; the region is writable (`new`'s contract).
-        unsafe { ptr::write_volatile(self.slot_ptr(i), s) }
+        // SAFETY: slot_ptr checks the index; the region is writable (`new`'s contract)
+        // and the caller owns the slot (head/tail), so the other side does not touch it
+        // until it is handed over.
+        unsafe { ptr::write(self.slot_ptr(i), s) }
     }
 
     /// Clears the `mask` bits of slot `i`'s flags, leaving the rest of the slot alone.

@@ -464,9 +464,12 @@ impl PasteBackend {
         let mut took = false;
         while let Some((data, sent)) = io.take_send(t) {
             took = true;
-            let data =
-                if sent > 0 { paste_rt_core::SendData::Owned(data.as_slice()[sent as usize..].to_vec()) } else { data };
-            match self.driver.tx_send(fd, data) {
+            let placed = if sent > 0 {
+                self.driver.tx_send(fd, unsent_rest(&data, sent))
+            } else {
+                self.driver.tx_send(fd, data)
+            };
+            match placed {
                 Ok(placed) => Stats::add(&self.stats.submissions, u64::from(placed)),
                 Err(e) => {
                     // Only an fd PASTE cannot carry (> 65534) gets here.
@@ -478,6 +481,10 @@ impl PasteBackend {
                     self.follow(io, t, step);
                     return;
                 }
+            }
+            // The common single reply: nothing behind it, so no second take to ask.
+            if io.get(t).send_queue().is_empty() {
+                break;
             }
         }
         // After a take the step is `Wait` (the taken bytes are not confirmed yet).
@@ -563,6 +570,20 @@ impl PasteBackend {
         }
     }
 
+    /// End of stream the provider saw outside the ring (see [`PasteBackend::tick`]).
+    fn apply_fins(&mut self, io: &mut IoTable) {
+        for fd in self.fins.drain(..) {
+            let Some(&t) = usize::try_from(fd).ok().and_then(|i| self.fds.get(i)) else { continue };
+            let Some(m) = self.tokens.get_mut(t as usize).and_then(Option::as_mut) else { continue };
+            if m.closing() {
+                provider!(&mut self.provider, p => p.peer_closed(fd));
+            } else if !m.rx_done() && !m.listener() {
+                m.set_rx_done(true);
+                io.eof(Token(t));
+            }
+        }
+    }
+
     /// One tick's I/O, top to bottom (see the module docs).
     fn tick(&mut self, io: &mut IoTable, timeout: Option<Duration>) -> io::Result<()> {
         // 1. What the runtime asked: registrations, closes; queued sends into the
@@ -589,19 +610,23 @@ impl PasteBackend {
         let busy = io.wakes() != wakes || (self.driver.rx_ready() > 0 && self.driver.pool().free_count() > 0);
         let timeout = if busy || !self.events.is_empty() { Some(Duration::ZERO) } else { timeout };
         let synced = provider!(&mut self.provider, p => p.sync(&self.driver, timeout, &self.stats, &mut self.events));
-        let mut events = std::mem::take(&mut self.events);
-        for ev in events.drain(..) {
-            self.handle_event(io, ev);
-        }
-        if self.events.is_empty() {
-            self.events = events;
+        // (Each scratch list below is taken out only when it holds something: most
+        // ticks have no event, follow-up step, pause or end of stream to apply.)
+        if !self.events.is_empty() {
+            let mut events = std::mem::take(&mut self.events);
+            for ev in events.drain(..) {
+                self.handle_event(io, ev);
+            }
+            if self.events.is_empty() {
+                self.events = events;
+            }
         }
         synced?;
 
         // 4. TX slots the kernel took: their bytes are sent, from the app's view.
         let stats = &self.stats;
         let fds = &self.fds;
-        let mut steps = std::mem::take(&mut self.scratch.steps);
+        let steps = &mut self.scratch.steps;
         self.driver.tx_reclaim(|fd, bytes| {
             Stats::add(&stats.tx_bytes, bytes);
             Stats::add(&stats.completions, 1);
@@ -614,10 +639,13 @@ impl PasteBackend {
                 }
             }
         });
-        for (t, step) in steps.drain(..) {
-            self.follow(io, t, step);
+        if !self.scratch.steps.is_empty() {
+            let mut steps = std::mem::take(&mut self.scratch.steps);
+            for (t, step) in steps.drain(..) {
+                self.follow(io, t, step);
+            }
+            self.scratch.steps = steps;
         }
-        self.scratch.steps = steps;
         if !self.shutdowns.is_empty() {
             self.run_shutdowns(io);
         }
@@ -625,8 +653,8 @@ impl PasteBackend {
         // 5. RX slots: payload lent zero copy into its record, EOF slots.
         let fds = &self.fds;
         let tokens = &mut self.tokens;
-        let mut peer_closed = std::mem::take(&mut self.scratch.peer_closed);
-        let mut pause = std::mem::take(&mut self.scratch.pause);
+        let peer_closed = &mut self.scratch.peer_closed;
+        let pause = &mut self.scratch.pause;
         let walk = self.driver.rx_walk(u32::MAX, |ev| match ev {
             RxEvent::Data { fd, buf } => {
                 let Some(&t) = usize::try_from(fd).ok().and_then(|i| fds.get(i)) else { return };
@@ -646,30 +674,23 @@ impl PasteBackend {
             }
         });
         Stats::add(&self.stats.completions, walk.data as u64);
-        for fd in peer_closed.drain(..) {
-            provider!(&mut self.provider, p => p.peer_closed(fd));
+        if !self.scratch.peer_closed.is_empty() {
+            for fd in self.scratch.peer_closed.drain(..) {
+                provider!(&mut self.provider, p => p.peer_closed(fd));
+            }
         }
-        for fd in pause.drain(..) {
-            provider!(&mut self.provider, p => p.pause(fd));
+        if !self.scratch.pause.is_empty() {
+            for fd in self.scratch.pause.drain(..) {
+                provider!(&mut self.provider, p => p.pause(fd));
+            }
         }
-        self.scratch.peer_closed = peer_closed;
-        self.scratch.pause = pause;
 
         // 6. End of stream the provider saw on a socket rather than in the ring (a FIN
         //    riding on data gets no EOF slot on kernel PASTE), after the walk.
-        let mut fins = std::mem::take(&mut self.fins);
-        provider!(&mut self.provider, p => p.peer_fins(&self.driver, &mut fins));
-        for fd in fins.drain(..) {
-            let Some(&t) = usize::try_from(fd).ok().and_then(|i| self.fds.get(i)) else { continue };
-            let Some(m) = self.tokens.get_mut(t as usize).and_then(Option::as_mut) else { continue };
-            if m.closing() {
-                provider!(&mut self.provider, p => p.peer_closed(fd));
-            } else if !m.rx_done() && !m.listener() {
-                m.set_rx_done(true);
-                io.eof(Token(t));
-            }
+        provider!(&mut self.provider, p => p.peer_fins(&self.driver, &mut self.fins));
+        if !self.fins.is_empty() {
+            self.apply_fins(io);
         }
-        self.fins = fins;
         if walk.data > 0 {
             Stats::add(&self.stats.rx_buffers, walk.data as u64);
             Stats::add(&self.stats.rx_bytes, walk.bytes);
@@ -680,6 +701,14 @@ impl PasteBackend {
         }
         Ok(())
     }
+}
+
+/// The bytes of `data` not sent yet (`sent` of them were, before a fault moved the
+/// rest here), copied: a partly sent item is rare, so it is off the per-request path.
+#[cold]
+#[inline(never)]
+fn unsent_rest(data: &paste_rt_core::SendData, sent: u32) -> paste_rt_core::SendData {
+    paste_rt_core::SendData::Owned(data.as_slice()[sent as usize..].to_vec())
 }
 
 /// Checks a kernel configuration before anything is opened. A missing control device

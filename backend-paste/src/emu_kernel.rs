@@ -368,6 +368,8 @@ pub struct EmuKernel {
     generic_offset: u32,
     doff: u32,
     buf_size: u32,
+    /// Bytes a receive buffer takes: `buf_size - G - doff` ([`EmuKernel::rx_capacity`]).
+    rx_cap: u32,
     hold: Vec<Hold>,
     free: Vec<u32>,
     /// Spares `rx_buffer` never lends, kept for TX swaps.
@@ -434,6 +436,7 @@ impl EmuKernel {
             generic_offset: cfg.generic_offset as u32,
             doff: pst::TX_DOFF as u32,
             buf_size: cfg.buf_size,
+            rx_cap: cfg.buf_size - cfg.generic_offset as u32 - pst::TX_DOFF as u32,
             hold,
             tx_reserve: free.len() / 2,
             free,
@@ -558,8 +561,9 @@ impl EmuKernel {
     }
 
     /// Bytes a receive buffer can take (payload starts at `G + 66`).
+    #[inline]
     pub fn rx_capacity(&self) -> usize {
-        (self.buf_size - self.generic_offset - self.doff) as usize
+        self.rx_cap as usize
     }
 
     /// Lends a spare buffer to the provider to receive into; `None` when the kernel has
@@ -619,7 +623,7 @@ impl EmuKernel {
     /// got fewer than [`RX_BATCH_PER_FD`] slots in this batch, the ring has room, and
     /// its slots of this batch (if any) are the last ones written — so each fd's slots
     /// of a batch stay together; otherwise filed in its backlog (see [`Arrival`]).
-    #[inline]
+    #[inline(always)]
     pub fn rx_arrived(&mut self, fd: i32, idx: u32, n: usize) -> Result<Arrival, HoldError> {
         self.check_received(idx, n)?;
         let Some(e) = self.fds.get_mut(fd as usize) else {
@@ -650,9 +654,9 @@ impl EmuKernel {
         }
         e.batch_slots = e.batch_slots.saturating_add(1);
         k.last_fd = fd;
-        let (ring, tail) = (k.ring, k.hwtail);
+        let tail = k.hwtail;
         k.hwtail = slot::ring_next(tail, n_slots);
-        self.fill_rx_slot(ring, tail, fd, p);
+        fill_rx_slot(&k.ring, tail, fd, p, self.doff, &mut self.hold, &mut self.free);
         Ok(Arrival::Placed)
     }
 
@@ -681,9 +685,9 @@ impl EmuKernel {
         }
         e.batch_slots = e.batch_slots.saturating_add(1);
         k.last_fd = fd;
-        let (ring, tail) = (k.ring, k.hwtail);
+        let tail = k.hwtail;
         k.hwtail = slot::ring_next(tail, n_slots);
-        self.fill_rx_slot(ring, tail, fd, Pending::Eof);
+        fill_rx_slot(&k.ring, tail, fd, Pending::Eof, self.doff, &mut self.hold, &mut self.free);
         true
     }
 
@@ -956,7 +960,7 @@ impl EmuKernel {
                     Pending::Data { .. } => rep.rx_data += 1,
                     Pending::Eof => rep.rx_eofs += 1,
                 }
-                self.fill_rx_slot(k.ring, tail, fd, p);
+                fill_rx_slot(&k.ring, tail, fd, p, self.doff, &mut self.hold, &mut self.free);
                 tail = slot::ring_next(tail, n);
                 written += 1;
                 e = self.fds.get_mut(fd as usize).expect("looked up above");
@@ -978,33 +982,6 @@ impl EmuKernel {
         }
         self.rx_publish();
         rep
-    }
-
-    /// Writes `p` for `fd` into RX slot `i` of `ring` (a slot the kernel owns): a data
-    /// buffer is swapped in (`NS_BUF_CHANGED`; the slot's old buffer becomes a spare),
-    /// an EOF is a zero-payload slot.
-    #[inline(always)]
-    fn fill_rx_slot(&mut self, ring: RingPtr, i: u32, fd: i32, p: Pending) {
-        let mut s = ring.slot(i);
-        s.ptr = slot::set_fd(slot::set_doff(s.ptr, self.doff as u16), fd);
-        match p {
-            Pending::Data { buf, len } => {
-                let old = s.buf_idx;
-                s.buf_idx = buf;
-                s.len = len as u16;
-                s.flags = slotflags::BUF_CHANGED;
-                self.hold[buf as usize] = Hold::NotHeld;
-                if (FIRST_DATA_BUF..self.hold.len() as u32).contains(&old) {
-                    self.hold[old as usize] = Hold::Held(KernelHold::Free);
-                    self.free.push(old);
-                }
-            }
-            Pending::Eof => {
-                s.len = self.doff as u16;
-                s.flags = 0;
-            }
-        }
-        ring.set_slot(i, s);
     }
 
     /// `txsync` (docs/paste-abi.md §4.3): for each slot from `hwcur` to `head`: skip `len == 0`;
@@ -1085,6 +1062,35 @@ impl EmuKernel {
         }
         rep
     }
+}
+
+/// Writes `p` for `fd` into RX slot `i` of `ring` (a slot the kernel owns): a data
+/// buffer is swapped in (`NS_BUF_CHANGED`; the slot's old buffer becomes a spare:
+/// `hold` and `free` are the kernel's), an EOF is a zero-payload slot. (A function
+/// over the kernel's fields rather than a method, so the caller keeps its borrow of
+/// the ring.)
+#[inline(always)]
+fn fill_rx_slot(ring: &RingPtr, i: u32, fd: i32, p: Pending, doff: u32, hold: &mut [Hold], free: &mut Vec<u32>) {
+    let mut s = ring.slot(i);
+    s.ptr = slot::set_fd(slot::set_doff(s.ptr, doff as u16), fd);
+    match p {
+        Pending::Data { buf, len } => {
+            let old = s.buf_idx;
+            s.buf_idx = buf;
+            s.len = len as u16;
+            s.flags = slotflags::BUF_CHANGED;
+            hold[buf as usize] = Hold::NotHeld;
+            if (FIRST_DATA_BUF..hold.len() as u32).contains(&old) {
+                hold[old as usize] = Hold::Held(KernelHold::Free);
+                free.push(old);
+            }
+        }
+        Pending::Eof => {
+            s.len = doff as u16;
+            s.flags = 0;
+        }
+    }
+    ring.set_slot(i, s);
 }
 
 #[cfg(test)]

@@ -492,7 +492,9 @@ impl EmuProvider {
         }
 
         // 2. Closes that nothing holds back any more; rxsync (backlogs first).
-        self.finish_closes(driver.rx_ready(), events);
+        if !self.closing.is_empty() {
+            self.finish_closes(driver.rx_ready(), events);
+        }
         self.kernel.rxsync();
         self.check_watch(events);
 
@@ -553,12 +555,16 @@ impl EmuProvider {
     /// Whether a socket the ring driver waits for send space on has some now (it can
     /// send: the sync must not wait).
     fn writable_waiter(&self, driver: &RingDriver) -> bool {
-        driver.tx_space_waiters().any(|fd| self.kernel.send_space(fd).is_some_and(|f| f > 0))
+        driver.tx_any_space_waiter()
+            && driver.tx_space_waiters().any(|fd| self.kernel.send_space(fd).is_some_and(|f| f > 0))
     }
 
     /// `POLLOUT` of the emulation, exact: the sockets the ring driver waits for send
     /// space on, and those running low on credit, get their free space reported.
     fn report_writable(&self, driver: &RingDriver, events: &mut Vec<Event>) {
+        if !driver.tx_any_space_waiter() && !driver.tx_any_low_credit() {
+            return;
+        }
         for fd in driver.tx_space_waiters().chain(driver.tx_low_credit()) {
             if let Some(free) = self.kernel.send_space(fd).filter(|&f| f > 0) {
                 events.push(Event::Writable { fd, free: Some(free) });
@@ -681,6 +687,25 @@ impl EmuSink<'_> {
     }
 }
 
+/// One received buffer `b` (`len` bytes) of `fd`, whose provider state is `s`, to
+/// the emulated kernel: straight into the RX ring or the backlog (`backlog` becomes
+/// its length then), held while the application paused receiving, or back to the
+/// spares when there is nothing in it or the fd is closing.
+#[inline(always)]
+fn hand_over(kernel: &mut EmuKernel, s: &mut SockState, fd: RawFd, b: u16, len: u32, backlog: &mut usize) {
+    let b = u32::from(b);
+    if len == 0 || s.closing() {
+        let _ = kernel.rx_abandon(b);
+    } else if s.app_paused() {
+        s.held.push_back(Some((b, len)));
+    } else {
+        // Err cannot happen for a buffer taken from our ring.
+        if let Ok(Arrival::Backlogged { backlog: n }) = kernel.rx_arrived(fd, b, len as usize) {
+            *backlog = n;
+        }
+    }
+}
+
 impl Sink for EmuSink<'_> {
     fn accepted(&mut self, listener: u32, fd: RawFd) -> Option<u32> {
         let s = sock_mut(self.socks, fd);
@@ -704,19 +729,13 @@ impl Sink for EmuSink<'_> {
         let kernel = &mut *self.kernel;
         let s = sock_mut(self.socks, fd);
         let mut backlog = 0;
-        self.bufs.consume(bid, bytes, |b, len| {
-            let b = u32::from(b);
-            if len == 0 || s.closing() {
-                let _ = kernel.rx_abandon(b);
-            } else if s.app_paused() {
-                s.held.push_back(Some((b, len)));
-            } else {
-                // Err cannot happen for a buffer taken from our ring.
-                if let Ok(Arrival::Backlogged { backlog: n }) = kernel.rx_arrived(fd, b, len as usize) {
-                    backlog = n;
-                }
-            }
-        });
+        // The common completion fills one buffer: handled here, without a call per
+        // buffer (a bundle goes through `consume`).
+        if bytes <= self.bufs.buf_len() && self.bufs.consume_one(bid) {
+            hand_over(kernel, s, fd, bid, bytes, &mut backlog);
+        } else {
+            self.bufs.consume(bid, bytes, |b, len| hand_over(kernel, s, fd, b, len, &mut backlog));
+        }
         if backlog >= SOCKET_BACKLOG_CAP && !s.backlog_paused() {
             s.set_backlog_paused(true);
             self.watch(fd);

@@ -579,11 +579,13 @@ impl RingDriver {
                 let len = s.len as u32;
                 let valid =
                     doff <= len && g + len <= self.buf_size && (FIRST_DATA_BUF..self.index_limit).contains(&s.buf_idx);
-                if !valid {
+                // (One call of `on_event` below, so the caller's handler is inlined.)
+                let ev = if !valid {
                     w.bad_slots += 1;
+                    None
                 } else if len == doff {
                     w.eofs += 1;
-                    on_event(RxEvent::Eof { fd });
+                    Some(RxEvent::Eof { fd })
                 } else {
                     let Some(fresh) = self.pool.alloc() else {
                         w.pool_exhausted = true;
@@ -606,13 +608,14 @@ impl RingDriver {
                         w.data += 1;
                         w.copied += 1;
                         w.bytes += (len - doff) as u64;
-                        on_event(RxEvent::Data { fd, buf });
+                        Some(RxEvent::Data { fd, buf })
                     } else if !self.pool.adopt_lent(old) {
                         // The ring holds a buffer the pool already owns: not a kernel
                         // buffer. Leave it there and skip the slot.
                         // SAFETY: `fresh` was allocated just above and is unused.
                         unsafe { self.pool.release(fresh) };
                         w.bad_slots += 1;
+                        None
                     } else {
                         // SAFETY: `fresh` is lent to us (alloc above) and goes into the ring.
                         unsafe { self.pool.disown(fresh) };
@@ -624,8 +627,11 @@ impl RingDriver {
                         // SAFETY: `old` was just swapped out of the ring and adopted as
                         // lent; g + len <= buf_size (checked above).
                         let buf = unsafe { self.pool.lend_rx(old, g + doff, len - doff) };
-                        on_event(RxEvent::Data { fd, buf });
+                        Some(RxEvent::Data { fd, buf })
                     }
+                };
+                if let Some(ev) = ev {
+                    on_event(ev);
                 }
                 w.slots += 1;
                 i = slot::ring_next(i, n);
@@ -742,6 +748,20 @@ impl RingDriver {
         self.low_credit.iter().copied().filter(|&fd| self.fd(fd).is_some_and(|f| f.low))
     }
 
+    /// Whether [`tx_low_credit`](Self::tx_low_credit) may name an fd (a cheap check
+    /// before walking it).
+    #[inline]
+    pub fn tx_any_low_credit(&self) -> bool {
+        !self.low_credit.is_empty()
+    }
+
+    /// Whether [`tx_space_waiters`](Self::tx_space_waiters) may name an fd (a cheap
+    /// check before walking it).
+    #[inline]
+    pub fn tx_any_space_waiter(&self) -> bool {
+        !self.space_waiters.is_empty() || !self.stuck.is_empty()
+    }
+
     /// Whether the provider should watch `fd`'s socket for writability (`POLLOUT`) at
     /// the next sync: it is out of send credit with data queued, or the kernel left
     /// some of its slots in the ring at the last sync.
@@ -845,22 +865,35 @@ impl RingDriver {
     /// once (`head = cur` advanced), under the same bounds as
     /// [`tx_fill`](Self::tx_fill): what does not fit stays queued for the next fill.
     /// Returns the slots filled.
+    #[inline]
     pub fn tx_send(&mut self, fd: i32, data: SendData) -> Result<u32, RingError> {
-        // The common case: one pool buffer, one slot, nothing queued anywhere.
-        let data = match data {
-            SendData::Pool(b) if self.active.is_empty() => match self.place_direct(fd, b) {
-                Ok(()) => return Ok(1),
-                Err(b) => SendData::Pool(b),
+        // The common case (inlined into the caller): nothing queued anywhere, and the
+        // fd's ring has a free slot it may use now.
+        let Some(at) = (if self.active.is_empty() { self.direct_slot(fd) } else { None }) else {
+            return self.tx_send_queued(fd, data);
+        };
+        match data {
+            // One pool buffer, one slot: swapped in.
+            SendData::Pool(b) => match self.place_direct(fd, at, b) {
+                Ok(()) => Ok(1),
+                Err(b) => self.tx_send_queued(fd, SendData::Pool(b)),
             },
             // Bytes that fit one slot (a static response): copied straight into it,
             // never through the fd's queue, so an fd that only ever sends such replies
             // keeps no queue allocation (idle connections cost no heap here).
-            d if self.active.is_empty() => match self.place_copy_direct(fd, d) {
-                Ok(()) => return Ok(1),
-                Err(d) => d,
-            },
-            d => d,
-        };
+            d => {
+                if self.place_copy_direct(fd, at, &d) {
+                    return Ok(1);
+                }
+                self.tx_send_queued(fd, d)
+            }
+        }
+    }
+
+    /// [`tx_send`](Self::tx_send) for data that did not go into a slot directly: it
+    /// joins the fd's queue, and fills what it can when nothing waits before it.
+    #[inline(never)]
+    fn tx_send_queued(&mut self, fd: i32, data: SendData) -> Result<u32, RingError> {
         let mut out = TxFill::default();
         let ntx = self.tx.len();
         let f = self.fd_entry(fd)?;
@@ -900,8 +933,7 @@ impl RingDriver {
         let ntx = self.tx.len();
         let r = if ntx == 1 { 0 } else { fd as usize % ntx };
         let t = self.tx.get(r)?;
-        let ring = t.ring;
-        let (n, head, tail) = (ring.num_slots(), ring.head(), ring.tail());
+        let (n, head, tail) = (t.ring.num_slots(), t.ring.head(), t.ring.tail());
         if head == tail || head >= n || tail >= n {
             return None;
         }
@@ -920,14 +952,14 @@ impl RingDriver {
     /// Publishes slot `s`, carrying `len` payload bytes of `fd`, at `head` of ring `r`
     /// (found by [`direct_slot`](Self::direct_slot)), charges `fd`'s send credit for it
     /// and advances the ring's head.
-    #[inline]
+    #[inline(always)]
     fn commit_direct(&mut self, fd: i32, (r, head, n): (usize, u32, u32), mut s: NetmapSlot, len: u32) {
-        let ring = self.tx[r].ring;
+        let t = &mut self.tx[r];
         s.len = (self.cfg.tx_doff as u32 + len) as u16;
         s.ptr = slot::set_fd(slot::set_doff(s.ptr, self.cfg.tx_doff), fd);
-        ring.set_slot(head, s);
+        t.ring.set_slot(head, s);
         let f = &mut self.fds[fd as usize];
-        self.tx[r].shadow[head as usize] = TxShadow { fd, gen: f.gen, bytes: len };
+        t.shadow[head as usize] = TxShadow { fd, gen: f.gen, bytes: len };
         f.inflight += 1;
         let charge = len + self.cfg.tx_slot_overhead;
         f.untaken_charge += charge;
@@ -938,17 +970,16 @@ impl RingDriver {
                 self.low_credit.push(fd);
             }
         }
-        ring.set_head_cur(slot::ring_next(head, n));
+        t.ring.set_head_cur(slot::ring_next(head, n));
     }
 
-    /// Swaps pool buffer `b` into `fd`'s ring's next free slot (zero copy) when
-    /// [`direct_slot`](Self::direct_slot) finds one and `b` fits it as
+    /// Swaps pool buffer `b` into `fd`'s ring's next free slot `at` (found by
+    /// [`direct_slot`](Self::direct_slot)) (zero copy) when `b` fits it as
     /// [`tx_fill`](Self::tx_fill) would swap it; hands `b` back otherwise.
     #[inline]
-    fn place_direct(&mut self, fd: i32, b: TxBuf) -> Result<(), TxBuf> {
-        let Some(at) = self.direct_slot(fd) else { return Err(b) };
+    fn place_direct(&mut self, fd: i32, at: (usize, u32, u32), b: TxBuf) -> Result<(), TxBuf> {
         let (r, head, _) = at;
-        let ring = self.tx[r].ring;
+        let ring = &self.tx[r].ring;
         let mut s = ring.slot(head);
         let old = s.buf_idx;
         let pool = &self.pool;
@@ -979,28 +1010,30 @@ impl RingDriver {
         Ok(())
     }
 
-    /// Copies `data` into `fd`'s ring's next free slot when it is not a pool buffer, is
-    /// not empty and fits one slot, and [`direct_slot`](Self::direct_slot) finds one —
-    /// what [`tx_fill`](Self::tx_fill) would do with it, without queueing it first;
-    /// hands `data` back otherwise.
+    /// Copies `data` into `fd`'s ring's next free slot `at` (found by
+    /// [`direct_slot`](Self::direct_slot)) when it is not a pool buffer, is not empty
+    /// and fits one slot — what [`tx_fill`](Self::tx_fill) would do with it, without
+    /// queueing it first. Returns whether it did (the caller then drops `data`).
     #[inline]
-    fn place_copy_direct(&mut self, fd: i32, data: SendData) -> Result<(), SendData> {
-        if matches!(data, SendData::Pool(_)) || data.is_empty() {
-            return Err(data);
+    fn place_copy_direct(&mut self, fd: i32, at: (usize, u32, u32), data: &SendData) -> bool {
+        let bytes = match data {
+            SendData::Pool(_) => return false,
+            d => d.as_slice(),
+        };
+        if bytes.is_empty() {
+            return false;
         }
-        let Some(at) = self.direct_slot(fd) else { return Err(data) };
         let (r, head, _) = at;
-        let ring = self.tx[r].ring;
+        let ring = &self.tx[r].ring;
         let s = ring.slot(head);
         let doff = self.cfg.tx_doff as u32;
         let g = slot::generic_offset(s.ptr, ring.offset_mask()) as u32;
         if !(FIRST_DATA_BUF..self.index_limit).contains(&s.buf_idx) || g + doff >= self.buf_size {
-            return Err(data);
+            return false;
         }
         let room = self.cfg.mss.min(self.buf_size - g - doff).min(u16::MAX as u32 - doff) as usize;
-        let bytes = data.as_slice();
         if bytes.len() > room {
-            return Err(data);
+            return false;
         }
         // SAFETY: the slot's buffer index is in range (checked above), so the buffer
         // lies in the region; we write [g + doff, g + doff + len) with that end at most
@@ -1012,7 +1045,7 @@ impl RingDriver {
         SendData::count_copy(bytes.len());
         let len = bytes.len() as u32;
         self.commit_direct(fd, at, s, len);
-        Ok(())
+        true
     }
 
     /// Fills `fd`'s queued data into ring `r`'s free slots from `head` (up to `tail`),
@@ -1090,7 +1123,9 @@ impl RingDriver {
     /// taken back.
     pub fn tx_reclaim(&mut self, mut on_sent: impl FnMut(i32, u64)) -> u32 {
         let n = self.collect_completions();
-        for (fd, bytes) in self.sent_fds.drain(..) {
+        // (Indexed, then cleared: cheaper than a drain for the usual few entries.)
+        for k in 0..self.sent_fds.len() {
+            let (fd, bytes) = self.sent_fds[k];
             if let Some(f) = self.fds.get_mut(fd as usize) {
                 f.sent_at = 0;
                 if bytes > 0 {
@@ -1098,6 +1133,7 @@ impl RingDriver {
                 }
             }
         }
+        self.sent_fds.clear();
         self.note_stuck();
         n
     }
@@ -1106,9 +1142,11 @@ impl RingDriver {
     /// kernel stopped there: its socket refused the slot, and every later slot waits
     /// behind it) is listed in `stuck`, every other fd unlisted.
     fn note_stuck(&mut self) {
-        for fd in self.stuck.drain(..) {
-            if let Some(f) = self.fds.get_mut(fd as usize) {
-                f.stuck = false;
+        if !self.stuck.is_empty() {
+            for fd in self.stuck.drain(..) {
+                if let Some(f) = self.fds.get_mut(fd as usize) {
+                    f.stuck = false;
+                }
             }
         }
         for t in &self.tx {
@@ -1133,7 +1171,10 @@ impl RingDriver {
         for t in &mut self.tx {
             let n = t.ring.num_slots();
             let (head, tail) = (t.ring.head(), t.ring.tail());
-            if head >= n || tail >= n {
+            // Nothing taken since the last look (the kernel's tail did not move: between
+            // two looks it takes fewer slots than the ring holds, so a moved tail never
+            // comes back to the same value): nothing to collect.
+            if head >= n || tail >= n || tail == t.seen_tail {
                 continue;
             }
             t.seen_tail = tail;

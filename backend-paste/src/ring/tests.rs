@@ -542,6 +542,35 @@ fn a_send_with_nothing_queued_goes_straight_into_a_slot() {
     check_conservation(&k, &d, &[]).unwrap();
 }
 
+#[test]
+fn taken_slots_are_reported_once_however_often_the_driver_looks() {
+    // The driver looks at the kernel's TX tail after each sync (tx_reclaim), and again
+    // when a socket is reported writable or a send looks for a slot; a look that finds
+    // the tail where it was must find nothing new, and a full trip round the ring
+    // between two reclaims must still be reported whole.
+    let (mut k, mut d) = setup(&small(4, 16, 16), DriverConfig::default());
+    k.register_fd(4, SocketState::Connected).unwrap();
+    d.tx_set_budget(4, EMU_SNDBUF).unwrap();
+    let mut wire = BTreeMap::new();
+    let mut reported = 0;
+    for round in 0..5u64 {
+        // Three slots (a 4-slot ring's whole space), taken by one txsync.
+        for _ in 0..3 {
+            assert_eq!(d.tx_send(4, SendData::Static(b"0123456789")).unwrap(), 1);
+        }
+        k.txsync();
+        drain_sends(&mut k, &mut wire, usize::MAX);
+        d.tx_send_space(4, k.send_space(4).unwrap());
+        d.tx_writable(4);
+        d.tx_reclaim(|_, n| reported += n);
+        d.tx_reclaim(|_, n| reported += n);
+        assert_eq!(reported, 30 * (round + 1), "round {round}");
+        assert_eq!(d.tx_inflight(4), 0);
+    }
+    assert_eq!(wire[&4].len(), 150);
+    check_conservation(&k, &d, &[]).unwrap();
+}
+
 /// Completes the kernel's send jobs of the fds in `reading` (their peers read),
 /// onto the wire; the jobs of other fds stay in flight (their peers do not read).
 fn drain_readers(k: &mut EmuKernel, wire: &mut BTreeMap<i32, Vec<u8>>, held: &mut Vec<SendJob>, reading: &[i32]) {

@@ -3,10 +3,13 @@
 //!
 //! Owns the translation from (region, offsets, indices) to pointers, with every
 //! offset checked against the region bounds when a view is built. The ring fields the
-//! other side writes (`head`/`cur`/`tail`, slots) are read and written through raw
-//! pointers with volatile accesses and never through Rust references, since the kernel
-//! (or the emulated kernel) changes them between calls. It must never keep a pointer
-//! into a *buffer* across a sync: buffer indices change under it.
+//! other side writes are read and written through raw pointers and never through Rust
+//! references, since the kernel (or the emulated kernel) changes them between calls:
+//! `head`/`cur`/`tail`, which hand slots over, with volatile accesses; a slot with
+//! plain ones — only the side that owns it (netmap's head/tail rule) touches it, and
+//! it changes hands only through those fields and a sync (a system call, or a call
+//! into the emulated kernel), which no access is moved across. It must never keep a
+//! pointer into a *buffer* across a sync: buffer indices change under it.
 
 use std::mem::offset_of;
 use std::ptr;
@@ -120,6 +123,13 @@ pub struct RingPtr {
     offset_mask: u64,
 }
 
+/// The panic of a slot index past the ring (a bug of the caller), out of line.
+#[cold]
+#[inline(never)]
+fn slot_out_of_range(i: u32, num_slots: u32) -> ! {
+    panic!("slot {i} out of a {num_slots}-slot ring")
+}
+
 impl RingPtr {
     /// Builds a view of the ring at `ring`, checking that the ring header and its slot
     /// array lie inside `region`.
@@ -164,11 +174,13 @@ impl RingPtr {
     }
 
     /// `num_slots`.
+    #[inline]
     pub fn num_slots(&self) -> u32 {
         self.num_slots
     }
 
     /// `nr_buf_size`.
+    #[inline]
     pub fn buf_size(&self) -> u32 {
         self.buf_size
     }
@@ -179,6 +191,7 @@ impl RingPtr {
     }
 
     /// `offset_mask`.
+    #[inline]
     pub fn offset_mask(&self) -> u64 {
         self.offset_mask
     }
@@ -189,10 +202,12 @@ impl RingPtr {
     }
 
     /// `NETMAP_BUF(ring, idx)`.
+    #[inline]
     pub fn buf(&self, idx: u32) -> *mut u8 {
         netmap_buf(self.ring, self.buf_ofs, self.buf_size, idx)
     }
 
+    #[inline]
     fn field_u32(&self, off: usize) -> *mut u32 {
         // SAFETY: `off` is a field offset inside the header, which lies in the region
         // (checked in `new`).
@@ -200,24 +215,28 @@ impl RingPtr {
     }
 
     /// `head`.
+    #[inline]
     pub fn head(&self) -> u32 {
         // SAFETY: field inside the checked header.
         unsafe { ptr::read_volatile(self.field_u32(offset_of!(NetmapRing, head))) }
     }
 
     /// `cur`.
+    #[inline]
     pub fn cur(&self) -> u32 {
         // SAFETY: field inside the checked header.
         unsafe { ptr::read_volatile(self.field_u32(offset_of!(NetmapRing, cur))) }
     }
 
     /// `tail`.
+    #[inline]
     pub fn tail(&self) -> u32 {
         // SAFETY: field inside the checked header.
         unsafe { ptr::read_volatile(self.field_u32(offset_of!(NetmapRing, tail))) }
     }
 
     /// Sets `head` and `cur` together (application side).
+    #[inline]
     pub fn set_head_cur(&self, v: u32) {
         // SAFETY: fields inside the checked header.
         unsafe {
@@ -227,30 +246,40 @@ impl RingPtr {
     }
 
     /// Sets `tail` (kernel side only: the emulated kernel).
+    #[inline]
     pub fn set_tail(&self, v: u32) {
         // SAFETY: field inside the checked header.
         unsafe { ptr::write_volatile(self.field_u32(offset_of!(NetmapRing, tail)), v) }
     }
 
+    #[inline(always)]
     fn slot_ptr(&self, i: u32) -> *mut NetmapSlot {
-        assert!(i < self.num_slots, "slot {i} out of a {}-slot ring", self.num_slots);
+        if i >= self.num_slots {
+            slot_out_of_range(i, self.num_slots);
+        }
         // SAFETY: i < num_slots and the slot array lies in the region (checked in `new`).
         unsafe { self.ring.cast::<u8>().add(size_of::<NetmapRing>() + i as usize * size_of::<NetmapSlot>()).cast() }
     }
 
     /// Reads slot `i` (`i < num_slots`; callers reduce indices modulo `num_slots`).
+    #[inline(always)]
     pub fn slot(&self, i: u32) -> NetmapSlot {
-        // SAFETY: slot_ptr checks the index; the slot is plain old data.
-        unsafe { ptr::read_volatile(self.slot_ptr(i)) }
+        // SAFETY: slot_ptr checks the index; the slot is plain old data, and the caller
+        // owns it (head/tail), so the other side does not write it meanwhile.
+        unsafe { ptr::read(self.slot_ptr(i)) }
     }
 
     /// Writes slot `i`.
+    #[inline(always)]
     pub fn set_slot(&self, i: u32, s: NetmapSlot) {
-        // SAFETY: slot_ptr checks the index; the region is writable (`new`'s contract).
-        unsafe { ptr::write_volatile(self.slot_ptr(i), s) }
+        // SAFETY: slot_ptr checks the index; the region is writable (`new`'s contract)
+        // and the caller owns the slot (head/tail), so the other side does not touch it
+        // until it is handed over.
+        unsafe { ptr::write(self.slot_ptr(i), s) }
     }
 
     /// Clears the `mask` bits of slot `i`'s flags, leaving the rest of the slot alone.
+    #[inline]
     pub fn clear_flags(&self, i: u32, mask: u16) {
         // SAFETY: slot_ptr checks the index; `flags` is a field of the slot, which lies
         // in the writable region (`new`'s contract).

@@ -183,7 +183,14 @@ impl BufRing {
         if first_bid as usize >= self.bid_slot.len() || self.queued == 0 {
             return 0;
         }
-        let count = bytes.div_ceil(self.buf_len).max(1).min(self.queued);
+        if bytes <= self.buf_len {
+            // One buffer (no bundle, or a bundle that filled only its first): no
+            // division, no walk over the ring positions.
+            self.queued -= 1;
+            f(first_bid, bytes);
+            return 1;
+        }
+        let count = bytes.div_ceil(self.buf_len).min(self.queued);
         let start = self.bid_slot[first_bid as usize];
         let mut left = bytes;
         for i in 0..count {
@@ -194,6 +201,20 @@ impl BufRing {
         }
         self.queued -= count;
         count
+    }
+
+    /// Reports that one completion consumed exactly buffer `bid` (its bytes fit one
+    /// buffer: `bytes <= buf_len`, so no bundle went past it), as
+    /// [`consume`](Self::consume) would with its callback called once for `bid`.
+    /// Returns `false`, doing nothing, when `bid` is out of range or the ring holds
+    /// no buffer.
+    #[inline]
+    pub fn consume_one(&mut self, bid: u16) -> bool {
+        if bid as usize >= self.bid_slot.len() || self.queued == 0 {
+            return false;
+        }
+        self.queued -= 1;
+        true
     }
 
     /// Unregisters the group: the kernel takes no more buffers from it. Returns the
@@ -360,6 +381,49 @@ mod tests {
         assert_eq!(ring.refill().added, 3);
         ring.unregister(&uring.submitter()).unwrap();
         assert_eq!(pool.in_use(), 0);
+    }
+
+    #[test]
+    fn a_completion_within_one_buffer_takes_that_buffer_only() {
+        let uring = IoUring::new(8).unwrap();
+        let pool = BufPool::new(&PoolConfig { buf_size: 64, count: 16, ..PoolConfig::default() }, 0).unwrap();
+        let mut ring = PoolBufRing::new(&uring.submitter(), &pool, 3, 4, 0).unwrap();
+        assert_eq!(ring.refill().added, 4);
+        let mut got = vec![];
+        // Exactly one buffer's worth, then less than one: one buffer each, in order.
+        assert_eq!(ring.take(0, 64, |b| got.push((b.index(), b.len()))), 1);
+        assert_eq!(ring.take(1, 5, |b| got.push((b.index(), b.len()))), 1);
+        assert_eq!(got, vec![(0, 64), (1, 5)]);
+        assert_eq!(ring.ring().len(), 2);
+        // A bundle after them still maps to the buffers pushed next.
+        got.clear();
+        assert_eq!(ring.take(2, 70, |b| got.push((b.index(), b.len()))), 2);
+        assert_eq!(got, vec![(2, 64), (3, 6)]);
+        assert!(ring.ring().is_empty());
+        ring.unregister(&uring.submitter()).unwrap();
+        assert_eq!(pool.in_use(), 0);
+    }
+
+    #[test]
+    fn consume_one_takes_a_single_buffer_as_consume_would() {
+        let uring = IoUring::new(8).unwrap();
+        let mut mem = vec![0u8; 4 * 64];
+        let mut ring = BufRing::new(&uring.submitter(), 5, 4, 64, 0, 4).unwrap();
+        for bid in 0..3u16 {
+            // SAFETY: each 64-byte chunk of `mem` is used by this ring only, and `mem`
+            // outlives it (declared first, dropped last; the ring is unregistered).
+            assert!(unsafe { ring.push(bid, mem.as_mut_ptr().add(bid as usize * 64)) });
+        }
+        ring.publish();
+        assert!(ring.consume_one(0));
+        assert_eq!(ring.len(), 2);
+        assert!(!ring.consume_one(9), "a buffer id out of range is refused");
+        // The buffers after it are still found by a bundle.
+        let mut got = vec![];
+        assert_eq!(ring.consume(1, 100, |b, n| got.push((b, n))), 2);
+        assert_eq!(got, vec![(1, 64), (2, 36)]);
+        assert!(!ring.consume_one(0), "an empty ring has nothing to consume");
+        ring.unregister(&uring.submitter()).unwrap();
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! [`PasteBackend::tick`]:
 //!
 //! ```text
-//! what the runtime asked -> records' sends into the ring's per-fd queues
+//! what the runtime asked -> records' sends copied into TX slots in place
+//!        (or, what cannot go now, into the ring's per-fd queues)
 //!     -> ring.tx_fill() -> provider.sync() (ONE enter / ONE poll) -> events
 //!     -> ring.tx_reclaim() (bytes taken, per record) -> ring.rx_walk() (buffers
 //!        and EOFs delivered to their records, in place)
@@ -27,8 +28,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use paste_rt_core::{
-    Backend, BackendKind, BufPool, Capabilities, Delivery, IoTable, PoolConfig, PoolMemory, RemoteWake, SendStep,
-    Shutdown, StartError, Stats, Token,
+    Backend, BackendKind, BufPool, Capabilities, Delivery, IoTable, PoolConfig, PoolMemory, RemoteWake, SendData,
+    SendStep, Shutdown, StartError, Stats, Token,
 };
 
 use crate::emu_provider::EmuProvider;
@@ -456,20 +457,41 @@ impl PasteBackend {
         }
     }
 
-    /// Moves what `t` queued into the ring: straight into TX slots when nothing waits
-    /// before it, else into the ring driver's per-fd queue (the ring keeps each until
-    /// the kernel took it); then applies the send step when nothing was taken.
+    /// Moves what `t` queued into the ring. Bytes are copied straight from the
+    /// record's queue into TX slots, in place, while the ring driver would place them
+    /// now (nothing queued before them, room and credit): the common reply is neither
+    /// moved nor dropped here. A pool buffer not yet started (swapped into a slot
+    /// whole, zero copy) and whatever does not fit now are taken out of the record
+    /// and handed to the ring driver, which keeps each item in its per-fd queue until
+    /// the kernel took it. Applies the send step when nothing was taken.
     #[inline]
     fn take_send_of(&mut self, io: &mut IoTable, t: Token, fd: RawFd) {
         let mut took = false;
-        while let Some((data, sent)) = io.take_send(t) {
+        loop {
+            let driver = &mut self.driver;
+            let copied = io.copy_send(t, |data, unsent| {
+                if matches!(data, SendData::Pool(_)) && unsent.len() == data.len() {
+                    return 0;
+                }
+                driver.tx_copy(fd, unsent)
+            });
+            match copied {
+                None => break,
+                Some(0) => {}
+                Some(_) => {
+                    took = true;
+                    Stats::add(&self.stats.submissions, 1);
+                    // The common single reply: nothing behind it, so no second look.
+                    if io.get(t).send_queue().is_empty() {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            // Not copied now: the item goes to the ring driver (its unsent part).
+            let Some((data, sent)) = io.take_send(t) else { break };
             took = true;
-            let placed = if sent > 0 {
-                self.driver.tx_send(fd, unsent_rest(&data, sent))
-            } else {
-                self.driver.tx_send(fd, data)
-            };
-            match placed {
+            match self.driver.tx_send_from(fd, data, sent as usize) {
                 Ok(placed) => Stats::add(&self.stats.submissions, u64::from(placed)),
                 Err(e) => {
                     // Only an fd PASTE cannot carry (> 65534) gets here.
@@ -482,7 +504,6 @@ impl PasteBackend {
                     return;
                 }
             }
-            // The common single reply: nothing behind it, so no second take to ask.
             if io.get(t).send_queue().is_empty() {
                 break;
             }
@@ -701,14 +722,6 @@ impl PasteBackend {
         }
         Ok(())
     }
-}
-
-/// The bytes of `data` not sent yet (`sent` of them were, before a fault moved the
-/// rest here), copied: a partly sent item is rare, so it is off the per-request path.
-#[cold]
-#[inline(never)]
-fn unsent_rest(data: &paste_rt_core::SendData, sent: u32) -> paste_rt_core::SendData {
-    paste_rt_core::SendData::Owned(data.as_slice()[sent as usize..].to_vec())
 }
 
 /// Checks a kernel configuration before anything is opened. A missing control device

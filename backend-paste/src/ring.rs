@@ -890,16 +890,43 @@ impl RingDriver {
         }
     }
 
+    /// [`tx_send`](Self::tx_send) for `data` whose first `placed` bytes already went
+    /// into TX slots ([`tx_copy`](Self::tx_copy)): the rest is queued in place (no
+    /// copy of it) when `fd` has nothing queued — always so right after `tx_copy`
+    /// placed the start, since it places only then — else (never expected) as an
+    /// owned copy behind what is queued. Returns the slots filled.
+    pub fn tx_send_from(&mut self, fd: i32, data: SendData, placed: usize) -> Result<u32, RingError> {
+        if placed == 0 {
+            return self.tx_send(fd, data);
+        }
+        let f = self.fd_entry(fd)?;
+        if let Err(data) = f.queue.push_back_placed(data, placed) {
+            let rest = data.as_slice().get(placed..).unwrap_or_default().to_vec();
+            if rest.is_empty() {
+                return Ok(0);
+            }
+            f.queue.push_back(SendData::Owned(rest));
+        }
+        Ok(self.fill_queued(fd))
+    }
+
     /// [`tx_send`](Self::tx_send) for data that did not go into a slot directly: it
     /// joins the fd's queue, and fills what it can when nothing waits before it.
     #[inline(never)]
     fn tx_send_queued(&mut self, fd: i32, data: SendData) -> Result<u32, RingError> {
+        self.fd_entry(fd)?.queue.push_back(data);
+        Ok(self.fill_queued(fd))
+    }
+
+    /// After data joined `fd`'s queue (`fd` has an entry): fills what it can when
+    /// nothing waits before it, and lists `fd` active while data is left. Returns the
+    /// slots filled.
+    fn fill_queued(&mut self, fd: i32) -> u32 {
         let mut out = TxFill::default();
         let ntx = self.tx.len();
-        let f = self.fd_entry(fd)?;
-        f.queue.push_back(data);
+        let f = &self.fds[fd as usize];
         if f.active {
-            return Ok(0);
+            return 0;
         }
         let r = if ntx == 1 { 0 } else { fd as usize % ntx };
         let t = &self.tx[r];
@@ -921,7 +948,7 @@ impl RingDriver {
             f.active = true;
             self.active.push_back(fd);
         }
-        Ok(out.slots)
+        out.slots
     }
 
     /// The next free slot of `fd`'s ring for a send placed directly, without queueing:
@@ -1010,6 +1037,26 @@ impl RingDriver {
         Ok(())
     }
 
+    /// Copies the start of `bytes` — as much as one TX slot holds — straight into
+    /// `fd`'s ring's next free slot, when [`tx_send`](Self::tx_send) would place data
+    /// there now: no fd has data queued, `fd` is within its in-flight bound and send
+    /// credit, and its ring has a free slot (`head = cur` advanced, the slot charged
+    /// like any other). Returns the bytes copied; 0 when it placed nothing (the
+    /// caller then hands the data to [`tx_send`](Self::tx_send) /
+    /// [`tx_send_from`](Self::tx_send_from), which queue it). It never queues: a
+    /// backend copies a send from its own queue in place with it, then queues only
+    /// what did not fit.
+    #[inline]
+    pub fn tx_copy(&mut self, fd: i32, bytes: &[u8]) -> usize {
+        if bytes.is_empty() || !self.active.is_empty() {
+            return 0;
+        }
+        match self.direct_slot(fd) {
+            Some(at) => self.copy_direct(fd, at, bytes, true),
+            None => 0,
+        }
+    }
+
     /// Copies `data` into `fd`'s ring's next free slot `at` (found by
     /// [`direct_slot`](Self::direct_slot)) when it is not a pool buffer, is not empty
     /// and fits one slot — what [`tx_fill`](Self::tx_fill) would do with it, without
@@ -1023,29 +1070,39 @@ impl RingDriver {
         if bytes.is_empty() {
             return false;
         }
+        self.copy_direct(fd, at, bytes, false) != 0
+    }
+
+    /// Copies `bytes` (not empty) into `fd`'s ring's next free slot `at` (found by
+    /// [`direct_slot`](Self::direct_slot)) and publishes it: their start, as much as
+    /// the slot holds, when `partial`; else all of them or (when they do not fit)
+    /// nothing. Returns the bytes copied.
+    #[inline(always)]
+    fn copy_direct(&mut self, fd: i32, at: (usize, u32, u32), bytes: &[u8], partial: bool) -> usize {
         let (r, head, _) = at;
         let ring = &self.tx[r].ring;
         let s = ring.slot(head);
         let doff = self.cfg.tx_doff as u32;
         let g = slot::generic_offset(s.ptr, ring.offset_mask()) as u32;
         if !(FIRST_DATA_BUF..self.index_limit).contains(&s.buf_idx) || g + doff >= self.buf_size {
-            return false;
+            return 0;
         }
         let room = self.cfg.mss.min(self.buf_size - g - doff).min(u16::MAX as u32 - doff) as usize;
-        if bytes.len() > room {
-            return false;
+        if bytes.len() > room && !partial {
+            return 0;
         }
+        let n = bytes.len().min(room);
         // SAFETY: the slot's buffer index is in range (checked above), so the buffer
-        // lies in the region; we write [g + doff, g + doff + len) with that end at most
-        // buf_size (len <= room), never the kernel's [0, g).
+        // lies in the region; we write [g + doff, g + doff + n) with that end at most
+        // buf_size (n <= room), never the kernel's [0, g).
         unsafe {
             let dst = self.pool.buf_ptr(s.buf_idx).add((g + doff) as usize);
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len());
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, n);
         }
-        SendData::count_copy(bytes.len());
-        let len = bytes.len() as u32;
-        self.commit_direct(fd, at, s, len);
-        true
+        SendData::count_copy(n);
+        // n <= room <= u16::MAX.
+        self.commit_direct(fd, at, s, n as u32);
+        n
     }
 
     /// Fills `fd`'s queued data into ring `r`'s free slots from `head` (up to `tail`),

@@ -54,6 +54,22 @@ impl PendingSends {
         q.items.push_back(data);
     }
 
+    /// Appends `data` whose first `placed` bytes were placed already (in TX slots,
+    /// straight from where it was queued before), as the partly placed front entry;
+    /// only into an empty queue (`data` comes back otherwise, or when `placed` is
+    /// not below its length).
+    #[inline]
+    pub(super) fn push_back_placed(&mut self, data: SendData, placed: usize) -> Result<(), SendData> {
+        if !self.is_empty() || placed >= data.len() {
+            return Err(data);
+        }
+        let q = self.0.get_or_insert_with(Box::default);
+        q.bytes += (data.len() - placed) as u64;
+        q.front_off = placed;
+        q.items.push_back(data);
+        Ok(())
+    }
+
     /// The oldest entry.
     #[inline]
     pub(super) fn front(&self) -> Option<&SendData> {

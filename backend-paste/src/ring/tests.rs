@@ -543,6 +543,51 @@ fn a_send_with_nothing_queued_goes_straight_into_a_slot() {
 }
 
 #[test]
+fn bytes_copied_in_place_fill_free_slots_and_their_rest_queues_without_a_copy() {
+    // A 4-slot ring holds 3 slots in flight: a 5000-byte send copied a slot at a time
+    // fills them (1448 bytes each), and the rest joins the fd's queue as the same
+    // item, its placed part skipped.
+    let (mut k, mut d) = setup(&small(4, 8, 16), DriverConfig::default());
+    k.register_fd(4, SocketState::Connected).unwrap();
+    k.register_fd(5, SocketState::Connected).unwrap();
+    d.tx_set_budget(4, EMU_SNDBUF).unwrap();
+    d.tx_set_budget(5, EMU_SNDBUF).unwrap();
+    let data: Vec<u8> = (0..5000u64).map(|i| stream_byte(4, i)).collect();
+    let copied_before = SendData::copied_on_this_thread();
+    let mut placed = 0;
+    for _ in 0..3 {
+        let n = d.tx_copy(4, &data[placed..]);
+        assert_eq!(n, DEFAULT_MSS as usize, "one slot's worth");
+        placed += n;
+    }
+    assert_eq!(d.tx_copy(4, &data[placed..]), 0, "the ring is full");
+    assert_eq!((d.tx_inflight(4), d.tx_queued(4)), (3, 0), "copied, nothing queued");
+    assert_eq!(d.tx_send_from(4, SendData::Owned(data.clone()), placed).unwrap(), 0);
+    assert_eq!(d.tx_queued(4), (5000 - placed) as u64, "the rest, in place");
+    // Behind queued data nothing is placed directly: order and fairness hold.
+    assert_eq!(d.tx_copy(5, b"other"), 0);
+    assert_eq!(d.tx_copy(4, b"later"), 0);
+    let mut wire = BTreeMap::new();
+    let mut reported = 0;
+    while d.tx_queued(4) > 0 || d.tx_inflight(4) > 0 {
+        k.txsync();
+        drain_sends(&mut k, &mut wire, usize::MAX);
+        d.tx_send_space(4, k.send_space(4).unwrap());
+        d.tx_reclaim(|fd, n| {
+            assert_eq!(fd, 4);
+            reported += n;
+        });
+        d.tx_fill();
+    }
+    assert_eq!(wire[&4], data, "in order, once");
+    assert_eq!(reported, 5000);
+    assert_eq!(SendData::copied_on_this_thread() - copied_before, 5000, "each byte copied once");
+    // Nothing queued any more: a copy goes straight into a slot again.
+    assert_eq!(d.tx_copy(5, b"other"), 5);
+    check_conservation(&k, &d, &[]).unwrap();
+}
+
+#[test]
 fn taken_slots_are_reported_once_however_often_the_driver_looks() {
     // The driver looks at the kernel's TX tail after each sync (tx_reclaim), and again
     // when a socket is reported writable or a send looks for a slot; a look that finds
@@ -782,12 +827,15 @@ enum Step {
     Release {
         n: usize,
     },
-    /// A send: queued (`tx_queue`) or placed at once when nothing waits (`tx_send`).
+    /// A send: queued (`tx_queue`), placed at once when nothing waits (`tx_send`),
+    /// or (`copy`, as the backend does from a record's queue) copied into slots in
+    /// place a slot at a time (`tx_copy`) and the rest handed over (`tx_send_from`).
     Queue {
         fd: usize,
         len: usize,
         pool: bool,
         direct: bool,
+        copy: bool,
     },
     Fill,
     TxSync,
@@ -809,8 +857,8 @@ fn step() -> impl Strategy<Value = Step> {
         2 => Just(Step::Publish),
         3 => (1..20u32, any::<bool>()).prop_map(|(budget, keep)| Step::Walk { budget, keep }),
         2 => (0..8usize).prop_map(|n| Step::Release { n }),
-        3 => (0..4usize, 0..5000usize, any::<bool>(), any::<bool>())
-            .prop_map(|(fd, len, pool, direct)| Step::Queue { fd, len, pool, direct }),
+        3 => (0..4usize, 0..5000usize, any::<bool>(), any::<bool>(), any::<bool>())
+            .prop_map(|(fd, len, pool, direct, copy)| Step::Queue { fd, len, pool, direct, copy }),
         3 => Just(Step::Fill),
         3 => Just(Step::TxSync),
         2 => (0..6usize, any::<bool>()).prop_map(|(n, in_place)| Step::Drain { n, in_place }),
@@ -958,7 +1006,7 @@ impl Harness {
                 let n = n.min(self.app.len());
                 self.app.drain(..n);
             }
-            Step::Queue { fd, len, pool, direct } => {
+            Step::Queue { fd, len, pool, direct, copy } => {
                 let fd = self.fds[fd];
                 let exp = self.m.tx_expected.entry(fd).or_default();
                 let start = exp.len() as u64;
@@ -975,7 +1023,19 @@ impl Harness {
                 } else {
                     SendData::Owned(data.clone())
                 };
-                if direct {
+                if copy {
+                    let mut placed = 0;
+                    while placed < send.len() {
+                        let n = self.d.tx_copy(fd, &send.as_slice()[placed..]);
+                        if n == 0 {
+                            break;
+                        }
+                        placed += n;
+                    }
+                    if placed < send.len() {
+                        self.d.tx_send_from(fd, send, placed).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    }
+                } else if direct {
                     self.d.tx_send(fd, send).map_err(|e| TestCaseError::fail(e.to_string()))?;
                 } else {
                     self.d.tx_queue(fd, send).map_err(|e| TestCaseError::fail(e.to_string()))?;

@@ -7,7 +7,9 @@
 //! after that). A backend reads the queue's front in place — one item for a
 //! plain send, up to N for a gathered one — and reports what the kernel took with
 //! [`SendQueue::advance`]; the queue drops each item (returning pool buffers) once it
-//! is fully sent. It never makes a system call and never copies.
+//! is fully sent. A backend that copies queued bytes into its own buffers (PASTE's TX
+//! slots) copies from the front in place with [`SendQueue::copy_front`] rather than
+//! taking the item out. It never makes a system call and never copies.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -349,6 +351,28 @@ impl SendQueue {
         self.first.is_some()
     }
 
+    /// Lets `copy` copy from the oldest item in place (PASTE copying queued bytes into
+    /// its TX slots, without taking the item out): it gets the item and its unsent
+    /// bytes and returns how many of those it copied, from their start. They leave
+    /// the queue as if sent ([`advance`](Self::advance)): a fully copied item is
+    /// dropped, a partly copied one stays in front with the rest, and the items
+    /// behind it keep their order. A count above the unsent length is held to it.
+    /// Returns the bytes copied, or `None` (without calling `copy`) when nothing is
+    /// queued.
+    #[inline]
+    pub fn copy_front(&mut self, copy: impl FnOnce(&SendData, &[u8]) -> usize) -> Option<usize> {
+        let first = self.first.as_ref()?;
+        // SAFETY: as in `front`: front_ptr/front_len describe the unsent tail of
+        // `first`'s bytes, which stay valid while `first` is held (until `advance`
+        // below, after the last use of the slice).
+        let unsent = unsafe { std::slice::from_raw_parts(self.front_ptr, self.front_len) };
+        let n = copy(first, unsent).min(self.front_len);
+        if n > 0 {
+            self.advance(n as u64);
+        }
+        Some(n)
+    }
+
     /// Makes `data` the oldest item, none of its bytes sent (the old one is dropped).
     #[inline]
     fn set_first(&mut self, data: Option<SendData>) {
@@ -450,6 +474,44 @@ mod tests {
         assert_eq!(q.bytes(), 3);
         assert!(!q.advance(3));
         assert_eq!(q.take_shutdown(), Some(Shutdown::Write));
+    }
+
+    #[test]
+    fn a_partly_copied_front_keeps_its_rest_before_the_next_item() {
+        let mut q = SendQueue::new();
+        assert_eq!(q.copy_front(|_, _| unreachable!("nothing queued")), None);
+        q.push(SendData::Static(b"abcdef"));
+        q.push(SendData::Owned(b"gh".to_vec()));
+        let mut seen = vec![];
+        assert_eq!(
+            q.copy_front(|_, b| {
+                seen.extend_from_slice(&b[..4]);
+                4
+            }),
+            Some(4)
+        );
+        assert_eq!(q.front(), Some(&b"ef"[..]));
+        assert_eq!((q.len(), q.bytes()), (2, 4));
+        // A count past the unsent bytes is held to them: the next item stays whole.
+        assert_eq!(
+            q.copy_front(|d, b| {
+                assert_eq!(d.len(), 6);
+                seen.extend_from_slice(b);
+                99
+            }),
+            Some(2)
+        );
+        assert_eq!(q.front(), Some(&b"gh"[..]));
+        assert_eq!(q.copy_front(|_, _| 0), Some(0), "nothing copied, nothing moves");
+        assert_eq!(
+            q.copy_front(|_, b| {
+                seen.extend_from_slice(b);
+                b.len()
+            }),
+            Some(2)
+        );
+        assert!(q.is_empty());
+        assert_eq!((q.bytes(), seen), (0, b"abcdefgh".to_vec()));
     }
 
     proptest! {

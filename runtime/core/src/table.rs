@@ -52,7 +52,8 @@ pub enum SendStep {
     /// [`IoTable::shutdown_done`] when it completed.
     Shutdown(Shutdown),
     /// Nothing queued, but bytes the backend took out of the queue are not confirmed
-    /// yet ([`IoTable::take_send`]): wait for [`IoTable::taken_sent`].
+    /// yet ([`IoTable::take_send`], [`IoTable::copy_send`]): wait for
+    /// [`IoTable::taken_sent`].
     Wait,
     /// Nothing to send; the backend is no longer engaged.
     Idle,
@@ -435,8 +436,30 @@ impl IoTable {
         Some((data, sent))
     }
 
-    /// The kernel took `bytes` of what was taken with [`take_send`](Self::take_send).
-    /// Wakes a sender waiting for room and returns the next step.
+    /// Copies from the front of `token`'s queue in place, for a backend that copies
+    /// queued bytes into buffers of its own until the kernel takes them (PASTE's TX
+    /// slots) — [`take_send`](Self::take_send) without moving the item out and
+    /// dropping it separately. `copy` gets the oldest item and its unsent bytes and
+    /// returns how many of those it copied, from their start (see
+    /// [`SendQueue::copy_front`](crate::SendQueue::copy_front)): they leave the queue
+    /// (a partly copied item keeps its rest in front, in order) and, as with
+    /// `take_send`, stay counted as pending until [`taken_sent`](Self::taken_sent)
+    /// reports them. Returns the bytes copied; `None`, without calling `copy`, when
+    /// nothing is queued or sending failed.
+    #[inline]
+    pub fn copy_send(&mut self, token: Token, copy: impl FnOnce(&SendData, &[u8]) -> usize) -> Option<usize> {
+        let r = self.records.get_mut(token.index())?;
+        if r.tx_errno != 0 {
+            return None;
+        }
+        let n = r.tx.copy_front(copy)?;
+        r.tx_taken += n as u64;
+        Some(n)
+    }
+
+    /// The kernel took `bytes` of what was taken with [`take_send`](Self::take_send)
+    /// or [`copy_send`](Self::copy_send). Wakes a sender waiting for room and returns
+    /// the next step.
     pub fn taken_sent(&mut self, token: Token, bytes: u64) -> SendStep {
         let Some(r) = self.records.get_mut(token.index()) else { return SendStep::Idle };
         r.tx_taken = r.tx_taken.saturating_sub(bytes);
@@ -1190,5 +1213,152 @@ impl IoRecord {
         let was = self.flags & flag::SEND_ENGAGED != 0;
         self.flags |= flag::SEND_ENGAGED;
         !was && self.flags & flag::CONNECTING == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::PoolConfig;
+    use proptest::prelude::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    fn table() -> IoTable {
+        let cfg = PoolConfig { buf_size: 2048, count: 8, ..PoolConfig::default() };
+        IoTable::new(BufPool::new(&cfg, 0).expect("a small heap pool"))
+    }
+
+    #[derive(Default)]
+    struct CountingWaker(AtomicUsize);
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn copied_bytes_stay_pending_until_the_kernel_takes_them_and_then_wake_the_sender() {
+        static CHUNK: [u8; 64 * 1024] = [7; 64 * 1024];
+        let mut io = table();
+        let t = io.insert_stream(3, false);
+        for _ in 0..5 {
+            io.queue_send(t, SendData::Static(&CHUNK)).unwrap();
+        }
+        let queued = 5 * CHUNK.len() as u64; // above TX_HIGH_WATER
+        let counter = Arc::new(CountingWaker::default());
+        let waker = std::task::Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(io.poll_queued_at_most(t, TX_HIGH_WATER, &mut cx).is_pending());
+        // Everything copied (a slot's worth at a time): still pending, nobody woken.
+        let mut copied = 0;
+        while let Some(n) = io.copy_send(t, |_, b| b.len().min(1448)) {
+            copied += n as u64;
+        }
+        assert_eq!(copied, queued);
+        assert!(io.get(t).send_queue().is_empty());
+        assert_eq!(io.queued(t), queued, "copied bytes are pending until the kernel took them");
+        assert_eq!(io.send_step(t), SendStep::Wait);
+        assert_eq!(counter.0.load(Ordering::Relaxed), 0);
+        // The kernel takes some: still above the high-water mark, no wake.
+        assert_eq!(io.taken_sent(t, queued - TX_HIGH_WATER - 1), SendStep::Wait);
+        assert_eq!(counter.0.load(Ordering::Relaxed), 0);
+        // One more byte: at the mark, the sender is woken once.
+        assert_eq!(io.taken_sent(t, 1), SendStep::Wait);
+        assert_eq!(counter.0.load(Ordering::Relaxed), 1);
+        assert_eq!(io.taken_sent(t, TX_HIGH_WATER), SendStep::Idle);
+        assert_eq!(io.queued(t), 0);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// The application queues this many bytes.
+        Queue(usize),
+        /// The backend copies up to this many bytes of the front (it may claim more
+        /// than there are; the count is held to the front's unsent bytes).
+        Copy(usize),
+        /// The backend reports up to this many copied bytes taken by the kernel.
+        Taken(u64),
+        /// Sending fails.
+        Fail,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (1usize..40).prop_map(Op::Queue),
+            4 => (0usize..50).prop_map(Op::Copy),
+            2 => (0u64..60).prop_map(Op::Taken),
+            1 => Just(Op::Fail),
+        ]
+    }
+
+    proptest! {
+        /// Copying from the queue in place, in pieces of any size: the bytes come out
+        /// in order and once, copied bytes stay pending until reported taken, the send
+        /// step says `Wait` while only copied bytes are unconfirmed, and after a failure
+        /// nothing more is copied.
+        #[test]
+        fn copy_send_keeps_order_accounting_and_stops_at_a_failure(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut io = table();
+            let t = io.insert_stream(3, false);
+            let (mut queued, mut out, mut confirmed, mut failed) = (Vec::<u8>::new(), Vec::<u8>::new(), 0u64, false);
+            let mut next = 0u8;
+            for op in ops {
+                match op {
+                    Op::Queue(n) => {
+                        let bytes: Vec<u8> = (0..n).map(|_| { next = next.wrapping_add(1); next }).collect();
+                        let r = io.queue_send(t, SendData::Owned(bytes.clone()));
+                        prop_assert_eq!(r.is_err(), failed, "a failed connection refuses sends");
+                        if !failed {
+                            queued.extend_from_slice(&bytes);
+                        }
+                    }
+                    Op::Copy(k) => {
+                        let waiting = queued.len() - out.len();
+                        let mut called = false;
+                        let got = io.copy_send(t, |data, unsent| {
+                            called = true;
+                            assert!(data.as_slice().ends_with(unsent));
+                            out.extend_from_slice(&unsent[..k.min(unsent.len())]);
+                            k
+                        });
+                        if failed || waiting == 0 {
+                            prop_assert!(got.is_none() && !called);
+                        } else {
+                            prop_assert!(called);
+                            prop_assert!(got.is_some_and(|n| n <= k));
+                        }
+                    }
+                    Op::Taken(m) => {
+                        let m = m.min(out.len() as u64 - confirmed);
+                        if !failed {
+                            let step = io.taken_sent(t, m);
+                            confirmed += m;
+                            let expect = if queued.len() > out.len() {
+                                SendStep::Data
+                            } else if (out.len() as u64) > confirmed {
+                                SendStep::Wait
+                            } else {
+                                SendStep::Idle
+                            };
+                            prop_assert_eq!(step, expect);
+                        }
+                    }
+                    Op::Fail => {
+                        io.tx_failed(t, libc::EPIPE);
+                        failed = true;
+                    }
+                }
+                prop_assert_eq!(&out[..], &queued[..out.len()], "copied in order, once");
+                let pending = if failed { 0 } else { queued.len() as u64 - confirmed };
+                prop_assert_eq!(io.queued(t), pending);
+                prop_assert_eq!(io.get(t).send_queue().bytes(), if failed { 0 } else { (queued.len() - out.len()) as u64 });
+            }
+        }
     }
 }

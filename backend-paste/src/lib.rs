@@ -25,7 +25,7 @@
 //!
 //! A backend composes them per tick: `ring.tx_queue(..)` during the run phase, then
 //! `ring.tx_fill()`, one provider sync (kernel: `poll()` on the port; emulated:
-//! `txsync()` + socket work + `rxsync()`), `ring.tx_reclaim(..)` (bytes sent per fd) and
+//! `txsync()` + socket work + `rxsync()`), `ring.tx_reclaim(..)` (bytes sent, by fd) and
 //! `ring.rx_walk(..)` (received buffers and EOFs per fd).
 
 #[macro_use]

@@ -53,7 +53,7 @@
 //! driver.tx_queue(fd, data)?          // run phase: sends queue per fd
 //! driver.tx_fill();                   // flush: slots filled, head = cur advanced
 //! provider.sync(timeout)?;            // txsync + rxsync (poll() on the port)
-//! driver.tx_reclaim(|fd, n| ..);      // bytes the kernel took, once per fd
+//! driver.tx_reclaim(|fd, n| ..);      // bytes the kernel took (per slot, by fd)
 //! driver.rx_walk(budget, |ev| ..);    // RxEvent::Data / RxEvent::Eof per slot
 //! ```
 
@@ -1175,22 +1175,29 @@ impl RingDriver {
 
     /// After a sync: accounts the TX slots the kernel took back (`[pending, tail + 1)`;
     /// netmap keeps one slot between tail and its hwcur) and calls `on_sent(fd, bytes)`
-    /// once per fd with the payload bytes taken since the last call (fds dropped with
-    /// [`tx_drop_fd`](Self::tx_drop_fd) are not reported). Returns the number of slots
-    /// taken back.
+    /// with the payload bytes taken since the last call: per slot for the slots this
+    /// call finds taken, per fd for those an earlier look found (a fill, a direct
+    /// send, a writable report), so an fd may be named more than once; the sum per fd
+    /// is what it sent. Fds dropped with [`tx_drop_fd`](Self::tx_drop_fd) are not
+    /// reported. Returns the number of slots taken back by this call.
     pub fn tx_reclaim(&mut self, mut on_sent: impl FnMut(i32, u64)) -> u32 {
-        let n = self.collect_completions();
-        // (Indexed, then cleared: cheaper than a drain for the usual few entries.)
-        for k in 0..self.sent_fds.len() {
-            let (fd, bytes) = self.sent_fds[k];
-            if let Some(f) = self.fds.get_mut(fd as usize) {
-                f.sent_at = 0;
-                if bytes > 0 {
-                    on_sent(fd, bytes);
+        if !self.sent_fds.is_empty() {
+            // (Indexed, then cleared: cheaper than a drain for the usual few entries.)
+            for k in 0..self.sent_fds.len() {
+                let (fd, bytes) = self.sent_fds[k];
+                if let Some(f) = self.fds.get_mut(fd as usize) {
+                    f.sent_at = 0;
+                    if bytes > 0 {
+                        on_sent(fd, bytes);
+                    }
                 }
             }
+            self.sent_fds.clear();
         }
-        self.sent_fds.clear();
+        // The slots taken since: reported as they are found, no per-fd sum.
+        let n = collect_taken(&mut self.tx, &mut self.fds, self.cfg.tx_slot_overhead, |fd, _, bytes| {
+            on_sent(fd, u64::from(bytes))
+        });
         self.note_stuck();
         n
     }
@@ -1222,40 +1229,18 @@ impl RingDriver {
     }
 
     /// Moves the slots the kernel took back out of the shadow records (before they can
-    /// be refilled) into the per-fd counts of bytes taken and not reported (`sent_fds`).
+    /// be refilled) into the per-fd counts of bytes taken and not reported (`sent_fds`,
+    /// reported by the next [`tx_reclaim`](Self::tx_reclaim)).
     fn collect_completions(&mut self) -> u32 {
-        let mut total = 0;
-        for t in &mut self.tx {
-            let n = t.ring.num_slots();
-            let (head, tail) = (t.ring.head(), t.ring.tail());
-            // Nothing taken since the last look (the kernel's tail did not move: between
-            // two looks it takes fewer slots than the ring holds, so a moved tail never
-            // comes back to the same value): nothing to collect.
-            if head >= n || tail >= n || tail == t.seen_tail {
-                continue;
+        let sent_fds = &mut self.sent_fds;
+        collect_taken(&mut self.tx, &mut self.fds, self.cfg.tx_slot_overhead, |fd, f, bytes| {
+            if f.sent_at == 0 {
+                sent_fds.push((fd, 0));
+                // At most one entry per fd, fds at most MAX_FD < u16::MAX.
+                f.sent_at = sent_fds.len() as u16;
             }
-            t.seen_tail = tail;
-            let pending = slot::ring_distance(t.pending_start, head, n);
-            let done = slot::ring_distance(t.pending_start, slot::ring_next(tail, n), n).min(pending);
-            for _ in 0..done {
-                let sh = std::mem::take(&mut t.shadow[t.pending_start as usize]);
-                if let Some(f) = usize::try_from(sh.fd).ok().and_then(|i| self.fds.get_mut(i)) {
-                    if f.gen == sh.gen && f.inflight > 0 && sh.bytes > 0 {
-                        f.inflight -= 1;
-                        f.untaken_charge = f.untaken_charge.saturating_sub(sh.bytes + self.cfg.tx_slot_overhead);
-                        if f.sent_at == 0 {
-                            self.sent_fds.push((sh.fd, 0));
-                            // At most one entry per fd, fds at most MAX_FD < u16::MAX.
-                            f.sent_at = self.sent_fds.len() as u16;
-                        }
-                        self.sent_fds[usize::from(f.sent_at) - 1].1 += u64::from(sh.bytes);
-                    }
-                }
-                t.pending_start = slot::ring_next(t.pending_start, n);
-            }
-            total += done;
-        }
-        total
+            sent_fds[usize::from(f.sent_at) - 1].1 += u64::from(bytes);
+        })
     }
 
     /// Drops every queued send (their pool buffers return to the pool).
@@ -1289,6 +1274,46 @@ impl RingDriver {
         unsafe { addr::write_if_u32(self.nifp, off, head) };
         ExportReport { returned, outstanding: self.pool.in_use() + self.pool.kept_count() }
     }
+}
+
+/// Moves the slots the kernel took back (`[pending, tail + 1)` of each TX ring) out of
+/// the shadow records, before they can be refilled: each one of a live fd (same
+/// generation) leaves its fd's in-flight count and untaken charge, and
+/// `on_taken(fd, entry, payload bytes)` is told. Returns the slots taken back.
+#[inline(always)]
+fn collect_taken(
+    tx: &mut [TxRing],
+    fds: &mut [FdTx],
+    slot_overhead: u32,
+    mut on_taken: impl FnMut(i32, &mut FdTx, u32),
+) -> u32 {
+    let mut total = 0;
+    for t in tx {
+        let n = t.ring.num_slots();
+        let (head, tail) = (t.ring.head(), t.ring.tail());
+        // Nothing taken since the last look (the kernel's tail did not move: between
+        // two looks it takes fewer slots than the ring holds, so a moved tail never
+        // comes back to the same value): nothing to collect.
+        if head >= n || tail >= n || tail == t.seen_tail {
+            continue;
+        }
+        t.seen_tail = tail;
+        let pending = slot::ring_distance(t.pending_start, head, n);
+        let done = slot::ring_distance(t.pending_start, slot::ring_next(tail, n), n).min(pending);
+        for _ in 0..done {
+            let sh = std::mem::take(&mut t.shadow[t.pending_start as usize]);
+            if let Some(f) = usize::try_from(sh.fd).ok().and_then(|i| fds.get_mut(i)) {
+                if f.gen == sh.gen && f.inflight > 0 && sh.bytes > 0 {
+                    f.inflight -= 1;
+                    f.untaken_charge = f.untaken_charge.saturating_sub(sh.bytes + slot_overhead);
+                    on_taken(sh.fd, f, sh.bytes);
+                }
+            }
+            t.pending_start = slot::ring_next(t.pending_start, n);
+        }
+        total += done;
+    }
+    total
 }
 
 enum Placed {

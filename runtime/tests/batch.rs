@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::io::{Read, Write};
 use std::rc::Rc;
 
-use paste_rt::batch::{self, BatchEvent};
+use paste_rt::batch::{self, Batch, BatchEvent};
 use paste_rt::net::TcpListener;
 use paste_rt::SendData;
 use support::client_threads;
@@ -14,14 +14,40 @@ use support::client_threads;
 /// One echo client: `rounds` messages, each read back before the next. A lost
 /// event would leave it waiting, so its reads time out instead.
 fn echo_rounds(addr: std::net::SocketAddr, client: usize, rounds: usize) {
+    echo_rounds_then(addr, client, rounds, || {});
+}
+
+/// [`echo_rounds`], calling `after_first_echo` once the first message came back.
+fn echo_rounds_then(addr: std::net::SocketAddr, client: usize, rounds: usize, after_first_echo: impl FnOnce()) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    let mut after_first_echo = Some(after_first_echo);
     for r in 0..rounds {
         let msg = format!("client {client} round {r:03}");
         s.write_all(msg.as_bytes()).unwrap();
         let mut got = vec![0u8; msg.len()];
-        s.read_exact(&mut got).unwrap();
+        s.read_exact(&mut got).expect("echoed (a connection never accepted times out here)");
         assert_eq!(got, msg.as_bytes());
+        if let Some(f) = after_first_echo.take() {
+            f();
+        }
+    }
+}
+
+/// The echo servers' handling of one event: data goes back as an owned copy, each
+/// open and clean close is counted, and the server stops once `clients` closed.
+fn echo_owned(batch: &mut Batch<'_>, event: BatchEvent, opened: &Cell<usize>, closed: &Cell<usize>, clients: usize) {
+    match event {
+        BatchEvent::Opened(_) => opened.set(opened.get() + 1),
+        BatchEvent::Data(conn, buf) => batch.send(conn, SendData::Owned(buf.to_vec())).unwrap(),
+        BatchEvent::TimedOut(_) => panic!("no receive deadline was set"),
+        BatchEvent::Closed(_, err) => {
+            assert!(err.is_none(), "clean EOF expected: {err:?}");
+            closed.set(closed.get() + 1);
+            if closed.get() == clients {
+                batch.stop();
+            }
+        }
     }
 }
 
@@ -129,21 +155,11 @@ async fn events_a_handler_leaves_come_in_its_next_call() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let clients = client_threads(CLIENTS, move |c| echo_rounds(addr, c, ROUNDS));
-    let closed = Rc::new(Cell::new(0));
-    let c = closed.clone();
+    let (opened, closed) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
+    let (o, c) = (opened.clone(), closed.clone());
     let server = paste_rt::spawn(batch::serve(listener, move |batch| {
-        let Some(event) = batch.next_event() else { return };
-        match event {
-            BatchEvent::Opened(_) => {}
-            BatchEvent::Data(conn, buf) => batch.send(conn, SendData::Owned(buf.to_vec())).unwrap(),
-            BatchEvent::TimedOut(_) => panic!("no receive deadline was set"),
-            BatchEvent::Closed(_, err) => {
-                assert!(err.is_none(), "clean EOF expected: {err:?}");
-                c.set(c.get() + 1);
-                if c.get() == CLIENTS {
-                    batch.stop();
-                }
-            }
+        if let Some(event) = batch.next_event() {
+            echo_owned(batch, event, &o, &c, CLIENTS);
         }
     }));
     clients.await;
@@ -165,36 +181,16 @@ async fn a_connection_that_arrives_while_others_are_served_is_accepted() {
     let clients = client_threads(CLIENTS, move |c| {
         let (count, cv) = &*started;
         drop(cv.wait_while(count.lock().unwrap(), |n| *n < c).unwrap());
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
-        for r in 0..ROUNDS {
-            let msg = format!("client {c} round {r:03}");
-            s.write_all(msg.as_bytes()).unwrap();
-            let mut got = vec![0u8; msg.len()];
-            s.read_exact(&mut got).expect("echoed (a connection never accepted times out here)");
-            assert_eq!(got, msg.as_bytes());
-            if r == 0 {
-                *count.lock().unwrap() += 1;
-                cv.notify_all();
-            }
-        }
+        echo_rounds_then(addr, c, ROUNDS, || {
+            *count.lock().unwrap() += 1;
+            cv.notify_all();
+        });
     });
     let (opened, closed) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
     let (o, c) = (opened.clone(), closed.clone());
     let server = paste_rt::spawn(batch::serve(listener, move |batch| {
         while let Some(event) = batch.next_event() {
-            match event {
-                BatchEvent::Opened(_) => o.set(o.get() + 1),
-                BatchEvent::Data(conn, buf) => batch.send(conn, SendData::Owned(buf.to_vec())).unwrap(),
-                BatchEvent::TimedOut(_) => panic!("no receive deadline was set"),
-                BatchEvent::Closed(_, err) => {
-                    assert!(err.is_none(), "clean EOF expected: {err:?}");
-                    c.set(c.get() + 1);
-                    if c.get() == CLIENTS {
-                        batch.stop();
-                    }
-                }
-            }
+            echo_owned(batch, event, &o, &c, CLIENTS);
         }
     }));
     clients.await;

@@ -79,68 +79,52 @@ enum Role {
     Dgram,
 }
 
+bitflags::bitflags! {
+    /// A socket's yes/no state, one word, so that the per-event and per-flush tests
+    /// of several flags are one mask test each.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct SockFlags: u16 {
+        /// The socket may hold unread data (edge seen, not yet drained).
+        const READABLE = 1 << 0;
+        /// The peer's FIN or an error was seen in the event mask.
+        const HUP = 1 << 1;
+        /// Receiving is paused (the record's queue is long).
+        const PAUSED = 1 << 2;
+        /// No more reads: EOF or an error was reported.
+        const RX_DONE = 1 << 3;
+        /// A write hit EAGAIN; wait for EPOLLOUT.
+        const WRITE_BLOCKED = 1 << 4;
+        /// Listed in `to_read`.
+        const READ_LISTED = 1 << 5;
+        /// Listed in `to_flush`.
+        const FLUSH_LISTED = 1 << 6;
+        /// A connect is in progress.
+        const CONNECTING = 1 << 7;
+        /// Listener: more connections may be waiting (budget ran out, or edge seen).
+        const ACCEPT_READY = 1 << 8;
+    }
+}
+
 /// The epoll side of one socket (its data is in the runtime's record): its fd, its
-/// role and its yes/no state packed in one word, so the per-event tests of several
-/// flags are one mask test each.
+/// role and its state flags.
 #[derive(Debug)]
 struct Sock {
     fd: RawFd,
     role: Role,
-    flags: u16,
+    flags: SockFlags,
 }
 
 impl Sock {
-    /// The socket may hold unread data (edge seen, not yet drained).
-    const READABLE: u16 = 1 << 0;
-    /// The peer's FIN or an error was seen in the event mask.
-    const HUP: u16 = 1 << 1;
-    /// Receiving is paused (the record's queue is long).
-    const PAUSED: u16 = 1 << 2;
-    /// No more reads: EOF or an error was reported.
-    const RX_DONE: u16 = 1 << 3;
-    /// A write hit EAGAIN; wait for EPOLLOUT.
-    const WRITE_BLOCKED: u16 = 1 << 4;
-    /// Listed in `to_read`.
-    const READ_LISTED: u16 = 1 << 5;
-    /// Listed in `to_flush`.
-    const FLUSH_LISTED: u16 = 1 << 6;
-    /// A connect is in progress.
-    const CONNECTING: u16 = 1 << 7;
-    /// Listener: more connections may be waiting (budget ran out, or edge seen).
-    const ACCEPT_READY: u16 = 1 << 8;
-
-    const FREE: Sock = Sock { fd: -1, role: Role::Free, flags: 0 };
+    const FREE: Sock = Sock { fd: -1, role: Role::Free, flags: SockFlags::empty() };
 
     fn new(role: Role, fd: RawFd) -> Sock {
         Sock { role, fd, ..Sock::FREE }
     }
 
-    /// Whether every flag of `mask` is set.
-    #[inline(always)]
-    fn has(&self, mask: u16) -> bool {
-        self.flags & mask == mask
-    }
-
-    /// Whether no flag of `mask` is set.
-    #[inline(always)]
-    fn has_none(&self, mask: u16) -> bool {
-        self.flags & mask == 0
-    }
-
     /// Whether the socket may be read now: readable, not paused, not done.
     #[inline(always)]
     fn can_read(&self) -> bool {
-        self.flags & (Sock::READABLE | Sock::PAUSED | Sock::RX_DONE) == Sock::READABLE
-    }
-
-    /// Sets (`on`) or clears the flags of `mask`.
-    #[inline(always)]
-    fn set(&mut self, mask: u16, on: bool) {
-        if on {
-            self.flags |= mask;
-        } else {
-            self.flags &= !mask;
-        }
+        self.flags & (SockFlags::READABLE | SockFlags::PAUSED | SockFlags::RX_DONE) == SockFlags::READABLE
     }
 }
 
@@ -257,7 +241,7 @@ impl EpollBackend {
         if let Err(e) = sys::epoll_add(&self.stats, &self.epfd, fd, ev, t.0 as u64) {
             io.accept_failed(t, errno(&e));
         }
-        self.socks[t.index()].set(Sock::ACCEPT_READY, true);
+        self.socks[t.index()].flags.set(SockFlags::ACCEPT_READY, true);
         self.to_accept.push(t);
     }
 
@@ -266,7 +250,7 @@ impl EpollBackend {
     fn watch_stream(&mut self, io: &mut IoTable, t: Token, connecting: bool) {
         let fd = io.get(t).fd();
         self.open(t, Role::Stream, fd);
-        self.socks[t.index()].set(Sock::CONNECTING, connecting);
+        self.socks[t.index()].flags.set(SockFlags::CONNECTING, connecting);
         let ev = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
         if let Err(e) = sys::epoll_add(&self.stats, &self.epfd, fd, ev as u32, t.0 as u64) {
             self.fail_stream(io, t, errno(&e));
@@ -294,7 +278,7 @@ impl EpollBackend {
         self.open(t, Role::Dgram, fd);
         let ev = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLET) as u32;
         if let Err(e) = sys::epoll_add(&self.stats, &self.epfd, fd, ev, t.0 as u64) {
-            self.socks[t.index()].set(Sock::RX_DONE, true);
+            self.socks[t.index()].flags.set(SockFlags::RX_DONE, true);
             io.dgram_failed(t, errno(&e));
         }
     }
@@ -304,9 +288,9 @@ impl EpollBackend {
     #[inline(never)]
     fn connected(&mut self, io: &mut IoTable, t: Token, err: i32) {
         if let Some(s) = self.sock(t) {
-            s.set(Sock::CONNECTING, false);
+            s.flags.set(SockFlags::CONNECTING, false);
             if err != 0 {
-                s.set(Sock::RX_DONE, true);
+                s.flags.set(SockFlags::RX_DONE, true);
             }
         }
         let step = io.connected(t, err);
@@ -324,8 +308,8 @@ impl EpollBackend {
 
     fn list_flush(&mut self, t: Token) {
         if let Some(s) = self.sock(t) {
-            if !s.has(Sock::FLUSH_LISTED) {
-                s.set(Sock::FLUSH_LISTED, true);
+            if !s.flags.contains(SockFlags::FLUSH_LISTED) {
+                s.flags.set(SockFlags::FLUSH_LISTED, true);
                 self.to_flush.push(t);
             }
         }
@@ -336,10 +320,10 @@ impl EpollBackend {
     #[inline(never)]
     fn fail_stream(&mut self, io: &mut IoTable, t: Token, err: i32) {
         if let Some(s) = self.sock(t) {
-            if s.has(Sock::RX_DONE) {
+            if s.flags.contains(SockFlags::RX_DONE) {
                 return;
             }
-            s.set(Sock::RX_DONE, true);
+            s.flags.set(SockFlags::RX_DONE, true);
         }
         let step = io.rx_failed(t, err);
         self.follow(io, t, step);
@@ -386,9 +370,9 @@ impl EpollBackend {
             i += 1;
             // One lookup: the socket's state and fd are read together.
             let Some(s) = self.socks.get_mut(t.index()) else { continue };
-            s.set(Sock::FLUSH_LISTED, false);
+            s.flags.set(SockFlags::FLUSH_LISTED, false);
             match s.role {
-                Role::Stream if s.has_none(Sock::WRITE_BLOCKED | Sock::CONNECTING) => {
+                Role::Stream if !s.flags.intersects(SockFlags::WRITE_BLOCKED | SockFlags::CONNECTING) => {
                     let fd = s.fd;
                     self.flush_stream(io, t, fd, &mut tally);
                 }
@@ -463,7 +447,7 @@ impl EpollBackend {
     /// `t`'s socket is full: its writes wait for `EPOLLOUT`.
     fn block_writes(&mut self, t: Token) {
         if let Some(s) = self.socks.get_mut(t.index()) {
-            s.set(Sock::WRITE_BLOCKED, true);
+            s.flags.set(SockFlags::WRITE_BLOCKED, true);
         }
     }
 
@@ -476,7 +460,7 @@ impl EpollBackend {
     fn flush_datagrams(&mut self, io: &mut IoTable, t: Token) {
         let stats = &self.stats;
         let Some(s) = self.socks.get_mut(t.index()) else { return };
-        if s.has(Sock::WRITE_BLOCKED) {
+        if s.flags.contains(SockFlags::WRITE_BLOCKED) {
             return;
         }
         let fd = s.fd;
@@ -490,7 +474,7 @@ impl EpollBackend {
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
                     io.unpop_datagram(t, data, addr);
-                    s.set(Sock::WRITE_BLOCKED, true);
+                    s.flags.set(SockFlags::WRITE_BLOCKED, true);
                     return;
                 }
                 Err(e) => errno(&e),
@@ -550,7 +534,7 @@ impl EpollBackend {
                 }
                 Err(e) => match e.raw_os_error() {
                     Some(libc::EAGAIN) => {
-                        l.set(Sock::ACCEPT_READY, false);
+                        l.flags.set(SockFlags::ACCEPT_READY, false);
                         self.starved.retain(|&(l, _)| l != t);
                         return;
                     }
@@ -558,7 +542,7 @@ impl EpollBackend {
                     Some(code) => {
                         // EMFILE, ENFILE, ENOBUFS, ENOMEM: report once per episode,
                         // then retry after a close or the backoff, never in a loop.
-                        l.set(Sock::ACCEPT_READY, true);
+                        l.flags.set(SockFlags::ACCEPT_READY, true);
                         let now = Instant::now();
                         let first = match self.starved.iter_mut().find(|(l, _)| *l == t) {
                             Some((_, since)) => {
@@ -581,7 +565,7 @@ impl EpollBackend {
         }
         // Budget used up: more may be waiting.
         if let Some(l) = self.sock(t) {
-            l.set(Sock::ACCEPT_READY, true);
+            l.flags.set(SockFlags::ACCEPT_READY, true);
         }
         self.to_accept.push(t);
     }
@@ -633,7 +617,7 @@ impl EpollBackend {
         let more = s.can_read() && self.read_now(io, t, tally);
         if !more {
             if let Some(s) = self.socks.get_mut(t.index()) {
-                s.set(Sock::READ_LISTED, false);
+                s.flags.set(SockFlags::READ_LISTED, false);
             }
         }
         more
@@ -671,8 +655,8 @@ impl EpollBackend {
                 Ok(0) => {
                     // SAFETY: the buffer was allocated above and not lent.
                     unsafe { pool.release(index) };
-                    s.set(Sock::RX_DONE, true);
-                    s.set(Sock::READABLE, false);
+                    s.flags.set(SockFlags::RX_DONE, true);
+                    s.flags.set(SockFlags::READABLE, false);
                     io.eof(t);
                     break false;
                 }
@@ -683,14 +667,14 @@ impl EpollBackend {
                     // here; `n <= size` bytes were read.
                     let buf = unsafe { pool.lend_allocated_rx(index, 0, n as u32) };
                     if io.deliver(t, buf) == Delivery::Pause {
-                        s.set(Sock::PAUSED, true);
+                        s.flags.set(SockFlags::PAUSED, true);
                     }
-                    if (n as u32) < size && !s.has(Sock::HUP) {
+                    if (n as u32) < size && !s.flags.contains(SockFlags::HUP) {
                         // A short read drained the socket; the next edge says more.
-                        s.set(Sock::READABLE, false);
+                        s.flags.set(SockFlags::READABLE, false);
                         break false;
                     }
-                    if s.has(Sock::PAUSED) {
+                    if s.flags.contains(SockFlags::PAUSED) {
                         break false;
                     }
                 }
@@ -699,12 +683,12 @@ impl EpollBackend {
                     unsafe { pool.release(index) };
                     match e {
                         sys::Errno::AGAIN => {
-                            s.set(Sock::READABLE, false);
+                            s.flags.set(SockFlags::READABLE, false);
                             break false;
                         }
                         sys::Errno::INTR => continue,
                         _ => {
-                            s.set(Sock::READABLE, false);
+                            s.flags.set(SockFlags::READABLE, false);
                             tally.done += delivered;
                             self.fail_stream(io, t, e.raw_os_error());
                             return false;
@@ -743,7 +727,7 @@ impl EpollBackend {
                     // SAFETY: the buffer is ours and `len <= cap` bytes were written.
                     let buf = unsafe { pool.lend_rx(index, 0, len) };
                     if io.deliver_datagram(t, buf, from, n as u32 > cap) == Delivery::Pause {
-                        s.set(Sock::PAUSED, true);
+                        s.flags.set(SockFlags::PAUSED, true);
                         return (false, delivered);
                     }
                 }
@@ -757,14 +741,14 @@ impl EpollBackend {
                     unsafe { pool.release(index) };
                     match e.raw_os_error() {
                         Some(libc::EAGAIN) => {
-                            s.set(Sock::READABLE, false);
+                            s.flags.set(SockFlags::READABLE, false);
                             return (false, delivered);
                         }
                         // A pending ICMP error of an earlier send: reading consumed it.
                         Some(libc::EINTR | libc::ECONNREFUSED) => continue,
                         _ => {
-                            s.set(Sock::READABLE, false);
-                            s.set(Sock::RX_DONE, true);
+                            s.flags.set(SockFlags::READABLE, false);
+                            s.flags.set(SockFlags::RX_DONE, true);
                             io.dgram_failed(t, errno(&e));
                             return (false, delivered);
                         }
@@ -794,7 +778,9 @@ impl EpollBackend {
         if s.role == Role::Listener {
             return self.listener_ready(t);
         }
-        let s = if s.has(Sock::CONNECTING) && ev & (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) != 0 {
+        let s = if s.flags.contains(SockFlags::CONNECTING)
+            && ev & (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) != 0
+        {
             self.connect_done(io, t);
             let Some(s) = self.socks.get_mut(t.index()) else { return };
             s
@@ -806,22 +792,22 @@ impl EpollBackend {
             Role::Dgram => libc::EPOLLIN | libc::EPOLLERR,
             Role::Listener | Role::Free => return,
         };
-        if ev & libc::EPOLLOUT != 0 && s.has(Sock::WRITE_BLOCKED) {
-            s.set(Sock::WRITE_BLOCKED, false);
-            if !s.has(Sock::FLUSH_LISTED) {
-                s.set(Sock::FLUSH_LISTED, true);
+        if ev & libc::EPOLLOUT != 0 && s.flags.contains(SockFlags::WRITE_BLOCKED) {
+            s.flags.set(SockFlags::WRITE_BLOCKED, false);
+            if !s.flags.contains(SockFlags::FLUSH_LISTED) {
+                s.flags.set(SockFlags::FLUSH_LISTED, true);
                 self.to_flush.push(t);
             }
         }
-        if ev & readable != 0 && !s.has(Sock::RX_DONE) {
-            s.set(Sock::READABLE, true);
+        if ev & readable != 0 && !s.flags.contains(SockFlags::RX_DONE) {
+            s.flags.set(SockFlags::READABLE, true);
             if s.role == Role::Stream && ev & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0 {
-                s.set(Sock::HUP, true);
+                s.flags.set(SockFlags::HUP, true);
             }
             // A listed socket is read by the list walk; a paused one when it resumes.
-            if s.has_none(Sock::READ_LISTED | Sock::PAUSED) && self.read_now(io, t, tally) {
+            if !s.flags.intersects(SockFlags::READ_LISTED | SockFlags::PAUSED) && self.read_now(io, t, tally) {
                 if let Some(s) = self.socks.get_mut(t.index()) {
-                    s.set(Sock::READ_LISTED, true);
+                    s.flags.set(SockFlags::READ_LISTED, true);
                     self.to_read.push(t);
                 }
             }
@@ -833,7 +819,7 @@ impl EpollBackend {
     #[inline(never)]
     fn listener_ready(&mut self, t: Token) {
         let Some(l) = self.socks.get_mut(t.index()) else { return };
-        l.set(Sock::ACCEPT_READY, true);
+        l.flags.set(SockFlags::ACCEPT_READY, true);
         if !self.starved.iter().any(|&(s, _)| s == t) && !self.to_accept.contains(&t) {
             self.to_accept.push(t);
         }
@@ -907,9 +893,9 @@ impl Backend for EpollBackend {
 
     fn resume_recv(&mut self, _io: &mut IoTable, token: Token) {
         let Some(s) = self.sock(token) else { return };
-        s.set(Sock::PAUSED, false);
-        if s.has(Sock::READABLE) && !s.has(Sock::READ_LISTED) {
-            s.set(Sock::READ_LISTED, true);
+        s.flags.set(SockFlags::PAUSED, false);
+        if s.flags.contains(SockFlags::READABLE) && !s.flags.contains(SockFlags::READ_LISTED) {
+            s.flags.set(SockFlags::READ_LISTED, true);
             self.to_read.push(token);
         }
     }
@@ -918,8 +904,8 @@ impl Backend for EpollBackend {
     fn send(&mut self, io: &mut IoTable, token: Token) {
         // One lookup: the socket and the flush list are disjoint fields.
         match self.socks.get_mut(token.index()).filter(|s| s.role != Role::Free) {
-            Some(s) if !s.has(Sock::FLUSH_LISTED) => {
-                s.set(Sock::FLUSH_LISTED, true);
+            Some(s) if !s.flags.contains(SockFlags::FLUSH_LISTED) => {
+                s.flags.set(SockFlags::FLUSH_LISTED, true);
                 self.to_flush.push(token);
             }
             Some(_) => {}
@@ -1044,13 +1030,16 @@ mod tests {
     fn a_socket_can_be_read_only_when_readable_and_neither_paused_nor_done() {
         let mut s = Sock::new(Role::Stream, 3);
         assert!(!s.can_read());
-        s.set(Sock::READABLE, true);
+        s.flags.set(SockFlags::READABLE, true);
         assert!(s.can_read());
-        s.set(Sock::PAUSED, true);
+        s.flags.set(SockFlags::PAUSED, true);
         assert!(!s.can_read());
-        s.set(Sock::PAUSED, false);
-        s.set(Sock::RX_DONE, true);
+        s.flags.set(SockFlags::PAUSED, false);
+        s.flags.set(SockFlags::RX_DONE, true);
         assert!(!s.can_read());
-        assert!(s.has(Sock::READABLE | Sock::RX_DONE) && s.has_none(Sock::PAUSED | Sock::HUP));
+        assert!(
+            s.flags.contains(SockFlags::READABLE | SockFlags::RX_DONE)
+                && !s.flags.intersects(SockFlags::PAUSED | SockFlags::HUP)
+        );
     }
 }

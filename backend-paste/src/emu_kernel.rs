@@ -784,6 +784,19 @@ impl EmuKernel {
         n
     }
 
+    /// Whether `fd`'s send queue holds exactly `bytes` (it stops looking once it
+    /// counted more).
+    pub fn sends_queued_are(&self, fd: i32, bytes: u64) -> bool {
+        let Some(e) = self.fds.get(fd as usize) else { return bytes == 0 };
+        let (mut seen, mut buf) = (0, e.sends.head);
+        while buf != NO_BUF && seen <= bytes {
+            let job = self.queued[buf as usize];
+            seen += u64::from(job.len);
+            buf = job.next;
+        }
+        seen == bytes && buf == NO_BUF
+    }
+
     /// The socket took `bytes` from the front of `fd`'s send queue: fully sent payloads
     /// leave it (their buffers become spares, their charge leaves the socket), a
     /// partly sent one keeps its rest. Returns whether payloads remain.

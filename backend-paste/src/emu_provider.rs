@@ -231,6 +231,7 @@ impl EmuProvider {
             recv_limit,
             send_batch: SEND_BATCH,
             accept_retry: ACCEPT_RETRY,
+            quiet_send_wait: paste_rt_uring_engine::QUIET_SEND_WAIT,
         };
         let engine = SocketEngine::new(ring, probe, config)
             .map_err(|e| StartError::os(kind, "eventfd for remote wake-ups", &e))?;
@@ -288,7 +289,18 @@ impl EmuProvider {
     /// counters.
     #[inline]
     fn parts<'a>(&'a mut self, events: &'a mut Vec<Event>) -> (&'a mut SocketEngine, EmuSink<'a>, &'a Stats) {
+        self.parts_for_tick(events, false)
+    }
+
+    /// [`parts`](Self::parts) for the engine's tick: `tx_news_unwanted` says that the
+    /// ring driver waits for no socket's send space (see [`EmuSink::send_is_quiet`]).
+    fn parts_for_tick<'a>(
+        &'a mut self,
+        events: &'a mut Vec<Event>,
+        tx_news_unwanted: bool,
+    ) -> (&'a mut SocketEngine, EmuSink<'a>, &'a Stats) {
         let sink = EmuSink {
+            tx_news_unwanted,
             kernel: &mut self.kernel,
             bufs: &mut self.bufs,
             buf_target: &mut self.buf_target,
@@ -505,7 +517,11 @@ impl EmuProvider {
         let timeout = if busy { Some(Duration::ZERO) } else { timeout };
         let (waits, wakeups) = (self.uring_stats.waits.get(), self.uring_stats.remote_wakeups.get());
         stats.syscall();
-        let (engine, mut sink, ustats) = self.parts(events);
+        // Send completions matter to the application only through send space (the
+        // ring driver learns of taken slots at txsync): when nothing waits for space
+        // and no slot waits for the socket to take it, the wait may look past them.
+        let tx_news_unwanted = !self.tx_stalled && !driver.tx_any_space_waiter() && !driver.tx_any_low_credit();
+        let (engine, mut sink, ustats) = self.parts_for_tick(events, tx_news_unwanted);
         let ticked = engine.tick(timeout, &mut sink, ustats);
         self.kernel.rx_publish();
         if !self.to_close.is_empty() {
@@ -635,6 +651,8 @@ impl EmuProvider {
 
 /// The engine's [`Sink`] over the emulated kernel; see the module docs. Slot id = fd.
 struct EmuSink<'a> {
+    /// Nothing in the application waits for send space this tick.
+    tx_news_unwanted: bool,
     kernel: &'a mut EmuKernel,
     bufs: &'a mut BufRing,
     buf_target: &'a mut u32,
@@ -787,6 +805,17 @@ impl Sink for EmuSink<'_> {
         } else {
             SendStep::Idle
         }
+    }
+
+    /// Quiet when the application waits for no send space (its TX slots were taken
+    /// at txsync already), the send carries the whole of the socket's send queue, and
+    /// neither a shutdown nor a close waits for it to finish.
+    #[inline]
+    fn send_is_quiet(&self, slot: u32, bytes: u64) -> bool {
+        let fd = slot as RawFd;
+        self.tx_news_unwanted
+            && self.socks.get(slot as usize).is_some_and(|s| s.shutdown_q.is_none() && !s.closing())
+            && self.kernel.sends_queued_are(fd, bytes)
     }
 
     fn tx_failed(&mut self, slot: u32, errno: i32) -> SendStep {

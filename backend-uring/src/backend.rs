@@ -71,6 +71,12 @@ pub struct UringConfig {
     /// How long a listener waits before accepting again after `EMFILE` and the like,
     /// unless a close frees an fd first (default 100 ms).
     pub accept_retry: Duration,
+    /// How long a tick's wait may look past completions of sends nobody waits for
+    /// before it settles for them (default 10 ms; zero turns it off). It lets one
+    /// request on an idle connection cost one `io_uring_enter` instead of two; a send
+    /// the kernel parks on a full socket delays the next wake-up by at most this much.
+    /// Needs Linux 6.12 (`IORING_FEAT_MIN_TIMEOUT`); off before.
+    pub quiet_send_wait: Duration,
     /// Pool buffers lent to the datagram receive ring (registered at the first
     /// datagram socket), shared by every datagram socket. 0 (default) = an eighth of
     /// the pool, at least 1, at most 256.
@@ -89,6 +95,7 @@ impl Default for UringConfig {
             rx_limit_bufs: 32,
             send_batch: 16,
             accept_retry: Duration::from_millis(100),
+            quiet_send_wait: paste_rt_uring_engine::QUIET_SEND_WAIT,
             dgram_ring_bufs: 0,
         }
     }
@@ -135,6 +142,7 @@ impl UringBackend {
             recv_limit,
             send_batch: config.send_batch as usize,
             accept_retry: config.accept_retry,
+            quiet_send_wait: config.quiet_send_wait,
         };
         let engine = SocketEngine::new(ring, probe, engine_config)
             .map_err(|e| StartError::os(kind, "eventfd for remote wake-ups", &e))?;

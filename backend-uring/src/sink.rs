@@ -89,6 +89,11 @@ impl Sink for TableSink<'_> {
         self.io.tx_failed(Token(slot), errno)
     }
 
+    #[inline]
+    fn send_is_quiet(&self, slot: u32, bytes: u64) -> bool {
+        self.io.send_completion_is_quiet(Token(slot), bytes)
+    }
+
     fn shutdown_done(&mut self, slot: u32, errno: i32) -> SendStep {
         self.io.shutdown_done(Token(slot), errno)
     }

@@ -490,6 +490,9 @@ fn send_queues_are_read_in_place_and_retired_as_the_socket_takes_them() {
     let mut parts = Vec::new();
     assert_eq!(k.sends_gather(4, 16, |p| parts.push(p.to_vec())), 2);
     assert_eq!(parts, vec![b"first".to_vec(), b"second".to_vec()]);
+    // All 11 bytes and no other count: what a send of the whole queue carries.
+    assert!(k.sends_queued_are(4, 11) && k.sends_queued_are(6, 5));
+    assert!(!k.sends_queued_are(4, 5) && !k.sends_queued_are(4, 12));
     let queued = k.queued_in_socket(4).unwrap();
     assert_eq!(queued, 11 + 2 * u64::from(EMU_SKB_OVERHEAD));
     // A short send: the rest of the first payload goes again, in place.
@@ -497,10 +500,12 @@ fn send_queues_are_read_in_place_and_retired_as_the_socket_takes_them() {
     let mut parts = Vec::new();
     k.sends_gather(4, 1, |p| parts.push(p.to_vec()));
     assert_eq!(parts, vec![b"st".to_vec()]);
+    assert!(k.sends_queued_are(4, 8), "the rest of the first payload and the second");
     assert_eq!(k.queued_in_socket(4), Some(queued), "charged until the payload is fully sent");
     assert!(k.sends_done(4, 2));
     assert_eq!(k.queued_in_socket(4), Some(6 + u64::from(EMU_SKB_OVERHEAD)));
     assert!(!k.sends_done(4, 6), "the queue is empty");
+    assert!(k.sends_queued_are(4, 0) && k.sends_queued_are(99, 0));
     assert_eq!(k.queued_in_socket(4), Some(0));
     // A socket whose sending failed drops its queue, and its later slots are skipped.
     k.sends_fail(6);

@@ -23,6 +23,7 @@
 //! an error saying why, and the runtime picks the next backend.
 
 pub mod buf_ring;
+pub mod fresh_sends;
 pub mod pool_ring;
 pub mod probe;
 pub mod recv;
@@ -32,4 +33,5 @@ pub mod user_data;
 pub mod waker;
 
 pub use probe::UringProbe;
-pub use sockets::{EngineConfig, Sink, SocketEngine, MAX_SEND_BATCH};
+pub use sockets::{EngineConfig, Sink, SocketEngine, MAX_SEND_BATCH, QUIET_SEND_WAIT};
+pub use submit::QuietCompletions;

@@ -23,7 +23,7 @@ use paste_rt_core::{BackendKind, StartError};
 
 use crate::buf_ring::BufRing;
 use crate::recv;
-use crate::submit::{self, Wait};
+use crate::submit::{self, QuietCompletions, Wait};
 
 /// The oldest kernel this crate runs on: multishot recv with provided buffer rings
 /// arrived in Linux 6.0.
@@ -92,6 +92,11 @@ pub struct UringProbe {
     /// the multishot ends without `IORING_CQE_F_MORE` once that many bytes arrived.
     /// Probed by arming one on a socketpair, not inferred from the version.
     pub recv_limit: bool,
+    /// `IORING_FEAT_MIN_TIMEOUT` (6.12): a wait for several completions that settles
+    /// for any one once a shorter first timeout passes (`min_wait_usec`); lets a tick
+    /// leave send completions nobody waits for in the completion queue (see
+    /// [`EngineConfig::quiet_send_wait`](crate::EngineConfig::quiet_send_wait)).
+    pub min_timeout: bool,
     /// Opcodes this crate needs that the kernel does not report as supported.
     pub missing_opcodes: Vec<&'static str>,
 }
@@ -101,7 +106,7 @@ impl UringProbe {
     pub fn describe(&self) -> String {
         let flag = |on: bool, name: &str| if on { name.to_string() } else { format!("no-{name}") };
         format!(
-            "kernel {} {}{} sq={} cq={} {} {} {} {} {} {} {}",
+            "kernel {} {}{} sq={} cq={} {} {} {} {} {} {} {} {}",
             self.kernel_release,
             self.taskrun.name(),
             if self.submit_all { "+submit_all" } else { "" },
@@ -114,6 +119,7 @@ impl UringProbe {
             flag(self.multishot_recv, "multishot_recv"),
             flag(self.recv_bundle, "recv_bundle"),
             flag(self.recv_limit, "recv_limit"),
+            flag(self.min_timeout, "min_timeout"),
         )
     }
 
@@ -259,6 +265,7 @@ fn probe_ring(ring: &IoUring, taskrun: TaskrunMode, submit_all: bool) -> UringPr
         recv_bundle: params.is_feature_recvsend_bundle(),
         // Needs `&mut IoUring`: probed by `open_ring` once the rest is known.
         recv_limit: false,
+        min_timeout: params.is_feature_min_timeout(),
         missing_opcodes,
     }
 }
@@ -307,7 +314,7 @@ fn probe_recv_limit(ring: &mut IoUring) -> bool {
     let pushed = unsafe { ring.submission().push(&entry) }.is_ok();
     let mut first: Option<(i32, u32)> = None;
     let mut over = !pushed;
-    if pushed && submit::enter(ring, Wait::For(Duration::from_millis(500))).is_ok() {
+    if pushed && submit::enter(ring, Wait::For(Duration::from_millis(500)), QuietCompletions::NONE).is_ok() {
         for cqe in ring.completion() {
             if cqe.user_data() == UD {
                 first.get_or_insert((cqe.result(), cqe.flags()));
@@ -321,7 +328,7 @@ fn probe_recv_limit(ring: &mut IoUring) -> bool {
         let timeout = io_uring::types::Timespec::new().sec(1);
         over = ring.submitter().register_sync_cancel(Some(timeout), CancelBuilder::user_data(UD)).is_ok();
         if over {
-            let _ = submit::enter(ring, Wait::No);
+            let _ = submit::enter(ring, Wait::No, QuietCompletions::NONE);
             ring.completion().for_each(drop);
         }
     }
@@ -494,5 +501,7 @@ mod tests {
         // The byte limit per multishot recv arrived in 6.16; the probe must agree.
         assert_eq!(probe.recv_limit, probe.kernel >= (6, 16), "{}", probe.describe());
         assert!(probe.describe().contains("recv_limit"));
+        // The two-stage wait arrived in 6.12.
+        assert_eq!(probe.min_timeout, probe.kernel >= (6, 12), "{}", probe.describe());
     }
 }

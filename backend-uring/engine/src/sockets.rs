@@ -40,9 +40,10 @@ use io_uring::types::{CancelBuilder, Fd};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 use paste_rt_core::{Delivery, RemoteWake, SendStep, Shutdown, Stats};
 
+use crate::fresh_sends::FreshSends;
 use crate::probe::UringProbe;
 use crate::recv;
-use crate::submit::{self, SubmitQueue, Wait};
+use crate::submit::{self, QuietCompletions, SubmitQueue, Wait};
 use crate::user_data::{decode, encode, OpKind, GEN_MASK};
 use crate::waker::RingWaker;
 
@@ -82,6 +83,15 @@ pub trait Sink {
     fn rx_buffers(&self) -> u32;
     /// A receive found the ring empty (`ENOBUFS`): a chance to give it more.
     fn rx_exhausted(&mut self) {}
+    /// Whether the completion of the send of `bytes` now in flight on `slot` changes
+    /// nothing anyone waits for, so the tick's wait may look past it (see
+    /// [`EngineConfig::quiet_send_wait`]): no task waits for send room or a flush,
+    /// nothing is queued behind those bytes, and no shutdown or close follows them.
+    /// Asked just before the enter, once per send submitted in the tick. Default: no.
+    fn send_is_quiet(&self, slot: u32, bytes: u64) -> bool {
+        let _ = (slot, bytes);
+        false
+    }
     /// The tick is about to enter the kernel: top the receive ring up if buffers the
     /// application kept for a while left it short. Returns whether a waiter was woken
     /// since the tick began (then the enter does not block).
@@ -107,7 +117,20 @@ pub struct EngineConfig {
     pub send_batch: usize,
     /// How long a listener waits after `EMFILE` and the like, unless an fd is freed.
     pub accept_retry: Duration,
+    /// How long the tick's wait may look past completions of its own sends that
+    /// nobody waits for ([`Sink::send_is_quiet`]) before it settles for them:
+    /// [`QuietCompletions::within`]. A small answer's send completes while it is
+    /// submitted, so without this a request on an otherwise idle connection costs two
+    /// enters (see [`submit`](crate::submit)). Zero turns it off; so does a kernel
+    /// without `IORING_FEAT_MIN_TIMEOUT` (6.12). A send the kernel has to park on a
+    /// full socket delays the next wake-up by at most this much.
+    pub quiet_send_wait: Duration,
 }
+
+/// The default [`EngineConfig::quiet_send_wait`]: longer than a scheduler tick, so the
+/// wait's first stage does not add a timer interrupt per request, and short enough
+/// that a send parked on a full socket delays other connections' news only briefly.
+pub const QUIET_SEND_WAIT: Duration = Duration::from_millis(10);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Role {
@@ -217,13 +240,19 @@ pub struct SocketEngine {
     waker: RingWaker,
     waker_armed: bool,
     dropping: bool,
+    /// Sends submitted since the last enter, checked for quietness just before it.
+    /// Empty when `quiet_send_wait` is off.
+    fresh_sends: FreshSends,
+    /// `quiet_send_wait` is on (and the kernel has the two-stage wait).
+    look_past_quiet_sends: bool,
 }
 
 impl SocketEngine {
     /// An engine over `ring` (opened and probed with [`crate::probe::open_ring`]).
     pub fn new(ring: IoUring, probe: UringProbe, config: EngineConfig) -> io::Result<SocketEngine> {
         let waker = RingWaker::new()?;
-        let config = EngineConfig { send_batch: config.send_batch.clamp(1, MAX_SEND_BATCH), ..config };
+        let quiet_send_wait = if probe.min_timeout { config.quiet_send_wait } else { Duration::ZERO };
+        let config = EngineConfig { send_batch: config.send_batch.clamp(1, MAX_SEND_BATCH), quiet_send_wait, ..config };
         let mut engine = SocketEngine {
             ring,
             probe,
@@ -239,6 +268,8 @@ impl SocketEngine {
             waker,
             waker_armed: false,
             dropping: false,
+            fresh_sends: FreshSends::default(),
+            look_past_quiet_sends: !quiet_send_wait.is_zero(),
         };
         engine.arm_waker();
         Ok(engine)
@@ -467,8 +498,10 @@ impl SocketEngine {
         }
         let mut first: (*const u8, usize) = (std::ptr::null(), 0);
         let mut n = 0usize;
+        let mut total = 0u64;
         let send = &mut s.send;
         sink.gather_send(id, batch, |bytes| {
+            total += bytes.len() as u64;
             if n == 0 {
                 first = (bytes.as_ptr(), bytes.len());
             } else {
@@ -498,6 +531,9 @@ impl SocketEngine {
         s.state |= st::SEND_INFLIGHT;
         s.inflight += 1;
         let ud = s.ud(id, OpKind::Send);
+        if self.look_past_quiet_sends {
+            self.fresh_sends.record(id, total);
+        }
         self.push(entry.user_data(ud), stats);
     }
 
@@ -607,17 +643,28 @@ impl SocketEngine {
         if self.sq.pending() > 0 || woke {
             wait = Wait::No;
         }
+        let quiet = if self.fresh_sends.is_empty() { QuietCompletions::NONE } else { self.quiet_sends(wait, sink) };
         stats.syscall();
         if wait.may_block() {
             Stats::add(&stats.waits, 1);
         }
-        let entered = submit::enter(&mut self.ring, wait);
+        let entered = submit::enter(&mut self.ring, wait, quiet);
         self.sq.refill_ring(&mut self.ring);
         entered?;
 
         // 3. Completions, applied in place.
         self.reap(sink, stats);
         Ok(())
+    }
+
+    /// How many of the sends submitted since the last enter are quiet (and forgets
+    /// them): only a wait that may block looks past them, and only when they were few
+    /// ([`FreshSends`]).
+    #[inline(never)]
+    fn quiet_sends(&mut self, wait: Wait, sink: &impl Sink) -> QuietCompletions {
+        let blocks = wait.may_block();
+        let count = self.fresh_sends.take_quiet(|id, bytes| blocks && sink.send_is_quiet(id, bytes));
+        QuietCompletions { count, within: self.config.quiet_send_wait }
     }
 
     #[inline(never)]
@@ -934,7 +981,7 @@ impl SocketEngine {
             s.state &= !st::OPEN;
         }
         for _ in 0..4 {
-            if submit::enter(&mut self.ring, Wait::No).is_err() {
+            if submit::enter(&mut self.ring, Wait::No, QuietCompletions::NONE).is_err() {
                 break;
             }
             self.sq.refill_ring(&mut self.ring);
@@ -948,7 +995,7 @@ impl SocketEngine {
             if self.ops_in_flight() == 0 {
                 break;
             }
-            if submit::enter(&mut self.ring, Wait::For(Duration::from_millis(10))).is_err() {
+            if submit::enter(&mut self.ring, Wait::For(Duration::from_millis(10)), QuietCompletions::NONE).is_err() {
                 break;
             }
             self.reap(sink, stats);

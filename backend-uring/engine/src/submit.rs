@@ -6,6 +6,21 @@
 //! the single `io_uring_enter` of a tick: submit everything, run completion work, and
 //! wait (or not) with the timeout passed in the call itself (`IORING_ENTER_EXT_ARG`).
 //!
+//! ## Waiting past completions nobody waits for
+//!
+//! A small send on a socket with room completes while it is submitted, so its
+//! completion is in the queue before the enter even starts to wait, and a plain
+//! "wait for one" returns at once: one connection's request then costs two enters,
+//! one that submits the answer and comes straight back with its send completion, and
+//! one that waits for the next request. When the tick's caller knows that `count` of
+//! the completions this enter may bring change nothing anyone waits for
+//! ([`QuietCompletions`]), the enter waits for `count + 1` completions instead, but
+//! for at most `within` (`IORING_FEAT_MIN_TIMEOUT`, 6.12): once that passes it returns
+//! with whatever arrived, even just those quiet ones, or when the first completion
+//! arrives after it. A quiet completion that never comes (a send the kernel had to
+//! park on a full socket) therefore delays the next wake-up by at most `within`,
+//! never loses it; the caller's own timeout still bounds the whole wait.
+//!
 //! Nothing here ever calls `IoUring::submit` or lets the SQ's own push submit: the only
 //! system call is [`enter`], which the caller counts.
 
@@ -101,9 +116,27 @@ impl Wait {
     }
 }
 
+/// Completions an enter may bring that nobody waits for (see the module docs): it may
+/// wait for `count` more than one, for at most `within`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuietCompletions {
+    /// How many of the completions to come change nothing anyone waits for.
+    pub count: u32,
+    /// The longest the enter waits for more than one completion.
+    pub within: Duration,
+}
+
+impl QuietCompletions {
+    /// None: a blocking enter returns at the first completion.
+    pub const NONE: QuietCompletions = QuietCompletions { count: 0, within: Duration::ZERO };
+}
+
 /// The tick's one `io_uring_enter`: submits every SQE in the ring, runs pending
 /// completion work (`GETEVENTS`, needed with `DEFER_TASKRUN` even when not waiting) and
-/// waits as `wait` says, the timeout travelling in the call (`EXT_ARG`).
+/// waits as `wait` says, the timeout travelling in the call (`EXT_ARG`). With `quiet`
+/// completions expected (only on a kernel with `IORING_FEAT_MIN_TIMEOUT`), a blocking
+/// wait asks for `quiet.count` more, settling for any one after `quiet.within` or
+/// `wait`'s timeout, whichever is shorter.
 ///
 /// Returns how many SQEs were submitted. A timeout, a signal (`EINTR`) or a full
 /// completion queue (`EBUSY`/`EAGAIN`: unsubmitted SQEs stay queued) is not an error.
@@ -112,21 +145,33 @@ impl Wait {
 /// leaves out `GETEVENTS` when not waiting, which under `DEFER_TASKRUN` would reap
 /// nothing.
 #[inline(always)] // once a tick, into the engine's tick
-pub fn enter(ring: &mut IoUring, wait: Wait) -> io::Result<usize> {
+pub fn enter(ring: &mut IoUring, wait: Wait, quiet: QuietCompletions) -> io::Result<usize> {
     let to_submit = ring.submission().len() as u32;
-    let (min_complete, ts) = match wait {
-        Wait::No => (0, None),
-        Wait::For(t) => (1, Some(Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos()))),
-        Wait::Forever => (1, None),
+    let (min_complete, ts, min_wait_usec) = match wait {
+        Wait::No => (0, None, 0),
+        // One timer, not two: with no general timeout the kernel returns when the
+        // first stage ends, with whatever arrived (nothing: ETIME, a timeout).
+        _ if quiet.count > 0 => {
+            let first_stage = match wait {
+                Wait::For(t) => t.min(quiet.within),
+                _ => quiet.within,
+            };
+            let usec = first_stage.as_micros().clamp(1, u128::from(u32::MAX)) as u32;
+            (quiet.count.saturating_add(1), None, usec)
+        }
+        Wait::For(t) => (1, Some(Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos())), 0),
+        Wait::Forever => (1, None, 0),
     };
     let args = match &ts {
         Some(ts) => SubmitArgs::new().timespec(ts),
         None => SubmitArgs::new(),
-    };
+    }
+    .min_wait_usec(min_wait_usec);
     let flags = (EnterFlags::GETEVENTS | EnterFlags::EXT_ARG).bits();
     // SAFETY: EXT_ARG tells the kernel the last argument is a `struct
     // io_uring_getevents_arg`, which `SubmitArgs` is (repr(transparent)), alive for the
-    // call along with the timespec it points to. The SQEs being submitted were pushed
+    // call along with the timespec it points to (`min_wait_usec` is non-zero only when
+    // the caller saw IORING_FEAT_MIN_TIMEOUT; older kernels reject it with EINVAL). The SQEs being submitted were pushed
     // under `SubmitQueue::push`'s contract.
     let res = unsafe { ring.submitter().enter(to_submit, min_complete, flags, Some(&args)) };
     match res {
@@ -153,10 +198,10 @@ mod tests {
             unsafe { q.push(&mut ring, opcode::Nop::new().build().user_data(i)) };
         }
         assert_eq!(q.pending(), 3);
-        assert_eq!(enter(&mut ring, Wait::No).unwrap(), cap);
+        assert_eq!(enter(&mut ring, Wait::No, QuietCompletions::NONE).unwrap(), cap);
         q.refill_ring(&mut ring);
         assert_eq!(q.pending(), 0);
-        assert_eq!(enter(&mut ring, Wait::For(Duration::from_millis(1))).unwrap(), 3);
+        assert_eq!(enter(&mut ring, Wait::For(Duration::from_millis(1)), QuietCompletions::NONE).unwrap(), 3);
         let seen: Vec<u64> = ring.completion().map(|c| c.user_data()).collect();
         assert_eq!(seen, (0..cap as u64 + 3).collect::<Vec<_>>());
     }
@@ -164,7 +209,60 @@ mod tests {
     #[test]
     fn zero_wait_returns_with_nothing_to_do() {
         let mut ring = IoUring::new(4).unwrap();
-        assert_eq!(enter(&mut ring, Wait::No).unwrap(), 0);
-        assert_eq!(enter(&mut ring, Wait::For(Duration::from_millis(1))).unwrap(), 0);
+        assert_eq!(enter(&mut ring, Wait::No, QuietCompletions::NONE).unwrap(), 0);
+        assert_eq!(enter(&mut ring, Wait::For(Duration::from_millis(1)), QuietCompletions::NONE).unwrap(), 0);
+    }
+
+    /// Whether this kernel has the two-stage wait; a kernel from 6.12 on must have it
+    /// (before, the engine never asks for it: see `SocketEngine::new`).
+    fn has_two_stage_wait(ring: &IoUring) -> bool {
+        let has = ring.params().is_feature_min_timeout();
+        let (release, version) = crate::probe::kernel_version();
+        assert_eq!(has, version >= (6, 12), "IORING_FEAT_MIN_TIMEOUT on {release}");
+        has
+    }
+
+    /// A NOP completes while it is submitted: the quiet completion of these tests.
+    fn submit_one_nop(ring: &mut IoUring, user_data: u64) {
+        // SAFETY: a NOP points to nothing.
+        unsafe { ring.submission().push(&opcode::Nop::new().build().user_data(user_data)) }.unwrap();
+    }
+
+    #[test]
+    fn a_wait_past_a_quiet_completion_returns_with_the_next_one() {
+        let mut ring = IoUring::new(4).unwrap();
+        if !has_two_stage_wait(&ring) {
+            return;
+        }
+        submit_one_nop(&mut ring, 1);
+        // The second completion: a timeout op 20 ms from now.
+        let ts = Timespec::new().nsec(20_000_000);
+        // SAFETY: `ts` outlives the op: the enter below waits for its completion.
+        unsafe { ring.submission().push(&opcode::Timeout::new(&ts).build().user_data(2)) }.unwrap();
+        let quiet = QuietCompletions { count: 1, within: Duration::from_secs(10) };
+        enter(&mut ring, Wait::Forever, quiet).unwrap();
+        let seen: Vec<u64> = ring.completion().map(|c| c.user_data()).collect();
+        // A plain wait for one would have come back with the NOP alone.
+        assert_eq!(seen, [1, 2]);
+    }
+
+    #[test]
+    fn a_wait_past_a_quiet_completion_settles_for_it_after_the_first_stage() {
+        let mut ring = IoUring::new(4).unwrap();
+        if !has_two_stage_wait(&ring) {
+            return;
+        }
+        submit_one_nop(&mut ring, 1);
+        // Nothing else ever completes: the wait must end with the NOP once the first
+        // stage (here the caller's shorter timeout) has passed, not block forever.
+        let quiet = QuietCompletions { count: 1, within: Duration::from_secs(3600) };
+        enter(&mut ring, Wait::For(Duration::from_millis(5)), quiet).unwrap();
+        let seen: Vec<u64> = ring.completion().map(|c| c.user_data()).collect();
+        assert_eq!(seen, [1]);
+        // Without a timeout of the caller's, `within` ends the first stage.
+        submit_one_nop(&mut ring, 3);
+        let quiet = QuietCompletions { count: 1, within: Duration::from_millis(5) };
+        enter(&mut ring, Wait::Forever, quiet).unwrap();
+        assert_eq!(ring.completion().map(|c| c.user_data()).collect::<Vec<_>>(), [3]);
     }
 }

@@ -74,8 +74,14 @@ fn a_retired_slot_is_released_after_its_last_completion_and_its_fd_closes_only_w
         assert!(unsafe { bufs.push(bid as u16, chunk.as_mut_ptr()) });
     }
     bufs.publish();
-    let config =
-        EngineConfig { bgid: 0, bundle: false, recv_limit: 0, send_batch: 4, accept_retry: Duration::from_millis(100) };
+    let config = EngineConfig {
+        bgid: 0,
+        bundle: false,
+        recv_limit: 0,
+        send_batch: 4,
+        accept_retry: Duration::from_millis(100),
+        quiet_send_wait: Duration::ZERO,
+    };
     let mut engine = SocketEngine::new(ring, probe, config).expect("engine");
     let stats = Stats::default();
     let mut sink = Recorder::default();

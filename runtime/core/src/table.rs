@@ -422,6 +422,21 @@ impl IoTable {
         next_send_step(r, &mut self.wakes)
     }
 
+    /// Whether the completion of a send of the `in_flight` bytes at the front of
+    /// `token`'s queue would change nothing anyone waits for: they are all that is
+    /// queued, no task waits for send room or a flush, no shutdown is queued, and the
+    /// handle is still held (no close follows). A backend may then reap that
+    /// completion late (after the next one), as the io_uring engine's tick does.
+    #[inline]
+    pub fn send_completion_is_quiet(&self, token: Token, in_flight: u64) -> bool {
+        let Some(r) = self.records.get(token.index()) else { return false };
+        r.kind == RecordKind::Stream
+            && r.flags & (flag::TX_WANT | flag::LINGER) == 0
+            && r.tx.bytes() == in_flight
+            && !r.tx.shutdown_pending()
+            && r.tx_errno == 0
+    }
+
     /// Takes the oldest queued item out of `token`'s queue for a backend that keeps it
     /// itself until the kernel takes it (PASTE's TX ring), with how many of its bytes
     /// were sent before. Its bytes stay counted as queued until
@@ -1273,6 +1288,43 @@ mod tests {
         assert_eq!(counter.0.load(Ordering::Relaxed), 1);
         assert_eq!(io.taken_sent(t, TX_HIGH_WATER), SendStep::Idle);
         assert_eq!(io.queued(t), 0);
+    }
+
+    #[test]
+    fn a_send_completion_is_quiet_only_when_nothing_waits_on_it() {
+        static ANSWER: [u8; 100] = [1; 100];
+        let counter = Arc::new(CountingWaker::default());
+        let waker = std::task::Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut io = table();
+        let t = io.insert_stream(3, false);
+        io.queue_send(t, SendData::Static(&ANSWER)).unwrap();
+        // All that is queued is in flight, nobody waits: quiet.
+        assert!(io.send_completion_is_quiet(t, 100));
+        // Part of it in flight: the rest goes out when it completes.
+        assert!(!io.send_completion_is_quiet(t, 60));
+        // More queued behind it.
+        io.queue_send(t, SendData::Static(&ANSWER)).unwrap();
+        assert!(!io.send_completion_is_quiet(t, 100));
+        assert!(io.send_completion_is_quiet(t, 200));
+        // A task waits for everything to be sent (a flush).
+        assert!(io.poll_queued_at_most(t, 0, &mut cx).is_pending());
+        assert!(!io.send_completion_is_quiet(t, 200));
+        // A shutdown follows the data.
+        let t2 = io.insert_stream(4, false);
+        io.queue_send(t2, SendData::Static(&ANSWER)).unwrap();
+        io.queue_shutdown(t2, Shutdown::Write).unwrap();
+        assert!(!io.send_completion_is_quiet(t2, 100));
+        // The handle is gone: a close follows the data.
+        let t3 = io.insert_stream(5, false);
+        io.queue_send(t3, SendData::Static(&ANSWER)).unwrap();
+        assert!(io.send_completion_is_quiet(t3, 100));
+        assert!(matches!(io.begin_close(t3), CloseStep::Linger { .. }));
+        assert!(!io.send_completion_is_quiet(t3, 100));
+        // Not a stream, or no record at all.
+        let l = io.insert_listener(6);
+        assert!(!io.send_completion_is_quiet(l, 0));
+        assert!(!io.send_completion_is_quiet(Token(999), 0));
     }
 
     #[derive(Debug, Clone)]

@@ -227,6 +227,21 @@ struct TxShadow {
     bytes: u32,
 }
 
+/// A free TX slot found for a send placed directly ([`RingDriver::direct_slot`]): where
+/// it is, its generic offset, and the slot as read, to fill and publish.
+#[derive(Clone, Copy)]
+struct DirectSlot {
+    /// TX ring.
+    r: usize,
+    /// The slot (the ring's `head`).
+    head: u32,
+    /// The ring's slots.
+    n: u32,
+    /// The slot's generic offset.
+    g: u32,
+    slot: NetmapSlot,
+}
+
 struct TxRing {
     ring: RingPtr,
     /// First slot handed to the kernel and not yet seen taken back.
@@ -300,6 +315,9 @@ pub struct RingDriver {
     /// Persistent pool: by index, whether a buffer is home (see the module docs);
     /// empty otherwise.
     home: Vec<bool>,
+    /// Payload bytes a TX slot with the port's generic offset holds (see
+    /// [`RingDriver::slot_room`]).
+    direct_room: u32,
     cfg: DriverConfig,
 }
 
@@ -498,6 +516,8 @@ impl RingDriver {
             stuck: Vec::new(),
             low_credit: Vec::new(),
             home,
+            // headroom < buf_size (checked above).
+            direct_room: cfg.mss.min(buf_size - headroom).min(u32::from(u16::MAX) - u32::from(cfg.tx_doff)),
             cfg,
         };
         Ok((driver, report))
@@ -951,12 +971,13 @@ impl RingDriver {
         out.slots
     }
 
-    /// The next free slot of `fd`'s ring for a send placed directly, without queueing:
-    /// `(ring, head, slots)` when `fd` has nothing queued, room in flight and send
-    /// credit and its ring has a free slot; `None` otherwise. Records the completions
-    /// of a sync since the last look first, so the slot's old owner is accounted.
+    /// The next free slot of `fd`'s ring for a send placed directly, without queueing,
+    /// when `fd` has nothing queued, room in flight and send credit and its ring has a
+    /// free slot; `None` otherwise. Records the completions of a sync since the last
+    /// look first, so the slot's old owner is accounted. The slot is read here, once:
+    /// the placing that follows fills and publishes it ([`commit_direct`](Self::commit_direct)).
     #[inline]
-    fn direct_slot(&mut self, fd: i32) -> Option<(usize, u32, u32)> {
+    fn direct_slot(&mut self, fd: i32) -> Option<DirectSlot> {
         let ntx = self.tx.len();
         let r = if ntx == 1 { 0 } else { fd as usize % ntx };
         let t = self.tx.get(r)?;
@@ -973,28 +994,49 @@ impl RingDriver {
         if f.active || u32::from(f.inflight) >= self.cfg.max_inflight_per_fd || (f.budget.is_some() && f.credit <= 0) {
             return None;
         }
-        Some((r, head, n))
+        let ring = &self.tx[r].ring;
+        let slot = ring.slot(head);
+        let g = slot::generic_offset(slot.ptr, ring.offset_mask()) as u32;
+        Some(DirectSlot { r, head, n, g, slot })
     }
 
-    /// Publishes slot `s`, carrying `len` payload bytes of `fd`, at `head` of ring `r`
-    /// (found by [`direct_slot`](Self::direct_slot)), charges `fd`'s send credit for it
+    /// Payload bytes one TX slot with generic offset `g` holds (at most one MSS, within
+    /// the buffer after `g + doff` and within a slot's 16-bit length); 0 when `g + doff`
+    /// leaves no room. The port's own generic offset (every slot's, unless the kernel
+    /// changed one) is answered from the figure worked out at start.
+    #[inline(always)]
+    fn slot_room(&self, g: u32) -> u32 {
+        if g == self.generic_offset {
+            return self.direct_room;
+        }
+        let doff = u32::from(self.cfg.tx_doff);
+        if g + doff >= self.buf_size {
+            return 0;
+        }
+        self.cfg.mss.min(self.buf_size - g - doff).min(u32::from(u16::MAX) - doff)
+    }
+
+    /// Publishes slot `at` (found by [`direct_slot`](Self::direct_slot)), its buffer
+    /// set, now carrying `len` payload bytes of `fd`, charges `fd`'s send credit for it
     /// and advances the ring's head.
     #[inline(always)]
-    fn commit_direct(&mut self, fd: i32, (r, head, n): (usize, u32, u32), mut s: NetmapSlot, len: u32) {
-        let t = &mut self.tx[r];
-        s.len = (self.cfg.tx_doff as u32 + len) as u16;
-        s.ptr = slot::set_fd(slot::set_doff(s.ptr, self.cfg.tx_doff), fd);
+    fn commit_direct(&mut self, fd: i32, at: DirectSlot, len: u32) {
+        let DirectSlot { r, head, n, slot: mut s, .. } = at;
+        let RingDriver { tx, fds, cfg, low_credit, .. } = self;
+        let t = &mut tx[r];
+        s.len = (cfg.tx_doff as u32 + len) as u16;
+        s.ptr = slot::set_fd(slot::set_doff(s.ptr, cfg.tx_doff), fd);
         t.ring.set_slot(head, s);
-        let f = &mut self.fds[fd as usize];
+        let f = &mut fds[fd as usize];
         t.shadow[head as usize] = TxShadow { fd, gen: f.gen, bytes: len };
         f.inflight += 1;
-        let charge = len + self.cfg.tx_slot_overhead;
+        let charge = len + cfg.tx_slot_overhead;
         f.untaken_charge += charge;
         if let Some(budget) = f.budget.map(NonZeroU32::get) {
             f.credit = narrow_credit(i64::from(f.credit) - i64::from(charge));
             if !f.low && i64::from(f.credit) < i64::from(budget / 2) {
                 f.low = true;
-                self.low_credit.push(fd);
+                low_credit.push(fd);
             }
         }
         t.ring.set_head_cur(slot::ring_next(head, n));
@@ -1004,11 +1046,8 @@ impl RingDriver {
     /// [`direct_slot`](Self::direct_slot)) (zero copy) when `b` fits it as
     /// [`tx_fill`](Self::tx_fill) would swap it; hands `b` back otherwise.
     #[inline]
-    fn place_direct(&mut self, fd: i32, at: (usize, u32, u32), b: TxBuf) -> Result<(), TxBuf> {
-        let (r, head, _) = at;
-        let ring = &self.tx[r].ring;
-        let mut s = ring.slot(head);
-        let old = s.buf_idx;
+    fn place_direct(&mut self, fd: i32, mut at: DirectSlot, b: TxBuf) -> Result<(), TxBuf> {
+        let old = at.slot.buf_idx;
         let pool = &self.pool;
         let doff = self.cfg.tx_doff as u32;
         // A pool buffer carries its payload at `tx_headroom` = G + doff; it fits a slot
@@ -1016,7 +1055,7 @@ impl RingDriver {
         let fits = b.is_from(pool)
             && !b.is_empty()
             && b.len() as u32 <= self.cfg.mss.min(u16::MAX as u32 - doff)
-            && slot::generic_offset(s.ptr, ring.offset_mask()) as u32 + doff == pool.tx_headroom()
+            && at.g + doff == pool.tx_headroom()
             && (FIRST_DATA_BUF..self.index_limit).contains(&old)
             // A persistent pool takes no foreign buffer in exchange (module docs).
             && (self.home.is_empty() || self.home.get(old as usize).copied().unwrap_or(false));
@@ -1031,9 +1070,9 @@ impl RingDriver {
             pool.release(old);
             pool.disown(idx);
         }
-        s.buf_idx = idx;
-        s.flags |= slotflags::BUF_CHANGED;
-        self.commit_direct(fd, at, s, len);
+        at.slot.buf_idx = idx;
+        at.slot.flags |= slotflags::BUF_CHANGED;
+        self.commit_direct(fd, at, len);
         Ok(())
     }
 
@@ -1062,7 +1101,7 @@ impl RingDriver {
     /// and fits one slot — what [`tx_fill`](Self::tx_fill) would do with it, without
     /// queueing it first. Returns whether it did (the caller then drops `data`).
     #[inline]
-    fn place_copy_direct(&mut self, fd: i32, at: (usize, u32, u32), data: &SendData) -> bool {
+    fn place_copy_direct(&mut self, fd: i32, at: DirectSlot, data: &SendData) -> bool {
         let bytes = match data {
             SendData::Pool(_) => return false,
             d => d.as_slice(),
@@ -1078,30 +1117,23 @@ impl RingDriver {
     /// the slot holds, when `partial`; else all of them or (when they do not fit)
     /// nothing. Returns the bytes copied.
     #[inline(always)]
-    fn copy_direct(&mut self, fd: i32, at: (usize, u32, u32), bytes: &[u8], partial: bool) -> usize {
-        let (r, head, _) = at;
-        let ring = &self.tx[r].ring;
-        let s = ring.slot(head);
-        let doff = self.cfg.tx_doff as u32;
-        let g = slot::generic_offset(s.ptr, ring.offset_mask()) as u32;
-        if !(FIRST_DATA_BUF..self.index_limit).contains(&s.buf_idx) || g + doff >= self.buf_size {
-            return 0;
-        }
-        let room = self.cfg.mss.min(self.buf_size - g - doff).min(u16::MAX as u32 - doff) as usize;
-        if bytes.len() > room && !partial {
+    fn copy_direct(&mut self, fd: i32, at: DirectSlot, bytes: &[u8], partial: bool) -> usize {
+        let (g, buf_idx) = (at.g, at.slot.buf_idx);
+        let room = self.slot_room(g) as usize;
+        if !(FIRST_DATA_BUF..self.index_limit).contains(&buf_idx) || room == 0 || (bytes.len() > room && !partial) {
             return 0;
         }
         let n = bytes.len().min(room);
         // SAFETY: the slot's buffer index is in range (checked above), so the buffer
         // lies in the region; we write [g + doff, g + doff + n) with that end at most
-        // buf_size (n <= room), never the kernel's [0, g).
+        // buf_size (n <= room, see `slot_room`), never the kernel's [0, g).
         unsafe {
-            let dst = self.pool.buf_ptr(s.buf_idx).add((g + doff) as usize);
+            let dst = self.pool.buf_ptr(buf_idx).add((g + u32::from(self.cfg.tx_doff)) as usize);
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, n);
         }
         SendData::count_copy(n);
         // n <= room <= u16::MAX.
-        self.commit_direct(fd, at, s, n as u32);
+        self.commit_direct(fd, at, n as u32);
         n
     }
 

@@ -593,6 +593,36 @@ fn bytes_copied_in_place_fill_free_slots_and_their_rest_queues_without_a_copy() 
 }
 
 #[test]
+fn a_tx_slot_with_a_raised_generic_offset_takes_only_what_fits_after_it() {
+    // 192-byte buffers, G = 64, doff 66: a slot at the port's offset holds 62 bytes.
+    // The kernel may hand back a slot with another generic offset: a copy into it
+    // takes what fits after that offset, and none when nothing does.
+    let cfg = EmuPortConfig { buf_size: 192, ..small(4, 8, 16) };
+    let (mut k, mut d) = setup(&cfg, DriverConfig::default());
+    k.register_fd(4, SocketState::Connected).unwrap();
+    d.tx_set_budget(4, EMU_SNDBUF).unwrap();
+    let ring = d.tx[0].ring;
+    let raise = |g: u64| {
+        let head = ring.head();
+        let mut s = ring.slot(head);
+        s.ptr = slot::set_generic_offset(s.ptr, ring.offset_mask(), g);
+        ring.set_slot(head, s);
+    };
+    let data: Vec<u8> = (0..200u64).map(|i| stream_byte(4, i)).collect();
+    raise(126);
+    assert_eq!(d.tx_copy(4, &data), 0, "no room after offset 126 + doff 66");
+    assert_eq!(d.tx_inflight(4), 0, "nothing placed");
+    raise(100);
+    assert_eq!(d.tx_copy(4, &data), 26, "192 - 100 - 66");
+    assert_eq!(d.tx_copy(4, &data[26..]), 62, "the port's own offset: 192 - 64 - 66");
+    k.txsync();
+    let mut wire = BTreeMap::new();
+    drain_sends(&mut k, &mut wire, usize::MAX);
+    assert_eq!(wire[&4], data[..88], "each slot's bytes read at its own offset, in order");
+    check_conservation(&k, &d, &[]).unwrap();
+}
+
+#[test]
 fn taken_slots_are_reported_once_however_often_the_driver_looks() {
     // The driver looks at the kernel's TX tail after each sync (tx_reclaim), and again
     // when a socket is reported writable or a send looks for a slot; a look that finds

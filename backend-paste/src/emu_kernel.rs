@@ -259,8 +259,6 @@ struct FdEntry {
     /// Taken TX payloads whose send is not done, oldest first: the socket's send queue
     /// (threaded through [`EmuKernel::queued`], so it allocates nothing).
     sends: SendList,
-    /// In `tx_ready`.
-    tx_listed: bool,
     /// The socket failed for sending: its TX slots are skipped, as an unregistered
     /// fd's are.
     tx_dead: bool,
@@ -377,7 +375,8 @@ pub struct EmuKernel {
     fds: DenseMap<FdEntry>,
     /// Fds with a backlog, oldest first.
     ready: VecDeque<i32>,
-    /// Fds whose send queue got payloads since [`EmuKernel::take_tx_ready`] last ran.
+    /// Fds whose send queue got payloads since [`EmuKernel::take_tx_ready`] last
+    /// drained it, once per run of their slots.
     tx_ready: Vec<i32>,
     /// By buffer index: a payload in a send queue (see [`SendList`]).
     queued: Vec<QueuedSend>,
@@ -484,7 +483,6 @@ impl EmuKernel {
             wmem: 0,
             gen: self.next_gen,
             sends: SendList::default(),
-            tx_listed: false,
             tx_dead: false,
             batch: 0,
             batch_slots: 0,
@@ -745,18 +743,15 @@ impl EmuKernel {
     }
 
     /// The next fd whose send queue got payloads from a txsync since it was last named
-    /// here (each fd once per naming; the provider starts its send).
+    /// here (the provider starts its send). An fd is named once per run of its slots
+    /// in the ring, so one whose slots a txsync took between other fds' is named again:
+    /// its whole queue went with the first naming's send, and a later naming finds it
+    /// in flight (or nothing left) and does nothing. Drain it after every txsync: the
+    /// names are not looked up again (no per-fd mark to clear), so undrained names
+    /// pile up.
     #[inline]
     pub fn take_tx_ready(&mut self) -> Option<i32> {
-        while let Some(fd) = self.tx_ready.pop() {
-            if let Some(e) = self.fds.get_mut(fd as usize) {
-                e.tx_listed = false;
-                if !e.sends.is_empty() {
-                    return Some(fd);
-                }
-            }
-        }
-        None
+        self.tx_ready.pop()
     }
 
     /// Whether `fd`'s send queue holds payloads.
@@ -854,9 +849,6 @@ impl EmuKernel {
                 }
                 None => {
                     self.tx_ready.pop();
-                    if let Some(e) = self.fds.get_mut(fd as usize) {
-                        e.tx_listed = false;
-                    }
                 }
             }
         }
@@ -1054,8 +1046,8 @@ impl EmuKernel {
                 let charge = len - doff + EMU_SKB_OVERHEAD;
                 e.wmem = e.wmem.saturating_add(charge);
                 e.sends.push(&mut self.queued, s.buf_idx, g + doff, len - doff, charge);
-                if !e.tx_listed {
-                    e.tx_listed = true;
+                // Named once per run of the fd's slots (see `take_tx_ready`).
+                if self.tx_ready.last() != Some(&fd) {
                     self.tx_ready.push(fd);
                 }
                 self.hold[fresh as usize] = Hold::NotHeld;

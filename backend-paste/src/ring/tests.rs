@@ -519,6 +519,46 @@ fn send_queues_are_read_in_place_and_retired_as_the_socket_takes_them() {
 }
 
 #[test]
+fn an_fd_is_named_for_sending_once_per_run_of_its_slots_and_its_whole_queue_goes_at_the_first() {
+    let (mut k, mut d) = setup(&small(8, 8, 16), DriverConfig::default());
+    for fd in [4, 6] {
+        k.register_fd(fd, SocketState::Connected).unwrap();
+        d.tx_set_budget(fd, EMU_SNDBUF).unwrap();
+    }
+    // Slots 4, 4, 6, 4: fd 4 in two runs, fd 6 in one.
+    for (fd, data) in [(4, &b"a"[..]), (4, b"b"), (6, b"x"), (4, b"c")] {
+        assert_eq!(d.tx_copy(fd, data), 1);
+    }
+    assert_eq!(k.txsync().tx_taken, 4);
+    let mut named = Vec::new();
+    let mut sent: BTreeMap<i32, Vec<u8>> = BTreeMap::new();
+    while let Some(fd) = k.take_tx_ready() {
+        named.push(fd);
+        // What a provider does per naming: send the whole queue, retire it.
+        let mut bytes = Vec::new();
+        k.sends_gather(fd, usize::MAX, |p| bytes.extend_from_slice(p));
+        assert!(!k.sends_done(fd, bytes.len() as u64));
+        sent.entry(fd).or_default().extend_from_slice(&bytes);
+    }
+    named.sort();
+    assert_eq!(named, vec![4, 4, 6], "once per run of slots");
+    assert_eq!((sent[&4].as_slice(), sent[&6].as_slice()), (&b"abc"[..], &b"x"[..]), "each byte once, in order");
+    assert_eq!(k.take_tx_ready(), None);
+    // A later txsync with one run per fd names each once.
+    d.tx_reclaim(|_, _| {});
+    for fd in [6, 4] {
+        assert_eq!(d.tx_copy(fd, b"y"), 1);
+    }
+    k.txsync();
+    let mut again = Vec::new();
+    while let Some(fd) = k.take_tx_ready() {
+        again.push(fd);
+    }
+    again.sort();
+    assert_eq!(again, vec![4, 6]);
+}
+
+#[test]
 fn a_send_with_nothing_queued_goes_straight_into_a_slot() {
     let (mut k, mut d) = setup(&small(8, 8, 16), DriverConfig::default());
     k.register_fd(4, SocketState::Connected).unwrap();

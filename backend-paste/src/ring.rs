@@ -227,19 +227,132 @@ struct TxShadow {
     bytes: u32,
 }
 
-/// A free TX slot found for a send placed directly ([`RingDriver::direct_slot`]): where
-/// it is, its generic offset, and the slot as read, to fill and publish.
-#[derive(Clone, Copy)]
-struct DirectSlot {
-    /// TX ring.
-    r: usize,
+/// A free TX slot found for a send placed directly ([`RingDriver::direct_slot`]), with
+/// everything placing into it touches, borrowed once: its ring, the fd's entry, the
+/// slot as read, its generic offset and the payload room after it.
+struct DirectSlot<'a> {
+    t: &'a mut TxRing,
+    f: &'a mut FdTx,
+    pool: &'a BufPool,
+    cfg: &'a DriverConfig,
+    low_credit: &'a mut Vec<i32>,
+    home: &'a [bool],
+    index_limit: u32,
+    fd: i32,
     /// The slot (the ring's `head`).
     head: u32,
     /// The ring's slots.
     n: u32,
     /// The slot's generic offset.
     g: u32,
+    /// Payload bytes the slot holds ([`slot_room`]).
+    room: u32,
     slot: NetmapSlot,
+}
+
+impl DirectSlot<'_> {
+    /// Copies `bytes` (not empty) into the slot and publishes it: their start, as much
+    /// as the slot holds, when `partial`; else all of them or (when they do not fit)
+    /// nothing. Returns the bytes copied.
+    #[inline(always)]
+    fn copy(self, bytes: &[u8], partial: bool) -> usize {
+        let (g, buf_idx, room) = (self.g, self.slot.buf_idx, self.room as usize);
+        if !(FIRST_DATA_BUF..self.index_limit).contains(&buf_idx) || room == 0 || (bytes.len() > room && !partial) {
+            return 0;
+        }
+        let n = bytes.len().min(room);
+        // SAFETY: the slot's buffer index is in range (checked above), so the buffer
+        // lies in the region; we write [g + doff, g + doff + n) with that end at most
+        // buf_size (n <= room, see `slot_room`), never the kernel's [0, g).
+        unsafe {
+            let dst = self.pool.buf_ptr(buf_idx).add((g + u32::from(self.cfg.tx_doff)) as usize);
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, n);
+        }
+        SendData::count_copy(n);
+        // n <= room <= u16::MAX.
+        self.commit(n as u32);
+        n
+    }
+
+    /// Copies `data` into the slot when it is not a pool buffer, is not empty and fits
+    /// one slot — what [`RingDriver::tx_fill`] would do with it, without queueing it
+    /// first. Returns whether it did (the caller then drops `data`).
+    #[inline]
+    fn copy_whole(self, data: &SendData) -> bool {
+        let bytes = match data {
+            SendData::Pool(_) => return false,
+            d => d.as_slice(),
+        };
+        !bytes.is_empty() && self.copy(bytes, false) != 0
+    }
+
+    /// Swaps pool buffer `b` into the slot (zero copy) when `b` fits it as
+    /// [`RingDriver::tx_fill`] would swap it; hands `b` back otherwise.
+    #[inline]
+    fn swap(mut self, b: TxBuf) -> Result<(), TxBuf> {
+        let old = self.slot.buf_idx;
+        let pool = self.pool;
+        let doff = self.cfg.tx_doff as u32;
+        // A pool buffer carries its payload at `tx_headroom` = G + doff; it fits a slot
+        // whose generic offset is G when it holds at most one MSS.
+        let fits = b.is_from(pool)
+            && !b.is_empty()
+            && b.len() as u32 <= self.cfg.mss.min(u16::MAX as u32 - doff)
+            && self.g + doff == pool.tx_headroom()
+            && (FIRST_DATA_BUF..self.index_limit).contains(&old)
+            // A persistent pool takes no foreign buffer in exchange (module docs).
+            && (self.home.is_empty() || self.home.get(old as usize).copied().unwrap_or(false));
+        if !fits || !pool.adopt_lent(old) {
+            return Err(b);
+        }
+        let (idx, len) = b.into_raw();
+        // SAFETY: `old` was adopted as lent just above and is not used again by us (it
+        // goes to the free list); `idx` is lent (taken from the TxBuf) and goes into the
+        // ring, so it leaves the pool.
+        unsafe {
+            pool.release(old);
+            pool.disown(idx);
+        }
+        self.slot.buf_idx = idx;
+        self.slot.flags |= slotflags::BUF_CHANGED;
+        self.commit(len);
+        Ok(())
+    }
+
+    /// Publishes the slot, its buffer set, now carrying `len` payload bytes of the fd,
+    /// charges the fd's send credit for it and advances the ring's head.
+    #[inline(always)]
+    fn commit(self, len: u32) {
+        let DirectSlot { t, f, cfg, low_credit, fd, head, n, slot: mut s, .. } = self;
+        s.len = (cfg.tx_doff as u32 + len) as u16;
+        s.ptr = slot::set_fd(slot::set_doff(s.ptr, cfg.tx_doff), fd);
+        t.ring.set_slot(head, s);
+        t.shadow[head as usize] = TxShadow { fd, gen: f.gen, bytes: len };
+        f.inflight += 1;
+        let charge = len + cfg.tx_slot_overhead;
+        f.untaken_charge += charge;
+        if let Some(budget) = f.budget.map(NonZeroU32::get) {
+            f.credit = narrow_credit(i64::from(f.credit) - i64::from(charge));
+            if !f.low && i64::from(f.credit) < i64::from(budget / 2) {
+                f.low = true;
+                low_credit.push(fd);
+            }
+        }
+        t.ring.set_head_cur(slot::ring_next(head, n));
+    }
+}
+
+/// Payload bytes one TX slot with generic offset `g` holds in `buf_size`-byte buffers:
+/// at most one MSS, within the buffer after `g + doff` and within a slot's 16-bit
+/// length; 0 when `g + doff` leaves no room. (The port's own generic offset's answer
+/// is worked out once, at start: [`RingDriver::direct_slot`] uses that.)
+#[inline]
+fn slot_room(cfg: &DriverConfig, buf_size: u32, g: u32) -> u32 {
+    let doff = u32::from(cfg.tx_doff);
+    if g + doff >= buf_size {
+        return 0;
+    }
+    cfg.mss.min(buf_size - g - doff).min(u32::from(u16::MAX) - doff)
 }
 
 struct TxRing {
@@ -315,8 +428,7 @@ pub struct RingDriver {
     /// Persistent pool: by index, whether a buffer is home (see the module docs);
     /// empty otherwise.
     home: Vec<bool>,
-    /// Payload bytes a TX slot with the port's generic offset holds (see
-    /// [`RingDriver::slot_room`]).
+    /// Payload bytes a TX slot with the port's generic offset holds ([`slot_room`]).
     direct_room: u32,
     cfg: DriverConfig,
 }
@@ -516,8 +628,7 @@ impl RingDriver {
             stuck: Vec::new(),
             low_credit: Vec::new(),
             home,
-            // headroom < buf_size (checked above).
-            direct_room: cfg.mss.min(buf_size - headroom).min(u32::from(u16::MAX) - u32::from(cfg.tx_doff)),
+            direct_room: slot_room(&cfg, buf_size, generic_offset),
             cfg,
         };
         Ok((driver, report))
@@ -894,7 +1005,7 @@ impl RingDriver {
         };
         match data {
             // One pool buffer, one slot: swapped in.
-            SendData::Pool(b) => match self.place_direct(fd, at, b) {
+            SendData::Pool(b) => match at.swap(b) {
                 Ok(()) => Ok(1),
                 Err(b) => self.tx_send_queued(fd, SendData::Pool(b)),
             },
@@ -902,7 +1013,7 @@ impl RingDriver {
             // never through the fd's queue, so an fd that only ever sends such replies
             // keeps no queue allocation (idle connections cost no heap here).
             d => {
-                if self.place_copy_direct(fd, at, &d) {
+                if at.copy_whole(&d) {
                     return Ok(1);
                 }
                 self.tx_send_queued(fd, d)
@@ -974,10 +1085,11 @@ impl RingDriver {
     /// The next free slot of `fd`'s ring for a send placed directly, without queueing,
     /// when `fd` has nothing queued, room in flight and send credit and its ring has a
     /// free slot; `None` otherwise. Records the completions of a sync since the last
-    /// look first, so the slot's old owner is accounted. The slot is read here, once:
-    /// the placing that follows fills and publishes it ([`commit_direct`](Self::commit_direct)).
+    /// look first, so the slot's old owner is accounted. The ring, the fd's entry and
+    /// the slot are found here, once: the placing that follows fills and publishes it
+    /// through them ([`DirectSlot::commit`]).
     #[inline]
-    fn direct_slot(&mut self, fd: i32) -> Option<DirectSlot> {
+    fn direct_slot(&mut self, fd: i32) -> Option<DirectSlot<'_>> {
         let ntx = self.tx.len();
         let r = if ntx == 1 { 0 } else { fd as usize % ntx };
         let t = self.tx.get(r)?;
@@ -990,90 +1102,16 @@ impl RingDriver {
             // they are refilled.
             self.collect_completions();
         }
-        let f = usize::try_from(fd).ok().and_then(|i| self.fds.get(i))?;
-        if f.active || u32::from(f.inflight) >= self.cfg.max_inflight_per_fd || (f.budget.is_some() && f.credit <= 0) {
+        let RingDriver { tx, fds, pool, cfg, low_credit, home, index_limit, .. } = self;
+        let f = usize::try_from(fd).ok().and_then(|i| fds.get_mut(i))?;
+        if f.active || u32::from(f.inflight) >= cfg.max_inflight_per_fd || (f.budget.is_some() && f.credit <= 0) {
             return None;
         }
-        let ring = &self.tx[r].ring;
-        let slot = ring.slot(head);
-        let g = slot::generic_offset(slot.ptr, ring.offset_mask()) as u32;
-        Some(DirectSlot { r, head, n, g, slot })
-    }
-
-    /// Payload bytes one TX slot with generic offset `g` holds (at most one MSS, within
-    /// the buffer after `g + doff` and within a slot's 16-bit length); 0 when `g + doff`
-    /// leaves no room. The port's own generic offset (every slot's, unless the kernel
-    /// changed one) is answered from the figure worked out at start.
-    #[inline(always)]
-    fn slot_room(&self, g: u32) -> u32 {
-        if g == self.generic_offset {
-            return self.direct_room;
-        }
-        let doff = u32::from(self.cfg.tx_doff);
-        if g + doff >= self.buf_size {
-            return 0;
-        }
-        self.cfg.mss.min(self.buf_size - g - doff).min(u32::from(u16::MAX) - doff)
-    }
-
-    /// Publishes slot `at` (found by [`direct_slot`](Self::direct_slot)), its buffer
-    /// set, now carrying `len` payload bytes of `fd`, charges `fd`'s send credit for it
-    /// and advances the ring's head.
-    #[inline(always)]
-    fn commit_direct(&mut self, fd: i32, at: DirectSlot, len: u32) {
-        let DirectSlot { r, head, n, slot: mut s, .. } = at;
-        let RingDriver { tx, fds, cfg, low_credit, .. } = self;
-        let t = &mut tx[r];
-        s.len = (cfg.tx_doff as u32 + len) as u16;
-        s.ptr = slot::set_fd(slot::set_doff(s.ptr, cfg.tx_doff), fd);
-        t.ring.set_slot(head, s);
-        let f = &mut fds[fd as usize];
-        t.shadow[head as usize] = TxShadow { fd, gen: f.gen, bytes: len };
-        f.inflight += 1;
-        let charge = len + cfg.tx_slot_overhead;
-        f.untaken_charge += charge;
-        if let Some(budget) = f.budget.map(NonZeroU32::get) {
-            f.credit = narrow_credit(i64::from(f.credit) - i64::from(charge));
-            if !f.low && i64::from(f.credit) < i64::from(budget / 2) {
-                f.low = true;
-                low_credit.push(fd);
-            }
-        }
-        t.ring.set_head_cur(slot::ring_next(head, n));
-    }
-
-    /// Swaps pool buffer `b` into `fd`'s ring's next free slot `at` (found by
-    /// [`direct_slot`](Self::direct_slot)) (zero copy) when `b` fits it as
-    /// [`tx_fill`](Self::tx_fill) would swap it; hands `b` back otherwise.
-    #[inline]
-    fn place_direct(&mut self, fd: i32, mut at: DirectSlot, b: TxBuf) -> Result<(), TxBuf> {
-        let old = at.slot.buf_idx;
-        let pool = &self.pool;
-        let doff = self.cfg.tx_doff as u32;
-        // A pool buffer carries its payload at `tx_headroom` = G + doff; it fits a slot
-        // whose generic offset is G when it holds at most one MSS.
-        let fits = b.is_from(pool)
-            && !b.is_empty()
-            && b.len() as u32 <= self.cfg.mss.min(u16::MAX as u32 - doff)
-            && at.g + doff == pool.tx_headroom()
-            && (FIRST_DATA_BUF..self.index_limit).contains(&old)
-            // A persistent pool takes no foreign buffer in exchange (module docs).
-            && (self.home.is_empty() || self.home.get(old as usize).copied().unwrap_or(false));
-        if !fits || !pool.adopt_lent(old) {
-            return Err(b);
-        }
-        let (idx, len) = b.into_raw();
-        // SAFETY: `old` was adopted as lent just above and is not used again by us (it
-        // goes to the free list); `idx` is lent (taken from the TxBuf) and goes into the
-        // ring, so it leaves the pool.
-        unsafe {
-            pool.release(old);
-            pool.disown(idx);
-        }
-        at.slot.buf_idx = idx;
-        at.slot.flags |= slotflags::BUF_CHANGED;
-        self.commit_direct(fd, at, len);
-        Ok(())
+        let t = tx.get_mut(r)?;
+        let slot = t.ring.slot(head);
+        let g = slot::generic_offset(slot.ptr, t.ring.offset_mask()) as u32;
+        let room = if g == self.generic_offset { self.direct_room } else { slot_room(cfg, self.buf_size, g) };
+        Some(DirectSlot { t, f, pool, cfg, low_credit, home, index_limit: *index_limit, fd, head, n, g, room, slot })
     }
 
     /// Copies the start of `bytes` — as much as one TX slot holds — straight into
@@ -1091,50 +1129,9 @@ impl RingDriver {
             return 0;
         }
         match self.direct_slot(fd) {
-            Some(at) => self.copy_direct(fd, at, bytes, true),
+            Some(at) => at.copy(bytes, true),
             None => 0,
         }
-    }
-
-    /// Copies `data` into `fd`'s ring's next free slot `at` (found by
-    /// [`direct_slot`](Self::direct_slot)) when it is not a pool buffer, is not empty
-    /// and fits one slot — what [`tx_fill`](Self::tx_fill) would do with it, without
-    /// queueing it first. Returns whether it did (the caller then drops `data`).
-    #[inline]
-    fn place_copy_direct(&mut self, fd: i32, at: DirectSlot, data: &SendData) -> bool {
-        let bytes = match data {
-            SendData::Pool(_) => return false,
-            d => d.as_slice(),
-        };
-        if bytes.is_empty() {
-            return false;
-        }
-        self.copy_direct(fd, at, bytes, false) != 0
-    }
-
-    /// Copies `bytes` (not empty) into `fd`'s ring's next free slot `at` (found by
-    /// [`direct_slot`](Self::direct_slot)) and publishes it: their start, as much as
-    /// the slot holds, when `partial`; else all of them or (when they do not fit)
-    /// nothing. Returns the bytes copied.
-    #[inline(always)]
-    fn copy_direct(&mut self, fd: i32, at: DirectSlot, bytes: &[u8], partial: bool) -> usize {
-        let (g, buf_idx) = (at.g, at.slot.buf_idx);
-        let room = self.slot_room(g) as usize;
-        if !(FIRST_DATA_BUF..self.index_limit).contains(&buf_idx) || room == 0 || (bytes.len() > room && !partial) {
-            return 0;
-        }
-        let n = bytes.len().min(room);
-        // SAFETY: the slot's buffer index is in range (checked above), so the buffer
-        // lies in the region; we write [g + doff, g + doff + n) with that end at most
-        // buf_size (n <= room, see `slot_room`), never the kernel's [0, g).
-        unsafe {
-            let dst = self.pool.buf_ptr(buf_idx).add((g + u32::from(self.cfg.tx_doff)) as usize);
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, n);
-        }
-        SendData::count_copy(n);
-        // n <= room <= u16::MAX.
-        self.commit_direct(fd, at, n as u32);
-        n
     }
 
     /// Fills `fd`'s queued data into ring `r`'s free slots from `head` (up to `tail`),

@@ -62,7 +62,7 @@ use std::collections::VecDeque;
 use std::mem::offset_of;
 use std::num::NonZeroU32;
 
-use paste_rt_core::{BufPool, RxBuf, SendData, TxBuf};
+use paste_rt_core::{BufPool, ForeignSwap, RxBuf, SendData, TxBuf};
 
 use crate::sys::abi::{pst, slotflags, NetmapIf, NetmapSlot, FIRST_DATA_BUF};
 use crate::sys::addr::{self, LayoutError, PortRegion, RingPtr};
@@ -717,49 +717,54 @@ impl RingDriver {
                 } else if len == doff {
                     w.eofs += 1;
                     Some(RxEvent::Eof { fd })
+                } else if self.is_home(s.buf_idx) {
+                    match self.pool.swap_foreign(s.buf_idx) {
+                        ForeignSwap::Swapped(fresh) => {
+                            let old = s.buf_idx;
+                            s.buf_idx = fresh;
+                            s.flags |= slotflags::BUF_CHANGED;
+                            ring.set_slot(i, s);
+                            w.data += 1;
+                            w.bytes += (len - doff) as u64;
+                            // SAFETY: `old` was just swapped out of the ring and joined
+                            // the pool as lent (swap_foreign); g + len <= buf_size
+                            // (checked above).
+                            let buf = unsafe { self.pool.lend_allocated_rx(old, g + doff, len - doff) };
+                            Some(RxEvent::Data { fd, buf })
+                        }
+                        ForeignSwap::Exhausted => {
+                            w.pool_exhausted = true;
+                            ring.set_head_cur(i);
+                            break 'rings;
+                        }
+                        ForeignSwap::NotForeign => {
+                            // The ring holds a buffer the pool already owns: not a
+                            // kernel buffer. Leave it there and skip the slot.
+                            w.bad_slots += 1;
+                            None
+                        }
+                    }
                 } else {
                     let Some(fresh) = self.pool.alloc() else {
                         w.pool_exhausted = true;
                         ring.set_head_cur(i);
                         break 'rings;
                     };
-                    let old = s.buf_idx;
-                    if !self.is_home(old) {
-                        // A persistent pool lends home buffers only: copy the payload
-                        // into the fresh one (same offset) and leave the slot as it is.
-                        // SAFETY: `fresh` is lent to us and not in any ring; `old` is
-                        // the slot's buffer, owned by us until head moves past it; both
-                        // lie in the region, and g + len <= buf_size (checked above).
-                        let buf = unsafe {
-                            let src = self.pool.buf_ptr(old).add((g + doff) as usize);
-                            let dst = self.pool.buf_ptr(fresh).add((g + doff) as usize);
-                            std::ptr::copy_nonoverlapping(src, dst, (len - doff) as usize);
-                            self.pool.lend_rx(fresh, g + doff, len - doff)
-                        };
-                        w.data += 1;
-                        w.copied += 1;
-                        w.bytes += (len - doff) as u64;
-                        Some(RxEvent::Data { fd, buf })
-                    } else if !self.pool.adopt_lent(old) {
-                        // The ring holds a buffer the pool already owns: not a kernel
-                        // buffer. Leave it there and skip the slot.
-                        // SAFETY: `fresh` was allocated just above and is unused.
-                        unsafe { self.pool.release(fresh) };
-                        w.bad_slots += 1;
-                        None
-                    } else {
-                        // SAFETY: `fresh` is lent to us (alloc above) and goes into the ring.
-                        unsafe { self.pool.disown(fresh) };
-                        s.buf_idx = fresh;
-                        s.flags |= slotflags::BUF_CHANGED;
-                        ring.set_slot(i, s);
-                        w.data += 1;
-                        w.bytes += (len - doff) as u64;
-                        // SAFETY: `old` was just swapped out of the ring and adopted as
-                        // lent; g + len <= buf_size (checked above).
-                        let buf = unsafe { self.pool.lend_rx(old, g + doff, len - doff) };
-                        Some(RxEvent::Data { fd, buf })
-                    }
+                    // A persistent pool lends home buffers only: copy the payload into
+                    // the fresh one (same offset) and leave the slot as it is.
+                    // SAFETY: `fresh` is lent to us and not in any ring; the slot's
+                    // buffer is owned by us until head moves past it; both lie in the
+                    // region, and g + len <= buf_size (checked above).
+                    let buf = unsafe {
+                        let src = self.pool.buf_ptr(s.buf_idx).add((g + doff) as usize);
+                        let dst = self.pool.buf_ptr(fresh).add((g + doff) as usize);
+                        std::ptr::copy_nonoverlapping(src, dst, (len - doff) as usize);
+                        self.pool.lend_rx(fresh, g + doff, len - doff)
+                    };
+                    w.data += 1;
+                    w.copied += 1;
+                    w.bytes += (len - doff) as u64;
+                    Some(RxEvent::Data { fd, buf })
                 };
                 if let Some(ev) = ev {
                     on_event(ev);

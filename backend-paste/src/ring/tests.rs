@@ -166,6 +166,34 @@ fn rx_walk_lends_payload_zero_copy_grouped_by_fd_with_eof() {
 }
 
 #[test]
+fn rx_walk_skips_a_slot_whose_buffer_the_pool_already_owns_and_keeps_its_spare() {
+    let (mut k, mut d) = setup(&small(16, 4, 20), DriverConfig::default());
+    k.register_fd(4, SocketState::Connected).unwrap();
+    arrive(&mut k, 4, b"bad", 1448);
+    arrive(&mut k, 4, b"good", 1448);
+    k.rxsync();
+    let region = k.region();
+    // SAFETY: the emulated port's memory is alive (held by `k`).
+    let ring = unsafe { RingPtr::new(&region, addr::rxring(region.base.cast(), 0)) }.unwrap();
+    let owned = (0..d.index_limit()).find(|&i| d.pool().is_free(i)).unwrap();
+    let mut s = ring.slot(0);
+    s.buf_idx = owned;
+    ring.set_slot(0, s);
+    let mut got = Vec::new();
+    let w = d.rx_walk(u32::MAX, |e| {
+        if let RxEvent::Data { buf, .. } = e {
+            got.push(buf)
+        }
+    });
+    assert_eq!((w.slots, w.bad_slots, w.data), (2, 1, 1));
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0][..], b"good");
+    assert_eq!(ring.slot(0).buf_idx, owned, "the bad slot is left as it was");
+    assert!(d.pool().is_free(owned), "still on the free list, not lent");
+    assert_eq!((d.pool().free_count(), d.pool().capacity()), (3, 4), "one spare swapped for the good slot's buffer");
+}
+
+#[test]
 fn rx_walk_stops_when_the_pool_is_empty_and_resumes_later() {
     let (mut k, mut d) = setup(&small(16, 2, 20), DriverConfig::default());
     k.register_fd(4, SocketState::Connected).unwrap();

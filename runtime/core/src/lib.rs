@@ -59,7 +59,7 @@ mod table;
 
 pub use backend::{Backend, BackendKind, Capabilities, RemoteWake, StartError};
 pub use buf::{KeptBuf, RxBuf, TxBuf};
-pub use pool::{BufPool, PoolConfig, PoolMemory, DEFAULT_BUF_SIZE, RECYCLE_DESC_SIZE};
+pub use pool::{BufPool, ForeignSwap, PoolConfig, PoolMemory, DEFAULT_BUF_SIZE, RECYCLE_DESC_SIZE};
 pub use queue::RxQueue;
 pub use record::{
     register, Datagram, IoRecord, RecordKind, Token, DGRAM_TX_HIGH_WATER, RX_PAUSE_AT, RX_RESUME_AT, TX_HIGH_WATER,

@@ -103,6 +103,17 @@ impl Default for PoolConfig {
     }
 }
 
+/// What [`BufPool::swap_foreign`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForeignSwap {
+    /// This free buffer left the pool in exchange; the foreign one is lent now.
+    Swapped(u32),
+    /// The free list is empty: nothing changed.
+    Exhausted,
+    /// The index is out of range or already the pool's: nothing changed.
+    NotForeign,
+}
+
 /// Lending state of one index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum BufState {
@@ -395,6 +406,20 @@ impl BufPool {
             }
             _ => false,
         }
+    }
+
+    /// Exchanges a free buffer for `index`, a buffer that is not the pool's (a netmap
+    /// ring slot's, about to be lent): the free buffer leaves the pool — the caller
+    /// puts it in the slot — and `index` joins it as lent, for
+    /// [`lend_allocated_rx`](Self::lend_allocated_rx). One step for what
+    /// [`alloc`](Self::alloc), [`adopt_lent`](Self::adopt_lent) and
+    /// [`disown`](Self::disown) do together; the pool's capacity does not change.
+    /// Nothing changes when it refuses: [`ForeignSwap::Exhausted`] when the free list
+    /// is empty (checked first), [`ForeignSwap::NotForeign`] when `index` is out of
+    /// range or already the pool's.
+    #[inline]
+    pub fn swap_foreign(&self, index: u32) -> ForeignSwap {
+        self.p().swap_foreign(index)
     }
 
     /// Takes a buffer that is not the pool's — outside every ring, still referenced
@@ -829,6 +854,27 @@ impl PoolInner {
     }
 
     #[inline]
+    fn swap_foreign(&self, index: u32) -> ForeignSwap {
+        let n = self.free_len.get();
+        if n == 0 {
+            return ForeignSwap::Exhausted;
+        }
+        let Some(cell) = self.meta.get(index as usize) else {
+            return ForeignSwap::NotForeign;
+        };
+        let mut m = cell.get();
+        if m.state != BufState::Foreign {
+            return ForeignSwap::NotForeign;
+        }
+        m.state = BufState::Lent;
+        cell.set(m);
+        self.free_len.set(n - 1);
+        let fresh = self.free[(n - 1) as usize].get();
+        self.set_state(fresh, BufState::Foreign);
+        ForeignSwap::Swapped(fresh)
+    }
+
+    #[inline]
     pub(crate) fn has_no_owner(&self) -> bool {
         self.owners.get() == 0
     }
@@ -1095,6 +1141,32 @@ mod tests {
         assert_eq!(p.in_use(), 0);
     }
 
+    #[test]
+    fn a_foreign_buffer_is_swapped_for_a_free_one_and_refusals_change_nothing() {
+        let mut mem = vec![0u8; 8 * 64];
+        // SAFETY: mem outlives the pool (dropped at the end of the test, after it).
+        let p = unsafe { BufPool::external(mem.as_mut_ptr(), 64, 8, [2], 0, Box::new(())) };
+        assert_eq!(p.swap_foreign(2), ForeignSwap::NotForeign, "already the pool's");
+        assert_eq!(p.swap_foreign(8), ForeignSwap::NotForeign, "out of range");
+        assert_eq!((p.free_count(), p.capacity()), (1, 1));
+        assert_eq!(p.swap_foreign(5), ForeignSwap::Swapped(2));
+        assert!(p.is_lent(5) && !p.is_free(2) && !p.is_lent(2));
+        assert_eq!((p.free_count(), p.in_use(), p.capacity()), (0, 1, 1));
+        assert_eq!(p.swap_foreign(6), ForeignSwap::Exhausted);
+        assert!(!p.is_lent(6));
+        // SAFETY: 5 joined the pool as lent (swapped above) and is lent out once.
+        let rx = unsafe { p.lend_allocated_rx(5, 4, 10) };
+        assert_eq!((rx.index(), rx.offset(), rx.len()), (5, 4, 10));
+        drop(rx);
+        assert!(p.is_free(5));
+        assert!(p.adopt_lent(2), "2 left the pool in the swap");
+        // SAFETY: 2 is lent (adopted above) and not used again.
+        unsafe { p.release(2) };
+        assert_eq!(p.in_use(), 0);
+        drop(p);
+        drop(mem);
+    }
+
     proptest! {
         /// Buffer conservation: under any sequence of alloc / release / keep /
         /// release_kept, with or without a recycle ring, every index is in exactly
@@ -1149,6 +1221,68 @@ mod tests {
                 unsafe { p.release(i) };
             }
             prop_assert_eq!(p.in_use(), 0);
+        }
+
+        /// `swap_foreign` against a model: under any mix of alloc / release /
+        /// disown / adopt_lent / swap_foreign over an external pool, each index is
+        /// free, lent or foreign as the model says, a swap hands out the free buffer
+        /// `alloc` would have, and a refused swap changes nothing.
+        #[test]
+        fn swap_foreign_matches_alloc_adopt_and_disown(
+            ops in proptest::collection::vec((0u8..5, 0u32..20), 0..300),
+        ) {
+            const LIMIT: u32 = 16;
+            let mut mem = vec![0u8; LIMIT as usize * 64];
+            // SAFETY: mem outlives the pool (dropped after it, at the end).
+            let p = unsafe { BufPool::external(mem.as_mut_ptr(), 64, LIMIT, 0..6, 0, Box::new(())) };
+            let mut free: Vec<u32> = (0..6).collect();
+            let mut lent: Vec<u32> = vec![];
+            for (op, idx) in ops {
+                match op {
+                    0 => prop_assert_eq!(p.alloc(), free.pop().inspect(|&i| lent.push(i))),
+                    1 => if let Some(i) = lent.pop() {
+                        // SAFETY: i is lent by this test and released once.
+                        unsafe { p.release(i) };
+                        free.push(i);
+                    },
+                    2 => if let Some(i) = lent.pop() {
+                        // SAFETY: i is lent by this test and leaves the pool once.
+                        unsafe { p.disown(i) };
+                    },
+                    3 => {
+                        let foreign = idx < LIMIT && !free.contains(&idx) && !lent.contains(&idx);
+                        prop_assert_eq!(p.adopt_lent(idx), foreign);
+                        if foreign { lent.push(idx) }
+                    },
+                    _ => {
+                        let foreign = idx < LIMIT && !free.contains(&idx) && !lent.contains(&idx);
+                        let want = match free.last() {
+                            None => ForeignSwap::Exhausted,
+                            Some(_) if !foreign => ForeignSwap::NotForeign,
+                            Some(&f) => ForeignSwap::Swapped(f),
+                        };
+                        prop_assert_eq!(p.swap_foreign(idx), want);
+                        if let ForeignSwap::Swapped(_) = want {
+                            free.pop();
+                            lent.push(idx);
+                        }
+                    },
+                }
+                prop_assert_eq!(p.free_count() as usize, free.len());
+                prop_assert_eq!(p.in_use() as usize, lent.len());
+                prop_assert_eq!(p.capacity() as usize, free.len() + lent.len());
+                for i in 0..LIMIT {
+                    prop_assert_eq!(p.is_free(i), free.contains(&i));
+                    prop_assert_eq!(p.is_lent(i), lent.contains(&i));
+                }
+            }
+            for i in lent {
+                // SAFETY: lent by this test.
+                unsafe { p.release(i) };
+            }
+            prop_assert_eq!(p.in_use(), 0);
+            drop(p);
+            drop(mem);
         }
     }
 }

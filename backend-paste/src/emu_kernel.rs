@@ -220,6 +220,10 @@ enum Pending {
     Eof,
 }
 
+/// A spare buffer lent for receiving by [`EmuKernel::rx_arrived_lending`]: its index
+/// and the start of its memory.
+pub type LentSpare = (u32, *mut u8);
+
 /// What became of a received buffer handed to [`EmuKernel::rx_arrived`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arrival {
@@ -623,10 +627,27 @@ impl EmuKernel {
     /// of a batch stay together; otherwise filed in its backlog (see [`Arrival`]).
     #[inline(always)]
     pub fn rx_arrived(&mut self, fd: i32, idx: u32, n: usize) -> Result<Arrival, HoldError> {
+        Ok(self.rx_arrived_lending(fd, idx, n, false)?.0)
+    }
+
+    /// [`rx_arrived`](Self::rx_arrived), where the spare buffer the RX slot gives up
+    /// is lent out for receiving at once — as [`rx_buffer`](Self::rx_buffer) would
+    /// lend it after it joined the free ones — when `lend_spare` is set and
+    /// `rx_buffer` would lend it now. Such a spare comes back with its memory; the
+    /// caller offers it to its receive buffer ring, or returns it with
+    /// [`rx_abandon`](Self::rx_abandon).
+    #[inline(always)]
+    pub fn rx_arrived_lending(
+        &mut self,
+        fd: i32,
+        idx: u32,
+        n: usize,
+        lend_spare: bool,
+    ) -> Result<(Arrival, Option<LentSpare>), HoldError> {
         self.check_received(idx, n)?;
         let Some(e) = self.fds.get_mut(fd as usize) else {
             self.put_free(idx);
-            return Ok(Arrival::Unregistered);
+            return Ok((Arrival::Unregistered, None));
         };
         let p = Pending::Data { buf: idx, len: self.doff + n as u32 };
         let r = if self.rx.len() == 1 { 0 } else { fd as usize % self.rx.len() };
@@ -644,7 +665,7 @@ impl EmuKernel {
                 e.queued = true;
                 self.ready.push_back(fd);
             }
-            return Ok(Arrival::Backlogged { backlog });
+            return Ok((Arrival::Backlogged { backlog }, None));
         }
         if fresh {
             e.batch = self.rx_epoch;
@@ -654,8 +675,19 @@ impl EmuKernel {
         k.last_fd = fd;
         let tail = k.hwtail;
         k.hwtail = slot::ring_next(tail, n_slots);
-        fill_rx_slot(&k.ring, tail, fd, p, self.doff, &mut self.hold, &mut self.free);
-        Ok(Arrival::Placed)
+        let mut lent = None;
+        if let Some(old) = fill_rx_slot(&k.ring, tail, fd, p, self.doff, &mut self.hold) {
+            // rx_buffer lends a spare while more than `tx_reserve` are free, counting
+            // this one.
+            match self.mem.buf_ptr(old) {
+                Some(base) if lend_spare && self.free.len() >= self.tx_reserve => {
+                    self.hold[old as usize] = Hold::Held(KernelHold::Receiving);
+                    lent = Some((old, base));
+                }
+                _ => file_spare(&mut self.hold, &mut self.free, old),
+            }
+        }
+        Ok((Arrival::Placed, lent))
     }
 
     /// The peer sent FIN on `fd`, during a sync: a zero-payload slot behind its data,
@@ -685,7 +717,8 @@ impl EmuKernel {
         k.last_fd = fd;
         let tail = k.hwtail;
         k.hwtail = slot::ring_next(tail, n_slots);
-        fill_rx_slot(&k.ring, tail, fd, Pending::Eof, self.doff, &mut self.hold, &mut self.free);
+        // An EOF slot keeps its buffer: no spare.
+        let _ = fill_rx_slot(&k.ring, tail, fd, Pending::Eof, self.doff, &mut self.hold);
         true
     }
 
@@ -965,7 +998,9 @@ impl EmuKernel {
                     Pending::Data { .. } => rep.rx_data += 1,
                     Pending::Eof => rep.rx_eofs += 1,
                 }
-                fill_rx_slot(&k.ring, tail, fd, p, self.doff, &mut self.hold, &mut self.free);
+                if let Some(old) = fill_rx_slot(&k.ring, tail, fd, p, self.doff, &mut self.hold) {
+                    file_spare(&mut self.hold, &mut self.free, old);
+                }
                 tail = slot::ring_next(tail, n);
                 written += 1;
                 e = self.fds.get_mut(fd as usize).expect("looked up above");
@@ -1070,14 +1105,16 @@ impl EmuKernel {
 }
 
 /// Writes `p` for `fd` into RX slot `i` of `ring` (a slot the kernel owns): a data
-/// buffer is swapped in (`NS_BUF_CHANGED`; the slot's old buffer becomes a spare:
-/// `hold` and `free` are the kernel's), an EOF is a zero-payload slot. (A function
-/// over the kernel's fields rather than a method, so the caller keeps its borrow of
-/// the ring.)
+/// buffer is swapped in (`NS_BUF_CHANGED`) and the slot's old buffer, when it is a
+/// data buffer, is returned: the kernel's spare now, for the caller to file
+/// ([`file_spare`] or [`EmuKernel::rx_arrived_recycling`]); an EOF is a
+/// zero-payload slot. (A function over the kernel's fields rather than a method, so
+/// the caller keeps its borrow of the ring.)
 #[inline(always)]
-fn fill_rx_slot(ring: &RingPtr, i: u32, fd: i32, p: Pending, doff: u32, hold: &mut [Hold], free: &mut Vec<u32>) {
+fn fill_rx_slot(ring: &RingPtr, i: u32, fd: i32, p: Pending, doff: u32, hold: &mut [Hold]) -> Option<u32> {
     let mut s = ring.slot(i);
     s.ptr = slot::set_fd(slot::set_doff(s.ptr, doff as u16), fd);
+    let mut spare = None;
     match p {
         Pending::Data { buf, len } => {
             let old = s.buf_idx;
@@ -1086,8 +1123,7 @@ fn fill_rx_slot(ring: &RingPtr, i: u32, fd: i32, p: Pending, doff: u32, hold: &m
             s.flags = slotflags::BUF_CHANGED;
             hold[buf as usize] = Hold::NotHeld;
             if (FIRST_DATA_BUF..hold.len() as u32).contains(&old) {
-                hold[old as usize] = Hold::Held(KernelHold::Free);
-                free.push(old);
+                spare = Some(old);
             }
         }
         Pending::Eof => {
@@ -1096,6 +1132,14 @@ fn fill_rx_slot(ring: &RingPtr, i: u32, fd: i32, p: Pending, doff: u32, hold: &m
         }
     }
     ring.set_slot(i, s);
+    spare
+}
+
+/// Files a spare buffer `idx` (below `hold.len()`) with the kernel's free ones.
+#[inline(always)]
+fn file_spare(hold: &mut [Hold], free: &mut Vec<u32>, idx: u32) {
+    hold[idx as usize] = Hold::Held(KernelHold::Free);
+    free.push(idx);
 }
 
 #[cfg(test)]

@@ -663,25 +663,22 @@ struct EmuSink<'a> {
 }
 
 impl EmuSink<'_> {
-    /// Tops the receive buffer ring up with the emulated kernel's spares.
+    /// Tops the receive buffer ring up with the emulated kernel's spares, and
+    /// publishes every buffer pushed since the last publish (those the receive
+    /// completions offered too).
     fn refill(&mut self) {
-        let mut added = false;
         while self.bufs.len() < *self.buf_target {
             let Some(idx) = self.kernel.rx_buffer() else { break };
             let Some(base) = self.kernel.memory().buf_ptr(idx) else { break };
-            // SAFETY: the buffer is held by the emulated kernel as Receiving: nobody
-            // reads or writes it until its receive completion (then it is handed over
-            // or abandoned) or the ring is drained after unregistration.
-            let pushed = unsafe { self.bufs.push(idx as u16, base) };
+            // SAFETY: the buffer is held by the emulated kernel as Receiving (lent by
+            // rx_buffer just above).
+            let pushed = unsafe { offer(self.bufs, idx, base) };
             if !pushed {
                 let _ = self.kernel.rx_abandon(idx);
                 break;
             }
-            added = true;
         }
-        if added {
-            self.bufs.publish();
-        }
+        self.bufs.publish();
     }
 
     fn watch(&mut self, fd: RawFd) {
@@ -709,19 +706,62 @@ impl EmuSink<'_> {
 /// the emulated kernel: straight into the RX ring or the backlog (`backlog` becomes
 /// its length then), held while the application paused receiving, or back to the
 /// spares when there is nothing in it or the fd is closing.
+/// With `ring` (the receive buffer ring and how many buffers it wants), the spare
+/// buffer the RX slot gives up in exchange goes straight back to the ring while it
+/// wants buffers, instead of through the kernel's free ones and the next refill.
 #[inline(always)]
-fn hand_over(kernel: &mut EmuKernel, s: &mut SockState, fd: RawFd, b: u16, len: u32, backlog: &mut usize) {
+fn hand_over(
+    kernel: &mut EmuKernel,
+    s: &mut SockState,
+    fd: RawFd,
+    b: u16,
+    len: u32,
+    backlog: &mut usize,
+    ring: Option<(&mut BufRing, u32)>,
+) {
     let b = u32::from(b);
     if len == 0 || s.closing() {
         let _ = kernel.rx_abandon(b);
     } else if s.app_paused() {
         s.held.push_back(Some((b, len)));
     } else {
+        let lend_spare = ring.as_ref().is_some_and(|(bufs, target)| bufs.len() < *target);
         // Err cannot happen for a buffer taken from our ring.
-        if let Ok(Arrival::Backlogged { backlog: n }) = kernel.rx_arrived(fd, b, len as usize) {
-            *backlog = n;
+        match kernel.rx_arrived_lending(fd, b, len as usize, lend_spare) {
+            Ok((Arrival::Backlogged { backlog: n }, _)) => *backlog = n,
+            Ok((_, Some((spare, base)))) => {
+                if let Some((bufs, _)) = ring {
+                    // SAFETY: the emulated kernel lent `spare` for receiving just now.
+                    // (The next refill publishes it, before the next enter.)
+                    if unsafe { offer(bufs, spare, base) } {
+                        return;
+                    }
+                }
+                give_back_spare(kernel, spare);
+            }
+            _ => {}
         }
     }
+}
+
+/// A spare the receive buffer ring could not take goes back to the kernel's free ones.
+#[cold]
+fn give_back_spare(kernel: &mut EmuKernel, spare: u32) {
+    let _ = kernel.rx_abandon(spare);
+}
+
+/// Adds buffer `idx` (memory at `base`) to the receive buffer ring, visible to the
+/// kernel at the next publish. The only place that pushes to the ring, so the push
+/// stays inlined into both callers (the refill and the receive completion).
+///
+/// # Safety
+/// As for `BufRing::push`: the emulated kernel holds `idx` as Receiving, so nobody
+/// reads or writes it until its receive completion (then it is handed over or
+/// abandoned) or the ring is drained after unregistration.
+#[inline]
+unsafe fn offer(bufs: &mut BufRing, idx: u32, base: *mut u8) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe { bufs.push(idx as u16, base) }
 }
 
 impl Sink for EmuSink<'_> {
@@ -750,9 +790,12 @@ impl Sink for EmuSink<'_> {
         // The common completion fills one buffer: handled here, without a call per
         // buffer (a bundle goes through `consume`).
         if bytes <= self.bufs.buf_len() && self.bufs.consume_one(bid) {
-            hand_over(kernel, s, fd, bid, bytes, &mut backlog);
+            // The spare the RX slot gives up goes straight back to the receive buffer
+            // ring (see hand_over).
+            let ring = Some((&mut *self.bufs, *self.buf_target));
+            hand_over(kernel, s, fd, bid, bytes, &mut backlog, ring);
         } else {
-            self.bufs.consume(bid, bytes, |b, len| hand_over(kernel, s, fd, b, len, &mut backlog));
+            self.bufs.consume(bid, bytes, |b, len| hand_over(kernel, s, fd, b, len, &mut backlog, None));
         }
         if backlog >= SOCKET_BACKLOG_CAP && !s.backlog_paused() {
             s.set_backlog_paused(true);

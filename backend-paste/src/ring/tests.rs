@@ -416,6 +416,43 @@ fn arrive_now(k: &mut EmuKernel, fd: i32, data: &[u8]) -> Arrival {
     k.rx_arrived(fd, idx, data.len()).unwrap()
 }
 
+#[test]
+fn an_arrivals_spare_is_lent_for_receiving_when_asked_exactly_when_rx_buffer_would_lend_it() {
+    let (mut k, mut d) = setup(&small(16, 4, 20), DriverConfig::default());
+    k.register_fd(4, SocketState::Connected).unwrap();
+    let free = k.free_count();
+    // Asked: the slot's old buffer comes back lent for receiving, with its memory.
+    let idx = k.rx_buffer().unwrap();
+    k.rx_payload_mut(idx).unwrap()[..3].copy_from_slice(b"one");
+    let (arrival, spare) = k.rx_arrived_lending(4, idx, 3, true).unwrap();
+    assert_eq!(arrival, Arrival::Placed);
+    let (spare, base) = spare.expect("a spare, lent");
+    assert_ne!(spare, idx);
+    let (payload, _) = k.rx_payload_ptr(spare).expect("held for receiving");
+    assert_eq!(payload, base.wrapping_add((d.generic_offset() + 66) as usize));
+    assert_eq!(k.free_count(), free - 1, "it did not join the free ones");
+    k.rx_abandon(spare).unwrap();
+    // Not asked: it joins the free ones, as rx_arrived files it.
+    let idx = k.rx_buffer().unwrap();
+    let (_, none) = k.rx_arrived_lending(4, idx, 3, false).unwrap();
+    assert!(none.is_none());
+    assert_eq!(k.free_count(), free);
+    // With the spares down to the TX reserve: lent exactly when rx_buffer would lend
+    // the spare once filed.
+    let mut taken = vec![];
+    while let Some(i) = k.rx_buffer() {
+        taken.push(i);
+    }
+    let idx = taken.pop().unwrap();
+    let (_, spare) = k.rx_arrived_lending(4, idx, 3, true).unwrap();
+    let idx = taken.pop().unwrap();
+    let filed = k.rx_arrived(4, idx, 3).unwrap();
+    assert_eq!(filed, Arrival::Placed);
+    assert_eq!(spare.is_some(), k.rx_buffer().is_some());
+    k.rxsync();
+    assert_eq!(walk_all(&mut d).len(), 4, "every arrival reached the ring");
+}
+
 /// Walks the RX ring: (fd, payload or "<eof>") per slot.
 fn walk_all(d: &mut RingDriver) -> Vec<(i32, Vec<u8>)> {
     let mut seen = Vec::new();

@@ -520,7 +520,9 @@ impl EmuProvider {
         // Send completions matter to the application only through send space (the
         // ring driver learns of taken slots at txsync): when nothing waits for space
         // and no slot waits for the socket to take it, the wait may look past them.
-        let tx_news_unwanted = !self.tx_stalled && !driver.tx_any_space_waiter() && !driver.tx_any_low_credit();
+        // (A connection merely low on credit still has some: its top-up comes with
+        // the sync that reaps the completion, before it could run dry.)
+        let tx_news_unwanted = !self.tx_stalled && !driver.tx_any_space_waiter();
         let (engine, mut sink, ustats) = self.parts_for_tick(events, tx_news_unwanted);
         let ticked = engine.tick(timeout, &mut sink, ustats);
         self.kernel.rx_publish();

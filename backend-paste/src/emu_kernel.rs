@@ -1107,7 +1107,7 @@ impl EmuKernel {
 /// Writes `p` for `fd` into RX slot `i` of `ring` (a slot the kernel owns): a data
 /// buffer is swapped in (`NS_BUF_CHANGED`) and the slot's old buffer, when it is a
 /// data buffer, is returned: the kernel's spare now, for the caller to file
-/// ([`file_spare`] or [`EmuKernel::rx_arrived_recycling`]); an EOF is a
+/// ([`file_spare`] or [`EmuKernel::rx_arrived_lending`]); an EOF is a
 /// zero-payload slot. (A function over the kernel's fields rather than a method, so
 /// the caller keeps its borrow of the ring.)
 #[inline(always)]

@@ -9,7 +9,7 @@ mod support;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use paste_rt::net::TcpListener;
+use paste_rt::net::{TcpListener, TcpStream};
 use paste_rt::{BackendKind, SendData};
 use support::{client_threads, pattern};
 
@@ -36,6 +36,20 @@ fn syscalls_per_request_allowed() -> f64 {
     }
 }
 
+/// Echoes what `s` receives until EOF, each answer queued without waiting for the
+/// kernel to take it (nobody waits on its send's completion). Returns the bytes echoed.
+async fn echo_without_waiting(s: &TcpStream) -> usize {
+    let mut echoed = 0;
+    while let Some(b) = s.recv().await.unwrap() {
+        echoed += b.len();
+        let mut tx = s.tx_buf().unwrap();
+        tx.put(&b);
+        drop(b);
+        s.queue_send(tx.into()).unwrap();
+    }
+    echoed
+}
+
 #[paste_rt::test_each_backend]
 async fn a_request_on_an_otherwise_idle_connection_costs_one_enter_on_io_uring() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -57,14 +71,7 @@ async fn a_request_on_an_otherwise_idle_connection_costs_one_enter_on_io_uring()
     let (s, _) = listener.accept().await.unwrap();
     let before = paste_rt::stats();
     s.queue_send(SendData::Static(b"g")).unwrap();
-    while let Some(b) = s.recv().await.unwrap() {
-        let mut tx = s.tx_buf().unwrap();
-        tx.put(&b);
-        drop(b);
-        // Queued without waiting for the kernel to take it: nobody waits on the
-        // send's completion.
-        s.queue_send(tx.into()).unwrap();
-    }
+    echo_without_waiting(&s).await;
     let d = paste_rt::stats() - before;
     client.await;
     let per_request = d.syscalls as f64 / REQUESTS as f64;
@@ -110,15 +117,7 @@ async fn a_send_parked_on_a_full_socket_does_not_hold_up_another_connection() {
     let (fast, _) = fast_listener.accept().await.unwrap();
     // Queued without waiting: more than the socket buffers hold, so the kernel parks it.
     slow.queue_send(SendData::Owned(pattern(PARKED))).unwrap();
-    let mut echoed = 0;
-    while let Some(b) = fast.recv().await.unwrap() {
-        echoed += b.len();
-        let mut tx = fast.tx_buf().unwrap();
-        tx.put(&b);
-        drop(b);
-        fast.queue_send(tx.into()).unwrap();
-    }
-    assert_eq!(echoed, 50 * 100);
+    assert_eq!(echo_without_waiting(&fast).await, 50 * 100);
     start_reading.send(()).unwrap();
     slow.flush().await.unwrap();
     clients.await;

@@ -243,8 +243,6 @@ pub struct SocketEngine {
     /// Sends submitted since the last enter, checked for quietness just before it.
     /// Empty when `quiet_send_wait` is off.
     fresh_sends: FreshSends,
-    /// `quiet_send_wait` is on (and the kernel has the two-stage wait).
-    look_past_quiet_sends: bool,
 }
 
 impl SocketEngine {
@@ -269,7 +267,6 @@ impl SocketEngine {
             waker_armed: false,
             dropping: false,
             fresh_sends: FreshSends::default(),
-            look_past_quiet_sends: !quiet_send_wait.is_zero(),
         };
         engine.arm_waker();
         Ok(engine)
@@ -531,7 +528,7 @@ impl SocketEngine {
         s.state |= st::SEND_INFLIGHT;
         s.inflight += 1;
         let ud = s.ud(id, OpKind::Send);
-        if self.look_past_quiet_sends {
+        if !self.config.quiet_send_wait.is_zero() {
             self.fresh_sends.record(id, total);
         }
         self.push(entry.user_data(ud), stats);

@@ -18,7 +18,14 @@
 //! vgdb, which interrupts the blocked syscall with ptrace. The child is then killed
 //! (SIGKILL, by pid): its counts are already on disk.
 //!
-//! Owns the valgrind command, the dump protocol, the Ir parser and this mode's
+//! An emulated subject (paste-emu) also gets its emulated kernel's share: the
+//! inclusive Ir of the one function that plays the kernel
+//! ([`Subject::emulated_kernel_function`]), per request in the same way. Kernel
+//! PASTE runs that work in the kernel, so the rest is what the port costs the
+//! application.
+//!
+//! Owns the valgrind command, the dump protocol, reading the dumps (through
+//! [`crate::callgrind_output`]) and this mode's
 //! table and files (`callgrind.json`, `callgrind.md`). It never reads wall-clock
 //! figures as results, and never leaves a child or a vgdb FIFO behind.
 
@@ -32,6 +39,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::ab::{self, CLIENT_CORE};
+use crate::callgrind_output::{parse_inclusive_ir, parse_total_ir, ParseError};
 use crate::control::ServerChild;
 use crate::exchange::LoadSpec;
 use crate::loadgen::{self, CountedConfig};
@@ -99,44 +107,6 @@ pub enum CallgrindError {
         #[source]
         source: ParseError,
     },
-}
-
-/// Why a callgrind output did not yield a total `Ir`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParseError {
-    /// No `events:` line.
-    #[error("no `events:` line: not a callgrind output, or an unfinished one")]
-    NoEvents,
-    /// The events do not include `Ir`.
-    #[error("the events ({0}) do not include Ir")]
-    NoIr(String),
-    /// Neither `totals:` nor `summary:`.
-    #[error("no `totals:` or `summary:` line: an unfinished output")]
-    NoTotals,
-    /// A total that is not a number.
-    #[error("unreadable total line {0:?}")]
-    BadTotal(String),
-}
-
-/// The total `Ir` (instructions executed) of a callgrind output: the `totals:`
-/// line (else `summary:`), at the position of `Ir` in the `events:` line.
-pub fn parse_total_ir(text: &str) -> Result<u64, ParseError> {
-    let mut events: Option<Vec<&str>> = None;
-    let (mut totals, mut summary) = (None, None);
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("events:") {
-            events.get_or_insert_with(|| rest.split_whitespace().collect());
-        } else if let Some(rest) = line.strip_prefix("totals:") {
-            totals = Some(rest);
-        } else if let Some(rest) = line.strip_prefix("summary:") {
-            summary = Some(rest);
-        }
-    }
-    let events = events.ok_or(ParseError::NoEvents)?;
-    let index = events.iter().position(|e| *e == "Ir").ok_or_else(|| ParseError::NoIr(events.join(" ")))?;
-    let line = totals.or(summary).ok_or(ParseError::NoTotals)?;
-    let value = line.split_whitespace().nth(index).ok_or_else(|| ParseError::BadTotal(line.trim().to_owned()))?;
-    value.parse().map_err(|_| ParseError::BadTotal(line.trim().to_owned()))
 }
 
 /// `valgrind` and `callgrind_control`, found on `PATH`.
@@ -260,6 +230,15 @@ pub struct CallgrindResult {
     /// Ir each phase costs once (2·Ir(N1) − Ir(N2) when N2 = 2·N1): waking up
     /// after a dump, the dump's own bookkeeping. Small against the phases.
     pub ir_fixed_per_phase: Option<i64>,
+    /// For an emulated subject: the Ir of its emulated kernel
+    /// ([`Subject::emulated_kernel_function`], inclusive) in the N1 and N2 phases.
+    #[serde(default)]
+    pub emulated_kernel_ir: Option<[u64; 2]>,
+    /// For an emulated subject: the emulated kernel's instructions per request,
+    /// part of `instructions_per_request` (kernel PASTE does this work in the
+    /// kernel; the rest is what the port costs the application).
+    #[serde(default)]
+    pub emulated_kernel_per_request: Option<f64>,
     /// Wall seconds of the N1 and N2 phases (under valgrind: not a result).
     pub phase_secs: Vec<f64>,
     /// `ok`, or why the server could not be pinned.
@@ -287,6 +266,8 @@ impl CallgrindResult {
             ir_n2: None,
             instructions_per_request: None,
             ir_fixed_per_phase: None,
+            emulated_kernel_ir: None,
+            emulated_kernel_per_request: None,
             phase_secs: vec![],
             server_pinning: String::new(),
             client_pinning: String::new(),
@@ -327,18 +308,41 @@ fn dump(tools: &Tools, vgdb_prefix: &Path, pid: u32, hint: &str) -> Result<(), S
     Ok(())
 }
 
-/// Reads the total Ir of dump `part`, waiting briefly for the file to be complete.
-fn read_part(out_file: &Path, part: usize) -> Result<u64, CallgrindError> {
+/// What one dump counted: its total Ir and, when asked for, one function's
+/// inclusive Ir.
+#[derive(Debug, Clone, Copy, Default)]
+struct PartIr {
+    total: u64,
+    function: Option<u64>,
+}
+
+/// Reads the total Ir of dump `part` (and `function`'s inclusive Ir, when given),
+/// waiting briefly for the file to be complete. A function that ran in none of the
+/// part's instructions is an error: its name changed, or it was inlined.
+fn read_part(out_file: &Path, part: usize, function: Option<&str>) -> Result<PartIr, CallgrindError> {
     let path = PathBuf::from(format!("{}.{part}", out_file.display()));
     let deadline = Instant::now() + Duration::from_secs(10);
+    let parse = |text: &str| -> Result<PartIr, ParseError> {
+        let total = parse_total_ir(text)?;
+        let function = match function {
+            None => None,
+            Some(name) => match parse_inclusive_ir(text, name)? {
+                0 if total > 0 => return Err(ParseError::NoFunction(name.to_owned())),
+                ir => Some(ir),
+            },
+        };
+        Ok(PartIr { total, function })
+    };
     loop {
         let text = std::fs::read_to_string(&path);
         let parsed = match text {
-            Ok(t) => parse_total_ir(&t).map_err(|source| CallgrindError::Parse { path: path.clone(), source }),
+            Ok(t) => parse(&t).map_err(|source| CallgrindError::Parse { path: path.clone(), source }),
             Err(source) => Err(CallgrindError::File { what: "reading", path: path.clone(), source }),
         };
         match parsed {
             Ok(ir) => return Ok(ir),
+            // A missing function does not appear by waiting.
+            Err(e @ CallgrindError::Parse { source: ParseError::NoFunction(_), .. }) => return Err(e),
             Err(e) if Instant::now() >= deadline => return Err(e),
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
@@ -362,11 +366,15 @@ pub fn measure(
     let _ = std::fs::remove_dir_all(&dir);
     match measured {
         Ok([startup, n1, n2]) => {
-            result.ir_startup = Some(startup);
-            result.ir_n1 = Some(n1);
-            result.ir_n2 = Some(n2);
-            result.instructions_per_request = per_request(result.n1, n1, result.n2, n2);
-            result.ir_fixed_per_phase = (result.n2 == 2 * result.n1).then(|| 2 * n1 as i64 - n2 as i64);
+            result.ir_startup = Some(startup.total);
+            result.ir_n1 = Some(n1.total);
+            result.ir_n2 = Some(n2.total);
+            result.instructions_per_request = per_request(result.n1, n1.total, result.n2, n2.total);
+            result.ir_fixed_per_phase = (result.n2 == 2 * result.n1).then(|| 2 * n1.total as i64 - n2.total as i64);
+            if let (Some(k1), Some(k2)) = (n1.function, n2.function) {
+                result.emulated_kernel_ir = Some([k1, k2]);
+                result.emulated_kernel_per_request = per_request(result.n1, k1, result.n2, k2);
+            }
         }
         Err(e) => result.error = Some(e.to_string()),
     }
@@ -380,7 +388,7 @@ fn measure_in(
     dir: &Path,
     on_phase: &dyn Fn(usize),
     result: &mut CallgrindResult,
-) -> Result<[u64; 3], CallgrindError> {
+) -> Result<[PartIr; 3], CallgrindError> {
     let out_file = dir.join("callgrind.out");
     let vgdb_prefix = dir.join("vgdb-pipe");
     let command = valgrind_command(plan, subject, &out_file, &vgdb_prefix);
@@ -403,16 +411,17 @@ fn measure_in(
     let (tools, prefix, out) = (plan.tools.clone(), vgdb_prefix.clone(), out_file.clone());
     let keep =
         plan.keep_profiles.clone().map(|dir| (dir, format!("{}-c{conns}-r{}", subject.name(), result.round + 1)));
+    let kernel_function = subject.emulated_kernel_function();
     let (tx, rx) = mpsc::channel();
     // The generator runs on its own (pinned) thread; between phases it asks for a
     // dump and reads it, while every connection is idle.
     let thread = std::thread::Builder::new()
         .name("paste-bench-callgrind-load".into())
         .spawn(move || {
-            let mut irs = [0u64; 3];
+            let mut irs = [PartIr::default(); 3];
             let counted = loadgen::run_counted(&config, |phase| {
                 dump(&tools, &prefix, pid, &format!("phase-{phase}"))?;
-                irs[phase] = read_part(&out, phase + 1).map_err(|e| e.to_string())?;
+                irs[phase] = read_part(&out, phase + 1, kernel_function).map_err(|e| e.to_string())?;
                 if let Some((dir, stem)) = &keep {
                     let from = format!("{}.{}", out.display(), phase + 1);
                     let to = dir.join(format!("{stem}.{}.callgrind.out", PHASES[phase.min(2)]));
@@ -551,6 +560,29 @@ fn row(s: &CallgrindSummary, all: &[CallgrindSummary]) -> [String; 8] {
     ]
 }
 
+/// For each emulated subject at `conns` connections: how much of its median
+/// round's instructions per request its emulated kernel ran, and what is left
+/// for the port's application side.
+fn emulated_kernel_notes(summaries: &[CallgrindSummary], conns: usize) -> Vec<String> {
+    summaries
+        .iter()
+        .filter(|s| s.conns == conns)
+        .filter_map(|s| {
+            let m = s.median_round.as_ref()?;
+            let (total, kernel) = (m.instructions_per_request?, m.emulated_kernel_per_request?);
+            Some(format!(
+                "{}: {} of its {} instructions per request are the emulated kernel (txsync, the sockets' \
+                 io_uring work, rxsync), which kernel PASTE runs in the kernel; the port's application side \
+                 is {}.",
+                s.label,
+                fmt_count(kernel),
+                fmt_count(total),
+                fmt_count(total - kernel)
+            ))
+        })
+        .collect()
+}
+
 const COLUMNS: [&str; 8] =
     ["subject", "instr/req", "min–max", "vs raw-uring", "Ir(N1)", "Ir(N2)", "Ir once", "Ir start+warm-up"];
 
@@ -587,6 +619,9 @@ pub fn text_table(summaries: &[CallgrindSummary], n1: u64, n2: u64, workload: &s
         for r in &rows {
             let _ = writeln!(out, "{}", line(r.each_ref().map(String::as_str)));
         }
+        for note in emulated_kernel_notes(summaries, c) {
+            let _ = writeln!(out, "  {note}");
+        }
         for s in summaries.iter().filter(|s| s.conns == c) {
             for e in &s.errors {
                 let _ = writeln!(out, "  not measured: {} {e}", s.label);
@@ -607,6 +642,15 @@ pub fn markdown_section(heading: &str, settings: &[String], summaries: &[Callgri
     let _ = writeln!(md, "|---:|---|{}", "---:|".repeat(COLUMNS.len() - 1));
     for s in summaries {
         let _ = writeln!(md, "| {} | {} |", s.conns, row(s, summaries).join(" | "));
+    }
+    let mut conns: Vec<usize> = summaries.iter().map(|s| s.conns).collect();
+    conns.dedup();
+    let notes: Vec<String> = conns.into_iter().flat_map(|c| emulated_kernel_notes(summaries, c)).collect();
+    if !notes.is_empty() {
+        let _ = writeln!(md);
+        for note in notes {
+            let _ = writeln!(md, "- {note}");
+        }
     }
     let failed: Vec<String> = summaries
         .iter()
@@ -672,42 +716,6 @@ pub fn append_markdown(path: &Path, section: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    /// `/bin/true` under callgrind 3.19 (a snippet: header, some costs, totals).
-    const TRUE: &str = include_str!("../tests/fixtures/true.callgrind.out");
-    /// The same with `--cache-sim=yes`: nine events, and a summary that differs
-    /// from the totals by two (callgrind's own rounding); the totals win.
-    const TRUE_CACHE_SIM: &str = include_str!("../tests/fixtures/true-cache-sim.callgrind.out");
-    /// A `callgrind_control --dump` part of raw-uring serving 2 000 rpc requests.
-    const DUMP: &str = include_str!("../tests/fixtures/raw-uring-dump.callgrind.out");
-
-    #[test]
-    fn parses_total_ir_of_real_outputs() {
-        assert_eq!(parse_total_ir(TRUE), Ok(126_651));
-        assert_eq!(parse_total_ir(TRUE_CACHE_SIM), Ok(126_651));
-        assert_eq!(parse_total_ir(DUMP), Ok(4_705_761));
-    }
-
-    #[test]
-    fn falls_back_to_summary_and_finds_ir_anywhere() {
-        let no_totals: String =
-            TRUE_CACHE_SIM.lines().filter(|l| !l.starts_with("totals:")).collect::<Vec<_>>().join("\n");
-        assert_eq!(parse_total_ir(&no_totals), Ok(126_653));
-        let moved = "events: Dr Ir\nsummary: 5 7\ntotals: 5 9\n";
-        assert_eq!(parse_total_ir(moved), Ok(9));
-    }
-
-    #[test]
-    fn rejects_unfinished_or_foreign_outputs() {
-        let header_only: String =
-            TRUE.lines().take_while(|l| !l.starts_with("summary:")).collect::<Vec<_>>().join("\n");
-        assert_eq!(parse_total_ir(&header_only), Err(ParseError::NoTotals));
-        assert_eq!(parse_total_ir("hello\nworld\n"), Err(ParseError::NoEvents));
-        assert_eq!(parse_total_ir(""), Err(ParseError::NoEvents));
-        assert_eq!(parse_total_ir("events: Dr Dw\ntotals: 1 2\n"), Err(ParseError::NoIr("Dr Dw".into())));
-        assert!(matches!(parse_total_ir("events: Ir\ntotals: lots\n"), Err(ParseError::BadTotal(_))));
-        assert!(matches!(parse_total_ir("events: Dr Ir\ntotals: 4\n"), Err(ParseError::BadTotal(_))));
-    }
-
     #[test]
     fn per_request_is_the_slope_between_the_two_parts() {
         assert_eq!(per_request(2000, 1_000_000 + 2000 * 450, 4000, 1_000_000 + 4000 * 450), Some(450.0));
@@ -730,6 +738,8 @@ mod tests {
             ir_n2: per_request.map(|v| (v * 200.0) as u64),
             instructions_per_request: per_request,
             ir_fixed_per_phase: Some(0),
+            emulated_kernel_ir: None,
+            emulated_kernel_per_request: None,
             phase_secs: vec![],
             server_pinning: "ok".into(),
             client_pinning: "ok".into(),
@@ -761,6 +771,23 @@ mod tests {
         assert!(table.contains("not measured: raw-uring round 2: valgrind died"), "{table}");
         let md = markdown_section("rpc", &["settings".into()], &summary);
         assert!(md.contains("| 10 | paste-rt-epoll | 510 | 500–520 | +110 |"), "{md}");
+    }
+
+    #[test]
+    fn an_emulated_subject_shows_its_emulated_kernel_apart() {
+        let mut emu = result("paste-rt-paste-emu", 0, Some(2000.0), None);
+        emu.label = "paste-rt-paste-emu (emulated)".into();
+        emu.emulated = true;
+        emu.emulated_kernel_per_request = Some(640.0);
+        let results = [emu, result("paste-rt-uring", 0, Some(1000.0), None)];
+        let summary = summarize(&results);
+        let table = text_table(&summary, 100, 200, "rpc");
+        let note = "paste-rt-paste-emu (emulated): 640 of its 2000 instructions per request are the emulated kernel";
+        assert!(table.contains(note), "{table}");
+        assert!(table.contains("the port's application side is 1360."), "{table}");
+        assert_eq!(table.matches("emulated kernel").count(), 1, "only the emulated subject gets a note: {table}");
+        let md = markdown_section("rpc", &[], &summary);
+        assert!(md.contains(&format!("- {note}")), "{md}");
     }
 
     #[test]

@@ -10,11 +10,13 @@
 //! [`statistics`] and [`record`] summarise, [`report`] and [`charts`] write the
 //! outputs, [`environment`] records the machine, the backend probe and perf, and
 //! [`alloc_count`] counts the servers' heap allocations. [`callgrind`] counts the
-//! servers' user-space instructions per request under valgrind.
+//! servers' user-space instructions per request under valgrind, reading its files
+//! with [`callgrind_output`].
 
 pub mod ab;
 pub mod alloc_count;
 pub mod callgrind;
+pub mod callgrind_output;
 pub mod charts;
 pub mod child_process;
 pub mod control;

@@ -40,6 +40,10 @@ pub enum Subject {
     HyperPasteRt(BackendKind),
 }
 
+/// paste-emu's provider sync, as callgrind names it (see
+/// [`Subject::emulated_kernel_function`]).
+pub const EMULATED_KERNEL_FUNCTION: &str = "paste_rt_paste::emu_provider::EmuProvider::sync";
+
 impl Subject {
     /// Every subject, in report order: paste-rt backends, then the peers.
     pub fn all() -> Vec<Subject> {
@@ -59,6 +63,16 @@ impl Subject {
     /// user space, not the kernel's).
     pub fn is_emulated(self) -> bool {
         self.backend() == Some(BackendKind::PasteEmu)
+    }
+
+    /// The function that holds all of the emulated kernel's work, for emulated
+    /// subjects: paste-emu's provider sync (txsync, the socket work on io_uring,
+    /// rxsync). Kernel PASTE does that work in the kernel, so `paste-bench callgrind`
+    /// reports its share apart. The function is kept out of line for this
+    /// (`#[inline(never)]` in paste-rt-paste); the harness says so when it is
+    /// missing from a profile rather than report a zero.
+    pub fn emulated_kernel_function(self) -> Option<&'static str> {
+        self.is_emulated().then_some(EMULATED_KERNEL_FUNCTION)
     }
 
     /// The paste-rt backend it runs on, for paste-rt subjects.

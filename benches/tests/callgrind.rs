@@ -65,6 +65,39 @@ fn callgrind_mode_counts_positive_instructions_per_request() {
 }
 
 #[test]
+fn callgrind_mode_reports_paste_emus_emulated_kernel_apart() {
+    if !valgrind_installed() {
+        println!("SKIPPED callgrind_mode_reports_paste_emus_emulated_kernel_apart: valgrind is not installed");
+        return;
+    }
+    if !paste_rt::testing::backends("callgrind_emulated_kernel").contains(&paste_rt::BackendKind::PasteEmu) {
+        println!("SKIPPED callgrind_mode_reports_paste_emus_emulated_kernel_apart: paste-emu cannot start here");
+        return;
+    }
+    let out = temp_dir("callgrind-emu");
+    let run = Command::new(BIN)
+        .args(["callgrind", "--subjects", "paste-rt-paste-emu", "--requests", "200", "--warmup-requests", "50"])
+        .args(["--conns", "2", "--rounds", "1", "--out"])
+        .arg(&out)
+        .output()
+        .expect("paste-bench runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "paste-bench callgrind failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("callgrind.json")).expect("callgrind.json")).unwrap();
+    let r = &doc["runs"][0]["results"][0];
+    assert!(r["error"].is_null(), "{r}");
+    let total = r["instructions_per_request"].as_f64().expect("a figure");
+    let kernel = r["emulated_kernel_per_request"].as_f64().expect("the emulated kernel's share");
+    // The emulated kernel does real work per request (a receive and a send), and
+    // the application side does too: neither share is empty.
+    assert!(kernel > 50.0 && kernel < total - 50.0, "emulated kernel {kernel} of {total}: {r}");
+    assert!(stdout.contains("are the emulated kernel"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
 fn callgrind_mode_names_the_package_when_valgrind_is_missing() {
     let empty = temp_dir("no-tools");
     std::fs::create_dir_all(&empty).unwrap();

@@ -577,6 +577,16 @@ impl KernelPort {
         self.registered.iter().copied()
     }
 
+    /// Whether `sock` is registered with the port.
+    pub fn is_registered(&self, sock: RawFd) -> bool {
+        self.registered.contains(&sock)
+    }
+
+    /// How many sockets are registered with the port.
+    pub fn registered_count(&self) -> usize {
+        self.registered.len()
+    }
+
     /// One sync: `poll()` on the port fd for `POLLIN`, which runs txsync and rxsync, and
     /// waits at most `timeout_ms` (keep it short: kernel-originated packets such as
     /// ACKs leave only at syncs, §4.2). Returns whether the RX ring has slots.

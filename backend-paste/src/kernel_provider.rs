@@ -1,16 +1,21 @@
 //! The kernel provider (`paste`): the sync of a live PASTE port and the socket chores
 //! around it.
 //!
-//! Owns the [`KernelPort`], a wake-up eventfd, and one `KSock` per fd handed over.
-//! A sync is **one `poll()`** over the port fd (`POLLIN`: txsync + rxsync), the
-//! eventfd, the listening sockets, connecting sockets (`POLLOUT`) and every registered
-//! socket, so that `POLLERR`/`POLLHUP` report it: a peer RST produces no slot
-//! (docs/paste-abi.md §10), so this is how resets are seen. A registered socket's `POLLOUT`
-//! is asked for only while the ring driver wants send space for it
-//! ([`RingDriver::tx_wants_space`]: out of send credit with data queued, or holding
-//! slots the kernel did not take); the port fd comes first in the set, so the
-//! socket's answer describes it after this poll's txsync, and a writable one is
-//! reported to the backend, which hands it to the ring driver
+//! Owns the [`KernelPort`], a wake-up eventfd, a [`SocketWatch`], and one `KSock`
+//! per fd handed over. A sync is **one `poll()`** over the port fd (`POLLIN`: txsync
+//! and rxsync), the eventfd, the socket watch's epoll fd, the listening sockets,
+//! connecting sockets (`POLLOUT`) and the few registered sockets whose send space the
+//! ring driver waits for. Every registered socket is in the socket watch instead of
+//! the poll set: a peer RST produces no slot (docs/paste-abi.md §10), so its
+//! `EPOLLERR`/`EPOLLHUP` is how a reset is seen, and its `EPOLLRDHUP` how a FIN
+//! without a slot is (below). So a sync's cost does not grow with the connections it
+//! holds: the watch's fd is readable only when some socket has such news, and one
+//! `epoll_wait` then takes it (an extra system call per connection's end, never per
+//! request). A registered socket's `POLLOUT` is asked for only while the ring driver
+//! wants send space for it ([`RingDriver::tx_space_waiters`]: out of send credit with
+//! data queued, or holding slots the kernel did not take); the port fd comes first in
+//! the set, so the socket's answer describes it after this poll's txsync, and a
+//! writable one is reported to the backend, which hands it to the ring driver
 //! ([`RingDriver::tx_writable`]). Each socket's send buffer (`SO_SNDBUF`) is read
 //! once, at registration: the driver's send budget for it. So a congested
 //! connection never puts a slot on the shared TX ring that its socket would refuse
@@ -20,8 +25,8 @@
 //! End of stream: kernel PASTE turns a FIN that arrives alone into a zero-payload
 //! slot, but a FIN riding on the last data segment (a client that writes and shuts
 //! down at once) produces no slot at all — seen on the live kernel, where such a
-//! connection then sat in CLOSE_WAIT forever. So registered sockets are also asked
-//! for `POLLRDHUP` until it is seen, and the backend reports end of stream for such a
+//! connection then sat in CLOSE_WAIT forever. So registered sockets are also watched
+//! for `EPOLLRDHUP` until it is seen, and the backend reports end of stream for such a
 //! socket once everything received before the FIN
 //! has been walked, if no EOF slot came first. A socket
 //! found reset is reported (`Event::RecvError`) and closed abortively at once, before
@@ -57,6 +62,7 @@ use paste_rt_core::{BackendKind, RemoteWake, Shutdown, StartError, Stats};
 use crate::backend::Event;
 use crate::kernel::{set_linger_zero, KernelConfig, KernelPort};
 use crate::ring::{DriverConfig, RingDriver};
+use crate::socket_watch::SocketWatch;
 
 /// Longest wait of a sync while sockets are registered (kernel ACKs ride syncs).
 pub const ACK_WAIT_CAP: Duration = Duration::from_millis(1);
@@ -74,13 +80,15 @@ pub enum PollRole {
     Port,
     /// The wake-up eventfd.
     Wake,
+    /// The [`SocketWatch`]'s epoll fd (`POLLIN`: a registered socket's FIN, error or
+    /// hang-up waits to be taken).
+    Watch,
     /// A listening socket (`POLLIN`: a connection waits).
     Listener,
     /// A socket whose connect is in progress (`POLLOUT`).
     Connecting,
-    /// A registered socket, watched for errors and hang-ups (and for `POLLOUT` while
-    /// the ring driver wants send space for it).
-    Watched,
+    /// A registered socket whose send space the ring driver waits for (`POLLOUT`).
+    Space,
 }
 
 /// The state of one socket, as far as the poll set cares.
@@ -93,9 +101,9 @@ pub enum SockState {
     },
     /// Connect in progress.
     Connecting,
-    /// Registered; `hup` once a hang-up without error was seen (not polled again,
-    /// or `poll` would return at once forever); `fin` once the peer's FIN was seen
-    /// (`POLLRDHUP`, not asked for again).
+    /// Registered; `hup` once a hang-up without error was seen (out of the socket
+    /// watch and not polled again, or `poll` would return at once forever); `fin`
+    /// once the peer's FIN was seen (`EPOLLRDHUP`, not asked for again).
     Registered {
         /// A hang-up was seen.
         hup: bool,
@@ -111,15 +119,19 @@ pub enum SockState {
     Dead,
 }
 
-/// Builds the poll set of one sync: port and wake-up first (so the sockets' state is
-/// read after the port's txsync and rxsync), then each socket that has something to
-/// watch; the `bool` of a socket asks for `POLLOUT` on a registered one (send space
-/// wanted). Registered sockets whose peer's FIN was not seen yet, and closing ones,
-/// are asked for `POLLRDHUP`. `roles[i]` says what `fds[i]` is.
+/// Builds the poll set of one sync: port, wake-up and socket watch first (so the
+/// sockets' state is read after the port's txsync and rxsync), then the listeners
+/// not backing off (`POLLIN`), the connecting sockets (`POLLOUT`) and the registered
+/// sockets whose send space is wanted (`POLLOUT`). `roles[i]` says what `fds[i]` is.
+/// Its length follows what is asked for, never the number of connections held.
+#[allow(clippy::too_many_arguments)]
 pub fn build_poll_set(
     port: RawFd,
     wake: RawFd,
-    socks: impl IntoIterator<Item = (RawFd, SockState, bool)>,
+    watch: RawFd,
+    listeners: impl IntoIterator<Item = RawFd>,
+    connecting: impl IntoIterator<Item = RawFd>,
+    space_wanted: impl IntoIterator<Item = RawFd>,
     fds: &mut Vec<libc::pollfd>,
     roles: &mut Vec<PollRole>,
 ) {
@@ -131,18 +143,15 @@ pub fn build_poll_set(
     };
     add(port, libc::POLLIN, PollRole::Port);
     add(wake, libc::POLLIN, PollRole::Wake);
-    for (fd, state, wants_space) in socks {
-        match state {
-            SockState::Listener { starved: false } => add(fd, libc::POLLIN, PollRole::Listener),
-            SockState::Connecting => add(fd, libc::POLLOUT, PollRole::Connecting),
-            SockState::Registered { hup: false, fin } => {
-                let space = if wants_space { libc::POLLOUT } else { 0 };
-                let peer_fin = if fin { 0 } else { libc::POLLRDHUP };
-                add(fd, space | peer_fin, PollRole::Watched)
-            }
-            SockState::Closing { shut: true } => add(fd, libc::POLLRDHUP, PollRole::Watched),
-            _ => {}
-        }
+    add(watch, libc::POLLIN, PollRole::Watch);
+    for fd in listeners {
+        add(fd, libc::POLLIN, PollRole::Listener);
+    }
+    for fd in connecting {
+        add(fd, libc::POLLOUT, PollRole::Connecting);
+    }
+    for fd in space_wanted {
+        add(fd, libc::POLLOUT, PollRole::Space);
     }
 }
 
@@ -200,6 +209,8 @@ struct KSock {
     peer_done: bool,
     /// Registered: the socket's send buffer, read at registration.
     send_buffer: Option<u32>,
+    /// In the [`SocketWatch`] (taken out before the fd is closed or replaced).
+    watched: bool,
 }
 
 impl KSock {
@@ -211,6 +222,7 @@ impl KSock {
             deadline: None,
             peer_done: false,
             send_buffer: None,
+            watched: false,
         }
     }
 }
@@ -253,6 +265,14 @@ pub(crate) struct KernelProvider {
     placeholder: OwnedFd,
     /// By fd.
     socks: Vec<Option<KSock>>,
+    /// The registered sockets' FINs, errors and hang-ups (see the module docs).
+    watch: SocketWatch,
+    /// Listening fds (backing off or not).
+    listeners: Vec<RawFd>,
+    /// Fds whose connect is in progress.
+    connecting: Vec<RawFd>,
+    /// Registered fds the application closed, waiting to be shut down and closed.
+    closing: Vec<RawFd>,
     pollfds: Vec<libc::pollfd>,
     roles: Vec<PollRole>,
     fd_freed: bool,
@@ -261,6 +281,8 @@ pub(crate) struct KernelProvider {
     fins: Vec<RawFd>,
     /// The RX ring was full after the last sync's rxsync.
     rx_full_at_sync: bool,
+    /// Scratch list of the socket watch's news of one sync (reused).
+    watch_news: Vec<(RawFd, i16)>,
     /// What the ring driver did with a persistent pool's kept buffers at start.
     kept: crate::ring::KeptReport,
 }
@@ -290,17 +312,25 @@ impl KernelProvider {
         let null = std::fs::OpenOptions::new().read(true).open("/dev/null").map_err(|e| {
             start_error(format!("open /dev/null (placeholder for reset sockets): {e}"), e.raw_os_error())
         })?;
+        let watch = SocketWatch::new().map_err(|e| {
+            start_error(format!("epoll_create1 for the sockets' resets and FINs: {e}"), e.raw_os_error())
+        })?;
         Ok((
             KernelProvider {
                 port: Some(port),
                 waker: Arc::new(EventfdWake { fd: efd, pending: AtomicBool::new(false) }),
                 placeholder: null.into(),
                 socks: Vec::new(),
+                watch,
+                listeners: Vec::new(),
+                connecting: Vec::new(),
+                closing: Vec::new(),
                 pollfds: Vec::new(),
                 roles: Vec::new(),
                 fd_freed: false,
                 fins: Vec::new(),
                 rx_full_at_sync: false,
+                watch_news: Vec::new(),
                 kept,
             },
             driver,
@@ -317,7 +347,7 @@ impl KernelProvider {
                 self.kept.from_extra_list, self.kept.from_ring_slots
             )
         };
-        format!("{port}{kept}; one poll() per sync over the port, listeners and registered sockets")
+        format!("{port}{kept}; one poll() per sync over the port, the listeners and an epoll set of the sockets' resets and FINs")
     }
 
     pub(crate) fn remote_waker(&self) -> Arc<dyn RemoteWake> {
@@ -336,9 +366,26 @@ impl KernelProvider {
         self.socks[i] = Some(s);
     }
 
+    /// Takes `fd` out of the socket watch, if it is there (before its fd is closed or
+    /// replaced).
+    fn unwatch(&mut self, fd: RawFd, stats: &Stats) {
+        let Some(s) = usize::try_from(fd).ok().and_then(|i| self.socks.get_mut(i)).and_then(Option::as_mut) else {
+            return;
+        };
+        if s.watched {
+            s.watched = false;
+            stats.syscall();
+            let _ = self.watch.remove(fd);
+        }
+    }
+
     fn close_fd(&mut self, fd: RawFd, stats: &Stats, events: &mut Vec<Event>) {
+        self.unwatch(fd, stats);
+        self.listeners.retain(|&l| l != fd);
+        self.connecting.retain(|&c| c != fd);
+        self.closing.retain(|&c| c != fd);
         if let Some(port) = &mut self.port {
-            if port.registered().any(|r| r == fd) {
+            if port.is_registered(fd) {
                 stats.syscall();
                 let _ = port.close_socket(fd);
                 self.after_close(fd, events);
@@ -365,21 +412,29 @@ impl KernelProvider {
         // Accepted sockets inherit it: abortive closes, no LAST_ACK limbo (§2.3).
         let _ = set_linger_zero(fd);
         self.set(fd, KSock::new(SockState::Listener { starved: false }));
+        self.listeners.push(fd);
     }
 
-    /// `PST_FD_REG` (with `SO_LINGER {1, 0}`), and the socket's send buffer read for
-    /// its send budget ([`send_budget`](Self::send_budget)): three system calls, once
-    /// per connection.
+    /// Into the socket watch, `PST_FD_REG` (with `SO_LINGER {1, 0}`), and the socket's
+    /// send buffer read for its send budget ([`send_budget`](Self::send_budget)): four
+    /// system calls, once per connection.
     pub(crate) fn register(&mut self, fd: RawFd, stats: &Stats) -> Result<(), i32> {
         let Some(port) = &mut self.port else { return Err(libc::EBADF) };
         stats.syscall();
+        self.watch.add(fd).map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL))?;
         stats.syscall();
-        port.register_socket(fd).map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL))?;
+        stats.syscall();
+        if let Err(e) = port.register_socket(fd) {
+            stats.syscall();
+            let _ = self.watch.remove(fd);
+            return Err(e.raw_os_error().unwrap_or(libc::EINVAL));
+        }
         stats.syscall();
         // Without it the fd's slots are not held back (as before budgets existed).
         let send_buffer = send_buffer_size(fd).ok();
         let mut s = KSock::new(SockState::Registered { hup: false, fin: false });
         s.send_buffer = send_buffer;
+        s.watched = true;
         self.set(fd, s);
         Ok(())
     }
@@ -400,7 +455,10 @@ impl KernelProvider {
             return;
         }
         match last_errno() {
-            libc::EINPROGRESS | libc::EINTR => self.set(fd, KSock::new(SockState::Connecting)),
+            libc::EINPROGRESS | libc::EINTR => {
+                self.set(fd, KSock::new(SockState::Connecting));
+                self.connecting.push(fd);
+            }
             errno => {
                 self.set(fd, KSock::new(SockState::Dead));
                 events.push(Event::Connected { fd, errno });
@@ -409,6 +467,7 @@ impl KernelProvider {
     }
 
     fn connected(&mut self, fd: RawFd, stats: &Stats, events: &mut Vec<Event>) {
+        self.connecting.retain(|&c| c != fd);
         match self.register(fd, stats) {
             Ok(()) => events.push(Event::Connected { fd, errno: 0 }),
             Err(errno) => {
@@ -447,8 +506,12 @@ impl KernelProvider {
     pub(crate) fn close_stream(&mut self, fd: RawFd, stats: &Stats, events: &mut Vec<Event>) {
         match self.sock(fd) {
             Some(s) if matches!(s.state, SockState::Registered { .. }) => {
+                // A FIN or hang-up seen already is not reported again (the watch is
+                // edge-triggered): the peer is done now.
+                s.peer_done |= matches!(s.state, SockState::Registered { fin: true, .. });
                 s.state = SockState::Closing { shut: false };
                 s.deadline = Some(Instant::now() + CLOSE_LINGER);
+                self.closing.push(fd);
             }
             _ => self.close_fd(fd, stats, events),
         }
@@ -479,32 +542,51 @@ impl KernelProvider {
     ) -> io::Result<()> {
         let Some(port_fd) = self.port.as_ref().map(|p| p.as_raw_fd()) else { return Ok(()) };
         let freed = std::mem::take(&mut self.fd_freed);
-        let now = Instant::now();
         let mut cap: Option<Duration> = None;
-        for s in self.socks.iter_mut().flatten() {
-            match &mut s.state {
-                SockState::Listener { starved } if *starved => match s.retry_at {
-                    Some(at) if !freed && now < at => {
-                        let left = at - now;
-                        cap = Some(cap.map_or(left, |c| c.min(left)));
-                    }
-                    _ => {
-                        *starved = false;
-                        s.retry_at = None;
-                    }
-                },
-                SockState::Registered { .. } | SockState::Closing { .. } | SockState::Connecting => {
-                    cap = Some(cap.map_or(ACK_WAIT_CAP, |c| c.min(ACK_WAIT_CAP)));
+        // Listeners backing off after an accept error come back when their time is up
+        // or an fd was freed.
+        let mut now: Option<Instant> = None;
+        for &fd in &self.listeners {
+            let Some(s) = usize::try_from(fd).ok().and_then(|i| self.socks.get_mut(i)).and_then(Option::as_mut) else {
+                continue;
+            };
+            let SockState::Listener { starved: true } = s.state else { continue };
+            let now = *now.get_or_insert_with(Instant::now);
+            match s.retry_at {
+                Some(at) if !freed && now < at => {
+                    let left = at - now;
+                    cap = Some(cap.map_or(left, |c| c.min(left)));
                 }
-                _ => {}
+                _ => {
+                    s.state = SockState::Listener { starved: false };
+                    s.retry_at = None;
+                }
             }
         }
-        let socks = self
-            .socks
+        let has_sockets = self.port.as_ref().is_some_and(|p| p.registered_count() > 0) || !self.connecting.is_empty();
+        if has_sockets {
+            cap = Some(cap.map_or(ACK_WAIT_CAP, |c| c.min(ACK_WAIT_CAP)));
+        }
+        let socks = &self.socks;
+        let state_of = |fd: RawFd| usize::try_from(fd).ok().and_then(|i| socks.get(i)).and_then(Option::as_ref);
+        let listening = self
+            .listeners
             .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.as_ref().map(|s| (i as RawFd, s.state, driver.tx_wants_space(i as RawFd))));
-        build_poll_set(port_fd, self.waker.fd.as_raw_fd(), socks, &mut self.pollfds, &mut self.roles);
+            .copied()
+            .filter(|&fd| state_of(fd).is_some_and(|s| s.state == SockState::Listener { starved: false }));
+        let space_wanted = driver
+            .tx_space_waiters()
+            .filter(|&fd| state_of(fd).is_some_and(|s| matches!(s.state, SockState::Registered { hup: false, .. })));
+        build_poll_set(
+            port_fd,
+            self.waker.fd.as_raw_fd(),
+            self.watch.fd(),
+            listening,
+            self.connecting.iter().copied(),
+            space_wanted,
+            &mut self.pollfds,
+            &mut self.roles,
+        );
 
         let timeout = match (timeout, cap) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -553,19 +635,15 @@ impl KernelProvider {
                         events.push(Event::Connected { fd: p.fd, errno });
                     }
                 }
-                PollRole::Watched => {
-                    if p.revents & libc::POLLOUT != 0 {
+                PollRole::Watch => self.take_watched_news(stats, events)?,
+                PollRole::Space => {
+                    // Its errors and hang-ups come through the watch (taken above, as
+                    // the watch comes first in the set): a socket that failed is not
+                    // reported writable.
+                    let registered = matches!(self.sock(p.fd).map(|s| s.state), Some(SockState::Registered { .. }));
+                    if p.revents & libc::POLLOUT != 0 && registered {
                         events.push(Event::Writable { fd: p.fd, free: None });
                     }
-                    if p.revents & libc::POLLRDHUP != 0 {
-                        self.on_peer_fin(p.fd);
-                    }
-                    if p.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
-                        // classify reads SO_ERROR.
-                        stats.syscall();
-                    }
-                    let fault = classify(p.fd, p.revents);
-                    self.on_fault(p.fd, fault, stats, events);
                 }
             }
         }
@@ -575,14 +653,44 @@ impl KernelProvider {
         Ok(())
     }
 
+    /// Takes what the socket watch holds: FINs, errors and hang-ups of registered and
+    /// closing sockets.
+    fn take_watched_news(&mut self, stats: &Stats, events: &mut Vec<Event>) -> io::Result<()> {
+        let mut news = std::mem::take(&mut self.watch_news);
+        news.clear();
+        let calls = self.watch.drain(|fd, revents| news.push((fd, revents)));
+        for &(fd, revents) in &news {
+            if revents & libc::POLLRDHUP != 0 {
+                self.on_peer_fin(fd, stats);
+            }
+            if revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+                // classify reads SO_ERROR.
+                stats.syscall();
+                let fault = classify(fd, revents);
+                self.on_fault(fd, fault, stats, events);
+            }
+        }
+        self.watch_news = news;
+        let calls = calls.map_err(|e| io::Error::new(e.kind(), format!("epoll_wait on the socket watch: {e}")))?;
+        stats.syscalls(calls);
+        Ok(())
+    }
+
     /// The peer's FIN, seen on the socket (see the module docs): a closing socket's
     /// peer is done; a registered one's end of stream is due once its data is walked.
-    fn on_peer_fin(&mut self, fd: RawFd) {
+    fn on_peer_fin(&mut self, fd: RawFd, stats: &Stats) {
         let Some(s) = self.sock(fd) else { return };
         match s.state {
             SockState::Registered { hup, fin: false } => {
                 s.state = SockState::Registered { hup, fin: true };
+                let watched = s.watched;
                 self.fins.push(fd);
+                if watched {
+                    // Only errors and hang-ups from now on (the socket's later wake-ups
+                    // would report the FIN again).
+                    stats.syscall();
+                    let _ = self.watch.peer_fin_seen(fd);
+                }
             }
             SockState::Closing { .. } => s.peer_done = true,
             _ => {}
@@ -611,14 +719,17 @@ impl KernelProvider {
         match (fault, s.state) {
             (SocketFault::None, _) => {}
             (SocketFault::HangUp, SockState::Registered { fin, .. }) => {
-                // Both directions are done: the peer's FIN came too.
+                // Both directions are done: the peer's FIN came too. Nothing more can
+                // happen on it: out of the watch.
                 s.state = SockState::Registered { hup: true, fin: true };
                 if !fin {
                     self.fins.push(fd);
                 }
+                self.unwatch(fd, stats);
             }
             (SocketFault::Error(errno), SockState::Registered { .. }) => {
                 s.state = SockState::Dead;
+                self.unwatch(fd, stats);
                 // Closed before the next sync so its slots cannot stall the ring.
                 if let Some(port) = &mut self.port {
                     stats.syscall();
@@ -667,24 +778,34 @@ impl KernelProvider {
     /// Closing sockets: shut down once the kernel has taken every TX slot, close once
     /// the peer is done or the linger time passed.
     fn advance_closes(&mut self, driver: &RingDriver, stats: &Stats, events: &mut Vec<Event>) {
+        if self.closing.is_empty() {
+            return;
+        }
         let all_taken = driver.tx_all_taken();
         let now = Instant::now();
-        let mut to_close = Vec::new();
-        for (i, s) in self.socks.iter_mut().enumerate() {
-            let Some(s) = s else { continue };
-            let SockState::Closing { shut } = s.state else { continue };
+        let mut i = 0;
+        while i < self.closing.len() {
+            let fd = self.closing[i];
+            let Some(s) = usize::try_from(fd).ok().and_then(|i| self.socks.get_mut(i)).and_then(Option::as_mut) else {
+                self.closing.swap_remove(i);
+                continue;
+            };
+            let SockState::Closing { shut } = s.state else {
+                self.closing.swap_remove(i);
+                continue;
+            };
             let late = s.deadline.is_some_and(|d| now >= d);
             if !shut && (all_taken || late) {
                 stats.syscall();
                 // SAFETY: plain syscall on a socket we own.
-                unsafe { libc::shutdown(i as RawFd, libc::SHUT_WR) };
+                unsafe { libc::shutdown(fd, libc::SHUT_WR) };
                 s.state = SockState::Closing { shut: true };
             } else if shut && (s.peer_done || late) {
-                to_close.push(i as RawFd);
+                // close_fd takes it out of `closing`.
+                self.close_fd(fd, stats, events);
+                continue;
             }
-        }
-        for fd in to_close {
-            self.close_fd(fd, stats, events);
+            i += 1;
         }
     }
 
@@ -727,35 +848,25 @@ mod tests {
     }
 
     #[test]
-    fn poll_set_watches_what_each_state_needs() {
-        let socks = [
-            (10, SockState::Listener { starved: false }, false),
-            (11, SockState::Listener { starved: true }, false),
-            (12, SockState::Connecting, false),
-            (13, SockState::Registered { hup: false, fin: false }, false),
-            (14, SockState::Registered { hup: true, fin: true }, true),
-            (15, SockState::Closing { shut: false }, false),
-            (16, SockState::Closing { shut: true }, true),
-            (17, SockState::Dead, true),
-            (18, SockState::Registered { hup: false, fin: false }, true),
-            (19, SockState::Registered { hup: false, fin: true }, false),
-        ];
+    fn the_poll_set_holds_what_is_asked_for_never_every_connection() {
         let (mut fds, mut roles) = (Vec::new(), Vec::new());
-        build_poll_set(3, 4, socks, &mut fds, &mut roles);
+        build_poll_set(3, 4, 5, [10], [12], [18, 19], &mut fds, &mut roles);
         let got: Vec<(RawFd, i16, PollRole)> = fds.iter().zip(&roles).map(|(p, r)| (p.fd, p.events, *r)).collect();
         assert_eq!(
             got,
             vec![
                 (3, libc::POLLIN, PollRole::Port),
                 (4, libc::POLLIN, PollRole::Wake),
+                (5, libc::POLLIN, PollRole::Watch),
                 (10, libc::POLLIN, PollRole::Listener),
                 (12, libc::POLLOUT, PollRole::Connecting),
-                (13, libc::POLLRDHUP, PollRole::Watched),
-                (16, libc::POLLRDHUP, PollRole::Watched),
-                (18, libc::POLLOUT | libc::POLLRDHUP, PollRole::Watched),
-                (19, 0, PollRole::Watched),
+                (18, libc::POLLOUT, PollRole::Space),
+                (19, libc::POLLOUT, PollRole::Space),
             ]
         );
+        // A server holding many idle connections polls three fds and its listener.
+        build_poll_set(3, 4, 5, [10], [], [], &mut fds, &mut roles);
+        assert_eq!(fds.len(), 4);
     }
 
     #[test]

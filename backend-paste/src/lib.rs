@@ -15,7 +15,8 @@
 //!   * [`port_mem`] + [`emu_kernel`]: an emulated port — the same layout in user memory
 //!     (optionally file-backed) and the kernel side's rules as plain functions;
 //!   * [`kernel`]: `/dev/netmap` with PASTE (REGISTER `pst:0`, mmap, PST_ATTACH,
-//!     PST_FD_REG, sync through `poll`).
+//!     PST_FD_REG, sync through `poll`), with [`socket_watch`] seeing the registered
+//!     sockets' resets and FINs through one epoll set.
 //!
 //! * [`PasteBackend`]: the [`Backend`](paste_rt_core::Backend) over the ring driver
 //!   and one of two providers: `paste-emu` ([`PasteBackend::emulated`]: the emulated
@@ -40,6 +41,7 @@ pub mod kernel_provider;
 mod lazy_deque;
 pub mod port_mem;
 pub mod ring;
+pub mod socket_watch;
 pub mod sys;
 
 pub use backend::{EmuBufferCount, EmuSettings, PasteBackend, EMU_DEFAULT_SLOTS};

@@ -364,6 +364,9 @@ impl KRing {
 /// The emulated kernel (see the module docs).
 pub struct EmuKernel {
     mem: Arc<PortMemory>,
+    /// Start of buffer 0 in `mem` (what `PortMemory::buf_ptr(0)` gives), kept here
+    /// for the per-receive spare lending.
+    buf_base: *mut u8,
     region: PortRegion,
     tx: Vec<KRing>,
     rx: Vec<KRing>,
@@ -432,7 +435,11 @@ impl EmuKernel {
         for &i in &free {
             hold[i as usize] = Hold::Held(KernelHold::Free);
         }
+        let buf_base = mem
+            .buf_ptr(0)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "emulated port memory holds no buffer"))?;
         Ok(EmuKernel {
+            buf_base,
             region,
             tx,
             rx,
@@ -649,16 +656,16 @@ impl EmuKernel {
             self.put_free(idx);
             return Ok((Arrival::Unregistered, None));
         };
-        let p = Pending::Data { buf: idx, len: self.doff + n as u32 };
+        let len = self.doff + n as u32;
         let r = if self.rx.len() == 1 { 0 } else { fd as usize % self.rx.len() };
         let k = &mut self.rx[r];
-        let n_slots = k.ring.num_slots();
         let fresh = e.batch != self.rx_epoch;
+        let next = slot::ring_next(k.hwtail, k.ring.num_slots());
         let direct = e.pending.is_empty()
             && (fresh || (k.last_fd == fd && u32::from(e.batch_slots) < RX_BATCH_PER_FD))
-            && slot::ring_next(k.hwtail, n_slots) != k.hwcur;
+            && next != k.hwcur;
         if !direct {
-            e.pending.push_back(p);
+            e.pending.push_back(Pending::Data { buf: idx, len });
             let backlog = e.pending.len();
             self.hold[idx as usize] = Hold::Held(KernelHold::Pending);
             if !e.queued {
@@ -669,22 +676,25 @@ impl EmuKernel {
         }
         if fresh {
             e.batch = self.rx_epoch;
-            e.batch_slots = 0;
+            e.batch_slots = 1;
+        } else {
+            // Below RX_BATCH_PER_FD (checked above): no overflow.
+            e.batch_slots += 1;
         }
-        e.batch_slots = e.batch_slots.saturating_add(1);
         k.last_fd = fd;
         let tail = k.hwtail;
-        k.hwtail = slot::ring_next(tail, n_slots);
+        k.hwtail = next;
         let mut lent = None;
-        if let Some(old) = fill_rx_slot(&k.ring, tail, fd, p, self.doff, &mut self.hold) {
+        if let Some(old) = fill_rx_data(&k.ring, tail, fd, idx, len, self.doff, &mut self.hold) {
             // rx_buffer lends a spare while more than `tx_reserve` are free, counting
             // this one.
-            match self.mem.buf_ptr(old) {
-                Some(base) if lend_spare && self.free.len() >= self.tx_reserve => {
-                    self.hold[old as usize] = Hold::Held(KernelHold::Receiving);
-                    lent = Some((old, base));
-                }
-                _ => file_spare(&mut self.hold, &mut self.free, old),
+            if lend_spare && self.free.len() >= self.tx_reserve {
+                self.hold[old as usize] = Hold::Held(KernelHold::Receiving);
+                // `old` is below `hold.len()`, the port's buffer count (fill_rx_data),
+                // so this is the address `PortMemory::buf_ptr` gives.
+                lent = Some((old, self.buf_base.wrapping_add(old as usize * self.buf_size as usize)));
+            } else {
+                file_spare(&mut self.hold, &mut self.free, old);
             }
         }
         Ok((Arrival::Placed, lent))
@@ -959,7 +969,8 @@ impl EmuKernel {
     }
 
     /// `rxsync` (docs/paste-abi.md §4.2): takes back the slots the application released
-    /// (`hwcur = head`, `NS_BUF_CHANGED` cleared), starts a new batch, fills free slots
+    /// (`hwcur = head`; their `NS_BUF_CHANGED` is dropped when they are filled again),
+    /// starts a new batch, fills free slots
     /// from the backlogs — all of one fd's waiting slots together, the slot's old
     /// buffer becoming a spare — and publishes the new `tail`. Data that arrives
     /// during the same sync joins this batch ([`rx_arrived`](Self::rx_arrived)) and is
@@ -969,17 +980,15 @@ impl EmuKernel {
         self.rx_epoch = self.rx_epoch.wrapping_add(1).max(1);
         for r in 0..self.rx.len() {
             let k = self.rx[r];
-            let n = k.ring.num_slots();
             self.rx[r].last_fd = -1;
             let Some(head) = k.app_head() else {
                 rep.bad_heads += 1;
                 continue;
             };
-            let mut i = k.hwcur;
-            while i != head {
-                k.ring.clear_flags(i, slotflags::BUF_CHANGED);
-                i = slot::ring_next(i, n);
-            }
+            // The released slots' `NS_BUF_CHANGED` is not cleared one by one here:
+            // they are the kernel's now (the application may not look at them), and
+            // the kernel writes every slot's flags whole when it fills it again
+            // (`fill_rx_slot`), so what the application sees is the same.
             self.rx[r].hwcur = head;
         }
         let nrx = self.rx.len();
@@ -1112,27 +1121,33 @@ impl EmuKernel {
 /// the caller keeps its borrow of the ring.)
 #[inline(always)]
 fn fill_rx_slot(ring: &RingPtr, i: u32, fd: i32, p: Pending, doff: u32, hold: &mut [Hold]) -> Option<u32> {
-    let mut s = ring.slot(i);
-    s.ptr = slot::set_fd(slot::set_doff(s.ptr, doff as u16), fd);
-    let mut spare = None;
     match p {
-        Pending::Data { buf, len } => {
-            let old = s.buf_idx;
-            s.buf_idx = buf;
-            s.len = len as u16;
-            s.flags = slotflags::BUF_CHANGED;
-            hold[buf as usize] = Hold::NotHeld;
-            if (FIRST_DATA_BUF..hold.len() as u32).contains(&old) {
-                spare = Some(old);
-            }
-        }
+        Pending::Data { buf, len } => fill_rx_data(ring, i, fd, buf, len, doff, hold),
         Pending::Eof => {
+            let mut s = ring.slot(i);
+            s.ptr = slot::set_fd(slot::set_doff(s.ptr, doff as u16), fd);
             s.len = doff as u16;
             s.flags = 0;
+            ring.set_slot(i, s);
+            None
         }
     }
+}
+
+/// [`fill_rx_slot`] for data: buffer `buf` holding `len` bytes (`doff` included) is
+/// swapped into RX slot `i` for `fd` (`NS_BUF_CHANGED`); the slot's old buffer, when
+/// it is a data buffer (below `hold.len()`, the port's buffer count), is returned.
+#[inline(always)]
+fn fill_rx_data(ring: &RingPtr, i: u32, fd: i32, buf: u32, len: u32, doff: u32, hold: &mut [Hold]) -> Option<u32> {
+    let mut s = ring.slot(i);
+    s.ptr = slot::set_fd(slot::set_doff(s.ptr, doff as u16), fd);
+    let old = s.buf_idx;
+    s.buf_idx = buf;
+    s.len = len as u16;
+    s.flags = slotflags::BUF_CHANGED;
     ring.set_slot(i, s);
-    spare
+    hold[buf as usize] = Hold::NotHeld;
+    (FIRST_DATA_BUF..hold.len() as u32).contains(&old).then_some(old)
 }
 
 /// Files a spare buffer `idx` (below `hold.len()`) with the kernel's free ones.

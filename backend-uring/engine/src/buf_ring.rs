@@ -147,6 +147,7 @@ impl BufRing {
     /// `base + addr_offset .. + buf_len` must be valid writable memory that nobody reads
     /// or writes until the buffer is reported consumed by [`consume`](Self::consume) or
     /// returned by [`drain`](Self::drain) after unregistration.
+    #[inline(always)]
     pub unsafe fn push(&mut self, bid: u16, base: *mut u8) -> bool {
         if self.queued >= self.entries || bid as usize >= self.bid_slot.len() {
             return false;

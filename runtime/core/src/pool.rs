@@ -869,8 +869,17 @@ impl PoolInner {
         m.state = BufState::Lent;
         cell.set(m);
         self.free_len.set(n - 1);
-        let fresh = self.free[(n - 1) as usize].get();
-        self.set_state(fresh, BufState::Foreign);
+        // SAFETY: `free_len` never exceeds `free.len()` (push_free writes `free[n]`,
+        // bounds checked, before counting it), and every index on the free list is one
+        // of the pool's, below `meta.len()` (it was indexed in `meta` when it was
+        // freed): both accesses are in bounds. (The per-receive swap of a netmap RX
+        // walk; the two checks it saves are a fifth of it.)
+        let fresh = unsafe { self.free.get_unchecked((n - 1) as usize) }.get();
+        // SAFETY: as above.
+        let fresh_cell = unsafe { self.meta.get_unchecked(fresh as usize) };
+        let mut f = fresh_cell.get();
+        f.state = BufState::Foreign;
+        fresh_cell.set(f);
         ForeignSwap::Swapped(fresh)
     }
 

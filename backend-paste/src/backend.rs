@@ -678,7 +678,8 @@ impl PasteBackend {
         let pause = &mut self.scratch.pause;
         let walk = self.driver.rx_walk(u32::MAX, |ev| match ev {
             RxEvent::Data { fd, buf } => {
-                let Some(&t) = usize::try_from(fd).ok().and_then(|i| fds.get(i)) else { return };
+                // (A negative fd is past the table's end as a u32: no token.)
+                let Some(&t) = fds.get(fd as u32 as usize) else { return };
                 if t != NO_TOKEN && io.deliver(Token(t), buf) == Delivery::Pause {
                     pause.push(fd);
                 }

@@ -703,7 +703,7 @@ impl RingDriver {
             }
             let mut i = head;
             while i != tail && w.slots < budget {
-                let mut s = ring.slot(i);
+                let s = ring.slot(i);
                 let fd = slot::get_fd(s.ptr);
                 let doff = slot::get_doff(s.ptr) as u32;
                 let g = slot::generic_offset(s.ptr, ring.offset_mask()) as u32;
@@ -721,9 +721,7 @@ impl RingDriver {
                     match self.pool.swap_foreign(s.buf_idx) {
                         ForeignSwap::Swapped(fresh) => {
                             let old = s.buf_idx;
-                            s.buf_idx = fresh;
-                            s.flags |= slotflags::BUF_CHANGED;
-                            ring.set_slot(i, s);
+                            ring.set_buf_changed(i, fresh);
                             w.data += 1;
                             w.bytes += (len - doff) as u64;
                             // SAFETY: `old` was just swapped out of the ring and joined

@@ -496,6 +496,34 @@ fn received_data_lands_in_the_ring_at_once_and_each_fds_slots_stay_together() {
 }
 
 #[test]
+fn a_reused_rx_slot_carries_only_the_flags_the_kernel_wrote_into_it() {
+    // rxsync leaves the NS_BUF_CHANGED the walk set on the slots it released: the
+    // kernel writes a slot's flags whole when it fills it again, so the application
+    // sees the same slots as if they had been cleared.
+    let (mut k, mut d) = setup(&small(4, 10, 40), DriverConfig::default());
+    k.register_fd(5, SocketState::Connected).unwrap();
+    let region = k.region();
+    // SAFETY: the emulated port's memory is alive (held by `k`).
+    let ring = unsafe { RingPtr::new(&region, addr::rxring(region.base.cast(), 0)) }.unwrap();
+    k.rxsync();
+    for part in [&b"a1"[..], b"a2", b"a3"] {
+        assert_eq!(arrive_now(&mut k, 5, part), Arrival::Placed);
+    }
+    k.rx_publish();
+    assert_eq!(walk_all(&mut d).len(), 3);
+    assert!((0..3).all(|i| ring.slot(i).flags & slotflags::BUF_CHANGED != 0), "the walk swapped buffers in");
+    k.rxsync();
+    assert_eq!(arrive_now(&mut k, 5, b"b1"), Arrival::Placed);
+    assert!(k.rx_eof_arrived(5));
+    k.rx_publish();
+    let (data, eof) = (ring.slot(3), ring.slot(0));
+    assert_eq!(data.flags, slotflags::BUF_CHANGED, "a data slot says its buffer changed, nothing else");
+    assert_eq!(eof.flags, 0, "an EOF slot reused after a swap says nothing");
+    assert_eq!(walk_all(&mut d), vec![(5, b"b1".to_vec()), (5, b"<eof>".to_vec())]);
+    check_conservation(&k, &d, &[]).unwrap();
+}
+
+#[test]
 fn a_full_rx_ring_backlogs_received_data_until_the_application_makes_room() {
     let (mut k, mut d) = setup(&small(4, 10, 40), DriverConfig::default());
     k.register_fd(5, SocketState::Connected).unwrap();

@@ -14,7 +14,7 @@
 use std::mem::offset_of;
 use std::ptr;
 
-use super::abi::{NetmapIf, NetmapRing, NetmapSlot};
+use super::abi::{slotflags, NetmapIf, NetmapRing, NetmapSlot};
 
 /// A mapped port region: `len` bytes at `base`, with the `netmap_if` at `nifp_offset`.
 #[derive(Clone, Copy, Debug)]
@@ -276,6 +276,22 @@ impl RingPtr {
         // and the caller owns the slot (head/tail), so the other side does not touch it
         // until it is handed over.
         unsafe { ptr::write(self.slot_ptr(i), s) }
+    }
+
+    /// Puts buffer `idx` into slot `i` and sets its `NS_BUF_CHANGED` flag, leaving
+    /// the slot's length, other flags and `ptr` alone (the swap of an RX walk: two
+    /// fields written instead of the whole slot).
+    #[inline(always)]
+    pub fn set_buf_changed(&self, i: u32, idx: u32) {
+        let p = self.slot_ptr(i);
+        // SAFETY: slot_ptr checks the index; `buf_idx` and `flags` are fields of the
+        // slot, which lies in the writable region (`new`'s contract), and the caller
+        // owns the slot (head/tail).
+        unsafe {
+            ptr::addr_of_mut!((*p).buf_idx).write(idx);
+            let f = ptr::addr_of_mut!((*p).flags);
+            f.write(f.read() | slotflags::BUF_CHANGED);
+        }
     }
 
     /// Clears the `mask` bits of slot `i`'s flags, leaving the rest of the slot alone.

@@ -674,7 +674,20 @@ impl EmuSink<'_> {
     /// Tops the receive buffer ring up with the emulated kernel's spares, and
     /// publishes every buffer pushed since the last publish (those the receive
     /// completions offered too).
+    #[inline]
     fn refill(&mut self) {
+        // Each receive completion offers the spare its RX slot gave up (hand_over),
+        // so the ring is mostly full here: the top-up is out of line.
+        if self.bufs.len() < *self.buf_target {
+            self.top_up();
+        }
+        self.bufs.publish();
+    }
+
+    /// Pushes the emulated kernel's spares until the receive buffer ring holds its
+    /// target (or no spare is left to lend).
+    #[inline(never)]
+    fn top_up(&mut self) {
         while self.bufs.len() < *self.buf_target {
             let Some(idx) = self.kernel.rx_buffer() else { break };
             let Some(base) = self.kernel.memory().buf_ptr(idx) else { break };
@@ -686,7 +699,6 @@ impl EmuSink<'_> {
                 break;
             }
         }
-        self.bufs.publish();
     }
 
     fn watch(&mut self, fd: RawFd) {

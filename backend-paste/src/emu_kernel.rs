@@ -665,13 +665,7 @@ impl EmuKernel {
             && (fresh || (k.last_fd == fd && u32::from(e.batch_slots) < RX_BATCH_PER_FD))
             && next != k.hwcur;
         if !direct {
-            e.pending.push_back(Pending::Data { buf: idx, len });
-            let backlog = e.pending.len();
-            self.hold[idx as usize] = Hold::Held(KernelHold::Pending);
-            if !e.queued {
-                e.queued = true;
-                self.ready.push_back(fd);
-            }
+            let backlog = file_pending(e, &mut self.hold, &mut self.ready, fd, idx, len);
             return Ok((Arrival::Backlogged { backlog }, None));
         }
         if fresh {
@@ -1148,6 +1142,21 @@ fn fill_rx_data(ring: &RingPtr, i: u32, fd: i32, buf: u32, len: u32, doff: u32, 
     ring.set_slot(i, s);
     hold[buf as usize] = Hold::NotHeld;
     (FIRST_DATA_BUF..hold.len() as u32).contains(&old).then_some(old)
+}
+
+/// Files received buffer `buf` (`len` bytes, `doff` included) in `fd`'s backlog
+/// (entry `e`), queueing the fd for the next rxsync; returns the backlog's length.
+/// Out of line: most arrivals go straight into the ring.
+#[cold]
+#[inline(never)]
+fn file_pending(e: &mut FdEntry, hold: &mut [Hold], ready: &mut VecDeque<i32>, fd: i32, buf: u32, len: u32) -> usize {
+    e.pending.push_back(Pending::Data { buf, len });
+    hold[buf as usize] = Hold::Held(KernelHold::Pending);
+    if !e.queued {
+        e.queued = true;
+        ready.push_back(fd);
+    }
+    e.pending.len()
 }
 
 /// Files a spare buffer `idx` (below `hold.len()`) with the kernel's free ones.

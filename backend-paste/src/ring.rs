@@ -743,21 +743,13 @@ impl RingDriver {
                         }
                     }
                 } else {
-                    let Some(fresh) = self.pool.alloc() else {
+                    // SAFETY: the slot's buffer is owned by us until head moves past
+                    // it and lies in the region (index checked above), and
+                    // g + len <= buf_size (checked above).
+                    let Some(buf) = (unsafe { copy_out(&self.pool, s.buf_idx, g + doff, len - doff) }) else {
                         w.pool_exhausted = true;
                         ring.set_head_cur(i);
                         break 'rings;
-                    };
-                    // A persistent pool lends home buffers only: copy the payload into
-                    // the fresh one (same offset) and leave the slot as it is.
-                    // SAFETY: `fresh` is lent to us and not in any ring; the slot's
-                    // buffer is owned by us until head moves past it; both lie in the
-                    // region, and g + len <= buf_size (checked above).
-                    let buf = unsafe {
-                        let src = self.pool.buf_ptr(s.buf_idx).add((g + doff) as usize);
-                        let dst = self.pool.buf_ptr(fresh).add((g + doff) as usize);
-                        std::ptr::copy_nonoverlapping(src, dst, (len - doff) as usize);
-                        self.pool.lend_rx(fresh, g + doff, len - doff)
                     };
                     w.data += 1;
                     w.copied += 1;
@@ -1453,6 +1445,28 @@ fn place_one(
         f.credit = narrow_credit(i64::from(f.credit) - i64::from(charge));
     }
     Placed::Slot { bytes: n as u32, zero_copy }
+}
+
+/// A persistent pool lends home buffers only: the payload of `src` (`len` bytes at
+/// `off`) is copied into a fresh pool buffer at the same offset, lent as received
+/// data, and the slot keeps its buffer. `None` when the pool has no free buffer.
+/// Out of line: only a persistent pool's walk copies.
+///
+/// # Safety
+/// `src` must be a buffer of the pool's region that the caller owns (a ring slot's
+/// before head moves past it), and `off + len` at most the buffer size.
+#[cold]
+#[inline(never)]
+unsafe fn copy_out(pool: &BufPool, src: u32, off: u32, len: u32) -> Option<RxBuf> {
+    let fresh = pool.alloc()?;
+    // SAFETY: `fresh` is lent to us and not in any ring; `src` is the caller's (the
+    // contract); both lie in the region and `off + len` fits a buffer.
+    unsafe {
+        let from = pool.buf_ptr(src).add(off as usize);
+        let to = pool.buf_ptr(fresh).add(off as usize);
+        std::ptr::copy_nonoverlapping(from, to, len as usize);
+        Some(pool.lend_rx(fresh, off, len))
+    }
 }
 
 /// The persistent-pool start (see the module docs): marks the home buffers (extra

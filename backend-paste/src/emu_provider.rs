@@ -701,6 +701,16 @@ impl EmuSink<'_> {
         }
     }
 
+    /// `fd`'s backlog is full: it stops receiving until it drains to half. Out of
+    /// line: rare.
+    #[cold]
+    #[inline(never)]
+    fn pause_backlog(&mut self, fd: RawFd) -> Delivery {
+        sock_mut(self.socks, fd).set_backlog_paused(true);
+        self.watch(fd);
+        Delivery::Pause
+    }
+
     fn watch(&mut self, fd: RawFd) {
         let s = sock_mut(self.socks, fd);
         if !s.watched() {
@@ -740,10 +750,8 @@ fn hand_over(
     ring: Option<(&mut BufRing, u32)>,
 ) {
     let b = u32::from(b);
-    if len == 0 || s.closing() {
-        let _ = kernel.rx_abandon(b);
-    } else if s.app_paused() {
-        s.held.push_back(Some((b, len)));
+    if len == 0 || s.flags & (SockState::CLOSING | SockState::APP_PAUSED) != 0 {
+        hold_back(kernel, s, b, len);
     } else {
         let lend_spare = ring.as_ref().is_some_and(|(bufs, target)| bufs.len() < *target);
         // Err cannot happen for a buffer taken from our ring.
@@ -761,6 +769,19 @@ fn hand_over(
             }
             _ => {}
         }
+    }
+}
+
+/// A received buffer that does not go to the kernel now ([`hand_over`]): back to the
+/// spares when there is nothing in it or the fd is closing, else held while the
+/// application paused receiving. Out of line: rare.
+#[cold]
+#[inline(never)]
+fn hold_back(kernel: &mut EmuKernel, s: &mut SockState, b: u32, len: u32) {
+    if len == 0 || s.closing() {
+        let _ = kernel.rx_abandon(b);
+    } else {
+        s.held.push_back(Some((b, len)));
     }
 }
 
@@ -818,9 +839,7 @@ impl Sink for EmuSink<'_> {
             self.bufs.consume(bid, bytes, |b, len| hand_over(kernel, s, fd, b, len, &mut backlog, None));
         }
         if backlog >= SOCKET_BACKLOG_CAP && !s.backlog_paused() {
-            s.set_backlog_paused(true);
-            self.watch(fd);
-            return Delivery::Pause;
+            return self.pause_backlog(fd);
         }
         Delivery::Queued
     }

@@ -970,6 +970,17 @@ impl EmuKernel {
     /// during the same sync joins this batch ([`rx_arrived`](Self::rx_arrived)) and is
     /// published by [`rx_publish`](Self::rx_publish).
     pub fn rxsync(&mut self) -> SyncReport {
+        let rep = self.rxsync_open();
+        self.rx_publish();
+        rep
+    }
+
+    /// [`rxsync`](Self::rxsync) without publishing the new `tail`: the batch stays
+    /// open for the data that arrives during the same sync, and
+    /// [`rx_publish`](Self::rx_publish) ends it (a provider that publishes after its
+    /// socket work anyway saves one publish per sync).
+    #[inline]
+    pub fn rxsync_open(&mut self) -> SyncReport {
         let mut rep = SyncReport::default();
         self.rx_epoch = self.rx_epoch.wrapping_add(1).max(1);
         for r in 0..self.rx.len() {
@@ -1023,7 +1034,6 @@ impl EmuKernel {
                 self.ready.push_back(fd);
             }
         }
-        self.rx_publish();
         rep
     }
 

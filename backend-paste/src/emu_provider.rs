@@ -513,7 +513,8 @@ impl EmuProvider {
         if !self.closing.is_empty() {
             self.finish_closes(driver.rx_ready(), events);
         }
-        self.kernel.rxsync();
+        // (Published with what arrives during the engine's tick, below.)
+        self.kernel.rxsync_open();
         self.check_watch(events);
 
         // 3. The engine's tick: the one io_uring_enter, completions applied in place.

@@ -192,7 +192,9 @@ impl EmuProvider {
             EmuKernel::new(&port).map_err(|e| start_error(format!("emulated port memory: {e}"), e.raw_os_error()))?;
         // Payload may fill a whole buffer after the headers: one slot per TxBuf.
         let mss = pool.buf_size - port.generic_offset as u32 - pst::TX_DOFF as u32;
-        let dcfg = DriverConfig { mss, ..DriverConfig::default() };
+        // The emulated kernel knows each socket's free send space: low credit is
+        // topped up after every sync (see `report_writable`).
+        let dcfg = DriverConfig { mss, lists_low_credit: true, ..DriverConfig::default() };
         // SAFETY: the region is the emulated kernel's port memory, kept alive by the Arc
         // clone handed over as the pool's guard; only the emulated kernel (this
         // provider) touches the rings besides the driver.

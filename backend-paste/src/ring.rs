@@ -103,6 +103,12 @@ pub struct DriverConfig {
     /// payload (the kernel's per-skb overhead; see the module docs); at most
     /// [`MAX_TX_SLOT_OVERHEAD`].
     pub tx_slot_overhead: u32,
+    /// Whether fds whose credit falls below half their budget are listed for
+    /// [`RingDriver::tx_low_credit`]. Only a provider that tops credit up after every
+    /// sync ([`RingDriver::tx_send_space`], which unlists them: the emulated port,
+    /// which knows each socket's free space) sets it; without one the list would only
+    /// grow, and every fill would walk it.
+    pub lists_low_credit: bool,
 }
 
 impl Default for DriverConfig {
@@ -112,6 +118,7 @@ impl Default for DriverConfig {
             max_inflight_per_fd: DEFAULT_MAX_INFLIGHT_PER_FD,
             tx_doff: pst::TX_DOFF,
             tx_slot_overhead: DEFAULT_TX_SLOT_OVERHEAD,
+            lists_low_credit: false,
         }
     }
 }
@@ -333,7 +340,7 @@ impl DirectSlot<'_> {
         f.untaken_charge += charge;
         if let Some(budget) = f.budget.map(NonZeroU32::get) {
             f.credit = narrow_credit(i64::from(f.credit) - i64::from(charge));
-            if !f.low && i64::from(f.credit) < i64::from(budget / 2) {
+            if cfg.lists_low_credit && !f.low && i64::from(f.credit) < i64::from(budget / 2) {
                 f.low = true;
                 low_credit.push(fd);
             }
@@ -1167,7 +1174,7 @@ impl RingDriver {
         }
         let f = &mut self.fds[fd as usize];
         if let Some(budget) = f.budget.map(NonZeroU32::get) {
-            if !f.low && i64::from(f.credit) < i64::from(budget / 2) {
+            if self.cfg.lists_low_credit && !f.low && i64::from(f.credit) < i64::from(budget / 2) {
                 f.low = true;
                 self.low_credit.push(fd);
             }

@@ -938,7 +938,7 @@ fn a_congested_fd_cannot_starve_the_pool_with_queued_sends() {
 
 #[test]
 fn send_credit_follows_budget_charges_and_pollout() {
-    let dcfg = DriverConfig { tx_slot_overhead: 1000, ..DriverConfig::default() };
+    let dcfg = DriverConfig { tx_slot_overhead: 1000, lists_low_credit: true, ..DriverConfig::default() };
     let (mut k, mut d) = setup(&small(64, 48, 96), dcfg);
     k.register_fd(7, SocketState::Connected).unwrap();
     assert_eq!(d.tx_credit(7), None, "no budget: never held back");
@@ -970,6 +970,24 @@ fn send_credit_follows_budget_charges_and_pollout() {
     assert_eq!(d.tx_drop_fd(7), 4 * 1448);
     assert_eq!(d.tx_credit(7), None, "a new connection on the number sets its own budget");
     assert!(matches!(d.tx_set_budget(70_000, 1), Err(RingError::FdOutOfRange(70_000))));
+}
+
+#[test]
+fn low_credit_is_listed_only_for_a_provider_that_tops_it_up() {
+    // Kernel PASTE cannot read a socket's free space: nothing would ever unlist a
+    // low fd, so the list is not kept (it would grow with every connection that
+    // ever sent, and each fill would walk it).
+    let dcfg = DriverConfig { tx_slot_overhead: 1000, ..DriverConfig::default() };
+    assert!(!dcfg.lists_low_credit);
+    let (_k, mut d) = setup(&small(64, 48, 96), dcfg);
+    for fd in 7..10 {
+        d.tx_set_budget(fd, 9000).unwrap();
+        d.tx_queue(fd, SendData::Owned(vec![7; 3 * 1448])).unwrap();
+    }
+    d.tx_fill();
+    assert!((7..10).all(|fd| d.tx_credit(fd).is_some_and(|c| c < 4500)), "all below half their budget");
+    assert_eq!(d.tx_low_credit().count(), 0);
+    assert!(!d.tx_any_low_credit());
 }
 
 #[derive(Clone, Debug)]

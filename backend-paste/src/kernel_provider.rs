@@ -119,19 +119,16 @@ pub enum SockState {
     Dead,
 }
 
-/// Builds the poll set of one sync: port, wake-up and socket watch first (so the
-/// sockets' state is read after the port's txsync and rxsync), then the listeners
-/// not backing off (`POLLIN`), the connecting sockets (`POLLOUT`) and the registered
-/// sockets whose send space is wanted (`POLLOUT`). `roles[i]` says what `fds[i]` is.
-/// Its length follows what is asked for, never the number of connections held.
-#[allow(clippy::too_many_arguments)]
-pub fn build_poll_set(
+/// Builds the fixed part of the sync's poll set: port, wake-up and socket watch first
+/// (so the sockets' state is read after the port's txsync and rxsync), then the
+/// listeners not backing off (`POLLIN`). It changes only when a listener comes, goes,
+/// backs off or comes back, so it is kept between syncs. `roles[i]` says what
+/// `fds[i]` is.
+pub fn build_fixed_poll_set(
     port: RawFd,
     wake: RawFd,
     watch: RawFd,
     listeners: impl IntoIterator<Item = RawFd>,
-    connecting: impl IntoIterator<Item = RawFd>,
-    space_wanted: impl IntoIterator<Item = RawFd>,
     fds: &mut Vec<libc::pollfd>,
     roles: &mut Vec<PollRole>,
 ) {
@@ -147,11 +144,25 @@ pub fn build_poll_set(
     for fd in listeners {
         add(fd, libc::POLLIN, PollRole::Listener);
     }
+}
+
+/// Appends one sync's wanted part to a poll set cut back to its fixed part
+/// ([`build_fixed_poll_set`]): the connecting sockets (`POLLOUT`) and the registered
+/// sockets whose send space is wanted (`POLLOUT`). Its length follows what is asked
+/// for, never the number of connections held.
+pub fn add_wanted_to_poll_set(
+    connecting: impl IntoIterator<Item = RawFd>,
+    space_wanted: impl IntoIterator<Item = RawFd>,
+    fds: &mut Vec<libc::pollfd>,
+    roles: &mut Vec<PollRole>,
+) {
     for fd in connecting {
-        add(fd, libc::POLLOUT, PollRole::Connecting);
+        fds.push(libc::pollfd { fd, events: libc::POLLOUT, revents: 0 });
+        roles.push(PollRole::Connecting);
     }
     for fd in space_wanted {
-        add(fd, libc::POLLOUT, PollRole::Space);
+        fds.push(libc::pollfd { fd, events: libc::POLLOUT, revents: 0 });
+        roles.push(PollRole::Space);
     }
 }
 
@@ -273,8 +284,14 @@ pub(crate) struct KernelProvider {
     connecting: Vec<RawFd>,
     /// Registered fds the application closed, waiting to be shut down and closed.
     closing: Vec<RawFd>,
+    /// The sync's poll set: its fixed part (`fixed_polls` entries, rebuilt when
+    /// `fixed_polls_stale`), then what this sync wants.
     pollfds: Vec<libc::pollfd>,
     roles: Vec<PollRole>,
+    fixed_polls: usize,
+    fixed_polls_stale: bool,
+    /// Some listener backs off after an accept error.
+    any_starved: bool,
     fd_freed: bool,
     /// Registered fds whose peer's FIN was seen and not yet reported
     /// ([`peer_fins`](Self::peer_fins)).
@@ -327,6 +344,9 @@ impl KernelProvider {
                 closing: Vec::new(),
                 pollfds: Vec::new(),
                 roles: Vec::new(),
+                fixed_polls: 0,
+                fixed_polls_stale: true,
+                any_starved: false,
                 fd_freed: false,
                 fins: Vec::new(),
                 rx_full_at_sync: false,
@@ -381,7 +401,10 @@ impl KernelProvider {
 
     fn close_fd(&mut self, fd: RawFd, stats: &Stats, events: &mut Vec<Event>) {
         self.unwatch(fd, stats);
-        self.listeners.retain(|&l| l != fd);
+        if self.listeners.contains(&fd) {
+            self.listeners.retain(|&l| l != fd);
+            self.fixed_polls_stale = true;
+        }
         self.connecting.retain(|&c| c != fd);
         self.closing.retain(|&c| c != fd);
         if let Some(port) = &mut self.port {
@@ -413,6 +436,7 @@ impl KernelProvider {
         let _ = set_linger_zero(fd);
         self.set(fd, KSock::new(SockState::Listener { starved: false }));
         self.listeners.push(fd);
+        self.fixed_polls_stale = true;
     }
 
     /// Into the socket watch, `PST_FD_REG` (with `SO_LINGER {1, 0}`), and the socket's
@@ -545,23 +569,8 @@ impl KernelProvider {
         let mut cap: Option<Duration> = None;
         // Listeners backing off after an accept error come back when their time is up
         // or an fd was freed.
-        let mut now: Option<Instant> = None;
-        for &fd in &self.listeners {
-            let Some(s) = usize::try_from(fd).ok().and_then(|i| self.socks.get_mut(i)).and_then(Option::as_mut) else {
-                continue;
-            };
-            let SockState::Listener { starved: true } = s.state else { continue };
-            let now = *now.get_or_insert_with(Instant::now);
-            match s.retry_at {
-                Some(at) if !freed && now < at => {
-                    let left = at - now;
-                    cap = Some(cap.map_or(left, |c| c.min(left)));
-                }
-                _ => {
-                    s.state = SockState::Listener { starved: false };
-                    s.retry_at = None;
-                }
-            }
+        if self.any_starved {
+            cap = self.retry_starved(freed);
         }
         let has_sockets = self.port.as_ref().is_some_and(|p| p.registered_count() > 0) || !self.connecting.is_empty();
         if has_sockets {
@@ -569,24 +578,32 @@ impl KernelProvider {
         }
         let socks = &self.socks;
         let state_of = |fd: RawFd| usize::try_from(fd).ok().and_then(|i| socks.get(i)).and_then(Option::as_ref);
-        let listening = self
-            .listeners
-            .iter()
-            .copied()
-            .filter(|&fd| state_of(fd).is_some_and(|s| s.state == SockState::Listener { starved: false }));
-        let space_wanted = driver
-            .tx_space_waiters()
-            .filter(|&fd| state_of(fd).is_some_and(|s| matches!(s.state, SockState::Registered { hup: false, .. })));
-        build_poll_set(
-            port_fd,
-            self.waker.fd.as_raw_fd(),
-            self.watch.fd(),
-            listening,
-            self.connecting.iter().copied(),
-            space_wanted,
-            &mut self.pollfds,
-            &mut self.roles,
-        );
+        if self.fixed_polls_stale {
+            let listening = self
+                .listeners
+                .iter()
+                .copied()
+                .filter(|&fd| state_of(fd).is_some_and(|s| s.state == SockState::Listener { starved: false }));
+            build_fixed_poll_set(
+                port_fd,
+                self.waker.fd.as_raw_fd(),
+                self.watch.fd(),
+                listening,
+                &mut self.pollfds,
+                &mut self.roles,
+            );
+            self.fixed_polls = self.pollfds.len();
+            self.fixed_polls_stale = false;
+        } else {
+            self.pollfds.truncate(self.fixed_polls);
+            self.roles.truncate(self.fixed_polls);
+        }
+        if !self.connecting.is_empty() || driver.tx_any_space_waiter() {
+            let space_wanted = driver.tx_space_waiters().filter(|&fd| {
+                state_of(fd).is_some_and(|s| matches!(s.state, SockState::Registered { hup: false, .. }))
+            });
+            add_wanted_to_poll_set(self.connecting.iter().copied(), space_wanted, &mut self.pollfds, &mut self.roles);
+        }
 
         let timeout = match (timeout, cap) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -674,6 +691,33 @@ impl KernelProvider {
         let calls = calls.map_err(|e| io::Error::new(e.kind(), format!("epoll_wait on the socket watch: {e}")))?;
         stats.syscalls(calls);
         Ok(())
+    }
+
+    /// Listeners backing off whose time is up (or any, when an fd was freed) come back
+    /// into the poll set. Returns how long the sync may wait for the next one's time.
+    fn retry_starved(&mut self, freed: bool) -> Option<Duration> {
+        let now = Instant::now();
+        let (mut cap, mut starved) = (None, false);
+        for &fd in &self.listeners {
+            let Some(s) = usize::try_from(fd).ok().and_then(|i| self.socks.get_mut(i)).and_then(Option::as_mut) else {
+                continue;
+            };
+            let SockState::Listener { starved: true } = s.state else { continue };
+            match s.retry_at {
+                Some(at) if !freed && now < at => {
+                    let left = at - now;
+                    cap = Some(cap.map_or(left, |c: Duration| c.min(left)));
+                    starved = true;
+                }
+                _ => {
+                    s.state = SockState::Listener { starved: false };
+                    s.retry_at = None;
+                    self.fixed_polls_stale = true;
+                }
+            }
+        }
+        self.any_starved = starved;
+        cap
     }
 
     /// The peer's FIN, seen on the socket (see the module docs): a closing socket's
@@ -769,6 +813,8 @@ impl KernelProvider {
                     }
                     s.state = SockState::Listener { starved: true };
                     s.retry_at = Some(Instant::now() + ACCEPT_RETRY);
+                    self.any_starved = true;
+                    self.fixed_polls_stale = true;
                     return;
                 }
             }
@@ -850,7 +896,9 @@ mod tests {
     #[test]
     fn the_poll_set_holds_what_is_asked_for_never_every_connection() {
         let (mut fds, mut roles) = (Vec::new(), Vec::new());
-        build_poll_set(3, 4, 5, [10], [12], [18, 19], &mut fds, &mut roles);
+        build_fixed_poll_set(3, 4, 5, [10], &mut fds, &mut roles);
+        let fixed = fds.len();
+        add_wanted_to_poll_set([12], [18, 19], &mut fds, &mut roles);
         let got: Vec<(RawFd, i16, PollRole)> = fds.iter().zip(&roles).map(|(p, r)| (p.fd, p.events, *r)).collect();
         assert_eq!(
             got,
@@ -864,9 +912,13 @@ mod tests {
                 (19, libc::POLLOUT, PollRole::Space),
             ]
         );
-        // A server holding many idle connections polls three fds and its listener.
-        build_poll_set(3, 4, 5, [10], [], [], &mut fds, &mut roles);
+        // The next sync keeps the fixed part and asks for nothing else: a server
+        // holding many idle connections polls three fds and its listener.
+        fds.truncate(fixed);
+        roles.truncate(fixed);
+        add_wanted_to_poll_set([], [], &mut fds, &mut roles);
         assert_eq!(fds.len(), 4);
+        assert_eq!(roles, [PollRole::Port, PollRole::Wake, PollRole::Watch, PollRole::Listener]);
     }
 
     #[test]

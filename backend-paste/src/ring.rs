@@ -368,6 +368,9 @@ struct TxRing {
     pending_start: u32,
     /// The kernel's `tail` when completions were last collected.
     seen_tail: u32,
+    /// The first slot left in the ring after the last sync (`u32::MAX`: none): a
+    /// slot left by two syncs in a row is refused ([`RingDriver::tx_wants_space`]).
+    left_after_sync: u32,
     /// Per slot: who filled it, so taken slots can be reported per fd.
     shadow: Box<[TxShadow]>,
 }
@@ -532,7 +535,7 @@ impl RingDriver {
                 // SAFETY: the region contract is the caller's; RingPtr::new checks bounds.
                 let ring = unsafe { RingPtr::new(&region, addr::txring(nifp, i))? };
                 let shadow = vec![TxShadow::default(); ring.num_slots() as usize].into_boxed_slice();
-                tx.push(TxRing { ring, pending_start: 0, seen_tail: u32::MAX, shadow });
+                tx.push(TxRing { ring, pending_start: 0, seen_tail: u32::MAX, left_after_sync: u32::MAX, shadow });
             }
         }
         for i in 0..nrx {
@@ -1233,9 +1236,14 @@ impl RingDriver {
         n
     }
 
-    /// After a sync: the fd of the first slot the kernel left in each ring (the
-    /// kernel stopped there: its socket refused the slot, and every later slot waits
-    /// behind it) is listed in `stuck`, every other fd unlisted.
+    /// After a sync: the fd of the first slot the kernel left in each ring by two
+    /// syncs in a row (the kernel stopped there: its socket refused the slot, and
+    /// every later slot waits behind it) is listed in `stuck`, every other fd
+    /// unlisted. A slot left by one sync only may just not be handed back yet: kernel
+    /// PASTE on a NIC returns a TX slot at the sync after the one that sent it, so
+    /// the last slot of a sync is usually still there after it. Asking its socket
+    /// for `POLLOUT` then made the next wait return at once (the socket has room),
+    /// an extra tick per answer sent.
     fn note_stuck(&mut self) {
         if !self.stuck.is_empty() {
             for fd in self.stuck.drain(..) {
@@ -1244,9 +1252,16 @@ impl RingDriver {
                 }
             }
         }
-        for t in &self.tx {
+        for t in &mut self.tx {
             let n = t.ring.num_slots();
             if t.ring.head() >= n || t.pending_start == t.ring.head() {
+                t.left_after_sync = u32::MAX;
+                continue;
+            }
+            // (Between two syncs the kernel takes fewer slots than the ring holds, so
+            // a first slot left at the same index means no slot was taken.)
+            if t.left_after_sync != t.pending_start {
+                t.left_after_sync = t.pending_start;
                 continue;
             }
             let sh = t.shadow[t.pending_start as usize];

@@ -936,10 +936,7 @@ impl Backend for EpollBackend {
             || self.can_read_now()
             || !self.to_release.is_empty();
         let timeout = if busy { Some(Duration::ZERO) } else { self.cap_for_retries(timeout) };
-        let ms = match timeout {
-            None => -1,
-            Some(t) => t.as_millis().min(i32::MAX as u128) as i32 + i32::from(t.subsec_nanos() % 1_000_000 != 0),
-        };
+        let ms = paste_rt_core::wait_millis(timeout);
         let mut events = std::mem::take(&mut self.events);
         let n = sys::epoll_wait(&self.stats, &self.epfd, &mut events, ms);
         self.waker.pending.store(false, Ordering::Release);

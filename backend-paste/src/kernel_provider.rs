@@ -646,10 +646,7 @@ impl KernelProvider {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let ms = match timeout {
-            None => -1,
-            Some(t) => t.as_millis().min(i32::MAX as u128) as i32 + i32::from(t.subsec_nanos() % 1_000_000 != 0),
-        };
+        let ms = paste_rt_core::wait_millis(timeout);
         stats.syscall();
         if ms != 0 {
             Stats::add(&stats.waits, 1);

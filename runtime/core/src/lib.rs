@@ -56,6 +56,7 @@ mod send;
 pub mod sockaddr;
 mod stats;
 mod table;
+mod wait;
 
 pub use backend::{Backend, BackendKind, Capabilities, RemoteWake, StartError};
 pub use buf::{KeptBuf, RxBuf, TxBuf};
@@ -67,6 +68,7 @@ pub use record::{
 pub use send::{SendData, SendQueue, Shutdown};
 pub use stats::{Stats, StatsSnapshot};
 pub use table::{CloseStep, Delivery, IoTable, MemberEvent, Received, SendStep, TakenRx};
+pub use wait::wait_millis;
 
 /// Bytes at the start of a pool buffer that a backend may use for a received
 /// datagram's metadata (io_uring writes its `io_uring_recvmsg_out` header and the

@@ -9,9 +9,9 @@
 //! ```text
 //! what the runtime asked -> records' sends copied into TX slots in place
 //!        (or, what cannot go now, into the ring's per-fd queues)
-//!     -> ring.tx_fill() -> provider.sync() (ONE enter / ONE poll) -> events
-//!     -> ring.tx_reclaim() (bytes taken, per record) -> ring.rx_walk() (buffers
-//!        and EOFs delivered to their records, in place)
+//!     -> ring.tx_fill() -> provider.sync() (ONE enter / ONE poll)
+//!     -> ring.tx_reclaim() (bytes taken, per record) -> events
+//!     -> ring.rx_walk() (buffers and EOFs delivered to their records, in place)
 //! ```
 //!
 //! Everything is keyed by fd, as PASTE's slots are; a token is mapped to its fd until
@@ -631,20 +631,9 @@ impl PasteBackend {
         let busy = io.wakes() != wakes || (self.driver.rx_ready() > 0 && self.driver.pool().free_count() > 0);
         let timeout = if busy || !self.events.is_empty() { Some(Duration::ZERO) } else { timeout };
         let synced = provider!(&mut self.provider, p => p.sync(&self.driver, timeout, &self.stats, &mut self.events));
-        // (Each scratch list below is taken out only when it holds something: most
-        // ticks have no event, follow-up step, pause or end of stream to apply.)
-        if !self.events.is_empty() {
-            let mut events = std::mem::take(&mut self.events);
-            for ev in events.drain(..) {
-                self.handle_event(io, ev);
-            }
-            if self.events.is_empty() {
-                self.events = events;
-            }
-        }
-        synced?;
-
-        // 4. TX slots the kernel took: their bytes are sent, from the app's view.
+        // 4. TX slots the kernel took: their bytes are sent, from the app's view. (Before
+        //    the sync's events: a send-space report then finds the taken slots already
+        //    accounted, rather than collecting them itself for a later report.)
         let stats = &self.stats;
         let fds = &self.fds;
         let steps = &mut self.scratch.steps;
@@ -670,6 +659,20 @@ impl PasteBackend {
         if !self.shutdowns.is_empty() {
             self.run_shutdowns(io);
         }
+
+        // The sync's events. (Each scratch list is taken out only when it holds
+        // something: most ticks have no event, follow-up step, pause or end of stream
+        // to apply.)
+        if !self.events.is_empty() {
+            let mut events = std::mem::take(&mut self.events);
+            for ev in events.drain(..) {
+                self.handle_event(io, ev);
+            }
+            if self.events.is_empty() {
+                self.events = events;
+            }
+        }
+        synced?;
 
         // 5. RX slots: payload lent zero copy into its record, EOF slots.
         let fds = &self.fds;

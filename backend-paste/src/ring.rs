@@ -339,7 +339,9 @@ impl DirectSlot<'_> {
         let charge = len + cfg.tx_slot_overhead;
         f.untaken_charge += charge;
         if let Some(budget) = f.budget.map(NonZeroU32::get) {
-            f.credit = narrow_credit(i64::from(f.credit) - i64::from(charge));
+            // (What `narrow_credit` of the 64-bit difference gives: the charge is at
+            // most `u16::MAX + MAX_TX_SLOT_OVERHEAD`, within `i32`.)
+            f.credit = f.credit.saturating_sub(charge as i32);
             if cfg.lists_low_credit && !f.low && i64::from(f.credit) < i64::from(budget / 2) {
                 f.low = true;
                 low_credit.push(fd);

@@ -481,7 +481,11 @@ impl IoTable {
         if r.tx_pending() <= TX_HIGH_WATER {
             self.wakes += r.wake_tx() as u64;
         }
-        self.send_step(token)
+        // `send_step` on the record already in hand (one lookup).
+        if r.kind != RecordKind::Stream {
+            return SendStep::Idle;
+        }
+        next_send_step(r, &mut self.wakes)
     }
 
     /// A shutdown returned by [`SendStep::Shutdown`] completed (`errno` 0 or its

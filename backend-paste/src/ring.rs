@@ -269,15 +269,18 @@ impl DirectSlot<'_> {
         }
         let n = bytes.len().min(room);
         // SAFETY: the slot's buffer index is in range (checked above), so the buffer
-        // lies in the region; we write [g + doff, g + doff + n) with that end at most
-        // buf_size (n <= room, see `slot_room`), never the kernel's [0, g).
-        unsafe {
-            let dst = self.pool.buf_ptr(buf_idx).add((g + u32::from(self.cfg.tx_doff)) as usize);
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, n);
-        }
+        // lies in the region.
+        let dst = unsafe { self.pool.buf_ptr(buf_idx).add((g + u32::from(self.cfg.tx_doff)) as usize) };
+        // The slot and the accounting first, the payload next, `head` last: the slot
+        // is the application's until `head` moves past it, and little is left to keep
+        // across the copy. n <= room <= u16::MAX.
+        let (ring, next) = self.commit_slot(n as u32);
+        // SAFETY: `dst` is [g + doff, g + doff + n) of the slot's buffer, that end at
+        // most buf_size (n <= room, see `slot_room`), never the kernel's [0, g); the
+        // buffer stays the slot's (nobody else writes it) until `head` moves.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, n) };
         SendData::count_copy(n);
-        // n <= room <= u16::MAX.
-        self.commit(n as u32);
+        ring.set_head_cur(next);
         n
     }
 
@@ -330,6 +333,14 @@ impl DirectSlot<'_> {
     /// charges the fd's send credit for it and advances the ring's head.
     #[inline(always)]
     fn commit(self, len: u32) {
+        let (ring, next) = self.commit_slot(len);
+        ring.set_head_cur(next);
+    }
+
+    /// [`commit`](Self::commit) but for the head: writes the slot and charges the fd;
+    /// returns the ring and the head to publish once the payload is in place.
+    #[inline(always)]
+    fn commit_slot(self, len: u32) -> (RingPtr, u32) {
         let DirectSlot { t, f, cfg, low_credit, fd, head, n, slot: mut s, .. } = self;
         s.len = (cfg.tx_doff as u32 + len) as u16;
         s.ptr = slot::set_fd(slot::set_doff(s.ptr, cfg.tx_doff), fd);
@@ -347,7 +358,7 @@ impl DirectSlot<'_> {
                 low_credit.push(fd);
             }
         }
-        t.ring.set_head_cur(slot::ring_next(head, n));
+        (t.ring, slot::ring_next(head, n))
     }
 }
 

@@ -236,7 +236,9 @@ struct TxShadow {
 
 /// A free TX slot found for a send placed directly ([`RingDriver::direct_slot`]), with
 /// everything placing into it touches, borrowed once: its ring, the fd's entry, the
-/// slot as read, its generic offset and the payload room after it.
+/// slot as read, its generic offset and the payload room after it. Only `direct_slot`
+/// makes one, once it found the fd within its in-flight bound and, with a budget, its
+/// credit positive.
 struct DirectSlot<'a> {
     t: &'a mut TxRing,
     f: &'a mut FdTx,
@@ -350,9 +352,9 @@ impl DirectSlot<'_> {
         let charge = len + cfg.tx_slot_overhead;
         f.untaken_charge += charge;
         if let Some(budget) = f.budget.map(NonZeroU32::get) {
-            // (What `narrow_credit` of the 64-bit difference gives: the charge is at
-            // most `u16::MAX + MAX_TX_SLOT_OVERHEAD`, within `i32`.)
-            f.credit = f.credit.saturating_sub(charge as i32);
+            // No overflow: `direct_slot` found the credit positive, and the charge is
+            // at most `u16::MAX + MAX_TX_SLOT_OVERHEAD`, far within `i32`.
+            f.credit -= charge as i32;
             if cfg.lists_low_credit && !f.low && i64::from(f.credit) < i64::from(budget / 2) {
                 f.low = true;
                 low_credit.push(fd);

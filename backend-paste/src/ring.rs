@@ -1113,21 +1113,22 @@ impl RingDriver {
         let ntx = self.tx.len();
         let r = if ntx == 1 { 0 } else { fd as usize % ntx };
         let t = self.tx.get(r)?;
-        let (n, head, tail) = (t.ring.num_slots(), t.ring.head(), t.ring.tail());
-        if head == tail || head >= n || tail >= n {
-            return None;
-        }
-        if tail != t.seen_tail {
+        if t.ring.tail() != t.seen_tail {
             // A sync since the last look: record who the taken slots carried before
             // they are refilled.
             self.collect_completions();
         }
+        // (The ring is borrowed once from here on: its indices, checked, stay at hand.)
         let RingDriver { tx, fds, pool, cfg, low_credit, home, index_limit, .. } = self;
+        let t = tx.get_mut(r)?;
+        let (n, head, tail) = (t.ring.num_slots(), t.ring.head(), t.ring.tail());
+        if head == tail || head >= n || tail >= n {
+            return None;
+        }
         let f = usize::try_from(fd).ok().and_then(|i| fds.get_mut(i))?;
         if f.active || u32::from(f.inflight) >= cfg.max_inflight_per_fd || (f.budget.is_some() && f.credit <= 0) {
             return None;
         }
-        let t = tx.get_mut(r)?;
         let slot = t.ring.slot(head);
         let g = slot::generic_offset(slot.ptr, t.ring.offset_mask()) as u32;
         let room = if g == self.generic_offset { self.direct_room } else { slot_room(cfg, self.buf_size, g) };

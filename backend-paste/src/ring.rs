@@ -1363,7 +1363,9 @@ fn collect_taken(
         let pending = slot::ring_distance(t.pending_start, head, n);
         let done = slot::ring_distance(t.pending_start, slot::ring_next(tail, n), n).min(pending);
         for _ in 0..done {
-            let sh = std::mem::take(&mut t.shadow[t.pending_start as usize]);
+            // (Read, not cleared: every slot in `[pending_start, head)` was filled, and
+            // its record written, after the last look collected it.)
+            let sh = t.shadow[t.pending_start as usize];
             if let Some(f) = usize::try_from(sh.fd).ok().and_then(|i| fds.get_mut(i)) {
                 if f.gen == sh.gen && f.inflight > 0 && sh.bytes > 0 {
                     f.inflight -= 1;

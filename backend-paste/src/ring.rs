@@ -1360,12 +1360,14 @@ fn collect_taken(
             continue;
         }
         t.seen_tail = tail;
-        let pending = slot::ring_distance(t.pending_start, head, n);
-        let done = slot::ring_distance(t.pending_start, slot::ring_next(tail, n), n).min(pending);
+        // (The walk's position and the records kept at hand, stored back once.)
+        let (mut at, shadow) = (t.pending_start, &t.shadow[..]);
+        let pending = slot::ring_distance(at, head, n);
+        let done = slot::ring_distance(at, slot::ring_next(tail, n), n).min(pending);
         for _ in 0..done {
             // (Read, not cleared: every slot in `[pending_start, head)` was filled, and
             // its record written, after the last look collected it.)
-            let sh = t.shadow[t.pending_start as usize];
+            let sh = shadow[at as usize];
             if let Some(f) = usize::try_from(sh.fd).ok().and_then(|i| fds.get_mut(i)) {
                 if f.gen == sh.gen && f.inflight > 0 && sh.bytes > 0 {
                     f.inflight -= 1;
@@ -1373,8 +1375,9 @@ fn collect_taken(
                     on_taken(sh.fd, f, sh.bytes);
                 }
             }
-            t.pending_start = slot::ring_next(t.pending_start, n);
+            at = slot::ring_next(at, n);
         }
+        t.pending_start = at;
         total += done;
     }
     total

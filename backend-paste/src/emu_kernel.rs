@@ -1092,7 +1092,9 @@ impl EmuKernel {
                     break;
                 };
                 let charge = len - doff + EMU_SKB_OVERHEAD;
-                e.wmem = e.wmem.saturating_add(charge);
+                // No overflow: `wmem` is below `sndbuf` (at most `MAX_SNDBUF`, 2^31 - 1)
+                // and a slot's charge below 2^17 (see `FdEntry::wmem`).
+                e.wmem += charge;
                 e.sends.push(&mut self.queued, s.buf_idx, g + doff, len - doff, charge);
                 // Named once per run of the fd's slots (see `take_tx_ready`).
                 if self.tx_ready.last() != Some(&fd) {

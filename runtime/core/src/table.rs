@@ -478,14 +478,15 @@ impl IoTable {
     pub fn taken_sent(&mut self, token: Token, bytes: u64) -> SendStep {
         let Some(r) = self.records.get_mut(token.index()) else { return SendStep::Idle };
         r.tx_taken = r.tx_taken.saturating_sub(bytes);
-        if r.tx_pending() <= TX_HIGH_WATER {
+        // `send_step` on the record already in hand (one lookup). Its `Idle` and
+        // `Close` have woken the sender already; otherwise it is woken here when the
+        // queue fell to the high-water mark.
+        let stream = r.kind == RecordKind::Stream;
+        let step = if stream { next_send_step(r, &mut self.wakes) } else { SendStep::Idle };
+        if (!stream || !matches!(step, SendStep::Idle | SendStep::Close)) && r.tx_pending() <= TX_HIGH_WATER {
             self.wakes += r.wake_tx() as u64;
         }
-        // `send_step` on the record already in hand (one lookup).
-        if r.kind != RecordKind::Stream {
-            return SendStep::Idle;
-        }
-        next_send_step(r, &mut self.wakes)
+        step
     }
 
     /// A shutdown returned by [`SendStep::Shutdown`] completed (`errno` 0 or its

@@ -660,11 +660,18 @@ impl KernelProvider {
             }
         }
 
+        // `poll` counts the entries with news: the walk stops after the last (most
+        // syncs have news on the port alone, the first entry).
+        let mut news = n.max(0);
         for k in 0..self.pollfds.len() {
+            if news == 0 {
+                break;
+            }
             let (p, role) = (self.pollfds[k], self.roles[k]);
             if p.revents == 0 {
                 continue;
             }
+            news -= 1;
             match role {
                 PollRole::Port => {}
                 PollRole::Wake => {
@@ -699,8 +706,9 @@ impl KernelProvider {
             }
         }
         self.advance_closes(driver, stats, events);
-        // Whether rxsync left received data in the kernel (the RX ring was full).
-        self.rx_full_at_sync = driver.rx_ready() >= driver.rx_capacity();
+        // Whether rxsync left received data in the kernel (the RX ring was full):
+        // asked only by `peer_fins`, so read only while some FIN waits.
+        self.rx_full_at_sync = !self.fins.is_empty() && driver.rx_ready() >= driver.rx_capacity();
         Ok(())
     }
 

@@ -23,7 +23,7 @@
 //!
 //! The backend owns every fd handed to it and closes it when its record closes. It
 //! never touches the executor, and makes every system call inside
-//! [`Backend::poll`](paste_rt_core::Backend::poll) (see `sys`, where each one is
+//! [`Backend::poll`] (see `sys`, where each one is
 //! counted): what the runtime asks between ticks (a listener, a connect, a close)
 //! is noted and done at the next tick. Sends use `MSG_NOSIGNAL`; the process's
 //! SIGPIPE disposition is never changed.

@@ -961,7 +961,7 @@ impl RingDriver {
     /// [`tx_wants_space`](Self::tx_wants_space)), and pinned to TX ring `fd mod
     /// rings` (so one fd's slots stay in order). Each slot carries at most one MSS at
     /// `G + doff`, `len = doff + n`, with fd and doff set and the generic offset kept.
-    /// A pool [`TxBuf`](paste_rt_core::TxBuf) that fits one slot is swapped in (zero
+    /// A pool [`TxBuf`] that fits one slot is swapped in (zero
     /// copy; the slot's old buffer goes to the pool); other data is copied into the
     /// slot's buffer. Advances `head = cur` on every ring it filled.
     pub fn tx_fill(&mut self) -> TxFill {

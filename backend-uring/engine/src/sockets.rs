@@ -121,7 +121,7 @@ pub struct EngineConfig {
     /// nobody waits for ([`Sink::send_is_quiet`]) before it settles for them:
     /// [`QuietCompletions::within`]. A small answer's send completes while it is
     /// submitted, so without this a request on an otherwise idle connection costs two
-    /// enters (see [`submit`](crate::submit)). Zero turns it off; so does a kernel
+    /// enters (see [`submit`]). Zero turns it off; so does a kernel
     /// without `IORING_FEAT_MIN_TIMEOUT` (6.12). A send the kernel has to park on a
     /// full socket delays the next wake-up by at most this much.
     pub quiet_send_wait: Duration,

@@ -40,7 +40,7 @@
 //!
 //! It must never make a system call of its own or know about the executor: backends
 //! depend on it, and the runtime depends on the backends. The optional
-//! `conformance` feature adds [`conformance`], the backend test kit every backend
+//! `conformance` feature adds the `conformance` module, the backend test kit every backend
 //! crate runs; it is test support and does make system calls.
 #![warn(missing_docs)]
 

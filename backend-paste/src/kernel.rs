@@ -229,24 +229,21 @@ fn sigpipe_restore() {
     }
 }
 
+/// Runs `f` on socket `fd` through socket2 (the socket options' one place). A negative
+/// fd is `EBADF`, as the system call would say.
+pub(crate) fn with_socket<T>(fd: RawFd, f: impl FnOnce(socket2::SockRef<'_>) -> io::Result<T>) -> io::Result<T> {
+    if fd < 0 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // SAFETY: `fd` is not -1 (checked above) and stays open for the call: the caller
+    // owns it, and the borrow ends with `f`, closing nothing.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    f(socket2::SockRef::from(&fd))
+}
+
 /// `SO_LINGER {1, 0}`: the socket's close is abortive (RST, no lingering state).
 pub fn set_linger_zero(fd: RawFd) -> io::Result<()> {
-    let l = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: `l` is a valid linger struct for the duration of the call.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&l as *const libc::linger).cast(),
-            size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    with_socket(fd, |s| s.set_linger(Some(std::time::Duration::ZERO)))
 }
 
 /// An open kernel PASTE port (see the module docs).

@@ -68,7 +68,7 @@ use std::time::{Duration, Instant};
 use paste_rt_core::{BackendKind, RemoteWake, Shutdown, StartError, Stats};
 
 use crate::backend::Event;
-use crate::kernel::{set_linger_zero, KernelConfig, KernelPort};
+use crate::kernel::{set_linger_zero, with_socket, KernelConfig, KernelPort};
 use crate::ring::{DriverConfig, RingDriver};
 use crate::socket_watch::SocketWatch;
 
@@ -190,14 +190,10 @@ pub enum SocketFault {
 
 /// Reads `SO_ERROR` (clearing it), 0 if there is none.
 pub fn take_socket_error(fd: RawFd) -> i32 {
-    let mut err: libc::c_int = 0;
-    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: err and len are valid for writes of the sizes given.
-    let r = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, (&mut err as *mut i32).cast(), &mut len) };
-    if r < 0 {
-        io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
-    } else {
-        err
+    let errno = |e: io::Error| e.raw_os_error().unwrap_or(libc::EIO);
+    match with_socket(fd, |s| s.take_error()) {
+        Ok(None) => 0,
+        Ok(Some(e)) | Err(e) => errno(e),
     }
 }
 
@@ -251,33 +247,13 @@ impl KSock {
 
 /// Reads `SO_SNDBUF`: the socket's send buffer as the kernel accounts it.
 pub fn send_buffer_size(fd: RawFd) -> io::Result<u32> {
-    let mut v: libc::c_int = 0;
-    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: v and len are valid for writes of the sizes given.
-    let r = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, (&mut v as *mut i32).cast(), &mut len) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(v.max(0) as u32)
+    with_socket(fd, |s| s.send_buffer_size()).map(|n| u32::try_from(n).unwrap_or(u32::MAX))
 }
 
 /// Asks for a send buffer of `bytes` (`SO_SNDBUF`; the kernel clamps the request to
 /// `net.core.wmem_max` and doubles it) and reads back what the socket got.
 pub fn raise_send_buffer(fd: RawFd, bytes: u32) -> io::Result<u32> {
-    let asked: libc::c_int = (bytes / 2).min(i32::MAX as u32) as libc::c_int;
-    // SAFETY: `asked` is a valid c_int for the call's read of its size.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUF,
-            (&asked as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    with_socket(fd, |s| s.set_send_buffer_size(bytes as usize / 2))?;
     send_buffer_size(fd)
 }
 
@@ -917,15 +893,8 @@ impl KernelProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_sockets::tcp_pair;
     use std::io::Write;
-    use std::net::{TcpListener, TcpStream};
-
-    fn pair() -> (TcpStream, TcpStream) {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (s, _) = l.accept().unwrap();
-        (c, s)
-    }
 
     fn poll_one(fd: RawFd, events: i16) -> i16 {
         let mut p = libc::pollfd { fd, events, revents: 0 };
@@ -966,7 +935,7 @@ mod tests {
     #[test]
     fn a_reset_shows_as_an_error_a_fin_does_not() {
         // FIN: a watched socket (no events requested) stays quiet.
-        let (c, s) = pair();
+        let (c, s) = tcp_pair();
         c.shutdown(std::net::Shutdown::Write).unwrap();
         let mut p = libc::pollfd { fd: s.as_raw_fd(), events: 0, revents: 0 };
         // SAFETY: one valid pollfd; zero timeout.
@@ -974,7 +943,7 @@ mod tests {
         assert_eq!(classify(s.as_raw_fd(), p.revents), SocketFault::None);
 
         // RST: POLLERR|POLLHUP and SO_ERROR = ECONNRESET, read once.
-        let (c, s) = pair();
+        let (c, s) = tcp_pair();
         socket2::SockRef::from(&c).set_linger(Some(Duration::ZERO)).unwrap();
         drop(c);
         let rev = poll_one(s.as_raw_fd(), 0);
@@ -985,7 +954,7 @@ mod tests {
 
     #[test]
     fn the_send_buffer_is_read_from_the_socket() {
-        let (_c, s) = pair();
+        let (_c, s) = tcp_pair();
         let n = send_buffer_size(s.as_raw_fd()).unwrap();
         assert!(n >= 4096, "SO_SNDBUF {n}");
         socket2::SockRef::from(&s).set_send_buffer_size(65536).unwrap();
@@ -995,7 +964,7 @@ mod tests {
 
     #[test]
     fn the_send_buffer_is_raised_as_far_as_the_system_allows() {
-        let (_c, s) = pair();
+        let (_c, s) = tcp_pair();
         let before = send_buffer_size(s.as_raw_fd()).unwrap();
         let got = raise_send_buffer(s.as_raw_fd(), MIN_SEND_BUFFER).unwrap();
         let wmem_max: u32 = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
@@ -1013,7 +982,7 @@ mod tests {
 
     #[test]
     fn both_sides_done_is_a_clean_hang_up() {
-        let (mut c, s) = pair();
+        let (mut c, s) = tcp_pair();
         c.write_all(b"x").unwrap();
         c.shutdown(std::net::Shutdown::Write).unwrap();
         // SAFETY: plain shutdown of our own socket.

@@ -43,6 +43,8 @@ pub mod port_mem;
 pub mod ring;
 pub mod socket_watch;
 pub mod sys;
+#[cfg(test)]
+mod test_sockets;
 
 pub use backend::{EmuBufferCount, EmuSettings, PasteBackend, EMU_DEFAULT_SLOTS};
 pub use emu_kernel::{

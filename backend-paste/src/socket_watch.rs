@@ -115,16 +115,10 @@ impl SocketWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_sockets::tcp_pair;
     use std::io::Write;
-    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::net::{Shutdown, TcpStream};
     use std::time::Duration;
-
-    fn pair() -> (TcpStream, TcpStream) {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (s, _) = l.accept().unwrap();
-        (c, s)
-    }
 
     /// Waits (2 s at most) until the set has news, then drains it.
     fn news(w: &mut SocketWatch) -> Vec<(RawFd, i16)> {
@@ -139,7 +133,7 @@ mod tests {
     #[test]
     fn a_fin_is_reported_once_and_not_again_after_it_was_seen() {
         let mut w = SocketWatch::new().unwrap();
-        let (c, s) = pair();
+        let (c, s) = tcp_pair();
         let fd = s.as_raw_fd();
         w.add(fd).unwrap();
         let mut none = vec![];
@@ -162,7 +156,7 @@ mod tests {
     #[test]
     fn a_reset_reports_an_error_even_after_the_fin_was_seen() {
         let mut w = SocketWatch::new().unwrap();
-        let (c, s) = pair();
+        let (c, s) = tcp_pair();
         w.add(s.as_raw_fd()).unwrap();
         w.peer_fin_seen(s.as_raw_fd()).unwrap();
         socket2::SockRef::from(&c).set_linger(Some(Duration::ZERO)).unwrap();
@@ -175,7 +169,7 @@ mod tests {
     #[test]
     fn a_fin_before_the_socket_was_added_is_reported() {
         let mut w = SocketWatch::new().unwrap();
-        let (c, s) = pair();
+        let (c, s) = tcp_pair();
         c.shutdown(Shutdown::Write).unwrap();
         std::thread::sleep(Duration::from_millis(20));
         w.add(s.as_raw_fd()).unwrap();
@@ -187,7 +181,7 @@ mod tests {
     #[test]
     fn a_removed_socket_reports_nothing_and_many_events_are_all_taken() {
         let mut w = SocketWatch::new().unwrap();
-        let (c, s) = pair();
+        let (c, s) = tcp_pair();
         w.add(s.as_raw_fd()).unwrap();
         w.remove(s.as_raw_fd()).unwrap();
         c.shutdown(Shutdown::Write).unwrap();
@@ -198,7 +192,7 @@ mod tests {
         assert!(w.remove(s.as_raw_fd()).is_err(), "not watched any more");
 
         // More sockets with news than one epoll_wait takes: every one is reported.
-        let pairs: Vec<(TcpStream, TcpStream)> = (0..EVENTS_PER_WAIT + 6).map(|_| pair()).collect();
+        let pairs: Vec<(TcpStream, TcpStream)> = (0..EVENTS_PER_WAIT + 6).map(|_| tcp_pair()).collect();
         for (_, s) in &pairs {
             w.add(s.as_raw_fd()).unwrap();
         }

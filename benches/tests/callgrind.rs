@@ -22,6 +22,24 @@ fn valgrind_installed() -> bool {
     Command::new("valgrind").arg("--version").output().is_ok_and(|o| o.status.success())
 }
 
+/// `paste-bench callgrind` on `subject` (rpc, 2 connections, 50 + 200 + 400 requests,
+/// `rounds` rounds) into `out`: it must succeed. Returns stdout, stderr and the
+/// written `callgrind.json`.
+fn run_callgrind(subject: &str, rounds: usize, out: &std::path::Path) -> (String, String, serde_json::Value) {
+    let run = Command::new(BIN)
+        .args(["callgrind", "--subjects", subject, "--requests", "200", "--warmup-requests", "50"])
+        .args(["--conns", "2", "--rounds", &rounds.to_string(), "--out"])
+        .arg(out)
+        .output()
+        .expect("paste-bench runs");
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(run.status.success(), "paste-bench callgrind failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    let doc = serde_json::from_str(&std::fs::read_to_string(out.join("callgrind.json")).expect("callgrind.json"))
+        .expect("callgrind.json is JSON");
+    (stdout, stderr, doc)
+}
+
 #[test]
 fn callgrind_mode_counts_positive_instructions_per_request() {
     if !valgrind_installed() {
@@ -29,20 +47,10 @@ fn callgrind_mode_counts_positive_instructions_per_request() {
         return;
     }
     let out = temp_dir("callgrind-it");
-    let run = Command::new(BIN)
-        .args(["callgrind", "--subjects", "paste-rt-epoll", "--requests", "200", "--warmup-requests", "50"])
-        .args(["--conns", "2", "--rounds", "2", "--out"])
-        .arg(&out)
-        .output()
-        .expect("paste-bench runs");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "paste-bench callgrind failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    let (stdout, stderr, doc) = run_callgrind("paste-rt-epoll", 2, &out);
     assert!(stdout.contains("rpc · 2 connections"), "{stdout}");
     assert!(stderr.contains("ETA"), "an ETA is printed: {stderr}");
 
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("callgrind.json")).expect("callgrind.json")).unwrap();
     let runs = doc["runs"].as_array().expect("runs");
     assert_eq!(runs.len(), 1);
     let results = runs[0]["results"].as_array().expect("results");
@@ -75,17 +83,7 @@ fn callgrind_mode_reports_paste_emus_emulated_kernel_apart() {
         return;
     }
     let out = temp_dir("callgrind-emu");
-    let run = Command::new(BIN)
-        .args(["callgrind", "--subjects", "paste-rt-paste-emu", "--requests", "200", "--warmup-requests", "50"])
-        .args(["--conns", "2", "--rounds", "1", "--out"])
-        .arg(&out)
-        .output()
-        .expect("paste-bench runs");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "paste-bench callgrind failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("callgrind.json")).expect("callgrind.json")).unwrap();
+    let (stdout, _, doc) = run_callgrind("paste-rt-paste-emu", 1, &out);
     let r = &doc["runs"][0]["results"][0];
     assert!(r["error"].is_null(), "{r}");
     let total = r["instructions_per_request"].as_f64().expect("a figure");

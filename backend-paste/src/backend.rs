@@ -110,6 +110,14 @@ macro_rules! provider {
 /// No token.
 const NO_TOKEN: u32 = u32::MAX;
 
+/// A pool buffer of at most this many bytes is copied into its TX slot rather than
+/// swapped in. The swap takes the buffer out of the record's queue, trades buffer
+/// indices with the pool and marks the slot's buffer changed: about 250 user-space
+/// instructions more than the in-place copy a static reply takes (hyper's 150-byte
+/// answers on paste-emu, `paste-bench callgrind`), which a copy of this size — eight
+/// cache lines at most — stays well below. Larger buffers keep the zero-copy swap.
+pub const POOL_COPY_MAX: usize = 512;
+
 /// What the runtime asked between ticks.
 #[derive(Debug)]
 enum Pending {
@@ -460,17 +468,18 @@ impl PasteBackend {
     /// Moves what `t` queued into the ring. Bytes are copied straight from the
     /// record's queue into TX slots, in place, while the ring driver would place them
     /// now (nothing queued before them, room and credit): the common reply is neither
-    /// moved nor dropped here. A pool buffer not yet started (swapped into a slot
-    /// whole, zero copy) and whatever does not fit now are taken out of the record
-    /// and handed to the ring driver, which keeps each item in its per-fd queue until
-    /// the kernel took it. Applies the send step when nothing was taken.
+    /// moved nor dropped here. A pool buffer of more than [`POOL_COPY_MAX`] bytes not
+    /// yet started (swapped into a slot whole, zero copy) and whatever does not fit
+    /// now are taken out of the record and handed to the ring driver, which keeps each
+    /// item in its per-fd queue until the kernel took it. Applies the send step when
+    /// nothing was taken.
     #[inline]
     fn take_send_of(&mut self, io: &mut IoTable, t: Token, fd: RawFd) {
         let mut took = false;
         loop {
             let driver = &mut self.driver;
             let copied = io.copy_send(t, |data, unsent| {
-                if matches!(data, SendData::Pool(_)) && unsent.len() == data.len() {
+                if matches!(data, SendData::Pool(_)) && unsent.len() == data.len() && unsent.len() > POOL_COPY_MAX {
                     return 0;
                 }
                 driver.tx_copy(fd, unsent)
@@ -621,7 +630,7 @@ impl PasteBackend {
             self.run_shutdowns(io);
         }
 
-        // 2. Queued sends into TX slots (zero-copy swaps of TxBufs), head = cur.
+        // 2. Queued sends into TX slots (zero-copy swaps of larger TxBufs), head = cur.
         let filled = self.driver.tx_fill();
         Stats::add(&self.stats.submissions, filled.slots as u64);
 

@@ -46,7 +46,7 @@ pub mod sys;
 #[cfg(test)]
 mod test_sockets;
 
-pub use backend::{EmuBufferCount, EmuSettings, PasteBackend, EMU_DEFAULT_SLOTS};
+pub use backend::{EmuBufferCount, EmuSettings, PasteBackend, EMU_DEFAULT_SLOTS, POOL_COPY_MAX};
 pub use emu_kernel::{
     probe_socket, EmuKernel, FdRegError, HoldError, KernelHold, SendJob, SocketState, SyncReport, TxStall,
 };

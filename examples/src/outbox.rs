@@ -46,7 +46,22 @@ impl<'s> Outbox<'s> {
     }
 
     /// Appends `bytes` to the replies, queueing every buffer that fills up.
-    pub fn put(&mut self, mut bytes: &[u8]) {
+    #[inline]
+    pub fn put(&mut self, bytes: &[u8]) {
+        // The common case, inlined into the reply writer: a memcached reply is several
+        // short pieces, and they fit the buffer being filled without filling it.
+        if let Some(tx) = &mut self.current {
+            if bytes.len() < tx.remaining() {
+                tx.put(bytes);
+                return;
+            }
+        }
+        self.put_slow(bytes);
+    }
+
+    /// [`put`](Self::put) when there is no buffer yet, or `bytes` fill it up.
+    #[inline(never)]
+    fn put_slow(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() && self.error.is_none() {
             let tx = match &mut self.current {
                 Some(tx) => tx,

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::ab::{self, CLIENT_CORE};
-use crate::callgrind_output::{parse_inclusive_ir, parse_total_ir, ParseError};
+use crate::callgrind_output::{parse_calls, parse_inclusive_ir, parse_total_ir, ParseError};
 use crate::control::ServerChild;
 use crate::exchange::LoadSpec;
 use crate::loadgen::{self, CountedConfig};
@@ -239,6 +239,9 @@ pub struct CallgrindResult {
     /// kernel; the rest is what the port costs the application).
     #[serde(default)]
     pub emulated_kernel_per_request: Option<f64>,
+    /// Calls of [`WAIT_FUNCTIONS`] (the server's wake-ups) in the N1 and N2 phases.
+    #[serde(default)]
+    pub waits: Option<[u64; 2]>,
     /// Wall seconds of the N1 and N2 phases (under valgrind: not a result).
     pub phase_secs: Vec<f64>,
     /// `ok`, or why the server could not be pinned.
@@ -250,6 +253,22 @@ pub struct CallgrindResult {
 }
 
 impl CallgrindResult {
+    /// Wake-ups per request in the N1 and N2 phases, when counted.
+    pub fn waits_per_request(&self) -> Option<[f64; 2]> {
+        let [w1, w2] = self.waits?;
+        (self.n1 > 0 && self.n2 > 0).then(|| [w1 as f64 / self.n1 as f64, w2 as f64 / self.n2 as f64])
+    }
+
+    /// Whether the two phases found different numbers of requests per wake-up
+    /// (beyond [`REGIME_TOLERANCE`]): the slope between them then charges the
+    /// difference in wake-ups to the requests, and is no one regime's cost.
+    pub fn phases_differ(&self) -> bool {
+        match self.waits_per_request() {
+            Some([a, b]) if a > 0.0 || b > 0.0 => (a - b).abs() > REGIME_TOLERANCE * a.max(b),
+            _ => false,
+        }
+    }
+
     fn empty(subject: Subject, plan: &CallgrindPlan, conns: usize, round: usize) -> CallgrindResult {
         CallgrindResult {
             subject: subject.name(),
@@ -268,6 +287,7 @@ impl CallgrindResult {
             ir_fixed_per_phase: None,
             emulated_kernel_ir: None,
             emulated_kernel_per_request: None,
+            waits: None,
             phase_secs: vec![],
             server_pinning: String::new(),
             client_pinning: String::new(),
@@ -308,13 +328,24 @@ fn dump(tools: &Tools, vgdb_prefix: &Path, pid: u32, hint: &str) -> Result<(), S
     Ok(())
 }
 
-/// What one dump counted: its total Ir and, when asked for, one function's
-/// inclusive Ir.
+/// What one dump counted: its total Ir, its calls of [`WAIT_FUNCTIONS`] and, when
+/// asked for, one function's inclusive Ir.
 #[derive(Debug, Clone, Copy, Default)]
 struct PartIr {
     total: u64,
+    waits: u64,
     function: Option<u64>,
 }
+
+/// The functions through which a server waits for the kernel, one call per
+/// wake-up: `epoll_wait` (epoll, tokio, monoio's legacy driver), `poll` (kernel
+/// PASTE), and libc's `syscall`, through which the io_uring crates enter the ring
+/// (paste-rt on io_uring and paste-emu, monoio, raw-uring).
+pub const WAIT_FUNCTIONS: [&str; 3] = ["epoll_wait", "poll", "syscall"];
+
+/// Two phases whose wake-ups per request differ by more than this fraction ran
+/// in different regimes: the slope between them is then flagged.
+pub const REGIME_TOLERANCE: f64 = 0.15;
 
 /// Reads the total Ir of dump `part` (and `function`'s inclusive Ir, when given),
 /// waiting briefly for the file to be complete. A function that ran in none of the
@@ -324,6 +355,7 @@ fn read_part(out_file: &Path, part: usize, function: Option<&str>) -> Result<Par
     let deadline = Instant::now() + Duration::from_secs(10);
     let parse = |text: &str| -> Result<PartIr, ParseError> {
         let total = parse_total_ir(text)?;
+        let waits = parse_calls(text, &WAIT_FUNCTIONS)?;
         let function = match function {
             None => None,
             Some(name) => match parse_inclusive_ir(text, name)? {
@@ -331,7 +363,7 @@ fn read_part(out_file: &Path, part: usize, function: Option<&str>) -> Result<Par
                 ir => Some(ir),
             },
         };
-        Ok(PartIr { total, function })
+        Ok(PartIr { total, waits, function })
     };
     loop {
         let text = std::fs::read_to_string(&path);
@@ -371,6 +403,7 @@ pub fn measure(
             result.ir_n2 = Some(n2.total);
             result.instructions_per_request = per_request(result.n1, n1.total, result.n2, n2.total);
             result.ir_fixed_per_phase = (result.n2 == 2 * result.n1).then(|| 2 * n1.total as i64 - n2.total as i64);
+            result.waits = Some([n1.waits, n2.waits]);
             if let (Some(k1), Some(k2)) = (n1.function, n2.function) {
                 result.emulated_kernel_ir = Some([k1, k2]);
                 result.emulated_kernel_per_request = per_request(result.n1, k1, result.n2, k2);
@@ -583,6 +616,25 @@ fn emulated_kernel_notes(summaries: &[CallgrindSummary], conns: usize) -> Vec<St
         .collect()
 }
 
+/// For each subject at `conns` connections whose median round's two phases ran
+/// in different regimes ([`CallgrindResult::phases_differ`]): a warning that its
+/// figure mixes them.
+fn regime_notes(summaries: &[CallgrindSummary], conns: usize) -> Vec<String> {
+    summaries
+        .iter()
+        .filter(|s| s.conns == conns)
+        .filter_map(|s| {
+            let m = s.median_round.as_ref().filter(|m| m.phases_differ())?;
+            let [a, b] = m.waits_per_request()?;
+            Some(format!(
+                "{}: the phases ran in different regimes ({a:.2} wake-ups per request in N1, {b:.2} in N2): \
+                 the figure charges the difference in wake-ups to the requests; compare it with care.",
+                s.label
+            ))
+        })
+        .collect()
+}
+
 const COLUMNS: [&str; 8] =
     ["subject", "instr/req", "min–max", "vs raw-uring", "Ir(N1)", "Ir(N2)", "Ir once", "Ir start+warm-up"];
 
@@ -619,7 +671,7 @@ pub fn text_table(summaries: &[CallgrindSummary], n1: u64, n2: u64, workload: &s
         for r in &rows {
             let _ = writeln!(out, "{}", line(r.each_ref().map(String::as_str)));
         }
-        for note in emulated_kernel_notes(summaries, c) {
+        for note in emulated_kernel_notes(summaries, c).into_iter().chain(regime_notes(summaries, c)) {
             let _ = writeln!(out, "  {note}");
         }
         for s in summaries.iter().filter(|s| s.conns == c) {
@@ -645,7 +697,10 @@ pub fn markdown_section(heading: &str, settings: &[String], summaries: &[Callgri
     }
     let mut conns: Vec<usize> = summaries.iter().map(|s| s.conns).collect();
     conns.dedup();
-    let notes: Vec<String> = conns.into_iter().flat_map(|c| emulated_kernel_notes(summaries, c)).collect();
+    let notes: Vec<String> = conns
+        .into_iter()
+        .flat_map(|c| emulated_kernel_notes(summaries, c).into_iter().chain(regime_notes(summaries, c)))
+        .collect();
     if !notes.is_empty() {
         let _ = writeln!(md);
         for note in notes {
@@ -669,7 +724,9 @@ pub fn markdown_section(heading: &str, settings: &[String], summaries: &[Callgri
          (`callgrind_control --dump`). Instructions per request = (Ir(N2) − Ir(N1)) / (N2 − N1): the server \
          process's user-space instructions, all threads, kernel excluded; whatever a phase costs once (\"Ir once\") \
          cancels. The median over the rounds is shown with its min–max: the count is exact for a given run, but \
-         how many requests a runtime finds per wake-up varies a little between runs. \"vs raw-uring\" subtracts \
+         how many requests a runtime finds per wake-up varies a little between runs; a subject whose two phases \
+         found different numbers of requests per wake-up (calls of epoll_wait, poll or syscall, more than 15 % \
+         apart) is named in a note, as its slope mixes the two. \"vs raw-uring\" subtracts \
          the hand-written io_uring loop serving the same protocol code: what the runtime itself costs. Under \
          valgrind the server runs many times slower than the client, so it sees its connections' requests in \
          full batches: the figures are the batched regime's. Figures labelled (emulated) come from paste-emu.\n"
@@ -740,6 +797,7 @@ mod tests {
             ir_fixed_per_phase: Some(0),
             emulated_kernel_ir: None,
             emulated_kernel_per_request: None,
+            waits: None,
             phase_secs: vec![],
             server_pinning: "ok".into(),
             client_pinning: "ok".into(),
@@ -788,6 +846,27 @@ mod tests {
         assert_eq!(table.matches("emulated kernel").count(), 1, "only the emulated subject gets a note: {table}");
         let md = markdown_section("rpc", &[], &summary);
         assert!(md.contains(&format!("- {note}")), "{md}");
+    }
+
+    #[test]
+    fn a_subject_whose_phases_woke_up_differently_is_flagged() {
+        // N1 = 100 requests, N2 = 200: 0.36 against 0.92 wake-ups per request.
+        let mut mixed = result("paste-rt-paste", 0, Some(2000.0), None);
+        mixed.waits = Some([36, 184]);
+        assert!(mixed.phases_differ());
+        // 0.19 against 0.20: within the tolerance.
+        let mut steady = result("paste-rt-uring", 0, Some(1000.0), None);
+        steady.waits = Some([19, 40]);
+        assert!(!steady.phases_differ());
+        // Not counted (a run recorded before the count existed): nothing to say.
+        let unknown = result("tokio", 0, Some(1500.0), None);
+        assert!(!unknown.phases_differ() && unknown.waits_per_request().is_none());
+        let summary = summarize(&[mixed, steady, unknown]);
+        let table = text_table(&summary, 100, 200, "rpc");
+        let note = "paste-rt-paste: the phases ran in different regimes (0.36 wake-ups per request in N1, 0.92 in N2)";
+        assert!(table.contains(note), "{table}");
+        assert_eq!(table.matches("different regimes").count(), 1, "only the mixed subject gets a note: {table}");
+        assert!(markdown_section("rpc", &[], &summary).contains(&format!("- {note}")));
     }
 
     #[test]

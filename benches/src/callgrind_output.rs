@@ -1,5 +1,6 @@
-//! Reading callgrind's output files: the total `Ir` of a dump, and the `Ir` spent
-//! inside one function and everything it called (its inclusive cost).
+//! Reading callgrind's output files: the total `Ir` of a dump, the `Ir` spent
+//! inside one function and everything it called (its inclusive cost), and how many
+//! calls some functions received.
 //!
 //! Owns the parsing of callgrind's format (version 1: `events:`, `positions:`,
 //! name compression `fn=(id) name`, call lines `calls=` followed by the call's
@@ -93,6 +94,39 @@ pub fn parse_inclusive_ir(text: &str, function: &str) -> Result<u64, ParseError>
     Ok(total)
 }
 
+/// How many calls the output records to functions named in `functions` — exactly,
+/// or with a symbol version after `@` (`epoll_wait@@GLIBC_2.3.2`) — from every
+/// caller, summed.
+pub fn parse_calls(text: &str, functions: &[&str]) -> Result<u64, ParseError> {
+    let mut names: HashMap<&str, &str> = HashMap::new();
+    let mut events = false;
+    // Each `calls=` line counts calls to the function its preceding `cfn=` named.
+    let mut callee_wanted = false;
+    let mut total = 0u64;
+    for line in text.lines() {
+        if line.starts_with("events:") {
+            events = true;
+        } else if let Some(rest) = line.strip_prefix("fn=") {
+            function_name(rest, &mut names);
+            callee_wanted = false;
+        } else if let Some(rest) = line.strip_prefix("cfn=") {
+            callee_wanted = function_name(rest, &mut names).is_some_and(|name| {
+                let symbol = name.split_once('@').map_or(name, |(base, _)| base);
+                functions.contains(&symbol)
+            });
+        } else if let Some(rest) = line.strip_prefix("calls=") {
+            if callee_wanted {
+                let count = rest.split_whitespace().next().and_then(|v| v.parse::<u64>().ok());
+                total += count.ok_or_else(|| ParseError::BadCost(line.trim().to_owned()))?;
+            }
+        }
+    }
+    if !events {
+        return Err(ParseError::NoEvents);
+    }
+    Ok(total)
+}
+
 /// The name behind `fn=` / `cfn=`'s value: `(id) name` defines `id`, `(id)` refers
 /// to it, and a bare `name` is uncompressed.
 fn function_name<'a>(value: &'a str, names: &mut HashMap<&'a str, &'a str>) -> Option<&'a str> {
@@ -128,6 +162,32 @@ mod tests {
     const TRUE_CACHE_SIM: &str = include_str!("../tests/fixtures/true-cache-sim.callgrind.out");
     /// A `callgrind_control --dump` part of raw-uring serving 2 000 rpc requests.
     const DUMP: &str = include_str!("../tests/fixtures/raw-uring-dump.callgrind.out");
+
+    /// Calls as callgrind writes them: compressed names defined at first use and
+    /// referred to after, a versioned libc symbol, and names that only look alike.
+    const CALLS: &str = "version: 1\ncreator: callgrind-3.19.0\npositions: line\nevents: Ir\n\
+        fn=(1) paste_rt::runtime::Runtime::block_on\n10 5\n\
+        cfn=(2) epoll_wait@@GLIBC_2.3.2\ncalls=7 0\n11 70\n\
+        cfn=(3) syscall\ncalls=5 0\n12 50\n\
+        cfn=(4) epoll_waitx\ncalls=100 0\n13 9\n\
+        cfn=(5) my::syscall\ncalls=100 0\n13 9\n\
+        fn=(6) other\n20 1\n\
+        cfn=(2)\ncalls=3 0\n21 30\n\
+        cfn=(7) poll\ncalls=2 0\n22 20\n\
+        fn=(2)\n1 999\n\
+        totals: 1197\n";
+
+    #[test]
+    fn counts_calls_of_the_named_functions() {
+        assert_eq!(parse_calls(CALLS, &["epoll_wait"]), Ok(10), "7 + 3 through the compressed name");
+        assert_eq!(parse_calls(CALLS, &["syscall"]), Ok(5), "a qualified name is another function");
+        assert_eq!(parse_calls(CALLS, &["epoll_wait", "poll", "syscall"]), Ok(17));
+        assert_eq!(parse_calls(CALLS, &["io_uring_enter"]), Ok(0));
+        assert_eq!(parse_calls(DUMP, &["main"]), Ok(0));
+        assert_eq!(parse_calls("hello\n", &["main"]), Err(ParseError::NoEvents));
+        let bad = "events: Ir\nfn=a\ncfn=poll\ncalls=many 0\n";
+        assert!(matches!(parse_calls(bad, &["poll"]), Err(ParseError::BadCost(_))));
+    }
 
     #[test]
     fn parses_total_ir_of_real_outputs() {

@@ -279,7 +279,9 @@ impl fmt::Debug for RxBuf {
 }
 
 /// A pool buffer the application fills, then passes to `send`: the backend sends
-/// straight from it (zero copy) and returns it to the pool afterwards.
+/// straight from it (zero copy) and returns it to the pool afterwards. (PASTE
+/// copies a buffer of at most 512 bytes into its TX slot instead: cheaper than
+/// swapping the buffer in.)
 ///
 /// The first [`BufPool::tx_headroom`] bytes are reserved for the backend (PASTE
 /// writes the TCP/IP headers there); `TxBuf` only exposes what follows.

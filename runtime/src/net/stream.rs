@@ -135,8 +135,10 @@ impl TcpStream {
         self.conn.tx_buf()
     }
 
-    /// Queues a filled pool buffer for sending (zero copy). Waits only when more
-    /// than 256 KiB are already queued on this connection (backpressure).
+    /// Queues a filled pool buffer for sending (zero copy; on PASTE a buffer of at
+    /// most 512 bytes is copied into its TX slot instead, which costs less than the
+    /// swap). Waits only when more than 256 KiB are already queued on this
+    /// connection (backpressure).
     pub async fn send(&self, buf: TxBuf) -> io::Result<()> {
         self.conn.send_data(SendData::Pool(buf)).await
     }

@@ -91,13 +91,6 @@ fn round_trip(k: &mut Kit<PasteBackend>, t: Token, client: &mut TcpStream, touch
     assert_eq!(&reply[..], REPLY);
 }
 
-fn connect(k: &mut Kit<PasteBackend>, l: Token, addr: std::net::SocketAddr) -> (Token, TcpStream) {
-    let client = TcpStream::connect(addr).unwrap();
-    client.set_nonblocking(true).unwrap();
-    let t = k.accept(l);
-    (t, client)
-}
-
 #[test]
 fn idle_connections_touch_few_buffers_and_keep_little_heap_on_paste_emu() {
     let _serial = conformance::serial();
@@ -108,7 +101,7 @@ fn idle_connections_touch_few_buffers_and_keep_little_heap_on_paste_emu() {
 
     // A busy connection: far more round trips than the rings and the receive buffer
     // ring hold, so every FIFO the buffers pass through has wrapped many times.
-    let (busy, mut busy_client) = connect(&mut k, l, addr);
+    let (busy, mut busy_client) = k.connect_client(l, addr);
     for _ in 0..1500 {
         round_trip(&mut k, busy, &mut busy_client, &mut touched);
     }
@@ -119,7 +112,7 @@ fn idle_connections_touch_few_buffers_and_keep_little_heap_on_paste_emu() {
     let before = LIVE.load(Ordering::Relaxed);
     let mut idle = Vec::with_capacity(IDLE);
     for _ in 0..IDLE {
-        let (t, mut client) = connect(&mut k, l, addr);
+        let (t, mut client) = k.connect_client(l, addr);
         round_trip(&mut k, t, &mut client, &mut touched);
         idle.push((t, client));
     }

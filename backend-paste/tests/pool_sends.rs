@@ -39,9 +39,7 @@ fn small_pool_buffers_are_copied_into_slots_and_larger_ones_swapped() {
     let be = PasteBackend::emulated(PoolConfig::default()).expect("the emulated PASTE port starts");
     let mut k = Kit::new(be);
     let (listener, addr) = k.listen();
-    let mut client = TcpStream::connect(addr).expect("connect");
-    client.set_nonblocking(true).expect("nonblocking");
-    let t = k.accept(listener);
+    let (t, mut client) = k.connect_client(listener, addr);
 
     for len in [1, 150, POOL_COPY_MAX] {
         assert_eq!(send_pool_buffer(&mut k, t, &mut client, len), len as u64, "{len} bytes: copied once");

@@ -126,6 +126,14 @@ impl<B: Backend> Kit<B> {
         }
     }
 
+    /// A nonblocking loopback client connected to `listener` (listening at `addr`),
+    /// with the token the backend accepted it as.
+    pub fn connect_client(&mut self, listener: Token, addr: SocketAddr) -> (Token, TcpStream) {
+        let client = TcpStream::connect(addr).expect("connect");
+        client.set_nonblocking(true).expect("nonblocking");
+        (self.accept(listener), client)
+    }
+
     /// Queues `data` on `t`, telling the backend when it must be.
     pub fn send(&mut self, t: Token, data: SendData) {
         if self.io.queue_send(t, data).expect("queue_send") {

@@ -4,16 +4,24 @@
 //! Owns the buffer being filled and which connection it is for; a buffer is queued
 //! when it fills, when the handler moves on to another connection, or at
 //! [`finish`](BatchOutbox::finish). It never decides what to reply, and allocates
-//! only when the pool is exhausted (the bytes then go as an owned copy).
+//! only when the pool is exhausted (the bytes then go as an owned copy). A
+//! connection's first canned reply of a batch is queued as it is; the small ones
+//! after it (pipelined requests) are copied together into a pool buffer, as in
+//! [`Outbox`](crate::outbox::Outbox).
 
 use paste_rt::batch::{Batch, ConnId};
 use paste_rt::{SendData, TxBuf};
+
+use crate::outbox::COPY_CANNED_MAX;
 
 /// Replies of the connection being handled in a batch.
 #[derive(Debug, Default)]
 pub struct BatchOutbox {
     tx: Option<TxBuf>,
     conn: Option<ConnId>,
+    /// The connection a canned reply was last queued as it is for: the small ones
+    /// after it, until another connection has its turn, are copied.
+    canned_for: Option<ConnId>,
 }
 
 impl BatchOutbox {
@@ -66,11 +74,29 @@ impl BatchOutbox {
         }
     }
 
-    /// Appends bytes that live for ever (a canned response) for the current connection:
-    /// queued as they are, with no copy on io_uring and epoll, after whatever was put
-    /// before them.
+    /// Appends bytes that live for ever (a canned response) for the current
+    /// connection, after whatever was put before them. The first is queued as it is,
+    /// with no copy on io_uring and epoll; later ones of at most [`COPY_CANNED_MAX`]
+    /// bytes (answers to pipelined requests) are copied together into a pool
+    /// buffer, larger ones queued as they are.
     #[inline]
     pub fn put_static(&mut self, batch: &mut Batch<'_>, bytes: &'static [u8]) {
+        let Some(conn) = self.conn else { return };
+        if self.tx.is_none() && self.canned_for != Some(conn) {
+            self.canned_for = Some(conn);
+            let _ = batch.send(conn, SendData::Static(bytes));
+        } else {
+            self.put_static_behind(batch, bytes);
+        }
+    }
+
+    /// [`put_static`](Self::put_static) after another reply.
+    #[inline(never)]
+    fn put_static_behind(&mut self, batch: &mut Batch<'_>, bytes: &'static [u8]) {
+        if bytes.len() <= COPY_CANNED_MAX {
+            self.put(batch, bytes);
+            return;
+        }
         let Some(conn) = self.conn else { return };
         if self.tx.is_some() {
             self.queue(batch);
@@ -86,6 +112,7 @@ impl BatchOutbox {
             self.queue(batch);
         }
         self.conn = None;
+        self.canned_for = None;
     }
 
     #[inline(never)]

@@ -8,6 +8,15 @@
 //! filled one at the end of a batch of requests. It never waits and never decides
 //! what to reply; it allocates only when the pool is exhausted (then the bytes are
 //! queued as an owned copy rather than dropped).
+//!
+//! A canned reply ([`put_static`](Outbox::put_static)) goes without a copy when it
+//! is the batch's only reply. When a batch has several (pipelined requests), the
+//! small ones are copied into the pool buffer with the rest instead: one queued
+//! item per batch rather than one per reply. An item costs more than copying a few
+//! hundred bytes — a queue entry, an iovec and its accounting on io_uring and epoll,
+//! a TX slot and a segment of its own on PASTE — so sixteen pipelined 151-byte
+//! replies queued one by one cost the server more than the copies (see
+//! [`COPY_CANNED_MAX`]).
 
 use std::io;
 use std::task::{ready, Context, Poll};
@@ -16,6 +25,12 @@ use paste_rt::net::TcpStream;
 use paste_rt::{SendData, TxBuf};
 
 use crate::memcache::ResponseSink;
+
+/// Largest canned reply ([`Outbox::put_static`], `BatchOutbox::put_static`) copied
+/// into the pool buffer when it shares a batch with other replies; a larger one is
+/// always queued as it is. Copying 1 KiB costs a few dozen instructions; a queued
+/// item of its own costs a few hundred (and on PASTE a TX slot and a segment).
+pub const COPY_CANNED_MAX: usize = 1024;
 
 /// Replies of one connection on their way to pool buffers.
 ///
@@ -33,6 +48,10 @@ pub struct Outbox<'s> {
     stream: &'s TcpStream,
     /// The buffer being filled.
     current: Option<TxBuf>,
+    /// A canned reply put while nothing else was: queued as it is at
+    /// [`flush`](Outbox::flush) if it stays alone, copied into `current` when more
+    /// follows. (Never set together with `current`.)
+    canned: Option<&'static [u8]>,
     /// The first error queueing reported; later bytes are dropped.
     error: Option<io::Error>,
     /// A queued reply found the connection's backlog over the runtime's limit.
@@ -42,7 +61,7 @@ pub struct Outbox<'s> {
 impl<'s> Outbox<'s> {
     /// An empty outbox sending on `stream`.
     pub fn new(stream: &'s TcpStream) -> Self {
-        Outbox { stream, current: None, error: None, full: false }
+        Outbox { stream, current: None, canned: None, error: None, full: false }
     }
 
     /// Appends `bytes` to the replies, queueing every buffer that fills up.
@@ -61,7 +80,20 @@ impl<'s> Outbox<'s> {
 
     /// [`put`](Self::put) when there is no buffer yet, or `bytes` fill it up.
     #[inline(never)]
-    fn put_slow(&mut self, mut bytes: &[u8]) {
+    fn put_slow(&mut self, bytes: &[u8]) {
+        if let Some(canned) = self.canned.take() {
+            // More than one reply in this batch: the held one goes first.
+            if canned.len() > COPY_CANNED_MAX {
+                self.queue_static(canned);
+            } else {
+                self.copy(canned);
+            }
+        }
+        self.copy(bytes);
+    }
+
+    /// Copies `bytes` into pool buffers, queueing every buffer that fills up.
+    fn copy(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() && self.error.is_none() {
             let tx = match &mut self.current {
                 Some(tx) => tx,
@@ -84,29 +116,36 @@ impl<'s> Outbox<'s> {
         }
     }
 
-    /// Appends bytes that live for ever (a canned response): queued as they are, with
-    /// no copy on io_uring and epoll, after whatever was put before them.
+    /// Appends bytes that live for ever (a canned response), after whatever was put
+    /// before them. The batch's only reply is queued as it is at
+    /// [`flush`](Self::flush), with no copy on io_uring and epoll; one of several
+    /// replies is copied with the others when it is at most [`COPY_CANNED_MAX`]
+    /// bytes (one queued item for the batch), and queued as it is when larger.
     #[inline]
     pub fn put_static(&mut self, bytes: &'static [u8]) {
-        if let Some(tx) = self.current.take() {
-            self.queue(SendData::Pool(tx));
+        if self.current.is_none() && self.canned.is_none() {
+            self.canned = Some(bytes);
+        } else {
+            self.put_static_behind(bytes);
         }
-        // Inlined here with the variant known: the queue's look at the variant and
-        // the drop glue fold away (one canned response per request).
-        if self.error.is_none() {
-            match self.stream.queue_send_with_room(SendData::Static(bytes)) {
-                Ok(room) => self.full |= !room,
-                Err(e) => self.error = Some(e),
-            }
+    }
+
+    /// [`put_static`](Self::put_static) when something was put before `bytes`.
+    #[inline(never)]
+    fn put_static_behind(&mut self, bytes: &'static [u8]) {
+        if bytes.len() <= COPY_CANNED_MAX {
+            self.put(bytes);
+            return;
         }
+        self.queue_put();
+        self.queue_static(bytes);
     }
 
     /// Queues the partly filled buffer, if any. Returns the first error queueing met
     /// (the connection's send failed earlier; the bytes since are lost).
+    #[inline]
     pub fn flush(&mut self) -> io::Result<()> {
-        if let Some(tx) = self.current.take() {
-            self.queue(SendData::Pool(tx));
-        }
+        self.queue_put();
         match self.error.take() {
             Some(e) => Err(e),
             None => Ok(()),
@@ -129,6 +168,29 @@ impl<'s> Outbox<'s> {
             self.full = false;
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// Queues what was put and not queued yet: the held canned reply or the buffer
+    /// being filled (never both).
+    #[inline]
+    fn queue_put(&mut self) {
+        if let Some(canned) = self.canned.take() {
+            self.queue_static(canned);
+        } else if let Some(tx) = self.current.take() {
+            self.queue(SendData::Pool(tx));
+        }
+    }
+
+    /// Queues a canned reply as it is. (Inlined with the variant known: the queue's
+    /// look at the variant and the drop glue fold away, one canned reply per request.)
+    #[inline]
+    fn queue_static(&mut self, bytes: &'static [u8]) {
+        if self.error.is_none() {
+            match self.stream.queue_send_with_room(SendData::Static(bytes)) {
+                Ok(room) => self.full |= !room,
+                Err(e) => self.error = Some(e),
+            }
+        }
     }
 
     fn queue(&mut self, data: SendData) {

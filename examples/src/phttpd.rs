@@ -15,9 +15,10 @@
 //!
 //! The data path allocates nothing per request: received bytes are parsed in the
 //! pool buffer they arrived in, and responses are built once and queued as static
-//! bytes ([`Outbox::put_static`]) — no copy on io_uring and epoll — queued
-//! without waiting and sent together at the next tick. It never blocks a task on a
-//! send except for backpressure.
+//! bytes ([`Outbox::put_static`]) — no copy on io_uring and epoll when a batch has
+//! one, copied together into a pool buffer when pipelined requests give it several —
+//! queued without waiting and sent together at the next tick. It never blocks a task
+//! on a send except for backpressure.
 
 use std::io;
 use std::ops::ControlFlow;
@@ -147,6 +148,10 @@ async fn serve_batch(listener: TcpListener, responses: &'static Responses, timeo
                     }
                 }
                 BatchEvent::TimedOut(conn) => {
+                    // What was put before (perhaps answers to this connection's
+                    // pipelined requests, copied into a buffer the outbox queues
+                    // when it moves on) is queued before any close.
+                    out.finish(batch);
                     // Mid-request: 408. Idle: just close.
                     if let Some((session, _)) = sessions.get_mut(conn.index()).and_then(Option::take) {
                         if !session.is_idle() {
@@ -251,9 +256,11 @@ impl Protocol for HttpConnection {
 }
 
 /// The responses of one server, built once per body length and kept for the
-/// process's life: every response phttpd sends is `&'static`, so it is queued as
-/// [`SendData::Static`](paste_rt::SendData::Static) and sent without a copy (on
-/// io_uring and epoll; PASTE copies it into its TX slots).
+/// process's life: every response phttpd sends is `&'static`, so the only answer of
+/// a batch is queued as [`SendData::Static`](paste_rt::SendData::Static) and sent
+/// without a copy (on io_uring and epoll; PASTE copies it into its TX slots), and
+/// the answers to pipelined requests are copied together (see
+/// [`Outbox::put_static`]).
 #[derive(Debug)]
 struct Responses {
     /// phttpd's `200 OK` (`Connection: keep-alive`).

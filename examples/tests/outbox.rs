@@ -1,11 +1,13 @@
 //! `Outbox` on every backend: pieces of every size around a pool buffer's end (the
 //! inlined common case, a piece that fills the buffer exactly, one that spills into
-//! the next) reach the peer byte-exact and in order.
+//! the next) reach the peer byte-exact and in order; canned replies go as they are
+//! when alone in a batch and are copied together when several small ones share it
+//! (counted in pool buffers), byte-exact and in order with copied pieces around them.
 
 mod support;
 
 use paste_rt::net::{TcpListener, TcpStream};
-use paste_rt_examples::outbox::Outbox;
+use paste_rt_examples::outbox::{Outbox, COPY_CANNED_MAX};
 use support::{off_thread, pattern, read_to_eof};
 
 #[paste_rt::test_each_backend]
@@ -42,4 +44,118 @@ async fn send_pieces(stream: &TcpStream, bytes: &[u8], sizes: &[usize]) {
     }
     out.flush().unwrap();
     stream.flush().await.unwrap();
+}
+
+/// Pool buffers the runtime has lent out now.
+fn pool_in_use() -> u64 {
+    paste_rt::runtime::stats().pool_in_use
+}
+
+#[paste_rt::test_each_backend]
+async fn a_lone_canned_reply_is_queued_as_it_is_and_several_share_pool_buffers() {
+    const REPLY: &[u8] = &[b'r'; 151];
+    const LARGE: &[u8] = &[b'L'; COPY_CANNED_MAX + 1];
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received = off_thread(move || read_to_eof(&mut std::net::TcpStream::connect(addr).unwrap()));
+    let (stream, _) = listener.accept().await.unwrap();
+    let capacity = stream.tx_buf().expect("a free pool buffer").capacity();
+    let mut out = Outbox::new(&stream);
+
+    // Alone in its batch: held, then queued as it is, with no pool buffer.
+    let before = pool_in_use();
+    out.put_static(REPLY);
+    assert_eq!(pool_in_use(), before, "a lone canned reply takes no pool buffer");
+    out.flush().unwrap();
+    assert_eq!(pool_in_use(), before, "and is queued as it is");
+    stream.flush().await.unwrap();
+
+    // Sixteen in one batch (pipelined requests): copied together, as few pool
+    // buffers as their bytes need.
+    let before = pool_in_use();
+    for _ in 0..16 {
+        out.put_static(REPLY);
+    }
+    // (The one being filled is in use; one queued full may already have left the
+    // pool's count: PASTE moves it into a TX slot at once.)
+    let buffers = (16 * REPLY.len()).div_ceil(capacity) as u64;
+    let taken = pool_in_use() - before;
+    assert!((1..=buffers).contains(&taken), "16 canned replies share at most {buffers} pool buffer(s), took {taken}");
+    out.flush().unwrap();
+    stream.flush().await.unwrap();
+
+    // A large canned reply behind a small one is never copied: the small one is.
+    let before = pool_in_use();
+    out.put_static(REPLY);
+    out.put_static(LARGE);
+    assert_eq!(pool_in_use(), before, "a large canned reply goes as it is, and the one before it too");
+    out.flush().unwrap();
+    stream.flush().await.unwrap();
+    stream.shutdown().await.unwrap();
+    drop(out);
+    drop(stream);
+
+    let mut expected = REPLY.repeat(17);
+    expected.extend_from_slice(REPLY);
+    expected.extend_from_slice(LARGE);
+    let got = received.await;
+    assert!(got == expected, "every reply arrives once, in order ({} of {} bytes)", got.len(), expected.len());
+}
+
+#[paste_rt::test_each_backend]
+async fn canned_replies_and_copied_pieces_arrive_in_order() {
+    // Canned replies small and large, alone and many to a batch, between copied
+    // pieces: every way a held canned reply can meet what comes after it.
+    let canned: Vec<&'static [u8]> = [1, 151, COPY_CANNED_MAX, COPY_CANNED_MAX + 1, 5000]
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| &*Box::leak(vec![b'A' + k as u8; n].into_boxed_slice()))
+        .collect();
+    let copied = pattern(700);
+    let batches: Vec<Vec<Piece>> = vec![
+        vec![Piece::Canned(1)],
+        vec![Piece::Canned(3)],
+        vec![Piece::Canned(4)],
+        vec![Piece::Canned(1), Piece::Copied(100), Piece::Canned(0)],
+        vec![Piece::Copied(300), Piece::Canned(1), Piece::Canned(1)],
+        vec![Piece::Canned(4), Piece::Canned(1), Piece::Copied(700)],
+        vec![Piece::Canned(2), Piece::Canned(3), Piece::Canned(4), Piece::Canned(2)],
+        vec![Piece::Canned(1); 40],
+    ];
+    let mut expected = Vec::new();
+    for piece in batches.iter().flatten() {
+        match *piece {
+            Piece::Canned(k) => expected.extend_from_slice(canned[k]),
+            Piece::Copied(n) => expected.extend_from_slice(&copied[..n]),
+        }
+    }
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received = off_thread(move || read_to_eof(&mut std::net::TcpStream::connect(addr).unwrap()));
+    let (stream, _) = listener.accept().await.unwrap();
+    let mut out = Outbox::new(&stream);
+    for batch in &batches {
+        for piece in batch {
+            match *piece {
+                Piece::Canned(k) => out.put_static(canned[k]),
+                Piece::Copied(n) => out.put(&copied[..n]),
+            }
+        }
+        out.flush().unwrap();
+        std::future::poll_fn(|cx| out.poll_room(cx)).await.unwrap();
+    }
+    stream.flush().await.unwrap();
+    stream.shutdown().await.unwrap();
+    drop(out);
+    drop(stream);
+    let got = received.await;
+    assert!(got == expected, "every piece arrives once, in order ({} of {} bytes)", got.len(), expected.len());
+}
+
+/// One piece of a test batch: a canned reply (by index) or `n` copied bytes.
+#[derive(Clone, Copy)]
+enum Piece {
+    Canned(usize),
+    Copied(usize),
 }

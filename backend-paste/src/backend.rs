@@ -469,17 +469,23 @@ impl PasteBackend {
     /// record's queue into TX slots, in place, while the ring driver would place them
     /// now (nothing queued before them, room and credit): the common reply is neither
     /// moved nor dropped here. A pool buffer of more than [`POOL_COPY_MAX`] bytes not
-    /// yet started (swapped into a slot whole, zero copy) and whatever does not fit
-    /// now are taken out of the record and handed to the ring driver, which keeps each
-    /// item in its per-fd queue until the kernel took it. Applies the send step when
-    /// nothing was taken.
+    /// yet started that fits one slot (swapped in whole, zero copy) and whatever does
+    /// not fit now are taken out of the record and handed to the ring driver, which
+    /// keeps each item in its per-fd queue until the kernel took it. (A pool buffer
+    /// larger than a slot cannot be swapped in: it is copied, a slot at a time.)
+    /// Applies the send step when nothing was taken.
     #[inline]
     fn take_send_of(&mut self, io: &mut IoTable, t: Token, fd: RawFd) {
         let mut took = false;
+        let slot_payload = self.driver.tx_slot_payload() as usize;
         loop {
             let driver = &mut self.driver;
             let copied = io.copy_send(t, |data, unsent| {
-                if matches!(data, SendData::Pool(_)) && unsent.len() == data.len() && unsent.len() > POOL_COPY_MAX {
+                let whole = unsent.len() == data.len();
+                if matches!(data, SendData::Pool(_))
+                    && whole
+                    && (POOL_COPY_MAX + 1..=slot_payload).contains(&unsent.len())
+                {
                     return 0;
                 }
                 driver.tx_copy(fd, unsent)

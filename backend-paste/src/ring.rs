@@ -1135,6 +1135,13 @@ impl RingDriver {
         Some(DirectSlot { t, f, pool, cfg, low_credit, home, index_limit: *index_limit, fd, head, n, g, room, slot })
     }
 
+    /// Payload bytes one TX slot holds (at most one MSS): a pool buffer up to this
+    /// long can be swapped into a slot whole; a longer one takes several slots.
+    #[inline]
+    pub fn tx_slot_payload(&self) -> u32 {
+        self.direct_room
+    }
+
     /// Copies the start of `bytes` — as much as one TX slot holds — straight into
     /// `fd`'s ring's next free slot, when [`tx_send`](Self::tx_send) would place data
     /// there now: no fd has data queued, `fd` is within its in-flight bound and send

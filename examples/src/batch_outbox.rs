@@ -4,10 +4,11 @@
 //! Owns the buffer being filled and which connection it is for; a buffer is queued
 //! when it fills, when the handler moves on to another connection, or at
 //! [`finish`](BatchOutbox::finish). It never decides what to reply, and allocates
-//! only when the pool is exhausted (the bytes then go as an owned copy). A
-//! connection's first canned reply of a batch is queued as it is; the small ones
-//! after it (pipelined requests) are copied together into a pool buffer, as in
-//! [`Outbox`](crate::outbox::Outbox).
+//! only when the pool is exhausted (the bytes then go as an owned copy). A canned
+//! reply that is its connection's only one in the batch is queued as it is; several
+//! small ones (answers to pipelined requests) are copied together into a pool
+//! buffer, as in [`Outbox`](crate::outbox::Outbox): one queued item per connection
+//! and batch.
 
 use paste_rt::batch::{Batch, ConnId};
 use paste_rt::{SendData, TxBuf};
@@ -18,10 +19,10 @@ use crate::outbox::COPY_CANNED_MAX;
 #[derive(Debug, Default)]
 pub struct BatchOutbox {
     tx: Option<TxBuf>,
+    /// A canned reply put while nothing else was: queued as it is when the
+    /// connection's turn ends, copied when more follows (never set with `tx`).
+    canned: Option<&'static [u8]>,
     conn: Option<ConnId>,
-    /// The connection a canned reply was last queued as it is for: the small ones
-    /// after it, until another connection has its turn, are copied.
-    canned_for: Option<ConnId>,
 }
 
 impl BatchOutbox {
@@ -34,18 +35,6 @@ impl BatchOutbox {
     /// previous connection).
     #[inline]
     pub fn start(&mut self, batch: &mut Batch<'_>, conn: ConnId) {
-        if self.tx.is_some() {
-            // Something written for the previous connection is queued first.
-            self.start_after_written(batch, conn);
-        } else {
-            self.conn = Some(conn);
-        }
-    }
-
-    /// [`start`](Self::start) when a buffer is being filled (out of the per-request
-    /// path: canned responses go without one).
-    #[inline(never)]
-    fn start_after_written(&mut self, batch: &mut Batch<'_>, conn: ConnId) {
         if self.conn != Some(conn) {
             self.finish(batch);
             self.conn = Some(conn);
@@ -53,11 +42,26 @@ impl BatchOutbox {
     }
 
     /// Appends `bytes` to the current connection's replies.
-    pub fn put(&mut self, batch: &mut Batch<'_>, mut bytes: &[u8]) {
+    pub fn put(&mut self, batch: &mut Batch<'_>, bytes: &[u8]) {
+        if let Some(canned) = self.canned.take() {
+            // More than one reply for this connection: the held one goes first,
+            // copied when small.
+            match self.conn {
+                Some(conn) if canned.len() > COPY_CANNED_MAX => {
+                    let _ = batch.send(conn, SendData::Static(canned));
+                }
+                _ => self.copy(batch, canned),
+            }
+        }
+        self.copy(batch, bytes);
+    }
+
+    /// Copies `bytes` into pool buffers for the current connection.
+    fn copy(&mut self, batch: &mut Batch<'_>, mut bytes: &[u8]) {
         let Some(conn) = self.conn else { return };
         while !bytes.is_empty() {
             if self.tx.as_ref().is_some_and(|t| t.remaining() == 0) {
-                self.queue(batch);
+                self.queue_pending(batch);
             }
             let tx = match &mut self.tx {
                 Some(tx) => tx,
@@ -75,16 +79,14 @@ impl BatchOutbox {
     }
 
     /// Appends bytes that live for ever (a canned response) for the current
-    /// connection, after whatever was put before them. The first is queued as it is,
-    /// with no copy on io_uring and epoll; later ones of at most [`COPY_CANNED_MAX`]
-    /// bytes (answers to pipelined requests) are copied together into a pool
-    /// buffer, larger ones queued as they are.
+    /// connection, after whatever was put before them: its only reply in the batch
+    /// is queued as it is (no copy on io_uring and epoll), one of several is copied
+    /// with the others when it is at most [`COPY_CANNED_MAX`] bytes, and queued as
+    /// it is when larger.
     #[inline]
     pub fn put_static(&mut self, batch: &mut Batch<'_>, bytes: &'static [u8]) {
-        let Some(conn) = self.conn else { return };
-        if self.tx.is_none() && self.canned_for != Some(conn) {
-            self.canned_for = Some(conn);
-            let _ = batch.send(conn, SendData::Static(bytes));
+        if self.tx.is_none() && self.canned.is_none() {
+            self.canned = Some(bytes);
         } else {
             self.put_static_behind(batch, bytes);
         }
@@ -97,27 +99,31 @@ impl BatchOutbox {
             self.put(batch, bytes);
             return;
         }
-        let Some(conn) = self.conn else { return };
-        if self.tx.is_some() {
-            self.queue(batch);
+        self.queue_pending(batch);
+        if let Some(conn) = self.conn {
+            let _ = batch.send(conn, SendData::Static(bytes));
         }
-        let _ = batch.send(conn, SendData::Static(bytes));
     }
 
     /// Queues what was written and forgets the connection.
     #[inline]
     pub fn finish(&mut self, batch: &mut Batch<'_>) {
-        // Canned responses leave no buffer behind: then there is nothing to queue.
-        if self.tx.is_some() {
-            self.queue(batch);
+        if self.canned.is_some() || self.tx.is_some() {
+            self.queue_pending(batch);
         }
         self.conn = None;
-        self.canned_for = None;
     }
 
+    /// Queues what was put and not queued yet: the held canned reply or the buffer
+    /// being filled (never both). Replies put with no connection started are
+    /// dropped.
     #[inline(never)]
-    fn queue(&mut self, batch: &mut Batch<'_>) {
-        if let (Some(tx), Some(conn)) = (self.tx.take(), self.conn) {
+    fn queue_pending(&mut self, batch: &mut Batch<'_>) {
+        let (canned, tx) = (self.canned.take(), self.tx.take());
+        let Some(conn) = self.conn else { return };
+        if let Some(canned) = canned {
+            let _ = batch.send(conn, SendData::Static(canned));
+        } else if let Some(tx) = tx {
             let _ = batch.send(conn, SendData::Pool(tx));
         }
     }

@@ -148,9 +148,8 @@ async fn serve_batch(listener: TcpListener, responses: &'static Responses, timeo
                     }
                 }
                 BatchEvent::TimedOut(conn) => {
-                    // What was put before (perhaps answers to this connection's
-                    // pipelined requests, copied into a buffer the outbox queues
-                    // when it moves on) is queued before any close.
+                    // What was put before (perhaps this connection's answers, held
+                    // by the outbox until it moves on) is queued before any close.
                     out.finish(batch);
                     // Mid-request: 408. Idle: just close.
                     if let Some((session, _)) = sessions.get_mut(conn.index()).and_then(Option::take) {

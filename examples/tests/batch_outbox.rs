@@ -1,6 +1,6 @@
-//! `BatchOutbox` on every backend: a connection's first canned reply of a batch is
-//! queued as it is (no pool buffer), the small ones after it share pool buffers, a
-//! large one is never copied, and every reply reaches the peer once, in order.
+//! `BatchOutbox` on every backend: a connection's only canned reply of a batch is
+//! queued as it is (no pool buffer), several small ones share pool buffers, a large
+//! one is never copied, and every reply reaches the peer once, in order.
 
 mod support;
 
@@ -17,7 +17,7 @@ const REPLY: &[u8] = &[b'r'; 151];
 const LARGE: &[u8] = &[b'L'; COPY_CANNED_MAX + 1];
 
 #[paste_rt::test_each_backend]
-async fn the_first_canned_reply_goes_as_it_is_and_later_small_ones_share_buffers() {
+async fn a_lone_canned_reply_goes_as_it_is_and_several_share_pool_buffers() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let expected: Vec<u8> = [REPLY, &REPLY.repeat(16), REPLY, LARGE, REPLY].concat();
@@ -43,16 +43,18 @@ async fn the_first_canned_reply_goes_as_it_is_and_later_small_ones_share_buffers
                     out.start(batch, conn);
                     let before = pool_in_use();
                     out.put_static(batch, REPLY);
-                    assert_eq!(pool_in_use(), before, "the first canned reply takes no pool buffer");
+                    assert_eq!(pool_in_use(), before, "a lone canned reply takes no pool buffer");
                     for _ in 0..16 {
                         out.put_static(batch, REPLY);
                     }
                     let capacity = batch.tx_buf().expect("a free pool buffer").capacity();
-                    let buffers = (16 * REPLY.len()).div_ceil(capacity) as u32;
+                    // (The one being filled is in use; one queued full may already have left
+                    // the pool's count: PASTE moves it into a TX slot at once.)
+                    let buffers = (17 * REPLY.len()).div_ceil(capacity) as u32;
                     let taken = pool_in_use() - before;
                     assert!(
                         (1..=buffers).contains(&taken),
-                        "16 later replies share at most {buffers} buffer(s), took {taken}"
+                        "17 replies share at most {buffers} buffer(s), took {taken}"
                     );
                     // A large one after a small one: neither is copied.
                     out.finish(batch);
@@ -61,7 +63,7 @@ async fn the_first_canned_reply_goes_as_it_is_and_later_small_ones_share_buffers
                     out.put_static(batch, REPLY);
                     out.put_static(batch, LARGE);
                     out.put_static(batch, REPLY);
-                    assert!(pool_in_use() - before <= 1, "only the last small reply is copied");
+                    assert_eq!(pool_in_use(), before, "a large canned reply and the ones around it go as they are");
                     out.finish(batch);
                     done.set(true);
                 }

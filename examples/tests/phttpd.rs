@@ -1,6 +1,7 @@
 //! phttpd over TCP on every backend: the exact response bytes for GET and POST,
-//! POST bodies split across writes, pipelining, requests split byte by byte,
-//! malformed requests, closing requests, and a long keep-alive run.
+//! POST bodies split across writes, pipelining (answers leaving together), requests
+//! split byte by byte, malformed requests, closing requests, and a long keep-alive
+//! run.
 
 mod support;
 
@@ -218,5 +219,24 @@ async fn a_peer_that_vanishes_mid_request_leaves_the_server_serving() {
             round_trip(&mut c, WRK_GET_LOCAL, &expected_ok());
         })
         .await;
+    }
+}
+
+/// Answers to pipelined requests leave together: sixteen GETs in one write cost a
+/// few submissions (SQEs, TX slots, `sendmsg` calls: the accept and receive arming
+/// count too), never one per answer. (On PASTE each answer queued on its own took
+/// a TX slot of its own: 16 submissions.)
+#[paste_rt::test_each_backend]
+async fn sixteen_pipelined_answers_leave_in_few_submissions() {
+    for mode in MODES {
+        let addr = start(64, mode).await;
+        let before = paste_rt::runtime::stats().submissions;
+        off_thread(move || {
+            let mut c = connect(addr);
+            round_trip(&mut c, &WRK_GET_LOCAL.repeat(16), &expected_ok().repeat(16));
+        })
+        .await;
+        let submissions = paste_rt::runtime::stats().submissions - before;
+        assert!(submissions <= 6, "{mode:?}: 16 pipelined answers took {submissions} submissions");
     }
 }

@@ -36,7 +36,9 @@ impl BatchOutbox {
     #[inline]
     pub fn start(&mut self, batch: &mut Batch<'_>, conn: ConnId) {
         if self.conn != Some(conn) {
-            self.finish(batch);
+            if self.canned.is_some() || self.tx.is_some() {
+                self.queue_pending(batch);
+            }
             self.conn = Some(conn);
         }
     }
@@ -105,10 +107,16 @@ impl BatchOutbox {
         }
     }
 
-    /// Queues what was written and forgets the connection.
+    /// Queues what was written and forgets the connection. (A handler that finishes
+    /// each connection once its data is answered queues the common lone canned reply
+    /// right here.)
     #[inline]
     pub fn finish(&mut self, batch: &mut Batch<'_>) {
-        if self.canned.is_some() || self.tx.is_some() {
+        if let Some(canned) = self.canned.take() {
+            if let Some(conn) = self.conn {
+                let _ = batch.send(conn, SendData::Static(canned));
+            }
+        } else if self.tx.is_some() {
             self.queue_pending(batch);
         }
         self.conn = None;

@@ -134,8 +134,10 @@ async fn serve_batch(listener: TcpListener, responses: &'static Responses, timeo
                         continue;
                     };
                     out.start(batch, conn);
-                    if session.on_chunk(&buf, responses, |bytes| out.put_static(batch, bytes)) == Next::Close {
-                        out.finish(batch);
+                    let next = session.on_chunk(&buf, responses, |bytes| out.put_static(batch, bytes));
+                    // This chunk's answers leave together: one queued item.
+                    out.finish(batch);
+                    if next == Next::Close {
                         batch.close(conn);
                         sessions[conn.index()] = None;
                     } else {
@@ -148,9 +150,6 @@ async fn serve_batch(listener: TcpListener, responses: &'static Responses, timeo
                     }
                 }
                 BatchEvent::TimedOut(conn) => {
-                    // What was put before (perhaps this connection's answers, held
-                    // by the outbox until it moves on) is queued before any close.
-                    out.finish(batch);
                     // Mid-request: 408. Idle: just close.
                     if let Some((session, _)) = sessions.get_mut(conn.index()).and_then(Option::take) {
                         if !session.is_idle() {

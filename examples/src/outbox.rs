@@ -82,17 +82,24 @@ impl<'s> Outbox<'s> {
     #[inline(never)]
     fn put_slow(&mut self, bytes: &[u8]) {
         if let Some(canned) = self.canned.take() {
-            // More than one reply in this batch: the held one goes first.
-            if canned.len() > COPY_CANNED_MAX {
-                self.queue_static(canned);
-            } else {
-                self.copy(canned);
-            }
+            self.release_canned(canned);
         }
         self.copy(bytes);
     }
 
+    /// A held canned reply that another reply follows: it goes first, copied when
+    /// small, queued as it is when large.
+    #[inline(never)]
+    fn release_canned(&mut self, canned: &'static [u8]) {
+        if canned.len() > COPY_CANNED_MAX {
+            self.queue(SendData::Static(canned));
+        } else {
+            self.copy(canned);
+        }
+    }
+
     /// Copies `bytes` into pool buffers, queueing every buffer that fills up.
+    #[inline(always)] // into put_slow: the copying replies' (echo, kv) common path
     fn copy(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() && self.error.is_none() {
             let tx = match &mut self.current {
@@ -138,7 +145,7 @@ impl<'s> Outbox<'s> {
             return;
         }
         self.queue_put();
-        self.queue_static(bytes);
+        self.queue(SendData::Static(bytes));
     }
 
     /// Queues the partly filled buffer, if any. Returns the first error queueing met
@@ -170,14 +177,14 @@ impl<'s> Outbox<'s> {
         Poll::Ready(Ok(()))
     }
 
-    /// Queues what was put and not queued yet: the held canned reply or the buffer
-    /// being filled (never both).
-    #[inline]
+    /// Queues what was put and not queued yet: the buffer being filled or the held
+    /// canned reply (never both).
+    #[inline(always)] // into flush: one check per batch, each branch with its variant known
     fn queue_put(&mut self) {
-        if let Some(canned) = self.canned.take() {
-            self.queue_static(canned);
-        } else if let Some(tx) = self.current.take() {
+        if let Some(tx) = self.current.take() {
             self.queue(SendData::Pool(tx));
+        } else if let Some(canned) = self.canned.take() {
+            self.queue_static(canned);
         }
     }
 

@@ -1,6 +1,7 @@
 //! `BatchOutbox` on every backend: a connection's only canned reply of a batch is
 //! queued as it is (no pool buffer), several small ones share pool buffers, a large
-//! one is never copied, and every reply reaches the peer once, in order.
+//! one is never copied, and every reply reaches the peer once, in order — also over
+//! a fixed pseudo-random sequence of turns.
 
 mod support;
 
@@ -11,7 +12,7 @@ use paste_rt::batch::{self, BatchEvent};
 use paste_rt::net::TcpListener;
 use paste_rt_examples::batch_outbox::BatchOutbox;
 use paste_rt_examples::outbox::COPY_CANNED_MAX;
-use support::{off_thread, read_n};
+use support::{off_thread, pattern, read_n};
 
 const REPLY: &[u8] = &[b'r'; 151];
 const LARGE: &[u8] = &[b'L'; COPY_CANNED_MAX + 1];
@@ -78,4 +79,77 @@ async fn a_lone_canned_reply_goes_as_it_is_and_several_share_pool_buffers() {
     assert!(checked.get(), "the handler saw the request");
     let got = received.await;
     assert!(got == expected, "every reply arrives once, in order ({} of {} bytes)", got.len(), expected.len());
+}
+
+/// A fixed pseudo-random sequence (xorshift64, fixed seed): the same on every run.
+struct Sequence(u64);
+
+impl Sequence {
+    fn next(&mut self, below: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % below as u64) as usize
+    }
+}
+
+#[paste_rt::test_each_backend]
+async fn random_batches_of_canned_and_copied_replies_arrive_in_order() {
+    // 60 turns of the connection, each 1 to 20 replies: canned ones of sizes around
+    // the copy threshold and copied pieces of 0 to 700 bytes, in every order.
+    let sizes = [1, 151, 600, COPY_CANNED_MAX, COPY_CANNED_MAX + 1, 3000];
+    let canned: Vec<&'static [u8]> =
+        sizes.iter().enumerate().map(|(k, &n)| &*Box::leak(pattern(n + k).split_off(k).into_boxed_slice())).collect();
+    let copied = pattern(700);
+    let mut seq = Sequence(0x0b0c_5eed_f00d);
+    let turns: Vec<Vec<(bool, usize)>> = (0..60)
+        .map(|_| {
+            (0..1 + seq.next(20))
+                .map(|_| if seq.next(3) < 2 { (true, seq.next(sizes.len())) } else { (false, seq.next(701)) })
+                .collect()
+        })
+        .collect();
+    let expected: Vec<u8> = turns
+        .iter()
+        .flatten()
+        .flat_map(|&(is_canned, k)| if is_canned { canned[k] } else { &copied[..k] })
+        .copied()
+        .collect();
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let want = expected.len();
+    let received = off_thread(move || {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        std::io::Write::write_all(&mut c, b"go").unwrap();
+        read_n(&mut c, want)
+    });
+    let mut out = BatchOutbox::new();
+    batch::serve(listener, move |batch| {
+        while let Some(event) = batch.next_event() {
+            match event {
+                BatchEvent::Data(conn, _) => {
+                    for turn in &turns {
+                        out.start(batch, conn);
+                        for &(is_canned, k) in turn {
+                            if is_canned {
+                                out.put_static(batch, canned[k]);
+                            } else {
+                                out.put(batch, &copied[..k]);
+                            }
+                        }
+                        out.finish(batch);
+                    }
+                }
+                BatchEvent::Closed(..) => batch.stop(),
+                BatchEvent::Opened(_) | BatchEvent::TimedOut(_) => {}
+            }
+        }
+        out.finish(batch);
+    })
+    .await
+    .unwrap();
+    let got = received.await;
+    assert!(got == expected, "replies arrive once each, in the order put ({} of {} bytes)", got.len(), expected.len());
 }

@@ -2,7 +2,8 @@
 //! inlined common case, a piece that fills the buffer exactly, one that spills into
 //! the next) reach the peer byte-exact and in order; canned replies go as they are
 //! when alone in a batch and are copied together when several small ones share it
-//! (counted in pool buffers), byte-exact and in order with copied pieces around them.
+//! (counted in pool buffers), byte-exact and in order with copied pieces around them,
+//! also over a fixed pseudo-random sequence of batches.
 
 mod support;
 
@@ -158,4 +159,74 @@ async fn canned_replies_and_copied_pieces_arrive_in_order() {
 enum Piece {
     Canned(usize),
     Copied(usize),
+}
+
+/// A fixed pseudo-random sequence (xorshift64, fixed seed): the same on every run.
+struct Sequence(u64);
+
+impl Sequence {
+    fn next(&mut self, below: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % below as u64) as usize
+    }
+}
+
+#[paste_rt::test_each_backend]
+async fn random_batches_of_canned_and_copied_replies_arrive_in_order() {
+    // 300 batches of 1 to 20 replies, each a canned reply of a size around the copy
+    // threshold or a copied piece of 0 to 700 bytes: what a pipelined server's
+    // batches look like, and every order of held, copied and queued replies.
+    let sizes = [1, 151, 600, COPY_CANNED_MAX, COPY_CANNED_MAX + 1, 3000];
+    let canned: Vec<&'static [u8]> =
+        sizes.iter().enumerate().map(|(k, &n)| &*Box::leak(pattern(n + k).split_off(k).into_boxed_slice())).collect();
+    let copied = pattern(700);
+    let mut seq = Sequence(0x05ee_d0f0_b0c5);
+    let batches: Vec<Vec<Piece>> =
+        (0..300)
+            .map(|_| {
+                (0..1 + seq.next(20))
+                    .map(|_| {
+                        if seq.next(3) < 2 {
+                            Piece::Canned(seq.next(sizes.len()))
+                        } else {
+                            Piece::Copied(seq.next(701))
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+    let expected: Vec<u8> = batches
+        .iter()
+        .flatten()
+        .flat_map(|piece| match *piece {
+            Piece::Canned(k) => canned[k],
+            Piece::Copied(n) => &copied[..n],
+        })
+        .copied()
+        .collect();
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received = off_thread(move || read_to_eof(&mut std::net::TcpStream::connect(addr).unwrap()));
+    let (stream, _) = listener.accept().await.unwrap();
+    let mut out = Outbox::new(&stream);
+    for batch in &batches {
+        for piece in batch {
+            match *piece {
+                Piece::Canned(k) => out.put_static(canned[k]),
+                Piece::Copied(n) => out.put(&copied[..n]),
+            }
+        }
+        out.flush().unwrap();
+        std::future::poll_fn(|cx| out.poll_room(cx)).await.unwrap();
+    }
+    stream.flush().await.unwrap();
+    stream.shutdown().await.unwrap();
+    drop(out);
+    drop(stream);
+    let got = received.await;
+    assert_eq!(got.len(), expected.len(), "every byte put arrives");
+    assert!(got == expected, "replies arrive once each, in the order put");
 }

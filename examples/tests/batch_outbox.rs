@@ -12,7 +12,7 @@ use paste_rt::batch::{self, BatchEvent};
 use paste_rt::net::TcpListener;
 use paste_rt_examples::batch_outbox::BatchOutbox;
 use paste_rt_examples::outbox::COPY_CANNED_MAX;
-use support::{off_thread, pattern, read_n};
+use support::{off_thread, pattern, read_n, Sequence};
 
 const REPLY: &[u8] = &[b'r'; 151];
 const LARGE: &[u8] = &[b'L'; COPY_CANNED_MAX + 1];
@@ -79,18 +79,6 @@ async fn a_lone_canned_reply_goes_as_it_is_and_several_share_pool_buffers() {
     assert!(checked.get(), "the handler saw the request");
     let got = received.await;
     assert!(got == expected, "every reply arrives once, in order ({} of {} bytes)", got.len(), expected.len());
-}
-
-/// A fixed pseudo-random sequence (xorshift64, fixed seed): the same on every run.
-struct Sequence(u64);
-
-impl Sequence {
-    fn next(&mut self, below: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % below as u64) as usize
-    }
 }
 
 #[paste_rt::test_each_backend]

@@ -9,7 +9,7 @@ mod support;
 
 use paste_rt::net::{TcpListener, TcpStream};
 use paste_rt_examples::outbox::{Outbox, COPY_CANNED_MAX};
-use support::{off_thread, pattern, read_to_eof};
+use support::{off_thread, pattern, read_to_eof, Sequence};
 
 #[paste_rt::test_each_backend]
 async fn pieces_of_every_size_arrive_in_order() {
@@ -159,18 +159,6 @@ async fn canned_replies_and_copied_pieces_arrive_in_order() {
 enum Piece {
     Canned(usize),
     Copied(usize),
-}
-
-/// A fixed pseudo-random sequence (xorshift64, fixed seed): the same on every run.
-struct Sequence(u64);
-
-impl Sequence {
-    fn next(&mut self, below: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % below as u64) as usize
-    }
 }
 
 #[paste_rt::test_each_backend]

@@ -81,3 +81,17 @@ pub fn round_trip(s: &mut TcpStream, bytes: &[u8], expect: &[u8]) {
 pub fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
 }
+
+/// A fixed pseudo-random sequence (xorshift64 from a fixed seed): the same numbers on
+/// every run, for tests that want many varied cases without a failure file.
+pub struct Sequence(pub u64);
+
+impl Sequence {
+    /// The next number, below `below`.
+    pub fn next(&mut self, below: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % below as u64) as usize
+    }
+}

@@ -148,8 +148,9 @@ impl<'s> Outbox<'s> {
         self.queue(SendData::Static(bytes));
     }
 
-    /// Queues the partly filled buffer, if any. Returns the first error queueing met
-    /// (the connection's send failed earlier; the bytes since are lost).
+    /// Queues what was put and not queued yet: the partly filled buffer, or a canned
+    /// reply held alone. Returns the first error queueing met (the connection's send
+    /// failed earlier; the bytes since are lost).
     #[inline]
     pub fn flush(&mut self) -> io::Result<()> {
         self.queue_put();

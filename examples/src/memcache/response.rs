@@ -90,25 +90,50 @@ pub(super) const CRLF: &[u8] = b"\r\n";
 /// Longest `VALUE` line: "VALUE " key " " u32 " " u64 " " u64 "\r\n".
 const VALUE_LINE_MAX: usize = 6 + super::parser::MAX_KEY_LEN + 1 + 10 + 1 + 20 + 1 + 20 + 2;
 
+/// Largest value written in one piece with its `VALUE` line and closing CRLF: a
+/// reply of a few short pieces costs the sink a call each (on paste-rt, a look at
+/// the pool buffer being filled), so a small one is assembled first.
+const VALUE_INLINE_MAX: usize = 128;
+
 /// Writes one `get` hit: `VALUE <key> <flags> <bytes>[ <cas>]\r\n<data>\r\n`.
 pub(super) fn put_value(out: &mut impl ResponseSink, key: &[u8], flags: u32, data: &[u8], cas: Option<u64>) {
-    let mut line = [0u8; VALUE_LINE_MAX];
-    let mut digits = itoa::Buffer::new();
     // Keys reaching here are at most MAX_KEY_LEN; a longer one (a hand-built command)
-    // is written in two pieces rather than overflowing the line buffer.
+    // is written in pieces rather than overflowing the line buffer.
     if key.len() > super::parser::MAX_KEY_LEN {
         out.put(b"VALUE ");
         out.put(key);
-    } else {
-        let mut n = 0;
-        for part in [&b"VALUE "[..], key] {
-            line[n..n + part.len()].copy_from_slice(part);
-            n += part.len();
-        }
+        let mut line = [0u8; VALUE_LINE_MAX];
+        let n = value_line_numbers(&mut line, flags, data.len(), cas);
         out.put(&line[..n]);
+        out.put(data);
+        out.put(CRLF);
+        return;
     }
+    let mut reply = [0u8; VALUE_LINE_MAX + VALUE_INLINE_MAX + 2];
     let mut n = 0;
-    let numbers = [Some(u64::from(flags)), Some(data.len() as u64), cas];
+    for part in [&b"VALUE "[..], key] {
+        reply[n..n + part.len()].copy_from_slice(part);
+        n += part.len();
+    }
+    n += value_line_numbers(&mut reply[n..], flags, data.len(), cas);
+    if data.len() <= VALUE_INLINE_MAX {
+        // The common small value: line, data and CRLF in one piece.
+        reply[n..n + data.len()].copy_from_slice(data);
+        n += data.len();
+        reply[n..n + 2].copy_from_slice(CRLF);
+        out.put(&reply[..n + 2]);
+    } else {
+        out.put(&reply[..n]);
+        out.put(data);
+        out.put(CRLF);
+    }
+}
+
+/// Writes `" <flags> <bytes>[ <cas>]\r\n"` at the start of `line`; returns its length.
+fn value_line_numbers(line: &mut [u8], flags: u32, len: usize, cas: Option<u64>) -> usize {
+    let mut digits = itoa::Buffer::new();
+    let mut n = 0;
+    let numbers = [Some(u64::from(flags)), Some(len as u64), cas];
     for number in numbers.into_iter().flatten() {
         line[n] = b' ';
         let d = digits.format(number).as_bytes();
@@ -116,9 +141,7 @@ pub(super) fn put_value(out: &mut impl ResponseSink, key: &[u8], flags: u32, dat
         n += 1 + d.len();
     }
     line[n..n + 2].copy_from_slice(CRLF);
-    out.put(&line[..n + 2]);
-    out.put(data);
-    out.put(CRLF);
+    n + 2
 }
 
 /// Writes an `incr`/`decr` result line.
@@ -153,6 +176,26 @@ mod tests {
         let mut out = Vec::new();
         put_value(&mut out, &[b'k'; 300], 1, b"x", None);
         assert_eq!(out.len(), 6 + 300 + 6 + 3);
+    }
+
+    #[test]
+    fn values_of_every_size_around_the_inline_limit() {
+        let longest = [b'k'; super::super::parser::MAX_KEY_LEN];
+        for key in [&b"a"[..], &longest[..]] {
+            for len in [0, 1, VALUE_INLINE_MAX - 1, VALUE_INLINE_MAX, VALUE_INLINE_MAX + 1, 1000] {
+                for cas in [None, Some(u64::MAX)] {
+                    let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+                    let mut out = Vec::new();
+                    put_value(&mut out, key, u32::MAX, &data, cas);
+                    let cas = cas.map_or(String::new(), |c| format!(" {c}"));
+                    let mut expected =
+                        format!("VALUE {} {} {len}{cas}\r\n", String::from_utf8_lossy(key), u32::MAX).into_bytes();
+                    expected.extend_from_slice(&data);
+                    expected.extend_from_slice(b"\r\n");
+                    assert_eq!(out, expected, "key of {} bytes, {len}-byte value", key.len());
+                }
+            }
+        }
     }
 
     #[test]

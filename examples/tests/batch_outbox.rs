@@ -12,7 +12,7 @@ use paste_rt::batch::{self, BatchEvent};
 use paste_rt::net::TcpListener;
 use paste_rt_examples::batch_outbox::BatchOutbox;
 use paste_rt_examples::outbox::COPY_CANNED_MAX;
-use support::{off_thread, pattern, read_n, Sequence};
+use support::{batch_bytes, canned_replies, go_then_read, pattern, random_batches, Piece, Sequence};
 
 const REPLY: &[u8] = &[b'r'; 151];
 const LARGE: &[u8] = &[b'L'; COPY_CANNED_MAX + 1];
@@ -22,13 +22,7 @@ async fn a_lone_canned_reply_goes_as_it_is_and_several_share_pool_buffers() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let expected: Vec<u8> = [REPLY, &REPLY.repeat(16), REPLY, LARGE, REPLY].concat();
-    let want = expected.len();
-    let received = off_thread(move || {
-        let mut c = std::net::TcpStream::connect(addr).unwrap();
-        c.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
-        std::io::Write::write_all(&mut c, b"go").unwrap();
-        read_n(&mut c, want)
-    });
+    let received = go_then_read(addr, expected.len());
     let checked = Rc::new(Cell::new(false));
     let done = checked.clone();
     let mut out = BatchOutbox::new();
@@ -85,34 +79,13 @@ async fn a_lone_canned_reply_goes_as_it_is_and_several_share_pool_buffers() {
 async fn random_batches_of_canned_and_copied_replies_arrive_in_order() {
     // 60 turns of the connection, each 1 to 20 replies: canned ones of sizes around
     // the copy threshold and copied pieces of 0 to 700 bytes, in every order.
-    let sizes = [1, 151, 600, COPY_CANNED_MAX, COPY_CANNED_MAX + 1, 3000];
-    let canned: Vec<&'static [u8]> =
-        sizes.iter().enumerate().map(|(k, &n)| &*Box::leak(pattern(n + k).split_off(k).into_boxed_slice())).collect();
+    let canned = canned_replies(&[1, 151, 600, COPY_CANNED_MAX, COPY_CANNED_MAX + 1, 3000]);
     let copied = pattern(700);
-    let mut seq = Sequence(0x0b0c_5eed_f00d);
-    let turns: Vec<Vec<(bool, usize)>> = (0..60)
-        .map(|_| {
-            (0..1 + seq.next(20))
-                .map(|_| if seq.next(3) < 2 { (true, seq.next(sizes.len())) } else { (false, seq.next(701)) })
-                .collect()
-        })
-        .collect();
-    let expected: Vec<u8> = turns
-        .iter()
-        .flatten()
-        .flat_map(|&(is_canned, k)| if is_canned { canned[k] } else { &copied[..k] })
-        .copied()
-        .collect();
+    let turns = random_batches(&mut Sequence(0x0b0c_5eed_f00d), 60, canned.len(), 700);
+    let expected = batch_bytes(&turns, &canned, &copied);
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let want = expected.len();
-    let received = off_thread(move || {
-        let mut c = std::net::TcpStream::connect(addr).unwrap();
-        c.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
-        std::io::Write::write_all(&mut c, b"go").unwrap();
-        read_n(&mut c, want)
-    });
+    let received = go_then_read(listener.local_addr().unwrap(), expected.len());
     let mut out = BatchOutbox::new();
     batch::serve(listener, move |batch| {
         while let Some(event) = batch.next_event() {
@@ -120,11 +93,10 @@ async fn random_batches_of_canned_and_copied_replies_arrive_in_order() {
                 BatchEvent::Data(conn, _) => {
                     for turn in &turns {
                         out.start(batch, conn);
-                        for &(is_canned, k) in turn {
-                            if is_canned {
-                                out.put_static(batch, canned[k]);
-                            } else {
-                                out.put(batch, &copied[..k]);
+                        for piece in turn {
+                            match *piece {
+                                Piece::Canned(k) => out.put_static(batch, canned[k]),
+                                Piece::Copied(n) => out.put(batch, &copied[..n]),
                             }
                         }
                         out.finish(batch);

@@ -9,7 +9,7 @@ mod support;
 
 use paste_rt::net::{TcpListener, TcpStream};
 use paste_rt_examples::outbox::{Outbox, COPY_CANNED_MAX};
-use support::{off_thread, pattern, read_to_eof, Sequence};
+use support::{batch_bytes, canned_replies, off_thread, pattern, random_batches, read_to_eof, Piece, Sequence};
 
 #[paste_rt::test_each_backend]
 async fn pieces_of_every_size_arrive_in_order() {
@@ -107,12 +107,7 @@ async fn a_lone_canned_reply_is_queued_as_it_is_and_several_share_pool_buffers()
 async fn canned_replies_and_copied_pieces_arrive_in_order() {
     // Canned replies small and large, alone and many to a batch, between copied
     // pieces: every way a held canned reply can meet what comes after it.
-    let canned: Vec<&'static [u8]> = [1, 151, COPY_CANNED_MAX, COPY_CANNED_MAX + 1, 5000]
-        .iter()
-        .enumerate()
-        .map(|(k, &n)| &*Box::leak(vec![b'A' + k as u8; n].into_boxed_slice()))
-        .collect();
-    let copied = pattern(700);
+    let canned = canned_replies(&[1, 151, COPY_CANNED_MAX, COPY_CANNED_MAX + 1, 5000]);
     let batches: Vec<Vec<Piece>> = vec![
         vec![Piece::Canned(1)],
         vec![Piece::Canned(3)],
@@ -123,42 +118,7 @@ async fn canned_replies_and_copied_pieces_arrive_in_order() {
         vec![Piece::Canned(2), Piece::Canned(3), Piece::Canned(4), Piece::Canned(2)],
         vec![Piece::Canned(1); 40],
     ];
-    let mut expected = Vec::new();
-    for piece in batches.iter().flatten() {
-        match *piece {
-            Piece::Canned(k) => expected.extend_from_slice(canned[k]),
-            Piece::Copied(n) => expected.extend_from_slice(&copied[..n]),
-        }
-    }
-
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let received = off_thread(move || read_to_eof(&mut std::net::TcpStream::connect(addr).unwrap()));
-    let (stream, _) = listener.accept().await.unwrap();
-    let mut out = Outbox::new(&stream);
-    for batch in &batches {
-        for piece in batch {
-            match *piece {
-                Piece::Canned(k) => out.put_static(canned[k]),
-                Piece::Copied(n) => out.put(&copied[..n]),
-            }
-        }
-        out.flush().unwrap();
-        std::future::poll_fn(|cx| out.poll_room(cx)).await.unwrap();
-    }
-    stream.flush().await.unwrap();
-    stream.shutdown().await.unwrap();
-    drop(out);
-    drop(stream);
-    let got = received.await;
-    assert!(got == expected, "every piece arrives once, in order ({} of {} bytes)", got.len(), expected.len());
-}
-
-/// One piece of a test batch: a canned reply (by index) or `n` copied bytes.
-#[derive(Clone, Copy)]
-enum Piece {
-    Canned(usize),
-    Copied(usize),
+    send_batches_and_check(&canned, &batches).await;
 }
 
 #[paste_rt::test_each_backend]
@@ -166,41 +126,23 @@ async fn random_batches_of_canned_and_copied_replies_arrive_in_order() {
     // 300 batches of 1 to 20 replies, each a canned reply of a size around the copy
     // threshold or a copied piece of 0 to 700 bytes: what a pipelined server's
     // batches look like, and every order of held, copied and queued replies.
-    let sizes = [1, 151, 600, COPY_CANNED_MAX, COPY_CANNED_MAX + 1, 3000];
-    let canned: Vec<&'static [u8]> =
-        sizes.iter().enumerate().map(|(k, &n)| &*Box::leak(pattern(n + k).split_off(k).into_boxed_slice())).collect();
-    let copied = pattern(700);
-    let mut seq = Sequence(0x05ee_d0f0_b0c5);
-    let batches: Vec<Vec<Piece>> =
-        (0..300)
-            .map(|_| {
-                (0..1 + seq.next(20))
-                    .map(|_| {
-                        if seq.next(3) < 2 {
-                            Piece::Canned(seq.next(sizes.len()))
-                        } else {
-                            Piece::Copied(seq.next(701))
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
-    let expected: Vec<u8> = batches
-        .iter()
-        .flatten()
-        .flat_map(|piece| match *piece {
-            Piece::Canned(k) => canned[k],
-            Piece::Copied(n) => &copied[..n],
-        })
-        .copied()
-        .collect();
+    let canned = canned_replies(&[1, 151, 600, COPY_CANNED_MAX, COPY_CANNED_MAX + 1, 3000]);
+    let batches = random_batches(&mut Sequence(0x05ee_d0f0_b0c5), 300, canned.len(), 700);
+    send_batches_and_check(&canned, &batches).await;
+}
 
+/// Puts `batches` through an `Outbox` on a fresh connection, flushing after each
+/// (copied pieces cut from a 700-byte pattern), and checks that the peer receives
+/// every reply once, in the order put.
+async fn send_batches_and_check(canned: &[&'static [u8]], batches: &[Vec<Piece>]) {
+    let copied = pattern(700);
+    let expected = batch_bytes(batches, canned, &copied);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let received = off_thread(move || read_to_eof(&mut std::net::TcpStream::connect(addr).unwrap()));
     let (stream, _) = listener.accept().await.unwrap();
     let mut out = Outbox::new(&stream);
-    for batch in &batches {
+    for batch in batches {
         for piece in batch {
             match *piece {
                 Piece::Canned(k) => out.put_static(canned[k]),

@@ -95,3 +95,59 @@ impl Sequence {
         (self.0 % below as u64) as usize
     }
 }
+
+/// One reply of a test batch of replies: a canned one (an index into the canned set)
+/// or the first `n` bytes of the copied pattern.
+#[derive(Clone, Copy, Debug)]
+pub enum Piece {
+    /// `canned[k]`.
+    Canned(usize),
+    /// The first `n` bytes of the copied pattern.
+    Copied(usize),
+}
+
+/// Canned replies of the given sizes, each cut from a different place of the
+/// pattern, living for the process's life (as a server's canned replies do).
+pub fn canned_replies(sizes: &[usize]) -> Vec<&'static [u8]> {
+    sizes.iter().enumerate().map(|(k, &n)| &*Box::leak(pattern(n + k).split_off(k).into_boxed_slice())).collect()
+}
+
+/// `count` batches of 1 to 20 replies from `seq`: two in three canned (one of
+/// `canned` sizes), the others copied pieces of 0 to `max_copied` bytes.
+pub fn random_batches(seq: &mut Sequence, count: usize, canned: usize, max_copied: usize) -> Vec<Vec<Piece>> {
+    (0..count)
+        .map(|_| {
+            (0..1 + seq.next(20))
+                .map(|_| {
+                    if seq.next(3) < 2 {
+                        Piece::Canned(seq.next(canned))
+                    } else {
+                        Piece::Copied(seq.next(max_copied + 1))
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The bytes of `batches`, in order: what the peer must receive.
+pub fn batch_bytes(batches: &[Vec<Piece>], canned: &[&[u8]], copied: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for piece in batches.iter().flatten() {
+        match *piece {
+            Piece::Canned(k) => bytes.extend_from_slice(canned[k]),
+            Piece::Copied(n) => bytes.extend_from_slice(&copied[..n]),
+        }
+    }
+    bytes
+}
+
+/// A client that connects to `addr`, sends "go" and reads `n` bytes (off the
+/// runtime thread).
+pub fn go_then_read(addr: SocketAddr, n: usize) -> impl Future<Output = Vec<u8>> {
+    off_thread(move || {
+        let mut c = connect(addr);
+        c.write_all(b"go").unwrap();
+        read_n(&mut c, n)
+    })
+}

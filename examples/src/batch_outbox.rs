@@ -44,7 +44,23 @@ impl BatchOutbox {
     }
 
     /// Appends `bytes` to the current connection's replies.
+    #[inline]
     pub fn put(&mut self, batch: &mut Batch<'_>, bytes: &[u8]) {
+        // The common case, inlined into the handler: the bytes fit the buffer being
+        // filled without filling it (answers to pipelined requests after the first,
+        // short pieces of a reply). (A held canned reply never comes with a buffer.)
+        if let Some(tx) = &mut self.tx {
+            if bytes.len() < tx.remaining() {
+                tx.put(bytes);
+                return;
+            }
+        }
+        self.put_slow(batch, bytes);
+    }
+
+    /// [`put`](Self::put) when there is no buffer yet, or `bytes` fill it up.
+    #[inline(never)]
+    fn put_slow(&mut self, batch: &mut Batch<'_>, bytes: &[u8]) {
         if let Some(canned) = self.canned.take() {
             // More than one reply for this connection: the held one goes first,
             // copied when small.

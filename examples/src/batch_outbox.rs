@@ -13,7 +13,7 @@
 use paste_rt::batch::{Batch, ConnId};
 use paste_rt::{SendData, TxBuf};
 
-use crate::outbox::COPY_CANNED_MAX;
+use crate::outbox::{put_within, COPY_CANNED_MAX};
 
 /// Replies of the connection being handled in a batch.
 #[derive(Debug, Default)]
@@ -46,16 +46,12 @@ impl BatchOutbox {
     /// Appends `bytes` to the current connection's replies.
     #[inline]
     pub fn put(&mut self, batch: &mut Batch<'_>, bytes: &[u8]) {
-        // The common case, inlined into the handler: the bytes fit the buffer being
-        // filled without filling it (answers to pipelined requests after the first,
-        // short pieces of a reply). (A held canned reply never comes with a buffer.)
-        if let Some(tx) = &mut self.tx {
-            if bytes.len() < tx.remaining() {
-                tx.put(bytes);
-                return;
-            }
+        // The common case, inlined into the handler: answers to pipelined requests
+        // after the first, short pieces of a reply. (A held canned reply never comes
+        // with a buffer.)
+        if !put_within(&mut self.tx, bytes) {
+            self.put_slow(batch, bytes);
         }
-        self.put_slow(batch, bytes);
     }
 
     /// [`put`](Self::put) when there is no buffer yet, or `bytes` fill it up.

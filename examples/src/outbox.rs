@@ -32,6 +32,20 @@ use crate::memcache::ResponseSink;
 /// item of its own costs a few hundred (and on PASTE a TX slot and a segment).
 pub const COPY_CANNED_MAX: usize = 1024;
 
+/// Both outboxes' common case: appends `bytes` to the buffer being filled when they
+/// fit without filling it, and says whether it did. (A buffer they would fill is left
+/// to the caller's slow path, which queues it at once.)
+#[inline(always)]
+pub(crate) fn put_within(current: &mut Option<TxBuf>, bytes: &[u8]) -> bool {
+    match current {
+        Some(tx) if bytes.len() < tx.remaining() => {
+            tx.put(bytes);
+            true
+        }
+        _ => false,
+    }
+}
+
 /// Replies of one connection on their way to pool buffers.
 ///
 /// ```no_run
@@ -69,13 +83,9 @@ impl<'s> Outbox<'s> {
     pub fn put(&mut self, bytes: &[u8]) {
         // The common case, inlined into the reply writer: a memcached reply is several
         // short pieces, and they fit the buffer being filled without filling it.
-        if let Some(tx) = &mut self.current {
-            if bytes.len() < tx.remaining() {
-                tx.put(bytes);
-                return;
-            }
+        if !put_within(&mut self.current, bytes) {
+            self.put_slow(bytes);
         }
-        self.put_slow(bytes);
     }
 
     /// [`put`](Self::put) when there is no buffer yet, or `bytes` fill it up.

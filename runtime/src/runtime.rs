@@ -24,15 +24,13 @@ use crate::select::Selection;
 use crate::task::queue::{Registry, RunQueue, MAX_LIFO_POLLS};
 use crate::task::raw::{self, TaskRef};
 use crate::task::JoinHandle;
-use crate::time::Timers;
+use crate::time::{SweepClock, Timers};
 
 pub use crate::build_error::BuildError;
 pub use crate::builder::{Builder, BACKEND_ENV};
 
 /// Most tasks run in one tick before I/O is polled again.
 const TASK_BUDGET: usize = 256;
-/// How often receive deadlines are checked while any is set (their granularity).
-const DEADLINE_SWEEP: Duration = Duration::from_millis(100);
 
 static NEXT_RUNTIME_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -119,8 +117,9 @@ pub(crate) struct Inner {
     pub(crate) selection: Selection,
     /// Number of sibling runtimes started together (thread-per-core).
     pub(crate) threads: usize,
-    /// When receive deadlines are next checked.
-    next_sweep: Cell<Instant>,
+    /// When receive deadlines are next checked (every `SweepClock::PERIOD` while
+    /// any is set).
+    sweep: SweepClock,
     /// Inside block_on already (nesting is refused).
     running: Cell<bool>,
     /// Graceful shutdown was requested; `shutdown_requested()` waiters.
@@ -302,7 +301,7 @@ impl Runtime {
                 timers: RefCell::new(Timers::default()),
                 selection,
                 threads,
-                next_sweep: Cell::new(now),
+                sweep: SweepClock::new(now),
                 running: Cell::new(false),
                 shutting_down: Cell::new(false),
                 shutdown_waiters: RefCell::new(slab::Slab::new()),
@@ -393,21 +392,22 @@ impl Inner {
     /// coarse, so the tick's clock (`coarse_now`, read after the last wait) serves.
     #[inline(always)] // once a tick, into block_on
     fn wait_limit(&self) -> Option<Duration> {
-        let sweep = self.driver.borrow().has_deadlines().then(|| self.next_sweep.get());
+        let sweep = self.driver.borrow().has_deadlines();
         match (self.timers.borrow_mut().next_deadline(), sweep) {
             (Some(timer), sweep) => {
-                let until = sweep.map_or(timer, |s| s.min(timer));
-                Some(until.saturating_duration_since(Instant::now()))
+                let now = Instant::now();
+                let until_timer = timer.saturating_duration_since(now);
+                Some(if sweep { until_timer.min(self.sweep.wait_limit(now)) } else { until_timer })
             }
-            (None, Some(sweep)) => Some(sweep.saturating_duration_since(crate::time::coarse_now())),
-            (None, None) => None,
+            (None, true) => Some(self.sweep.wait_limit(crate::time::coarse_now())),
+            (None, false) => None,
         }
     }
 
-    /// Fails the receives whose deadline passed, at most every `DEADLINE_SWEEP`.
+    /// Fails the receives whose deadline passed, at most every `SweepClock::PERIOD`.
     #[inline]
     fn sweep_deadlines(&self, now: Instant) {
-        if now >= self.next_sweep.get() {
+        if self.sweep.is_due(now) {
             self.sweep_deadlines_now(now);
         }
     }
@@ -415,7 +415,7 @@ impl Inner {
     /// [`sweep_deadlines`](Self::sweep_deadlines) once a sweep is due.
     #[inline(never)]
     fn sweep_deadlines_now(&self, now: Instant) {
-        self.next_sweep.set(now + DEADLINE_SWEEP);
+        self.sweep.swept(now);
         if let Ok(mut d) = self.driver.try_borrow_mut() {
             d.expire(now);
         }

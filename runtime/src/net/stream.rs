@@ -63,8 +63,9 @@ impl TcpStream {
     /// with `ErrorKind::TimedOut` (data received before is still handed out first;
     /// EOF and errors win). The connection stays open: the application decides what
     /// to do (answer `408` and close, for example). `None` clears it, and setting a
-    /// new deadline clears an expiry. Deadlines are checked by a sweep in the tick at
-    /// most every 100 ms, so one is reported up to that late. Setting it is O(1),
+    /// new deadline clears an expiry. Deadlines are checked by a sweep in the tick
+    /// every 100 ms, so one is reported up to that late (and up to a millisecond
+    /// more: a tick waits for the sweep in whole milliseconds). Setting it is O(1),
     /// allocates nothing and makes no system call; compute it from
     /// [`time::coarse_now`](crate::time::coarse_now) on a per-request path.
     ///

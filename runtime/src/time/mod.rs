@@ -4,8 +4,10 @@
 //! outlasts the earliest deadline. A timer allocates nothing once the runtime's
 //! timer queue has grown to its working size.
 
+mod sweep;
 mod timers;
 
+pub(crate) use sweep::SweepClock;
 pub(crate) use timers::{TimerKey, Timers};
 
 use std::cell::Cell;

@@ -643,7 +643,7 @@ impl PasteBackend {
         // 3. The sync: one io_uring_enter (emulated) or one poll() (kernel). It does
         //    txsync, the socket work, the wait and rxsync. Do not wait when RX slots
         //    the last walk left for lack of buffers can be taken now.
-        let busy = io.wakes() != wakes || (self.driver.rx_ready() > 0 && self.driver.pool().free_count() > 0);
+        let busy = io.wakes() != wakes || (self.driver.rx_left() && self.driver.pool().free_count() > 0);
         let timeout = if busy || !self.events.is_empty() { Some(Duration::ZERO) } else { timeout };
         let synced = provider!(&mut self.provider, p => p.sync(&self.driver, timeout, &self.stats, &mut self.events));
         // 4. TX slots the kernel took: their bytes are sent, from the app's view. (Before

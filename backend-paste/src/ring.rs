@@ -455,6 +455,9 @@ pub struct RingDriver {
     home: Vec<bool>,
     /// Payload bytes a TX slot with the port's generic offset holds ([`slot_room`]).
     direct_room: u32,
+    /// The last [`rx_walk`](RingDriver::rx_walk) stopped before the end of the
+    /// slots it found (the pool ran dry): [`rx_left`](RingDriver::rx_left).
+    rx_left: bool,
     cfg: DriverConfig,
 }
 
@@ -654,6 +657,7 @@ impl RingDriver {
             low_credit: Vec::new(),
             home,
             direct_room: slot_room(&cfg, buf_size, generic_offset),
+            rx_left: false,
             cfg,
         };
         Ok((driver, report))
@@ -706,6 +710,15 @@ impl RingDriver {
     /// RX slots the kernel can fill at most (each ring keeps one slot empty).
     pub fn rx_capacity(&self) -> u32 {
         self.rx.iter().map(|r| r.num_slots().saturating_sub(1)).sum()
+    }
+
+    /// Whether the last [`rx_walk`](Self::rx_walk) left RX slots unwalked (the pool
+    /// ran dry, or the budget ran out). Until the next sync moves the rings' tails,
+    /// this is [`rx_ready`](Self::rx_ready)` > 0` without a look at every ring: the
+    /// per-tick question "can anything be taken without waiting?".
+    #[inline]
+    pub fn rx_left(&self) -> bool {
+        self.rx_left
     }
 
     /// RX slots waiting to be walked.
@@ -789,6 +802,7 @@ impl RingDriver {
             }
             ring.set_head_cur(i);
         }
+        self.rx_left = w.pool_exhausted || w.slots >= budget;
         w
     }
 

@@ -210,6 +210,7 @@ fn rx_walk_stops_when_the_pool_is_empty_and_resumes_later() {
     assert!(w.pool_exhausted);
     assert_eq!(w.data, 2);
     assert_eq!(d.rx_ready(), 3, "the rest stays in the ring, nothing dropped");
+    assert!(d.rx_left(), "the walk says it left slots (the tick then does not wait)");
     check_conservation(&k, &d, &held).unwrap();
     held.clear();
     let w = d.rx_walk(u32::MAX, |e| {
@@ -227,6 +228,7 @@ fn rx_walk_stops_when_the_pool_is_empty_and_resumes_later() {
     });
     assert_eq!(order, vec![4]);
     assert_eq!(d.rx_ready(), 0);
+    assert!(!d.rx_left(), "a walk to the end leaves nothing");
 }
 
 #[test]

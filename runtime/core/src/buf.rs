@@ -329,9 +329,18 @@ impl TxBuf {
     }
 
     /// Appends as much of `data` as fits; returns how many bytes were taken.
+    #[inline]
     pub fn put(&mut self, data: &[u8]) -> usize {
-        let n = data.len().min(self.remaining());
-        self.spare_mut()[..n].copy_from_slice(&data[..n]);
+        // (The pool's geometry read once, no slice of the spare room built: this is
+        // the per-reply-piece path of every server writing into pool buffers.)
+        let inner = self.inner();
+        let start = inner.tx_headroom() + self.len;
+        let n = data.len().min((inner.buf_size() - start) as usize);
+        // SAFETY: this handle owns the buffer exclusively (as in `spare_mut`);
+        // [start, start + n) lies within the buffer (start + n <= buf_size), and
+        // `data` is another object (a shared borrow, while this buffer is borrowed
+        // mutably), so the two do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), inner.base_of(self.index).add(start as usize), n) };
         self.len += n as u32;
         n
     }

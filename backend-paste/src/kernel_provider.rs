@@ -579,15 +579,19 @@ impl KernelProvider {
     ) -> io::Result<()> {
         let Some(port_fd) = self.port.as_ref().map(|p| p.as_raw_fd()) else { return Ok(()) };
         let freed = std::mem::take(&mut self.fd_freed);
-        let mut cap: Option<Duration> = None;
+        // The wait's cap in poll(2)'s milliseconds (u32::MAX: none), so that capping
+        // is one `min` per tick rather than `Duration` arithmetic.
+        let mut cap_ms = u32::MAX;
         // Listeners backing off after an accept error come back when their time is up
         // or an fd was freed.
         if self.any_starved {
-            cap = self.retry_starved(freed);
+            if let Some(retry) = self.retry_starved(freed) {
+                cap_ms = poll_millis(Some(retry));
+            }
         }
         let has_sockets = self.port.as_ref().is_some_and(|p| p.registered_count() > 0) || !self.connecting.is_empty();
         if has_sockets {
-            cap = Some(cap.map_or(ACK_WAIT_CAP, |c| c.min(ACK_WAIT_CAP)));
+            cap_ms = cap_ms.min(poll_millis(Some(ACK_WAIT_CAP)));
         }
         let socks = &self.socks;
         let state_of = |fd: RawFd| usize::try_from(fd).ok().and_then(|i| socks.get(i)).and_then(Option::as_ref);
@@ -618,11 +622,9 @@ impl KernelProvider {
             add_wanted_to_poll_set(self.connecting.iter().copied(), space_wanted, &mut self.pollfds, &mut self.roles);
         }
 
-        let timeout = match (timeout, cap) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let ms = paste_rt_core::wait_millis(timeout);
+        // (`wait_millis` rounds up, so the smaller of two rounded limits is the
+        // smaller limit rounded; -1, no limit, is u32::MAX here.)
+        let ms = poll_millis(timeout).min(cap_ms) as i32;
         stats.syscall();
         if ms != 0 {
             Stats::add(&stats.waits, 1);
@@ -890,6 +892,13 @@ impl KernelProvider {
     }
 }
 
+/// `wait_millis` as an unsigned number, no limit (-1) being `u32::MAX`: the larger
+/// the later, so limits combine with `min`.
+#[inline]
+fn poll_millis(limit: Option<Duration>) -> u32 {
+    paste_rt_core::wait_millis(limit) as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -902,6 +911,17 @@ mod tests {
         let n = unsafe { libc::poll(&mut p, 1, 2000) };
         assert!(n >= 0);
         p.revents
+    }
+
+    #[test]
+    fn wait_limits_combine_in_milliseconds_rounded_up() {
+        let ms = |d: Option<Duration>, cap: u32| poll_millis(d).min(cap) as i32;
+        assert_eq!(ms(None, u32::MAX), -1, "no limit, no cap: poll waits for ever");
+        assert_eq!(ms(None, poll_millis(Some(ACK_WAIT_CAP))), 1, "the ACK cap alone");
+        assert_eq!(ms(Some(Duration::from_micros(1500)), u32::MAX), 2, "rounded up");
+        assert_eq!(ms(Some(Duration::from_millis(40)), poll_millis(Some(ACK_WAIT_CAP))), 1);
+        assert_eq!(ms(Some(Duration::ZERO), poll_millis(Some(ACK_WAIT_CAP))), 0, "no wait");
+        assert_eq!(ms(Some(Duration::from_millis(3)), poll_millis(Some(Duration::from_micros(4100)))), 3);
     }
 
     #[test]

@@ -394,8 +394,11 @@ impl Server {
             d.io.requeue_ready(self.group, ready.drain(pos..));
         }
         ready.clear();
-        for t in to_close.drain(..) {
-            d.close(t);
+        // (Most batches close nothing: no drain set up for an empty list.)
+        if !to_close.is_empty() {
+            for t in to_close.drain(..) {
+                d.close(t);
+            }
         }
         // Closing connections count until their last bytes are sent.
         self.stop = stopped || (self.shutting_down && !d.io.group_has_members(self.group));

@@ -331,16 +331,14 @@ impl TxBuf {
     /// Appends as much of `data` as fits; returns how many bytes were taken.
     #[inline]
     pub fn put(&mut self, data: &[u8]) -> usize {
-        // (The pool's geometry read once, no slice of the spare room built: this is
-        // the per-reply-piece path of every server writing into pool buffers.)
-        let inner = self.inner();
-        let start = inner.tx_headroom() + self.len;
-        let n = data.len().min((inner.buf_size() - start) as usize);
-        // SAFETY: this handle owns the buffer exclusively (as in `spare_mut`);
-        // [start, start + n) lies within the buffer (start + n <= buf_size), and
-        // `data` is another object (a shared borrow, while this buffer is borrowed
-        // mutably), so the two do not overlap.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), inner.base_of(self.index).add(start as usize), n) };
+        // (No slice of the free room built and bounds-checked: this is the
+        // per-reply-piece path of every server writing into pool buffers.)
+        let (free, room) = self.free_room();
+        let n = data.len().min(room);
+        // SAFETY: `free` starts `room` writable bytes this handle owns exclusively
+        // (`free_room`), n <= room, and `data` is another object (a shared borrow,
+        // while this buffer is borrowed mutably), so the two do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), free, n) };
         self.len += n as u32;
         n
     }
@@ -357,11 +355,23 @@ impl TxBuf {
     /// The unwritten part of the buffer, to fill in place; then call
     /// [`set_len`](Self::set_len).
     pub fn spare_mut(&mut self) -> &mut [u8] {
-        let start = self.inner().tx_headroom() as usize + self.len as usize;
-        let end = self.inner().buf_size() as usize;
-        // SAFETY: this handle owns the buffer exclusively (nobody else reads or
-        // writes it until it is sent or dropped); start <= end <= buf_size.
-        unsafe { std::slice::from_raw_parts_mut(self.inner().base_of(self.index).add(start), end - start) }
+        let (free, room) = self.free_room();
+        // SAFETY: `free` starts `room` bytes this handle owns exclusively
+        // (`free_room`), borrowed mutably with `self`.
+        unsafe { std::slice::from_raw_parts_mut(free, room) }
+    }
+
+    /// Where the unwritten part of the buffer starts, and its length: the pool's
+    /// geometry read once. The handle owns the buffer exclusively (nobody else reads
+    /// or writes it until it is sent or dropped).
+    #[inline]
+    fn free_room(&self) -> (*mut u8, usize) {
+        let inner = self.inner();
+        let start = inner.tx_headroom() + self.len;
+        // SAFETY: headroom + len <= buf_size (`set_len` and `put` keep len within the
+        // capacity), so the offset stays inside this buffer.
+        let free = unsafe { inner.base_of(self.index).add(start as usize) };
+        (free, (inner.buf_size() - start) as usize)
     }
 
     /// Sets the number of bytes written.

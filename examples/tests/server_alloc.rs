@@ -87,6 +87,12 @@ async fn measure(mode: Mode) {
                 }
             }
             done_tx.send(answered).unwrap();
+            // The connection stays open until the count is read: its end (and the
+            // server's close) are not part of the measured requests.
+            while go.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            drop(c);
         })
     };
 
@@ -95,6 +101,7 @@ async fn measure(mode: Mode) {
     go.store(true, Ordering::Release);
     let answered = done_rx.await.expect("client failed (its panic is above)");
     let allocated = allocations() - before;
+    go.store(false, Ordering::Release);
     client.join().unwrap();
 
     assert_eq!(answered, MEASURED + BURSTS * BURST);

@@ -344,7 +344,7 @@ impl RequestParser {
     /// Call it until it returns `None`, then feed the next chunk from position 0. An
     /// `End` may be returned with no bytes left (requests without body, or whose body
     /// ended exactly at the end of the chunk), so always call once more.
-    #[inline]
+    #[inline(always)] // the common dispatch, into the caller's loop
     pub fn next_event<'p>(&'p mut self, chunk: &[u8], pos: &mut usize) -> Option<Event<'p>> {
         // The common states first, each with `*pos` in range; everything else (and a
         // `*pos` past the end, which is clamped) out of line.

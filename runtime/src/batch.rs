@@ -7,8 +7,12 @@
 //! batched TX). This is the shape of PASTE's `phttpd` event loop: one `poll()`,
 //! then a walk of every ready slot.
 //!
-//! This module owns the batch server's loop and its event iterator. It never makes
-//! a system call and allocates nothing per event: the ready list is reused.
+//! The runtime calls the handler itself, once a tick, right after the wait (and
+//! the timers) that brought the news: no task is woken or polled per batch. The
+//! future [`serve`] returns only waits for the server's end. This module owns the
+//! batch servers' list (which the tick walks), each server's state, and the event
+//! iterator. It never makes a system call and allocates nothing per event: the
+//! ready list is reused.
 //!
 //! ```no_run
 //! use paste_rt::batch::{self, BatchEvent};
@@ -27,10 +31,12 @@
 //! # }
 //! ```
 
-use std::cell::RefMut;
+use std::any::Any;
+use std::cell::{Cell, RefCell, RefMut};
 use std::future::poll_fn;
 use std::future::Future;
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -239,63 +245,129 @@ impl Batch<'_> {
 /// happened, with every event of that tick. Returns when the handler calls
 /// [`Batch::stop`], or on graceful shutdown
 /// ([`request_shutdown`](crate::runtime::request_shutdown)): then the listener
-/// stops accepting, the batch in hand is handled, and every connection is closed
-/// once what was queued for it is sent. Accept errors (such as `EMFILE`) are
+/// stops accepting, the handler runs at once (to close idle connections), and
+/// every connection is closed once what was queued for it is sent; what is left
+/// after [`SHUTDOWN_GRACE`] is closed then. Accept errors (such as `EMFILE`) are
 /// skipped; the backend retries without spinning.
-pub async fn serve<H>(listener: TcpListener, mut handler: H) -> io::Result<()>
+///
+/// The runtime calls `handler` itself, from its tick, right after the wait that
+/// brought the news (PASTE's model: one poll, then a walk of what is ready): no
+/// task is woken or polled per batch. That is why `handler` is `'static` — the
+/// runtime holds it while the server runs. The future this function returns only
+/// waits for the end: dropping it stops the server and closes its connections
+/// (each once what was queued for it is sent). A panic in `handler` ends the
+/// server and comes out of this future, as a panic in its code would.
+pub async fn serve<H>(listener: TcpListener, handler: H) -> io::Result<()>
 where
-    H: FnMut(&mut Batch<'_>),
+    H: FnMut(&mut Batch<'_>) + 'static,
 {
     let (rt, listener_token) = listener.parts();
     let group = rt.driver.borrow_mut().io.add_group();
-    let mut server = Server {
-        rt,
-        listener: listener_token,
-        group,
-        nodelay: listener.nodelay(),
-        ready: Vec::with_capacity(1024),
-        to_close: Vec::new(),
-        stop: false,
-        shutting_down: false,
-        backlog: false,
-        listener_idle: false,
-        shutdown_waker: None,
-        grace: crate::time::sleep(SHUTDOWN_GRACE),
-    };
+    let server = Rc::new(Server {
+        state: RefCell::new(ServerState {
+            handler,
+            listener: listener_token,
+            group,
+            nodelay: listener.nodelay(),
+            ready: Vec::with_capacity(1024),
+            to_close: Vec::new(),
+            shutting_down: false,
+            ended: false,
+            panic: None,
+            end_waker: None,
+        }),
+    });
+    let registration = Registration::new(rt.clone(), server.clone(), group);
     let mut shutdown = std::pin::pin!(crate::runtime::shutdown_requested());
-    // One future for the whole loop: each wake handles what came and goes back to
-    // sleep in the same poll.
-    poll_fn(|cx| {
-        // A new poll: accepts may have landed, and the waker may be another.
-        server.listener_idle = false;
-        loop {
-            if server.poll_news(cx, shutdown.as_mut()).is_pending() {
-                return Poll::Pending;
-            }
-            if server.stop {
-                return Poll::Ready(());
-            }
-            server.handle(&mut handler);
-            if server.stop {
-                return Poll::Ready(());
-            }
-        }
-    })
-    .await;
-    let Server { rt, .. } = server;
-    let mut d = rt.driver.borrow_mut();
-    for t in d.io.group_members(group, false) {
-        d.close(t);
-    }
-    d.io.remove_group(group);
-    drop(d);
+    let mut grace = crate::time::sleep(SHUTDOWN_GRACE);
+    poll_fn(|cx| server.poll_end(cx, &rt, shutdown.as_mut(), &mut grace)).await;
+    let panic = server.state.borrow_mut().panic.take();
+    drop(registration);
     drop(listener);
+    if let Some(payload) = panic {
+        std::panic::resume_unwind(payload);
+    }
     Ok(())
 }
 
-/// The loop state of [`serve`]: what one wake looks at and hands the handler.
-struct Server {
-    rt: Rc<Inner>,
+/// The batch servers of one runtime: the tick runs each one's handler when it has
+/// news.
+#[derive(Default)]
+pub(crate) struct BatchServers {
+    servers: RefCell<Vec<Rc<dyn Runner>>>,
+    /// A server has news its last run did not take (or a run outside the tick left
+    /// some): the tick's next wait must not block.
+    news_left: Cell<bool>,
+}
+
+impl BatchServers {
+    /// Whether a server has news waiting: the next wait must not block.
+    #[inline(always)]
+    pub(crate) fn news_left(&self) -> bool {
+        self.news_left.get()
+    }
+
+    /// Runs the handler of every server with news. Once a tick, after the wait, the
+    /// timers and the deadline sweep (so the handler's clock is the tick's).
+    #[inline(always)] // once a tick, into block_on; nothing to do without servers
+    pub(crate) fn run(&self, driver: &RefCell<Driver>) {
+        if self.servers.borrow().is_empty() {
+            return;
+        }
+        self.run_each(driver);
+    }
+
+    /// [`run`](Self::run) with servers. Each is taken out of the list before its
+    /// handler runs, which may start or end servers.
+    #[inline(always)] // into block_on: usually one server, one call
+    fn run_each(&self, driver: &RefCell<Driver>) {
+        let mut left = false;
+        let mut i = 0;
+        loop {
+            let Some(server) = self.servers.borrow().get(i).cloned() else { break };
+            left |= server.run(driver);
+            i += 1;
+        }
+        self.news_left.set(left);
+    }
+
+    fn add(&self, server: Rc<dyn Runner>) {
+        self.servers.borrow_mut().push(server);
+        // A backlog may be waiting already: the next wait looks without blocking.
+        self.news_left.set(true);
+    }
+
+    fn remove(&self, server: &Rc<dyn Runner>) {
+        let removed = {
+            let mut servers = self.servers.borrow_mut();
+            servers.iter().position(|s| Rc::ptr_eq(s, server)).map(|i| servers.remove(i))
+        };
+        drop(removed); // outside the borrow: a handler's drop may touch the list
+    }
+
+    /// Forgets every server (the runtime is going; their futures were dropped).
+    pub(crate) fn clear(&self) {
+        let servers = std::mem::take(&mut *self.servers.borrow_mut());
+        drop(servers);
+    }
+}
+
+/// A batch server as the tick sees it.
+trait Runner {
+    /// Runs the handler if the server has news; returns whether news are left for
+    /// the next tick.
+    fn run(&self, driver: &RefCell<Driver>) -> bool;
+}
+
+/// One batch server: its handler and loop state, shared by the runtime (which runs
+/// it) and the future of [`serve`] (which waits for its end).
+struct Server<H> {
+    state: RefCell<ServerState<H>>,
+}
+
+/// The loop state of a batch server: what a run looks at and hands the handler.
+struct ServerState<H> {
+    handler: H,
     listener: Token,
     group: u32,
     /// The listener's [`ListenOptions::nodelay`](crate::net::ListenOptions::nodelay).
@@ -304,103 +376,171 @@ struct Server {
     ready: Vec<Token>,
     /// Connections the handler closed or saw end, lent to each batch.
     to_close: Vec<Token>,
-    stop: bool,
     shutting_down: bool,
-    /// Whether the listener's backlog had connections when the wait ended.
-    backlog: bool,
-    /// In this poll of the serve future, the listener was looked at (its waker
-    /// registered) and its backlog found empty: nothing can be accepted before the
-    /// next poll (accepts land only while the backend polls), so the look for more
-    /// after a batch skips it.
-    listener_idle: bool,
-    /// The waker the shutdown future holds: it is polled again only when the task's
-    /// waker changed, not before every sleep (the flag is read on every poll).
-    shutdown_waker: Option<Waker>,
-    /// Graceful shutdown's limit, armed when it starts.
-    grace: crate::time::Sleep,
+    /// The handler called `stop`, the last connection of a shutdown went, the grace
+    /// ran out, or the handler panicked: the tick runs it no more, and the future
+    /// of `serve` returns.
+    ended: bool,
+    /// The handler's panic, resumed by the future of `serve`.
+    panic: Option<Box<dyn Any + Send>>,
+    /// The future of `serve`, woken at the end.
+    end_waker: Option<Waker>,
 }
 
-impl Server {
-    /// Ready when there is a batch to handle, or `stop` was set; else registers
-    /// `cx` with the listener, the group and the shutdown future.
-    #[inline(always)] // twice a tick (the wake, and the look for more after the batch)
-    fn poll_news(&mut self, cx: &mut Context<'_>, shutdown: Pin<&mut ShutdownRequested>) -> Poll<()> {
-        self.backlog = false;
-        // The flag is read on every poll; the shutdown future (its waker slot) is
-        // polled only before going to sleep with a new waker.
-        if !self.shutting_down && crate::runtime::is_shutting_down() {
-            // Shutdown starts: the handler runs at once to close idle connections.
-            self.start_shutdown();
+impl<H: FnMut(&mut Batch<'_>)> Runner for Server<H> {
+    #[inline]
+    fn run(&self, driver: &RefCell<Driver>) -> bool {
+        // Busy only if a handler reached its own server's future: skipped then.
+        let Ok(mut state) = self.state.try_borrow_mut() else { return false };
+        state.run_on_news(driver)
+    }
+}
+
+impl<H: FnMut(&mut Batch<'_>)> Server<H> {
+    /// The future of [`serve`]: ready at the end. Starts graceful shutdown when it is
+    /// requested (the handler runs at once), and ends the server when the grace runs
+    /// out.
+    fn poll_end(
+        &self,
+        cx: &mut Context<'_>,
+        rt: &Inner,
+        shutdown: Pin<&mut ShutdownRequested>,
+        grace: &mut crate::time::Sleep,
+    ) -> Poll<()> {
+        let mut state = self.state.borrow_mut();
+        if state.ended {
             return Poll::Ready(());
         }
-        if self.shutting_down && Pin::new(&mut self.grace).poll(cx).is_ready() {
-            self.stop = true;
-            return Poll::Ready(());
+        if !state.end_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            state.end_waker = Some(cx.waker().clone());
         }
-        let mut d = self.rt.driver.borrow_mut();
-        if self.shutting_down && !d.io.group_has_members(self.group) {
-            self.stop = true; // the last closing connection has sent everything
-            return Poll::Ready(());
-        }
-        let accepted = !self.listener_idle
-            && {
-                let ready = d.io.listener_ready(self.listener, cx.waker());
-                self.listener_idle = !ready;
-                ready
+        if !state.shutting_down {
+            if shutdown.poll(cx).is_pending() {
+                return Poll::Pending;
             }
-            && !self.shutting_down;
-        self.backlog = accepted;
-        if accepted || d.io.group_ready(self.group, cx.waker()) {
-            return Poll::Ready(());
-        }
-        drop(d);
-        if !self.shutting_down && !self.shutdown_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            if shutdown.poll(cx).is_ready() {
-                self.start_shutdown();
+            // Shutdown starts: no more accepts, the grace runs from now, and the
+            // handler runs at once, to close the idle connections.
+            state.shutting_down = true;
+            grace.reset(std::time::Instant::now() + SHUTDOWN_GRACE);
+            let left = state.handle(rt.driver.borrow_mut(), false);
+            rt.batch.news_left.set(rt.batch.news_left.get() | left);
+            if state.ended {
                 return Poll::Ready(());
             }
-            self.shutdown_waker = Some(cx.waker().clone());
+        }
+        if Pin::new(grace).poll(cx).is_ready() {
+            state.ended = true;
+            return Poll::Ready(());
         }
         Poll::Pending
     }
+}
 
-    /// Graceful shutdown starts: no more accepts, and the grace runs from now.
-    fn start_shutdown(&mut self) {
-        self.shutting_down = true;
-        self.grace.reset(std::time::Instant::now() + SHUTDOWN_GRACE);
+impl<H: FnMut(&mut Batch<'_>)> ServerState<H> {
+    /// The tick's look: runs the handler if the listener has a backlog or a member
+    /// has news. Returns whether news are left.
+    #[inline]
+    fn run_on_news(&mut self, driver: &RefCell<Driver>) -> bool {
+        if self.ended {
+            return false;
+        }
+        let Ok(mut d) = driver.try_borrow_mut() else { return false };
+        let backlog = !self.shutting_down && d.io.listener_has_backlog(self.listener);
+        if !backlog && !d.io.group_has_news(self.group) {
+            if self.shutting_down && !d.io.group_has_members(self.group) {
+                self.end(); // the last closing connection has sent everything
+            }
+            return false;
+        }
+        self.handle(d, backlog)
     }
 
-    /// Runs `handler` over this wake's batch, then closes what it closed.
+    /// Runs the handler over the batch in hand, then closes what it closed. Returns
+    /// whether news are left (events the handler did not take, or new ones).
     #[inline]
-    fn handle<H: FnMut(&mut Batch<'_>)>(&mut self, handler: &mut H) {
-        let mut d = self.rt.driver.borrow_mut();
+    fn handle(&mut self, mut d: RefMut<'_, Driver>, backlog: bool) -> bool {
         d.io.take_ready(self.group, &mut self.ready);
-        let mut batch = Batch {
-            driver: d,
-            listener: self.listener,
-            group: self.group,
-            ready: &mut self.ready,
-            pos: 0,
-            to_close: &mut self.to_close,
-            stop: false,
-            shutting_down: self.shutting_down,
-            accepting: self.backlog && !self.shutting_down,
-            nodelay: self.nodelay,
+        let (outcome, done, left) = {
+            let mut batch = Batch {
+                driver: d,
+                listener: self.listener,
+                group: self.group,
+                ready: &mut self.ready,
+                pos: 0,
+                to_close: &mut self.to_close,
+                stop: false,
+                shutting_down: self.shutting_down,
+                accepting: backlog,
+                nodelay: self.nodelay,
+            };
+            let handler = &mut self.handler;
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| handler(&mut batch)));
+            let Batch { driver: mut d, ready, pos, to_close, stop, accepting, .. } = batch;
+            // Events the handler did not take stay for the next batch.
+            if pos < ready.len() {
+                d.io.requeue_ready(self.group, ready.drain(pos..));
+            }
+            ready.clear();
+            // (Most batches close nothing: no drain set up for an empty list.)
+            if !to_close.is_empty() {
+                for t in to_close.drain(..) {
+                    d.close(t);
+                }
+            }
+            // Closing connections count until their last bytes are sent.
+            let done = stop || (self.shutting_down && !d.io.group_has_members(self.group));
+            // (`accepting` is still set if the handler stopped before the backlog
+            // was found empty.)
+            let left = accepting || d.io.group_has_news(self.group);
+            (outcome, done, left)
         };
-        handler(&mut batch);
-        let Batch { driver: mut d, ready, pos, to_close, stop: stopped, .. } = batch;
-        // Events the handler did not take stay for the next batch.
-        if pos < ready.len() {
-            d.io.requeue_ready(self.group, ready.drain(pos..));
+        if let Err(payload) = outcome {
+            self.panic = Some(payload);
+            self.end();
+            return false;
         }
-        ready.clear();
-        // (Most batches close nothing: no drain set up for an empty list.)
-        if !to_close.is_empty() {
-            for t in to_close.drain(..) {
+        if done {
+            self.end();
+            return false;
+        }
+        left
+    }
+
+    /// The server is done: the tick runs it no more, and the future of `serve` is
+    /// woken to return.
+    fn end(&mut self) {
+        self.ended = true;
+        if let Some(w) = self.end_waker.take() {
+            w.wake();
+        }
+    }
+}
+
+/// A server's place in its runtime's list, held by the future of [`serve`]. Its
+/// drop (the server ended, or the future was dropped) takes the server out of the
+/// list and closes its connections, each once what was queued for it is sent.
+struct Registration {
+    rt: Rc<Inner>,
+    server: Rc<dyn Runner>,
+    group: u32,
+}
+
+impl Registration {
+    fn new(rt: Rc<Inner>, server: Rc<dyn Runner>, group: u32) -> Registration {
+        rt.batch.add(server.clone());
+        Registration { rt, server, group }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.rt.batch.remove(&self.server);
+        // (The driver is borrowed only if a handler dropped its own server's future.)
+        if let Ok(mut d) = self.rt.driver.try_borrow_mut() {
+            for t in d.io.group_members(self.group, false) {
                 d.close(t);
             }
+            d.io.remove_group(self.group);
         }
-        // Closing connections count until their last bytes are sent.
-        self.stop = stopped || (self.shutting_down && !d.io.group_has_members(self.group));
     }
 }

@@ -125,6 +125,8 @@ pub(crate) struct Inner {
     /// Graceful shutdown was requested; `shutdown_requested()` waiters.
     shutting_down: Cell<bool>,
     shutdown_waiters: RefCell<slab::Slab<Waker>>,
+    /// The batch servers, whose handlers the tick calls.
+    pub(crate) batch: crate::batch::BatchServers,
 }
 
 impl std::fmt::Debug for Inner {
@@ -305,6 +307,7 @@ impl Runtime {
                 running: Cell::new(false),
                 shutting_down: Cell::new(false),
                 shutdown_waiters: RefCell::new(slab::Slab::new()),
+                batch: Default::default(),
             }),
         }
     }
@@ -369,7 +372,10 @@ impl Runtime {
 
             // 2. Flush + wait: the backend's one poll. No wait if work is ready; never
             //    past the next timer, nor past the next deadline sweep.
-            let ready = more_tasks || !inner.queue.is_empty() || main_wake.woken.load(Ordering::Acquire);
+            let ready = more_tasks
+                || !inner.queue.is_empty()
+                || main_wake.woken.load(Ordering::Acquire)
+                || inner.batch.news_left();
             let timeout = if ready { Some(Duration::ZERO) } else { inner.wait_limit() };
             // 3. Completions land in their records and wake their tasks, inside poll.
             if let Err(e) = inner.driver.borrow_mut().poll(timeout) {
@@ -382,6 +388,10 @@ impl Runtime {
             crate::time::set_tick_now(Some(now));
             inner.timers.borrow_mut().fire_due(now);
             inner.sweep_deadlines(now);
+
+            // 5. Batch servers with news: their handlers run here, on the tick's
+            //    clock, with no task in between; replies leave at the next poll.
+            inner.batch.run(&inner.driver);
         }
     }
 }
@@ -431,6 +441,7 @@ impl Drop for Runtime {
         let _ = inner.driver.borrow_mut().poll(Some(Duration::ZERO));
         // Cancel every task on this thread (their futures are dropped here).
         inner.cancel_all();
+        inner.batch.clear();
         *inner.timers.borrow_mut() = Timers::default();
         {
             let _q = inner.shared.injected.lock().unwrap_or_else(|e| e.into_inner());

@@ -198,3 +198,68 @@ async fn a_connection_that_arrives_while_others_are_served_is_accepted() {
     assert_eq!((opened.get(), closed.get()), (CLIENTS, CLIENTS));
     paste_rt::yield_now().await;
 }
+
+/// A handler that echoes every buffer it gets.
+fn echo_every_buffer(batch: &mut Batch<'_>) {
+    while let Some(event) = batch.next_event() {
+        if let BatchEvent::Data(conn, buf) = event {
+            batch.send(conn, SendData::Owned(buf.to_vec())).unwrap();
+        }
+    }
+}
+
+#[paste_rt::test_each_backend]
+async fn dropping_a_batch_server_closes_its_connections() {
+    // The runtime calls the handler from its tick; the future of `serve` only waits
+    // for the end. Dropping it (here, aborting its task) still ends the server: each
+    // of its connections is closed, so the client reads its end instead of waiting.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = paste_rt::spawn(batch::serve(listener, echo_every_buffer));
+    let stream = support::off_thread(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        s.write_all(b"ping").unwrap();
+        let mut got = [0u8; 4];
+        s.read_exact(&mut got).expect("echoed");
+        assert_eq!(&got, b"ping");
+        s
+    })
+    .await;
+    server.abort();
+    let rest = support::off_thread(move || {
+        let mut s = stream;
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).map(|_| rest)
+    })
+    .await;
+    assert_eq!(rest.expect("closed by the server, not timed out"), b"");
+}
+
+#[paste_rt::test_each_backend]
+async fn a_panicking_handler_ends_its_server_and_the_panic_comes_out_of_serve() {
+    // The handler runs from the tick, outside any task: its panic is caught there,
+    // the server ends (its connections closed), and the panic comes out of the
+    // future of `serve` (here, as the task's `JoinError`). The runtime goes on.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = paste_rt::spawn(batch::serve(listener, |batch| {
+        while let Some(event) = batch.next_event() {
+            if let BatchEvent::Data(..) = event {
+                panic!("the handler gives up");
+            }
+        }
+    }));
+    let client = support::off_thread(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        s.write_all(b"ping").unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).map(|_| rest)
+    });
+    let err = server.await.expect_err("the handler panicked");
+    assert!(err.is_panic(), "{err:?}");
+    assert!(err.to_string().contains("the handler gives up"), "{err}");
+    assert_eq!(client.await.expect("closed by the server, not timed out"), b"");
+    assert_eq!(paste_rt::spawn(async { 7 }).await.unwrap(), 7);
+}

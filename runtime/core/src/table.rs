@@ -19,15 +19,15 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use crate::buf::RxBuf;
 use crate::pool::BufPool;
 use crate::queue::RxQueue;
 use crate::record::{
-    flag, register, Datagram, Deadline, DgramIo, IoRecord, ListenerIo, RecordExt, RecordKind, Token,
-    DGRAM_TX_HIGH_WATER, NO_GROUP, RX_PAUSE_AT, RX_RESUME_AT, TX_HIGH_WATER,
+    flag, Datagram, Deadline, DgramIo, IoRecord, ListenerIo, RecordExt, RecordKind, Token, DGRAM_TX_HIGH_WATER,
+    NO_GROUP, RX_PAUSE_AT, RX_RESUME_AT, TX_HIGH_WATER,
 };
 use crate::send::{SendData, Shutdown};
 
@@ -98,26 +98,15 @@ pub struct TakenRx {
     pub armed: bool,
 }
 
-/// A batch server's ready list: connections with news since its last batch.
+/// A batch server's ready list: connections with news since its last batch. The
+/// runtime looks at it once a tick (no waker: the server's handler is called from
+/// the tick).
 #[derive(Debug, Default)]
 struct Group {
     ready: Vec<Token>,
-    waker: Option<Waker>,
-    want: bool,
+    /// Records that belong to the group, closing ones included.
+    members: u32,
     live: bool,
-}
-
-impl Group {
-    fn wake(&mut self) -> bool {
-        if !self.want {
-            return false;
-        }
-        self.want = false;
-        if let Some(w) = &self.waker {
-            w.wake_by_ref();
-        }
-        true
-    }
 }
 
 /// Every record of one runtime; see the module docs.
@@ -275,9 +264,9 @@ impl IoTable {
         *r = IoRecord::free();
         self.free.push(token.0);
         self.live -= 1;
-        // A batch server waits for its closing connections to go.
+        // A shutting-down batch server waits for its closing connections to go.
         if let Some(g) = self.groups.get_mut(group as usize) {
-            self.wakes += g.wake() as u64;
+            g.members -= 1;
         }
     }
 
@@ -297,7 +286,6 @@ impl IoTable {
             r.flags |= flag::IN_READY;
             if let Some(g) = groups.get_mut(r.group as usize) {
                 g.ready.push(token);
-                g.wake();
                 return 1;
             }
         }
@@ -832,15 +820,13 @@ impl IoTable {
         Poll::Pending
     }
 
-    /// Whether `listener` has an accepted connection waiting, and registers `waker`
-    /// for the next one (a batch server's wait). Clears a pending accept error.
-    pub fn listener_ready(&mut self, listener: Token, waker: &Waker) -> bool {
-        let Some(r) = self.records.get_mut(listener.index()) else { return false };
-        let Some(l) = r.listener() else { return false };
+    /// Whether `listener` has an accepted connection waiting (a batch server's look
+    /// once a tick). Clears a pending accept error: a batch server skips them.
+    #[inline]
+    pub fn listener_has_backlog(&mut self, listener: Token) -> bool {
+        let Some(l) = self.records.get_mut(listener.index()).and_then(IoRecord::listener) else { return false };
         l.error = None;
-        let ready = !l.backlog.is_empty();
-        r.want_rx(waker);
-        ready
+        !l.backlog.is_empty()
     }
 
     /// Takes the next accepted connection of `listener` without waiting.
@@ -1051,7 +1037,11 @@ impl IoTable {
             out.push(Token(i as u32));
         }
         self.shut = true;
+        // Every group goes: records closing still leave theirs (as `remove_group`).
         self.groups.clear();
+        for r in &mut self.records {
+            r.group = NO_GROUP;
+        }
         out
     }
 
@@ -1069,18 +1059,26 @@ impl IoTable {
         (self.groups.len() - 1) as u32
     }
 
-    /// Forgets a batch group.
+    /// Forgets a batch group. Records still in it (closing ones) leave it: a group
+    /// made later in the same place starts empty.
     pub fn remove_group(&mut self, group: u32) {
-        if let Some(g) = self.groups.get_mut(group as usize) {
-            *g = Group::default();
+        let Some(g) = self.groups.get_mut(group as usize) else { return };
+        if g.members > 0 {
+            for r in self.records.iter_mut().filter(|r| r.group == group) {
+                r.group = NO_GROUP;
+            }
         }
+        *g = Group::default();
     }
 
     /// Adopts `token` into `group`: its events go to the group's ready list from now
     /// on. Returns whether it already has news (it is listed at once).
     pub fn join_group(&mut self, token: Token, group: u32) -> bool {
         let r = &mut self.records[token.index()];
-        r.group = group;
+        if r.group != group {
+            r.group = group;
+            self.groups[group as usize].members += 1;
+        }
         r.rx_waker = None;
         r.flags &= !flag::RX_WANT;
         let news = !r.rx.is_empty() || r.rx_ended() || r.tx_errno != 0;
@@ -1105,20 +1103,16 @@ impl IoTable {
         }
     }
 
-    /// Whether `group` has news; registers `waker` when it has none.
-    pub fn group_ready(&mut self, group: u32, waker: &Waker) -> bool {
-        let Some(g) = self.groups.get_mut(group as usize) else { return false };
-        if !g.ready.is_empty() {
-            return true;
-        }
-        register(&mut g.waker, waker);
-        g.want = true;
-        false
+    /// Whether `group` has news: members listed since its last batch (a batch
+    /// server's look once a tick).
+    #[inline]
+    pub fn group_has_news(&self, group: u32) -> bool {
+        self.groups.get(group as usize).is_some_and(|g| !g.ready.is_empty())
     }
 
     /// Whether any record (closing ones included) still belongs to `group`.
     pub fn group_has_members(&self, group: u32) -> bool {
-        self.records.iter().any(|r| r.kind != RecordKind::Free && r.group == group)
+        self.groups.get(group as usize).is_some_and(|g| g.members > 0)
     }
 
     /// The open members of `group` (with `unreported`, only those whose end was not
@@ -1260,6 +1254,32 @@ mod tests {
         fn wake_by_ref(self: &Arc<Self>) {
             self.0.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    #[test]
+    fn a_group_counts_its_members_until_released_and_a_removed_group_lets_them_go() {
+        let mut io = table();
+        let g = io.add_group();
+        assert!(!io.group_has_members(g));
+        let (a, b) = (io.insert_stream(3, false), io.insert_stream(4, false));
+        assert!(!io.join_group(a, g), "nothing received yet: not listed");
+        io.join_group(b, g);
+        io.join_group(b, g); // joining twice counts once
+        assert!(io.group_has_members(g));
+        assert!(!io.group_has_news(g));
+        io.release(a);
+        assert!(io.group_has_members(g), "b is still in");
+        // The group goes while b still closes: a group made later in its place
+        // starts empty, and b's release does not count against it.
+        io.remove_group(g);
+        let again = io.add_group();
+        assert_eq!(again, g, "the place is reused");
+        assert!(!io.group_has_members(again));
+        io.release(b);
+        assert!(!io.group_has_members(again));
+        let c = io.insert_stream(5, false);
+        io.join_group(c, again);
+        assert!(io.group_has_members(again));
     }
 
     #[test]

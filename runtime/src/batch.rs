@@ -317,10 +317,11 @@ impl BatchServers {
         self.run_each(driver);
     }
 
-    /// [`run`](Self::run) with servers. Each is taken out of the list before its
-    /// handler runs, which may start or end servers.
+    /// [`run`](Self::run) with servers. Each is cloned out of the list (not
+    /// borrowed) before its handler runs, which may start or end servers.
     #[inline(always)] // into block_on: usually one server, one call
     fn run_each(&self, driver: &RefCell<Driver>) {
+        self.news_left.set(false);
         let mut left = false;
         let mut i = 0;
         loop {
@@ -328,7 +329,9 @@ impl BatchServers {
             left |= server.run(driver);
             i += 1;
         }
-        self.news_left.set(left);
+        if left {
+            self.news_left.set(true);
+        }
     }
 
     fn add(&self, server: Rc<dyn Runner>) {
@@ -342,6 +345,9 @@ impl BatchServers {
             let mut servers = self.servers.borrow_mut();
             servers.iter().position(|s| Rc::ptr_eq(s, server)).map(|i| servers.remove(i))
         };
+        // The list moved up: during a tick's walk, the server after this one may be
+        // skipped this time, so the next wait does not block.
+        self.news_left.set(true);
         drop(removed); // outside the borrow: a handler's drop may touch the list
     }
 

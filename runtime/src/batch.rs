@@ -295,6 +295,8 @@ where
 #[derive(Default)]
 pub(crate) struct BatchServers {
     servers: RefCell<Vec<Rc<dyn Runner>>>,
+    /// Whether `servers` holds any (read once a tick without borrowing the list).
+    any: Cell<bool>,
     /// A server has news its last run did not take (or a run outside the tick left
     /// some): the tick's next wait must not block.
     news_left: Cell<bool>,
@@ -311,10 +313,9 @@ impl BatchServers {
     /// timers and the deadline sweep (so the handler's clock is the tick's).
     #[inline(always)] // once a tick, into block_on; nothing to do without servers
     pub(crate) fn run(&self, driver: &RefCell<Driver>) {
-        if self.servers.borrow().is_empty() {
-            return;
+        if self.any.get() {
+            self.run_each(driver);
         }
-        self.run_each(driver);
     }
 
     /// [`run`](Self::run) with servers. Each is cloned out of the list (not
@@ -336,6 +337,7 @@ impl BatchServers {
 
     fn add(&self, server: Rc<dyn Runner>) {
         self.servers.borrow_mut().push(server);
+        self.any.set(true);
         // A backlog may be waiting already: the next wait looks without blocking.
         self.news_left.set(true);
     }
@@ -343,7 +345,9 @@ impl BatchServers {
     fn remove(&self, server: &Rc<dyn Runner>) {
         let removed = {
             let mut servers = self.servers.borrow_mut();
-            servers.iter().position(|s| Rc::ptr_eq(s, server)).map(|i| servers.remove(i))
+            let removed = servers.iter().position(|s| Rc::ptr_eq(s, server)).map(|i| servers.remove(i));
+            self.any.set(!servers.is_empty());
+            removed
         };
         // The list moved up: during a tick's walk, the server after this one may be
         // skipped this time, so the next wait does not block.
@@ -354,6 +358,7 @@ impl BatchServers {
     /// Forgets every server (the runtime is going; their futures were dropped).
     pub(crate) fn clear(&self) {
         let servers = std::mem::take(&mut *self.servers.borrow_mut());
+        self.any.set(false);
         drop(servers);
     }
 }

@@ -263,3 +263,50 @@ async fn a_panicking_handler_ends_its_server_and_the_panic_comes_out_of_serve() 
     assert_eq!(client.await.expect("closed by the server, not timed out"), b"");
     assert_eq!(paste_rt::spawn(async { 7 }).await.unwrap(), 7);
 }
+
+#[paste_rt::test_each_backend]
+async fn two_batch_servers_on_one_runtime_run_apart_and_one_ending_leaves_the_other_serving() {
+    // The tick walks every batch server; the first one stops after its first
+    // request (it leaves the list during the walk), the second goes on answering.
+    let first = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let second = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (first_addr, second_addr) = (first.local_addr().unwrap(), second.local_addr().unwrap());
+    let first_server = paste_rt::spawn(batch::serve(first, |batch| {
+        while let Some(event) = batch.next_event() {
+            if let BatchEvent::Data(conn, buf) = event {
+                batch.send(conn, SendData::Owned(buf.to_vec())).unwrap();
+                batch.stop();
+            }
+        }
+    }));
+    let second_server = paste_rt::spawn(batch::serve(second, echo_every_buffer));
+    let client = support::off_thread(move || {
+        let mut a = std::net::TcpStream::connect(first_addr).unwrap();
+        let mut b = std::net::TcpStream::connect(second_addr).unwrap();
+        for s in [&a, &b] {
+            s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        }
+        // Both in flight at once, so that one tick often finds both servers' news.
+        a.write_all(b"first").unwrap();
+        b.write_all(b"second 0").unwrap();
+        let mut got = [0u8; 5];
+        a.read_exact(&mut got).expect("the first server answers once");
+        assert_eq!(&got, b"first");
+        let mut rest = Vec::new();
+        a.read_to_end(&mut rest).expect("the first server closed its connection");
+        assert!(rest.is_empty());
+        let mut got = [0u8; 8];
+        b.read_exact(&mut got).expect("echoed");
+        assert_eq!(&got, b"second 0");
+        for round in 1..20 {
+            let msg = format!("second {round:x}");
+            b.write_all(msg.as_bytes()).unwrap();
+            let mut got = vec![0u8; msg.len()];
+            b.read_exact(&mut got).expect("the second server still answers");
+            assert_eq!(got, msg.as_bytes());
+        }
+    });
+    first_server.await.unwrap().unwrap();
+    client.await;
+    second_server.abort();
+}

@@ -2,8 +2,9 @@
 //!
 //! Each connection holds an [`RxQueue`] of the buffers the backend delivered and the
 //! application has not taken yet. The links live in the pool's per-index metadata,
-//! so a queue is three integers and any number of buffers can wait in it (bounded
-//! by the pool) — the property backpressure relies on.
+//! so a queue is five integers (ends, length, and the front buffer's offset and
+//! length, kept inline for the common queue of one) and any number of buffers can
+//! wait in it (bounded by the pool) — the property backpressure relies on.
 
 use crate::buf::RxBuf;
 use crate::pool::{BufPool, NO_INDEX};
@@ -14,6 +15,11 @@ use crate::pool::{BufPool, NO_INDEX};
 /// every operation takes the pool. Call [`clear`](Self::clear) before dropping a
 /// non-empty queue, or its buffers stay lent.
 ///
+/// The front buffer's offset and length live in the queue itself, so the common
+/// queue of one buffer — pushed by the backend, popped by the application — never
+/// touches the pool's metadata. Behind the front, each buffer's offset and length,
+/// and the link to it from the one before, are in the pool's metadata.
+///
 /// ```
 /// # use paste_rt_core::{BufPool, PoolConfig, RxQueue};
 /// let pool = BufPool::new(&PoolConfig::default(), 0).unwrap();
@@ -21,7 +27,7 @@ use crate::pool::{BufPool, NO_INDEX};
 /// let i = pool.alloc().unwrap();
 /// // SAFETY: i was just allocated and is handed over once.
 /// q.push(unsafe { pool.lend_rx(i, 0, 10) });
-/// assert_eq!((q.len(), q.bytes()), (1, 10));
+/// assert_eq!(q.len(), 1);
 /// assert_eq!(q.pop(&pool).unwrap().len(), 10);
 /// ```
 #[derive(Debug)]
@@ -29,7 +35,9 @@ pub struct RxQueue {
     head: u32,
     tail: u32,
     len: u32,
-    bytes: u64,
+    /// The front buffer's offset and length (meaningful while `len > 0`).
+    head_off: u32,
+    head_len: u32,
 }
 
 impl Default for RxQueue {
@@ -41,7 +49,7 @@ impl Default for RxQueue {
 impl RxQueue {
     /// An empty queue.
     pub const fn new() -> RxQueue {
-        RxQueue { head: NO_INDEX, tail: NO_INDEX, len: 0, bytes: 0 }
+        RxQueue { head: NO_INDEX, tail: NO_INDEX, len: 0, head_off: 0, head_len: 0 }
     }
 
     /// Buffers waiting.
@@ -54,89 +62,93 @@ impl RxQueue {
         self.len == 0
     }
 
-    /// Bytes waiting, over all buffers.
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
     /// Appends a buffer.
     #[inline(always)]
     pub fn push(&mut self, buf: RxBuf) {
         let pool = buf.pool_ptr();
         let (idx, off, len) = buf.into_raw();
+        if self.len == 0 {
+            // The front: kept here, nothing written to the pool.
+            self.head = idx;
+            self.tail = idx;
+            self.head_off = off;
+            self.head_len = len;
+            self.len = 1;
+            return;
+        }
         // SAFETY: the buffer stays lent while it is linked here, which keeps the pool
         // state alive (see the pool's module docs).
         let p = unsafe { pool.as_ref() };
         let mut m = p.meta[idx as usize].get();
-        m.next = NO_INDEX;
         m.off = off;
         m.len = len;
         p.meta[idx as usize].set(m);
-        if self.tail == NO_INDEX {
-            self.head = idx;
-        } else {
-            let mut t = p.meta[self.tail as usize].get();
-            t.next = idx;
-            p.meta[self.tail as usize].set(t);
-        }
+        let mut t = p.meta[self.tail as usize].get();
+        t.next = idx;
+        p.meta[self.tail as usize].set(t);
         self.tail = idx;
         self.len += 1;
-        self.bytes += len as u64;
     }
 
     /// Takes the oldest buffer. `pool` must be the pool the queued buffers belong to.
     #[inline]
     pub fn pop(&mut self, pool: &BufPool) -> Option<RxBuf> {
-        if self.head == NO_INDEX {
+        if self.len == 0 {
             return None;
         }
-        let idx = self.head;
+        let (idx, off, len) = (self.head, self.head_off, self.head_len);
         let inner = pool.inner_ptr();
-        // SAFETY: an owner handle keeps the state alive.
-        let m = unsafe { inner.as_ref() }.meta[idx as usize].get();
-        self.head = m.next;
-        if self.head == NO_INDEX {
-            self.tail = NO_INDEX;
-        }
         self.len -= 1;
-        self.bytes -= m.len as u64;
-        Some(RxBuf::from_parts(inner, idx, m.off, m.len))
+        if self.len == 0 {
+            self.head = NO_INDEX;
+            self.tail = NO_INDEX;
+        } else {
+            // SAFETY: an owner handle keeps the state alive.
+            let meta = &unsafe { inner.as_ref() }.meta;
+            let next = meta[idx as usize].get().next;
+            let m = meta[next as usize].get();
+            self.head = next;
+            self.head_off = m.off;
+            self.head_len = m.len;
+        }
+        Some(RxBuf::from_parts(inner, idx, off, len))
     }
 
     /// Takes the one buffer of a queue that holds exactly one (the caller checked
-    /// [`len`](Self::len)), leaving it empty: [`pop`](Self::pop) without the looks
-    /// at the link. `pool` must be the pool the buffer belongs to.
+    /// [`len`](Self::len)), leaving it empty: [`pop`](Self::pop) without the look
+    /// for a next one. `pool` must be the pool the buffer belongs to.
     #[inline]
     pub fn pop_only(&mut self, pool: &BufPool) -> RxBuf {
         assert_eq!(self.len, 1, "pop_only on a queue of another length");
-        let idx = self.head;
-        let inner = pool.inner_ptr();
-        // SAFETY: an owner handle keeps the state alive.
-        let m = unsafe { inner.as_ref() }.meta[idx as usize].get();
+        let (idx, off, len) = (self.head, self.head_off, self.head_len);
         self.head = NO_INDEX;
         self.tail = NO_INDEX;
         self.len = 0;
-        self.bytes = 0;
-        RxBuf::from_parts(inner, idx, m.off, m.len)
+        RxBuf::from_parts(pool.inner_ptr(), idx, off, len)
     }
 
     /// Puts a buffer back at the front (the application took it and used part).
     pub fn push_front(&mut self, buf: RxBuf) {
         let pool = buf.pool_ptr();
         let (idx, off, len) = buf.into_raw();
+        if self.len == 0 {
+            self.push(RxBuf::from_parts(pool, idx, off, len));
+            return;
+        }
         // SAFETY: as in `push`.
         let p = unsafe { pool.as_ref() };
+        // The old front moves behind: its offset and length go to the pool.
+        let mut old = p.meta[self.head as usize].get();
+        old.off = self.head_off;
+        old.len = self.head_len;
+        p.meta[self.head as usize].set(old);
         let mut m = p.meta[idx as usize].get();
         m.next = self.head;
-        m.off = off;
-        m.len = len;
         p.meta[idx as usize].set(m);
-        if self.head == NO_INDEX {
-            self.tail = idx;
-        }
         self.head = idx;
+        self.head_off = off;
+        self.head_len = len;
         self.len += 1;
-        self.bytes += len as u64;
     }
 
     /// Takes every waiting buffer at once (O(1)): the queue is empty afterwards.
@@ -148,12 +160,18 @@ impl RxQueue {
     /// Puts `front` (buffers taken earlier, still in order) back before what this
     /// queue holds now. O(1) when `front` is not empty.
     pub fn prepend(&mut self, pool: &BufPool, mut front: RxQueue) {
-        if front.head == NO_INDEX {
+        if front.len == 0 {
             return;
         }
-        if self.head != NO_INDEX {
-            // SAFETY: an owner handle keeps the state alive; front's tail is linked in.
+        if self.len > 0 {
+            // SAFETY: an owner handle keeps the state alive; front's tail is linked
+            // in, and this queue's front moves behind it (its offset and length go to
+            // the pool).
             let p = unsafe { pool.inner_ptr().as_ref() };
+            let mut old = p.meta[self.head as usize].get();
+            old.off = self.head_off;
+            old.len = self.head_len;
+            p.meta[self.head as usize].set(old);
             let mut t = p.meta[front.tail as usize].get();
             t.next = self.head;
             p.meta[front.tail as usize].set(t);
@@ -161,12 +179,12 @@ impl RxQueue {
             self.tail = front.tail;
         }
         self.head = front.head;
+        self.head_off = front.head_off;
+        self.head_len = front.head_len;
         self.len += front.len;
-        self.bytes += front.bytes;
         front.head = NO_INDEX;
         front.tail = NO_INDEX;
         front.len = 0;
-        front.bytes = 0;
     }
 
     /// Returns every waiting buffer to the pool.
@@ -199,7 +217,7 @@ mod tests {
         q.push(b);
         let b = q.pop_only(&pool);
         assert_eq!((b.index(), b.offset(), b.len()), (i, 7, 93));
-        assert!(q.is_empty() && q.bytes() == 0 && q.pop(&pool).is_none());
+        assert!(q.is_empty() && q.pop(&pool).is_none());
         // The emptied queue links again from scratch.
         q.push(b);
         assert_eq!(q.pop(&pool).map(|b| b.len()), Some(93));
@@ -209,31 +227,39 @@ mod tests {
     proptest! {
         /// The intrusive queue behaves like a VecDeque model and loses no buffer.
         #[test]
-        fn matches_model(ops in proptest::collection::vec((0u8..3, 1u32..100), 0..300)) {
+        fn matches_model(ops in proptest::collection::vec((0u8..4, 1u32..100), 0..300)) {
             let pool = BufPool::new(&PoolConfig { count: 32, buf_size: 128, ..PoolConfig::default() }, 0).unwrap();
             let mut q = RxQueue::new();
-            let mut model: VecDeque<(u32, u32)> = VecDeque::new();
+            let mut model: VecDeque<(u32, u32, u32)> = VecDeque::new();
             for (op, len) in ops {
                 match op {
                     0 => if let Some(i) = pool.alloc() {
                         // SAFETY: i was just allocated.
                         q.push(unsafe { pool.lend_rx(i, 0, len) });
-                        model.push_back((i, len));
+                        model.push_back((i, 0, len));
                     },
                     1 => {
-                        let got = q.pop(&pool).map(|b| (b.index(), b.len() as u32));
+                        let got = q.pop(&pool).map(|b| (b.index(), b.offset(), b.len() as u32));
                         prop_assert_eq!(got, model.pop_front());
                     }
+                    2 => if let Some(i) = pool.alloc() {
+                        // Everything queued is taken out, a new buffer arrives, and
+                        // what was taken goes back before it.
+                        let front = q.take();
+                        // SAFETY: i was just allocated.
+                        q.push(unsafe { pool.lend_rx(i, len % 7, len) });
+                        q.prepend(&pool, front);
+                        model.push_back((i, len % 7, len));
+                    },
                     _ => if let Some(mut b) = q.pop(&pool) {
                         b.advance(1);
-                        let (i, l) = (b.index(), b.len() as u32);
+                        let (i, o, l) = (b.index(), b.offset(), b.len() as u32);
                         q.push_front(b);
                         let front = model.front_mut().unwrap();
-                        *front = (i, l);
+                        *front = (i, o, l);
                     },
                 }
                 prop_assert_eq!(q.len(), model.len());
-                prop_assert_eq!(q.bytes(), model.iter().map(|m| m.1 as u64).sum::<u64>());
                 prop_assert_eq!(pool.in_use() as usize, model.len());
             }
             q.clear(&pool);

@@ -409,15 +409,21 @@ impl EpollBackend {
                 // The common case, one item: a plain send, no iovec array.
                 Some(front) if queue.len() == 1 => (sys::send(fd, front), front.len()),
                 _ => {
-                    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
+                    // Left uninitialised (no 1 KiB of zeroes per send): only the
+                    // entries `gather` fills are read.
+                    let mut iov = [std::mem::MaybeUninit::<libc::iovec>::uninit(); MAX_IOV];
                     let mut n = 0;
                     let mut want = 0;
                     queue.gather(MAX_IOV, |b| {
-                        iov[n] = libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() };
+                        iov[n].write(libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() });
                         want += b.len();
                         n += 1;
                     });
-                    (sys::sendv(fd, &iov[..n]), want)
+                    // SAFETY: `gather` hands out at most MAX_IOV buffers and the first
+                    // `n` entries were written just above; MaybeUninit<iovec> has
+                    // iovec's layout.
+                    let iov = unsafe { std::slice::from_raw_parts(iov.as_ptr().cast::<libc::iovec>(), n) };
+                    (sys::sendv(fd, iov), want)
                 }
             };
             match r {

@@ -129,12 +129,13 @@ impl RxQueue {
 
     /// Puts a buffer back at the front (the application took it and used part).
     pub fn push_front(&mut self, buf: RxBuf) {
-        let pool = buf.pool_ptr();
-        let (idx, off, len) = buf.into_raw();
         if self.len == 0 {
-            self.push(RxBuf::from_parts(pool, idx, off, len));
+            // Front and back at once: the inline case of `push`.
+            self.push(buf);
             return;
         }
+        let pool = buf.pool_ptr();
+        let (idx, off, len) = buf.into_raw();
         // SAFETY: as in `push`.
         let p = unsafe { pool.as_ref() };
         // The old front moves behind: its offset and length go to the pool.

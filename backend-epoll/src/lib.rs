@@ -391,59 +391,26 @@ impl EpollBackend {
     /// `send` (or `sendmsg` of up to `MAX_IOV` buffers) at a time until the socket is
     /// full or the queue empty; then a queued shutdown.
     fn flush_stream(&mut self, io: &mut IoTable, t: Token, fd: RawFd, tally: &mut Tally) {
-        let stats = &self.stats;
-        let mut step = io.send_step(t);
         loop {
-            match step {
-                SendStep::Data => {}
-                SendStep::Idle | SendStep::Wait => return,
-                SendStep::Close => return self.close_now(io, t),
-                SendStep::Shutdown(how) => {
-                    step = shut_down(stats, io, t, fd, how);
-                    continue;
-                }
-            }
-            tally.ops += 1;
-            let queue = io.get(t).send_queue();
-            let (r, want) = match queue.front() {
-                // The common case, one item: a plain send, no iovec array.
-                Some(front) if queue.len() == 1 => (sys::send(fd, front), front.len()),
-                _ => {
-                    // Left uninitialised (no 1 KiB of zeroes per send): only the
-                    // entries `gather` fills are read.
-                    let mut iov = [std::mem::MaybeUninit::<libc::iovec>::uninit(); MAX_IOV];
-                    let mut n = 0;
-                    let mut want = 0;
-                    queue.gather(MAX_IOV, |b| {
-                        iov[n].write(libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() });
-                        want += b.len();
-                        n += 1;
-                    });
-                    // SAFETY: `gather` hands out at most MAX_IOV buffers and the first
-                    // `n` entries were written just above; MaybeUninit<iovec> has
-                    // iovec's layout.
-                    let iov = unsafe { std::slice::from_raw_parts(iov.as_ptr().cast::<libc::iovec>(), n) };
-                    (sys::sendv(fd, iov), want)
-                }
-            };
-            match r {
-                Ok(w) => {
-                    tally.done += 1;
-                    tally.bytes += w as u64;
-                    step = io.sent(t, w as u64);
-                    if w < want {
-                        // The socket is full: the rest waits for EPOLLOUT.
-                        self.block_writes(t);
-                        if step == SendStep::Close {
-                            self.close_now(io, t);
-                        }
-                        return;
+            match write_queued(io, t, fd, tally) {
+                Written::Step(SendStep::Data) => {}
+                Written::Step(SendStep::Idle | SendStep::Wait) => return,
+                Written::Step(SendStep::Close) => return self.close_now(io, t),
+                Written::Step(SendStep::Shutdown(how)) => {
+                    if shut_down(&self.stats, io, t, fd, how) == SendStep::Close {
+                        return self.close_now(io, t);
                     }
                 }
-                Err(sys::Errno::AGAIN) => return self.block_writes(t),
-                Err(sys::Errno::INTR) => {}
-                Err(e) => {
-                    step = io.tx_failed(t, e.raw_os_error());
+                Written::Full(step) => {
+                    // The socket is full: the rest waits for EPOLLOUT.
+                    self.block_writes(t);
+                    if step == SendStep::Close {
+                        self.close_now(io, t);
+                    }
+                    return;
+                }
+                Written::Failed(errno) => {
+                    let step = io.tx_failed(t, errno);
                     return self.follow(io, t, step);
                 }
             }
@@ -921,6 +888,15 @@ impl Backend for EpollBackend {
         }
     }
 
+    /// `token`'s send path just engaged (it was idle, so it is on no list): listed
+    /// for the flush without a look at the socket. The flush skips a socket that
+    /// cannot write yet, and a second listing by [`send`](Backend::send) finds
+    /// the send path idle.
+    #[inline]
+    fn send_queued_data(&mut self, _io: &mut IoTable, token: Token) {
+        self.to_flush.push(token);
+    }
+
     fn close(&mut self, _io: &mut IoTable, token: Token) {
         self.pending.push(Pending::Close(token));
     }
@@ -1005,6 +981,65 @@ impl RemoteWake for EventFdWaker {
             sys::eventfd_signal(self.fd.as_raw_fd());
         }
     }
+}
+
+/// How a run of writes from a stream's queue ended.
+enum Written {
+    /// Everything that could go went; the next step (never `Data` after a write:
+    /// the loop goes on then).
+    Step(SendStep),
+    /// The socket took less than offered (full): the next step once it drains.
+    Full(SendStep),
+    /// The kernel refused with this errno.
+    Failed(i32),
+}
+
+/// Writes `t`'s queue to `fd`, one `send` (or `sendmsg` of up to `MAX_IOV`
+/// buffers) at a time, until the queue is done, the socket is full or a write
+/// fails: one record lookup for the whole run.
+#[inline(always)]
+fn write_queued(io: &mut IoTable, t: Token, fd: RawFd, tally: &mut Tally) -> Written {
+    let Some(mut tx) = io.stream_send(t) else { return Written::Step(SendStep::Idle) };
+    let mut step = tx.step();
+    while step == SendStep::Data {
+        tally.ops += 1;
+        let queue = tx.queue();
+        let (r, want) = match queue.front() {
+            // The common case, one item: a plain send, no iovec array.
+            Some(front) if queue.len() == 1 => (sys::send(fd, front), front.len()),
+            _ => {
+                // Left uninitialised (no 1 KiB of zeroes per send): only the
+                // entries `gather` fills are read.
+                let mut iov = [std::mem::MaybeUninit::<libc::iovec>::uninit(); MAX_IOV];
+                let mut n = 0;
+                let mut want = 0;
+                queue.gather(MAX_IOV, |b| {
+                    iov[n].write(libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() });
+                    want += b.len();
+                    n += 1;
+                });
+                // SAFETY: `gather` hands out at most MAX_IOV buffers and the first
+                // `n` entries were written just above; MaybeUninit<iovec> has
+                // iovec's layout.
+                let iov = unsafe { std::slice::from_raw_parts(iov.as_ptr().cast::<libc::iovec>(), n) };
+                (sys::sendv(fd, iov), want)
+            }
+        };
+        match r {
+            Ok(w) => {
+                tally.done += 1;
+                tally.bytes += w as u64;
+                step = tx.sent(w as u64);
+                if w < want {
+                    return Written::Full(step);
+                }
+            }
+            Err(sys::Errno::AGAIN) => return Written::Full(step),
+            Err(sys::Errno::INTR) => {}
+            Err(e) => return Written::Failed(e.raw_os_error()),
+        }
+    }
+    Written::Step(step)
 }
 
 /// Shuts down `how` of `t`'s socket `fd` (its queue is empty) and returns the next

@@ -55,6 +55,7 @@ mod record;
 mod send;
 pub mod sockaddr;
 mod stats;
+mod stream_send;
 mod table;
 mod wait;
 
@@ -67,6 +68,7 @@ pub use record::{
 };
 pub use send::{SendData, SendQueue, Shutdown};
 pub use stats::{Stats, StatsSnapshot};
+pub use stream_send::StreamSend;
 pub use table::{CloseStep, Delivery, IoTable, MemberEvent, Received, SendStep, TakenRx};
 pub use wait::wait_millis;
 

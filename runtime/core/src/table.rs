@@ -30,6 +30,7 @@ use crate::record::{
     NO_GROUP, RX_PAUSE_AT, RX_RESUME_AT, TX_HIGH_WATER,
 };
 use crate::send::{SendData, Shutdown};
+use crate::stream_send::{next_send_step, StreamSend};
 
 /// What became of a delivered buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,31 +127,6 @@ pub struct IoTable {
     /// Waiters woken so far (a backend that completes work before its wait checks
     /// it, so it does not block while a task it just woke is ready to run).
     wakes: u64,
-}
-
-/// The next step on a stream's send path (see [`IoTable::send_step`]); counts a
-/// wake of its sender into `wakes`.
-#[inline]
-fn next_send_step(r: &mut IoRecord, wakes: &mut u64) -> SendStep {
-    if r.tx_errno == 0 {
-        if !r.tx.is_empty() {
-            return SendStep::Data;
-        }
-        if r.tx_taken > 0 {
-            return SendStep::Wait;
-        }
-        if let Some(how) = r.tx.take_shutdown() {
-            return SendStep::Shutdown(how);
-        }
-    }
-    r.flags &= !flag::SEND_ENGAGED;
-    *wakes += r.wake_tx() as u64;
-    if r.flags & flag::LINGER != 0 {
-        r.flags = (r.flags & !flag::LINGER) | flag::CLOSED;
-        SendStep::Close
-    } else {
-        SendStep::Idle
-    }
 }
 
 fn not_connected() -> io::Error {
@@ -388,26 +364,31 @@ impl IoTable {
     /// disengage the backend.
     #[inline]
     pub fn send_step(&mut self, token: Token) -> SendStep {
-        let Some(r) = self.records.get_mut(token.index()) else { return SendStep::Idle };
-        if r.kind != RecordKind::Stream {
-            return SendStep::Idle;
+        match self.stream_send(token) {
+            Some(mut tx) => tx.step(),
+            None => SendStep::Idle,
         }
-        next_send_step(r, &mut self.wakes)
     }
 
     /// The kernel took `bytes` more of `token`'s queued bytes. Wakes a sender waiting
     /// for room and returns the next step.
     #[inline]
     pub fn sent(&mut self, token: Token, bytes: u64) -> SendStep {
-        let Some(r) = self.records.get_mut(token.index()) else { return SendStep::Idle };
-        if r.kind != RecordKind::Stream {
-            return SendStep::Idle;
+        match self.stream_send(token) {
+            Some(mut tx) => tx.sent(bytes),
+            None => SendStep::Idle,
         }
-        r.tx.advance(bytes);
-        if r.tx.bytes() <= TX_HIGH_WATER {
-            self.wakes += r.wake_tx() as u64;
+    }
+
+    /// `token`'s send side for a backend's write loop: one lookup for every
+    /// [`step`](StreamSend::step), [`queue`](StreamSend::queue) and
+    /// [`sent`](StreamSend::sent) of it. `None` unless it is a stream.
+    #[inline]
+    pub fn stream_send(&mut self, token: Token) -> Option<StreamSend<'_>> {
+        match self.records.get_mut(token.index()) {
+            Some(r) if r.kind == RecordKind::Stream => Some(StreamSend::new(r, &mut self.wakes)),
+            _ => None,
         }
-        next_send_step(r, &mut self.wakes)
     }
 
     /// Whether the completion of a send of the `in_flight` bytes at the front of

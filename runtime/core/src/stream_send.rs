@@ -1,0 +1,77 @@
+//! [`StreamSend`]: one stream's send side, looked up once for a backend's write
+//! loop, and the rule that picks the next [`SendStep`].
+//!
+//! A backend that writes from the queue itself (epoll's `send`, io_uring's send
+//! SQE) asks what to do, reads the queue's front, reports what the kernel took and
+//! asks again. Through [`IoTable::stream_send`](crate::IoTable::stream_send) that is
+//! one record lookup for the whole loop instead of one per call.
+
+use crate::record::{flag, IoRecord, TX_HIGH_WATER};
+use crate::send::SendQueue;
+use crate::table::SendStep;
+
+/// The next step on a stream's send path; counts a wake of its sender into
+/// `wakes`. [`SendStep::Idle`] and [`SendStep::Close`] disengage the backend.
+#[inline]
+pub(crate) fn next_send_step(r: &mut IoRecord, wakes: &mut u64) -> SendStep {
+    if r.tx_errno == 0 {
+        if !r.tx.is_empty() {
+            return SendStep::Data;
+        }
+        if r.tx_taken > 0 {
+            return SendStep::Wait;
+        }
+        if let Some(how) = r.tx.take_shutdown() {
+            return SendStep::Shutdown(how);
+        }
+    }
+    r.flags &= !flag::SEND_ENGAGED;
+    *wakes += r.wake_tx() as u64;
+    if r.flags & flag::LINGER != 0 {
+        r.flags = (r.flags & !flag::LINGER) | flag::CLOSED;
+        SendStep::Close
+    } else {
+        SendStep::Idle
+    }
+}
+
+/// A live stream's send side, borrowed from its [`IoTable`](crate::IoTable) for one
+/// write loop (see the module docs).
+#[derive(Debug)]
+pub struct StreamSend<'a> {
+    record: &'a mut IoRecord,
+    wakes: &'a mut u64,
+}
+
+impl<'a> StreamSend<'a> {
+    #[inline]
+    pub(crate) fn new(record: &'a mut IoRecord, wakes: &'a mut u64) -> StreamSend<'a> {
+        StreamSend { record, wakes }
+    }
+
+    /// What to do next: the same answer as
+    /// [`IoTable::send_step`](crate::IoTable::send_step).
+    #[inline]
+    pub fn step(&mut self) -> SendStep {
+        next_send_step(self.record, self.wakes)
+    }
+
+    /// What waits to be sent.
+    #[inline]
+    pub fn queue(&self) -> &SendQueue {
+        &self.record.tx
+    }
+
+    /// The kernel took `bytes` more of the queued bytes: the same as
+    /// [`IoTable::sent`](crate::IoTable::sent). Wakes a sender waiting for room and
+    /// returns the next step.
+    #[inline]
+    pub fn sent(&mut self, bytes: u64) -> SendStep {
+        let r = &mut *self.record;
+        r.tx.advance(bytes);
+        if r.tx.bytes() <= TX_HIGH_WATER {
+            *self.wakes += r.wake_tx() as u64;
+        }
+        next_send_step(r, self.wakes)
+    }
+}

@@ -254,7 +254,13 @@ impl IoTable {
     /// server (which then finds it in its ready list).
     #[inline(always)]
     fn notify_rx(records: &mut [IoRecord], groups: &mut [Group], token: Token) -> u64 {
-        let r = &mut records[token.index()];
+        Self::notify_record(&mut records[token.index()], groups, token)
+    }
+
+    /// [`notify_rx`](Self::notify_rx) with `token`'s record in hand (no second
+    /// lookup).
+    #[inline(always)]
+    fn notify_record(r: &mut IoRecord, groups: &mut [Group], token: Token) -> u64 {
         if r.group == NO_GROUP {
             return r.wake_rx() as u64;
         }
@@ -280,7 +286,7 @@ impl IoTable {
         if pause {
             r.flags |= flag::PAUSED;
         }
-        self.wakes += Self::notify_rx(&mut self.records, &mut self.groups, token);
+        self.wakes += Self::notify_record(r, &mut self.groups, token);
         if pause {
             Delivery::Pause
         } else {
@@ -295,7 +301,7 @@ impl IoTable {
             return;
         }
         r.flags |= flag::EOF;
-        self.wakes += Self::notify_rx(&mut self.records, &mut self.groups, token);
+        self.wakes += Self::notify_record(r, &mut self.groups, token);
     }
 
     /// Receiving failed (a reset): no more data comes, and queued sends are dropped.

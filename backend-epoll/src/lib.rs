@@ -392,7 +392,12 @@ impl EpollBackend {
     /// full or the queue empty; then a queued shutdown.
     fn flush_stream(&mut self, io: &mut IoTable, t: Token, fd: RawFd, tally: &mut Tally) {
         loop {
-            match write_queued(io, t, fd, tally) {
+            let written = write_queued(io, t, fd, tally);
+            // The common end first, one compare: everything went and nothing follows.
+            if matches!(written, Written::Step(SendStep::Idle)) {
+                return;
+            }
+            match written {
                 Written::Step(SendStep::Data) => {}
                 Written::Step(SendStep::Idle | SendStep::Wait) => return,
                 Written::Step(SendStep::Close) => return self.close_now(io, t),

@@ -69,9 +69,12 @@ impl<'a> StreamSend<'a> {
     pub fn sent(&mut self, bytes: u64) -> SendStep {
         let r = &mut *self.record;
         r.tx.advance(bytes);
-        if r.tx.bytes() <= TX_HIGH_WATER {
+        let step = next_send_step(r, self.wakes);
+        // A sender waiting for room wakes once the queue is back under the limit.
+        // (`Idle` and `Close` woke it already: the common case looks once.)
+        if matches!(step, SendStep::Data | SendStep::Wait | SendStep::Shutdown(_)) && r.tx.bytes() <= TX_HIGH_WATER {
             *self.wakes += r.wake_tx() as u64;
         }
-        next_send_step(r, self.wakes)
+        step
     }
 }

@@ -37,13 +37,7 @@ pub const COPY_CANNED_MAX: usize = 1024;
 /// to the caller's slow path, which queues it at once.)
 #[inline(always)]
 pub(crate) fn put_within(current: &mut Option<TxBuf>, bytes: &[u8]) -> bool {
-    match current {
-        Some(tx) if bytes.len() < tx.remaining() => {
-            tx.put(bytes);
-            true
-        }
-        _ => false,
-    }
+    current.as_mut().is_some_and(|tx| tx.put_within(bytes))
 }
 
 /// Replies of one connection on their way to pool buffers.
@@ -146,7 +140,6 @@ impl<'s> Outbox<'s> {
             self.put_static_behind(bytes);
         }
     }
-
     /// [`put_static`](Self::put_static) when something was put before `bytes`.
     #[inline(never)]
     fn put_static_behind(&mut self, bytes: &'static [u8]) {

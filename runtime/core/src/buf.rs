@@ -343,6 +343,25 @@ impl TxBuf {
         n
     }
 
+    /// Appends all of `data` when it fits with room to spare (the buffer does not
+    /// fill up), and says whether it did; takes nothing otherwise. One look at the
+    /// buffer's geometry for the test and the copy: the per-reply path of servers
+    /// that write many short replies into one buffer (pipelined answers, memcached
+    /// replies).
+    #[inline]
+    pub fn put_within(&mut self, data: &[u8]) -> bool {
+        let (free, room) = self.free_room();
+        if data.len() >= room {
+            return false;
+        }
+        // SAFETY: `free` starts `room` writable bytes this handle owns exclusively
+        // (`free_room`), data.len() < room, and `data` is another object (a shared
+        // borrow, while this buffer is borrowed mutably), so the two do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), free, data.len()) };
+        self.len += data.len() as u32;
+        true
+    }
+
     /// Appends all of `data`.
     ///
     /// # Panics

@@ -1029,6 +1029,25 @@ mod tests {
     }
 
     #[test]
+    fn put_within_appends_only_while_room_is_left_after_the_bytes() {
+        let p = pool(2);
+        let mut tx = p.tx_buf().unwrap();
+        let cap = tx.capacity();
+        assert!(tx.put_within(b"head "));
+        assert!(tx.put_within(b"and more"));
+        assert_eq!(&tx[..], b"head and more");
+        // Exactly the room left: it would fill the buffer, so nothing is taken.
+        let fill = vec![b'x'; tx.remaining()];
+        assert!(!tx.put_within(&fill));
+        assert_eq!(tx.len(), 13);
+        // One byte less fits, and leaves one byte.
+        assert!(tx.put_within(&fill[1..]));
+        assert_eq!((tx.len(), tx.remaining()), (cap - 1, 1));
+        assert!(!tx.put_within(b"y"));
+        assert_eq!(&tx[..13], b"head and more");
+    }
+
+    #[test]
     fn file_pool_keeps_contents_and_kept_indices_across_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let cfg =

@@ -287,14 +287,29 @@ impl fmt::Debug for RxBuf {
 /// writes the TCP/IP headers there); `TxBuf` only exposes what follows.
 pub struct TxBuf {
     pool: NonNull<PoolInner>,
+    /// Where the payload starts (the buffer's address plus the headroom): worked
+    /// out once, when the buffer is taken, so that writing a reply piece reads no
+    /// pool geometry.
+    data: NonNull<u8>,
     index: u32,
     len: u32,
+    /// Most payload bytes the buffer carries (buffer size less the headroom).
+    cap: u32,
 }
 
 impl TxBuf {
     #[inline]
     pub(crate) fn from_parts(pool: NonNull<PoolInner>, index: u32, len: u32) -> TxBuf {
-        TxBuf { pool, index, len }
+        // SAFETY: the pool state lives while any of its buffers is lent (pool docs),
+        // and this one is being lent.
+        let inner = unsafe { pool.as_ref() };
+        let headroom = inner.tx_headroom();
+        debug_assert!(len <= inner.buf_size() - headroom);
+        // SAFETY: `index` is one of the pool's buffers (its caller took it from the
+        // pool), so its address plus the headroom (below the buffer size) is inside
+        // the pool's memory, and not null.
+        let data = unsafe { NonNull::new_unchecked(inner.base_of(index).add(headroom as usize)) };
+        TxBuf { pool, data, index, len, cap: inner.buf_size() - headroom }
     }
 
     #[inline]
@@ -320,7 +335,7 @@ impl TxBuf {
 
     /// Most bytes this buffer can carry.
     pub fn capacity(&self) -> usize {
-        (self.inner().buf_size() - self.inner().tx_headroom()) as usize
+        self.cap as usize
     }
 
     /// Bytes still free.
@@ -385,12 +400,10 @@ impl TxBuf {
     /// or writes it until it is sent or dropped).
     #[inline]
     fn free_room(&self) -> (*mut u8, usize) {
-        let inner = self.inner();
-        let start = inner.tx_headroom() + self.len;
-        // SAFETY: headroom + len <= buf_size (`set_len` and `put` keep len within the
-        // capacity), so the offset stays inside this buffer.
-        let free = unsafe { inner.base_of(self.index).add(start as usize) };
-        (free, (inner.buf_size() - start) as usize)
+        // SAFETY: len <= cap (`set_len` and `put` keep len within the capacity), so
+        // the offset stays inside this buffer's payload.
+        let free = unsafe { self.data.as_ptr().add(self.len as usize) };
+        (free, (self.cap - self.len) as usize)
     }
 
     /// Sets the number of bytes written.
@@ -424,18 +437,19 @@ impl TxBuf {
 
 impl Deref for TxBuf {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
-        let start = self.inner().tx_headroom() as usize;
-        // SAFETY: exclusive ownership as in spare_mut; headroom + len <= buf_size.
-        unsafe { std::slice::from_raw_parts(self.inner().base_of(self.index).add(start), self.len as usize) }
+        // SAFETY: exclusive ownership as in spare_mut; the payload's first `len`
+        // bytes (len <= cap) are inside the buffer and written.
+        unsafe { std::slice::from_raw_parts(self.data.as_ptr(), self.len as usize) }
     }
 }
 
 impl DerefMut for TxBuf {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
-        let start = self.inner().tx_headroom() as usize;
         // SAFETY: as in Deref, and `&mut self` makes the access exclusive.
-        unsafe { std::slice::from_raw_parts_mut(self.inner().base_of(self.index).add(start), self.len as usize) }
+        unsafe { std::slice::from_raw_parts_mut(self.data.as_ptr(), self.len as usize) }
     }
 }
 

@@ -27,6 +27,14 @@ pub(crate) fn next_send_step(r: &mut IoRecord, wakes: &mut u64) -> SendStep {
     }
     r.flags &= !flag::SEND_ENGAGED;
     *wakes += r.wake_tx() as u64;
+    idle_or_close(r)
+}
+
+/// The step of a send path the backend just left: [`SendStep::Close`] when the
+/// handle is gone (its close waited for the sends, and waits no longer), else
+/// [`SendStep::Idle`].
+#[inline(always)]
+pub(crate) fn idle_or_close(r: &mut IoRecord) -> SendStep {
     if r.flags & flag::LINGER != 0 {
         r.flags = (r.flags & !flag::LINGER) | flag::CLOSED;
         SendStep::Close

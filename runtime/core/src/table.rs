@@ -30,7 +30,7 @@ use crate::record::{
     NO_GROUP, RX_PAUSE_AT, RX_RESUME_AT, TX_HIGH_WATER,
 };
 use crate::send::{SendData, Shutdown};
-use crate::stream_send::{next_send_step, StreamSend};
+use crate::stream_send::{idle_or_close, next_send_step, StreamSend};
 
 /// What became of a delivered buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -357,12 +357,7 @@ impl IoTable {
         self.wakes += Self::notify_rx(&mut self.records, &mut self.groups, token);
         let r = &mut self.records[token.index()];
         r.flags &= !flag::SEND_ENGAGED;
-        if r.flags & flag::LINGER != 0 {
-            r.flags = (r.flags & !flag::LINGER) | flag::CLOSED;
-            SendStep::Close
-        } else {
-            SendStep::Idle
-        }
+        idle_or_close(r)
     }
 
     /// What the backend does next on `token`'s send path (after being told of new

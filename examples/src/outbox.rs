@@ -140,6 +140,7 @@ impl<'s> Outbox<'s> {
             self.put_static_behind(bytes);
         }
     }
+
     /// [`put_static`](Self::put_static) when something was put before `bytes`.
     #[inline(never)]
     fn put_static_behind(&mut self, bytes: &'static [u8]) {

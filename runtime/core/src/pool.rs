@@ -926,10 +926,13 @@ impl PoolInner {
 
     #[inline]
     fn push_free(&self, idx: u32) {
+        // The state first: its bounds-checked index into `meta` is what keeps every
+        // index on the free list below `meta.len()` (`alloc` and `swap_foreign`
+        // rely on it), so an index out of range panics before it is listed.
+        self.set_state(idx, BufState::Free);
         let n = self.free_len.get();
         self.free[n as usize].set(idx);
         self.free_len.set(n + 1);
-        self.set_state(idx, BufState::Free);
     }
 
     /// Writes `idx` into the recycle ring's next descriptor and publishes the tail.

@@ -1298,6 +1298,39 @@ mod tests {
     }
 
     #[test]
+    fn a_write_loop_through_stream_send_steps_reports_and_wakes_on_the_record_in_hand() {
+        static ANSWER: [u8; 100] = [7; 100];
+        let counter = Arc::new(CountingWaker::default());
+        let waker = std::task::Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut io = table();
+        assert!(io.stream_send(Token(99)).is_none(), "no record there");
+        let t = io.insert_stream(3, false);
+        io.queue_send(t, SendData::Static(&ANSWER)).unwrap();
+        io.queue_send(t, SendData::Static(&ANSWER)).unwrap();
+        // A task waits until everything is sent.
+        assert!(io.poll_queued_at_most(t, 0, &mut cx).is_pending());
+        let mut tx = io.stream_send(t).unwrap();
+        assert_eq!(tx.step(), SendStep::Data);
+        assert_eq!(tx.queue().front().map(<[u8]>::len), Some(100));
+        // The first item and half the second went: the rest is next, and the waiter
+        // (under the high-water mark now) is woken to look again.
+        assert_eq!(tx.sent(150), SendStep::Data);
+        assert_eq!(tx.queue().front().map(<[u8]>::len), Some(50));
+        assert_eq!(counter.0.load(Ordering::Relaxed), 1);
+        // All of it: the path goes idle; nobody waits any more, nobody is woken.
+        assert_eq!(tx.sent(50), SendStep::Idle);
+        assert_eq!(counter.0.load(Ordering::Relaxed), 1);
+        assert_eq!(io.queued(t), 0);
+        // The handle is gone with data queued: its last send ends in a close.
+        io.queue_send(t, SendData::Static(&ANSWER)).unwrap();
+        assert!(matches!(io.begin_close(t), CloseStep::Linger { .. }));
+        let mut tx = io.stream_send(t).unwrap();
+        assert_eq!(tx.step(), SendStep::Data);
+        assert_eq!(tx.sent(100), SendStep::Close);
+    }
+
+    #[test]
     fn a_send_completion_is_quiet_only_when_nothing_waits_on_it() {
         static ANSWER: [u8; 100] = [1; 100];
         let counter = Arc::new(CountingWaker::default());

@@ -13,7 +13,7 @@ use crate::table::SendStep;
 /// The next step on a stream's send path; counts a wake of its sender into
 /// `wakes`. [`SendStep::Idle`] and [`SendStep::Close`] disengage the backend.
 #[inline]
-pub(crate) fn next_send_step(r: &mut IoRecord, wakes: &mut u64) -> SendStep {
+fn next_send_step(r: &mut IoRecord, wakes: &mut u64) -> SendStep {
     if r.tx_errno == 0 {
         if !r.tx.is_empty() {
             return SendStep::Data;
@@ -75,14 +75,20 @@ impl<'a> StreamSend<'a> {
     /// returns the next step.
     #[inline]
     pub fn sent(&mut self, bytes: u64) -> SendStep {
-        let r = &mut *self.record;
-        r.tx.advance(bytes);
-        let step = next_send_step(r, self.wakes);
-        // A sender waiting for room wakes once the queue is back under the limit.
-        // (`Idle` and `Close` woke it already: the common case looks once.)
-        if matches!(step, SendStep::Data | SendStep::Wait | SendStep::Shutdown(_)) && r.tx.bytes() <= TX_HIGH_WATER {
-            *self.wakes += r.wake_tx() as u64;
-        }
-        step
+        self.record.tx.advance(bytes);
+        step_after_progress(self.record, self.wakes)
     }
+}
+
+/// The next step once the kernel took some of `r`'s queue (sent, or taken from a
+/// backend's own ring): a sender waiting for room is woken once what is pending is
+/// back under the limit. (`Idle` and `Close` woke it already: the common case
+/// looks once.)
+#[inline]
+pub(crate) fn step_after_progress(r: &mut IoRecord, wakes: &mut u64) -> SendStep {
+    let step = next_send_step(r, wakes);
+    if matches!(step, SendStep::Data | SendStep::Wait | SendStep::Shutdown(_)) && r.tx_pending() <= TX_HIGH_WATER {
+        *wakes += r.wake_tx() as u64;
+    }
+    step
 }

@@ -30,7 +30,7 @@ use crate::record::{
     NO_GROUP, RX_PAUSE_AT, RX_RESUME_AT, TX_HIGH_WATER,
 };
 use crate::send::{SendData, Shutdown};
-use crate::stream_send::{idle_or_close, next_send_step, StreamSend};
+use crate::stream_send::{idle_or_close, step_after_progress, StreamSend};
 
 /// What became of a delivered buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -448,15 +448,13 @@ impl IoTable {
     pub fn taken_sent(&mut self, token: Token, bytes: u64) -> SendStep {
         let Some(r) = self.records.get_mut(token.index()) else { return SendStep::Idle };
         r.tx_taken = r.tx_taken.saturating_sub(bytes);
-        // `send_step` on the record already in hand (one lookup). Its `Idle` and
-        // `Close` have woken the sender already; otherwise it is woken here when the
-        // queue fell to the high-water mark.
-        let stream = r.kind == RecordKind::Stream;
-        let step = if stream { next_send_step(r, &mut self.wakes) } else { SendStep::Idle };
-        if (!stream || !matches!(step, SendStep::Idle | SendStep::Close)) && r.tx_pending() <= TX_HIGH_WATER {
+        if r.kind == RecordKind::Stream {
+            return step_after_progress(r, &mut self.wakes);
+        }
+        if r.tx_pending() <= TX_HIGH_WATER {
             self.wakes += r.wake_tx() as u64;
         }
-        step
+        SendStep::Idle
     }
 
     /// A shutdown returned by [`SendStep::Shutdown`] completed (`errno` 0 or its

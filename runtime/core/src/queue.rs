@@ -7,7 +7,7 @@
 //! wait in it (bounded by the pool) — the property backpressure relies on.
 
 use crate::buf::RxBuf;
-use crate::pool::{BufPool, NO_INDEX};
+use crate::pool::{BufPool, PoolInner, NO_INDEX};
 
 /// A per-connection FIFO of [`RxBuf`]s linked through the pool.
 ///
@@ -137,19 +137,24 @@ impl RxQueue {
         let pool = buf.pool_ptr();
         let (idx, off, len) = buf.into_raw();
         // SAFETY: as in `push`.
-        let p = unsafe { pool.as_ref() };
-        // The old front moves behind: its offset and length go to the pool.
-        let mut old = p.meta[self.head as usize].get();
-        old.off = self.head_off;
-        old.len = self.head_len;
-        p.meta[self.head as usize].set(old);
-        let mut m = p.meta[idx as usize].get();
-        m.next = self.head;
-        p.meta[idx as usize].set(m);
+        self.put_front_behind(unsafe { pool.as_ref() }, idx);
         self.head = idx;
         self.head_off = off;
         self.head_len = len;
         self.len += 1;
+    }
+
+    /// This (non-empty) queue's front moves behind buffer `before`, which is about
+    /// to come first: the front's offset and length go to the pool's metadata (only
+    /// the front keeps them inline), and `before` links to it.
+    fn put_front_behind(&self, p: &PoolInner, before: u32) {
+        let mut old = p.meta[self.head as usize].get();
+        old.off = self.head_off;
+        old.len = self.head_len;
+        p.meta[self.head as usize].set(old);
+        let mut m = p.meta[before as usize].get();
+        m.next = self.head;
+        p.meta[before as usize].set(m);
     }
 
     /// Takes every waiting buffer at once (O(1)): the queue is empty afterwards.
@@ -165,17 +170,8 @@ impl RxQueue {
             return;
         }
         if self.len > 0 {
-            // SAFETY: an owner handle keeps the state alive; front's tail is linked
-            // in, and this queue's front moves behind it (its offset and length go to
-            // the pool).
-            let p = unsafe { pool.inner_ptr().as_ref() };
-            let mut old = p.meta[self.head as usize].get();
-            old.off = self.head_off;
-            old.len = self.head_len;
-            p.meta[self.head as usize].set(old);
-            let mut t = p.meta[front.tail as usize].get();
-            t.next = self.head;
-            p.meta[front.tail as usize].set(t);
+            // SAFETY: an owner handle keeps the state alive.
+            self.put_front_behind(unsafe { pool.inner_ptr().as_ref() }, front.tail);
         } else {
             self.tail = front.tail;
         }

@@ -330,6 +330,12 @@ impl BatchServers {
             left |= server.run(driver);
             i += 1;
         }
+        self.keep_news(left);
+    }
+
+    /// A run left news (`left`): the next wait must not block.
+    #[inline(always)]
+    fn keep_news(&self, left: bool) {
         if left {
             self.news_left.set(true);
         }
@@ -434,7 +440,7 @@ impl<H: FnMut(&mut Batch<'_>)> Server<H> {
             state.shutting_down = true;
             grace.reset(std::time::Instant::now() + SHUTDOWN_GRACE);
             let left = state.handle(rt.driver.borrow_mut(), false);
-            rt.batch.news_left.set(rt.batch.news_left.get() | left);
+            rt.batch.keep_news(left);
             if state.ended {
                 return Poll::Ready(());
             }

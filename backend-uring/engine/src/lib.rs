@@ -8,6 +8,8 @@
 //!
 //! * [`probe`]: ring setup with flag fallbacks, [`UringProbe`], readable start errors;
 //! * [`submit`]: the SQ overflow queue and the tick's single enter;
+//! * [`shared_ring`]: the ring on the heap, reached only through shared views, so a
+//!   reap walks the completion queue in place;
 //! * [`user_data`]: what an SQE's `user_data` carries (slot, op kind, generation);
 //! * [`recv`]: the multishot receive SQE, with the per-arming byte limit (6.16+);
 //! * [`pool_ring`]: a pool's recycle ring registered as a provided-buffer ring
@@ -27,6 +29,7 @@ pub mod fresh_sends;
 pub mod pool_ring;
 pub mod probe;
 pub mod recv;
+pub mod shared_ring;
 pub mod sockets;
 pub mod submit;
 pub mod user_data;

@@ -314,7 +314,10 @@ fn probe_recv_limit(ring: &mut IoUring) -> bool {
     let pushed = unsafe { ring.submission().push(&entry) }.is_ok();
     let mut first: Option<(i32, u32)> = None;
     let mut over = !pushed;
-    if pushed && submit::enter(ring, Wait::For(Duration::from_millis(500)), QuietCompletions::NONE).is_ok() {
+    let wait = Wait::For(Duration::from_millis(500));
+    // SAFETY: `ring` is borrowed mutably here, so no view of it lives elsewhere; the
+    // SQE's memory is kept as said above.
+    if pushed && unsafe { submit::enter(ring, wait, QuietCompletions::NONE) }.is_ok() {
         for cqe in ring.completion() {
             if cqe.user_data() == UD {
                 first.get_or_insert((cqe.result(), cqe.flags()));
@@ -328,7 +331,8 @@ fn probe_recv_limit(ring: &mut IoUring) -> bool {
         let timeout = io_uring::types::Timespec::new().sec(1);
         over = ring.submitter().register_sync_cancel(Some(timeout), CancelBuilder::user_data(UD)).is_ok();
         if over {
-            let _ = submit::enter(ring, Wait::No, QuietCompletions::NONE);
+            // SAFETY: as for the enter above.
+            let _ = unsafe { submit::enter(ring, Wait::No, QuietCompletions::NONE) };
             ring.completion().for_each(drop);
         }
     }

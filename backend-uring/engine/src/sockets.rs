@@ -43,6 +43,7 @@ use paste_rt_core::{Delivery, RemoteWake, SendStep, Shutdown, Stats};
 use crate::fresh_sends::FreshSends;
 use crate::probe::UringProbe;
 use crate::recv;
+use crate::shared_ring::SharedRing;
 use crate::submit::{self, QuietCompletions, SubmitQueue, Wait};
 use crate::user_data::{decode, encode, OpKind, GEN_MASK};
 use crate::waker::RingWaker;
@@ -218,7 +219,9 @@ impl Slot {
 /// Field order is drop order: the ring goes first (closing it ends every op the
 /// kernel still holds), then the slots and the wake-up buffer its SQEs pointed to.
 pub struct SocketEngine {
-    ring: IoUring,
+    /// Reached only through shared references ([`SharedRing`]), so that a reap walks
+    /// the completion queue in place while it pushes SQEs.
+    ring: SharedRing,
     probe: UringProbe,
     sq: SubmitQueue,
     config: EngineConfig,
@@ -234,7 +237,6 @@ pub struct SocketEngine {
     accept_waiting: Vec<(u32, u32, Instant)>,
     /// An fd was closed since the last tick (a listener out of fds may retry).
     fd_freed: bool,
-    cqes: Vec<cqueue::Entry>,
     /// Cancels and closes in the kernel.
     ignore_inflight: u64,
     waker: RingWaker,
@@ -252,7 +254,7 @@ impl SocketEngine {
         let quiet_send_wait = if probe.min_timeout { config.quiet_send_wait } else { Duration::ZERO };
         let config = EngineConfig { send_batch: config.send_batch.clamp(1, MAX_SEND_BATCH), quiet_send_wait, ..config };
         let mut engine = SocketEngine {
-            ring,
+            ring: SharedRing::new(ring),
             probe,
             sq: SubmitQueue::with_capacity(256),
             config,
@@ -261,7 +263,6 @@ impl SocketEngine {
             rx_ended: Vec::with_capacity(256),
             accept_waiting: Vec::new(),
             fd_freed: false,
-            cqes: Vec::with_capacity(1024),
             ignore_inflight: 0,
             waker,
             waker_armed: false,
@@ -284,7 +285,7 @@ impl SocketEngine {
 
     /// The ring (to register buffer rings).
     pub fn ring(&self) -> &IoUring {
-        &self.ring
+        self.ring.get()
     }
 
     /// A handle other threads use to interrupt the wait.
@@ -328,7 +329,8 @@ impl SocketEngine {
         // its op: the owner's send data (kept until reported sent), a slot's boxed
         // send state (freed only with the slot, once nothing is in flight), and the
         // waker's boxed read buffer; an owner's SQE (push_raw) is under its contract.
-        unsafe { self.sq.push(&mut self.ring, entry) }
+        // No submission view is held anywhere while the engine runs (shared_ring).
+        unsafe { self.sq.push(self.ring.get(), entry) }
     }
 
     /// Pushes an SQE of the owner's, its `user_data` already set (with a kind the
@@ -378,8 +380,9 @@ impl SocketEngine {
         let entry = self.waker.read_sqe(encode(0, OpKind::Wake, 0));
         self.waker_armed = true;
         // SAFETY: the read buffer is boxed in the waker, which lives as long as the
-        // engine (and is leaked with it if the read is still in flight at drop).
-        unsafe { self.sq.push(&mut self.ring, entry) };
+        // engine (and is leaked with it if the read is still in flight at drop). No
+        // submission view is held anywhere while the engine runs (shared_ring).
+        unsafe { self.sq.push(self.ring.get(), entry) };
     }
 
     fn open_slot(&mut self, id: u32, fd: RawFd, role: Role) {
@@ -645,8 +648,11 @@ impl SocketEngine {
         if wait.may_block() {
             Stats::add(&stats.waits, 1);
         }
-        let entered = submit::enter(&mut self.ring, wait, quiet);
-        self.sq.refill_ring(&mut self.ring);
+        // SAFETY: no submission view is held anywhere while the engine runs
+        // (shared_ring); the SQEs were pushed under `push`'s contract.
+        let entered = unsafe { submit::enter(self.ring.get(), wait, quiet) };
+        // SAFETY: as above.
+        unsafe { self.sq.refill_ring(self.ring.get()) };
         entered?;
 
         // 3. Completions, applied in place.
@@ -720,21 +726,19 @@ impl SocketEngine {
     }
 
     fn reap(&mut self, sink: &mut impl Sink, stats: &Stats) {
-        // Copied out in one pass (the sink may push SQEs, which needs the ring), into
-        // a buffer kept across ticks; the CQ head moves once, when `cq` drops.
-        let mut cqes = std::mem::take(&mut self.cqes);
-        cqes.clear();
-        {
-            let mut cq = self.ring.completion();
-            let n = cq.len();
-            cqes.reserve(n);
-            let got = cq.fill(&mut cqes.spare_capacity_mut()[..n]).len();
-            // SAFETY: `fill` initialised the first `got` spare entries.
-            unsafe { cqes.set_len(got) };
-        }
-        Stats::add(&stats.completions, cqes.len() as u64);
+        // Walked in place: each CQE is read from the ring as it is applied, and the
+        // head moves once, when `cq` drops at the end (the kernel writes no CQE over
+        // one not yet consumed). The sink may push SQEs meanwhile: a submission view
+        // beside this completion view (shared_ring).
+        // SAFETY: `ring` is used only within this call, while `self` (which owns the
+        // ring) is alive.
+        let ring = unsafe { self.ring.detached() };
+        // SAFETY: the engine's only completion view: made here alone, and no reap
+        // runs inside another.
+        let mut cq = unsafe { ring.completion_shared() };
+        Stats::add(&stats.completions, cq.len() as u64);
         let mut rx = false;
-        for c in &cqes {
+        for c in &mut cq {
             let (ud, res, flags) = (c.user_data(), c.result(), c.flags());
             // One look at the kind byte (see `user_data` for the layout); socket
             // completions whose slot was reused since (another generation) or freed
@@ -757,12 +761,12 @@ impl SocketEngine {
                     continue;
                 }
                 self.on_send(id, res, sink, stats);
-            } else if !self.on_other_kind(c, sink, stats) {
+            } else if !self.on_other_kind(&c, sink, stats) {
                 continue;
             }
             self.maybe_free(id, sink);
         }
-        self.cqes = cqes;
+        drop(cq);
         if rx {
             Stats::add(&stats.rx_batches, 1);
         }
@@ -978,21 +982,27 @@ impl SocketEngine {
             s.state &= !st::OPEN;
         }
         for _ in 0..4 {
-            if submit::enter(&mut self.ring, Wait::No, QuietCompletions::NONE).is_err() {
+            // SAFETY: no submission view is held anywhere while the engine runs
+            // (shared_ring); the SQEs were pushed under `push`'s contract.
+            if unsafe { submit::enter(self.ring.get(), Wait::No, QuietCompletions::NONE) }.is_err() {
                 break;
             }
-            self.sq.refill_ring(&mut self.ring);
+            // SAFETY: as above.
+            unsafe { self.sq.refill_ring(self.ring.get()) };
             self.reap(sink, stats);
-            if self.sq.pending() == 0 && self.ring.submission().is_empty() {
+            // SAFETY: as above; the view is a temporary.
+            if self.sq.pending() == 0 && unsafe { self.ring.get().submission_shared() }.is_empty() {
                 break;
             }
         }
-        let _ = self.ring.submitter().register_sync_cancel(None, CancelBuilder::any().all());
+        let _ = self.ring.get().submitter().register_sync_cancel(None, CancelBuilder::any().all());
         for _ in 0..100 {
             if self.ops_in_flight() == 0 {
                 break;
             }
-            if submit::enter(&mut self.ring, Wait::For(Duration::from_millis(10)), QuietCompletions::NONE).is_err() {
+            let wait = Wait::For(Duration::from_millis(10));
+            // SAFETY: as above.
+            if unsafe { submit::enter(self.ring.get(), wait, QuietCompletions::NONE) }.is_err() {
                 break;
             }
             self.reap(sink, stats);

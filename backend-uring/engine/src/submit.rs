@@ -49,11 +49,15 @@ impl SubmitQueue {
     ///
     /// # Safety
     /// Everything `entry` points to (buffers, iovecs, addresses) must stay valid until
-    /// its completion arrives, as for [`squeue::SubmissionQueue::push`].
-    pub unsafe fn push(&mut self, ring: &mut IoUring, entry: squeue::Entry) {
+    /// its completion arrives, as for [`squeue::SubmissionQueue::push`]; and no
+    /// submission view of `ring` may exist during the call (see
+    /// [`shared_ring`](crate::shared_ring)).
+    #[inline]
+    pub unsafe fn push(&mut self, ring: &IoUring, entry: squeue::Entry) {
         if self.overflow.is_empty() {
-            // SAFETY: forwarded from this function's contract.
-            if unsafe { ring.submission().push(&entry) }.is_ok() {
+            // SAFETY: the only submission view, by this function's contract; the
+            // entry's memory is the caller's to keep, likewise.
+            if unsafe { ring.submission_shared().push(&entry) }.is_ok() {
                 return;
             }
         }
@@ -63,11 +67,15 @@ impl SubmitQueue {
 
     /// Moves as many overflowed entries as fit into the submission ring. Call right
     /// after an enter (which emptied it).
-    pub fn refill_ring(&mut self, ring: &mut IoUring) {
+    ///
+    /// # Safety
+    /// No submission view of `ring` may exist during the call.
+    pub unsafe fn refill_ring(&mut self, ring: &IoUring) {
         if self.overflow.is_empty() {
             return;
         }
-        let mut sq = ring.submission();
+        // SAFETY: the only submission view, by this function's contract.
+        let mut sq = unsafe { ring.submission_shared() };
         while let Some(entry) = self.overflow.front() {
             // SAFETY: the entry was pushed through `push`, whose caller guaranteed its
             // resources outlive the operation.
@@ -144,9 +152,14 @@ impl QuietCompletions {
 /// This calls `Submitter::enter` rather than `submit_with_args` because the latter
 /// leaves out `GETEVENTS` when not waiting, which under `DEFER_TASKRUN` would reap
 /// nothing.
+///
+/// # Safety
+/// No submission view of `ring` may exist during the call (the SQEs it submits were
+/// pushed under [`SubmitQueue::push`]'s contract).
 #[inline(always)] // once a tick, into the engine's tick
-pub fn enter(ring: &mut IoUring, wait: Wait, quiet: QuietCompletions) -> io::Result<usize> {
-    let to_submit = ring.submission().len() as u32;
+pub unsafe fn enter(ring: &IoUring, wait: Wait, quiet: QuietCompletions) -> io::Result<usize> {
+    // SAFETY: the only submission view, by this function's contract; dropped at once.
+    let to_submit = unsafe { ring.submission_shared() }.len() as u32;
     let (min_complete, ts, min_wait_usec) = match wait {
         Wait::No => (0, None, 0),
         // One timer, not two: with no general timeout the kernel returns when the
@@ -188,6 +201,12 @@ mod tests {
     use super::*;
     use io_uring::opcode;
 
+    /// [`enter`] from a test, which never holds a submission view across calls.
+    fn enter_now(ring: &IoUring, wait: Wait, quiet: QuietCompletions) -> io::Result<usize> {
+        // SAFETY: the tests make submission views only as temporaries.
+        unsafe { enter(ring, wait, quiet) }
+    }
+
     #[test]
     fn overflow_keeps_order_and_drains_after_enter() {
         let mut ring = IoUring::new(4).unwrap();
@@ -195,13 +214,14 @@ mod tests {
         let mut q = SubmitQueue::with_capacity(8);
         for i in 0..cap as u64 + 3 {
             // SAFETY: NOPs point to nothing.
-            unsafe { q.push(&mut ring, opcode::Nop::new().build().user_data(i)) };
+            unsafe { q.push(&ring, opcode::Nop::new().build().user_data(i)) };
         }
         assert_eq!(q.pending(), 3);
-        assert_eq!(enter(&mut ring, Wait::No, QuietCompletions::NONE).unwrap(), cap);
-        q.refill_ring(&mut ring);
+        assert_eq!(enter_now(&ring, Wait::No, QuietCompletions::NONE).unwrap(), cap);
+        // SAFETY: no submission view is held here.
+        unsafe { q.refill_ring(&ring) };
         assert_eq!(q.pending(), 0);
-        assert_eq!(enter(&mut ring, Wait::For(Duration::from_millis(1)), QuietCompletions::NONE).unwrap(), 3);
+        assert_eq!(enter_now(&ring, Wait::For(Duration::from_millis(1)), QuietCompletions::NONE).unwrap(), 3);
         let seen: Vec<u64> = ring.completion().map(|c| c.user_data()).collect();
         assert_eq!(seen, (0..cap as u64 + 3).collect::<Vec<_>>());
     }
@@ -209,8 +229,8 @@ mod tests {
     #[test]
     fn zero_wait_returns_with_nothing_to_do() {
         let mut ring = IoUring::new(4).unwrap();
-        assert_eq!(enter(&mut ring, Wait::No, QuietCompletions::NONE).unwrap(), 0);
-        assert_eq!(enter(&mut ring, Wait::For(Duration::from_millis(1)), QuietCompletions::NONE).unwrap(), 0);
+        assert_eq!(enter_now(&ring, Wait::No, QuietCompletions::NONE).unwrap(), 0);
+        assert_eq!(enter_now(&ring, Wait::For(Duration::from_millis(1)), QuietCompletions::NONE).unwrap(), 0);
     }
 
     /// Whether this kernel has the two-stage wait; a kernel from 6.12 on must have it
@@ -240,7 +260,7 @@ mod tests {
         // SAFETY: `ts` outlives the op: the enter below waits for its completion.
         unsafe { ring.submission().push(&opcode::Timeout::new(&ts).build().user_data(2)) }.unwrap();
         let quiet = QuietCompletions { count: 1, within: Duration::from_secs(10) };
-        enter(&mut ring, Wait::Forever, quiet).unwrap();
+        enter_now(&ring, Wait::Forever, quiet).unwrap();
         let seen: Vec<u64> = ring.completion().map(|c| c.user_data()).collect();
         // A plain wait for one would have come back with the NOP alone.
         assert_eq!(seen, [1, 2]);
@@ -256,13 +276,13 @@ mod tests {
         // Nothing else ever completes: the wait must end with the NOP once the first
         // stage (here the caller's shorter timeout) has passed, not block forever.
         let quiet = QuietCompletions { count: 1, within: Duration::from_secs(3600) };
-        enter(&mut ring, Wait::For(Duration::from_millis(5)), quiet).unwrap();
+        enter_now(&ring, Wait::For(Duration::from_millis(5)), quiet).unwrap();
         let seen: Vec<u64> = ring.completion().map(|c| c.user_data()).collect();
         assert_eq!(seen, [1]);
         // Without a timeout of the caller's, `within` ends the first stage.
         submit_one_nop(&mut ring, 3);
         let quiet = QuietCompletions { count: 1, within: Duration::from_millis(5) };
-        enter(&mut ring, Wait::Forever, quiet).unwrap();
+        enter_now(&ring, Wait::Forever, quiet).unwrap();
         assert_eq!(ring.completion().map(|c| c.user_data()).collect::<Vec<_>>(), [3]);
     }
 }

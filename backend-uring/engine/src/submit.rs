@@ -228,7 +228,7 @@ mod tests {
 
     #[test]
     fn zero_wait_returns_with_nothing_to_do() {
-        let mut ring = IoUring::new(4).unwrap();
+        let ring = IoUring::new(4).unwrap();
         assert_eq!(enter_now(&ring, Wait::No, QuietCompletions::NONE).unwrap(), 0);
         assert_eq!(enter_now(&ring, Wait::For(Duration::from_millis(1)), QuietCompletions::NONE).unwrap(), 0);
     }

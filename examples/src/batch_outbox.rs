@@ -122,7 +122,7 @@ impl BatchOutbox {
     /// Queues what was written and forgets the connection. (A handler that finishes
     /// each connection once its data is answered queues the common lone canned reply
     /// right here.)
-    #[inline]
+    #[inline(always)]
     pub fn finish(&mut self, batch: &mut Batch<'_>) {
         if let Some(canned) = self.canned.take() {
             if let Some(conn) = self.conn {

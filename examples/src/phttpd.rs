@@ -114,9 +114,11 @@ async fn serve_batch(listener: TcpListener, responses: &'static Responses, timeo
     let mut out = BatchOutbox::new();
     batch::serve(listener, move |batch| {
         let now = coarse_now();
-        while let Some(event) = batch.next_event() {
-            match event {
-                BatchEvent::Opened(conn) => {
+        loop {
+            // One match on the `Option` (not `while let` then `match`): the event is
+            // not moved out of it first.
+            match batch.next_event() {
+                Some(BatchEvent::Opened(conn)) => {
                     // As `accept_each` does in tasks mode: answers to a pipelined
                     // burst read in two parts leave in two sends.
                     let _ = batch.set_nodelay(conn, true);
@@ -129,7 +131,7 @@ async fn serve_batch(listener: TcpListener, responses: &'static Responses, timeo
                     }
                     sessions[conn.index()] = Some((Session::new(), timer));
                 }
-                BatchEvent::Data(conn, buf) => {
+                Some(BatchEvent::Data(conn, buf)) => {
                     let Some((session, timer)) = sessions.get_mut(conn.index()).and_then(Option::as_mut) else {
                         continue;
                     };
@@ -144,12 +146,12 @@ async fn serve_batch(listener: TcpListener, responses: &'static Responses, timeo
                         set_deadline(batch, conn, timer.update(session.phase(), now));
                     }
                 }
-                BatchEvent::Closed(conn, _) => {
+                Some(BatchEvent::Closed(conn, _)) => {
                     if let Some(s) = sessions.get_mut(conn.index()) {
                         *s = None;
                     }
                 }
-                BatchEvent::TimedOut(conn) => {
+                Some(BatchEvent::TimedOut(conn)) => {
                     // Mid-request: 408. Idle: just close.
                     if let Some((session, _)) = sessions.get_mut(conn.index()).and_then(Option::take) {
                         if !session.is_idle() {
@@ -160,6 +162,7 @@ async fn serve_batch(listener: TcpListener, responses: &'static Responses, timeo
                     }
                     batch.close(conn);
                 }
+                None => break,
             }
         }
         out.finish(batch);

@@ -116,9 +116,10 @@ impl WalServer {
     /// Handles one tick's batch: parse, persist, one fence, then every reply.
     pub fn on_batch(&mut self, batch: &mut Batch<'_>) {
         let now = coarse_now();
-        while let Some(event) = batch.next_event() {
-            match event {
-                BatchEvent::Opened(c) => {
+        loop {
+            // One match on the `Option`: the event is not moved out of it first.
+            match batch.next_event() {
+                Some(BatchEvent::Opened(c)) => {
                     if self.conns.len() <= c.index() {
                         self.conns.resize_with(c.index() + 1, || None);
                     }
@@ -135,13 +136,13 @@ impl WalServer {
                         timer,
                     });
                 }
-                BatchEvent::Data(c, buf) => self.on_data(batch, c, buf, now),
-                BatchEvent::Closed(c, _) => {
+                Some(BatchEvent::Data(c, buf)) => self.on_data(batch, c, buf, now),
+                Some(BatchEvent::Closed(c, _)) => {
                     if let Some(mut conn) = self.conns.get_mut(c.index()).and_then(Option::take) {
                         self.wal.abort(&mut conn.pending);
                     }
                 }
-                BatchEvent::TimedOut(c) => {
+                Some(BatchEvent::TimedOut(c)) => {
                     // Mid-request: 408 (after this batch's fence, in order). Idle: close.
                     if let Some(mut conn) = self.conns.get_mut(c.index()).and_then(Option::take) {
                         self.wal.abort(&mut conn.pending);
@@ -154,6 +155,7 @@ impl WalServer {
                         batch.close(c);
                     }
                 }
+                None => break,
             }
         }
         if batch.is_shutting_down() {

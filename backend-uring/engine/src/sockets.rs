@@ -607,6 +607,10 @@ impl SocketEngine {
         if !s.has(st::OPEN) && s.inflight == 0 && s.role != Role::Free {
             s.role = Role::Free;
             s.state = 0;
+            // A free slot's generation moves on at once (and again when it is
+            // opened): no `user_data` issued names it any more, so a completion is
+            // current by its generation alone (`is_current`).
+            s.gen = s.gen.wrapping_add(1) & GEN_MASK;
             sink.released(id);
         }
     }
@@ -802,13 +806,15 @@ impl SocketEngine {
     }
 
     /// Whether slot `id` is live and still of generation `gen` (a completion for it
-    /// is not stale).
+    /// is not stale). A freed slot's generation moved on when it was freed
+    /// (`maybe_free`), so the generation alone says it.
     #[inline(always)]
     fn is_current(&self, id: u32, gen: u32) -> bool {
         match self.slots.get(id as usize) {
             Some(s) => {
-                debug_assert_eq!(s.gen, gen, "completion for a reused slot");
-                s.gen == gen && s.role != Role::Free
+                debug_assert_eq!(s.gen, gen, "completion for a reused or freed slot");
+                debug_assert!(s.gen != gen || s.role != Role::Free, "a free slot kept its generation");
+                s.gen == gen
             }
             None => false,
         }

@@ -94,8 +94,10 @@ fn a_retired_slot_is_released_after_its_last_completion_and_its_fd_closes_only_w
     assert!(engine.is_open(id));
     assert!(engine.ops_in_flight() >= 2, "the receive (and the wake-up read) are in the kernel");
 
+    let generation = engine.generation(id);
     engine.retire(id, &mut sink, &stats);
     assert!(!engine.is_open(id));
+    assert_eq!(engine.generation(id), generation, "still busy: its completions still count");
     assert!(sink.released.is_empty(), "the receive is still in flight: the slot is not free yet");
     assert!(fd_is_open(fd), "retiring cancels; it does not close");
 
@@ -106,6 +108,7 @@ fn a_retired_slot_is_released_after_its_last_completion_and_its_fd_closes_only_w
         engine.tick(Some(Duration::from_millis(10)), &mut sink, &stats).expect("tick");
     }
     assert_eq!(sink.released, vec![id], "released once its cancelled receive completed");
+    assert_ne!(engine.generation(id), generation, "a freed slot's generation moves on: no completion names it");
     assert!(fd_is_open(fd), "still open until the owner closes it");
 
     engine.close_fd(fd, &stats);

@@ -754,10 +754,9 @@ impl SocketEngine {
                 if !self.is_current(id, gen) {
                     continue;
                 }
-                rx |= cqueue::buffer_select(flags).is_some();
                 // Data with the receive still armed (the common case) ends nothing:
                 // the slot cannot have become free, no need to look.
-                if !self.on_recv(id, res, flags, sink, stats) {
+                if !self.on_recv(id, res, flags, &mut rx, sink, stats) {
                     continue;
                 }
             } else if kind == kind::SEND {
@@ -866,9 +865,10 @@ impl SocketEngine {
     }
 
     /// Applies a receive completion. Returns whether it ended the receive or brought
-    /// no data (an end, an error, a cancel): then the slot may be free now.
+    /// no data (an end, an error, a cancel): then the slot may be free now. A buffer
+    /// it brings sets `rx` (the tick received data).
     #[inline]
-    fn on_recv(&mut self, id: u32, res: i32, flags: u32, sink: &mut impl Sink, stats: &Stats) -> bool {
+    fn on_recv(&mut self, id: u32, res: i32, flags: u32, rx: &mut bool, sink: &mut impl Sink, stats: &Stats) -> bool {
         let ended = !cqueue::more(flags);
         if ended {
             let s = &mut self.slots[id as usize];
@@ -876,6 +876,7 @@ impl SocketEngine {
             s.inflight -= 1;
         }
         if let Some(bid) = cqueue::buffer_select(flags) {
+            *rx = true;
             let bytes = res.max(0) as u32;
             Stats::add(&stats.rx_bytes, bytes as u64);
             if sink.received(id, bid, bytes) == Delivery::Pause {

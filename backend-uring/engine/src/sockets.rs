@@ -760,10 +760,11 @@ impl SocketEngine {
                     continue;
                 }
             } else if kind == kind::SEND {
-                if !self.is_current(id, gen) {
+                // A send on an open slot frees nothing here (a close it leads to frees
+                // the slot itself): no need to look.
+                if !self.is_current(id, gen) || !self.on_send(id, res, sink, stats) {
                     continue;
                 }
-                self.on_send(id, res, sink, stats);
             } else if !self.on_other_kind(&c, sink, stats) {
                 continue;
             }
@@ -928,11 +929,15 @@ impl SocketEngine {
         }
     }
 
+    /// Applies a send completion. Returns whether the slot was closed already (its
+    /// last completion may have come: it may be free now); on an open slot, what
+    /// the owner answers ([`Sink::sent`]) may close it, and closing frees it.
     #[inline]
-    fn on_send(&mut self, id: u32, res: i32, sink: &mut impl Sink, stats: &Stats) {
+    fn on_send(&mut self, id: u32, res: i32, sink: &mut impl Sink, stats: &Stats) -> bool {
         let s = &mut self.slots[id as usize];
         s.inflight -= 1;
         s.state &= !st::SEND_INFLIGHT;
+        let closed = !s.has(st::OPEN);
         let step = if res > 0 {
             Stats::add(&stats.tx_bytes, res as u64);
             sink.sent(id, res as u32)
@@ -945,6 +950,7 @@ impl SocketEngine {
             sink.tx_failed(id, if res == 0 { libc::EPIPE } else { -res })
         };
         self.drive_send(id, step, sink, stats);
+        closed
     }
 
     fn on_shutdown(&mut self, id: u32, res: i32, sink: &mut impl Sink, stats: &Stats) {

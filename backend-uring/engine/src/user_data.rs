@@ -1,6 +1,8 @@
 //! The `user_data` of an SQE: which slot (or fd) it concerns, what it was for, and
 //! the generation of that slot when it was submitted — so a completion that arrives
-//! after its slot was closed and reused is recognised as stale.
+//! after its slot was freed, or freed and reused, is recognised as stale (the
+//! socket engine moves a slot's generation on both when it frees it and when it
+//! opens it).
 //!
 //! Layout: bits 0–31 the id, 32–39 the [`OpKind`], 40–63 the generation
 //! ([`GEN_MASK`] bits). Shared by the io_uring backend and PASTE's emulated provider.

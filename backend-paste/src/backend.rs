@@ -492,12 +492,12 @@ impl PasteBackend {
             });
             match copied {
                 None => break,
-                Some(0) => {}
-                Some(_) => {
+                Some(c) if c.bytes == 0 => {}
+                Some(c) => {
                     took = true;
                     Stats::add(&self.stats.submissions, 1);
-                    // The common single reply: nothing behind it, so no second look.
-                    if io.get(t).send_queue().is_empty() {
+                    // The common single reply: nothing behind it.
+                    if !c.more {
                         break;
                     }
                     continue;

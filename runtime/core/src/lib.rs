@@ -70,7 +70,7 @@ pub use record::{
 pub use send::{SendData, SendQueue, Shutdown};
 pub use stats::{Stats, StatsSnapshot};
 pub use stream_send::StreamSend;
-pub use table::{CloseStep, Delivery, IoTable, MemberEvent, Received, SendStep, TakenRx};
+pub use table::{CloseStep, CopiedSend, Delivery, IoTable, MemberEvent, Received, SendStep, TakenRx};
 pub use wait::wait_millis;
 
 /// Bytes at the start of a pool buffer that a backend may use for a received

@@ -429,17 +429,18 @@ impl IoTable {
     /// [`SendQueue::copy_front`](crate::SendQueue::copy_front)): they leave the queue
     /// (a partly copied item keeps its rest in front, in order) and, as with
     /// `take_send`, stay counted as pending until [`taken_sent`](Self::taken_sent)
-    /// reports them. Returns the bytes copied; `None`, without calling `copy`, when
+    /// reports them. Returns the bytes copied and whether more is queued (so the
+    /// common lone reply needs no second look); `None`, without calling `copy`, when
     /// nothing is queued or sending failed.
     #[inline]
-    pub fn copy_send(&mut self, token: Token, copy: impl FnOnce(&SendData, &[u8]) -> usize) -> Option<usize> {
+    pub fn copy_send(&mut self, token: Token, copy: impl FnOnce(&SendData, &[u8]) -> usize) -> Option<CopiedSend> {
         let r = self.records.get_mut(token.index())?;
         if r.tx_errno != 0 {
             return None;
         }
-        let n = r.tx.copy_front(copy)?;
-        r.tx_taken += n as u64;
-        Some(n)
+        let bytes = r.tx.copy_front(copy)?;
+        r.tx_taken += bytes as u64;
+        Some(CopiedSend { bytes, more: !r.tx.is_empty() })
     }
 
     /// The kernel took `bytes` of what was taken with [`take_send`](Self::take_send)
@@ -1180,6 +1181,16 @@ impl IoTable {
     }
 }
 
+/// What [`IoTable::copy_send`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopiedSend {
+    /// Bytes copied from the front of the queue (0: the backend took none of it).
+    pub bytes: usize,
+    /// Whether anything is still queued: the rest of the front item, or items
+    /// behind it.
+    pub more: bool,
+}
+
 /// One step of a batch member (see [`IoTable::next_member_event`]).
 #[derive(Debug)]
 pub enum MemberEvent {
@@ -1277,8 +1288,9 @@ mod tests {
         assert!(io.poll_queued_at_most(t, TX_HIGH_WATER, &mut cx).is_pending());
         // Everything copied (a slot's worth at a time): still pending, nobody woken.
         let mut copied = 0;
-        while let Some(n) = io.copy_send(t, |_, b| b.len().min(1448)) {
-            copied += n as u64;
+        while let Some(c) = io.copy_send(t, |_, b| b.len().min(1448)) {
+            copied += c.bytes as u64;
+            assert_eq!(c.more, copied < queued, "more is queued until the last copy");
         }
         assert_eq!(copied, queued);
         assert!(io.get(t).send_queue().is_empty());
@@ -1421,7 +1433,9 @@ mod tests {
                             prop_assert!(got.is_none() && !called);
                         } else {
                             prop_assert!(called);
-                            prop_assert!(got.is_some_and(|n| n <= k));
+                            prop_assert!(got.is_some_and(|c| c.bytes <= k));
+                            let left = waiting - got.map_or(0, |c| c.bytes.min(waiting));
+                            prop_assert_eq!(got.is_some_and(|c| c.more), left > 0);
                         }
                     }
                     Op::Taken(m) => {

@@ -354,8 +354,7 @@ impl IoTable {
         self.wakes += r.wake_tx() as u64;
         // A batch handler hears of it through its ready list; a task blocked in recv
         // on a reset connection too.
-        self.wakes += Self::notify_rx(&mut self.records, &mut self.groups, token);
-        let r = &mut self.records[token.index()];
+        self.wakes += Self::notify_record(r, &mut self.groups, token);
         r.flags &= !flag::SEND_ENGAGED;
         idle_or_close(r)
     }

@@ -67,9 +67,16 @@ fn callgrind_mode_counts_positive_instructions_per_request() {
     let (n1, n2) = (r["ir_n1"].as_u64().unwrap(), r["ir_n2"].as_u64().unwrap());
     assert!(n2 > n1 && n1 > 0, "twice the requests cost more instructions: {r}");
     assert!(r["ir_startup"].as_u64().unwrap() > n1, "start-up (loading, runtime set-up) is in its own part: {r}");
-    // epoll waits in epoll_wait: at least once per phase, at most once per request.
+    // epoll waits in epoll_wait: at least once per phase, and once per request at
+    // most, plus the waits around the dump that ends the phase before (two in every
+    // run seen: one connection gives 202 and 402 waits). A count of two waits per
+    // request would be far above this bound.
+    const WAITS_BESIDE_REQUESTS: u64 = 16;
     let waits: Vec<u64> = r["waits"].as_array().expect("wake-ups counted").iter().filter_map(|w| w.as_u64()).collect();
-    assert!(waits.len() == 2 && waits[0] >= 1 && waits[0] <= 200 && waits[1] >= 1 && waits[1] <= 400, "{r}");
+    assert_eq!(waits.len(), 2, "{r}");
+    for (phase, (&counted, requests)) in waits.iter().zip([200, 400]).enumerate() {
+        assert!(counted >= 1 && counted <= requests + WAITS_BESIDE_REQUESTS, "phase {phase}: {counted} waits: {r}");
+    }
     let md = std::fs::read_to_string(out.join("callgrind.md")).expect("callgrind.md");
     assert!(md.contains("| 2 | paste-rt-epoll | "), "{md}");
     let _ = std::fs::remove_dir_all(&out);

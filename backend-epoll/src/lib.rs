@@ -17,6 +17,10 @@
 //! the record's queue; a partial write waits for `EPOLLOUT`. Counters are added once
 //! per walk over the ready sockets, not once per call.
 //!
+//! The wait ends at the runtime's next timer or deadline sweep through a timerfd in
+//! the epoll set, armed once per instant rather than a timeout on every
+//! `epoll_wait` (`wake_timer`).
+//!
 //! Datagram (UDP) sockets are read with one `recvfrom` per datagram into pool
 //! buffers (until `EAGAIN` or the read budget) and written with one `sendto` per
 //! queued datagram.
@@ -29,6 +33,7 @@
 //! SIGPIPE disposition is never changed.
 
 mod sys;
+mod wake_timer;
 
 use std::io;
 use std::net::SocketAddr;
@@ -39,14 +44,19 @@ use std::time::{Duration, Instant};
 
 use paste_rt_core::{
     max_datagram, Backend, BackendKind, BufPool, Capabilities, Delivery, IoTable, PoolConfig, RecordKind, RemoteWake,
-    SendStep, Shutdown, StartError, Stats, Token,
+    SendStep, Shutdown, StartError, Stats, Token, Wait,
 };
+
+use crate::wake_timer::WakeTimer;
 
 /// How long a listener that hit `EMFILE`/`ENFILE` waits before trying again when no
 /// fd was closed meanwhile.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// epoll user data of the wake-up eventfd.
 const WAKE_DATA: u64 = u64::MAX;
+/// epoll user data of the wake-up timer ([`WakeTimer`]). Tokens are `u32`, so any
+/// user data above `u32::MAX` is one of these two.
+const TIMER_DATA: u64 = u64::MAX - 1;
 /// Most buffers gathered into one `sendmsg`.
 const MAX_IOV: usize = 64;
 
@@ -154,6 +164,8 @@ struct Tally {
 pub struct EpollBackend {
     epfd: OwnedFd,
     waker: Arc<EventFdWaker>,
+    /// Ends waits at the runtime's next timer or deadline sweep.
+    timer: WakeTimer,
     pool: BufPool,
     stats: Stats,
     config: EpollConfig,
@@ -184,10 +196,12 @@ impl EpollBackend {
         let efd = sys::eventfd().map_err(|e| fail("eventfd", e))?;
         sys::epoll_add(&stats, &epfd, efd.as_raw_fd(), (libc::EPOLLIN | libc::EPOLLET) as u32, WAKE_DATA)
             .map_err(|e| fail("epoll_ctl(eventfd)", e))?;
+        let timer = WakeTimer::new(&stats, &epfd, TIMER_DATA).map_err(|e| fail("timerfd", e))?;
         let pool = BufPool::new(&config.pool, 0).map_err(|e| fail("buffer pool", e))?;
         Ok(EpollBackend {
             epfd,
             waker: Arc::new(EventFdWaker { fd: efd, pending: AtomicBool::new(false) }),
+            timer,
             pool,
             stats,
             events: vec![libc::epoll_event { events: 0, u64: 0 }; config.max_events.max(1)],
@@ -742,11 +756,8 @@ impl EpollBackend {
     /// listed for accepting; a socket whose writes waited for room is listed for
     /// writing.
     fn handle_event(&mut self, io: &mut IoTable, data: u64, events: u32, tally: &mut Tally) {
-        if data == WAKE_DATA {
-            // Edge-triggered: every write to the eventfd is a new edge, so it is
-            // never read (one syscall saved per wake-up).
-            Stats::add(&self.stats.remote_wakeups, 1);
-            return;
+        if data > u64::from(u32::MAX) {
+            return self.own_fd_event(data);
         }
         let t = Token(data as u32);
         let ev = events as i32;
@@ -810,6 +821,30 @@ impl EpollBackend {
         let Some(s) = self.socks.get_mut(t.index()) else { return };
         let err = sys::take_socket_error(&self.stats, s.fd);
         self.connected(io, t, err);
+    }
+
+    /// An event of the backend's own eventfd or timer (edge-triggered, so neither is
+    /// read: every write or expiry is a new edge, and a read would be a system call
+    /// per wake-up).
+    #[cold]
+    fn own_fd_event(&mut self, data: u64) {
+        if data == WAKE_DATA {
+            Stats::add(&self.stats.remote_wakeups, 1);
+        } else {
+            debug_assert_eq!(data, TIMER_DATA);
+            self.timer.expired();
+        }
+    }
+
+    /// The `epoll_wait` timeout of this tick's wait: none while the wake-up timer
+    /// stands armed for the runtime's next instant ([`WakeTimer`]); the wait's own
+    /// limit when it is short, or capped for a listener short of fds.
+    #[inline]
+    fn wait_ms(&mut self, wait: Wait) -> i32 {
+        match wait {
+            Wait::Until { at, left } if self.starved.is_empty() => self.timer.timeout_ms(&self.stats, at, left),
+            wait => paste_rt_core::wait_millis(self.cap_for_retries(wait.timeout())),
+        }
     }
 
     /// Whether a read is possible right now without waiting.
@@ -908,7 +943,7 @@ impl Backend for EpollBackend {
 
     /// The tick: what the runtime asked, writes, accepts, reads, the wait, its
     /// events, then writes, accepts and reads again (what became ready in the wait).
-    fn flush_and_wait(&mut self, io: &mut IoTable, timeout: Option<Duration>) -> io::Result<()> {
+    fn flush_and_wait(&mut self, io: &mut IoTable, wait: Wait) -> io::Result<()> {
         let wakes = io.wakes();
         self.apply_pending(io);
         self.flush_writes(io);
@@ -922,8 +957,7 @@ impl Backend for EpollBackend {
             || !self.to_accept.is_empty()
             || self.can_read_now()
             || !self.to_release.is_empty();
-        let timeout = if busy { Some(Duration::ZERO) } else { self.cap_for_retries(timeout) };
-        let ms = paste_rt_core::wait_millis(timeout);
+        let ms = if busy { 0 } else { self.wait_ms(wait) };
         let mut events = std::mem::take(&mut self.events);
         let n = sys::epoll_wait(&self.stats, &self.epfd, &mut events, ms);
         self.waker.pending.store(false, Ordering::Release);

@@ -6,6 +6,7 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 use paste_rt_core::Stats;
 pub use rustix::io::Errno;
@@ -69,6 +70,29 @@ pub fn eventfd() -> io::Result<OwnedFd> {
     let fd = check(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
     // SAFETY: the kernel just returned this fd; nobody else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)`: the clock of
+/// `std::time::Instant`.
+pub fn timerfd(stats: &Stats) -> io::Result<OwnedFd> {
+    use rustix::time::{timerfd_create, TimerfdClockId, TimerfdFlags};
+    stats.syscall();
+    Ok(timerfd_create(TimerfdClockId::Monotonic, TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC)?)
+}
+
+/// `timerfd_settime`: one expiry `after` from now (at least a nanosecond: a zero
+/// would disarm the timer), no interval. Replaces whatever the timer was set to.
+pub fn timerfd_arm(stats: &Stats, fd: &OwnedFd, after: Duration) -> io::Result<()> {
+    use rustix::time::{timerfd_settime, Itimerspec, TimerfdTimerFlags, Timespec};
+    stats.syscall();
+    let after = after.max(Duration::from_nanos(1));
+    let value = Timespec {
+        tv_sec: i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(after.subsec_nanos()),
+    };
+    let spec = Itimerspec { it_interval: Timespec { tv_sec: 0, tv_nsec: 0 }, it_value: value };
+    timerfd_settime(fd, TimerfdTimerFlags::empty(), &spec)?;
+    Ok(())
 }
 
 /// Adds one to an eventfd counter (called from other threads; not counted in the

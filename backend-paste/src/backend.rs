@@ -25,11 +25,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::sync::Arc;
-use std::time::Duration;
 
 use paste_rt_core::{
     Backend, BackendKind, BufPool, Capabilities, Delivery, IoTable, PoolConfig, PoolMemory, RemoteWake, SendData,
-    SendStep, Shutdown, StartError, Stats, Token,
+    SendStep, Shutdown, StartError, Stats, Token, Wait,
 };
 
 use crate::emu_provider::EmuProvider;
@@ -621,7 +620,7 @@ impl PasteBackend {
     }
 
     /// One tick's I/O, top to bottom (see the module docs).
-    fn tick(&mut self, io: &mut IoTable, timeout: Option<Duration>) -> io::Result<()> {
+    fn tick(&mut self, io: &mut IoTable, wait: Wait) -> io::Result<()> {
         // 1. What the runtime asked: registrations, closes; queued sends into the
         //    ring's per-fd queues.
         let wakes = io.wakes();
@@ -644,8 +643,8 @@ impl PasteBackend {
         //    txsync, the socket work, the wait and rxsync. Do not wait when RX slots
         //    the last walk left for lack of buffers can be taken now.
         let busy = io.wakes() != wakes || (self.driver.rx_left() && self.driver.pool().free_count() > 0);
-        let timeout = if busy || !self.events.is_empty() { Some(Duration::ZERO) } else { timeout };
-        let synced = provider!(&mut self.provider, p => p.sync(&self.driver, timeout, &self.stats, &mut self.events));
+        let wait = if busy || !self.events.is_empty() { Wait::Poll } else { wait };
+        let synced = provider!(&mut self.provider, p => p.sync(&self.driver, wait, &self.stats, &mut self.events));
         // 4. TX slots the kernel took: their bytes are sent, from the app's view. (Before
         //    the sync's events: a send-space report then finds the taken slots already
         //    accounted, rather than collecting them itself for a later report.)
@@ -857,8 +856,8 @@ impl Backend for PasteBackend {
         self.pending.push(Pending::Close(token));
     }
 
-    fn flush_and_wait(&mut self, io: &mut IoTable, timeout: Option<Duration>) -> io::Result<()> {
-        self.tick(io, timeout)
+    fn flush_and_wait(&mut self, io: &mut IoTable, wait: Wait) -> io::Result<()> {
+        self.tick(io, wait)
     }
 
     fn remote_waker(&self) -> Arc<dyn RemoteWake> {

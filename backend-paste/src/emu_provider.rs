@@ -41,7 +41,7 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use paste_rt_core::{BackendKind, Delivery, RemoteWake, SendStep, Shutdown, StartError, Stats};
+use paste_rt_core::{BackendKind, Delivery, RemoteWake, SendStep, Shutdown, StartError, Stats, Wait};
 use paste_rt_uring_engine::buf_ring::BufRing;
 use paste_rt_uring_engine::probe::{self, RingConfig};
 use paste_rt_uring_engine::user_data::OpKind;
@@ -498,7 +498,7 @@ impl EmuProvider {
     pub(crate) fn sync(
         &mut self,
         driver: &RingDriver,
-        timeout: Option<Duration>,
+        wait: Wait,
         stats: &Stats,
         events: &mut Vec<Event>,
     ) -> io::Result<()> {
@@ -523,7 +523,7 @@ impl EmuProvider {
         //    Do not wait when a socket the driver waits for has space, or a backlog
         //    can move now.
         let busy = self.writable_waiter(driver) || self.kernel.rx_waiting();
-        let timeout = if busy { Some(Duration::ZERO) } else { timeout };
+        let wait = if busy { Wait::Poll } else { wait };
         let (waits, wakeups) = (self.uring_stats.waits.get(), self.uring_stats.remote_wakeups.get());
         stats.syscall();
         // Send completions matter to the application only through send space (the
@@ -533,7 +533,7 @@ impl EmuProvider {
         // the sync that reaps the completion, before it could run dry.)
         let tx_news_unwanted = !self.tx_stalled && !driver.tx_any_space_waiter();
         let (engine, mut sink, ustats) = self.parts_for_tick(events, tx_news_unwanted);
-        let ticked = engine.tick(timeout, &mut sink, ustats);
+        let ticked = engine.tick(wait, &mut sink, ustats);
         self.kernel.rx_publish();
         if !self.to_close.is_empty() {
             self.flush_closes();

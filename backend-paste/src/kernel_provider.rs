@@ -65,7 +65,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use paste_rt_core::{BackendKind, RemoteWake, Shutdown, StartError, Stats};
+use paste_rt_core::{BackendKind, RemoteWake, Shutdown, StartError, Stats, Wait};
 
 use crate::backend::Event;
 use crate::kernel::{set_linger_zero, with_socket, KernelConfig, KernelPort};
@@ -573,7 +573,7 @@ impl KernelProvider {
     pub(crate) fn sync(
         &mut self,
         driver: &RingDriver,
-        timeout: Option<Duration>,
+        wait: Wait,
         stats: &Stats,
         events: &mut Vec<Event>,
     ) -> io::Result<()> {
@@ -624,7 +624,7 @@ impl KernelProvider {
 
         // (`wait_millis` rounds up, so the smaller of two rounded limits is the
         // smaller limit rounded; -1, no limit, is u32::MAX here.)
-        let ms = poll_millis(timeout).min(cap_ms) as i32;
+        let ms = poll_millis(wait.timeout()).min(cap_ms) as i32;
         stats.syscall();
         if ms != 0 {
             Stats::add(&stats.waits, 1);

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use paste_rt_core::{
     Backend, BackendKind, BufPool, Capabilities, IoTable, PoolConfig, RemoteWake, SendStep, StartError, Stats, Token,
+    Wait,
 };
 use paste_rt_uring_engine::pool_ring::PoolRing;
 use paste_rt_uring_engine::probe::{self, RingConfig, UringProbe};
@@ -287,10 +288,10 @@ impl Backend for UringBackend {
         engine.close(token.0, &mut sink, stats);
     }
 
-    fn flush_and_wait(&mut self, io: &mut IoTable, timeout: Option<Duration>) -> io::Result<()> {
+    fn flush_and_wait(&mut self, io: &mut IoTable, wait: Wait) -> io::Result<()> {
         let (engine, mut sink, stats) = self.parts(io);
         sink.dgram_setup(engine, stats);
-        engine.tick(timeout, &mut sink, stats)
+        engine.tick(wait, &mut sink, stats)
     }
 
     fn remote_waker(&self) -> Arc<dyn RemoteWake> {

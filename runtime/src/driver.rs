@@ -15,10 +15,11 @@ use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use paste_rt_core::{
     BufPool, Capabilities, CloseStep, IoTable, Received, RemoteWake, RxBuf, SendData, Shutdown, StatsSnapshot, Token,
+    Wait,
 };
 
 use crate::select::AnyBackend;
@@ -41,11 +42,11 @@ impl Driver {
     /// Steps 2 and 3 of the tick: the backend's one poll; completions land in their
     /// records and wake their tasks inside it.
     #[inline]
-    pub(crate) fn poll(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+    pub(crate) fn poll(&mut self, wait: Wait) -> io::Result<()> {
         // (bytes, issue 13) Buffers that `Bytes` dropped on other threads returned: one
         // relaxed load when there are none.
         self.io.pool().reclaim_returned();
-        self.backend.poll(&mut self.io, timeout)
+        self.backend.poll(&mut self.io, wait)
     }
 
     pub(crate) fn pool(&self) -> &BufPool {

@@ -14,9 +14,9 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use paste_rt_core::{BackendKind, RemoteWake, StatsSnapshot};
+use paste_rt_core::{BackendKind, RemoteWake, StatsSnapshot, Wait};
 
 use crate::context;
 use crate::driver::Driver;
@@ -376,9 +376,9 @@ impl Runtime {
                 || !inner.queue.is_empty()
                 || main_wake.woken.load(Ordering::Acquire)
                 || inner.batch.news_left();
-            let timeout = if ready { Some(Duration::ZERO) } else { inner.wait_limit() };
+            let wait = if ready { Wait::Poll } else { inner.wait_limit() };
             // 3. Completions land in their records and wake their tasks, inside poll.
-            if let Err(e) = inner.driver.borrow_mut().poll(timeout) {
+            if let Err(e) = inner.driver.borrow_mut().poll(wait) {
                 panic!("paste-rt: the {} backend's poll failed: {e}", inner.selection.kind);
             }
             inner.take_injected();
@@ -398,19 +398,27 @@ impl Runtime {
 
 impl Inner {
     /// How long the tick may wait: until the next timer, and while receive deadlines
-    /// are set, until the next sweep. Only a timer reads the clock: the sweep is
-    /// coarse, so the tick's clock (`coarse_now`, read after the last wait) serves.
+    /// are set, until the next sweep; the wait names that instant, so a backend can
+    /// keep one kernel timer for it across ticks ([`Wait::Until`]). Only a timer reads
+    /// the clock: the sweep is coarse, so the tick's clock (`coarse_now`, read after
+    /// the last wait) serves.
     #[inline(always)] // once a tick, into block_on
-    fn wait_limit(&self) -> Option<Duration> {
+    fn wait_limit(&self) -> Wait {
         let sweep = self.driver.borrow().has_deadlines();
         match (self.timers.borrow_mut().next_deadline(), sweep) {
             (Some(timer), sweep) => {
                 let now = Instant::now();
                 let until_timer = timer.saturating_duration_since(now);
-                Some(if sweep { until_timer.min(self.sweep.wait_limit(now)) } else { until_timer })
+                let to_sweep = if sweep { self.sweep.wait(now) } else { Wait::Forever };
+                match to_sweep {
+                    Wait::Until { left, .. } if left < until_timer => to_sweep,
+                    Wait::Poll => Wait::Poll,
+                    _ if until_timer.is_zero() => Wait::Poll,
+                    _ => Wait::Until { at: timer, left: until_timer },
+                }
             }
-            (None, true) => Some(self.sweep.wait_limit(crate::time::coarse_now())),
-            (None, false) => None,
+            (None, true) => self.sweep.wait(crate::time::coarse_now()),
+            (None, false) => Wait::Forever,
         }
     }
 
@@ -438,7 +446,7 @@ impl Drop for Runtime {
         let _enter = context::enter(inner.clone());
         // Close every connection and listener; their wakers go with them.
         inner.driver.borrow_mut().close_all();
-        let _ = inner.driver.borrow_mut().poll(Some(Duration::ZERO));
+        let _ = inner.driver.borrow_mut().poll(Wait::Poll);
         // Cancel every task on this thread (their futures are dropped here).
         inner.cancel_all();
         inner.batch.clear();

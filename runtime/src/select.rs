@@ -13,9 +13,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use paste_rt_core::{Backend, BackendKind, BufPool, Capabilities, IoTable, RemoteWake, StartError, Stats, Token};
+use paste_rt_core::{Backend, BackendKind, BufPool, Capabilities, IoTable, RemoteWake, StartError, Stats, Token, Wait};
 use paste_rt_epoll::{EpollBackend, EpollConfig};
 use paste_rt_paste::{EmuSettings, KernelConfig, PasteBackend};
 use paste_rt_uring::{UringBackend, UringConfig};
@@ -152,8 +151,8 @@ impl AnyBackend {
         each!(self, b => b.close(io, token))
     }
     #[inline]
-    pub(crate) fn poll(&mut self, io: &mut IoTable, timeout: Option<Duration>) -> io::Result<()> {
-        each!(self, b => b.poll(io, timeout))
+    pub(crate) fn poll(&mut self, io: &mut IoTable, wait: Wait) -> io::Result<()> {
+        each!(self, b => b.poll(io, wait))
     }
     pub(crate) fn remote_waker(&self) -> Arc<dyn RemoteWake> {
         each!(self, b => b.remote_waker())

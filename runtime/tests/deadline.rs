@@ -155,3 +155,49 @@ async fn a_batch_server_gets_one_timed_out_event_per_deadline() {
     paste_rt::time::timeout(Duration::from_secs(10), server).await.expect("server stops").unwrap().unwrap();
     assert_eq!(log.borrow()[..4], ["opened", "data", "timed out", "timed out"], "{:?}", log.borrow());
 }
+
+/// epoll's waits under a receive deadline keep one kernel timer for the next sweep
+/// instead of arming one per wait (the epoll backend's wake-up timer): a
+/// one-connection ping-pong waits once per round trip, and arms about once per
+/// sweep period (100 ms).
+#[test]
+fn on_epoll_waits_under_a_receive_deadline_arm_a_kernel_timer_per_sweep_not_per_wait() {
+    const ROUNDS: usize = 400;
+    let rt = paste_rt::runtime::Builder::new().ignore_env().backend("epoll").quiet().build().expect("epoll starts");
+    rt.block_on(async {
+        let (mut server, client) = pair().await;
+        server.set_recv_deadline(Some(coarse_now() + Duration::from_secs(60)));
+        let client = off_thread(move || {
+            let mut client = client;
+            let mut pong = [0u8; 4];
+            for _ in 0..ROUNDS {
+                client.write_all(b"ping").unwrap();
+                client.read_exact(&mut pong).unwrap();
+                assert_eq!(&pong, b"pong");
+            }
+        });
+        let (before, start) = (paste_rt::stats(), Instant::now());
+        let mut ping = [0u8; 4];
+        for _ in 0..ROUNDS {
+            let mut got = 0;
+            while got < ping.len() {
+                let n = server.read(&mut ping[got..]).await.expect("no timeout: the deadline is a minute away");
+                assert!(n > 0, "the client closed early");
+                got += n;
+            }
+            server.write_all(b"pong").await.unwrap();
+        }
+        let (d, elapsed) = (paste_rt::stats() - before, start.elapsed());
+        client.await;
+        let periods = elapsed.as_millis() as u64 / 100 + 1;
+        eprintln!("{ROUNDS} round trips in {elapsed:?}: {} waits, {} wake-up timers armed", d.waits, d.wait_timers);
+        assert!(d.waits >= ROUNDS as u64 / 2, "the server waited for most requests: {d:?}");
+        assert!(d.wait_timers >= 1, "the waits had a deadline sweep to end at: {d:?}");
+        assert!(
+            d.wait_timers <= 2 * periods,
+            "{} timers armed in {elapsed:?} ({periods} sweep periods) for {} waits: one per wait? {d:?}",
+            d.wait_timers,
+            d.waits
+        );
+    });
+}

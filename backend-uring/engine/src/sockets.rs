@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use io_uring::types::{CancelBuilder, Fd};
 use io_uring::{cqueue, opcode, squeue, IoUring};
-use paste_rt_core::{Delivery, RemoteWake, SendStep, Shutdown, Stats};
+use paste_rt_core::{Delivery, RemoteWake, SendStep, Shutdown, Stats, Wait as TickWait};
 
 use crate::fresh_sends::FreshSends;
 use crate::probe::UringProbe;
@@ -620,7 +620,7 @@ impl SocketEngine {
     /// One tick of socket work: re-arms what may receive or accept again, makes the
     /// one `io_uring_enter` (submit, and wait up to `timeout` unless completions or
     /// overflowed SQEs are waiting), and applies every completion through `sink`.
-    pub fn tick(&mut self, timeout: Option<Duration>, sink: &mut impl Sink, stats: &Stats) -> io::Result<()> {
+    pub fn tick(&mut self, wait: TickWait, sink: &mut impl Sink, stats: &Stats) -> io::Result<()> {
         // 1. Re-arm: receives that ended in the last reap (unless paused since),
         //    receives that ran dry (as buffers allow), listeners that backed off.
         //    (Each is one look when it has nothing to do, the common tick.)
@@ -639,11 +639,10 @@ impl SocketEngine {
         let woke = sink.before_enter();
 
         // 2. The one io_uring_enter.
-        let timeout = match (timeout, retry_in) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let mut wait = Wait::from_timeout(timeout);
+        let mut wait = Wait::of_tick(wait);
+        if let Some(retry) = retry_in {
+            wait = wait.at_most(retry);
+        }
         if self.sq.pending() > 0 || woke {
             wait = Wait::No;
         }

@@ -109,12 +109,25 @@ pub enum Wait {
 }
 
 impl Wait {
-    /// `Wait::No` for a zero timeout, `For(t)` for `Some(t)`, `Forever` for `None`.
-    pub fn from_timeout(timeout: Option<Duration>) -> Wait {
-        match timeout {
-            Some(t) if t.is_zero() => Wait::No,
-            Some(t) => Wait::For(t),
-            None => Wait::Forever,
+    /// The enter's wait for the runtime's tick wait: `No` for a poll, `For(left)` for
+    /// a wait until an instant (the instant itself is not used: the timeout travels
+    /// in the enter), `Forever` for no limit.
+    #[inline]
+    pub fn of_tick(wait: paste_rt_core::Wait) -> Wait {
+        match wait {
+            paste_rt_core::Wait::Poll => Wait::No,
+            paste_rt_core::Wait::Until { left, .. } => Wait::For(left),
+            paste_rt_core::Wait::Forever => Wait::Forever,
+        }
+    }
+
+    /// This wait, ending within `limit` at the latest (`No` for a zero limit).
+    pub fn at_most(self, limit: Duration) -> Wait {
+        match self {
+            _ if limit.is_zero() => Wait::No,
+            Wait::No => Wait::No,
+            Wait::For(t) => Wait::For(t.min(limit)),
+            Wait::Forever => Wait::For(limit),
         }
     }
 
@@ -200,6 +213,20 @@ pub unsafe fn enter(ring: &IoUring, wait: Wait, quiet: QuietCompletions) -> io::
 mod tests {
     use super::*;
     use io_uring::opcode;
+
+    #[test]
+    fn a_tick_wait_becomes_the_enter_wait_and_a_retry_caps_it() {
+        use paste_rt_core::Wait as Tick;
+        let ms = Duration::from_millis;
+        assert_eq!(Wait::of_tick(Tick::Poll), Wait::No);
+        assert_eq!(Wait::of_tick(Tick::Forever), Wait::Forever);
+        assert_eq!(Wait::of_tick(Tick::within(Some(ms(30)))), Wait::For(ms(30)));
+        assert_eq!(Wait::Forever.at_most(ms(5)), Wait::For(ms(5)));
+        assert_eq!(Wait::For(ms(30)).at_most(ms(5)), Wait::For(ms(5)));
+        assert_eq!(Wait::For(ms(3)).at_most(ms(5)), Wait::For(ms(3)));
+        assert_eq!(Wait::No.at_most(ms(5)), Wait::No);
+        assert_eq!(Wait::Forever.at_most(Duration::ZERO), Wait::No, "a retry due now does not block");
+    }
 
     /// [`enter`] from a test, which never holds a submission view across calls.
     fn enter_now(ring: &IoUring, wait: Wait, quiet: QuietCompletions) -> io::Result<usize> {

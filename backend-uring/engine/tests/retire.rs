@@ -7,7 +7,7 @@ use std::os::fd::{IntoRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use paste_rt_core::{Delivery, SendStep, Stats};
+use paste_rt_core::{Delivery, SendStep, Stats, Wait};
 use paste_rt_uring_engine::buf_ring::BufRing;
 use paste_rt_uring_engine::probe::{open_ring, RingConfig};
 use paste_rt_uring_engine::user_data::OpKind;
@@ -90,7 +90,7 @@ fn a_retired_slot_is_released_after_its_last_completion_and_its_fd_closes_only_w
     let fd = ours.into_raw_fd();
     let id = fd as u32;
     engine.register(id, fd, &stats);
-    engine.tick(Some(Duration::ZERO), &mut sink, &stats).expect("tick");
+    engine.tick(Wait::Poll, &mut sink, &stats).expect("tick");
     assert!(engine.is_open(id));
     assert!(engine.ops_in_flight() >= 2, "the receive (and the wake-up read) are in the kernel");
 
@@ -105,19 +105,19 @@ fn a_retired_slot_is_released_after_its_last_completion_and_its_fd_closes_only_w
         if !sink.released.is_empty() {
             break;
         }
-        engine.tick(Some(Duration::from_millis(10)), &mut sink, &stats).expect("tick");
+        engine.tick(Wait::within(Some(Duration::from_millis(10))), &mut sink, &stats).expect("tick");
     }
     assert_eq!(sink.released, vec![id], "released once its cancelled receive completed");
     assert_ne!(engine.generation(id), generation, "a freed slot's generation moves on: no completion names it");
     assert!(fd_is_open(fd), "still open until the owner closes it");
 
     engine.close_fd(fd, &stats);
-    engine.tick(Some(Duration::ZERO), &mut sink, &stats).expect("tick");
+    engine.tick(Wait::Poll, &mut sink, &stats).expect("tick");
     for _ in 0..100 {
         if !fd_is_open(fd) {
             break;
         }
-        engine.tick(Some(Duration::from_millis(10)), &mut sink, &stats).expect("tick");
+        engine.tick(Wait::within(Some(Duration::from_millis(10))), &mut sink, &stats).expect("tick");
     }
     assert!(!fd_is_open(fd), "closed through the ring");
     assert_eq!(engine.live_slots(), 0);

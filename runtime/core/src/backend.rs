@@ -5,12 +5,12 @@ use std::io;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::pool::BufPool;
 use crate::record::Token;
 use crate::stats::Stats;
 use crate::table::IoTable;
+use crate::wait::Wait;
 
 /// The backends paste-rt knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -160,16 +160,18 @@ pub trait Backend {
     fn close(&mut self, io: &mut IoTable, token: Token);
 
     /// Flush, wait, complete: one tick's I/O. Backends implement this; callers use
-    /// [`poll`](Self::poll). `timeout == Some(ZERO)` must not block; `None` waits
-    /// until something completes or a remote wake arrives.
-    fn flush_and_wait(&mut self, io: &mut IoTable, timeout: Option<Duration>) -> io::Result<()>;
+    /// [`poll`](Self::poll). [`Wait::Poll`] must not block; [`Wait::Forever`] waits
+    /// until something completes or a remote wake arrives; [`Wait::Until`] at most
+    /// its `left` (a backend may keep a kernel timer armed for its `at` instead of
+    /// giving each wait a timeout).
+    fn flush_and_wait(&mut self, io: &mut IoTable, wait: Wait) -> io::Result<()>;
 
     /// One tick's I/O, counted: [`flush_and_wait`](Self::flush_and_wait) inside the
     /// stats' poll scope, so every system call it makes counts as inside `poll` and
     /// any other as outside (`Stats::syscalls_outside_poll`).
-    fn poll(&mut self, io: &mut IoTable, timeout: Option<Duration>) -> io::Result<()> {
+    fn poll(&mut self, io: &mut IoTable, wait: Wait) -> io::Result<()> {
         self.stats().enter_poll();
-        let result = self.flush_and_wait(io, timeout);
+        let result = self.flush_and_wait(io, wait);
         self.stats().exit_poll();
         result
     }

@@ -32,7 +32,7 @@ use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::{Backend, CloseStep, IoTable, PoolConfig, Received, SendData, StatsSnapshot, Token};
+use crate::{Backend, CloseStep, IoTable, PoolConfig, Received, SendData, StatsSnapshot, Token, Wait};
 
 /// What a backend promises beyond the common contract.
 #[derive(Debug, Clone, Copy)]
@@ -75,7 +75,7 @@ impl<B: Backend> Kit<B> {
 
     /// One tick of I/O, waiting at most `ms` milliseconds.
     pub fn poll(&mut self, ms: u64) {
-        self.be.poll(&mut self.io, Some(Duration::from_millis(ms))).expect("poll");
+        self.be.poll(&mut self.io, Wait::within(Some(Duration::from_millis(ms)))).expect("poll");
     }
 
     /// Polls until `f` holds, at most `secs` seconds.

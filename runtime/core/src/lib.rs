@@ -71,7 +71,7 @@ pub use send::{SendData, SendQueue, Shutdown};
 pub use stats::{Stats, StatsSnapshot};
 pub use stream_send::StreamSend;
 pub use table::{CloseStep, CopiedSend, Delivery, IoTable, MemberEvent, Received, SendStep, TakenRx};
-pub use wait::wait_millis;
+pub use wait::{wait_millis, Wait};
 
 /// Bytes at the start of a pool buffer that a backend may use for a received
 /// datagram's metadata (io_uring writes its `io_uring_recvmsg_out` header and the

@@ -40,6 +40,10 @@ pub struct Stats {
     /// System calls made outside `poll` (after the backend started). The data path
     /// must keep this at zero: tests assert it.
     pub syscalls_outside_poll: Cell<u64>,
+    /// Kernel timers armed to end a wait at the runtime's next timer or deadline
+    /// sweep (epoll's wake-up timer): once per instant, not once per wait (also
+    /// counted in `syscalls`).
+    pub wait_timers: Cell<u64>,
     in_poll: Cell<bool>,
 }
 
@@ -99,6 +103,7 @@ impl Stats {
             remote_wakeups: self.remote_wakeups.get(),
             pool_exhausted: self.pool_exhausted.get(),
             syscalls_outside_poll: self.syscalls_outside_poll.get(),
+            wait_timers: self.wait_timers.get(),
             pool_in_use: 0,
         }
     }
@@ -133,6 +138,8 @@ pub struct StatsSnapshot {
     pub pool_exhausted: u64,
     /// See [`Stats::syscalls_outside_poll`].
     pub syscalls_outside_poll: u64,
+    /// See [`Stats::wait_timers`].
+    pub wait_timers: u64,
     /// Pool buffers lent out when the snapshot was taken (not a counter: a
     /// difference of two snapshots keeps the later value).
     pub pool_in_use: u64,
@@ -175,6 +182,7 @@ impl Sub for StatsSnapshot {
             remote_wakeups: self.remote_wakeups - before.remote_wakeups,
             pool_exhausted: self.pool_exhausted - before.pool_exhausted,
             syscalls_outside_poll: self.syscalls_outside_poll - before.syscalls_outside_poll,
+            wait_timers: self.wait_timers - before.wait_timers,
             pool_in_use: self.pool_in_use,
         }
     }

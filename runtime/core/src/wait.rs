@@ -1,7 +1,59 @@
-//! [`wait_millis`]: a tick's wait limit as the millisecond timeout `poll(2)` and
-//! `epoll_wait(2)` take. Pure arithmetic; it makes no system call.
+//! How long a tick's wait may block: [`Wait`], and [`wait_millis`], a limit as the
+//! millisecond timeout `poll(2)` and `epoll_wait(2)` take. Pure values and
+//! arithmetic; nothing here makes a system call.
+//!
+//! A timed wait is not free in the kernel: `epoll_wait`, `poll` and `io_uring_enter`
+//! arm a high-resolution timer for their timeout and cancel it when an event comes
+//! first, on every wait (about a microsecond a wait in a VM, where reprogramming the
+//! timer device traps to the host). A server whose connections have receive deadlines
+//! always has a limit, yet its next deadline sweep is the same instant for many
+//! waits in a row. [`Wait::Until`] therefore names that instant as well as the time
+//! left, so that a backend can arm one kernel timer for it and then wait without a
+//! timeout until the instant moves.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long one tick's wait may block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Do not block: take what is ready.
+    Poll,
+    /// Block until something completes or a remote wake arrives.
+    Forever,
+    /// Block at most `left`: until `at`, the runtime's next timer or receive-deadline
+    /// sweep (`left` is never shorter than the time to `at`, and at most a millisecond
+    /// longer). `at` stays the same on every tick until it passes or something earlier
+    /// is due, so a backend may arm a kernel timer for `at` once and wait untimed
+    /// while it stands (see the module docs).
+    Until {
+        /// The instant the wait is for.
+        at: Instant,
+        /// The longest the wait may last from now.
+        left: Duration,
+    },
+}
+
+impl Wait {
+    /// A wait of at most `limit` from now: [`Wait::Poll`] for zero, [`Wait::Forever`]
+    /// for `None`. For callers without an instant of their own (tests, a drain).
+    pub fn within(limit: Option<Duration>) -> Wait {
+        match limit {
+            None => Wait::Forever,
+            Some(Duration::ZERO) => Wait::Poll,
+            Some(left) => Wait::Until { at: Instant::now() + left, left },
+        }
+    }
+
+    /// The longest the wait may last: `None` for no limit.
+    #[inline]
+    pub fn timeout(self) -> Option<Duration> {
+        match self {
+            Wait::Poll => Some(Duration::ZERO),
+            Wait::Forever => None,
+            Wait::Until { left, .. } => Some(left),
+        }
+    }
+}
 
 /// The timeout argument of `poll(2)` / `epoll_wait(2)` for a wait of at most
 /// `limit`: -1 (no limit) for `None`, else milliseconds rounded up (a wait never
@@ -18,6 +70,19 @@ pub fn wait_millis(limit: Option<Duration>) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wait_within_a_limit_names_its_instant() {
+        assert_eq!(Wait::within(None), Wait::Forever);
+        assert_eq!(Wait::within(Some(Duration::ZERO)), Wait::Poll);
+        let before = Instant::now();
+        let Wait::Until { at, left } = Wait::within(Some(Duration::from_millis(30))) else { panic!("a limit") };
+        assert_eq!(left, Duration::from_millis(30));
+        assert!(at >= before + left && at <= Instant::now() + left, "at is now + left");
+        for w in [Wait::Poll, Wait::Forever, Wait::Until { at, left }] {
+            assert_eq!(Wait::within(w.timeout()).timeout(), w.timeout(), "{w:?}");
+        }
+    }
 
     #[test]
     fn waits_round_up_to_whole_milliseconds_and_none_is_forever() {

@@ -9,10 +9,13 @@
 //! answers later ticks from the mark with one comparison: the wait it gives is at
 //! most one millisecond longer than the exact time left (and never shorter), which
 //! `poll(2)` and `epoll_wait(2)` round to anyway. It never reads the clock itself:
-//! callers pass the tick's `now`.
+//! callers pass the tick's `now`. The wait also names the sweep's instant
+//! ([`Wait::Until`]), the same one until the sweep runs.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
+
+use paste_rt_core::Wait;
 
 /// The next receive-deadline sweep and the whole milliseconds left before it.
 #[derive(Debug)]
@@ -48,17 +51,18 @@ impl SweepClock {
         self.mark.set(now);
     }
 
-    /// How long a tick at `now` may wait before the sweep: at least the exact time
-    /// left, at most one millisecond more; zero once it is due.
+    /// The tick's wait at `now` as far as the sweep goes: [`Wait::Poll`] once it is
+    /// due, else [`Wait::Until`] the sweep, with at least the exact time left and at
+    /// most one millisecond more.
     #[inline]
-    pub(crate) fn wait_limit(&self, now: Instant) -> Duration {
+    pub(crate) fn wait(&self, now: Instant) -> Wait {
         if now >= self.mark.get() {
             if self.is_due(now) {
-                return Duration::ZERO;
+                return Wait::Poll;
             }
             self.measure(now);
         }
-        Duration::from_millis(u64::from(self.left_ms.get()) + 1)
+        Wait::Until { at: self.due.get(), left: Duration::from_millis(u64::from(self.left_ms.get()) + 1) }
     }
 
     /// Measures the time left from `now` (before `due`) and sets the next mark: the
@@ -83,10 +87,12 @@ mod tests {
     /// The wait never ends before the sweep is due and never more than 1 ms after.
     fn assert_bound(clock: &SweepClock, now: Instant) {
         let exact = clock.due.get().saturating_duration_since(now);
-        let limit = clock.wait_limit(now);
+        let wait = clock.wait(now);
         if exact.is_zero() {
-            assert_eq!(limit, Duration::ZERO, "due: no wait");
+            assert_eq!(wait, Wait::Poll, "due: no wait");
         } else {
+            let Wait::Until { at, left: limit } = wait else { panic!("{wait:?} before the sweep") };
+            assert_eq!(at, clock.due.get(), "the wait names the sweep's instant");
             assert!(limit >= exact, "waits {limit:?}, {exact:?} left: the sweep would be late");
             assert!(limit <= exact + Duration::from_millis(1), "waits {limit:?} for {exact:?} left");
         }
@@ -97,7 +103,7 @@ mod tests {
         let start = Instant::now();
         let clock = SweepClock::new(start);
         assert!(clock.is_due(start));
-        assert_eq!(clock.wait_limit(start), Duration::ZERO);
+        assert_eq!(clock.wait(start), Wait::Poll);
         clock.swept(start);
         assert!(!clock.is_due(start));
         // Ticks at uneven steps through the period, past its end, and a new period.

@@ -618,8 +618,9 @@ impl SocketEngine {
     // ---- the tick ----
 
     /// One tick of socket work: re-arms what may receive or accept again, makes the
-    /// one `io_uring_enter` (submit, and wait up to `timeout` unless completions or
-    /// overflowed SQEs are waiting), and applies every completion through `sink`.
+    /// one `io_uring_enter` (submit, and wait as `wait` allows — its time left, in the
+    /// enter itself — unless completions or overflowed SQEs are waiting), and applies
+    /// every completion through `sink`.
     pub fn tick(&mut self, wait: TickWait, sink: &mut impl Sink, stats: &Stats) -> io::Result<()> {
         // 1. Re-arm: receives that ended in the last reap (unless paused since),
         //    receives that ran dry (as buffers allow), listeners that backed off.

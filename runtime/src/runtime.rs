@@ -408,13 +408,11 @@ impl Inner {
         match (self.timers.borrow_mut().next_deadline(), sweep) {
             (Some(timer), sweep) => {
                 let now = Instant::now();
-                let until_timer = timer.saturating_duration_since(now);
-                let to_sweep = if sweep { self.sweep.wait(now) } else { Wait::Forever };
-                match to_sweep {
-                    Wait::Until { left, .. } if left < until_timer => to_sweep,
-                    Wait::Poll => Wait::Poll,
-                    _ if until_timer.is_zero() => Wait::Poll,
-                    _ => Wait::Until { at: timer, left: until_timer },
+                let to_timer = Wait::until(timer, timer.saturating_duration_since(now));
+                if sweep {
+                    to_timer.earlier(self.sweep.wait(now))
+                } else {
+                    to_timer
                 }
             }
             (None, true) => self.sweep.wait(crate::time::coarse_now()),

@@ -39,8 +39,33 @@ impl Wait {
     pub fn within(limit: Option<Duration>) -> Wait {
         match limit {
             None => Wait::Forever,
-            Some(Duration::ZERO) => Wait::Poll,
-            Some(left) => Wait::Until { at: Instant::now() + left, left },
+            Some(left) => Wait::until(Instant::now() + left, left),
+        }
+    }
+
+    /// A wait until `at`, `left` from now: [`Wait::Poll`] when nothing is left.
+    #[inline]
+    pub fn until(at: Instant, left: Duration) -> Wait {
+        if left.is_zero() {
+            Wait::Poll
+        } else {
+            Wait::Until { at, left }
+        }
+    }
+
+    /// Whichever of the two waits ends first (`self` when they end together).
+    #[inline]
+    pub fn earlier(self, other: Wait) -> Wait {
+        match (self, other) {
+            (Wait::Poll, _) | (_, Wait::Poll) => Wait::Poll,
+            (w, Wait::Forever) | (Wait::Forever, w) => w,
+            (Wait::Until { left: a, .. }, Wait::Until { left: b, .. }) => {
+                if a <= b {
+                    self
+                } else {
+                    other
+                }
+            }
         }
     }
 
@@ -82,6 +107,23 @@ mod tests {
         for w in [Wait::Poll, Wait::Forever, Wait::Until { at, left }] {
             assert_eq!(Wait::within(w.timeout()).timeout(), w.timeout(), "{w:?}");
         }
+    }
+
+    #[test]
+    fn the_earlier_wait_is_the_one_that_ends_first() {
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        let (soon, late) = (Wait::until(now + ms(5), ms(5)), Wait::until(now + ms(50), ms(50)));
+        assert_eq!(Wait::until(now, Duration::ZERO), Wait::Poll, "nothing left: a poll");
+        assert_eq!(soon.earlier(late), soon);
+        assert_eq!(late.earlier(soon), soon);
+        assert_eq!(late.earlier(Wait::Forever), late);
+        assert_eq!(Wait::Forever.earlier(late), late);
+        assert_eq!(Wait::Forever.earlier(Wait::Forever), Wait::Forever);
+        assert_eq!(soon.earlier(Wait::Poll), Wait::Poll);
+        assert_eq!(Wait::Poll.earlier(Wait::Forever), Wait::Poll);
+        let tie = Wait::until(now + ms(7), ms(5));
+        assert_eq!(soon.earlier(tie), soon, "a tie keeps the first");
     }
 
     #[test]

@@ -524,7 +524,8 @@ impl EmuProvider {
         //    can move now.
         let busy = self.writable_waiter(driver) || self.kernel.rx_waiting();
         let wait = if busy { Wait::Poll } else { wait };
-        let (waits, wakeups) = (self.uring_stats.waits.get(), self.uring_stats.remote_wakeups.get());
+        let u = &self.uring_stats;
+        let (waits, wakeups, timers) = (u.waits.get(), u.remote_wakeups.get(), u.wait_timers.get());
         stats.syscall();
         // Send completions matter to the application only through send space (the
         // ring driver learns of taken slots at txsync): when nothing waits for space
@@ -540,6 +541,7 @@ impl EmuProvider {
         }
         Stats::add(&stats.waits, self.uring_stats.waits.get() - waits);
         Stats::add(&stats.remote_wakeups, self.uring_stats.remote_wakeups.get() - wakeups);
+        Stats::add(&stats.wait_timers, self.uring_stats.wait_timers.get() - timers);
         ticked?;
 
         // 4. Sockets that got send space back and that the driver waits for.

@@ -17,6 +17,8 @@
 //! * [`buf_ring`]: provided-buffer rings over buffers someone else owns (the emulated
 //!   port's kernel buffers, datagram buffers), refilled by their owner;
 //! * [`waker`]: the eventfd wake-up read through the ring;
+//! * [`wake_timer`]: kernel timeouts kept armed across waits, so a wait with a deadline
+//!   (or one looking past a quiet send) arms no timer of its own;
 //! * [`sockets`]: the [`SocketEngine`] — slots, multishot accept/receive arming,
 //!   gathered sends, connect, shutdown, cancel-then-close — driven through a
 //!   [`Sink`].
@@ -33,6 +35,7 @@ pub mod shared_ring;
 pub mod sockets;
 pub mod submit;
 pub mod user_data;
+pub mod wake_timer;
 pub mod waker;
 
 pub use probe::UringProbe;

@@ -46,6 +46,7 @@ use crate::recv;
 use crate::shared_ring::SharedRing;
 use crate::submit::{self, QuietCompletions, SubmitQueue, Wait};
 use crate::user_data::{decode, encode, OpKind, GEN_MASK};
+use crate::wake_timer::{Need, WakeTimer, MIN_TIMED_WAIT};
 use crate::waker::RingWaker;
 
 /// Most slices gathered into one `SENDMSG`.
@@ -245,6 +246,8 @@ pub struct SocketEngine {
     /// Sends submitted since the last enter, checked for quietness just before it.
     /// Empty when `quiet_send_wait` is off.
     fresh_sends: FreshSends,
+    /// Ends waits that have an instant or look past a quiet send.
+    wake_timer: WakeTimer,
 }
 
 impl SocketEngine {
@@ -268,6 +271,7 @@ impl SocketEngine {
             waker_armed: false,
             dropping: false,
             fresh_sends: FreshSends::default(),
+            wake_timer: WakeTimer::new(quiet_send_wait),
         };
         engine.arm_waker();
         Ok(engine)
@@ -640,14 +644,26 @@ impl SocketEngine {
         let woke = sink.before_enter();
 
         // 2. The one io_uring_enter.
-        let mut wait = Wait::of_tick(wait);
+        // (`Wait::of_tick`, keeping the instant for the wake-up timer.)
+        let (mut wait, wait_at) = match wait {
+            TickWait::Poll => (Wait::No, None),
+            TickWait::Until { at, left } => (Wait::For(left), Some(at)),
+            TickWait::Forever => (Wait::Forever, None),
+        };
         if let Some(retry) = retry_in {
             wait = wait.at_most(retry);
         }
-        if self.sq.pending() > 0 || woke {
+        if woke {
             wait = Wait::No;
         }
         let quiet = if self.fresh_sends.is_empty() { QuietCompletions::NONE } else { self.quiet_sends(wait, sink) };
+        if wait.may_block() && retry_in.is_none() {
+            wait = self.timed_by_wake_timer(wait, wait_at, quiet, stats);
+        }
+        if self.sq.pending() > 0 {
+            // Not all of this tick's SQEs (a timer's among them) are in the ring.
+            wait = Wait::No;
+        }
         stats.syscall();
         if wait.may_block() {
             Stats::add(&stats.waits, 1);
@@ -662,6 +678,51 @@ impl SocketEngine {
         // 3. Completions, applied in place.
         self.reap(sink, stats);
         Ok(())
+    }
+
+    /// Lets the wake-up timer end a blocking wait that has an instant to end by (`at`,
+    /// with `wait` the time left) or looks past one quiet send
+    /// ([`wake_timer`](crate::wake_timer)): returns the untimed wait to make when the
+    /// armed timer ends it in time, or once the SQEs that arm it (or move it earlier)
+    /// are pushed. Other waits are returned as they are.
+    #[inline(always)] // once a tick, into the tick
+    fn timed_by_wake_timer(&mut self, wait: Wait, at: Option<Instant>, quiet: QuietCompletions, stats: &Stats) -> Wait {
+        let guard = match quiet.count {
+            0 => false,
+            1 => true,
+            _ => return wait,
+        };
+        if at.is_none() && !(guard && wait == Wait::Forever) {
+            return wait;
+        }
+        if self.wake_timer.covers(at, guard) {
+            return Wait::OnTimer;
+        }
+        self.arm_wake_timer(wait, at, guard, stats).unwrap_or(wait)
+    }
+
+    /// [`timed_by_wake_timer`](Self::timed_by_wake_timer)'s arming: pushes the SQEs,
+    /// unless the wait is too short to share a timer ([`MIN_TIMED_WAIT`]: it keeps its
+    /// own limit, `None`).
+    #[cold]
+    #[inline(never)]
+    fn arm_wake_timer(&mut self, wait: Wait, at: Option<Instant>, guard: bool, stats: &Stats) -> Option<Wait> {
+        let until = match (at, wait) {
+            (Some(at), Wait::For(left)) if left >= MIN_TIMED_WAIT => Some((at, left)),
+            (Some(_), _) => return None,
+            (None, _) => None,
+        };
+        let entries = self.wake_timer.arm(Need { until, guard }, Instant::now);
+        // Counted as an arming, not as I/O submissions.
+        Stats::add(&stats.wait_timers, 1);
+        for entry in entries {
+            // SAFETY: a timeout (or its update) points only at the timer's boxed
+            // timespec, which lives as long as the engine; the kernel copies it when
+            // the enter submits the SQE. No submission view is held anywhere while the
+            // engine runs (shared_ring).
+            unsafe { self.sq.push(self.ring.get(), entry) }
+        }
+        Some(Wait::OnTimer)
     }
 
     /// How many of the sends submitted since the last enter are quiet (and forgets
@@ -793,6 +854,10 @@ impl SocketEngine {
             }
             Some(OpKind::Ignore) => {
                 self.ignore_inflight -= 1;
+                return false;
+            }
+            Some(OpKind::Timer) => {
+                self.wake_timer.completed(id, gen, res);
                 return false;
             }
             Some(other @ (OpKind::RecvFrom | OpKind::SendTo)) => {

@@ -19,7 +19,10 @@
 //! with whatever arrived, even just those quiet ones, or when the first completion
 //! arrives after it. A quiet completion that never comes (a send the kernel had to
 //! park on a full socket) therefore delays the next wake-up by at most `within`,
-//! never loses it; the caller's own timeout still bounds the whole wait.
+//! never loses it; the caller's own timeout still bounds the whole wait. Both stages
+//! arm a kernel timer in every enter; [`Wait::OnTimer`] is the same wait with neither,
+//! for when the engine's [`wake_timer`](crate::wake_timer) already stands armed in the
+//! ring to end it in time.
 //!
 //! Nothing here ever calls `IoUring::submit` or lets the SQ's own push submit: the only
 //! system call is [`enter`], which the caller counts.
@@ -106,6 +109,11 @@ pub enum Wait {
     For(Duration),
     /// Block until one completion arrives.
     Forever,
+    /// Block untimed until one completion beyond the quiet ones arrives: a timer
+    /// already in the ring ends the wait in time ([`wake_timer`](crate::wake_timer):
+    /// its firing posts two completions, so it also ends a wait past one quiet
+    /// completion that never comes).
+    OnTimer,
 }
 
 impl Wait {
@@ -127,7 +135,7 @@ impl Wait {
             _ if limit.is_zero() => Wait::No,
             Wait::No => Wait::No,
             Wait::For(t) => Wait::For(t.min(limit)),
-            Wait::Forever => Wait::For(limit),
+            Wait::Forever | Wait::OnTimer => Wait::For(limit),
         }
     }
 
@@ -157,7 +165,8 @@ impl QuietCompletions {
 /// waits as `wait` says, the timeout travelling in the call (`EXT_ARG`). With `quiet`
 /// completions expected (only on a kernel with `IORING_FEAT_MIN_TIMEOUT`), a blocking
 /// wait asks for `quiet.count` more, settling for any one after `quiet.within` or
-/// `wait`'s timeout, whichever is shorter.
+/// `wait`'s timeout, whichever is shorter ([`Wait::OnTimer`]: without a first stage,
+/// the ring's wake timer ending it).
 ///
 /// Returns how many SQEs were submitted. A timeout, a signal (`EINTR`) or a full
 /// completion queue (`EBUSY`/`EAGAIN`: unsubmitted SQEs stay queued) is not an error.
@@ -175,6 +184,8 @@ pub unsafe fn enter(ring: &IoUring, wait: Wait, quiet: QuietCompletions) -> io::
     let to_submit = unsafe { ring.submission_shared() }.len() as u32;
     let (min_complete, ts, min_wait_usec) = match wait {
         Wait::No => (0, None, 0),
+        // A timer in the ring ends it in time: no timer of its own.
+        Wait::OnTimer => (quiet.count.saturating_add(1), None, 0),
         // One timer, not two: with no general timeout the kernel returns when the
         // first stage ends, with whatever arrived (nothing: ETIME, a timeout).
         _ if quiet.count > 0 => {

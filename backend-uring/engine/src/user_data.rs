@@ -32,6 +32,9 @@ pub enum OpKind {
     RecvFrom = 8,
     /// One datagram's `SENDMSG` (the id indexes the backend's datagram send state).
     SendTo = 9,
+    /// The tick's wake-up timer (the id says which timeout of an arming, or an
+    /// update; see [`wake_timer`](crate::wake_timer)).
+    Timer = 10,
 }
 
 impl OpKind {
@@ -47,6 +50,7 @@ impl OpKind {
             7 => OpKind::Ignore,
             8 => OpKind::RecvFrom,
             9 => OpKind::SendTo,
+            10 => OpKind::Timer,
             _ => return None,
         })
     }

@@ -40,9 +40,11 @@ pub struct Stats {
     /// System calls made outside `poll` (after the backend started). The data path
     /// must keep this at zero: tests assert it.
     pub syscalls_outside_poll: Cell<u64>,
-    /// Kernel timers armed to end a wait at the runtime's next timer or deadline
-    /// sweep (epoll's wake-up timer): once per instant, not once per wait (also
-    /// counted in `syscalls`).
+    /// Kernel timers armed (or moved earlier) to end waits: epoll's wake-up timer for
+    /// the runtime's next timer or deadline sweep, once per instant, not once per wait
+    /// (a `timerfd_settime`, also counted in `syscalls`); io_uring's timer in the ring,
+    /// which also bounds a wait past a quiet send, about once per 10 ms while such
+    /// waits go on (two SQEs in the tick's enter, not counted in `submissions`).
     pub wait_timers: Cell<u64>,
     in_poll: Cell<bool>,
 }

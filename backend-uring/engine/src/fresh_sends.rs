@@ -12,11 +12,24 @@ pub struct FreshSends {
     sends: [(u32, u64); FreshSends::CHECKED],
     len: u8,
     more: bool,
+    on: bool,
 }
 
 impl FreshSends {
     /// Most sends a tick looks past.
     pub const CHECKED: usize = 4;
+
+    /// Empty; `on` says whether the engine records sends at all (it does when its
+    /// waits may look past them).
+    pub fn new(on: bool) -> FreshSends {
+        FreshSends { on, ..FreshSends::default() }
+    }
+
+    /// Whether sends are recorded (see [`new`](Self::new)).
+    #[inline]
+    pub fn is_on(&self) -> bool {
+        self.on
+    }
 
     /// A send of `bytes` on `slot` was submitted.
     #[inline]

@@ -27,7 +27,9 @@
 //! [`OpKind`], 40-63 the slot's generation.
 //!
 //! It makes exactly one system call per [`tick`](SocketEngine::tick) (the enter);
-//! everything else writes SQEs.
+//! everything else writes SQEs. A blocking enter that must end by an instant, or that
+//! looks past a quiet send, waits with no timer of its own while the engine's
+//! [`wake_timer`](crate::wake_timer) stands armed in the ring to end it in time.
 
 use std::collections::VecDeque;
 use std::io;
@@ -270,7 +272,7 @@ impl SocketEngine {
             waker,
             waker_armed: false,
             dropping: false,
-            fresh_sends: FreshSends::default(),
+            fresh_sends: FreshSends::new(!quiet_send_wait.is_zero()),
             wake_timer: WakeTimer::new(quiet_send_wait),
         };
         engine.arm_waker();
@@ -535,7 +537,7 @@ impl SocketEngine {
         s.state |= st::SEND_INFLIGHT;
         s.inflight += 1;
         let ud = s.ud(id, OpKind::Send);
-        if !self.config.quiet_send_wait.is_zero() {
+        if self.fresh_sends.is_on() {
             self.fresh_sends.record(id, total);
         }
         self.push(entry.user_data(ud), stats);
@@ -645,19 +647,20 @@ impl SocketEngine {
 
         // 2. The one io_uring_enter.
         // (`Wait::of_tick`, keeping the instant for the wake-up timer.)
-        let (mut wait, wait_at) = match wait {
+        let (mut wait, mut wait_at) = match wait {
             TickWait::Poll => (Wait::No, None),
             TickWait::Until { at, left } => (Wait::For(left), Some(at)),
             TickWait::Forever => (Wait::Forever, None),
         };
         if let Some(retry) = retry_in {
-            wait = wait.at_most(retry);
+            // A listener's retry keeps its own limit.
+            (wait, wait_at) = (wait.at_most(retry), None);
         }
         if woke {
             wait = Wait::No;
         }
         let quiet = if self.fresh_sends.is_empty() { QuietCompletions::NONE } else { self.quiet_sends(wait, sink) };
-        if wait.may_block() && retry_in.is_none() {
+        if wait.may_block() {
             wait = self.timed_by_wake_timer(wait, wait_at, quiet, stats);
         }
         if self.sq.pending() > 0 {
@@ -692,7 +695,7 @@ impl SocketEngine {
             1 => true,
             _ => return wait,
         };
-        if at.is_none() && !(guard && wait == Wait::Forever) {
+        if at.is_none() && !(guard && matches!(wait, Wait::Forever)) {
             return wait;
         }
         if self.wake_timer.covers(at, guard) {

@@ -168,6 +168,8 @@ impl QuietCompletions {
 /// `wait`'s timeout, whichever is shorter ([`Wait::OnTimer`]: without a first stage,
 /// the ring's wake timer ending it).
 ///
+/// A wait with no time limit (a poll, an untimed wait) passes no argument at all.
+///
 /// Returns how many SQEs were submitted. A timeout, a signal (`EINTR`) or a full
 /// completion queue (`EBUSY`/`EAGAIN`: unsubmitted SQEs stay queued) is not an error.
 ///
@@ -182,10 +184,30 @@ impl QuietCompletions {
 pub unsafe fn enter(ring: &IoUring, wait: Wait, quiet: QuietCompletions) -> io::Result<usize> {
     // SAFETY: the only submission view, by this function's contract; dropped at once.
     let to_submit = unsafe { ring.submission_shared() }.len() as u32;
-    let (min_complete, ts, min_wait_usec) = match wait {
-        Wait::No => (0, None, 0),
+    // Without a time limit the call carries no argument (no `EXT_ARG` to copy in).
+    // SAFETY: no argument (a null signal mask, which the kernel ignores); the SQEs
+    // being submitted were pushed under `SubmitQueue::push`'s contract.
+    let untimed = |min_complete: u32| unsafe {
+        ring.submitter().enter::<libc::sigset_t>(to_submit, min_complete, EnterFlags::GETEVENTS.bits(), None)
+    };
+    // SAFETY: EXT_ARG tells the kernel the last argument is a `struct
+    // io_uring_getevents_arg`, which `SubmitArgs` is (repr(transparent)), alive for the
+    // call along with the timespec it points to (`min_wait_usec` is non-zero only when
+    // the caller saw IORING_FEAT_MIN_TIMEOUT; older kernels reject it with EINVAL). The
+    // SQEs being submitted were pushed under `SubmitQueue::push`'s contract.
+    let timed = |min_complete: u32, ts: Option<&Timespec>, min_wait_usec: u32| unsafe {
+        let args = match ts {
+            Some(ts) => SubmitArgs::new().timespec(ts),
+            None => SubmitArgs::new(),
+        }
+        .min_wait_usec(min_wait_usec);
+        let flags = (EnterFlags::GETEVENTS | EnterFlags::EXT_ARG).bits();
+        ring.submitter().enter(to_submit, min_complete, flags, Some(&args))
+    };
+    let res = match wait {
+        Wait::No => untimed(0),
         // A timer in the ring ends it in time: no timer of its own.
-        Wait::OnTimer => (quiet.count.saturating_add(1), None, 0),
+        Wait::OnTimer => untimed(quiet.count.saturating_add(1)),
         // One timer, not two: with no general timeout the kernel returns when the
         // first stage ends, with whatever arrived (nothing: ETIME, a timeout).
         _ if quiet.count > 0 => {
@@ -194,23 +216,11 @@ pub unsafe fn enter(ring: &IoUring, wait: Wait, quiet: QuietCompletions) -> io::
                 _ => quiet.within,
             };
             let usec = first_stage.as_micros().clamp(1, u128::from(u32::MAX)) as u32;
-            (quiet.count.saturating_add(1), None, usec)
+            timed(quiet.count.saturating_add(1), None, usec)
         }
-        Wait::For(t) => (1, Some(Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos())), 0),
-        Wait::Forever => (1, None, 0),
+        Wait::For(t) => timed(1, Some(&Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos())), 0),
+        Wait::Forever => untimed(1),
     };
-    let args = match &ts {
-        Some(ts) => SubmitArgs::new().timespec(ts),
-        None => SubmitArgs::new(),
-    }
-    .min_wait_usec(min_wait_usec);
-    let flags = (EnterFlags::GETEVENTS | EnterFlags::EXT_ARG).bits();
-    // SAFETY: EXT_ARG tells the kernel the last argument is a `struct
-    // io_uring_getevents_arg`, which `SubmitArgs` is (repr(transparent)), alive for the
-    // call along with the timespec it points to (`min_wait_usec` is non-zero only when
-    // the caller saw IORING_FEAT_MIN_TIMEOUT; older kernels reject it with EINVAL). The SQEs being submitted were pushed
-    // under `SubmitQueue::push`'s contract.
-    let res = unsafe { ring.submitter().enter(to_submit, min_complete, flags, Some(&args)) };
     match res {
         Ok(n) => Ok(n),
         Err(e) => match e.raw_os_error() {

@@ -263,18 +263,22 @@ mod tests {
         }
     }
 
-    /// Rings as the engine makes them (completion work deferred to the enter) and
-    /// with the kernel's default task work.
-    fn rings() -> [IoUring; 2] {
-        let deferred = IoUring::builder().setup_single_issuer().setup_defer_taskrun().build(8).unwrap();
-        [deferred, IoUring::new(8).unwrap()]
+    /// Runs `check` on a ring as the engine makes it (completion work deferred to
+    /// the enter) and on one with the kernel's default task work.
+    fn on_each_ring(check: impl Fn(IoUring)) {
+        check(IoUring::builder().setup_single_issuer().setup_defer_taskrun().build(8).unwrap());
+        check(IoUring::new(8).unwrap());
+    }
+
+    /// Makes `t` cover `need` in `ring`: the SQEs it asks for, queued (not entered).
+    fn cover_in(ring: &mut IoUring, t: &mut WakeTimer, need: Need) {
+        let entries = t.cover(need, Instant::now).expect("the timer had to be armed or moved");
+        push_all(ring, &entries);
     }
 
     #[test]
     fn a_firing_ends_a_wait_for_two_completions_when_the_quiet_one_never_comes() {
-        for ring in rings() {
-            firing_ends_a_wait_for_two(ring);
-        }
+        on_each_ring(firing_ends_a_wait_for_two);
     }
 
     /// The parked-send case: the wait asks for two completions, nothing else ever
@@ -282,8 +286,7 @@ mod tests {
     fn firing_ends_a_wait_for_two(mut ring: IoUring) {
         let mut t = WakeTimer::new(20 * MS);
         let start = Instant::now();
-        let entries = t.cover(Need { until: None, guard: true }, Instant::now).unwrap();
-        push_all(&mut ring, &entries);
+        cover_in(&mut ring, &mut t, Need { until: None, guard: true });
         // A backstop, so that a timer posting one completion fails this test rather
         // than hanging it.
         let backstop = Timespec::new().sec(5);
@@ -303,20 +306,15 @@ mod tests {
 
     #[test]
     fn a_move_earlier_takes_effect_and_its_success_posts_nothing() {
-        for ring in rings() {
-            move_earlier_takes_effect(ring);
-        }
+        on_each_ring(move_earlier_takes_effect);
     }
 
     fn move_earlier_takes_effect(mut ring: IoUring) {
         let mut t = WakeTimer::new(10 * MS);
-        let now = Instant::now();
-        let entries = t.cover(Need { until: until(now, 3_600_000 * MS), guard: false }, || now).unwrap();
-        push_all(&mut ring, &entries);
+        cover_in(&mut ring, &mut t, Need { until: until(Instant::now(), 3_600_000 * MS), guard: false });
         enter_now(&ring, Wait::No, QuietCompletions::NONE);
         assert_eq!(ring.completion().len(), 0, "an hour away: armed, nothing yet");
-        let moved = t.cover(Need { until: until(Instant::now(), 20 * MS), guard: false }, Instant::now).unwrap();
-        push_all(&mut ring, &moved);
+        cover_in(&mut ring, &mut t, Need { until: until(Instant::now(), 20 * MS), guard: false });
         let start = Instant::now();
         // A wait for one completion: the successful updates must not end it.
         enter_now(&ring, Wait::OnTimer, QuietCompletions::NONE);

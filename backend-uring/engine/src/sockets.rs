@@ -646,12 +646,7 @@ impl SocketEngine {
         let woke = sink.before_enter();
 
         // 2. The one io_uring_enter.
-        // (`Wait::of_tick`, keeping the instant for the wake-up timer.)
-        let (mut wait, mut wait_at) = match wait {
-            TickWait::Poll => (Wait::No, None),
-            TickWait::Until { at, left } => (Wait::For(left), Some(at)),
-            TickWait::Forever => (Wait::Forever, None),
-        };
+        let (mut wait, mut wait_at) = Wait::of_tick(wait);
         if let Some(retry) = retry_in {
             // A listener's retry keeps its own limit.
             (wait, wait_at) = (wait.at_most(retry), None);

@@ -29,7 +29,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use io_uring::types::{SubmitArgs, Timespec};
 use io_uring::{squeue, EnterFlags, IoUring};
@@ -117,15 +117,16 @@ pub enum Wait {
 }
 
 impl Wait {
-    /// The enter's wait for the runtime's tick wait: `No` for a poll, `For(left)` for
-    /// a wait until an instant (the instant itself is not used: the timeout travels
-    /// in the enter), `Forever` for no limit.
-    #[inline]
-    pub fn of_tick(wait: paste_rt_core::Wait) -> Wait {
+    /// The enter's wait for the runtime's tick wait, with the instant it names: `No`
+    /// for a poll, `For(left)` and `at` for a wait until an instant (the timeout
+    /// travels in the enter, the instant is for the [`wake_timer`](crate::wake_timer)),
+    /// `Forever` for no limit.
+    #[inline(always)] // once a tick, into the engine's tick
+    pub fn of_tick(wait: paste_rt_core::Wait) -> (Wait, Option<Instant>) {
         match wait {
-            paste_rt_core::Wait::Poll => Wait::No,
-            paste_rt_core::Wait::Until { left, .. } => Wait::For(left),
-            paste_rt_core::Wait::Forever => Wait::Forever,
+            paste_rt_core::Wait::Poll => (Wait::No, None),
+            paste_rt_core::Wait::Until { at, left } => (Wait::For(left), Some(at)),
+            paste_rt_core::Wait::Forever => (Wait::Forever, None),
         }
     }
 
@@ -239,9 +240,11 @@ mod tests {
     fn a_tick_wait_becomes_the_enter_wait_and_a_retry_caps_it() {
         use paste_rt_core::Wait as Tick;
         let ms = Duration::from_millis;
-        assert_eq!(Wait::of_tick(Tick::Poll), Wait::No);
-        assert_eq!(Wait::of_tick(Tick::Forever), Wait::Forever);
-        assert_eq!(Wait::of_tick(Tick::within(Some(ms(30)))), Wait::For(ms(30)));
+        assert_eq!(Wait::of_tick(Tick::Poll), (Wait::No, None));
+        assert_eq!(Wait::of_tick(Tick::Forever), (Wait::Forever, None));
+        let until = Tick::within(Some(ms(30)));
+        let Tick::Until { at, .. } = until else { panic!("a limit") };
+        assert_eq!(Wait::of_tick(until), (Wait::For(ms(30)), Some(at)));
         assert_eq!(Wait::Forever.at_most(ms(5)), Wait::For(ms(5)));
         assert_eq!(Wait::For(ms(30)).at_most(ms(5)), Wait::For(ms(5)));
         assert_eq!(Wait::For(ms(3)).at_most(ms(5)), Wait::For(ms(3)));

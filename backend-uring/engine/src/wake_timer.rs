@@ -58,12 +58,12 @@ const UPDATE: u32 = TIMEOUTS;
 
 /// What one blocking wait needs the timer for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Need {
+pub(crate) struct Need {
     /// The wait's own end: the instant and the time left until it.
-    pub until: Option<(Instant, Duration)>,
+    pub(crate) until: Option<(Instant, Duration)>,
     /// Whether the wait looks past a quiet send (it asks for one completion more than
     /// it otherwise would), for at most the timer's guard span.
-    pub guard: bool,
+    pub(crate) guard: bool,
 }
 
 /// An arming in the kernel.
@@ -85,14 +85,13 @@ pub struct WakeTimer {
     /// What the timeout SQEs point to until they are submitted (the kernel copies it
     /// then). Boxed, so it never moves.
     ts: Box<Timespec>,
-    armings: u64,
 }
 
 impl WakeTimer {
     /// A timer that guards waits past a quiet send for at most `guard_span`
     /// ([`QuietCompletions::within`](crate::QuietCompletions)).
     pub fn new(guard_span: Duration) -> WakeTimer {
-        WakeTimer { armed: None, guard_span, gen: 0, ts: Box::new(Timespec::new()), armings: 0 }
+        WakeTimer { armed: None, guard_span, gen: 0, ts: Box::new(Timespec::new()) }
     }
 
     /// Whether the armed timer ends, in time, a wait until `at` (if it has an
@@ -106,22 +105,14 @@ impl WakeTimer {
         }
     }
 
-    /// Makes the timer end a wait that needs `need`: returns `None` when the armed
-    /// timer does already, or the SQEs that arm it (or move it earlier). `now` is read
-    /// only when the wait has no instant of its own and the timer must be armed.
-    pub fn cover(&mut self, need: Need, now: impl FnOnce() -> Instant) -> Option<[squeue::Entry; TIMEOUTS as usize]> {
-        if self.covers(need.until.map(|(at, _)| at), need.guard) {
-            return None;
-        }
-        Some(self.arm(need, now))
-    }
-
-    /// Arms the timer for `need`, or moves it earlier: the SQEs that do it.
-    pub fn arm(&mut self, need: Need, now: impl FnOnce() -> Instant) -> [squeue::Entry; TIMEOUTS as usize] {
+    /// Arms the timer for `need` (which it does not [`covers`](Self::covers)), or
+    /// moves it earlier: the SQEs that do it. `now` is read only when the wait has no
+    /// instant of its own. `need` has an instant, a guard or both (the engine's tick
+    /// asks for nothing else).
+    pub(crate) fn arm(&mut self, need: Need, now: impl FnOnce() -> Instant) -> [squeue::Entry; TIMEOUTS as usize] {
         let (at, after) = self.instant_for(need, now);
         *self.ts = Timespec::new().sec(after.as_secs()).nsec(after.subsec_nanos());
         let ts: *const Timespec = &*self.ts;
-        self.armings += 1;
         let entries = if self.armed.is_some() {
             // Still armed, but too late: move both timeouts earlier, in place.
             std::array::from_fn(|i| {
@@ -167,11 +158,6 @@ impl WakeTimer {
         self.armed.is_some()
     }
 
-    /// Armings and moves made so far.
-    pub fn armings(&self) -> u64 {
-        self.armings
-    }
-
     fn user_data(&self, id: u32) -> u64 {
         encode(id, OpKind::Timer, self.gen)
     }
@@ -185,6 +171,17 @@ mod tests {
     use io_uring::IoUring;
 
     const MS: Duration = Duration::from_millis(1);
+
+    impl WakeTimer {
+        /// What the engine's tick does: `None` when the armed timer covers `need`,
+        /// else the SQEs of [`arm`](WakeTimer::arm).
+        fn cover(&mut self, need: Need, now: impl FnOnce() -> Instant) -> Option<[squeue::Entry; TIMEOUTS as usize]> {
+            if self.covers(need.until.map(|(at, _)| at), need.guard) {
+                return None;
+            }
+            Some(self.arm(need, now))
+        }
+    }
 
     fn until(now: Instant, left: Duration) -> Option<(Instant, Duration)> {
         Some((now + left, left))
@@ -206,7 +203,8 @@ mod tests {
             t.cover(Need { until: until(now, 50 * MS), guard: false }, || now).is_some(),
             "an earlier one moves it"
         );
-        assert_eq!(t.armings(), 2);
+        // Two armings: the first (a new generation) and the move (in place, the same).
+        assert_eq!((t.gen, t.is_armed()), (1, true), "one arming, then one move");
     }
 
     #[test]

@@ -19,6 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::control::{ServerChild, ServerCounters};
 use crate::cores::{core_list, CoreSplit};
+use crate::cpu_limit::CpuLimit;
 use crate::exchange::LoadSpec;
 use crate::load_process::LoadGroup;
 use crate::loadgen::{quota, LoadResult};
@@ -93,6 +94,8 @@ pub struct AbPlan {
     pub work_dir: PathBuf,
     /// The CPU model recorded with every run.
     pub cpu_model: String,
+    /// The share of its cores each server is held to ([`CpuLimit`]), or none.
+    pub server_cpu: Option<f64>,
 }
 
 /// One run of a round: which split, case, connections and subject.
@@ -353,6 +356,16 @@ pub fn run_one(plan: &AbPlan, case: &Case, conns: usize, subject: Subject, split
         Err(e) => e.clone(),
     };
     let pid = server.pid();
+    // Held to its share of CPU before any load arrives (dropped, and removed, after
+    // the server stopped: see the end of this function).
+    let _limit = match plan.server_cpu.map(|share| limit_server(share, split.server_cores(), pid)) {
+        None => None,
+        Some(Ok(limit)) => Some(limit),
+        Some(Err(e)) => {
+            server.stop();
+            return fail(record, e);
+        }
+    };
     let rss_before = crate::system::process_rss_kb(pid).ok();
     let (active, idle) = match case.scale_active {
         Some(active) => (active, conns),
@@ -413,6 +426,13 @@ pub fn run_one(plan: &AbPlan, case: &Case, conns: usize, subject: Subject, split
         }
     }
     record
+}
+
+/// A [`CpuLimit`] of `share` of `cores` cores with the server `pid` in it.
+fn limit_server(share: f64, cores: usize, pid: u32) -> Result<CpuLimit, String> {
+    let limit = CpuLimit::new(share, cores).map_err(|e| format!("--server-cpu: {e}"))?;
+    limit.admit(pid).map_err(|e| format!("--server-cpu: {e}"))?;
+    Ok(limit)
 }
 
 /// What is measured over exactly the window besides the server's own figures: its

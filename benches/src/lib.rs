@@ -21,6 +21,7 @@ pub mod charts;
 pub mod child_process;
 pub mod control;
 pub mod cores;
+pub mod cpu_limit;
 pub mod environment;
 pub mod exchange;
 pub mod load_process;

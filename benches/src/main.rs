@@ -19,6 +19,7 @@ use paste_rt_bench::alloc_count::CountingAlloc;
 use paste_rt_bench::callgrind::{self, CallgrindPlan, Tools};
 use paste_rt_bench::charts::{self, Metric};
 use paste_rt_bench::cores::{self, core_list, CoreSplit};
+use paste_rt_bench::cpu_limit::CpuLimit;
 use paste_rt_bench::environment::Environment;
 use paste_rt_bench::exchange::LoadSpec;
 use paste_rt_bench::load_process;
@@ -98,6 +99,12 @@ struct AbArgs {
     /// every subject a little per system call).
     #[arg(long)]
     no_syscall_count: bool,
+    /// Hold each server to this share of its cores (0.1 to 1; 0.5: half of each),
+    /// through a cgroup's CPU quota, so that the server rather than the load
+    /// generator is the bottleneck on a small machine: the request rate is then the
+    /// server's. Needs a cgroup CPU controller it may write (root).
+    #[arg(long)]
+    server_cpu: Option<f64>,
     /// Measured window per run, seconds (the protocol's is 5; default 2 to fit 3 minutes).
     #[arg(long, default_value_t = 2.0)]
     duration: f64,
@@ -587,6 +594,15 @@ fn run_ab(args: AbArgs) -> Result<(), String> {
     } else {
         Err(env.syscall_counter.clone())
     };
+    // A CPU limit is tried once before anything runs, so that a machine where none
+    // can be made says so at once (with the reason) rather than failing every run.
+    let server_cpu_line = match args.server_cpu {
+        Some(share) => {
+            let limit = CpuLimit::new(share, 1).map_err(|e| format!("--server-cpu: {e}"))?;
+            Some(limit.describe())
+        }
+        None => None,
+    };
     let work_dir = std::env::temp_dir().join(format!("paste-bench-ab-{}", std::process::id()));
     std::fs::create_dir_all(&work_dir).map_err(|e| format!("creating {}: {e}", work_dir.display()))?;
     let plan = AbPlan {
@@ -604,6 +620,7 @@ fn run_ab(args: AbArgs) -> Result<(), String> {
         syscall_counting: syscall_counting.clone(),
         work_dir: work_dir.clone(),
         cpu_model: env.cpu_model.clone(),
+        server_cpu: args.server_cpu,
     };
     std::fs::create_dir_all(&args.out).map_err(|e| format!("creating {}: {e}", args.out.display()))?;
 
@@ -642,6 +659,9 @@ fn run_ab(args: AbArgs) -> Result<(), String> {
     match &syscall_counting {
         Ok(()) => eprintln!("  syscalls per request: counted with {}", env.syscall_counter),
         Err(why) => eprintln!("  syscalls per request: not counted: {why}"),
+    }
+    if let Some(line) = &server_cpu_line {
+        eprintln!("  {line}");
     }
     if let Some(load) = paste_rt_bench::machine_load::load_avg_1min() {
         if load > allowed.len() as f64 {
@@ -730,6 +750,10 @@ fn run_ab(args: AbArgs) -> Result<(), String> {
             splits.iter().map(CoreSplit::server_cores).collect::<Vec<_>>()
         ),
         format!("baseline: {}", args.baseline),
+        match &server_cpu_line {
+            Some(line) => format!("{line}: the server, not the load generator, is the bottleneck"),
+            None => "server CPU not limited (--server-cpu)".to_owned(),
+        },
         format!("wall time: {}", fmt_duration(wall)),
     ];
     let settings = serde_json::json!({
@@ -749,6 +773,7 @@ fn run_ab(args: AbArgs) -> Result<(), String> {
         "duration_s": plan.duration.as_secs_f64(),
         "rate": plan.rate,
         "pipeline": plan.pipeline,
+        "server_cpu_share": args.server_cpu,
         "client": format!("{:?}", args.client).to_lowercase(),
         "baseline": args.baseline,
         "body_len": args.server.body_len,
@@ -775,6 +800,7 @@ fn run_ab(args: AbArgs) -> Result<(), String> {
         pinning,
         skipped_cores: skipped_cores.clone(),
         core_splits,
+        server_cpu: args.server_cpu,
     };
     let md_path = args.out.join("report.md");
     std::fs::write(&md_path, report::markdown(&ctx, &records, &summary))
@@ -785,7 +811,10 @@ fn run_ab(args: AbArgs) -> Result<(), String> {
     }
     print!("{}", report::text_table(&summary, &args.baseline));
     println!("\nNoise rule: {NOISE_RULE}");
-    println!("Client cost: {}", report::client_cost_note(&summary));
+    match args.server_cpu {
+        Some(share) => println!("Server-bound: {}", report::server_bound_note(&summary, share)),
+        None => println!("Client cost: {}", report::client_cost_note(&summary)),
+    }
     for c in &skipped_cores {
         println!("{c}");
     }

@@ -244,6 +244,8 @@ pub struct ReportContext<'a> {
     pub skipped_cores: Vec<String>,
     /// How the cores were split, per server-core count.
     pub core_splits: Vec<String>,
+    /// The share of its cores each server was held to (`--server-cpu`), if any.
+    pub server_cpu: Option<f64>,
 }
 
 /// `report.md`.
@@ -328,7 +330,14 @@ pub fn markdown(ctx: &ReportContext<'_>, records: &[Record], summary: &[Summary]
          also records the load average before and after each run and the CPU steal during it.\n"
     );
     let _ = writeln!(md, "**Noise rule.** {NOISE_RULE}\n");
-    let _ = writeln!(md, "**Client cost.** {}\n", client_cost_note(summary));
+    match ctx.server_cpu {
+        Some(share) => {
+            let _ = writeln!(md, "**Server-bound.** {}\n", server_bound_note(summary, share));
+        }
+        None => {
+            let _ = writeln!(md, "**Client cost.** {}\n", client_cost_note(summary));
+        }
+    }
     let _ = writeln!(md, "## Results\n");
     for (workload, conns) in groups(summary) {
         let _ = writeln!(md, "### {} (baseline: {})\n", group_title(&workload, conns, summary), ctx.baseline);
@@ -394,6 +403,51 @@ pub fn client_cost_note(summary: &[Summary]) -> String {
             costly.join(", ")
         )
     }
+}
+
+/// A cell's server is taken as saturated when it used at least this part of the CPU
+/// it was allowed (`--server-cpu`).
+pub const SATURATED: f64 = 0.9;
+
+/// Part of the CPU a cell's servers were allowed that they used: requests/s × CPU
+/// per request over `share` of `server_cores` cores (medians).
+pub fn allowed_cpu_used(s: &Summary, share: f64) -> Option<f64> {
+    let (rps, cpu) = (s.rps.as_ref()?.median, s.server_cpu_us_per_req.as_ref()?.median);
+    Some(rps * cpu / 1e6 / (share * s.server_cores.max(1) as f64))
+}
+
+/// For runs whose servers were held to `share` of their cores: how much of that
+/// they used, and the cells where they did not saturate it (there the rate is not
+/// the server's alone).
+pub fn server_bound_note(summary: &[Summary], share: f64) -> String {
+    let used: Vec<(&Summary, f64)> = summary.iter().filter_map(|s| Some((s, allowed_cpu_used(s, share)?))).collect();
+    let Some((lo, hi)) = used
+        .iter()
+        .map(|&(_, u)| u)
+        .fold(None, |acc: Option<(f64, f64)>, u| Some(acc.map_or((u, u), |(lo, hi)| (lo.min(u), hi.max(u)))))
+    else {
+        return "no cell has both a request rate and a server CPU figure.".into();
+    };
+    let short: Vec<String> = used
+        .iter()
+        .filter(|&&(_, u)| u < SATURATED)
+        .map(|(s, u)| format!("{} {} c={} ({:.0} %)", s.label, s.workload, s.conns, u * 100.0))
+        .collect();
+    let mut note = format!(
+        "each server was held to {:.0} % of each of its cores, and used {:.0}–{:.0} % of that (requests/s × server \
+         CPU per request, medians), so its request rate is what the server itself can serve on that much CPU.",
+        share * 100.0,
+        lo * 100.0,
+        hi * 100.0
+    );
+    if !short.is_empty() {
+        note.push_str(&format!(
+            " Below {:.0} % — not server-bound, the rate there is set by the load: {}.",
+            SATURATED * 100.0,
+            short.join(", ")
+        ));
+    }
+    note
 }
 
 /// Writes `results.json`.

@@ -131,3 +131,18 @@ fn the_report_warns_when_the_load_exceeds_the_cores_in_use_or_steal_is_high() {
     );
     assert!(warnings[1].contains("12.5 %"), "{}", warnings[1]);
 }
+
+#[test]
+fn the_server_bound_note_says_how_much_of_the_allowed_cpu_each_cell_used() {
+    use paste_rt_bench::report::{allowed_cpu_used, server_bound_note};
+    // Held to half a core: 100 000 requests/s at 4.8 µs each use 0.48 of a core,
+    // 96 % of what was allowed; 50 000 at 4.8 µs use 48 %: the load set that rate.
+    let records = vec![record("tokio", 10, 0, 100_000.0, 4.8, 0), record("paste-rt-uring", 10, 0, 50_000.0, 4.8, 0)];
+    let summary = summarize(&records, "tokio");
+    let tokio = summary.iter().find(|s| s.subject == "tokio").unwrap();
+    assert!((allowed_cpu_used(tokio, 0.5).unwrap() - 0.96).abs() < 1e-9);
+    let note = server_bound_note(&summary, 0.5);
+    assert!(note.contains("held to 50 %") && note.contains("used 48–96 %"), "{note}");
+    assert!(note.contains("not server-bound") && note.contains("paste-rt-uring rpc c=10 (48 %)"), "{note}");
+    assert!(!note.contains("tokio rpc c=10"), "a saturated cell is not listed: {note}");
+}

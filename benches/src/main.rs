@@ -588,7 +588,7 @@ fn run_ab(args: AbArgs) -> Result<(), String> {
         server_opts.wal_dir = Some(dir.clone());
     }
     let syscall_counting = if args.no_syscall_count {
-        Err("not counted: --no-syscall-count".to_owned())
+        Err("turned off (--no-syscall-count)".to_owned())
     } else if env.syscall_counter_works {
         Ok(())
     } else {
@@ -750,6 +750,10 @@ fn run_ab(args: AbArgs) -> Result<(), String> {
             splits.iter().map(CoreSplit::server_cores).collect::<Vec<_>>()
         ),
         format!("baseline: {}", args.baseline),
+        match &syscall_counting {
+            Ok(()) => format!("system calls counted with {}", env.syscall_counter),
+            Err(why) => format!("system calls not counted: {why}"),
+        },
         match &server_cpu_line {
             Some(line) => format!("{line}: the server, not the load generator, is the bottleneck"),
             None => "server CPU not limited (--server-cpu)".to_owned(),

@@ -277,7 +277,6 @@ pub fn markdown(ctx: &ReportContext<'_>, records: &[Record], summary: &[Summary]
     for p in &ctx.pinning {
         let _ = writeln!(md, "- {p}");
     }
-    let _ = writeln!(md, "- system calls counted with {}", env.syscall_counter);
     let _ = writeln!(md, "\n## paste-rt backends on this machine\n");
     let _ = writeln!(md, "| backend | subject | started | detail / reason |\n|---|---|---|---|");
     for b in &env.backends {

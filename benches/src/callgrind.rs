@@ -156,7 +156,7 @@ pub struct CallgrindPlan {
     pub warmup_requests: u64,
     /// N1; the second measured phase sends N2 = 2×N1.
     pub requests: u64,
-    /// Requests in flight per connection.
+    /// Pipelined requests per connection, in batches (the next once all are answered).
     pub pipeline: usize,
     /// Time limit of one phase.
     pub phase_limit: Duration,

@@ -40,7 +40,11 @@ pub struct LoadConfig {
     pub conns: usize,
     /// Extra connections that send one request each and then stay idle (scale runs).
     pub idle_conns: usize,
-    /// Requests in flight per active connection (closed loop).
+    /// Requests per batch of an active connection (closed loop): the batch's requests
+    /// are written together, and the next batch once all of them are answered — as
+    /// wrk's pipeline script and TechEmpower's pipelined test do. (Refilling request by
+    /// request instead would split a batch wherever the generator's receive buffer
+    /// happened to split the answers, and the server's input with it.)
     pub pipeline: usize,
     /// Open loop: total requests per second offered, spread over the connections.
     pub rate: Option<f64>,
@@ -422,8 +426,12 @@ async fn closed_loop(
         if !state.borrow_mut().complete(conn, done, now, &mut sent.borrow_mut()) || now >= end {
             return;
         }
+        // The next batch once every request of this one is answered (see `pipeline`).
+        if !sent.borrow().is_empty() {
+            continue;
+        }
         out.clear();
-        for _ in 0..done {
+        for _ in 0..depth {
             ex.write_request(&mut out);
             sent.borrow_mut().push_back(now);
         }
@@ -509,7 +517,7 @@ pub struct CountedConfig {
     pub spec: LoadSpec,
     /// Connections (opened once, before the first phase).
     pub conns: usize,
-    /// Requests in flight per connection.
+    /// Requests per batch of a connection, refilled as [`LoadConfig::pipeline`] says.
     pub pipeline: usize,
     /// Requests of each phase, in order.
     pub phases: Vec<u64>,
@@ -610,8 +618,8 @@ pub fn run_counted(
     })
 }
 
-/// One connection's share of a counted phase: sends exactly `quota` requests (at
-/// most `depth` in flight) and returns once every response has arrived, with its
+/// One connection's share of a counted phase: sends exactly `quota` requests (in
+/// batches of `depth`, each once the last is answered) and returns once every response has arrived, with its
 /// exchange (for the next phase) and the responses counted, or the error.
 async fn counted_conn(
     conn: usize,
@@ -646,7 +654,9 @@ async fn counted_conn(
         if received > quota {
             return (ex, Err(format!("connection {conn}: more responses than requests")));
         }
-        let next = unsent.min(done);
+        // The next batch once every request of this one is answered (see `pipeline`).
+        let in_flight = (quota - unsent) - received;
+        let next = if in_flight == 0 { unsent.min(depth as u64) } else { 0 };
         if next > 0 {
             out.clear();
             for _ in 0..next {

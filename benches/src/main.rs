@@ -123,7 +123,8 @@ struct AbArgs {
     /// Output directory (results.json, report.md, SVG charts).
     #[arg(long, default_value = "bench-out")]
     out: PathBuf,
-    /// Requests in flight per connection (closed loop).
+    /// Pipelined requests per connection (closed loop): written together, the next
+    /// batch once every one of them is answered (as wrk's pipeline script does).
     #[arg(long, default_value_t = 1)]
     pipeline: usize,
     /// Subject the ratios are computed against.
@@ -165,7 +166,7 @@ struct CallgrindArgs {
     /// Rounds (subjects interleaved in each); the median and min–max are reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Requests in flight per connection.
+    /// Pipelined requests per connection, in batches (the next once all are answered).
     #[arg(long, default_value_t = 1)]
     pipeline: usize,
     /// Time limit of one phase, seconds (a server slower than this fails its run).
@@ -274,7 +275,8 @@ struct LoadArgs {
     /// Open loop: total offered requests/s.
     #[arg(long)]
     rate: Option<f64>,
-    /// Requests in flight per connection (closed loop).
+    /// Pipelined requests per connection (closed loop): written together, the next
+    /// batch once every one of them is answered (as wrk's pipeline script does).
     #[arg(long, default_value_t = 1)]
     pipeline: usize,
     /// kv value size.

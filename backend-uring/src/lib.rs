@@ -8,7 +8,8 @@
 //! available; each arming limited in bytes on 6.16+, so one connection cannot drain the
 //! shared ring before its pause takes effect), a send written into the submission
 //! queue straight from the connection's record (gathered into one `SENDMSG` when
-//! several are queued), fds closed with `IORING_OP_CLOSE`, and an eventfd read through
+//! several are queued: the runtime starts the send after the last of several
+//! pieces queued together, see `TcpStream::queue_send_more`), fds closed with `IORING_OP_CLOSE`, and an eventfd read through
 //! the ring for cross-thread wake-ups. Every `poll` makes exactly one system call.
 //!
 //! The io_uring plumbing is the engine's (`paste-rt-uring-engine`, shared with the

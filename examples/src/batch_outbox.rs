@@ -62,7 +62,7 @@ impl BatchOutbox {
             // copied when small.
             match self.conn {
                 Some(conn) if canned.len() > COPY_CANNED_MAX => {
-                    let _ = batch.send(conn, SendData::Static(canned));
+                    let _ = batch.send_more(conn, SendData::Static(canned));
                 }
                 _ => self.copy(batch, canned),
             }
@@ -75,14 +75,14 @@ impl BatchOutbox {
         let Some(conn) = self.conn else { return };
         while !bytes.is_empty() {
             if self.tx.as_ref().is_some_and(|t| t.remaining() == 0) {
-                self.queue_pending(batch);
+                self.queue_full(batch);
             }
             let tx = match &mut self.tx {
                 Some(tx) => tx,
                 None => match batch.tx_buf() {
                     Some(tx) => self.tx.insert(tx),
                     None => {
-                        let _ = batch.send(conn, SendData::Owned(bytes.to_vec()));
+                        let _ = batch.send_more(conn, SendData::Owned(bytes.to_vec()));
                         return;
                     }
                 },
@@ -113,9 +113,9 @@ impl BatchOutbox {
             self.put(batch, bytes);
             return;
         }
-        self.queue_pending(batch);
+        self.queue_full(batch);
         if let Some(conn) = self.conn {
-            let _ = batch.send(conn, SendData::Static(bytes));
+            let _ = batch.send_more(conn, SendData::Static(bytes));
         }
     }
 
@@ -145,6 +145,20 @@ impl BatchOutbox {
             let _ = batch.send(conn, SendData::Static(canned));
         } else if let Some(tx) = tx {
             let _ = batch.send(conn, SendData::Pool(tx));
+        }
+    }
+
+    /// [`queue_pending`](Self::queue_pending) in the middle of a connection's
+    /// replies (the buffer filled up, or a large canned reply follows): queued with
+    /// more to follow ([`Batch::send_more`]), so the pieces leave in one send.
+    #[inline(never)]
+    fn queue_full(&mut self, batch: &mut Batch<'_>) {
+        let (canned, tx) = (self.canned.take(), self.tx.take());
+        let Some(conn) = self.conn else { return };
+        if let Some(canned) = canned {
+            let _ = batch.send_more(conn, SendData::Static(canned));
+        } else if let Some(tx) = tx {
+            let _ = batch.send_more(conn, SendData::Pool(tx));
         }
     }
 }

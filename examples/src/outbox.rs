@@ -96,7 +96,7 @@ impl<'s> Outbox<'s> {
     #[inline(never)]
     fn release_canned(&mut self, canned: &'static [u8]) {
         if canned.len() > COPY_CANNED_MAX {
-            self.queue(SendData::Static(canned));
+            self.queue_more(SendData::Static(canned));
         } else {
             self.copy(canned);
         }
@@ -112,7 +112,7 @@ impl<'s> Outbox<'s> {
                     Some(tx) => self.current.insert(tx),
                     None => {
                         // Pool exhausted: an owned copy keeps the stream intact.
-                        self.queue(SendData::Owned(bytes.to_vec()));
+                        self.queue_more(SendData::Owned(bytes.to_vec()));
                         return;
                     }
                 },
@@ -121,7 +121,7 @@ impl<'s> Outbox<'s> {
             bytes = &bytes[n..];
             if tx.remaining() == 0 {
                 if let Some(full) = self.current.take() {
-                    self.queue(SendData::Pool(full));
+                    self.queue_more(SendData::Pool(full));
                 }
             }
         }
@@ -148,8 +148,8 @@ impl<'s> Outbox<'s> {
             self.put(bytes);
             return;
         }
-        self.queue_put();
-        self.queue(SendData::Static(bytes));
+        self.queue_put_more();
+        self.queue_more(SendData::Static(bytes));
     }
 
     /// Queues what was put and not queued yet: the partly filled buffer, or a canned
@@ -205,12 +205,34 @@ impl<'s> Outbox<'s> {
         }
     }
 
+    /// Queues the batch's last piece (at [`flush`](Self::flush)): it starts the send.
     fn queue(&mut self, data: SendData) {
         if self.error.is_none() {
             match self.stream.queue_send_with_room(data) {
                 Ok(room) => self.full |= !room,
                 Err(e) => self.error = Some(e),
             }
+        }
+    }
+
+    /// Queues a piece that more will follow (a full buffer, a large canned reply):
+    /// it leaves with the rest of the batch, queued at [`flush`](Self::flush) or,
+    /// at the latest, at the runtime's next poll ([`TcpStream::queue_send_more`]).
+    fn queue_more(&mut self, data: SendData) {
+        if self.error.is_none() {
+            match self.stream.queue_send_more(data) {
+                Ok(room) => self.full |= !room,
+                Err(e) => self.error = Some(e),
+            }
+        }
+    }
+
+    /// [`queue_put`](Self::queue_put) with more to follow.
+    fn queue_put_more(&mut self) {
+        if let Some(tx) = self.current.take() {
+            self.queue_more(SendData::Pool(tx));
+        } else if let Some(canned) = self.canned.take() {
+            self.queue_more(SendData::Static(canned));
         }
     }
 }

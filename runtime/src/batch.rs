@@ -211,6 +211,15 @@ impl Batch<'_> {
         self.driver.queue_batch_send(conn.0, data)
     }
 
+    /// [`send`](Self::send) for data that more will follow for `conn` in this batch
+    /// (a full buffer of its replies): as
+    /// [`TcpStream::queue_send_more`](crate::net::TcpStream::queue_send_more), it
+    /// leaves with what follows, in one gathered send on io_uring.
+    #[inline]
+    pub fn send_more(&mut self, conn: ConnId, data: SendData) -> io::Result<()> {
+        self.driver.queue_batch_send_more(conn.0, data)
+    }
+
     /// A pool buffer to fill and [`send`](Self::send).
     pub fn tx_buf(&self) -> Option<TxBuf> {
         self.driver.pool().tx_buf()

@@ -28,6 +28,10 @@ use crate::select::AnyBackend;
 pub(crate) struct Driver {
     pub(crate) io: IoTable,
     pub(crate) backend: AnyBackend,
+    /// Streams whose idle send path took data with more to follow
+    /// ([`queue_send_more`](Self::queue_send_more)): the backend is told at the next
+    /// poll, once everything queued in between is there to leave with it.
+    held_sends: Vec<Token>,
 }
 
 impl Driver {
@@ -36,7 +40,7 @@ impl Driver {
         // (bytes, issue 13) A `Bytes` lent from the pool and dropped on another thread
         // interrupts the wait, so a receive paused for lack of buffers resumes.
         io.pool().set_return_wake(backend.remote_waker());
-        Driver { io, backend }
+        Driver { io, backend, held_sends: Vec::new() }
     }
 
     /// Steps 2 and 3 of the tick: the backend's one poll; completions land in their
@@ -46,7 +50,25 @@ impl Driver {
         // (bytes, issue 13) Buffers that `Bytes` dropped on other threads returned: one
         // relaxed load when there are none.
         self.io.pool().reclaim_returned();
+        if !self.held_sends.is_empty() {
+            self.start_held_sends();
+        }
         self.backend.poll(&mut self.io, wait)
+    }
+
+    /// Tells the backend of the sends held by [`queue_send_more`](Self::queue_send_more):
+    /// each leaves with everything queued behind it since (on io_uring, one gathered
+    /// SQE). A held stream's send path is engaged and idle at the backend, as
+    /// `send_queued_data` asks; only a runtime shutdown in between (`close_all`,
+    /// which forgets the list) could have closed it, and a record is released only
+    /// inside a poll.
+    #[inline(never)]
+    fn start_held_sends(&mut self) {
+        let mut held = std::mem::take(&mut self.held_sends);
+        for token in held.drain(..) {
+            self.backend.send_queued_data(&mut self.io, token);
+        }
+        self.held_sends = held;
     }
 
     pub(crate) fn pool(&self) -> &BufPool {
@@ -132,6 +154,27 @@ impl Driver {
         Ok(room)
     }
 
+    /// [`queue_send`](Self::queue_send) for data that more will follow before the
+    /// next poll: when it engages the idle send path, the backend is told at that
+    /// poll instead of now, so what is queued in between leaves with it.
+    #[inline]
+    pub(crate) fn queue_send_more(&mut self, token: Token, data: SendData) -> io::Result<bool> {
+        let (engage, room) = self.io.queue_send_room(token, data)?;
+        if engage {
+            self.held_sends.push(token);
+        }
+        Ok(room)
+    }
+
+    /// [`queue_send_more`](Self::queue_send_more) for the batch API.
+    #[inline]
+    pub(crate) fn queue_batch_send_more(&mut self, token: Token, data: SendData) -> io::Result<()> {
+        if self.io.queue_send_engage(token, data)? {
+            self.held_sends.push(token);
+        }
+        Ok(())
+    }
+
     /// [`queue_send`](Self::queue_send) for the batch API, which does not report
     /// the room left: inlined into the batch handler's loop, down to the backend.
     #[inline(always)]
@@ -182,6 +225,7 @@ impl Driver {
 
     /// Closes everything (runtime shutdown): queued sends are abandoned.
     pub(crate) fn close_all(&mut self) {
+        self.held_sends.clear();
         for token in self.io.close_all() {
             self.backend.close(&mut self.io, token);
         }

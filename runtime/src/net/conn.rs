@@ -155,6 +155,12 @@ impl Connection {
         self.rt.driver.borrow_mut().queue_send(self.token, data)
     }
 
+    /// [`queue_send`](Self::queue_send) with more to follow before the next poll.
+    #[inline]
+    pub(crate) fn queue_send_more(&self, data: SendData) -> io::Result<bool> {
+        self.rt.driver.borrow_mut().queue_send_more(self.token, data)
+    }
+
     #[inline]
     pub(crate) fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.rt.driver.borrow_mut().io.poll_queued_at_most(self.token, TX_HIGH_WATER, cx)
@@ -204,19 +210,27 @@ impl Connection {
         Ok(())
     }
 
+    /// Copies the start of `data` into a pool buffer and queues it. When the rest
+    /// does not fit, it is queued with more to follow: the caller writes the rest
+    /// next, and on io_uring the pieces then leave in one gathered send rather than
+    /// the first alone and the others a tick later.
     pub(crate) fn queue_copy(&self, data: &[u8]) -> io::Result<usize> {
-        match self.tx_buf() {
+        let (item, n) = match self.tx_buf() {
             Some(mut tx) => {
                 let n = tx.put(data);
-                self.queue_send(SendData::Pool(tx))?;
-                Ok(n)
+                (SendData::Pool(tx), n)
             }
             None => {
                 let n = data.len().min(64 * 1024);
-                self.queue_send(SendData::Owned(data[..n].to_vec()))?;
-                Ok(n)
+                (SendData::Owned(data[..n].to_vec()), n)
             }
+        };
+        if n < data.len() {
+            self.queue_send_more(item)?;
+        } else {
+            self.queue_send(item)?;
         }
+        Ok(n)
     }
 
     pub(crate) async fn shutdown(&self) -> io::Result<()> {

@@ -165,6 +165,19 @@ impl TcpStream {
         self.conn.queue_send(data)
     }
 
+    /// [`queue_send_with_room`](Self::queue_send_with_room) for data that more will
+    /// follow before the task yields: a full buffer of a batch of replies, a piece
+    /// of a longer message. The send it would start waits for the next
+    /// `queue_send` on this stream or, at the latest, the runtime's next poll, so the
+    /// pieces leave together: on io_uring one gathered send, where a send started
+    /// at once would carry the first piece alone and the rest only after it
+    /// completed, a tick later. Nothing waits longer than with `queue_send`: a send
+    /// queued in a task leaves at the next poll either way.
+    #[inline]
+    pub fn queue_send_more(&self, data: SendData) -> io::Result<bool> {
+        self.conn.queue_send_more(data)
+    }
+
     /// Ready when at most 256 KiB are queued (or an error is pending).
     pub fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.conn.poll_send_ready(cx)
@@ -199,6 +212,9 @@ impl TcpStream {
 
     /// Copies up to one pool buffer's worth of `data` and queues it; returns how
     /// many bytes were taken. Falls back to an owned copy if the pool is exhausted.
+    /// When not all of `data` was taken, the part taken is queued as with
+    /// [`queue_send_more`](Self::queue_send_more): call again with the rest, and
+    /// the pieces leave together.
     pub fn queue_copy(&self, data: &[u8]) -> io::Result<usize> {
         self.conn.queue_copy(data)
     }

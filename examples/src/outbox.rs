@@ -205,7 +205,8 @@ impl<'s> Outbox<'s> {
         }
     }
 
-    /// Queues the batch's last piece (at [`flush`](Self::flush)): it starts the send.
+    /// Queues the batch's last piece (at [`flush`](Self::flush)): on an idle stream
+    /// it starts the send.
     fn queue(&mut self, data: SendData) {
         if self.error.is_none() {
             match self.stream.queue_send_with_room(data) {
@@ -216,8 +217,8 @@ impl<'s> Outbox<'s> {
     }
 
     /// Queues a piece that more will follow (a full buffer, a large canned reply):
-    /// it leaves with the rest of the batch, queued at [`flush`](Self::flush) or,
-    /// at the latest, at the runtime's next poll ([`TcpStream::queue_send_more`]).
+    /// it leaves at the runtime's next poll with the rest of the batch
+    /// ([`TcpStream::queue_send_more`]).
     fn queue_more(&mut self, data: SendData) {
         if self.error.is_none() {
             match self.stream.queue_send_more(data) {

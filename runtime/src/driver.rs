@@ -30,7 +30,8 @@ pub(crate) struct Driver {
     pub(crate) backend: AnyBackend,
     /// Streams whose idle send path took data with more to follow
     /// ([`queue_send_more`](Self::queue_send_more)): the backend is told at the next
-    /// poll, once everything queued in between is there to leave with it.
+    /// poll, once everything queued in between is there to leave with it. (A later
+    /// plain `queue_send` finds the path engaged and tells the backend nothing.)
     held_sends: Vec<Token>,
 }
 

@@ -167,12 +167,13 @@ impl TcpStream {
 
     /// [`queue_send_with_room`](Self::queue_send_with_room) for data that more will
     /// follow before the task yields: a full buffer of a batch of replies, a piece
-    /// of a longer message. The send it would start waits for the next
-    /// `queue_send` on this stream or, at the latest, the runtime's next poll, so the
-    /// pieces leave together: on io_uring one gathered send, where a send started
-    /// at once would carry the first piece alone and the rest only after it
-    /// completed, a tick later. Nothing waits longer than with `queue_send`: a send
-    /// queued in a task leaves at the next poll either way.
+    /// of a longer message. The send it would start is started by the runtime's
+    /// next poll instead, with everything queued on this stream by then (by this
+    /// method or [`queue_send`](Self::queue_send)), so the pieces leave together: on
+    /// io_uring one gathered send, where a send started at once would carry the
+    /// first piece alone and the rest only after it completed, a tick later.
+    /// Nothing waits longer than with `queue_send`: a send queued in a task reaches
+    /// the kernel at the next poll either way.
     #[inline]
     pub fn queue_send_more(&self, data: SendData) -> io::Result<bool> {
         self.conn.queue_send_more(data)

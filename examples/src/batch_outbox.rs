@@ -37,7 +37,7 @@ impl BatchOutbox {
     pub fn start(&mut self, batch: &mut Batch<'_>, conn: ConnId) {
         if self.conn != Some(conn) {
             if self.canned.is_some() || self.tx.is_some() {
-                self.queue_pending(batch);
+                self.queue_pending(batch, false);
             }
             self.conn = Some(conn);
         }
@@ -75,7 +75,7 @@ impl BatchOutbox {
         let Some(conn) = self.conn else { return };
         while !bytes.is_empty() {
             if self.tx.as_ref().is_some_and(|t| t.remaining() == 0) {
-                self.queue_full(batch);
+                self.queue_pending(batch, true);
             }
             let tx = match &mut self.tx {
                 Some(tx) => tx,
@@ -113,7 +113,7 @@ impl BatchOutbox {
             self.put(batch, bytes);
             return;
         }
-        self.queue_full(batch);
+        self.queue_pending(batch, true);
         if let Some(conn) = self.conn {
             let _ = batch.send_more(conn, SendData::Static(bytes));
         }
@@ -129,36 +129,25 @@ impl BatchOutbox {
                 let _ = batch.send(conn, SendData::Static(canned));
             }
         } else if self.tx.is_some() {
-            self.queue_pending(batch);
+            self.queue_pending(batch, false);
         }
         self.conn = None;
     }
 
     /// Queues what was put and not queued yet: the held canned reply or the buffer
     /// being filled (never both). Replies put with no connection started are
-    /// dropped.
+    /// dropped. `more`: in the middle of the connection's replies (the buffer filled
+    /// up, or a large canned reply follows), queued with more to follow
+    /// ([`Batch::send_more`]), so that the pieces leave in one send.
     #[inline(never)]
-    fn queue_pending(&mut self, batch: &mut Batch<'_>) {
+    fn queue_pending(&mut self, batch: &mut Batch<'_>, more: bool) {
         let (canned, tx) = (self.canned.take(), self.tx.take());
         let Some(conn) = self.conn else { return };
-        if let Some(canned) = canned {
-            let _ = batch.send(conn, SendData::Static(canned));
-        } else if let Some(tx) = tx {
-            let _ = batch.send(conn, SendData::Pool(tx));
-        }
-    }
-
-    /// [`queue_pending`](Self::queue_pending) in the middle of a connection's
-    /// replies (the buffer filled up, or a large canned reply follows): queued with
-    /// more to follow ([`Batch::send_more`]), so the pieces leave in one send.
-    #[inline(never)]
-    fn queue_full(&mut self, batch: &mut Batch<'_>) {
-        let (canned, tx) = (self.canned.take(), self.tx.take());
-        let Some(conn) = self.conn else { return };
-        if let Some(canned) = canned {
-            let _ = batch.send_more(conn, SendData::Static(canned));
-        } else if let Some(tx) = tx {
-            let _ = batch.send_more(conn, SendData::Pool(tx));
-        }
+        let data = match (canned, tx) {
+            (Some(canned), _) => SendData::Static(canned),
+            (None, Some(tx)) => SendData::Pool(tx),
+            (None, None) => return,
+        };
+        let _ = if more { batch.send_more(conn, data) } else { batch.send(conn, data) };
     }
 }

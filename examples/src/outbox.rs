@@ -148,7 +148,7 @@ impl<'s> Outbox<'s> {
             self.put(bytes);
             return;
         }
-        self.queue_put_more();
+        self.queue_put(true);
         self.queue_more(SendData::Static(bytes));
     }
 
@@ -157,7 +157,7 @@ impl<'s> Outbox<'s> {
     /// failed earlier; the bytes since are lost).
     #[inline]
     pub fn flush(&mut self) -> io::Result<()> {
-        self.queue_put();
+        self.queue_put(false);
         match self.error.take() {
             Some(e) => Err(e),
             None => Ok(()),
@@ -183,13 +183,22 @@ impl<'s> Outbox<'s> {
     }
 
     /// Queues what was put and not queued yet: the buffer being filled or the held
-    /// canned reply (never both).
+    /// canned reply (never both); `more`: with more to follow (see
+    /// [`queue_more`](Self::queue_more)).
     #[inline(always)] // into flush: one check per batch, each branch with its variant known
-    fn queue_put(&mut self) {
+    fn queue_put(&mut self, more: bool) {
         if let Some(tx) = self.current.take() {
-            self.queue(SendData::Pool(tx));
+            if more {
+                self.queue_more(SendData::Pool(tx));
+            } else {
+                self.queue(SendData::Pool(tx));
+            }
         } else if let Some(canned) = self.canned.take() {
-            self.queue_static(canned);
+            if more {
+                self.queue_more(SendData::Static(canned));
+            } else {
+                self.queue_static(canned);
+            }
         }
     }
 
@@ -225,15 +234,6 @@ impl<'s> Outbox<'s> {
                 Ok(room) => self.full |= !room,
                 Err(e) => self.error = Some(e),
             }
-        }
-    }
-
-    /// [`queue_put`](Self::queue_put) with more to follow.
-    fn queue_put_more(&mut self) {
-        if let Some(tx) = self.current.take() {
-            self.queue_more(SendData::Pool(tx));
-        } else if let Some(canned) = self.canned.take() {
-            self.queue_more(SendData::Static(canned));
         }
     }
 }

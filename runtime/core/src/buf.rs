@@ -369,11 +369,13 @@ impl TxBuf {
         if data.len() >= room {
             return false;
         }
+        // The length first, the copy last: nothing is left to do after the copy, so
+        // a caller that returns next can leave to `memcpy` with no frame of its own.
+        self.len += data.len() as u32;
         // SAFETY: `free` starts `room` writable bytes this handle owns exclusively
         // (`free_room`), data.len() < room, and `data` is another object (a shared
         // borrow, while this buffer is borrowed mutably), so the two do not overlap.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), free, data.len()) };
-        self.len += data.len() as u32;
         true
     }
 

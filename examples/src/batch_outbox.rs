@@ -109,10 +109,19 @@ impl BatchOutbox {
     /// [`put_static`](Self::put_static) after another reply.
     #[inline(never)]
     fn put_static_behind(&mut self, batch: &mut Batch<'_>, bytes: &'static [u8]) {
+        // Only tail calls here (the copy's `memcpy`, the slow paths), so the common
+        // copy needs no stack frame.
         if bytes.len() <= COPY_CANNED_MAX {
             self.put(batch, bytes);
-            return;
+        } else {
+            self.queue_large_static(batch, bytes);
         }
+    }
+
+    /// A canned reply too large to copy, after others: queued as it is.
+    #[cold]
+    #[inline(never)]
+    fn queue_large_static(&mut self, batch: &mut Batch<'_>, bytes: &'static [u8]) {
         self.queue_pending(batch, true);
         if let Some(conn) = self.conn {
             let _ = batch.send_more(conn, SendData::Static(bytes));

@@ -430,9 +430,9 @@ pub fn run_one(plan: &AbPlan, case: &Case, conns: usize, subject: Subject, split
 
 /// A [`CpuLimit`] of `share` of `cores` cores with the server `pid` in it.
 fn limit_server(share: f64, cores: usize, pid: u32) -> Result<CpuLimit, String> {
-    let limit = CpuLimit::new(share, cores).map_err(|e| format!("--server-cpu: {e}"))?;
-    limit.admit(pid).map_err(|e| format!("--server-cpu: {e}"))?;
-    Ok(limit)
+    CpuLimit::new(share, cores)
+        .and_then(|limit| limit.admit(pid).map(|()| limit))
+        .map_err(|e| format!("--server-cpu: {e}"))
 }
 
 /// What is measured over exactly the window besides the server's own figures: its

@@ -817,10 +817,8 @@ fn run_ab(args: AbArgs) -> Result<(), String> {
     }
     print!("{}", report::text_table(&summary, &args.baseline));
     println!("\nNoise rule: {NOISE_RULE}");
-    match args.server_cpu {
-        Some(share) => println!("Server-bound: {}", report::server_bound_note(&summary, share)),
-        None => println!("Client cost: {}", report::client_cost_note(&summary)),
-    }
+    let (title, note) = report::bottleneck_note(&summary, args.server_cpu);
+    println!("{title}: {note}");
     for c in &skipped_cores {
         println!("{c}");
     }

@@ -329,14 +329,8 @@ pub fn markdown(ctx: &ReportContext<'_>, records: &[Record], summary: &[Summary]
          also records the load average before and after each run and the CPU steal during it.\n"
     );
     let _ = writeln!(md, "**Noise rule.** {NOISE_RULE}\n");
-    match ctx.server_cpu {
-        Some(share) => {
-            let _ = writeln!(md, "**Server-bound.** {}\n", server_bound_note(summary, share));
-        }
-        None => {
-            let _ = writeln!(md, "**Client cost.** {}\n", client_cost_note(summary));
-        }
-    }
+    let (title, note) = bottleneck_note(summary, ctx.server_cpu);
+    let _ = writeln!(md, "**{title}.** {note}\n");
     let _ = writeln!(md, "## Results\n");
     for (workload, conns) in groups(summary) {
         let _ = writeln!(md, "### {} (baseline: {})\n", group_title(&workload, conns, summary), ctx.baseline);
@@ -404,6 +398,17 @@ pub fn client_cost_note(summary: &[Summary]) -> String {
     }
 }
 
+/// The note on which side bounded the rate, with its title: with servers held to a
+/// share of their cores (`--server-cpu`), whether they used it
+/// ([`server_bound_note`]); otherwise what the load generator cost
+/// ([`client_cost_note`]).
+pub fn bottleneck_note(summary: &[Summary], server_cpu: Option<f64>) -> (&'static str, String) {
+    match server_cpu {
+        Some(share) => ("Server-bound", server_bound_note(summary, share)),
+        None => ("Client cost", client_cost_note(summary)),
+    }
+}
+
 /// A cell's server is taken as saturated when it used at least this part of the CPU
 /// it was allowed (`--server-cpu`).
 pub const SATURATED: f64 = 0.9;
@@ -420,11 +425,7 @@ pub fn allowed_cpu_used(s: &Summary, share: f64) -> Option<f64> {
 /// the server's alone).
 pub fn server_bound_note(summary: &[Summary], share: f64) -> String {
     let used: Vec<(&Summary, f64)> = summary.iter().filter_map(|s| Some((s, allowed_cpu_used(s, share)?))).collect();
-    let Some((lo, hi)) = used
-        .iter()
-        .map(|&(_, u)| u)
-        .fold(None, |acc: Option<(f64, f64)>, u| Some(acc.map_or((u, u), |(lo, hi)| (lo.min(u), hi.max(u)))))
-    else {
+    let Some(Spread { min: lo, max: hi, .. }) = Spread::of(&used.iter().map(|&(_, u)| u).collect::<Vec<_>>()) else {
         return "no cell has both a request rate and a server CPU figure.".into();
     };
     let short: Vec<String> = used

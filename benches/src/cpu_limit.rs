@@ -40,13 +40,12 @@ pub enum CgroupVersion {
     V1,
 }
 
-/// A cgroup holding its processes to `quota_us` of CPU time per [`PERIOD_US`].
+/// A cgroup holding its processes to a quota of CPU time per [`PERIOD_US`].
 #[derive(Debug)]
 pub struct CpuLimit {
     dir: PathBuf,
     version: CgroupVersion,
     share: f64,
-    quota_us: u64,
 }
 
 /// The CFS quota, µs per [`PERIOD_US`], that holds a process to `share` of each of
@@ -124,7 +123,7 @@ impl CpuLimit {
         let dir = parent.join(name);
         fs::create_dir(&dir).map_err(|e| format!("creating the cgroup {}: {e}", dir.display()))?;
         // From here on, dropping the limit removes the directory.
-        let limit = CpuLimit { dir, version, share, quota_us };
+        let limit = CpuLimit { dir, version, share };
         match version {
             CgroupVersion::V2 => write(&limit.dir.join("cpu.max"), &format!("{quota_us} {PERIOD_US}"))?,
             CgroupVersion::V1 => {
@@ -148,11 +147,6 @@ impl CpuLimit {
     /// The interface the limit is written through.
     pub fn version(&self) -> CgroupVersion {
         self.version
-    }
-
-    /// The quota, µs per [`PERIOD_US`].
-    pub fn quota(&self) -> u64 {
-        self.quota_us
     }
 
     /// One line for reports: the share and how it is enforced.

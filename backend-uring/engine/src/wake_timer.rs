@@ -153,11 +153,6 @@ impl WakeTimer {
         }
     }
 
-    /// Whether a timer is armed (and has not been seen to fire).
-    pub fn is_armed(&self) -> bool {
-        self.armed.is_some()
-    }
-
     fn user_data(&self, id: u32) -> u64 {
         encode(id, OpKind::Timer, self.gen)
     }
@@ -173,6 +168,11 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     impl WakeTimer {
+        /// Whether a timer is armed (and has not been seen to fire).
+        fn is_armed(&self) -> bool {
+            self.armed.is_some()
+        }
+
         /// What the engine's tick does: `None` when the armed timer covers `need`,
         /// else the SQEs of [`arm`](WakeTimer::arm).
         fn cover(&mut self, need: Need, now: impl FnOnce() -> Instant) -> Option<[squeue::Entry; TIMEOUTS as usize]> {

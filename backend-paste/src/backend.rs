@@ -470,8 +470,9 @@ impl PasteBackend {
     /// moved nor dropped here. A pool buffer of more than [`POOL_COPY_MAX`] bytes not
     /// yet started that fits one slot (swapped in whole, zero copy) and whatever does
     /// not fit now are taken out of the record and handed to the ring driver, which
-    /// keeps each item in its per-fd queue until the kernel took it. (A pool buffer
-    /// larger than a slot cannot be swapped in: it is copied, a slot at a time.)
+    /// keeps each item in its per-fd queue until the kernel took it. (A buffer larger
+    /// than a slot cannot be swapped in: it is copied, a slot at a time. The port's
+    /// own pool lends none: its `TxBuf`s hold one slot's payload at most.)
     /// Applies the send step when nothing was taken.
     #[inline]
     fn take_send_of(&mut self, io: &mut IoTable, t: Token, fd: RawFd) {

@@ -640,6 +640,10 @@ impl RingDriver {
         for &k in &kept {
             pool.adopt_kept(k);
         }
+        // A full TxBuf fits one TX slot, so it is swapped in whole rather than copied
+        // a slot at a time (a 2 KiB buffer holds more than one MSS).
+        let direct_room = slot_room(&cfg, buf_size, generic_offset);
+        pool.limit_tx_payload(direct_room);
         let driver = RingDriver {
             nifp,
             pool,
@@ -656,7 +660,7 @@ impl RingDriver {
             stuck: Vec::new(),
             low_credit: Vec::new(),
             home,
-            direct_room: slot_room(&cfg, buf_size, generic_offset),
+            direct_room,
             rx_left: false,
             cfg,
         };

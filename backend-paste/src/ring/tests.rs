@@ -683,6 +683,31 @@ fn a_send_with_nothing_queued_goes_straight_into_a_slot() {
 }
 
 #[test]
+fn a_full_tx_buf_of_the_ports_pool_fits_one_slot_and_goes_in_whole() {
+    // 2 KiB buffers hold more than one MSS (1448 bytes here, as on a NIC): the pool
+    // lends TxBufs of one slot's payload, so a full one is swapped in, never copied.
+    let (mut k, mut d) = setup(&small(8, 8, 16), DriverConfig::default());
+    assert!(d.pool().buf_size() - d.pool().tx_headroom() > DEFAULT_MSS);
+    assert_eq!((d.pool().tx_capacity(), d.tx_slot_payload()), (DEFAULT_MSS, DEFAULT_MSS));
+    k.register_fd(4, SocketState::Connected).unwrap();
+    d.tx_set_budget(4, EMU_SNDBUF).unwrap();
+    let mut b = d.pool().tx_buf().unwrap();
+    let payload: Vec<u8> = (0..u64::from(DEFAULT_MSS)).map(|i| stream_byte(4, i)).collect();
+    b.put(&payload);
+    assert_eq!(b.remaining(), 0, "full at one slot's payload");
+    let idx = b.index();
+    let copied = SendData::copied_on_this_thread();
+    assert_eq!(d.tx_send(4, SendData::Pool(b)).unwrap(), 1, "one slot");
+    assert_eq!(d.tx[0].ring.slot(0).buf_idx, idx, "the buffer itself is in the slot");
+    assert_eq!(SendData::copied_on_this_thread(), copied, "nothing copied");
+    k.txsync();
+    let mut wire = BTreeMap::new();
+    drain_sends(&mut k, &mut wire, usize::MAX);
+    assert_eq!(wire[&4], payload);
+    check_conservation(&k, &d, &[]).unwrap();
+}
+
+#[test]
 fn bytes_copied_in_place_fill_free_slots_and_their_rest_queues_without_a_copy() {
     // A 4-slot ring holds 3 slots in flight: a 5000-byte send copied a slot at a time
     // fills them (1448 bytes each), and the rest joins the fd's queue as the same

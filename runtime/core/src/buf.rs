@@ -293,7 +293,7 @@ pub struct TxBuf {
     data: NonNull<u8>,
     index: u32,
     len: u32,
-    /// Most payload bytes the buffer carries (buffer size less the headroom).
+    /// Most payload bytes the buffer carries ([`BufPool::tx_capacity`] when taken).
     cap: u32,
 }
 
@@ -303,13 +303,13 @@ impl TxBuf {
         // SAFETY: the pool state lives while any of its buffers is lent (pool docs),
         // and this one is being lent.
         let inner = unsafe { pool.as_ref() };
-        let headroom = inner.tx_headroom();
-        debug_assert!(len <= inner.buf_size() - headroom);
+        let (headroom, cap) = (inner.tx_headroom(), inner.tx_capacity());
+        debug_assert!(len <= cap && cap <= inner.buf_size() - headroom);
         // SAFETY: `index` is one of the pool's buffers (its caller took it from the
         // pool), so its address plus the headroom (below the buffer size) is inside
         // the pool's memory, and not null.
         let data = unsafe { NonNull::new_unchecked(inner.base_of(index).add(headroom as usize)) };
-        TxBuf { pool, data, index, len, cap: inner.buf_size() - headroom }
+        TxBuf { pool, data, index, len, cap }
     }
 
     #[inline]

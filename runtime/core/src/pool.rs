@@ -194,6 +194,9 @@ pub(crate) struct PoolInner {
     base: *mut u8,
     buf_size: u32,
     tx_headroom: u32,
+    /// Most payload bytes a [`TxBuf`] carries: the buffer less the headroom, unless
+    /// the backend set a lower bound ([`BufPool::limit_tx_payload`]).
+    tx_capacity: Cell<u32>,
     /// Free list as a stack: `free[..free_len]`.
     free: Box<[Cell<u32>]>,
     free_len: Cell<u32>,
@@ -497,6 +500,24 @@ impl BufPool {
         self.p().tx_headroom
     }
 
+    /// Most payload bytes a [`TxBuf`] taken from now on carries: the buffer size less
+    /// [`tx_headroom`](Self::tx_headroom) unless a backend lowered it with
+    /// [`limit_tx_payload`](Self::limit_tx_payload).
+    pub fn tx_capacity(&self) -> u32 {
+        self.p().tx_capacity.get()
+    }
+
+    /// Lowers what a [`TxBuf`] taken from now on carries to `max` payload bytes (never
+    /// below 1, never above the buffer less the headroom). A backend whose unit of
+    /// zero-copy sending is smaller than a buffer sets it, so that a full `TxBuf`
+    /// still leaves whole: PASTE swaps a buffer into a TX slot only when it fits
+    /// the slot (one MSS), and copies a larger one a slot at a time. Buffers already
+    /// lent keep their capacity.
+    pub fn limit_tx_payload(&self, max: u32) {
+        let p = self.p();
+        p.tx_capacity.set(max.clamp(1, p.buf_size - p.tx_headroom));
+    }
+
     /// Buffers that belong to the pool (free, lent, in the recycle ring or kept).
     pub fn capacity(&self) -> u32 {
         self.p().owned.get()
@@ -774,6 +795,7 @@ impl PoolInner {
             base,
             buf_size,
             tx_headroom,
+            tx_capacity: Cell::new(buf_size.saturating_sub(tx_headroom)),
             free: (0..limit).map(|_| Cell::new(0)).collect(),
             free_len: Cell::new(0),
             owned: Cell::new(0),
@@ -984,6 +1006,11 @@ impl PoolInner {
     pub(crate) fn tx_headroom(&self) -> u32 {
         self.tx_headroom
     }
+
+    #[inline]
+    pub(crate) fn tx_capacity(&self) -> u32 {
+        self.tx_capacity.get()
+    }
 }
 
 fn with_context(e: io::Error, what: String) -> io::Error {
@@ -1017,6 +1044,24 @@ mod tests {
     fn rejects_bad_geometry() {
         let cfg = PoolConfig { count: 1, buf_size: 64, ..PoolConfig::default() };
         assert!(BufPool::new(&cfg, 64).is_err());
+    }
+
+    #[test]
+    fn a_tx_payload_limit_bounds_the_buffers_taken_after_it() {
+        let cfg = PoolConfig { count: 4, buf_size: 64, ..PoolConfig::default() };
+        let p = BufPool::new(&cfg, 8).unwrap();
+        assert_eq!(p.tx_capacity(), 56, "the buffer less the headroom");
+        let before = p.tx_buf().unwrap();
+        p.limit_tx_payload(20);
+        let mut after = p.tx_buf().unwrap();
+        assert_eq!((before.capacity(), after.capacity(), p.tx_capacity()), (56, 20, 20));
+        after.put(&[7; 20]);
+        assert_eq!(after.remaining(), 0);
+        // Held within [1, buffer less headroom].
+        p.limit_tx_payload(0);
+        assert_eq!(p.tx_capacity(), 1);
+        p.limit_tx_payload(1000);
+        assert_eq!(p.tx_capacity(), 56);
     }
 
     #[test]

@@ -515,7 +515,7 @@ impl BufPool {
     /// lent keep their capacity.
     pub fn limit_tx_payload(&self, max: u32) {
         let p = self.p();
-        p.tx_capacity.set(max.clamp(1, p.buf_size - p.tx_headroom));
+        p.tx_capacity.set(max.max(1).min(p.buf_size.saturating_sub(p.tx_headroom)));
     }
 
     /// Buffers that belong to the pool (free, lent, in the recycle ring or kept).

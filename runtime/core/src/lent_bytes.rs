@@ -287,7 +287,9 @@ mod tests {
 
     #[test]
     fn a_bytes_outlives_its_pool_and_the_memory_goes_with_the_last_one() {
-        let mut mem = vec![0u8; 8 * 64].into_boxed_slice();
+        // A Vec, not a boxed slice: moving a Box into the guard would assert it is
+        // unique and void `base` (Miri's Stacked Borrows); moving a Vec does not.
+        let mut mem = vec![0u8; 8 * 64];
         let base = mem.as_mut_ptr();
         let freed = Arc::new(AtomicBool::new(false));
         let guard = Guard(freed.clone());
@@ -315,7 +317,7 @@ mod tests {
     #[test]
     fn a_bytes_dropped_on_the_owning_thread_after_the_pool_state_is_gone_is_not_reused() {
         let freed = Arc::new(AtomicBool::new(false));
-        let mut mem = vec![0u8; 4 * 64].into_boxed_slice();
+        let mut mem = vec![0u8; 4 * 64];
         let base = mem.as_mut_ptr();
         // SAFETY: as above.
         let p = unsafe { BufPool::external(base, 64, 4, 0..4, 0, Box::new((mem, Guard(freed.clone())))) };

@@ -1094,6 +1094,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot map a file")]
     fn file_pool_keeps_contents_and_kept_indices_across_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let cfg =

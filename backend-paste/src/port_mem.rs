@@ -368,6 +368,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot map a file")]
     fn file_backed_port_keeps_buffer_contents() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = EmuPortConfig { file: Some(dir.path().join("port")), ..small() };

@@ -824,7 +824,7 @@ impl SocketEngine {
                 if !self.is_current(id, gen) || !self.on_send(id, res, sink, stats) {
                     continue;
                 }
-            } else if !self.on_other_kind(&c, sink, stats) {
+            } else if !self.on_other_kind(ud, res, flags, sink, stats) {
                 continue;
             }
             self.maybe_free(id, sink);
@@ -839,9 +839,8 @@ impl SocketEngine {
     /// [`reap`](Self::reap)'s own). Returns whether it was a current op of a socket
     /// slot, which may be free now.
     #[inline(never)]
-    fn on_other_kind(&mut self, c: &cqueue::Entry, sink: &mut impl Sink, stats: &Stats) -> bool {
-        let (id, kind, gen) = decode(c.user_data());
-        let (res, flags) = (c.result(), c.flags());
+    fn on_other_kind(&mut self, ud: u64, res: i32, flags: u32, sink: &mut impl Sink, stats: &Stats) -> bool {
+        let (id, kind, gen) = decode(ud);
         match kind {
             Some(OpKind::Accept) if self.is_current(id, gen) => self.on_accept(id, res, flags, sink, stats),
             Some(OpKind::Shutdown) if self.is_current(id, gen) => self.on_shutdown(id, res, sink, stats),

@@ -9,8 +9,9 @@
 //! shared ring before its pause takes effect), a send written into the submission
 //! queue straight from the connection's record (gathered into one `SENDMSG` when
 //! several are queued: the runtime starts the send after the last of several
-//! pieces queued together, see `TcpStream::queue_send_more`), fds closed with `IORING_OP_CLOSE`, and an eventfd read through
-//! the ring for cross-thread wake-ups. Every `poll` makes exactly one system call.
+//! pieces queued together, see `TcpStream::queue_send_more`), fds closed with
+//! `IORING_OP_CLOSE`, and an eventfd read through the ring for cross-thread wake-ups.
+//! Every `poll` makes exactly one system call.
 //!
 //! The io_uring plumbing is the engine's (`paste-rt-uring-engine`, shared with the
 //! emulated PASTE port); this crate is what is particular to serving the runtime's

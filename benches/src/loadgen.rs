@@ -619,8 +619,9 @@ pub fn run_counted(
 }
 
 /// One connection's share of a counted phase: sends exactly `quota` requests (in
-/// batches of `depth`, each once the last is answered) and returns once every response has arrived, with its
-/// exchange (for the next phase) and the responses counted, or the error.
+/// batches of `depth`, each once the last is answered) and returns once every
+/// response has arrived, with its exchange (for the next phase) and the responses
+/// counted, or the error.
 async fn counted_conn(
     conn: usize,
     stream: Rc<TcpStream>,

@@ -20,8 +20,9 @@
 //! * [`SendQueue`]: a record's pending sends, the first one inline, read in place by
 //!   the backend (a send is written into the kernel's submission queue straight from
 //!   it, gathering what is queued by then; the runtime holds back the first of
-//!   several pieces queued in one turn, so that they leave together); a backend that writes from it in a loop (epoll) borrows the stream's send
-//!   side once, as a [`StreamSend`], for every step, front and report of the loop;
+//!   several pieces queued in one turn, so that they leave together); a backend that
+//!   writes from it in a loop (epoll) borrows the stream's send side once, as a
+//!   [`StreamSend`], for every step, front and report of the loop;
 //! * [`RxQueue`]: a per-connection FIFO of received buffers, linked through the
 //!   pool's own metadata so that queueing never allocates;
 //! * [`Backend`]: the trait each backend implements, [`Stats`]: the counters the

@@ -76,3 +76,93 @@ fn layout_and_examples_name_every_example_binary() {
         assert!(examples.contains(&format!("`{name}`")), "the Examples section does not list `{name}`");
     }
 }
+
+/// GitHub's anchor for a Markdown heading: lower case, letters, digits, `-` and `_`
+/// kept, spaces turned into `-`, everything else dropped.
+fn heading_anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The Markdown files a user reads: the README and everything under `docs/`.
+fn markdown_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = vec![root.join("README.md")];
+    let mut dirs = vec![root.join("docs")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+/// The targets of a Markdown text's inline links and images (`[text](target)`),
+/// outside fenced code blocks.
+fn link_targets(text: &str) -> Vec<&str> {
+    let mut targets = Vec::new();
+    let mut in_code = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if in_code {
+            continue;
+        }
+        let mut rest = line;
+        while let Some(at) = rest.find("](") {
+            let after = &rest[at + 2..];
+            let end = after.find(')').unwrap_or(after.len());
+            targets.push(&after[..end]);
+            rest = &after[end..];
+        }
+    }
+    targets
+}
+
+#[test]
+fn every_relative_link_in_the_docs_resolves() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let files = markdown_files(root);
+    assert!(files.len() > 5, "the README and docs/ hold more Markdown files than {files:?}");
+    let mut broken = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for target in link_targets(&text) {
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (path, anchor) = target.split_once('#').unwrap_or((target, ""));
+            let linked = if path.is_empty() { file.clone() } else { file.parent().unwrap().join(path) };
+            if !linked.exists() {
+                broken.push(format!("{}: {target} (no such file)", file.display()));
+                continue;
+            }
+            if anchor.is_empty() || linked.extension().is_none_or(|e| e != "md") {
+                continue;
+            }
+            let headings = std::fs::read_to_string(&linked).unwrap();
+            let found = headings
+                .lines()
+                .filter_map(|l| l.strip_prefix('#').map(|h| h.trim_start_matches('#')))
+                .any(|h| heading_anchor(h) == anchor);
+            if !found {
+                broken.push(format!("{}: {target} (no such heading)", file.display()));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}

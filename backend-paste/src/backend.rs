@@ -31,64 +31,11 @@ use paste_rt_core::{
     SendStep, Shutdown, StartError, Stats, Token, Wait,
 };
 
-use crate::emu_provider::EmuProvider;
+use crate::emu_provider::{EmuBufferCount, EmuProvider, EmuSettings};
 use crate::kernel::KernelConfig;
 use crate::kernel_provider::KernelProvider;
+use crate::provider_event::Event;
 use crate::ring::{RingDriver, RxEvent};
-
-/// What a provider reports from its sync, by fd (the backend maps fds to tokens).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Event {
-    /// A listener accepted `fd`.
-    Accepted {
-        /// The listening socket.
-        listener: RawFd,
-        /// The new socket.
-        fd: RawFd,
-    },
-    /// Accepting on `listener` failed (reported once per episode; retried later).
-    AcceptError {
-        /// The listening socket.
-        listener: RawFd,
-        /// The errno.
-        errno: i32,
-    },
-    /// A connect finished (0 = ok); on success the socket is registered.
-    Connected {
-        /// The socket.
-        fd: RawFd,
-        /// 0 or the errno.
-        errno: i32,
-    },
-    /// The socket failed (a reset): no slot comes for it, the socket said so.
-    RecvError {
-        /// The socket.
-        fd: RawFd,
-        /// The errno (`ECONNRESET`, ...).
-        errno: i32,
-    },
-    /// Sending on the socket failed; what was queued is gone.
-    SendError {
-        /// The socket.
-        fd: RawFd,
-        /// The errno.
-        errno: i32,
-    },
-    /// The provider closed `fd`: its number may be reused from now on.
-    Closed {
-        /// The closed fd.
-        fd: RawFd,
-    },
-    /// `fd`'s socket has send space (seen after the sync's txsync) and the ring driver
-    /// wanted to know ([`RingDriver::tx_wants_space`], [`RingDriver::tx_low_credit`]).
-    Writable {
-        /// The socket.
-        fd: RawFd,
-        /// The exact free send space, when the provider knows it (emulated port);
-        /// `None`: `POLLOUT` (at least a third of the send buffer).
-        free: Option<u64>,
-    },
-}
 
 /// The port provider: who plays (or talks to) the kernel side.
 enum Provider {
@@ -189,38 +136,6 @@ struct TickScratch {
 impl std::fmt::Debug for PasteBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PasteBackend").field("kind", &self.kind).field("driver", &self.driver).finish()
-    }
-}
-
-/// Slots per ring of an emulated port unless set: an eighth of the kernel's default.
-///
-/// Every buffer parked in a ring slot gets written once per trip round the ring (an
-/// RX slot's buffer is received into once the kernel swaps it out, a TX slot's is
-/// filled by the next reply placed there), so a ring of N slots keeps about N
-/// buffers' pages resident for good, however few connections are busy: with 2 KiB
-/// buffers, two rings of 256 cost about 1 MiB, 100 bytes per connection at 10 000
-/// idle connections. 128 slots still hold a sync's worth of replies for a hundred
-/// busy connections (the rest waits in the per-fd queues and backlogs, as on a full
-/// kernel ring) at half the resident memory of 256.
-pub const EMU_DEFAULT_SLOTS: u32 = 128;
-
-/// Settings of the emulated port, derived from the runtime's pool settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EmuSettings {
-    /// The pool: `count` becomes the port's extra buffers (the application's pool),
-    /// `buf_size` the port's buffer size, `File` memory backs the whole port.
-    pub pool: PoolConfig,
-    /// Slots per ring (default [`EMU_DEFAULT_SLOTS`]).
-    pub slots: u32,
-    /// Spare buffers of the emulated kernel (default: the pool's count, at least 2048).
-    pub kernel_bufs: u32,
-}
-
-impl EmuSettings {
-    /// Defaults around `pool`.
-    pub fn new(pool: PoolConfig) -> EmuSettings {
-        let kernel_bufs = pool.count.max(2048);
-        EmuSettings { pool, slots: EMU_DEFAULT_SLOTS, kernel_bufs }
     }
 }
 
@@ -771,20 +686,6 @@ fn check_kernel_config(cfg: &KernelConfig) -> Result<(), StartError> {
         return fail(format!("{rings} rings of {slots} slots: PASTE allows 1..=64 rings of 1..=2048 slots"), None);
     }
     Ok(())
-}
-
-/// Buffers on the kernel side of an emulated port (see
-/// [`PasteBackend::emu_kernel_buffers`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct EmuBufferCount {
-    /// Spare buffers, free.
-    pub free: u32,
-    /// In the io_uring buffer ring or being received into.
-    pub receiving: u32,
-    /// Received, waiting in a socket backlog or for an RX slot.
-    pub pending: u32,
-    /// Taken from TX slots, being sent.
-    pub sending: u32,
 }
 
 impl Backend for PasteBackend {

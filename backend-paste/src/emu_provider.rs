@@ -41,18 +41,64 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use paste_rt_core::{BackendKind, Delivery, RemoteWake, SendStep, Shutdown, StartError, Stats, Wait};
+use paste_rt_core::{BackendKind, Delivery, PoolConfig, RemoteWake, SendStep, Shutdown, StartError, Stats, Wait};
 use paste_rt_uring_engine::buf_ring::BufRing;
 use paste_rt_uring_engine::probe::{self, RingConfig};
 use paste_rt_uring_engine::user_data::OpKind;
 use paste_rt_uring_engine::{EngineConfig, Sink, SocketEngine};
 
-use crate::backend::{EmuBufferCount, EmuSettings, Event};
 use crate::emu_kernel::{probe_socket, Arrival, EmuKernel, KernelHold, SocketState};
 use crate::lazy_deque::LazyDeque;
 use crate::port_mem::EmuPortConfig;
+use crate::provider_event::Event;
 use crate::ring::{DriverConfig, RingDriver};
 use crate::sys::abi::pst;
+
+/// Slots per ring of an emulated port unless set: an eighth of the kernel's default.
+///
+/// Every buffer parked in a ring slot gets written once per trip round the ring (an
+/// RX slot's buffer is received into once the kernel swaps it out, a TX slot's is
+/// filled by the next reply placed there), so a ring of N slots keeps about N
+/// buffers' pages resident for good, however few connections are busy: with 2 KiB
+/// buffers, two rings of 256 cost about 1 MiB, 100 bytes per connection at 10 000
+/// idle connections. 128 slots still hold a sync's worth of replies for a hundred
+/// busy connections (the rest waits in the per-fd queues and backlogs, as on a full
+/// kernel ring) at half the resident memory of 256.
+pub const EMU_DEFAULT_SLOTS: u32 = 128;
+
+/// Settings of the emulated port, derived from the runtime's pool settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmuSettings {
+    /// The pool: `count` becomes the port's extra buffers (the application's pool),
+    /// `buf_size` the port's buffer size, `File` memory backs the whole port.
+    pub pool: PoolConfig,
+    /// Slots per ring (default [`EMU_DEFAULT_SLOTS`]).
+    pub slots: u32,
+    /// Spare buffers of the emulated kernel (default: the pool's count, at least 2048).
+    pub kernel_bufs: u32,
+}
+
+impl EmuSettings {
+    /// Defaults around `pool`.
+    pub fn new(pool: PoolConfig) -> EmuSettings {
+        let kernel_bufs = pool.count.max(2048);
+        EmuSettings { pool, slots: EMU_DEFAULT_SLOTS, kernel_bufs }
+    }
+}
+
+/// Buffers on the kernel side of an emulated port (see
+/// [`PasteBackend::emu_kernel_buffers`](crate::PasteBackend::emu_kernel_buffers)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EmuBufferCount {
+    /// Spare buffers, free.
+    pub free: u32,
+    /// In the io_uring buffer ring or being received into.
+    pub receiving: u32,
+    /// Received, waiting in a socket backlog or for an RX slot.
+    pub pending: u32,
+    /// Taken from TX slots, being sent.
+    pub sending: u32,
+}
 
 /// Buffer group id of the receive buffer ring.
 const BGID: u16 = 0;

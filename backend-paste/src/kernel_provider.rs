@@ -67,8 +67,8 @@ use std::time::{Duration, Instant};
 
 use paste_rt_core::{BackendKind, RemoteWake, Shutdown, StartError, Stats, Wait};
 
-use crate::backend::Event;
 use crate::kernel::{set_linger_zero, with_socket, KernelConfig, KernelPort};
+use crate::provider_event::Event;
 use crate::ring::{DriverConfig, RingDriver};
 use crate::socket_watch::SocketWatch;
 

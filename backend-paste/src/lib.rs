@@ -40,17 +40,18 @@ pub mod kernel;
 pub mod kernel_provider;
 mod lazy_deque;
 pub mod port_mem;
+mod provider_event;
 pub mod ring;
 pub mod socket_watch;
 pub mod sys;
 #[cfg(test)]
 mod test_sockets;
 
-pub use backend::{EmuBufferCount, EmuSettings, PasteBackend, EMU_DEFAULT_SLOTS, POOL_COPY_MAX};
+pub use backend::{PasteBackend, POOL_COPY_MAX};
 pub use emu_kernel::{
     probe_socket, EmuKernel, FdRegError, HoldError, KernelHold, SendJob, SocketState, SyncReport, TxStall,
 };
-pub use emu_provider::EMU_RX_RING_START;
+pub use emu_provider::{EmuBufferCount, EmuSettings, EMU_DEFAULT_SLOTS, EMU_RX_RING_START};
 pub use kernel::{ExtmemConfig, KernelConfig, KernelPort};
 pub use port_mem::{EmuPortConfig, PortMemory};
 pub use ring::{DriverConfig, ExportReport, RingDriver, RingError, RxEvent, RxWalk, TxFill};

@@ -20,6 +20,8 @@
 //! * [`churn_returns_to_baseline`]: thousands of connect/request/close cycles leave
 //!   the pool, the fd table and the record table where they started.
 //!
+//! A backend crate runs all of them with one line, [`conformance_tests!`](crate::conformance_tests).
+//!
 //! Unlike the rest of this crate, the kit makes system calls (it is a test harness:
 //! sockets, threads). Tests that count process-wide fds hold [`serial`].
 
@@ -33,6 +35,47 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::{Backend, CloseStep, IoTable, PoolConfig, Received, SendData, StatsSnapshot, Token, Wait};
+
+/// Declares the whole kit as `#[test]` functions, in a backend crate's test file:
+///
+/// ```ignore
+/// fn make(pool: PoolConfig) -> MyBackend { MyBackend::new(pool).expect("it starts") }
+/// const EXPECT: Expect = Expect { /* what this backend promises */ };
+/// paste_rt_core::conformance_tests!(make, EXPECT);
+/// ```
+///
+/// `make` starts the backend over a pool; `EXPECT` is its [`Expect`]. A test added
+/// to the kit is added here once and so runs on every backend, with no edit in the
+/// backend crates (and none can leave one out).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:path, $expect:expr) => {
+        #[test]
+        fn eof_and_reset_are_distinct() {
+            $crate::conformance::eof_and_reset_are_distinct($make);
+        }
+
+        #[test]
+        fn echo_under_load_stays_within_its_counters() {
+            $crate::conformance::echo_under_load($make, $expect);
+        }
+
+        #[test]
+        fn a_dry_pool_pauses_and_resumes() {
+            $crate::conformance::a_dry_pool_pauses_and_resumes($make);
+        }
+
+        #[test]
+        fn closing_mid_operation_is_safe() {
+            $crate::conformance::closing_mid_operation_is_safe($make);
+        }
+
+        #[test]
+        fn ten_thousand_churn_cycles_return_to_baseline() {
+            $crate::conformance::churn_returns_to_baseline($make, 10_000);
+        }
+    };
+}
 
 /// What a backend promises beyond the common contract.
 #[derive(Debug, Clone, Copy)]

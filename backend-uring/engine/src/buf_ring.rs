@@ -16,14 +16,13 @@
 //! construction and unregistration.
 
 use std::io;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::Submitter;
 use paste_rt_core::{BufPool, RxBuf};
 
-/// Bytes per ring entry (`struct io_uring_buf`).
-const ENTRY_SIZE: usize = 16;
+use crate::ring_mapping::{RingMapping, DESC_SIZE};
+
 /// Most entries the kernel accepts in one buffer ring.
 pub const MAX_ENTRIES: u32 = 32768;
 
@@ -32,11 +31,10 @@ pub const MAX_ENTRIES: u32 = 32768;
 /// Buffer ids (`bid`) are chosen by the owner and must be below the `bid_limit` given
 /// at construction. The ring holds at most [`capacity`](Self::capacity) buffers.
 pub struct BufRing {
-    mem: NonNull<u8>,
-    map_len: usize,
+    /// The registered descriptors.
+    map: RingMapping,
     entries: u32,
     mask: u32,
-    bgid: u16,
     /// Our tail (entries pushed), published to the kernel by [`publish`](Self::publish).
     tail: u16,
     buf_len: u32,
@@ -47,7 +45,6 @@ pub struct BufRing {
     bid_slot: Box<[u32]>,
     /// Buffers pushed and not yet reported consumed.
     queued: u32,
-    registered: bool,
 }
 
 impl BufRing {
@@ -72,47 +69,24 @@ impl BufRing {
                 ),
             ));
         }
-        let page = 4096;
-        let map_len = (entries as usize * ENTRY_SIZE).div_ceil(page) * page;
-        // SAFETY: a fresh private anonymous mapping; no existing memory is touched.
-        let raw = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if raw == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let mem = NonNull::new(raw.cast::<u8>()).expect("mmap returned NULL without MAP_FIXED");
-        let mut ring = BufRing {
-            mem,
-            map_len,
+        let map = RingMapping::register(submitter, bgid, entries)?;
+        let ring = BufRing {
+            map,
             entries,
             mask: entries - 1,
-            bgid,
             tail: 0,
             buf_len,
             addr_offset,
             slot_bid: vec![0; entries as usize].into_boxed_slice(),
             bid_slot: vec![0; bid_limit as usize].into_boxed_slice(),
             queued: 0,
-            registered: false,
         };
-        // SAFETY: the mapping is page aligned, zeroed (tail 0) and lives until `Drop`,
-        // which unmaps it only after unregistering (or if registration failed).
-        unsafe { submitter.register_buf_ring_with_flags(mem.as_ptr() as u64, entries as u16, bgid, 0) }?;
-        ring.registered = true;
         Ok(ring)
     }
 
     /// The buffer group id to put in recv SQEs.
     pub fn bgid(&self) -> u16 {
-        self.bgid
+        self.map.bgid()
     }
 
     /// Most buffers the ring can hold.
@@ -157,7 +131,7 @@ impl BufRing {
         // addr/len/bid fields are written: the last 2 bytes of entry 0 are the shared
         // tail, which only `publish` writes.
         unsafe {
-            let entry = self.mem.as_ptr().add(pos as usize * ENTRY_SIZE);
+            let entry = self.map.base().add(pos as usize * DESC_SIZE);
             entry.cast::<u64>().write(base.add(self.addr_offset as usize) as u64);
             entry.add(8).cast::<u32>().write(self.buf_len);
             entry.add(12).cast::<u16>().write(bid);
@@ -173,7 +147,7 @@ impl BufRing {
     pub fn publish(&mut self) {
         // SAFETY: the tail is the u16 at byte 14 of the mapping (`struct
         // io_uring_buf_ring`), 2-byte aligned; the kernel only reads it.
-        let tail = unsafe { &*self.mem.as_ptr().add(14).cast::<AtomicU16>() };
+        let tail = unsafe { &*self.map.base().add(14).cast::<AtomicU16>() };
         tail.store(self.tail, Ordering::Release);
     }
 
@@ -222,17 +196,13 @@ impl BufRing {
     /// error of the unregistration, if any (the ring is then treated as unregistered
     /// only when the ring fd itself goes away).
     pub fn unregister(&mut self, submitter: &Submitter<'_>) -> io::Result<()> {
-        if self.registered {
-            submitter.unregister_buf_ring(self.bgid)?;
-            self.registered = false;
-        }
-        Ok(())
+        self.map.unregister(submitter).map(drop)
     }
 
     /// After [`unregister`](Self::unregister): every buffer still offered, oldest first,
     /// given back to the caller. Does nothing while registered.
     pub fn drain(&mut self, mut f: impl FnMut(u16)) {
-        if self.registered {
+        if self.map.is_registered() {
             return;
         }
         let tail = self.tail as u32;
@@ -241,18 +211,6 @@ impl BufRing {
             f(self.slot_bid[pos as usize]);
         }
         self.queued = 0;
-    }
-}
-
-impl Drop for BufRing {
-    fn drop(&mut self) {
-        if self.registered {
-            // The owner did not unregister: the kernel may still read the ring until the
-            // io_uring fd is closed, so leak the mapping rather than free it under it.
-            return;
-        }
-        // SAFETY: mapped in `new`, no longer registered, unmapped exactly once.
-        unsafe { libc::munmap(self.mem.as_ptr().cast(), self.map_len) };
     }
 }
 

@@ -12,6 +12,8 @@
 //!   reap walks the completion queue in place;
 //! * [`user_data`]: what an SQE's `user_data` carries (slot, op kind, generation);
 //! * [`recv`]: the multishot receive SQE, with the per-arming byte limit (6.16+);
+//! * [`ring_mapping`]: the registered memory of a provided-buffer ring, never
+//!   unmapped while the kernel may read it;
 //! * [`pool_ring`]: a pool's recycle ring registered as a provided-buffer ring
 //!   (buffer id = pool index; dropped buffers go straight back);
 //! * [`buf_ring`]: provided-buffer rings over buffers someone else owns (the emulated
@@ -31,6 +33,7 @@ pub mod fresh_sends;
 pub mod pool_ring;
 pub mod probe;
 pub mod recv;
+pub mod ring_mapping;
 pub mod shared_ring;
 pub mod sockets;
 pub mod submit;

@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
+use super::tx::{narrow_credit, FdTx};
 use super::*;
 use crate::emu_kernel::{
     Arrival, EmuKernel, KernelHold, SendJob, SocketState, TxStall, EMU_SKB_OVERHEAD, EMU_SNDBUF, RX_BATCH_PER_FD,
 };
 use crate::port_mem::EmuPortConfig;
 use crate::sys::abi::slotflags;
-use paste_rt_core::KeptBuf;
+use paste_rt_core::{KeptBuf, SendData};
 
 fn setup(cfg: &EmuPortConfig, dcfg: DriverConfig) -> (EmuKernel, RingDriver) {
     let k = EmuKernel::new(cfg).unwrap();

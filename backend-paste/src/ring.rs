@@ -50,7 +50,8 @@
 //!
 //! The driver's state and set-up are here; each side of the protocol has a child
 //! module: `rx` (the RX walk), `tx` (the per-fd queues, credit, fill and reclaim),
-//! `tx_slot` (placing bytes into one TX slot) and `pending` (one fd's queue).
+//! `tx_slot` (placing bytes into one TX slot), `tx_state` (the TX rings' and fds'
+//! records) and `pending` (one fd's queue).
 //!
 //! A tick, as a backend composes it:
 //! ```text
@@ -70,8 +71,8 @@ use paste_rt_core::{BufPool, RxBuf};
 use crate::sys::abi::{pst, slotflags, NetmapIf, FIRST_DATA_BUF};
 use crate::sys::addr::{self, LayoutError, PortRegion, RingPtr};
 use crate::sys::slot;
-use tx::{FdTx, TxRing, TxShadow};
 use tx_slot::slot_room;
+use tx_state::{FdTx, TxRing, TxShadow};
 
 /// Default payload bytes per TX slot: one TCP MSS on a 1500-byte MTU with timestamps.
 pub const DEFAULT_MSS: u32 = 1448;
@@ -592,6 +593,7 @@ mod pending;
 mod rx;
 mod tx;
 mod tx_slot;
+mod tx_state;
 
 #[cfg(test)]
 mod tests;

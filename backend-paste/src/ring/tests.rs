@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use super::tx::{narrow_credit, FdTx};
+use super::tx_state::{narrow_credit, FdTx};
 use super::*;
 use crate::emu_kernel::{
     Arrival, EmuKernel, KernelHold, SendJob, SocketState, TxStall, EMU_SKB_OVERHEAD, EMU_SNDBUF, RX_BATCH_PER_FD,

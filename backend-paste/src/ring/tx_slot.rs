@@ -6,7 +6,7 @@ use std::num::NonZeroU32;
 
 use paste_rt_core::{BufPool, SendData, TxBuf};
 
-use super::tx::{narrow_credit, FdTx, TxRing, TxShadow};
+use super::tx_state::{narrow_credit, FdTx, TxRing, TxShadow};
 use super::DriverConfig;
 use crate::sys::abi::{slotflags, NetmapSlot, FIRST_DATA_BUF};
 use crate::sys::addr::RingPtr;

@@ -38,7 +38,7 @@ use crate::{Backend, CloseStep, IoTable, PoolConfig, Received, SendData, StatsSn
 
 /// Declares the whole kit as `#[test]` functions, in a backend crate's test file:
 ///
-/// ```ignore
+/// ```text
 /// fn make(pool: PoolConfig) -> MyBackend { MyBackend::new(pool).expect("it starts") }
 /// const EXPECT: Expect = Expect { /* what this backend promises */ };
 /// paste_rt_core::conformance_tests!(make, EXPECT);

@@ -21,10 +21,8 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use io_uring::Submitter;
 use paste_rt_core::{BufPool, RxBuf};
 
+pub use crate::ring_mapping::MAX_ENTRIES;
 use crate::ring_mapping::{RingMapping, DESC_SIZE};
-
-/// Most entries the kernel accepts in one buffer ring.
-pub const MAX_ENTRIES: u32 = 32768;
 
 /// One provided buffer ring registered with a ring under a buffer group id.
 ///

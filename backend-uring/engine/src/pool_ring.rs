@@ -12,13 +12,11 @@ use std::io;
 use io_uring::Submitter;
 use paste_rt_core::{BufPool, RECYCLE_DESC_SIZE};
 
+pub use crate::ring_mapping::MAX_ENTRIES;
 use crate::ring_mapping::{RingMapping, DESC_SIZE};
 
 // The pool writes the descriptors the mapping holds: the same layout.
 const _: () = assert!(RECYCLE_DESC_SIZE == DESC_SIZE);
-
-/// Most entries the kernel accepts in one buffer ring.
-pub const MAX_ENTRIES: u32 = 32768;
 
 /// A registered provided-buffer ring attached to a pool; see the module docs.
 pub struct PoolRing {

@@ -17,6 +17,9 @@ use io_uring::Submitter;
 /// Bytes per descriptor (`struct io_uring_buf`: addr, len, bid, and the tail's room).
 pub const DESC_SIZE: usize = 16;
 
+/// Most descriptors the kernel accepts in one buffer ring.
+pub const MAX_ENTRIES: u32 = 32768;
+
 const PAGE: usize = 4096;
 
 /// The mapped, registered memory of one provided-buffer ring; see the module docs.
@@ -30,8 +33,8 @@ pub struct RingMapping {
 }
 
 impl RingMapping {
-    /// Maps `entries` zeroed descriptors (a power of two, at most 32768: the kernel
-    /// checks) and registers them under group `bgid`. Nothing is left mapped when
+    /// Maps `entries` zeroed descriptors (a power of two, at most [`MAX_ENTRIES`]: the
+    /// kernel checks) and registers them under group `bgid`. Nothing is left mapped when
     /// registration fails.
     pub fn register(submitter: &Submitter<'_>, bgid: u16, entries: u32) -> io::Result<RingMapping> {
         let map_len = (entries as usize * DESC_SIZE).div_ceil(PAGE) * PAGE;

@@ -17,16 +17,16 @@ use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::control::{ServerChild, ServerCounters};
+use crate::control::ServerChild;
 use crate::cores::{core_list, CoreSplit};
 use crate::cpu_limit::CpuLimit;
 use crate::exchange::LoadSpec;
 use crate::load_process::LoadGroup;
-use crate::loadgen::{quota, LoadResult};
-use crate::machine_load::{self, CpuTimes};
+use crate::loadgen::quota;
+use crate::machine_load;
 use crate::record::Record;
 use crate::subject::{ServeConfig, Subject};
-use crate::syscall_count::{SyscallCount, SyscallCounter};
+use crate::window::{sample, Measured, WindowProbes};
 use crate::workload::Workload;
 
 /// Core the callgrind mode pins its server to.
@@ -371,10 +371,10 @@ pub fn run_one(plan: &AbPlan, case: &Case, conns: usize, subject: Subject, split
         Some(active) => (active, conns),
         None => (conns, 0),
     };
-    let mut probes = WindowProbes::start(plan, pid);
+    let mut probes = WindowProbes::start(&plan.syscall_counting, &plan.work_dir, pid);
     let measured = match plan.client {
         ClientKind::Builtin => measure_builtin(plan, case, &mut server, split, active, idle, &mut probes),
-        ClientKind::Wrk => crate::wrk::measure(plan, &mut server, split, active, &mut probes),
+        ClientKind::Wrk => crate::wrk::measure(plan.warmup, plan.duration, &mut server, split, active, &mut probes),
     };
     let m = match measured {
         Ok(m) => m,
@@ -433,102 +433,6 @@ fn limit_server(share: f64, cores: usize, pid: u32) -> Result<CpuLimit, String> 
     CpuLimit::new(share, cores)
         .and_then(|limit| limit.admit(pid).map(|()| limit))
         .map_err(|e| format!("--server-cpu: {e}"))
-}
-
-/// What is measured over exactly the window besides the server's own figures: its
-/// system calls (perf) and the CPU time stolen from the machine.
-#[derive(Debug)]
-pub struct WindowProbes {
-    counter: Result<SyscallCounter, String>,
-    enabled_at: Option<Instant>,
-    counted: Duration,
-    cpu_start: Option<CpuTimes>,
-    steal_pct: Option<f64>,
-}
-
-impl WindowProbes {
-    /// Starts perf on the server `pid` when the plan counts system calls.
-    pub fn start(plan: &AbPlan, pid: u32) -> WindowProbes {
-        let counter = match &plan.syscall_counting {
-            Ok(()) => SyscallCounter::start(pid, &plan.work_dir),
-            Err(why) => Err(why.clone()),
-        };
-        WindowProbes { counter, enabled_at: None, counted: Duration::ZERO, cpu_start: None, steal_pct: None }
-    }
-
-    /// Waits until perf is attached (a failure only loses the count).
-    pub fn ready(&mut self) {
-        if let Ok(c) = &mut self.counter {
-            if let Err(e) = c.ready() {
-                self.counter = Err(e);
-            }
-        }
-    }
-
-    /// The window starts.
-    pub fn open(&mut self) {
-        self.cpu_start = CpuTimes::read();
-        if let Ok(c) = &mut self.counter {
-            // perf counts from some instant between our `enable` and its ack: take
-            // the middle (the same at `disable`).
-            let enabling = Instant::now();
-            match c.enable() {
-                Ok(()) => self.enabled_at = Some(enabling + (Instant::now() - enabling) / 2),
-                Err(e) => self.counter = Err(e),
-            }
-        }
-    }
-
-    /// The window ends.
-    pub fn close(&mut self) {
-        if let Ok(c) = &mut self.counter {
-            let disabling = Instant::now();
-            match c.disable() {
-                Ok(()) => {
-                    let end = disabling + (Instant::now() - disabling) / 2;
-                    self.counted = self.enabled_at.map_or(Duration::ZERO, |at| end.saturating_duration_since(at));
-                }
-                Err(e) => self.counter = Err(e),
-            }
-        }
-        self.steal_pct = match (CpuTimes::read(), &self.cpu_start) {
-            (Some(end), Some(start)) => end.steal_pct_since(start),
-            _ => None,
-        };
-    }
-
-    /// The system calls counted and the wall time they were counted over (or why
-    /// not), and the steal over the window.
-    pub fn finish(self) -> (Result<(SyscallCount, Duration), String>, Option<f64>) {
-        let counted = self.counted;
-        (self.counter.and_then(SyscallCounter::finish).map(|c| (c, counted)), self.steal_pct)
-    }
-}
-
-/// What one run measured on both sides.
-#[derive(Debug)]
-pub struct Measured {
-    /// The client's figures.
-    pub load: LoadResult,
-    /// Server CPU time over the window.
-    pub server_cpu: Duration,
-    /// Server counters at the window's start.
-    pub start: ServerCounters,
-    /// ... and end.
-    pub end: ServerCounters,
-    /// Server RSS at the end.
-    pub rss_end: Option<u64>,
-    /// p50/p99/p99.9 in µs when the client reports quantiles instead of samples (wrk).
-    pub latency_us: Option<[f64; 3]>,
-    /// The cores the load ran on.
-    pub client_cores: Vec<usize>,
-}
-
-/// Samples the server at a window edge: CPU time, then counters.
-pub fn sample(server: &mut ServerChild) -> Result<(Duration, ServerCounters), String> {
-    let cpu = crate::system::process_cpu_time(server.pid()).map_err(|e| e.to_string())?;
-    let counters = server.counters(Duration::from_secs(5)).map_err(|e| e.to_string())?;
-    Ok((cpu, counters))
 }
 
 fn sleep_until(t: Instant) {

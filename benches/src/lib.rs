@@ -38,5 +38,6 @@ pub mod subject;
 pub mod syscall_count;
 pub mod system;
 pub mod validate;
+pub mod window;
 pub mod workload;
 pub mod wrk;

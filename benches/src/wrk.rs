@@ -10,10 +10,10 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::ab::{sample, AbPlan, Measured, WindowProbes};
 use crate::control::ServerChild;
 use crate::cores::CoreSplit;
 use crate::loadgen::LoadResult;
+use crate::window::{sample, Measured, WindowProbes};
 
 /// What wrk reported.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -140,7 +140,8 @@ fn empty_cpu_set() -> libc::cpu_set_t {
 /// One wrk-driven run: an optional warm-up run, then the measured run with the
 /// server sampled (and perf enabled) around it.
 pub fn measure(
-    plan: &AbPlan,
+    warmup: Duration,
+    duration: Duration,
     server: &mut ServerChild,
     split: &CoreSplit,
     conns: usize,
@@ -150,9 +151,9 @@ pub fn measure(
         return Err("--client wrk: wrk is not installed (apt-get install wrk)".into());
     }
     let cores = &split.clients[..split.load_processes(conns)];
-    let secs = plan.duration.as_secs_f64().ceil().max(1.0) as u64;
-    if !plan.warmup.is_zero() {
-        run_wrk(server.addr, conns, cores, plan.warmup.as_secs_f64().ceil().max(1.0) as u64)?;
+    let secs = duration.as_secs_f64().ceil().max(1.0) as u64;
+    if !warmup.is_zero() {
+        run_wrk(server.addr, conns, cores, warmup.as_secs_f64().ceil().max(1.0) as u64)?;
     }
     probes.ready();
     let (cpu0, c0) = sample(server)?;

@@ -7,9 +7,6 @@
 
 use std::os::fd::RawFd;
 
-#[cfg(doc)]
-use crate::ring::RingDriver;
-
 /// What a provider reports from its sync, by fd (the backend maps fds to tokens).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Event {
@@ -54,7 +51,8 @@ pub(crate) enum Event {
         fd: RawFd,
     },
     /// `fd`'s socket has send space (seen after the sync's txsync) and the ring driver
-    /// wanted to know ([`RingDriver::tx_wants_space`], [`RingDriver::tx_low_credit`]).
+    /// wanted to know ([`RingDriver::tx_wants_space`](crate::RingDriver::tx_wants_space),
+    /// [`RingDriver::tx_low_credit`](crate::RingDriver::tx_low_credit)).
     Writable {
         /// The socket.
         fd: RawFd,

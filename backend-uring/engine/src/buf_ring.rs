@@ -31,7 +31,7 @@ use crate::ring_mapping::{RingMapping, DESC_SIZE};
 pub struct BufRing {
     /// The registered descriptors.
     map: RingMapping,
-    entries: u32,
+    /// `entries - 1` (entries a power of two): a ring position from a tail.
     mask: u32,
     /// Our tail (entries pushed), published to the kernel by [`publish`](Self::publish).
     tail: u16,
@@ -70,7 +70,6 @@ impl BufRing {
         let map = RingMapping::register(submitter, bgid, entries)?;
         let ring = BufRing {
             map,
-            entries,
             mask: entries - 1,
             tail: 0,
             buf_len,
@@ -89,7 +88,7 @@ impl BufRing {
 
     /// Most buffers the ring can hold.
     pub fn capacity(&self) -> u32 {
-        self.entries
+        self.map.entries()
     }
 
     /// Buffers offered to the kernel and not yet reported consumed.
@@ -121,7 +120,7 @@ impl BufRing {
     /// returned by [`drain`](Self::drain) after unregistration.
     #[inline(always)]
     pub unsafe fn push(&mut self, bid: u16, base: *mut u8) -> bool {
-        if self.queued >= self.entries || bid as usize >= self.bid_slot.len() {
+        if self.queued >= self.map.entries() || bid as usize >= self.bid_slot.len() {
             return false;
         }
         let pos = self.tail as u32 & self.mask;

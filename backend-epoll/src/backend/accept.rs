@@ -23,7 +23,7 @@ impl EpollBackend {
     /// Accepts from the listed listeners and the starved ones due for a retry
     /// (`freed`: an fd was closed since the last look).
     #[inline(never)]
-    pub(super) fn accept_listed(&mut self, io: &mut IoTable, freed: bool) {
+    fn accept_listed(&mut self, io: &mut IoTable, freed: bool) {
         let mut list = std::mem::take(&mut self.to_accept);
         // Starved listeners are retried when an fd was closed or the backoff passed.
         for &(t, since) in &self.starved {
@@ -40,7 +40,7 @@ impl EpollBackend {
         self.to_accept = list;
     }
 
-    pub(super) fn accept_from(&mut self, io: &mut IoTable, t: Token) {
+    fn accept_from(&mut self, io: &mut IoTable, t: Token) {
         for _ in 0..self.config.accept_budget {
             let Some(l) = self.socks.get_mut(t.index()).filter(|s| s.role == Role::Listener) else { return };
             match sys::accept(&self.stats, l.fd) {

@@ -21,7 +21,7 @@ impl EpollBackend {
 
     /// Walks the read list (see [`read_ready`](Self::read_ready)).
     #[inline(never)]
-    pub(super) fn read_listed(&mut self, io: &mut IoTable) -> u64 {
+    fn read_listed(&mut self, io: &mut IoTable) -> u64 {
         let mut tally = Tally::default();
         let mut keep = 0;
         let mut i = 0;
@@ -49,7 +49,7 @@ impl EpollBackend {
     /// Reads listed socket `t` if it is readable and unpaused (see
     /// [`read_now`](Self::read_now)). Returns whether it stays listed; if not, its
     /// `read_listed` is cleared.
-    pub(super) fn read_one(&mut self, io: &mut IoTable, t: Token, tally: &mut Tally) -> bool {
+    fn read_one(&mut self, io: &mut IoTable, t: Token, tally: &mut Tally) -> bool {
         let Some(s) = self.socks.get_mut(t.index()) else { return false };
         let more = s.can_read() && self.read_now(io, t, tally);
         if !more {
@@ -143,7 +143,7 @@ impl EpollBackend {
     // Off the per-request path: out of line, so the hot loops that reach it keep
     // their registers.
     #[inline(never)]
-    pub(super) fn read_datagrams(&mut self, io: &mut IoTable, t: Token) -> (bool, u64) {
+    fn read_datagrams(&mut self, io: &mut IoTable, t: Token) -> (bool, u64) {
         let stats = &self.stats;
         let pool = &self.pool;
         let Some(s) = self.socks.get_mut(t.index()) else { return (false, 0) };

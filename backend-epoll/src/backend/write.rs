@@ -32,7 +32,7 @@ impl EpollBackend {
 
     /// Walks the flush list (see [`flush_writes`](Self::flush_writes)).
     #[inline(never)]
-    pub(super) fn flush_listed(&mut self, io: &mut IoTable) {
+    fn flush_listed(&mut self, io: &mut IoTable) {
         let mut tally = Tally::default();
         let mut i = 0;
         while let Some(&t) = self.to_flush.get(i) {
@@ -59,7 +59,7 @@ impl EpollBackend {
     /// Writes what `t`'s record has queued (`fd`: its writable, connected socket): one
     /// `send` (or `sendmsg` of up to `MAX_IOV` buffers) at a time until the socket is
     /// full or the queue empty; then a queued shutdown.
-    pub(super) fn flush_stream(&mut self, io: &mut IoTable, t: Token, fd: RawFd, tally: &mut Tally) {
+    fn flush_stream(&mut self, io: &mut IoTable, t: Token, fd: RawFd, tally: &mut Tally) {
         loop {
             let written = write_queued(io, t, fd, tally);
             // The common end first, one compare: everything went and nothing follows.
@@ -92,7 +92,7 @@ impl EpollBackend {
     }
 
     /// `t`'s socket is full: its writes wait for `EPOLLOUT`.
-    pub(super) fn block_writes(&mut self, t: Token) {
+    fn block_writes(&mut self, t: Token) {
         if let Some(s) = self.socks.get_mut(t.index()) {
             s.flags.set(SockFlags::WRITE_BLOCKED, true);
         }
@@ -104,7 +104,7 @@ impl EpollBackend {
     // Off the per-request path: out of line, so the hot loops that reach it keep
     // their registers.
     #[inline(never)]
-    pub(super) fn flush_datagrams(&mut self, io: &mut IoTable, t: Token) {
+    fn flush_datagrams(&mut self, io: &mut IoTable, t: Token) {
         let stats = &self.stats;
         let Some(s) = self.socks.get_mut(t.index()) else { return };
         if s.flags.contains(SockFlags::WRITE_BLOCKED) {
@@ -136,7 +136,7 @@ impl EpollBackend {
 }
 
 /// How a run of writes from a stream's queue ended.
-pub(super) enum Written {
+enum Written {
     /// Everything that could go went; the next step (never `Data` after a write:
     /// the loop goes on then).
     Step(SendStep),
@@ -150,7 +150,7 @@ pub(super) enum Written {
 /// buffers) at a time, until the queue is done, the socket is full or a write
 /// fails: one record lookup for the whole run.
 #[inline(always)]
-pub(super) fn write_queued(io: &mut IoTable, t: Token, fd: RawFd, tally: &mut Tally) -> Written {
+fn write_queued(io: &mut IoTable, t: Token, fd: RawFd, tally: &mut Tally) -> Written {
     let Some(mut tx) = io.stream_send(t) else { return Written::Step(SendStep::Idle) };
     let mut step = tx.step();
     while step == SendStep::Data {
@@ -197,7 +197,7 @@ pub(super) fn write_queued(io: &mut IoTable, t: Token, fd: RawFd, tally: &mut Ta
 /// Shuts down `how` of `t`'s socket `fd` (its queue is empty) and returns the next
 /// step. Out of line: once per connection at most, never per request.
 #[inline(never)]
-pub(super) fn shut_down(stats: &Stats, io: &mut IoTable, t: Token, fd: RawFd, how: Shutdown) -> SendStep {
+fn shut_down(stats: &Stats, io: &mut IoTable, t: Token, fd: RawFd, how: Shutdown) -> SendStep {
     let err = sys::shutdown(stats, fd, how.how()).err().map_or(0, |e| errno(&e));
     io.shutdown_done(t, err)
 }

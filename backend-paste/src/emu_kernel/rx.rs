@@ -17,7 +17,7 @@ use crate::sys::slot;
 /// zero-payload slot. (A function over the kernel's fields rather than a method, so
 /// the caller keeps its borrow of the ring.)
 #[inline(always)]
-pub(super) fn fill_rx_slot(ring: &RingPtr, i: u32, fd: i32, p: Pending, doff: u32, hold: &mut [Hold]) -> Option<u32> {
+fn fill_rx_slot(ring: &RingPtr, i: u32, fd: i32, p: Pending, doff: u32, hold: &mut [Hold]) -> Option<u32> {
     match p {
         Pending::Data { buf, len } => fill_rx_data(ring, i, fd, buf, len, doff, hold),
         Pending::Eof => {
@@ -35,15 +35,7 @@ pub(super) fn fill_rx_slot(ring: &RingPtr, i: u32, fd: i32, p: Pending, doff: u3
 /// swapped into RX slot `i` for `fd` (`NS_BUF_CHANGED`); the slot's old buffer, when
 /// it is a data buffer (below `hold.len()`, the port's buffer count), is returned.
 #[inline(always)]
-pub(super) fn fill_rx_data(
-    ring: &RingPtr,
-    i: u32,
-    fd: i32,
-    buf: u32,
-    len: u32,
-    doff: u32,
-    hold: &mut [Hold],
-) -> Option<u32> {
+fn fill_rx_data(ring: &RingPtr, i: u32, fd: i32, buf: u32, len: u32, doff: u32, hold: &mut [Hold]) -> Option<u32> {
     let mut s = ring.slot(i);
     s.ptr = slot::set_fd(slot::set_doff(s.ptr, doff as u16), fd);
     let old = s.buf_idx;
@@ -60,14 +52,7 @@ pub(super) fn fill_rx_data(
 /// Out of line: most arrivals go straight into the ring.
 #[cold]
 #[inline(never)]
-pub(super) fn file_pending(
-    e: &mut FdEntry,
-    hold: &mut [Hold],
-    ready: &mut VecDeque<i32>,
-    fd: i32,
-    buf: u32,
-    len: u32,
-) -> usize {
+fn file_pending(e: &mut FdEntry, hold: &mut [Hold], ready: &mut VecDeque<i32>, fd: i32, buf: u32, len: u32) -> usize {
     e.pending.push_back(Pending::Data { buf, len });
     hold[buf as usize] = Hold::Held(KernelHold::Pending);
     if !e.queued {
@@ -79,7 +64,7 @@ pub(super) fn file_pending(
 
 /// Files a spare buffer `idx` (below `hold.len()`) with the kernel's free ones.
 #[inline(always)]
-pub(super) fn file_spare(hold: &mut [Hold], free: &mut Vec<u32>, idx: u32) {
+fn file_spare(hold: &mut [Hold], free: &mut Vec<u32>, idx: u32) {
     hold[idx as usize] = Hold::Held(KernelHold::Free);
     free.push(idx);
 }
@@ -266,7 +251,7 @@ impl EmuKernel {
         }
     }
 
-    pub(super) fn check_received(&self, idx: u32, n: usize) -> Result<(), HoldError> {
+    fn check_received(&self, idx: u32, n: usize) -> Result<(), HoldError> {
         if self.state(idx) != Some(KernelHold::Receiving) || n == 0 || n > self.rx_capacity() {
             return Err(HoldError { index: idx, expected: KernelHold::Receiving });
         }

@@ -119,7 +119,7 @@ impl RingDriver {
 /// before head moves past it), and `off + len` at most the buffer size.
 #[cold]
 #[inline(never)]
-pub(super) unsafe fn copy_out(pool: &BufPool, src: u32, off: u32, len: u32) -> Option<RxBuf> {
+unsafe fn copy_out(pool: &BufPool, src: u32, off: u32, len: u32) -> Option<RxBuf> {
     let fresh = pool.alloc()?;
     // SAFETY: `fresh` is lent to us and not in any ring; `src` is the caller's (the
     // contract); both lie in the region and `off + len` fits a buffer.

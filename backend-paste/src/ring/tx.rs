@@ -168,7 +168,7 @@ impl RingDriver {
         self.fd(fd).and_then(|f| f.budget.map(|_| i64::from(f.credit)))
     }
 
-    pub(super) fn fd_entry(&mut self, fd: i32) -> Result<&mut FdTx, RingError> {
+    fn fd_entry(&mut self, fd: i32) -> Result<&mut FdTx, RingError> {
         if !(0..=pst::MAX_FD).contains(&fd) {
             return Err(RingError::FdOutOfRange(fd));
         }
@@ -300,7 +300,7 @@ impl RingDriver {
     /// [`tx_send`](Self::tx_send) for data that did not go into a slot directly: it
     /// joins the fd's queue, and fills what it can when nothing waits before it.
     #[inline(never)]
-    pub(super) fn tx_send_queued(&mut self, fd: i32, data: SendData) -> Result<u32, RingError> {
+    fn tx_send_queued(&mut self, fd: i32, data: SendData) -> Result<u32, RingError> {
         self.fd_entry(fd)?.queue.push_back(data);
         Ok(self.fill_queued(fd))
     }
@@ -308,7 +308,7 @@ impl RingDriver {
     /// After data joined `fd`'s queue (`fd` has an entry): fills what it can when
     /// nothing waits before it, and lists `fd` active while data is left. Returns the
     /// slots filled.
-    pub(super) fn fill_queued(&mut self, fd: i32) -> u32 {
+    fn fill_queued(&mut self, fd: i32) -> u32 {
         let mut out = TxFill::default();
         let ntx = self.tx.len();
         let f = &self.fds[fd as usize];
@@ -402,7 +402,7 @@ impl RingDriver {
     /// within its in-flight bound and its send credit; advances `head` (the ring's own
     /// `head` is the caller's to publish).
     #[inline]
-    pub(super) fn fill_fd(&mut self, fd: i32, r: usize, head: &mut u32, tail: u32, out: &mut TxFill) {
+    fn fill_fd(&mut self, fd: i32, r: usize, head: &mut u32, tail: u32, out: &mut TxFill) {
         let n = self.tx[r].ring.num_slots();
         loop {
             let f = &self.fds[fd as usize];
@@ -447,7 +447,7 @@ impl RingDriver {
     /// pool buffers queued on congested fds (out of send credit) to the heap and gives
     /// them back (see the module docs). A partly placed front entry stays. Returns the
     /// buffers given back.
-    pub(super) fn relieve_pool(&mut self) -> u32 {
+    fn relieve_pool(&mut self) -> u32 {
         if self.space_waiters.is_empty() || self.pool.free_count() >= (self.pool.capacity() / 8).max(1) {
             return 0;
         }
@@ -503,7 +503,7 @@ impl RingDriver {
     /// the last slot of a sync is usually still there after it. Asking its socket
     /// for `POLLOUT` then made the next wait return at once (the socket has room),
     /// an extra tick per answer sent.
-    pub(super) fn note_stuck(&mut self) {
+    fn note_stuck(&mut self) {
         if !self.stuck.is_empty() {
             for fd in self.stuck.drain(..) {
                 if let Some(f) = self.fds.get_mut(fd as usize) {
@@ -536,7 +536,7 @@ impl RingDriver {
     /// Moves the slots the kernel took back out of the shadow records (before they can
     /// be refilled) into the per-fd counts of bytes taken and not reported (`sent_fds`,
     /// reported by the next [`tx_reclaim`](Self::tx_reclaim)).
-    pub(super) fn collect_completions(&mut self) -> u32 {
+    fn collect_completions(&mut self) -> u32 {
         let sent_fds = &mut self.sent_fds;
         collect_taken(&mut self.tx, &mut self.fds, self.cfg.tx_slot_overhead, |fd, f, bytes| {
             if f.sent_at == 0 {
@@ -561,7 +561,7 @@ impl RingDriver {
 /// generation) leaves its fd's in-flight count and untaken charge, and
 /// `on_taken(fd, entry, payload bytes)` is told. Returns the slots taken back.
 #[inline(always)]
-pub(super) fn collect_taken(
+fn collect_taken(
     tx: &mut [TxRing],
     fds: &mut [FdTx],
     slot_overhead: u32,

@@ -120,7 +120,7 @@ impl DirectSlot<'_> {
     /// [`commit`](Self::commit) but for the head: writes the slot and charges the fd;
     /// returns the ring and the head to publish once the payload is in place.
     #[inline(always)]
-    pub(super) fn commit_slot(self, len: u32) -> (RingPtr, u32) {
+    fn commit_slot(self, len: u32) -> (RingPtr, u32) {
         let DirectSlot { t, f, cfg, low_credit, fd, head, n, slot: mut s, .. } = self;
         s.len = (cfg.tx_doff as u32 + len) as u16;
         s.ptr = slot::set_fd(slot::set_doff(s.ptr, cfg.tx_doff), fd);

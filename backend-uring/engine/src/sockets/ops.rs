@@ -57,7 +57,7 @@ impl SocketEngine {
         self.slots[id as usize].ud(id, kind)
     }
 
-    pub(super) fn push_ignored(&mut self, entry: squeue::Entry, stats: &Stats) {
+    fn push_ignored(&mut self, entry: squeue::Entry, stats: &Stats) {
         self.ignore_inflight += 1;
         self.push(entry.user_data(encode(0, OpKind::Ignore, 0)), stats);
     }
@@ -76,7 +76,7 @@ impl SocketEngine {
         unsafe { self.sq.push(self.ring.get(), entry) };
     }
 
-    pub(super) fn open_slot(&mut self, id: u32, fd: RawFd, role: Role) {
+    fn open_slot(&mut self, id: u32, fd: RawFd, role: Role) {
         let i = id as usize;
         if self.slots.len() <= i {
             self.slots.resize_with(i + 1, Slot::new);
@@ -181,7 +181,7 @@ impl SocketEngine {
     /// Writes one SQE for what slot `id`'s owner has queued: a `SEND` for one slice,
     /// a `SENDMSG` gathering up to `send_batch`. One in flight per slot keeps the byte
     /// order; the next goes out when it completes.
-    pub(super) fn submit_send(&mut self, id: u32, sink: &mut impl Sink, stats: &Stats) {
+    fn submit_send(&mut self, id: u32, sink: &mut impl Sink, stats: &Stats) {
         let batch = self.config.send_batch;
         let s = &mut self.slots[id as usize];
         if s.state & (st::SEND_INFLIGHT | st::CONNECTING) != 0 || !s.has(st::OPEN) {
@@ -228,7 +228,7 @@ impl SocketEngine {
         self.push(entry.user_data(ud), stats);
     }
 
-    pub(super) fn submit_shutdown(&mut self, id: u32, how: Shutdown, stats: &Stats) {
+    fn submit_shutdown(&mut self, id: u32, how: Shutdown, stats: &Stats) {
         let s = &mut self.slots[id as usize];
         if s.has(st::SEND_INFLIGHT) || !s.has(st::OPEN) {
             return;

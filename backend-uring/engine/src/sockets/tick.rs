@@ -76,13 +76,7 @@ impl SocketEngine {
     /// armed timer ends it in time, or once the SQEs that arm it (or move it earlier)
     /// are pushed. Other waits are returned as they are.
     #[inline(always)] // once a tick, into the tick
-    pub(super) fn timed_by_wake_timer(
-        &mut self,
-        wait: Wait,
-        at: Option<Instant>,
-        quiet: QuietCompletions,
-        stats: &Stats,
-    ) -> Wait {
+    fn timed_by_wake_timer(&mut self, wait: Wait, at: Option<Instant>, quiet: QuietCompletions, stats: &Stats) -> Wait {
         let guard = match quiet.count {
             0 => false,
             1 => true,
@@ -102,13 +96,7 @@ impl SocketEngine {
     /// own limit, `None`).
     #[cold]
     #[inline(never)]
-    pub(super) fn arm_wake_timer(
-        &mut self,
-        wait: Wait,
-        at: Option<Instant>,
-        guard: bool,
-        stats: &Stats,
-    ) -> Option<Wait> {
+    fn arm_wake_timer(&mut self, wait: Wait, at: Option<Instant>, guard: bool, stats: &Stats) -> Option<Wait> {
         let until = match (at, wait) {
             (Some(at), Wait::For(left)) if left >= MIN_TIMED_WAIT => Some((at, left)),
             (Some(_), _) => return None,
@@ -131,14 +119,14 @@ impl SocketEngine {
     /// them): only a wait that may block looks past them, and only when they were few
     /// ([`FreshSends`]).
     #[inline(never)]
-    pub(super) fn quiet_sends(&mut self, wait: Wait, sink: &impl Sink) -> QuietCompletions {
+    fn quiet_sends(&mut self, wait: Wait, sink: &impl Sink) -> QuietCompletions {
         let blocks = wait.may_block();
         let count = self.fresh_sends.take_quiet(|id, bytes| blocks && sink.send_is_quiet(id, bytes));
         QuietCompletions { count, within: self.config.quiet_send_wait }
     }
 
     #[inline(never)]
-    pub(super) fn rearm_ended(&mut self, stats: &Stats) {
+    fn rearm_ended(&mut self, stats: &Stats) {
         for k in 0..self.rx_ended.len() {
             let (id, gen) = self.rx_ended[k];
             if self.slots[id as usize].gen == gen {
@@ -151,7 +139,7 @@ impl SocketEngine {
     /// Re-arms receives that stopped for lack of buffers, at most one per buffer the
     /// ring holds now (each takes at least one), oldest first.
     #[inline(never)]
-    pub(super) fn rearm_starved(&mut self, mut budget: u32, stats: &Stats) {
+    fn rearm_starved(&mut self, mut budget: u32, stats: &Stats) {
         while budget > 0 {
             let Some((id, gen)) = self.rx_starved.pop_front() else { break };
             let s = &mut self.slots[id as usize];
@@ -167,7 +155,7 @@ impl SocketEngine {
     /// Re-arms listeners whose retry time came, or all of them if an fd was freed.
     /// Returns how long until the next one is due.
     #[inline(never)]
-    pub(super) fn rearm_listeners(&mut self, stats: &Stats) -> Option<Duration> {
+    fn rearm_listeners(&mut self, stats: &Stats) -> Option<Duration> {
         let now = Instant::now();
         let mut next: Option<Duration> = None;
         let mut i = 0;
@@ -243,7 +231,7 @@ impl SocketEngine {
     /// [`reap`](Self::reap)'s own). Returns whether it was a current op of a socket
     /// slot, which may be free now.
     #[inline(never)]
-    pub(super) fn on_other_kind(&mut self, ud: u64, res: i32, flags: u32, sink: &mut impl Sink, stats: &Stats) -> bool {
+    fn on_other_kind(&mut self, ud: u64, res: i32, flags: u32, sink: &mut impl Sink, stats: &Stats) -> bool {
         let (id, kind, gen) = decode(ud);
         match kind {
             Some(OpKind::Accept) if self.is_current(id, gen) => self.on_accept(id, res, flags, sink, stats),
@@ -286,7 +274,7 @@ impl SocketEngine {
         }
     }
 
-    pub(super) fn on_wake(&mut self, res: i32, stats: &Stats) {
+    fn on_wake(&mut self, res: i32, stats: &Stats) {
         self.waker_armed = false;
         if self.waker.on_read(res) {
             Stats::add(&stats.remote_wakeups, 1);
@@ -296,7 +284,7 @@ impl SocketEngine {
         }
     }
 
-    pub(super) fn on_accept(&mut self, id: u32, res: i32, flags: u32, sink: &mut impl Sink, stats: &Stats) {
+    fn on_accept(&mut self, id: u32, res: i32, flags: u32, sink: &mut impl Sink, stats: &Stats) {
         let s = &mut self.slots[id as usize];
         if !cqueue::more(flags) {
             s.state &= !st::ACCEPT_ARMED;
@@ -335,15 +323,7 @@ impl SocketEngine {
     /// no data (an end, an error, a cancel): then the slot may be free now. A buffer
     /// it brings sets `rx` (the tick received data).
     #[inline]
-    pub(super) fn on_recv(
-        &mut self,
-        id: u32,
-        res: i32,
-        flags: u32,
-        rx: &mut bool,
-        sink: &mut impl Sink,
-        stats: &Stats,
-    ) -> bool {
+    fn on_recv(&mut self, id: u32, res: i32, flags: u32, rx: &mut bool, sink: &mut impl Sink, stats: &Stats) -> bool {
         let ended = !cqueue::more(flags);
         if ended {
             let s = &mut self.slots[id as usize];
@@ -369,7 +349,7 @@ impl SocketEngine {
     /// The rest of [`on_recv`](Self::on_recv) for a receive that ended or brought no
     /// data: the peer's end, a failure, a dry ring, or a re-arm to schedule.
     #[inline(never)]
-    pub(super) fn on_recv_end(&mut self, id: u32, res: i32, ended: bool, sink: &mut impl Sink, stats: &Stats) {
+    fn on_recv_end(&mut self, id: u32, res: i32, ended: bool, sink: &mut impl Sink, stats: &Stats) {
         let s = &mut self.slots[id as usize];
         if res == 0 {
             s.state |= st::RX_DONE;
@@ -407,7 +387,7 @@ impl SocketEngine {
     /// last completion may have come: it may be free now); on an open slot, what
     /// the owner answers ([`Sink::sent`]) may close it, and closing frees it.
     #[inline]
-    pub(super) fn on_send(&mut self, id: u32, res: i32, sink: &mut impl Sink, stats: &Stats) -> bool {
+    fn on_send(&mut self, id: u32, res: i32, sink: &mut impl Sink, stats: &Stats) -> bool {
         let s = &mut self.slots[id as usize];
         s.inflight -= 1;
         s.state &= !st::SEND_INFLIGHT;
@@ -427,7 +407,7 @@ impl SocketEngine {
         closed
     }
 
-    pub(super) fn on_shutdown(&mut self, id: u32, res: i32, sink: &mut impl Sink, stats: &Stats) {
+    fn on_shutdown(&mut self, id: u32, res: i32, sink: &mut impl Sink, stats: &Stats) {
         let s = &mut self.slots[id as usize];
         s.inflight -= 1;
         s.state &= !st::SEND_INFLIGHT;
@@ -435,7 +415,7 @@ impl SocketEngine {
         self.drive_send(id, step, sink, stats);
     }
 
-    pub(super) fn on_connect(&mut self, id: u32, res: i32, sink: &mut impl Sink, stats: &Stats) {
+    fn on_connect(&mut self, id: u32, res: i32, sink: &mut impl Sink, stats: &Stats) {
         let s = &mut self.slots[id as usize];
         s.inflight -= 1;
         s.state &= !st::CONNECTING;

@@ -25,7 +25,7 @@ impl IoTable {
     /// [`notify_rx`](Self::notify_rx) with `token`'s record in hand (no second
     /// lookup).
     #[inline(always)]
-    pub(super) fn notify_record(r: &mut IoRecord, groups: &mut [Group], token: Token) -> u64 {
+    fn notify_record(r: &mut IoRecord, groups: &mut [Group], token: Token) -> u64 {
         if r.group == NO_GROUP {
             return r.wake_rx() as u64;
         }
@@ -109,7 +109,7 @@ impl IoTable {
         self.fail_send(token, errno)
     }
 
-    pub(super) fn fail_send(&mut self, token: Token, errno: i32) -> SendStep {
+    fn fail_send(&mut self, token: Token, errno: i32) -> SendStep {
         let r = &mut self.records[token.index()];
         if r.tx_errno == 0 {
             r.tx_errno = errno;

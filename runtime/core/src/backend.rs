@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::pool::BufPool;
 use crate::record::Token;
+use crate::remote_wake::RemoteWake;
 use crate::stats::Stats;
 use crate::table::IoTable;
 use crate::wait::Wait;
@@ -76,13 +77,6 @@ impl StartError {
     pub fn os(backend: BackendKind, what: &str, err: &io::Error) -> StartError {
         StartError { backend, reason: format!("{what}: {err}"), errno: err.raw_os_error() }
     }
-}
-
-/// Wakes a backend blocked in `poll` from another thread (an eventfd write or
-/// equivalent). Cheap to call repeatedly.
-pub trait RemoteWake: Send + Sync + 'static {
-    /// Interrupts the current or next wait of the backend.
-    fn wake(&self);
 }
 
 /// What a backend can carry, asked by the runtime before it hands a socket over.

@@ -33,8 +33,8 @@ use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::ThreadId;
 
-use crate::backend::RemoteWake;
 use crate::pool::{PoolInner, NO_INDEX};
+use crate::remote_wake::RemoteWake;
 
 thread_local! {
     /// This thread's id, read once (comparing it is the only per-drop cost of

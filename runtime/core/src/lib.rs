@@ -55,6 +55,7 @@ mod lent_bytes;
 mod pool;
 mod queue;
 mod record;
+mod remote_wake;
 mod send;
 pub mod sockaddr;
 mod stats;
@@ -62,13 +63,14 @@ mod stream_send;
 mod table;
 mod wait;
 
-pub use backend::{Backend, BackendKind, Capabilities, RemoteWake, StartError};
+pub use backend::{Backend, BackendKind, Capabilities, StartError};
 pub use buf::{KeptBuf, RxBuf, TxBuf};
 pub use pool::{BufPool, ForeignSwap, PoolConfig, PoolMemory, DEFAULT_BUF_SIZE, RECYCLE_DESC_SIZE};
 pub use queue::RxQueue;
 pub use record::{
     register, Datagram, IoRecord, RecordKind, Token, DGRAM_TX_HIGH_WATER, RX_PAUSE_AT, RX_RESUME_AT, TX_HIGH_WATER,
 };
+pub use remote_wake::RemoteWake;
 pub use send::{SendData, SendQueue, Shutdown};
 pub use stats::{Stats, StatsSnapshot};
 pub use stream_send::StreamSend;

@@ -55,9 +55,9 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 
-use crate::backend::RemoteWake;
 use crate::buf::{KeptBuf, RxBuf, TxBuf};
 use crate::lent_bytes::PoolShared;
+use crate::remote_wake::RemoteWake;
 
 /// Default buffer size, as netmap's (2048 bytes).
 pub const DEFAULT_BUF_SIZE: u32 = 2048;

@@ -12,7 +12,7 @@ use crate::sys::abi::{slotflags, NetmapSlot, FIRST_DATA_BUF};
 use crate::sys::addr::RingPtr;
 use crate::sys::slot;
 
-/// A free TX slot found for a send placed directly ([`RingDriver::direct_slot`](super::RingDriver::direct_slot)), with
+/// A free TX slot found for a send placed directly ([`RingDriver::direct_slot`](crate::ring::RingDriver::direct_slot)(super::RingDriver::direct_slot)), with
 /// everything placing into it touches, borrowed once: its ring, the fd's entry, the
 /// slot as read, its generic offset and the payload room after it. Only `direct_slot`
 /// makes one, once it found the fd within its in-flight bound and, with a budget, its
@@ -65,7 +65,7 @@ impl DirectSlot<'_> {
     }
 
     /// Copies `data` into the slot when it is not a pool buffer, is not empty and fits
-    /// one slot — what [`RingDriver::tx_fill`] would do with it, without queueing it
+    /// one slot — what [`RingDriver::tx_fill`](crate::ring::RingDriver::tx_fill) would do with it, without queueing it
     /// first. Returns whether it did (the caller then drops `data`).
     #[inline]
     pub(super) fn copy_whole(self, data: &SendData) -> bool {
@@ -77,7 +77,7 @@ impl DirectSlot<'_> {
     }
 
     /// Swaps pool buffer `b` into the slot (zero copy) when `b` fits it as
-    /// [`RingDriver::tx_fill`] would swap it; hands `b` back otherwise.
+    /// [`RingDriver::tx_fill`](crate::ring::RingDriver::tx_fill) would swap it; hands `b` back otherwise.
     #[inline]
     pub(super) fn swap(mut self, b: TxBuf) -> Result<(), TxBuf> {
         let old = self.slot.buf_idx;
@@ -145,7 +145,7 @@ impl DirectSlot<'_> {
 /// Payload bytes one TX slot with generic offset `g` holds in `buf_size`-byte buffers:
 /// at most one MSS, within the buffer after `g + doff` and within a slot's 16-bit
 /// length; 0 when `g + doff` leaves no room. (The port's own generic offset's answer
-/// is worked out once, at start: [`RingDriver::direct_slot`] uses that.)
+/// is worked out once, at start: [`RingDriver::direct_slot`](crate::ring::RingDriver::direct_slot) uses that.)
 #[inline]
 pub(super) fn slot_room(cfg: &DriverConfig, buf_size: u32, g: u32) -> u32 {
     let doff = u32::from(cfg.tx_doff);

@@ -28,7 +28,7 @@ pub(super) struct TxRing {
     /// The kernel's `tail` when completions were last collected.
     pub(super) seen_tail: u32,
     /// The first slot left in the ring after the last sync (`u32::MAX`: none): a
-    /// slot left by two syncs in a row is refused ([`RingDriver::tx_wants_space`]).
+    /// slot left by two syncs in a row is refused ([`RingDriver::tx_wants_space`](crate::ring::RingDriver::tx_wants_space)).
     pub(super) left_after_sync: u32,
     /// Per slot: who filled it, so taken slots can be reported per fd.
     pub(super) shadow: Box<[TxShadow]>,
@@ -37,7 +37,7 @@ pub(super) struct TxRing {
 /// One fd's entry: every fd the driver ever sent on has one, busy or idle, so it is
 /// kept at 32 bytes (size asserted in the tests): the queue is boxed on first use, the
 /// bytes taken and not yet reported wait in `sent_fds`, and the slot-bounded counts
-/// are narrow ([`RingDriver::new`] checks the bounds).
+/// are narrow ([`RingDriver::new`](crate::ring::RingDriver::new) checks the bounds).
 #[derive(Default)]
 pub(super) struct FdTx {
     /// Data waiting for slots (one word until the fd first queues).
@@ -54,14 +54,14 @@ pub(super) struct FdTx {
     /// (`NonZero`: one word with the option; a send buffer is never empty.)
     pub(super) budget: Option<NonZeroU32>,
     /// This fd's slots in the ring not taken yet (fewer than a ring's slots,
-    /// [`pst::MAX_SLOTS`] at most).
+    /// [`pst::MAX_SLOTS`](crate::sys::abi::pst::MAX_SLOTS) at most).
     pub(super) inflight: u16,
     /// Bumped by `tx_drop_fd`, so slots of a previous connection on the same fd number
     /// are not reported to the new one. (A number is reused only once its slots left
     /// the ring, so wrapping around is harmless.)
     pub(super) gen: u16,
     /// 1 + this fd's entry in `sent_fds` (bytes taken, not reported yet); 0: none.
-    /// (At most one entry per fd, and fds are at most [`pst::MAX_FD`].)
+    /// (At most one entry per fd, and fds are at most [`pst::MAX_FD`](crate::sys::abi::pst::MAX_FD).)
     pub(super) sent_at: u16,
     pub(super) active: bool,
     /// Listed in `space_waiters` (out of credit with data queued).

@@ -264,7 +264,7 @@ impl TcpStream {
     /// where the backend gathers (io_uring). PASTE sends only from its port
     /// buffers, so on `paste` and `paste-emu` it is copied once into TX slots (a
     /// `Bytes` made with [`RxBuf::into_bytes`] too: see
-    /// [`SendData::Bytes`](paste_rt_core::SendData::Bytes)). Waits, like
+    /// [`SendData::Bytes`]). Waits, like
     /// [`send`](Self::send), only for backpressure.
     ///
     /// ```

@@ -117,7 +117,7 @@ impl SocketEngine {
 
     /// How many of the sends submitted since the last enter are quiet (and forgets
     /// them): only a wait that may block looks past them, and only when they were few
-    /// ([`FreshSends`]).
+    /// ([`FreshSends`](crate::fresh_sends::FreshSends)).
     #[inline(never)]
     fn quiet_sends(&mut self, wait: Wait, sink: &impl Sink) -> QuietCompletions {
         let blocks = wait.may_block();

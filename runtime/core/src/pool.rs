@@ -61,7 +61,6 @@ use crate::lent_bytes::PoolShared;
 use crate::remote_wake::RemoteWake;
 
 mod recycle;
-use recycle::RecycleRing;
 
 /// Default buffer size, as netmap's (2048 bytes).
 pub const DEFAULT_BUF_SIZE: u32 = 2048;
@@ -145,6 +144,22 @@ pub(crate) struct Meta {
 }
 
 pub(crate) const NO_INDEX: u32 = u32::MAX;
+
+/// The recycle ring's state (see the module docs). `descs` is null while none is
+/// attached.
+struct RecycleRing {
+    descs: Cell<*mut u8>,
+    mask: Cell<u32>,
+    /// Descriptors pushed (our tail), published to the consumer at every push.
+    tail: Cell<u16>,
+    /// Buffers pushed and not yet reported taken.
+    queued: Cell<u32>,
+    /// Released buffers go to the ring while `queued < target`.
+    target: Cell<u32>,
+    /// Where data starts inside each buffer offered, and how many bytes are offered.
+    addr_offset: Cell<u32>,
+    buf_len: Cell<u32>,
+}
 
 pub(crate) struct PoolInner {
     base: *mut u8,

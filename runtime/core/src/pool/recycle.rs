@@ -7,24 +7,8 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use super::{BufPool, BufState, PoolInner, RECYCLE_DESC_SIZE};
+use super::{BufPool, BufState, PoolInner, RecycleRing, RECYCLE_DESC_SIZE};
 use crate::buf::RxBuf;
-
-/// The recycle ring's state (see the module docs). `descs` is null while none is
-/// attached.
-pub(super) struct RecycleRing {
-    descs: Cell<*mut u8>,
-    mask: Cell<u32>,
-    /// Descriptors pushed (our tail), published to the consumer at every push.
-    tail: Cell<u16>,
-    /// Buffers pushed and not yet reported taken.
-    queued: Cell<u32>,
-    /// Released buffers go to the ring while `queued < target`.
-    target: Cell<u32>,
-    /// Where data starts inside each buffer offered, and how many bytes are offered.
-    addr_offset: Cell<u32>,
-    buf_len: Cell<u32>,
-}
 
 impl RecycleRing {
     pub(super) fn detached() -> RecycleRing {

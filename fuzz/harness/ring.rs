@@ -154,13 +154,26 @@ impl Harness {
         }
     }
 
-    /// Runs both directions until nothing is left anywhere.
+    /// Bytes moved so far in both directions, and bytes reported sent: a round of
+    /// [`flush`](Self::flush) that changes none of them made no progress.
+    fn moved(&self) -> (usize, usize, u64) {
+        let rx = self.m.rx_got.values().map(Vec::len).sum();
+        let tx = self.m.tx_wire.values().map(Vec::len).sum();
+        let reported = self.m.tx_reported.values().sum();
+        (rx, tx, reported)
+    }
+
+    /// Runs both directions until nothing is left anywhere: round after round while
+    /// any round moves bytes (a small port with one slot in flight per fd moves one
+    /// slot's worth per round), then a few more, which must move nothing.
     fn flush(&mut self) {
         self.app.clear();
         for fd in FDS {
             self.k.set_send_error(fd, None);
         }
-        for _ in 0..200 {
+        let mut idle_rounds = 0;
+        while idle_rounds < 8 {
+            let before = self.moved();
             self.d.tx_fill();
             self.k.txsync();
             self.drain(usize::MAX);
@@ -168,6 +181,7 @@ impl Harness {
             self.k.rxsync();
             self.walk(u32::MAX, false);
             self.check();
+            idle_rounds = if self.moved() == before { idle_rounds + 1 } else { 0 };
         }
     }
 }

@@ -57,6 +57,9 @@
 //! the rest in its per-fd table).
 //!
 //! It must never `read()` a registered socket or touch ring slots (the ring driver's).
+//!
+//! The poll set's layout is in the `poll_set` module, and what it asks a socket
+//! through its options (`SO_ERROR`, `SO_SNDBUF`) in `socket_options`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -67,10 +70,17 @@ use std::time::{Duration, Instant};
 
 use paste_rt_core::{BackendKind, RemoteWake, Shutdown, StartError, Stats, Wait};
 
-use crate::kernel::{set_linger_zero, with_socket, KernelConfig, KernelPort};
+use crate::kernel::{set_linger_zero, KernelConfig, KernelPort};
 use crate::provider_event::Event;
 use crate::ring::{DriverConfig, RingDriver};
 use crate::socket_watch::SocketWatch;
+
+mod poll_set;
+mod socket_options;
+
+use poll_set::poll_millis;
+pub use poll_set::{add_wanted_to_poll_set, build_fixed_poll_set, PollRole};
+pub use socket_options::{classify, raise_send_buffer, send_buffer_size, take_socket_error, SocketFault};
 
 /// Longest wait of a sync while sockets are registered (kernel ACKs ride syncs).
 pub const ACK_WAIT_CAP: Duration = Duration::from_millis(1);
@@ -83,24 +93,6 @@ pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// Most connections accepted from one listener per sync.
 const ACCEPT_BUDGET: u32 = 64;
-
-/// What one entry of the poll set is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PollRole {
-    /// The port fd: `POLLIN` runs txsync and rxsync.
-    Port,
-    /// The wake-up eventfd.
-    Wake,
-    /// The [`SocketWatch`]'s epoll fd (`POLLIN`: a registered socket's FIN, error or
-    /// hang-up waits to be taken).
-    Watch,
-    /// A listening socket (`POLLIN`: a connection waits).
-    Listener,
-    /// A socket whose connect is in progress (`POLLOUT`).
-    Connecting,
-    /// A registered socket whose send space the ring driver waits for (`POLLOUT`).
-    Space,
-}
 
 /// The state of one socket, as far as the poll set cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,90 +120,6 @@ pub enum SockState {
     },
     /// Reset, replaced by a placeholder: nothing to watch.
     Dead,
-}
-
-/// Builds the fixed part of the sync's poll set: port, wake-up and socket watch first
-/// (so the sockets' state is read after the port's txsync and rxsync), then the
-/// listeners not backing off (`POLLIN`). It changes only when a listener comes, goes,
-/// backs off or comes back, so it is kept between syncs. `roles[i]` says what
-/// `fds[i]` is.
-pub fn build_fixed_poll_set(
-    port: RawFd,
-    wake: RawFd,
-    watch: RawFd,
-    listeners: impl IntoIterator<Item = RawFd>,
-    fds: &mut Vec<libc::pollfd>,
-    roles: &mut Vec<PollRole>,
-) {
-    fds.clear();
-    roles.clear();
-    let mut add = |fd: RawFd, events: i16, role: PollRole| {
-        fds.push(libc::pollfd { fd, events, revents: 0 });
-        roles.push(role);
-    };
-    add(port, libc::POLLIN, PollRole::Port);
-    add(wake, libc::POLLIN, PollRole::Wake);
-    add(watch, libc::POLLIN, PollRole::Watch);
-    for fd in listeners {
-        add(fd, libc::POLLIN, PollRole::Listener);
-    }
-}
-
-/// Appends one sync's wanted part to a poll set cut back to its fixed part
-/// ([`build_fixed_poll_set`]): the connecting sockets (`POLLOUT`) and the registered
-/// sockets whose send space is wanted (`POLLOUT`). Its length follows what is asked
-/// for, never the number of connections held.
-pub fn add_wanted_to_poll_set(
-    connecting: impl IntoIterator<Item = RawFd>,
-    space_wanted: impl IntoIterator<Item = RawFd>,
-    fds: &mut Vec<libc::pollfd>,
-    roles: &mut Vec<PollRole>,
-) {
-    for fd in connecting {
-        fds.push(libc::pollfd { fd, events: libc::POLLOUT, revents: 0 });
-        roles.push(PollRole::Connecting);
-    }
-    for fd in space_wanted {
-        fds.push(libc::pollfd { fd, events: libc::POLLOUT, revents: 0 });
-        roles.push(PollRole::Space);
-    }
-}
-
-/// What `poll` said about a watched socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SocketFault {
-    /// Nothing wrong.
-    None,
-    /// Hang-up without error: both directions are done (our FIN and the peer's).
-    HangUp,
-    /// The socket failed (`SO_ERROR`): a reset (`ECONNRESET`), a timeout, ...
-    Error(i32),
-}
-
-/// Reads `SO_ERROR` (clearing it), 0 if there is none.
-pub fn take_socket_error(fd: RawFd) -> i32 {
-    let errno = |e: io::Error| e.raw_os_error().unwrap_or(libc::EIO);
-    match with_socket(fd, |s| s.take_error()) {
-        Ok(None) => 0,
-        Ok(Some(e)) | Err(e) => errno(e),
-    }
-}
-
-/// Classifies a watched socket's `revents`: `POLLERR` or `POLLHUP` make it read
-/// `SO_ERROR` (one system call); an error is a fault, a clean hang-up is not. A reset
-/// socket shows `POLLERR|POLLHUP` and `SO_ERROR == ECONNRESET` (docs/paste-abi.md §10).
-pub fn classify(fd: RawFd, revents: i16) -> SocketFault {
-    if revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) == 0 {
-        return SocketFault::None;
-    }
-    if revents & libc::POLLNVAL != 0 {
-        return SocketFault::Error(libc::EBADF);
-    }
-    match take_socket_error(fd) {
-        0 if revents & libc::POLLERR != 0 => SocketFault::Error(libc::ECONNRESET),
-        0 => SocketFault::HangUp,
-        e => SocketFault::Error(e),
-    }
 }
 
 #[derive(Debug)]
@@ -243,18 +151,6 @@ impl KSock {
             watched: false,
         }
     }
-}
-
-/// Reads `SO_SNDBUF`: the socket's send buffer as the kernel accounts it.
-pub fn send_buffer_size(fd: RawFd) -> io::Result<u32> {
-    with_socket(fd, |s| s.send_buffer_size()).map(|n| u32::try_from(n).unwrap_or(u32::MAX))
-}
-
-/// Asks for a send buffer of `bytes` (`SO_SNDBUF`; the kernel clamps the request to
-/// `net.core.wmem_max` and doubles it) and reads back what the socket got.
-pub fn raise_send_buffer(fd: RawFd, bytes: u32) -> io::Result<u32> {
-    with_socket(fd, |s| s.set_send_buffer_size(bytes as usize / 2))?;
-    send_buffer_size(fd)
 }
 
 /// The other threads' side of the wake-up eventfd.
@@ -892,26 +788,9 @@ impl KernelProvider {
     }
 }
 
-/// `wait_millis` as an unsigned number, no limit (-1) being `u32::MAX`: the larger
-/// the later, so limits combine with `min`.
-#[inline]
-fn poll_millis(limit: Option<Duration>) -> u32 {
-    paste_rt_core::wait_millis(limit) as u32
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_sockets::tcp_pair;
-    use std::io::Write;
-
-    fn poll_one(fd: RawFd, events: i16) -> i16 {
-        let mut p = libc::pollfd { fd, events, revents: 0 };
-        // SAFETY: one valid pollfd for the call; bounded wait.
-        let n = unsafe { libc::poll(&mut p, 1, 2000) };
-        assert!(n >= 0);
-        p.revents
-    }
 
     #[test]
     fn wait_limits_combine_in_milliseconds_rounded_up() {
@@ -922,94 +801,6 @@ mod tests {
         assert_eq!(ms(Some(Duration::from_millis(40)), poll_millis(Some(ACK_WAIT_CAP))), 1);
         assert_eq!(ms(Some(Duration::ZERO), poll_millis(Some(ACK_WAIT_CAP))), 0, "no wait");
         assert_eq!(ms(Some(Duration::from_millis(3)), poll_millis(Some(Duration::from_micros(4100)))), 3);
-    }
-
-    #[test]
-    fn the_poll_set_holds_what_is_asked_for_never_every_connection() {
-        let (mut fds, mut roles) = (Vec::new(), Vec::new());
-        build_fixed_poll_set(3, 4, 5, [10], &mut fds, &mut roles);
-        let fixed = fds.len();
-        add_wanted_to_poll_set([12], [18, 19], &mut fds, &mut roles);
-        let got: Vec<(RawFd, i16, PollRole)> = fds.iter().zip(&roles).map(|(p, r)| (p.fd, p.events, *r)).collect();
-        assert_eq!(
-            got,
-            vec![
-                (3, libc::POLLIN, PollRole::Port),
-                (4, libc::POLLIN, PollRole::Wake),
-                (5, libc::POLLIN, PollRole::Watch),
-                (10, libc::POLLIN, PollRole::Listener),
-                (12, libc::POLLOUT, PollRole::Connecting),
-                (18, libc::POLLOUT, PollRole::Space),
-                (19, libc::POLLOUT, PollRole::Space),
-            ]
-        );
-        // The next sync keeps the fixed part and asks for nothing else: a server
-        // holding many idle connections polls three fds and its listener.
-        fds.truncate(fixed);
-        roles.truncate(fixed);
-        add_wanted_to_poll_set([], [], &mut fds, &mut roles);
-        assert_eq!(fds.len(), 4);
-        assert_eq!(roles, [PollRole::Port, PollRole::Wake, PollRole::Watch, PollRole::Listener]);
-    }
-
-    #[test]
-    fn a_reset_shows_as_an_error_a_fin_does_not() {
-        // FIN: a watched socket (no events requested) stays quiet.
-        let (c, s) = tcp_pair();
-        c.shutdown(std::net::Shutdown::Write).unwrap();
-        let mut p = libc::pollfd { fd: s.as_raw_fd(), events: 0, revents: 0 };
-        // SAFETY: one valid pollfd; zero timeout.
-        assert_eq!(unsafe { libc::poll(&mut p, 1, 50) }, 0, "FIN alone raises nothing: {:#x}", p.revents);
-        assert_eq!(classify(s.as_raw_fd(), p.revents), SocketFault::None);
-
-        // RST: POLLERR|POLLHUP and SO_ERROR = ECONNRESET, read once.
-        let (c, s) = tcp_pair();
-        socket2::SockRef::from(&c).set_linger(Some(Duration::ZERO)).unwrap();
-        drop(c);
-        let rev = poll_one(s.as_raw_fd(), 0);
-        assert!(rev & libc::POLLERR != 0 && rev & libc::POLLHUP != 0, "revents {rev:#x}");
-        assert_eq!(classify(s.as_raw_fd(), rev), SocketFault::Error(libc::ECONNRESET));
-        assert_eq!(take_socket_error(s.as_raw_fd()), 0, "SO_ERROR reads once");
-    }
-
-    #[test]
-    fn the_send_buffer_is_read_from_the_socket() {
-        let (_c, s) = tcp_pair();
-        let n = send_buffer_size(s.as_raw_fd()).unwrap();
-        assert!(n >= 4096, "SO_SNDBUF {n}");
-        socket2::SockRef::from(&s).set_send_buffer_size(65536).unwrap();
-        assert_eq!(send_buffer_size(s.as_raw_fd()).unwrap(), 2 * 65536, "the kernel doubles what is set");
-        assert!(send_buffer_size(-1).is_err());
-    }
-
-    #[test]
-    fn the_send_buffer_is_raised_as_far_as_the_system_allows() {
-        let (_c, s) = tcp_pair();
-        let before = send_buffer_size(s.as_raw_fd()).unwrap();
-        let got = raise_send_buffer(s.as_raw_fd(), MIN_SEND_BUFFER).unwrap();
-        let wmem_max: u32 = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-            .unwrap_or(0);
-        if wmem_max >= MIN_SEND_BUFFER / 2 {
-            assert_eq!(got, MIN_SEND_BUFFER, "asked for half: the kernel doubles it");
-        } else {
-            assert!(got >= before.min(2 * wmem_max), "clamped by wmem_max {wmem_max}: {got}");
-        }
-        assert_eq!(send_buffer_size(s.as_raw_fd()).unwrap(), got);
-        assert!(raise_send_buffer(-1, MIN_SEND_BUFFER).is_err());
-    }
-
-    #[test]
-    fn both_sides_done_is_a_clean_hang_up() {
-        let (mut c, s) = tcp_pair();
-        c.write_all(b"x").unwrap();
-        c.shutdown(std::net::Shutdown::Write).unwrap();
-        // SAFETY: plain shutdown of our own socket.
-        unsafe { libc::shutdown(s.as_raw_fd(), libc::SHUT_WR) };
-        let rev = poll_one(s.as_raw_fd(), 0);
-        assert!(rev & libc::POLLHUP != 0, "revents {rev:#x}");
-        assert_eq!(classify(s.as_raw_fd(), rev), SocketFault::HangUp);
     }
 
     #[test]

@@ -10,13 +10,10 @@
 use std::io;
 
 use io_uring::Submitter;
-use paste_rt_core::{BufPool, RECYCLE_DESC_SIZE};
+use paste_rt_core::BufPool;
 
+use crate::ring_mapping::RingMapping;
 pub use crate::ring_mapping::MAX_ENTRIES;
-use crate::ring_mapping::{RingMapping, DESC_SIZE};
-
-// The pool writes the descriptors the mapping holds: the same layout.
-const _: () = assert!(RECYCLE_DESC_SIZE == DESC_SIZE);
 
 /// A registered provided-buffer ring attached to a pool; see the module docs.
 pub struct PoolRing {

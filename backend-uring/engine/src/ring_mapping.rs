@@ -14,8 +14,12 @@ use std::ptr::NonNull;
 
 use io_uring::Submitter;
 
-/// Bytes per descriptor (`struct io_uring_buf`: addr, len, bid, and the tail's room).
-pub const DESC_SIZE: usize = 16;
+/// Bytes per descriptor (`struct io_uring_buf`: addr, len, bid, and the tail's room):
+/// the layout the pool's recycle ring writes, so core's constant.
+pub const DESC_SIZE: usize = paste_rt_core::RECYCLE_DESC_SIZE;
+
+// The kernel's layout, as the io_uring crate declares it.
+const _: () = assert!(std::mem::size_of::<io_uring::types::BufRingEntry>() == DESC_SIZE);
 
 /// Most descriptors the kernel accepts in one buffer ring.
 pub const MAX_ENTRIES: u32 = 32768;
